@@ -1,0 +1,115 @@
+//! The command line: parsing with clap, one file per subcommand, and exit
+//! codes (0 success, 1 runtime failure, 2 usage or config error).
+
+mod check;
+mod history;
+mod run;
+mod show;
+mod token;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, DEFAULT_PATH};
+use crate::store::StoreError;
+
+/// hookrelay: webhooks in, stored in SQLite, forwarded with retries.
+#[derive(Parser, Debug)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config file.
+    #[arg(short, long, global = true, env = "HOOKRELAY_CONFIG", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon (systemd's ExecStart).
+    Run,
+    /// Validate the config and print each webhook address.
+    Check,
+    /// Print a new random token for a processing.
+    Token,
+    /// List received operations, newest first.
+    History(history::Args),
+    /// Show one operation: fields, warnings, deliveries and every attempt.
+    Show(show::Args),
+}
+
+/// Why a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or a bad config: exit 2.
+    Usage(String),
+    /// Something went wrong at run time: exit 1.
+    Runtime(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::Usage(err.to_string())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure::Runtime(err.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Failure::Runtime(err.to_string())
+    }
+}
+
+/// Parses the command line, runs the command, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match &cli.command {
+        Command::Run => run::run(&cli),
+        Command::Check => check::run(&cli),
+        Command::Token => token::run(),
+        Command::History(args) => history::run(&cli, args),
+        Command::Show(args) => show::run(&cli, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("hookrelay: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("hookrelay: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // journald stamps each line itself; a terminal or a file needs the time.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.format_timestamp(None).format_target(false);
+    } else if !std::io::stderr().is_terminal() {
+        builder.format_timestamp_millis();
+    }
+    builder.init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    Ok(Config::load(&cli.config)?)
+}
+
+/// Milliseconds since the epoch as RFC 3339, to the millisecond.
+fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}

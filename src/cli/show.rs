@@ -1,0 +1,118 @@
+//! `hookrelay show ID`: one operation with its fields, warnings,
+//! deliveries and every attempt.
+
+use serde_json::json;
+
+use super::{load_config, rfc3339, Cli, Failure};
+use crate::store::{OperationView, Reader};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The operation id, as `history` lists it.
+    id: i64,
+    /// Print one JSON object for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    let reader = Reader::open(&config.storage.path)?;
+    let op = reader
+        .operation(args.id)?
+        .ok_or_else(|| Failure::Runtime(format!("no operation {}", args.id)))?;
+    if args.json {
+        println!("{}", to_json(&op));
+    } else {
+        print_text(&op);
+    }
+    Ok(())
+}
+
+/// The stable JSON shape of `show --json`.
+fn to_json(op: &OperationView) -> serde_json::Value {
+    let deliveries: Vec<_> = op
+        .deliveries
+        .iter()
+        .map(|d| {
+            let attempts: Vec<_> = d
+                .attempts
+                .iter()
+                .map(|a| {
+                    json!({
+                        "started_at": rfc3339(a.started_at),
+                        "duration_ms": a.duration_ms,
+                        "request": a.request,
+                        "http_status": a.http_status,
+                        "response_body": a.response_body,
+                        "error": a.error,
+                    })
+                })
+                .collect();
+            json!({
+                "id": d.id,
+                "action": d.action,
+                "status": d.status.as_str(),
+                "request": d.request,
+                "next_attempt_at": rfc3339(d.next_attempt_at),
+                "last_error": d.last_error,
+                "attempts": attempts,
+            })
+        })
+        .collect();
+    json!({
+        "id": op.summary.id,
+        "processing": op.summary.processing,
+        "received_at": rfc3339(op.summary.received_at),
+        "status": op.summary.status.as_str(),
+        "reason": op.summary.reason,
+        "remote_addr": op.remote_addr,
+        "method": op.method,
+        "query": String::from_utf8_lossy(&op.raw_query),
+        "content_type": op.content_type,
+        "body": String::from_utf8_lossy(&op.raw_body),
+        "charset": op.charset,
+        "fields": op.fields,
+        "warnings": op.warnings,
+        "deliveries": deliveries,
+    })
+}
+
+fn print_text(op: &OperationView) {
+    let s = &op.summary;
+    println!("operation {}  {}  {}", s.id, s.processing, s.status);
+    if let Some(reason) = &s.reason {
+        println!("reason:    {reason}");
+    }
+    println!("received:  {} from {} ({} {})", rfc3339(s.received_at), op.remote_addr, op.method, op.charset);
+    println!("fields:");
+    let width = op.fields.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    for (name, value) in &op.fields {
+        println!("  {name:<width$}  {value}");
+    }
+    if op.fields.is_empty() {
+        println!("  (none)");
+    }
+    for warning in &op.warnings {
+        println!("warning:   {warning}");
+    }
+    for d in &op.deliveries {
+        println!("delivery {}  action {}  {}", d.id, d.action, d.status);
+        println!("  request: {}", d.request);
+        if matches!(d.status, crate::store::DeliveryStatus::Retrying | crate::store::DeliveryStatus::Pending) {
+            println!("  next attempt: {}", rfc3339(d.next_attempt_at));
+        }
+        for (n, a) in d.attempts.iter().enumerate() {
+            let outcome = match (a.http_status, &a.error) {
+                (_, Some(err)) => err.clone(),
+                (Some(status), None) => format!("HTTP {status}"),
+                (None, None) => "no answer".into(),
+            };
+            println!("  attempt {}  {}  {} ms  {}", n + 1, rfc3339(a.started_at), a.duration_ms, outcome);
+            if let Some(body) = a.response_body.as_deref().filter(|b| !b.is_empty()) {
+                let first_line = body.lines().next().unwrap_or("");
+                println!("    response: {}", first_line.chars().take(120).collect::<String>());
+            }
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! The TOML configuration: schema, defaults, durations, validation.
+//!
+//! The file is deserialized strictly into `Raw*` structs, then resolved into
+//! [`Config`], which has every default filled in, every template parsed and
+//! every path made absolute, so the rest of the program never re-checks it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::template::{Escape, Template, TemplateError};
+
+/// Where the daemon looks when neither `-c` nor `HOOKRELAY_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/hookrelay/config.toml";
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+const DEFAULT_DB_PATH: &str = "/var/lib/hookrelay/hookrelay.db";
+const DEFAULT_KEEP_DAYS: u32 = 90;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_ATTEMPTS: u32 = 12;
+const DEFAULT_FIRST_DELAY: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2 * 3600);
+const DEFAULT_WORKERS: usize = 8;
+const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 86400);
+const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_RESPONSE_STATUS: u16 = 200;
+const DEFAULT_RESPONSE_BODY: &str = "ok";
+/// Shortest token accepted: 22 URL-safe base64 characters carry 128 bits.
+pub const MIN_TOKEN_LEN: usize = 22;
+
+/// A configuration error, one line, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A string that prints as `MASKED` in `Debug` and `Display`, so logging a
+/// config never leaks it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the few places that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MASKED")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MASKED")
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub server: Server,
+    pub storage: Storage,
+    pub delivery: Delivery,
+    pub notify: Option<Notify>,
+    pub processings: Vec<Processing>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub public_url: Option<Url>,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// Absolute path of the SQLite file.
+    pub path: PathBuf,
+    pub keep_days: u32,
+}
+
+/// `[delivery]`: pool size and the defaults every action inherits.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub workers: usize,
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+/// A retry budget: total attempts and the backoff bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// `[notify]`: parsed and checked now, used by the notifier.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub email_to: Vec<String>,
+    pub email_from: Option<String>,
+    pub smtp: Option<Secret>,
+    pub sendmail: Option<PathBuf>,
+    pub min_interval: Duration,
+}
+
+/// One `[[processing]]`: a webhook address and the actions run for each event.
+#[derive(Debug, Clone)]
+pub struct Processing {
+    pub name: String,
+    pub enabled: bool,
+    pub token: Secret,
+    /// Upper-case HTTP methods the webhook accepts.
+    pub methods: Vec<String>,
+    pub response: Response,
+    pub require: Vec<String>,
+    pub dedupe: Option<Template>,
+    pub dedupe_window: Duration,
+    /// Field/value pairs that must all match, in file order.
+    pub when: Vec<(String, String)>,
+    pub actions: Vec<Action>,
+}
+
+/// What the sender of a webhook gets back once the event is stored.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+}
+
+/// The HTTP method of an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    /// The method as it goes on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One `[[processing.action]]`: an outgoing request template.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub method: Method,
+    pub url: Template,
+    /// Query parameters appended to the URL, in file order.
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    pub content_type: Option<String>,
+    pub expect_body: Option<String>,
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+impl Config {
+    /// Reads and resolves the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Absolute, so relative paths inside stay right whatever the cwd later is.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths resolve beside it).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: err.message().replace('\n', " "),
+            }
+        })?;
+        raw.resolve(path).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// The processing a token belongs to, by name.
+    pub fn processing(&self, name: &str) -> Option<&Processing> {
+        self.processings.iter().find(|p| p.name == name)
+    }
+
+    /// The address a sender must call for `processing`.
+    pub fn webhook_url(&self, processing: &Processing) -> String {
+        let base = match &self.server.public_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None if self.server.listen.ip().is_unspecified() => {
+                format!("http://<this-host>:{}", self.server.listen.port())
+            }
+            None => format!("http://{}", self.server.listen),
+        };
+        format!("{base}/hook/{}", processing.token.expose())
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+/// A duration written as a string such as `"30s"`, `"15m"`, `"2h"`, `"30d"`.
+#[derive(Clone, Copy, Debug)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map(Dur).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{text}`: {err} (write e.g. \"30s\", \"15m\", \"2h\", \"30d\")"
+            ))
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    delivery: RawDelivery,
+    notify: Option<RawNotify>,
+    #[serde(default)]
+    processing: Vec<RawProcessing>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    admin_listen: Option<String>,
+    admin_token: Option<Secret>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<PathBuf>,
+    keep_days: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    workers: Option<usize>,
+    timeout: Option<Dur>,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u32>,
+    first_delay: Option<Dur>,
+    max_delay: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default)]
+    email_to: Vec<String>,
+    email_from: Option<String>,
+    smtp: Option<Secret>,
+    sendmail: Option<PathBuf>,
+    min_interval: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcessing {
+    name: String,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    token: Secret,
+    methods: Option<Vec<String>>,
+    response: Option<RawResponse>,
+    #[serde(default)]
+    require: Vec<String>,
+    dedupe: Option<String>,
+    dedupe_window: Option<Dur>,
+    #[serde(default)]
+    when: toml::Table,
+    #[serde(default)]
+    action: Vec<RawAction>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResponse {
+    status: Option<u16>,
+    body: Option<String>,
+    content_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    name: String,
+    method: Option<String>,
+    url: String,
+    #[serde(default)]
+    query: toml::Table,
+    #[serde(default)]
+    headers: toml::Table,
+    body: Option<String>,
+    content_type: Option<String>,
+    expect_body: Option<String>,
+    timeout: Option<Dur>,
+    retry: Option<RawRetry>,
+}
+
+fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080"))
+}
+
+impl RawConfig {
+    fn resolve(self, path: &Path) -> Result<Config, String> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let server = self.server.resolve()?;
+        let storage = Storage {
+            path: base.join(self.storage.path.unwrap_or_else(|| DEFAULT_DB_PATH.into())),
+            keep_days: self.storage.keep_days.unwrap_or(DEFAULT_KEEP_DAYS),
+        };
+        if storage.keep_days == 0 {
+            return Err("storage.keep_days: must be at least 1".into());
+        }
+        let default_retry = Retry {
+            attempts: DEFAULT_ATTEMPTS,
+            first_delay: DEFAULT_FIRST_DELAY,
+            max_delay: DEFAULT_MAX_DELAY,
+        };
+        let delivery = Delivery {
+            workers: self.delivery.workers.unwrap_or(DEFAULT_WORKERS),
+            timeout: self.delivery.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            retry: self.delivery.retry.over(default_retry).map_err(|e| format!("delivery.retry: {e}"))?,
+        };
+        if !(1..=256).contains(&delivery.workers) {
+            return Err("delivery.workers: must be between 1 and 256".into());
+        }
+        if delivery.timeout.is_zero() {
+            return Err("delivery.timeout: must be longer than zero".into());
+        }
+        let notify = self.notify.map(|n| n.resolve(base)).transpose()?;
+
+        let mut processings = Vec::new();
+        let mut names = HashSet::new();
+        let mut tokens = HashSet::new();
+        for raw in self.processing {
+            let name = raw.name.clone();
+            if !names.insert(name.clone()) {
+                return Err(format!("processing `{name}`: the name is used twice"));
+            }
+            if !tokens.insert(raw.token.expose().to_string()) {
+                return Err(format!("processing `{name}`: token: the same token is used by another processing"));
+            }
+            let processing = raw
+                .resolve(&delivery)
+                .map_err(|e| format!("processing `{name}`: {e}"))?;
+            processings.push(processing);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            server,
+            storage,
+            delivery,
+            notify,
+            processings,
+        })
+    }
+}
+
+impl RawServer {
+    fn resolve(self) -> Result<Server, String> {
+        let listen = socket_addr("server.listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let admin_listen = socket_addr(
+            "server.admin_listen",
+            self.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+        )?;
+        if !admin_listen.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(format!(
+                "server.admin_listen: `{admin_listen}` is not a loopback address; set server.admin_token to expose it"
+            ));
+        }
+        let public_url = self
+            .public_url
+            .map(|text| {
+                Url::parse(&text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| format!("server.public_url: `{text}` is not an http(s) URL"))
+            })
+            .transpose()?;
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err("server.max_body_bytes: must be at least 1".into());
+        }
+        Ok(Server {
+            listen,
+            public_url,
+            admin_listen,
+            admin_token: self.admin_token,
+            max_body_bytes,
+        })
+    }
+}
+
+impl RawRetry {
+    /// Fills unset keys from `defaults` and checks the result.
+    fn over(&self, defaults: Retry) -> Result<Retry, String> {
+        let retry = Retry {
+            attempts: self.attempts.unwrap_or(defaults.attempts),
+            first_delay: self.first_delay.map_or(defaults.first_delay, |d| d.0),
+            max_delay: self.max_delay.map_or(defaults.max_delay, |d| d.0),
+        };
+        if retry.attempts == 0 {
+            return Err("attempts: must be at least 1".into());
+        }
+        if retry.first_delay.is_zero() {
+            return Err("first_delay: must be longer than zero".into());
+        }
+        if retry.max_delay < retry.first_delay {
+            return Err("max_delay: must not be shorter than first_delay".into());
+        }
+        Ok(retry)
+    }
+}
+
+impl RawNotify {
+    fn resolve(self, base: &Path) -> Result<Notify, String> {
+        if self.smtp.is_some() && self.sendmail.is_some() {
+            return Err("notify: set either smtp or sendmail, not both".into());
+        }
+        if self.email_to.is_empty() {
+            return Err("notify.email_to: name at least one address".into());
+        }
+        if self.smtp.is_none() && self.sendmail.is_none() {
+            return Err("notify: set smtp = \"smtps://user:password@host:465\" or sendmail = \"/usr/sbin/sendmail\"".into());
+        }
+        if let Some(smtp) = &self.smtp {
+            let scheme = Url::parse(smtp.expose()).map(|u| u.scheme().to_string());
+            if !matches!(scheme.as_deref(), Ok("smtp" | "smtps")) {
+                return Err("notify.smtp: must be an smtp:// or smtps:// URL".into());
+            }
+        }
+        Ok(Notify {
+            email_to: self.email_to,
+            email_from: self.email_from,
+            smtp: self.smtp,
+            sendmail: self.sendmail.map(|p| base.join(p)),
+            min_interval: self.min_interval.map_or(DEFAULT_MIN_INTERVAL, |d| d.0),
+        })
+    }
+}
+
+fn parse_template(key: &str, source: &str) -> Result<Template, String> {
+    Template::parse(source).map_err(|e: TemplateError| format!("{key}: template `{source}`: {e}"))
+}
+
+/// Turns a TOML table of strings into ordered pairs, naming `key` on error.
+fn string_pairs(key: &str, table: toml::Table) -> Result<Vec<(String, String)>, String> {
+    table
+        .into_iter()
+        .map(|(name, value)| match value {
+            toml::Value::String(text) => Ok((name, text)),
+            other => Err(format!(
+                "{key}.{name}: must be a string, found {}",
+                other.type_str()
+            )),
+        })
+        .collect()
+}
+
+impl RawProcessing {
+    fn resolve(self, delivery: &Delivery) -> Result<Processing, String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err("name: use only a-z, 0-9 and `-`".into());
+        }
+        let token = self.token.expose();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "token: too short ({} characters, need at least {MIN_TOKEN_LEN}); `hookrelay token` prints a good one",
+                token.len()
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err("token: use only A-Z, a-z, 0-9, `-` and `_`".into());
+        }
+        let methods = match self.methods {
+            None => vec!["GET".to_string(), "POST".to_string()],
+            Some(list) => list
+                .into_iter()
+                .map(|m| {
+                    let upper = m.to_ascii_uppercase();
+                    if matches!(upper.as_str(), "GET" | "POST") {
+                        Ok(upper)
+                    } else {
+                        Err(format!("methods: `{m}` is not GET or POST"))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if methods.is_empty() {
+            return Err("methods: name at least one of GET, POST".into());
+        }
+        let response = match self.response {
+            None => Response {
+                status: DEFAULT_RESPONSE_STATUS,
+                body: DEFAULT_RESPONSE_BODY.into(),
+                content_type: "text/plain; charset=utf-8".into(),
+            },
+            Some(raw) => Response {
+                status: raw.status.unwrap_or(DEFAULT_RESPONSE_STATUS),
+                body: raw.body.unwrap_or_else(|| DEFAULT_RESPONSE_BODY.into()),
+                content_type: raw
+                    .content_type
+                    .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            },
+        };
+        if !(200..=299).contains(&response.status) {
+            return Err(format!(
+                "response.status: {} is not a 2xx status; the sender must see success",
+                response.status
+            ));
+        }
+        if let Some(field) = self.require.iter().find(|f| f.trim().is_empty()) {
+            return Err(format!("require: `{field}` is not a field name"));
+        }
+        let dedupe = self
+            .dedupe
+            .as_deref()
+            .map(|source| parse_template("dedupe", source))
+            .transpose()?;
+        let when = string_pairs("when", self.when)?;
+        if self.action.is_empty() {
+            return Err("add at least one [[processing.action]]".into());
+        }
+        let mut actions = Vec::new();
+        for raw in self.action {
+            let name = raw.name.clone();
+            if actions.iter().any(|a: &Action| a.name == name) {
+                return Err(format!("action `{name}`: the name is used twice"));
+            }
+            actions.push(raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?);
+        }
+        Ok(Processing {
+            name: self.name,
+            enabled: self.enabled,
+            token: self.token,
+            methods,
+            response,
+            require: self.require,
+            dedupe,
+            dedupe_window: self.dedupe_window.map_or(DEFAULT_DEDUPE_WINDOW, |d| d.0),
+            when,
+            actions,
+        })
+    }
+}
+
+impl RawAction {
+    fn resolve(self, delivery: &Delivery) -> Result<Action, String> {
+        if self.name.trim().is_empty() {
+            return Err("name: must not be empty".into());
+        }
+        let method = match self.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("GET") => Method::Get,
+            Some("POST") => Method::Post,
+            Some(other) => return Err(format!("method: `{other}` is not GET or POST")),
+        };
+        let url = parse_template("url", &self.url)?;
+        // Every field rendered as "x" shows whether the fixed parts form a URL.
+        let sample = url.render(|_| Some("x"), Escape::Url).text;
+        match Url::parse(&sample) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return Err(format!("url: `{}` is not an http(s) URL", self.url)),
+        }
+        let query = string_pairs("query", self.query)?
+            .into_iter()
+            .map(|(name, source)| Ok((name.clone(), parse_template(&format!("query.{name}"), &source)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let headers = string_pairs("headers", self.headers)?
+            .into_iter()
+            .map(|(name, source)| {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                    return Err(format!("headers: `{name}` is not a valid header name"));
+                }
+                Ok((name.clone(), parse_template(&format!("headers.{name}"), &source)?))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let body = self
+            .body
+            .as_deref()
+            .map(|source| parse_template("body", source))
+            .transpose()?;
+        if body.is_some() && method == Method::Get {
+            return Err("body: only a POST action sends a body".into());
+        }
+        if self.content_type.is_some() && body.is_none() {
+            return Err("content_type: set a body too".into());
+        }
+        let timeout = self.timeout.map_or(delivery.timeout, |d| d.0);
+        if timeout.is_zero() {
+            return Err("timeout: must be longer than zero".into());
+        }
+        let retry = match &self.retry {
+            Some(raw) => raw.over(delivery.retry).map_err(|e| format!("retry.{e}"))?,
+            None => delivery.retry,
+        };
+        Ok(Action {
+            name: self.name,
+            method,
+            url,
+            query,
+            headers,
+            body,
+            content_type: self.content_type,
+            expect_body: self.expect_body,
+            timeout,
+            retry,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures(dir: &str) -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The shipped example parses and points its database beside itself.
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.storage.path, path.parent().unwrap().join("hookrelay.db"));
+        assert!(config.server.listen.ip().is_loopback());
+        assert!(!config.processings.is_empty());
+    }
+
+    /// Each broken config fails with the message on its first line (`# error: …`).
+    #[test]
+    fn broken_configs_fail_with_their_message() {
+        let files = fixtures("tests/config/broken");
+        assert!(files.len() >= 10, "fixtures missing: found {}", files.len());
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let expected = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# error: "))
+                .unwrap_or_else(|| panic!("{}: first line must be `# error: …`", file.display()));
+            let err = Config::load(&file).expect_err(&file.display().to_string()).to_string();
+            let shown = err.strip_prefix(&format!("{}", file.display())).unwrap_or(&err);
+            assert_eq!(shown, expected, "{}", file.display());
+        }
+    }
+
+    /// Secrets print as MASKED in Debug output of the whole config.
+    #[test]
+    fn debug_masks_secrets() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = Config::load(&path).unwrap();
+        let token = config.processings[0].token.expose().to_string();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(&token));
+        assert!(debug.contains("MASKED"));
+    }
+
+    /// Action settings fall back to [delivery], key by key.
+    #[test]
+    fn action_inherits_delivery_defaults() {
+        let text = r#"
+            [delivery]
+            timeout = "5s"
+            retry = { attempts = 3, first_delay = "1s" }
+            [[processing]]
+            name = "p"
+            token = "abcdefghijklmnopqrstuvwxyz"
+            [[processing.action]]
+            name = "a"
+            url = "http://127.0.0.1/x?{{id}}"
+            retry = { max_delay = "10m" }
+        "#;
+        let config = Config::parse(text, Path::new("/etc/hookrelay/c.toml")).unwrap();
+        let action = &config.processings[0].actions[0];
+        assert_eq!(action.timeout, Duration::from_secs(5));
+        assert_eq!(
+            action.retry,
+            Retry {
+                attempts: 3,
+                first_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(config.storage.path, Path::new("/var/lib/hookrelay/hookrelay.db"));
+    }
+
+    /// Byte offsets become 1-based line and column.
+    #[test]
+    fn line_columns() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+}

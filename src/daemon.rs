@@ -1,0 +1,101 @@
+//! `hookrelay run`: opens the store, starts the writer thread, the delivery
+//! workers and the webhook listener, and stops them in order on a signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::ingest::{self, Shared};
+use crate::{deliver, store};
+
+/// How long a stop waits for delivery attempts in flight to finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long a stop waits for the writer to commit what is queued.
+const WRITER_DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs the daemon on the configured address until SIGTERM or SIGINT.
+pub fn main(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookrelay-io")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        run(config, listener, stop_signal()).await
+    })
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let (waker, signals) = deliver::channel();
+    let on_commit = {
+        let waker = waker.clone();
+        Box::new(move || waker.wake())
+    };
+    let path = config.storage.path.clone();
+    let (writer, writer_thread) = tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
+        .await?
+        .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
+    let deliverer = deliver::start(writer.clone(), config.delivery.workers, (waker, signals))
+        .context("starting the delivery workers")?;
+
+    log::info!(
+        "listening for webhooks on {}; database {}",
+        listener.local_addr()?,
+        config.storage.path.display()
+    );
+    for p in &config.processings {
+        log::info!(
+            "processing `{}`: {} action(s){}",
+            p.name,
+            p.actions.len(),
+            if p.enabled { "" } else { ", disabled: requests are held" }
+        );
+    }
+    let shared = Arc::new(Shared::new(Arc::clone(&config), writer));
+    ingest::serve(listener, Arc::clone(&shared), shutdown).await;
+    drop(shared);
+
+    log::info!("stopping: no new webhooks; finishing delivery attempts in flight");
+    let busy = tokio::task::spawn_blocking(move || deliverer.stop(STOP_GRACE)).await?;
+    if busy > 0 {
+        log::warn!("{busy} delivery attempts did not finish in time; they will be retried after a restart");
+    }
+    let deadline = Instant::now() + WRITER_DRAIN;
+    while !writer_thread.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !writer_thread.is_finished() {
+        log::warn!("the database writer was still busy at exit");
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (systemctl stop) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                log::error!("cannot listen for a signal: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = wait(SignalKind::terminate()) => log::info!("SIGTERM received"),
+        () = wait(SignalKind::interrupt()) => log::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,240 @@
+//! Delivery: a scheduler thread claims due deliveries from the store and
+//! hands them to a fixed pool of worker threads that share one ureq agent.
+//!
+//! Everything here is plain threads: ureq blocks, and so do the writer's
+//! replies. The scheduler sleeps until the next delivery is due, a commit
+//! wakes it, or [`POLL_INTERVAL`] passes (which also picks up work queued by
+//! another process, such as `hookrelay replay`).
+
+pub mod retry;
+pub mod send;
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::store::{now_ms, AttemptRecord, DueDelivery, Outcome, Writer};
+use retry::{classify, next_step, Policy, Verdict};
+
+/// Longest the scheduler sleeps without looking at the database.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What wakes the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub enum Signal {
+    /// Something was committed; there may be new work.
+    Committed,
+    /// A worker finished an attempt and waits for another.
+    WorkerIdle,
+    /// Stop claiming work.
+    Stop,
+}
+
+/// Sends [`Signal`]s to the scheduler; cheap to clone.
+#[derive(Clone)]
+pub struct Waker(Sender<Signal>);
+
+impl Waker {
+    /// Tells the scheduler that new work may be due.
+    pub fn wake(&self) {
+        let _ = self.0.send(Signal::Committed);
+    }
+}
+
+/// A waker and the receiving end the scheduler will own.
+pub fn channel() -> (Waker, Receiver<Signal>) {
+    let (tx, rx) = mpsc::channel();
+    (Waker(tx), rx)
+}
+
+/// The running scheduler and workers.
+pub struct Deliverer {
+    signals: Sender<Signal>,
+    scheduler: JoinHandle<()>,
+    exited: Receiver<()>,
+    workers: usize,
+}
+
+/// Starts `workers` worker threads and the scheduler that feeds them.
+pub fn start(writer: Writer, workers: usize, signals: (Waker, Receiver<Signal>)) -> std::io::Result<Deliverer> {
+    let (waker, rx) = signals;
+    // A rendezvous channel: a job is handed over only to a worker that is
+    // waiting, so a stop never leaves claimed jobs sitting in a queue.
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<DueDelivery>(0);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let (exited_tx, exited) = mpsc::channel();
+    let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
+    for n in 0..workers {
+        let worker = Worker {
+            agent: agent.clone(),
+            jobs: Arc::clone(&jobs_rx),
+            writer: writer.clone(),
+            idle: waker.0.clone(),
+            exited: exited_tx.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("deliver-{n}"))
+            .spawn(move || worker.run())?;
+    }
+    let scheduler = std::thread::Builder::new()
+        .name("deliver-scheduler".into())
+        .spawn(move || schedule(writer, workers, rx, jobs_tx))?;
+    Ok(Deliverer {
+        signals: waker.0,
+        scheduler,
+        exited,
+        workers,
+    })
+}
+
+impl Deliverer {
+    /// Stops claiming work and waits up to `grace` for attempts in flight to
+    /// finish and be recorded. Returns how many workers were still busy.
+    pub fn stop(self, grace: Duration) -> usize {
+        let _ = self.signals.send(Signal::Stop);
+        let _ = self.scheduler.join();
+        let deadline = Instant::now() + grace;
+        let mut finished = 0;
+        while finished < self.workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.exited.recv_timeout(left) {
+                Ok(()) => finished += 1,
+                Err(_) => break,
+            }
+        }
+        self.workers - finished
+    }
+}
+
+fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: SyncSender<DueDelivery>) {
+    let mut idle = workers;
+    loop {
+        let mut wait = POLL_INTERVAL;
+        if idle > 0 {
+            let now = now_ms();
+            match writer.claim_due(now, idle) {
+                Ok(claimed) => {
+                    for due in claimed.due {
+                        if jobs.send(due).is_err() {
+                            return;
+                        }
+                        idle -= 1;
+                    }
+                    if let Some(next) = claimed.next_due {
+                        wait = wait.min(Duration::from_millis((next - now).max(0) as u64));
+                    }
+                }
+                Err(err) => log::error!("cannot claim due deliveries: {err}"),
+            }
+        }
+        if idle == 0 {
+            wait = POLL_INTERVAL;
+        }
+        let mut signal = signals.recv_timeout(wait);
+        loop {
+            match signal {
+                Ok(Signal::WorkerIdle) => idle += 1,
+                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            signal = signals.try_recv().map_err(|e| match e {
+                mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            });
+            if matches!(signal, Err(RecvTimeoutError::Timeout)) {
+                break;
+            }
+        }
+    }
+}
+
+struct Worker {
+    agent: ureq::Agent,
+    jobs: Arc<Mutex<Receiver<DueDelivery>>>,
+    writer: Writer,
+    idle: Sender<Signal>,
+    exited: Sender<()>,
+}
+
+impl Worker {
+    fn run(self) {
+        loop {
+            let job = match self.jobs.lock() {
+                Ok(jobs) => jobs.recv(),
+                Err(_) => break,
+            };
+            let Ok(job) = job else { break };
+            let record = attempt(&self.agent, &job);
+            if let Err(err) = self.writer.record(record) {
+                log::error!("delivery {}: cannot record the attempt: {err}", job.id);
+            }
+            let _ = self.idle.send(Signal::WorkerIdle);
+        }
+        let _ = self.exited.send(());
+    }
+}
+
+/// Makes one attempt and decides what the delivery becomes.
+fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let result = send::send(agent, job);
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let d = &job.request;
+    let (verdict, http_status, response_body, error) = match result {
+        Ok(answer) => {
+            let verdict = classify(answer.status, answer.expected_found, answer.retry_after);
+            let error = (!answer.expected_found && (200..300).contains(&answer.status)).then(|| {
+                format!("response lacks the expected text `{}`", d.expect_body.as_deref().unwrap_or(""))
+            });
+            (verdict, Some(answer.status), Some(answer.body_head), error)
+        }
+        Err(err) => (Verdict::Retry { retry_after: None }, None, None, Some(err)),
+    };
+    let policy = Policy {
+        attempts: d.max_attempts,
+        first_delay: Duration::from_millis(d.first_delay_ms),
+        max_delay: Duration::from_millis(d.max_delay_ms),
+    };
+    let number = job.attempts + 1;
+    let outcome = next_step(&policy, number, &verdict, now_ms(), random_unit());
+    let what = match (http_status, &error) {
+        (_, Some(err)) => err.clone(),
+        (Some(status), None) => format!("HTTP {status}"),
+        (None, None) => String::new(),
+    };
+    match outcome {
+        Outcome::Delivered => log::info!(
+            "delivery {} ({}, operation {}) delivered: {what} in {duration_ms} ms",
+            job.id, d.action, job.operation_id
+        ),
+        Outcome::RetryAt(at) => log::warn!(
+            "delivery {} ({}, operation {}) attempt {number}/{} failed: {what}; retrying in {} s",
+            job.id, d.action, job.operation_id, d.max_attempts, (at - now_ms()).max(0) / 1000
+        ),
+        Outcome::Failed => log::error!(
+            "delivery {} ({}, operation {}) failed for good after attempt {number}/{}: {what}",
+            job.id, d.action, job.operation_id, d.max_attempts
+        ),
+    }
+    AttemptRecord {
+        delivery_id: job.id,
+        started_at,
+        duration_ms,
+        request: d.redacted.clone(),
+        http_status,
+        response_body,
+        error,
+        outcome,
+    }
+}
+
+/// A random number in `[0, 1)` for jitter; 0.5 if the OS cannot give one.
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
+    }
+}

@@ -1,0 +1,82 @@
+//! One HTTP attempt through the shared ureq agent.
+
+use std::io::Read;
+use std::time::{Duration, SystemTime};
+
+use ureq::http;
+
+use super::retry::parse_retry_after;
+use crate::store::{DueDelivery, RESPONSE_BODY_LIMIT};
+
+/// Response bytes read to look for `expect_body`; the rest is discarded.
+const READ_LIMIT: u64 = 64 * 1024;
+/// Header every outgoing request carries so receivers can drop repeats.
+pub const DELIVERY_HEADER: &str = "X-Hookrelay-Delivery";
+
+/// What the receiver answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The first bytes of the body, as text.
+    pub body_head: String,
+    /// Whether `expect_body` (if any) appeared in the body.
+    pub expected_found: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// The agent every worker shares: one connection pool, keep-alive, no
+/// status-as-error (the retry policy reads the status itself).
+pub fn agent(user_agent: &str) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .user_agent(user_agent)
+        .max_idle_connections_per_host(16)
+        .build()
+        .new_agent()
+}
+
+/// Sends one attempt of `due`; an `Err` is a network-level failure.
+pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, String> {
+    let d = &due.request;
+    let mut builder = http::Request::builder()
+        .method(d.method.as_str())
+        .uri(d.url.as_str())
+        .header(DELIVERY_HEADER, due.id.to_string());
+    for (name, value) in &d.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let timeout = Some(Duration::from_millis(d.timeout_ms));
+    let result = match &d.body {
+        Some(body) => {
+            let request = builder.body(body.clone()).map_err(|e| format!("bad request: {e}"))?;
+            let request = agent.configure_request(request).timeout_global(timeout).build();
+            agent.run(request)
+        }
+        None => {
+            let request = builder.body(()).map_err(|e| format!("bad request: {e}"))?;
+            let request = agent.configure_request(request).timeout_global(timeout).build();
+            agent.run(request)
+        }
+    };
+    let mut response = result.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let mut body = Vec::new();
+    // A body that breaks off midway still leaves its status meaningful.
+    let _ = response.body_mut().as_reader().take(READ_LIMIT).read_to_end(&mut body);
+    let expected_found = d
+        .expect_body
+        .as_deref()
+        .is_none_or(|needle| String::from_utf8_lossy(&body).contains(needle));
+    body.truncate(RESPONSE_BODY_LIMIT);
+    Ok(Answer {
+        status,
+        body_head: String::from_utf8_lossy(&body).into_owned(),
+        expected_found,
+        retry_after,
+    })
+}

@@ -1,0 +1,294 @@
+//! Field extraction: query strings, form and JSON bodies, charsets and
+//! unfilled placeholders. Pure functions over bytes, so every odd input
+//! can be tested (and fuzzed) without a server.
+
+use std::collections::BTreeMap;
+
+use crate::template::holds_placeholder;
+
+/// Which charset the request's text turned out to be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    Utf8,
+    /// Some bytes were not UTF-8 and were read as windows-1251.
+    Windows1251,
+}
+
+impl Charset {
+    /// The name recorded on the operation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Charset::Utf8 => "utf-8",
+            Charset::Windows1251 => "windows-1251",
+        }
+    }
+}
+
+/// The fields of one request and what was noticed while reading them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    pub fields: BTreeMap<String, String>,
+    pub charset: Charset,
+    pub warnings: Vec<String>,
+}
+
+impl Extracted {
+    /// A field's value if it is usable: present, and not an unfilled placeholder.
+    pub fn usable(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !holds_placeholder(v))
+    }
+}
+
+/// Reads the fields of a request: the query string first, then a form or
+/// JSON body, whose fields win on a name clash. An `Err` is a body that
+/// claims to be JSON but does not parse: the reason for a 400.
+pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Result<Extracted, String> {
+    let mut out = Extracted {
+        fields: BTreeMap::new(),
+        charset: Charset::Utf8,
+        warnings: Vec::new(),
+    };
+    parse_urlencoded(raw_query, &mut out);
+    let mime = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let trimmed = body.trim_ascii_start();
+    if !trimmed.is_empty() {
+        let sniff_json = trimmed.starts_with(b"{") || trimmed.starts_with(b"[");
+        match mime.as_str() {
+            "application/x-www-form-urlencoded" => parse_urlencoded(body, &mut out),
+            m if m == "application/json" || m.ends_with("+json") => parse_json(body, &mut out)?,
+            "" | "text/plain" if sniff_json => parse_json(body, &mut out)?,
+            "" | "text/plain" if body.contains(&b'=') => parse_urlencoded(body, &mut out),
+            other => out.warnings.push(format!(
+                "the body ({}) was kept but not read for fields: only form and JSON bodies are",
+                if other.is_empty() { "no content type" } else { other }
+            )),
+        }
+    }
+    for (name, value) in &out.fields {
+        if holds_placeholder(value) {
+            out.warnings.push(format!(
+                "field `{name}` holds an unfilled placeholder `{}`: the sender's address has a typo; the field counts as missing",
+                shorten(value)
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn shorten(value: &str) -> String {
+    const MAX: usize = 80;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_string(),
+    }
+}
+
+/// `a=1&b=x+y&c=%D0%B4`: `+` is a space, percent escapes are bytes.
+fn parse_urlencoded(input: &[u8], out: &mut Extracted) {
+    for pair in input.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &pair[..0]),
+        };
+        let name = decode_text(&percent_decode(name), &mut out.charset);
+        if name.is_empty() {
+            continue;
+        }
+        let value = decode_text(&percent_decode(value), &mut out.charset);
+        out.fields.insert(name, value);
+    }
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (input.get(i + 1).and_then(hex), input.get(i + 2).and_then(hex)) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn hex(byte: &u8) -> Option<u8> {
+    (*byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// UTF-8 if the bytes are UTF-8, else windows-1251 (noting it in `charset`).
+fn decode_text(bytes: &[u8], charset: &mut Charset) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => {
+            *charset = Charset::Windows1251;
+            encoding_rs::WINDOWS_1251
+                .decode_without_bom_handling(bytes)
+                .0
+                .into_owned()
+        }
+    }
+}
+
+fn parse_json(body: &[u8], out: &mut Extracted) -> Result<(), String> {
+    let text = decode_text(body, &mut out.charset);
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the JSON body does not parse: {e}"))?;
+    if !value.is_object() {
+        return Err("the JSON body must be an object such as {\"client_id\": \"1\"}".into());
+    }
+    flatten("", &value, &mut out.fields);
+    Ok(())
+}
+
+/// `{"client": {"phone": "1"}, "ids": [5]}` becomes `client.phone=1`, `ids.0=5`.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                flatten(&join(key), inner, out);
+            }
+        }
+        Value::Array(items) => {
+            for (index, inner) in items.iter().enumerate() {
+                flatten(&join(&index.to_string()), inner, out);
+            }
+        }
+        Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        Value::Null => {
+            out.insert(prefix.to_string(), String::new());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(e: &Extracted) -> Vec<(&str, &str)> {
+        e.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    /// Percent-encoded UTF-8 and `+` decode; the charset stays utf-8.
+    #[test]
+    fn query_utf8_and_plus() {
+        let e = extract(b"name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F&x=a%2Bb&empty=&flag", None, b"").unwrap();
+        assert_eq!(fields(&e), [("empty", ""), ("flag", ""), ("name", "Анна П"), ("x", "a+b")]);
+        assert_eq!(e.charset, Charset::Utf8);
+        assert!(e.warnings.is_empty());
+    }
+
+    /// Raw (unescaped) UTF-8 bytes in the query are read as UTF-8.
+    #[test]
+    fn query_raw_utf8() {
+        let e = extract("city=Москва".as_bytes(), None, b"").unwrap();
+        assert_eq!(fields(&e), [("city", "Москва")]);
+    }
+
+    /// Bytes that are not UTF-8 are windows-1251, and the operation says so.
+    #[test]
+    fn query_windows_1251() {
+        let e = extract(b"name=%C0%ED%ED%E0&raw=\xcf\xf0\xe8", None, b"").unwrap();
+        assert_eq!(fields(&e), [("name", "Анна"), ("raw", "При")]);
+        assert_eq!(e.charset, Charset::Windows1251);
+    }
+
+    /// Broken percent escapes are kept literally instead of failing.
+    #[test]
+    fn broken_escapes_are_literal() {
+        let e = extract(b"a=100%&b=%zz&c=%4", None, b"").unwrap();
+        assert_eq!(fields(&e), [("a", "100%"), ("b", "%zz"), ("c", "%4")]);
+    }
+
+    /// Form bodies add fields; on a clash the body wins.
+    #[test]
+    fn form_body() {
+        let e = extract(b"a=1&b=2", Some("application/x-www-form-urlencoded; charset=utf-8"), b"b=3&c=%D0%B4").unwrap();
+        assert_eq!(fields(&e), [("a", "1"), ("b", "3"), ("c", "д")]);
+    }
+
+    /// JSON objects flatten to dotted names; numbers, bools and null become text.
+    #[test]
+    fn json_flattening() {
+        let body = r#"{"client": {"id": 42, "phone": "+7 912", "vip": true, "note": null},
+                        "services": [{"name": "Стрижка"}, {"name": "Укладка"}], "empty": {}}"#;
+        let e = extract(b"", Some("application/json"), body.as_bytes()).unwrap();
+        assert_eq!(
+            fields(&e),
+            [
+                ("client.id", "42"),
+                ("client.note", ""),
+                ("client.phone", "+7 912"),
+                ("client.vip", "true"),
+                ("services.0.name", "Стрижка"),
+                ("services.1.name", "Укладка"),
+            ]
+        );
+    }
+
+    /// A JSON body without a content type is recognised by its first byte.
+    #[test]
+    fn json_sniffed() {
+        let e = extract(b"", None, br#" {"a": "b"}"#).unwrap();
+        assert_eq!(fields(&e), [("a", "b")]);
+    }
+
+    /// Broken JSON is an error with the parser's reason; a JSON scalar too.
+    #[test]
+    fn broken_json_is_rejected() {
+        let err = extract(b"", Some("application/json"), b"{\"a\": ").unwrap_err();
+        assert!(err.starts_with("the JSON body does not parse: EOF"), "{err}");
+        let err = extract(b"", Some("application/json"), b"[1]").unwrap_err();
+        assert!(err.contains("must be an object"), "{err}");
+    }
+
+    /// Other bodies are kept but not read, with a warning.
+    #[test]
+    fn unknown_body_warns() {
+        let e = extract(b"a=1", Some("application/xml"), b"<a/>").unwrap();
+        assert_eq!(fields(&e), [("a", "1")]);
+        assert_eq!(e.warnings.len(), 1);
+        assert!(e.warnings[0].contains("application/xml"));
+    }
+
+    /// Unfilled placeholders warn, name the field, and make it unusable.
+    #[test]
+    fn placeholders_count_as_missing() {
+        let e = extract(b"phone=%7B%7Bclient.phone%7D%7D&status={appointment.status}}&id=5", None, b"").unwrap();
+        assert_eq!(e.usable("phone"), None);
+        assert_eq!(e.usable("status"), None);
+        assert_eq!(e.usable("id"), Some("5"));
+        assert_eq!(e.warnings.len(), 2);
+        assert!(e.warnings.iter().any(|w| w.contains("`phone`") && w.contains("{{client.phone}}")));
+        assert!(e.warnings.iter().any(|w| w.contains("`status`")));
+    }
+}

@@ -1,0 +1,123 @@
+//! From a request's fields to the operation to store: `require`, `when`,
+//! `enabled`, the dedupe key, and each action rendered into its request.
+
+use crate::config::Processing;
+use crate::outgoing;
+use crate::store::{NewDelivery, NewOperation, OpStatus};
+use crate::template::Escape;
+
+use super::fields::{Charset, Extracted};
+
+/// What is known about a request besides its fields.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub received_at: i64,
+    pub remote_addr: String,
+    pub method: String,
+    pub raw_query: Vec<u8>,
+    pub raw_body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+/// Decides what `processing` does with a request and builds the operation.
+/// `extracted` is an `Err` with the reason when the body did not parse.
+pub fn operation(processing: &Processing, received: Received, extracted: Result<Extracted, String>) -> NewOperation {
+    let mut op = NewOperation {
+        processing: processing.name.clone(),
+        received_at: received.received_at,
+        remote_addr: received.remote_addr,
+        method: received.method,
+        raw_query: received.raw_query,
+        raw_body: received.raw_body,
+        content_type: received.content_type,
+        charset: Charset::Utf8.as_str().into(),
+        fields: Vec::new(),
+        warnings: Vec::new(),
+        status: OpStatus::Queued,
+        reason: None,
+        dedupe: None,
+        deliveries: Vec::new(),
+    };
+    let extracted = match extracted {
+        Ok(extracted) => extracted,
+        Err(reason) => {
+            op.status = OpStatus::Rejected;
+            op.reason = Some(reason);
+            return op;
+        }
+    };
+    op.charset = extracted.charset.as_str().into();
+    op.warnings.clone_from(&extracted.warnings);
+    op.fields = extracted.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let lookup = |name: &str| extracted.usable(name);
+
+    if let Some(reason) = skip_reason(processing, &extracted) {
+        op.status = OpStatus::Skipped;
+        op.reason = Some(reason);
+        return op;
+    }
+    if let Some(template) = &processing.dedupe {
+        let key = template.render(lookup, Escape::None).text;
+        let window = processing.dedupe_window.as_millis() as i64;
+        op.dedupe = Some((key, op.received_at.saturating_sub(window)));
+    }
+    if !processing.enabled {
+        op.status = OpStatus::Held;
+        op.reason = Some("the processing is disabled (enabled = false); replay to send".into());
+        return op;
+    }
+    for action in &processing.actions {
+        match outgoing::render(action, lookup) {
+            Ok(rendered) => {
+                for field in rendered.missing {
+                    op.warnings.push(format!(
+                        "action `{}`: field `{field}` is missing; it was sent empty",
+                        action.name
+                    ));
+                }
+                let r = rendered.request;
+                op.deliveries.push(NewDelivery {
+                    action: action.name.clone(),
+                    method: r.method.as_str().into(),
+                    url: r.url,
+                    headers: r.headers,
+                    body: r.body,
+                    redacted: r.redacted,
+                    expect_body: action.expect_body.clone(),
+                    timeout_ms: action.timeout.as_millis() as u64,
+                    max_attempts: action.retry.attempts,
+                    first_delay_ms: action.retry.first_delay.as_millis() as u64,
+                    max_delay_ms: action.retry.max_delay.as_millis() as u64,
+                });
+            }
+            Err(err) => {
+                op.status = OpStatus::Failed;
+                op.reason = Some(format!("action `{}`: {err}", action.name));
+                op.deliveries.clear();
+                return op;
+            }
+        }
+    }
+    op
+}
+
+/// Why `require` or `when` says not to send, if they do.
+fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<String> {
+    for field in &processing.require {
+        match extracted.fields.get(field) {
+            None => return Some(format!("required field `{field}` is missing")),
+            Some(v) if v.trim().is_empty() => return Some(format!("required field `{field}` is empty")),
+            Some(_) if extracted.usable(field).is_none() => {
+                return Some(format!("required field `{field}` holds an unfilled placeholder"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (field, wanted) in &processing.when {
+        let actual = extracted.usable(field).unwrap_or("");
+        if actual != wanted {
+            return Some(format!("when: `{field}` is `{actual}`, not `{wanted}`"));
+        }
+    }
+    None
+}

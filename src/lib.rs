@@ -1,0 +1,24 @@
+//! hookrelay: a self-hosted webhook relay. Webhooks in, stored durably in
+//! SQLite, forwarded by HTTP with retries, every attempt kept.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML schema, defaults and validation.
+//! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
+//! - [`outgoing`]: an action rendered into the request that goes out; secret masking.
+//! - [`ingest`]: the webhook listener: routing, limits, fields, charsets.
+//! - [`store`]: SQLite: schema, the single writer thread, queries. The only SQL.
+//! - [`deliver`]: the scheduler, the worker threads, the retry policy.
+//! - [`daemon`]: `hookrelay run`: wires the pieces, signals, shutdown.
+//! - [`cli`]: the command line, one file per subcommand.
+//!
+//! Data flows one way: `ingest` → `store` → `deliver` → `store`.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod deliver;
+pub mod ingest;
+pub mod outgoing;
+pub mod store;
+pub mod template;

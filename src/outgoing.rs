@@ -1,0 +1,208 @@
+//! Rendering an action into the exact request that goes out, and masking its
+//! secrets for logs and attempt records.
+//!
+//! The request is rendered once, when the event is accepted, and stored with
+//! the delivery: retries send the same bytes even after a config reload.
+
+use url::Url;
+
+use crate::config::{Action, Method};
+use crate::template::{Escape, Template};
+
+/// Query parameter names (lower-cased substrings) whose values are masked.
+const SECRET_PARAMS: &[&str] = &["token", "key", "secret", "password", "passwd", "auth", "sig"];
+/// Header names (lower-cased substrings) whose values are masked.
+const SECRET_HEADERS: &[&str] = &["authorization", "token", "key", "secret", "password", "cookie"];
+/// What a masked value prints as.
+pub const MASK: &str = "MASKED";
+
+/// A fully rendered outgoing request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// `METHOD url` with secrets masked: what logs and history show.
+    pub redacted: String,
+}
+
+/// A rendered request and the template fields it found missing.
+#[derive(Debug)]
+pub struct Rendered {
+    pub request: Request,
+    pub missing: Vec<String>,
+}
+
+/// Renders `action` for an event whose usable fields `lookup` returns.
+pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<Rendered, String> {
+    let mut missing = Vec::new();
+    let mut take = |template: &Template, escape: Escape| {
+        let rendered = template.render(lookup, escape);
+        for field in rendered.missing {
+            if !missing.contains(&field) {
+                missing.push(field);
+            }
+        }
+        rendered.text
+    };
+    let url_text = take(&action.url, Escape::Url);
+    let mut url = Url::parse(&url_text).map_err(|e| format!("url `{url_text}` does not parse: {e}"))?;
+    if !action.query.is_empty() {
+        let values: Vec<(&str, String)> = action
+            .query
+            .iter()
+            .map(|(name, template)| (name.as_str(), take(template, Escape::None)))
+            .collect();
+        url.query_pairs_mut().extend_pairs(values);
+    }
+    let content_type = action.content_type.clone().or_else(|| {
+        let body = action.body.as_ref()?.source().trim_start();
+        Some(if body.starts_with('{') || body.starts_with('[') {
+            "application/json".into()
+        } else {
+            "application/x-www-form-urlencoded".into()
+        })
+    });
+    let body_escape = match content_type.as_deref() {
+        Some(ct) if ct.contains("json") => Escape::Json,
+        Some(ct) if ct.contains("x-www-form-urlencoded") => Escape::Url,
+        _ => Escape::None,
+    };
+    let body = action.body.as_ref().map(|t| take(t, body_escape).into_bytes());
+    let mut headers: Vec<(String, String)> = action
+        .headers
+        .iter()
+        // A field value must not be able to start a new header line.
+        .map(|(name, template)| (name.clone(), take(template, Escape::None).replace(['\r', '\n'], " ")))
+        .collect();
+    if let Some(ct) = content_type {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+            headers.push(("Content-Type".into(), ct));
+        }
+    }
+    let redacted = format!("{} {}", action.method.as_str(), redact_url(&url));
+    Ok(Rendered {
+        request: Request {
+            method: action.method,
+            url: url.into(),
+            headers,
+            body,
+            redacted,
+        },
+        missing,
+    })
+}
+
+fn is_secret_name(name: &str, words: &[&str]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    words.iter().any(|w| lower.contains(w))
+}
+
+/// The URL with its password and any secret-looking query values masked.
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some(MASK));
+    }
+    if shown.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret_name(&name, SECRET_PARAMS) { MASK.into() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.into()
+}
+
+/// Masks a URL given as text; text that is not a URL is masked whole.
+pub fn redact_url_text(text: &str) -> String {
+    Url::parse(text).map_or_else(|_| MASK.to_string(), |u| redact_url(&u))
+}
+
+/// A header value as logs may show it.
+pub fn redact_header<'a>(name: &str, value: &'a str) -> &'a str {
+    if is_secret_name(name, SECRET_HEADERS) {
+        MASK
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    fn action(toml_action: &str) -> Action {
+        let text = format!(
+            "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n[[processing.action]]\nname = \"a\"\n{toml_action}"
+        );
+        Config::parse(&text, Path::new("/x/c.toml")).unwrap().processings[0].actions[0].clone()
+    }
+
+    fn render_with(action: &Action, fields: &[(&str, &str)]) -> Rendered {
+        let map: HashMap<&str, &str> = fields.iter().copied().collect();
+        render(action, |n| map.get(n).copied()).unwrap()
+    }
+
+    /// Query values are URL-encoded exactly once, after the link's own parameters.
+    #[test]
+    fn query_values_encoded_once() {
+        let a = action(
+            "url = \"https://plarin.example/pb?token=s3cr3t&src=kl\"\nquery = { ad_id = \"{{ad_id}}\", name = \"{{name}}\", v = \"{{v|urlencode}}\" }",
+        );
+        let r = render_with(&a, &[("ad_id", "a&b=c"), ("name", "Анна Ф"), ("v", "%")]);
+        assert_eq!(
+            r.request.url,
+            "https://plarin.example/pb?token=s3cr3t&src=kl&ad_id=a%26b%3Dc&name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%A4&v=%2525"
+        );
+        assert!(r.missing.is_empty());
+        assert!(!r.request.redacted.contains("s3cr3t"), "{}", r.request.redacted);
+        assert!(r.request.redacted.starts_with("GET https://plarin.example/pb?token=MASKED&src=kl"));
+    }
+
+    /// Fields inside the URL template are encoded as one component.
+    #[test]
+    fn url_template_fields_are_encoded() {
+        let a = action("url = \"https://h.example/c/{{id}}/x\"");
+        let r = render_with(&a, &[("id", "a/b c")]);
+        assert_eq!(r.request.url, "https://h.example/c/a%2Fb%20c/x");
+    }
+
+    /// A JSON body stays valid JSON whatever the values hold; headers get no newlines.
+    #[test]
+    fn json_body_and_headers() {
+        let a = action(
+            "method = \"POST\"\nurl = \"https://h.example/\"\nbody = '{\"phone\": \"{{p|phone}}\", \"n\": \"{{n}}\"}'\nheaders = { \"X-Api-Key\" = \"k{{n}}\" }",
+        );
+        let r = render_with(&a, &[("p", "8 912 345 67 89"), ("n", "a\"\r\nb")]);
+        let body: serde_json::Value = serde_json::from_slice(r.request.body.as_ref().unwrap()).unwrap();
+        assert_eq!(body["phone"], "+79123456789");
+        assert_eq!(body["n"], "a\"\r\nb");
+        assert_eq!(r.request.headers[0], ("X-Api-Key".to_string(), "ka\"  b".to_string()));
+        assert_eq!(r.request.headers[1], ("Content-Type".to_string(), "application/json".to_string()));
+        assert_eq!(redact_header("X-Api-Key", "k"), MASK);
+        assert_eq!(redact_header("Accept", "k"), "k");
+    }
+
+    /// Missing fields are collected once across every template of the action.
+    #[test]
+    fn missing_fields_collected() {
+        let a = action("url = \"https://h.example/{{a}}\"\nquery = { x = \"{{a}}\", y = \"{{b}}\" }");
+        let r = render_with(&a, &[]);
+        assert_eq!(r.missing, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    /// Passwords in the authority are masked too.
+    #[test]
+    fn redacts_userinfo() {
+        assert_eq!(redact_url_text("https://u:pw@h.example/?apikey=1&a=2"), "https://u:MASKED@h.example/?apikey=MASKED&a=2");
+        assert_eq!(redact_url_text("not a url"), MASK);
+    }
+}

@@ -1,0 +1,241 @@
+//! Read-only queries for the command line: history and one operation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{open_connection, schema, OpStatus, StoreError};
+
+/// A reading connection, separate from the writer's.
+pub struct Reader {
+    conn: Connection,
+}
+
+/// Which operations `history` lists.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub processing: Option<String>,
+    pub status: Option<OpStatus>,
+    /// Only operations received at or after this time.
+    pub since: Option<i64>,
+    pub limit: usize,
+}
+
+/// One line of `history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationSummary {
+    pub id: i64,
+    pub processing: String,
+    pub received_at: i64,
+    pub status: OpStatus,
+    pub reason: Option<String>,
+    /// Deliveries finished as `delivered`, and in all.
+    pub delivered: u32,
+    pub deliveries: u32,
+}
+
+/// Everything recorded about one operation.
+#[derive(Debug, Clone)]
+pub struct OperationView {
+    pub summary: OperationSummary,
+    pub remote_addr: String,
+    pub method: String,
+    pub raw_query: Vec<u8>,
+    pub raw_body: Vec<u8>,
+    pub content_type: Option<String>,
+    pub charset: String,
+    pub fields: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One action's delivery and its attempts.
+#[derive(Debug, Clone)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub action: String,
+    pub status: super::DeliveryStatus,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub request: String,
+    pub attempts: Vec<AttemptView>,
+}
+
+/// One attempt as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub request: String,
+    pub http_status: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id)";
+
+fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, String)> {
+    Ok((
+        OperationSummary {
+            id: row.get(0)?,
+            processing: row.get(1)?,
+            received_at: row.get(2)?,
+            status: OpStatus::Queued,
+            reason: row.get(4)?,
+            delivered: row.get(5)?,
+            deliveries: row.get(6)?,
+        },
+        row.get(3)?,
+    ))
+}
+
+fn with_status((mut summary, status): (OperationSummary, String)) -> Result<OperationSummary, StoreError> {
+    summary.status = parse_status(status)?;
+    Ok(summary)
+}
+
+impl Reader {
+    /// Opens an existing database; it must already be at this build's schema.
+    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        let conn = open_connection(path, false)?;
+        let version = schema::version(&conn)?;
+        if version > schema::VERSION {
+            return Err(StoreError::TooNew(version, schema::VERSION));
+        }
+        if version < schema::VERSION {
+            return Err(StoreError::TooOld(version, schema::VERSION));
+        }
+        Ok(Reader { conn })
+    }
+
+    /// Operations matching `filter`, newest first.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<OperationSummary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM operations o
+             WHERE (?1 IS NULL OR o.processing = ?1)
+               AND (?2 IS NULL OR o.status = ?2)
+               AND (?3 IS NULL OR o.received_at >= ?3)
+             ORDER BY o.id DESC LIMIT ?4"
+        );
+        let rows = self
+            .conn
+            .prepare(&sql)?
+            .query_map(
+                params![
+                    filter.processing,
+                    filter.status.map(OpStatus::as_str),
+                    filter.since,
+                    filter.limit as i64
+                ],
+                summary_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(with_status).collect()
+    }
+
+    /// One operation with its deliveries and every attempt, if it exists.
+    pub fn operation(&self, id: i64) -> Result<Option<OperationView>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, o.remote_addr, o.method, o.raw_query, o.raw_body, o.content_type,
+                    o.charset, o.fields, o.warnings
+             FROM operations o WHERE o.id = ?1"
+        );
+        let row = self
+            .conn
+            .query_row(&sql, [id], |row| {
+                Ok((
+                    summary_row(row)?,
+                    row.get::<_, String>(7)?,
+                    row.get::<_, String>(8)?,
+                    row.get::<_, Vec<u8>>(9)?,
+                    row.get::<_, Vec<u8>>(10)?,
+                    row.get::<_, Option<String>>(11)?,
+                    row.get::<_, String>(12)?,
+                    row.get::<_, String>(13)?,
+                    row.get::<_, String>(14)?,
+                ))
+            })
+            .optional()?;
+        let Some((summary, remote_addr, method, raw_query, raw_body, content_type, charset, fields, warnings)) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(OperationView {
+            summary: with_status(summary)?,
+            remote_addr,
+            method,
+            raw_query,
+            raw_body,
+            content_type,
+            charset,
+            fields: parse_json("fields", &fields)?,
+            warnings: parse_json("warnings", &warnings)?,
+            deliveries: self.deliveries(id)?,
+        }))
+    }
+
+    fn deliveries(&self, operation_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT id, action, status, next_attempt_at, last_error, redacted
+                 FROM deliveries WHERE operation_id = ?1 ORDER BY position, id",
+            )?
+            .query_map([operation_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, action, status, next_attempt_at, last_error, request)| {
+                Ok(DeliveryView {
+                    id,
+                    action,
+                    status: parse_status(status)?,
+                    next_attempt_at,
+                    last_error,
+                    request,
+                    attempts: self.attempts(id)?,
+                })
+            })
+            .collect()
+    }
+
+    fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptView>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT started_at, duration_ms, request, http_status, response_body, error
+                 FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+            )?
+            .query_map(params![delivery_id], |row| {
+                Ok(AttemptView {
+                    started_at: row.get(0)?,
+                    duration_ms: row.get(1)?,
+                    request: row.get(2)?,
+                    http_status: row.get(3)?,
+                    response_body: row.get(4)?,
+                    error: row.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

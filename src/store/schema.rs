@@ -1,0 +1,95 @@
+//! Schema migrations, numbered by `PRAGMA user_version`.
+//!
+//! Each entry moves the database from version `index` to `index + 1`. Never
+//! edit a shipped entry: append a new one.
+
+use rusqlite::Connection;
+
+/// The statements of each migration, oldest first.
+const MIGRATIONS: &[&str] = &[
+    // 1: operations, deliveries (with the rendered request), attempts.
+    r#"
+    CREATE TABLE operations (
+        id           INTEGER PRIMARY KEY,
+        processing   TEXT    NOT NULL,
+        received_at  INTEGER NOT NULL,          -- ms since the Unix epoch
+        remote_addr  TEXT    NOT NULL,
+        method       TEXT    NOT NULL,
+        raw_query    BLOB    NOT NULL,
+        raw_body     BLOB    NOT NULL,
+        content_type TEXT,
+        charset      TEXT    NOT NULL,
+        fields       TEXT    NOT NULL,          -- JSON object of strings
+        warnings     TEXT    NOT NULL,          -- JSON array of strings
+        status       TEXT    NOT NULL,
+        reason       TEXT,
+        dedupe_key   TEXT,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE INDEX operations_by_processing ON operations (processing, id);
+    CREATE INDEX operations_by_status ON operations (status, id);
+    CREATE INDEX operations_by_received ON operations (received_at);
+    CREATE INDEX operations_by_dedupe ON operations (processing, dedupe_key, received_at)
+        WHERE dedupe_key IS NOT NULL;
+
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        operation_id    INTEGER NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+        action          TEXT    NOT NULL,
+        position        INTEGER NOT NULL,
+        status          TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        method          TEXT    NOT NULL,
+        url             TEXT    NOT NULL,
+        headers         TEXT    NOT NULL,       -- JSON array of [name, value]
+        body            BLOB,
+        redacted        TEXT    NOT NULL,
+        expect_body     TEXT,
+        timeout_ms      INTEGER NOT NULL,
+        max_attempts    INTEGER NOT NULL,
+        first_delay_ms  INTEGER NOT NULL,
+        max_delay_ms    INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id)
+        WHERE status IN ('pending', 'retrying');
+    CREATE INDEX deliveries_by_operation ON deliveries (operation_id, position);
+
+    CREATE TABLE attempts (
+        id            INTEGER PRIMARY KEY,
+        delivery_id   INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        started_at    INTEGER NOT NULL,
+        duration_ms   INTEGER NOT NULL,
+        request       TEXT    NOT NULL,         -- redacted request line
+        http_status   INTEGER,
+        response_body TEXT,                     -- first 2 KiB
+        error         TEXT
+    );
+    CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
+    "#,
+];
+
+/// The version this build writes and reads.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The database's schema version.
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Applies every migration the database has not seen, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
+    let current = version(conn)?;
+    if current > VERSION {
+        return Err(super::StoreError::TooNew(current, VERSION));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
