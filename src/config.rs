@@ -246,7 +246,10 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -373,8 +376,9 @@ struct RawAction {
 }
 
 fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080"))
+    text.parse().map_err(|_| {
+        format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080")
+    })
 }
 
 impl RawConfig {
@@ -396,7 +400,11 @@ impl RawConfig {
         let delivery = Delivery {
             workers: self.delivery.workers.unwrap_or(DEFAULT_WORKERS),
             timeout: self.delivery.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            retry: self.delivery.retry.over(default_retry).map_err(|e| format!("delivery.retry: {e}"))?,
+            retry: self
+                .delivery
+                .retry
+                .over(default_retry)
+                .map_err(|e| format!("delivery.retry: {e}"))?,
         };
         if !(1..=256).contains(&delivery.workers) {
             return Err("delivery.workers: must be between 1 and 256".into());
@@ -415,7 +423,9 @@ impl RawConfig {
                 return Err(format!("processing `{name}`: the name is used twice"));
             }
             if !tokens.insert(raw.token.expose().to_string()) {
-                return Err(format!("processing `{name}`: token: the same token is used by another processing"));
+                return Err(format!(
+                    "processing `{name}`: token: the same token is used by another processing"
+                ));
             }
             let processing = raw
                 .resolve(&delivery)
@@ -435,7 +445,10 @@ impl RawConfig {
 
 impl RawServer {
     fn resolve(self) -> Result<Server, String> {
-        let listen = socket_addr("server.listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let listen = socket_addr(
+            "server.listen",
+            self.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+        )?;
         let admin_listen = socket_addr(
             "server.admin_listen",
             self.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
@@ -551,7 +564,10 @@ impl RawProcessing {
                 token.len()
             ));
         }
-        if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err("token: use only A-Z, a-z, 0-9, `-` and `_`".into());
         }
         let methods = match self.methods {
@@ -609,7 +625,10 @@ impl RawProcessing {
             if actions.iter().any(|a: &Action| a.name == name) {
                 return Err(format!("action `{name}`: the name is used twice"));
             }
-            actions.push(raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?);
+            actions.push(
+                raw.resolve(delivery)
+                    .map_err(|e| format!("action `{name}`: {e}"))?,
+            );
         }
         Ok(Processing {
             name: self.name,
@@ -631,7 +650,12 @@ impl RawAction {
         if self.name.trim().is_empty() {
             return Err("name: must not be empty".into());
         }
-        let method = match self.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        let method = match self
+            .method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
             None | Some("GET") => Method::Get,
             Some("POST") => Method::Post,
             Some(other) => return Err(format!("method: `{other}` is not GET or POST")),
@@ -645,15 +669,27 @@ impl RawAction {
         }
         let query = string_pairs("query", self.query)?
             .into_iter()
-            .map(|(name, source)| Ok((name.clone(), parse_template(&format!("query.{name}"), &source)?)))
+            .map(|(name, source)| {
+                Ok((
+                    name.clone(),
+                    parse_template(&format!("query.{name}"), &source)?,
+                ))
+            })
             .collect::<Result<Vec<_>, String>>()?;
         let headers = string_pairs("headers", self.headers)?
             .into_iter()
             .map(|(name, source)| {
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
                     return Err(format!("headers: `{name}` is not a valid header name"));
                 }
-                Ok((name.clone(), parse_template(&format!("headers.{name}"), &source)?))
+                Ok((
+                    name.clone(),
+                    parse_template(&format!("headers.{name}"), &source)?,
+                ))
             })
             .collect::<Result<Vec<_>, String>>()?;
         let body = self
@@ -710,7 +746,10 @@ mod tests {
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.storage.path, path.parent().unwrap().join("hookrelay.db"));
+        assert_eq!(
+            config.storage.path,
+            path.parent().unwrap().join("hookrelay.db")
+        );
         assert!(config.server.listen.ip().is_loopback());
         assert!(!config.processings.is_empty());
     }
@@ -727,8 +766,12 @@ mod tests {
                 .next()
                 .and_then(|l| l.strip_prefix("# error: "))
                 .unwrap_or_else(|| panic!("{}: first line must be `# error: …`", file.display()));
-            let err = Config::load(&file).expect_err(&file.display().to_string()).to_string();
-            let shown = err.strip_prefix(&format!("{}", file.display())).unwrap_or(&err);
+            let err = Config::load(&file)
+                .expect_err(&file.display().to_string())
+                .to_string();
+            let shown = err
+                .strip_prefix(&format!("{}", file.display()))
+                .unwrap_or(&err);
             assert_eq!(shown, expected, "{}", file.display());
         }
     }
@@ -770,7 +813,10 @@ mod tests {
                 max_delay: Duration::from_secs(600)
             }
         );
-        assert_eq!(config.storage.path, Path::new("/var/lib/hookrelay/hookrelay.db"));
+        assert_eq!(
+            config.storage.path,
+            Path::new("/var/lib/hookrelay/hookrelay.db")
+        );
     }
 
     /// Byte offsets become 1-based line and column.

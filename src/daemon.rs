@@ -33,7 +33,11 @@ pub fn main(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (waker, signals) = deliver::channel();
     let on_commit = {
@@ -41,9 +45,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         Box::new(move || waker.wake())
     };
     let path = config.storage.path.clone();
-    let (writer, writer_thread) = tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
-        .await?
-        .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
+    let (writer, writer_thread) =
+        tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
+            .await?
+            .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
     let deliverer = deliver::start(writer.clone(), config.delivery.workers, (waker, signals))
         .context("starting the delivery workers")?;
 
@@ -57,7 +62,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
             "processing `{}`: {} action(s){}",
             p.name,
             p.actions.len(),
-            if p.enabled { "" } else { ", disabled: requests are held" }
+            if p.enabled {
+                ""
+            } else {
+                ", disabled: requests are held"
+            }
         );
     }
     let shared = Arc::new(Shared::new(Arc::clone(&config), writer));
@@ -67,7 +76,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     log::info!("stopping: no new webhooks; finishing delivery attempts in flight");
     let busy = tokio::task::spawn_blocking(move || deliverer.stop(STOP_GRACE)).await?;
     if busy > 0 {
-        log::warn!("{busy} delivery attempts did not finish in time; they will be retried after a restart");
+        log::warn!(
+            "{busy} delivery attempts did not finish in time; they will be retried after a restart"
+        );
     }
     let deadline = Instant::now() + WRITER_DRAIN;
     while !writer_thread.is_finished() && Instant::now() < deadline {

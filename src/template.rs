@@ -205,7 +205,10 @@ fn parse_filter(text: &str) -> Result<Filter, TemplateError> {
                 TemplateError::BadArgument(name.to_string(), "needs a quoted value: default('0')")
             })?;
             return Ok(Filter::Default(unquote(arg).ok_or_else(|| {
-                TemplateError::BadArgument(name.to_string(), "the value must be quoted: default('0')")
+                TemplateError::BadArgument(
+                    name.to_string(),
+                    "the value must be quoted: default('0')",
+                )
             })?));
         }
         "trim" => Filter::Trim,
@@ -218,7 +221,10 @@ fn parse_filter(text: &str) -> Result<Filter, TemplateError> {
         other => return Err(TemplateError::UnknownFilter(other.to_string())),
     };
     if arg.is_some() {
-        return Err(TemplateError::BadArgument(name.to_string(), "takes no argument"));
+        return Err(TemplateError::BadArgument(
+            name.to_string(),
+            "takes no argument",
+        ));
     }
     Ok(filter)
 }
@@ -322,14 +328,27 @@ mod tests {
     /// Every filter in DESIGN.md does what its name says.
     #[test]
     fn filters_transform_values() {
-        let f = [("v", "  Иван Petrov  "), ("p", "8 (912) 345-67-89"), ("e", "")];
+        let f = [
+            ("v", "  Иван Petrov  "),
+            ("p", "8 (912) 345-67-89"),
+            ("e", ""),
+        ];
         assert_eq!(render("{{v|trim}}", &f, Escape::None).text, "Иван Petrov");
-        assert_eq!(render("{{v|trim|lower}}", &f, Escape::None).text, "иван petrov");
-        assert_eq!(render("{{v|trim|upper}}", &f, Escape::None).text, "ИВАН PETROV");
+        assert_eq!(
+            render("{{v|trim|lower}}", &f, Escape::None).text,
+            "иван petrov"
+        );
+        assert_eq!(
+            render("{{v|trim|upper}}", &f, Escape::None).text,
+            "ИВАН PETROV"
+        );
         assert_eq!(render("{{p|digits}}", &f, Escape::None).text, "89123456789");
         assert_eq!(render("{{p|phone}}", &f, Escape::None).text, "+79123456789");
         assert_eq!(render("{{e|default('0')}}", &f, Escape::None).text, "0");
-        assert_eq!(render("{{v|default('0')|trim}}", &f, Escape::None).text, "Иван Petrov");
+        assert_eq!(
+            render("{{v|default('0')|trim}}", &f, Escape::None).text,
+            "Иван Petrov"
+        );
         assert_eq!(
             render("{{e|default(\"a|b\")}}", &f, Escape::None).text,
             "a|b"
@@ -347,7 +366,12 @@ mod tests {
     /// Phone numbers in the usual Russian spellings all become +7XXXXXXXXXX.
     #[test]
     fn phone_normalises_russian_numbers() {
-        for input in ["+7 912 345-67-89", "89123456789", "9123456789", "7(912)3456789"] {
+        for input in [
+            "+7 912 345-67-89",
+            "89123456789",
+            "9123456789",
+            "7(912)3456789",
+        ] {
             assert_eq!(phone(input), "+79123456789", "{input}");
         }
         assert_eq!(phone("+380 44 123 4567"), "+380441234567");
@@ -366,7 +390,10 @@ mod tests {
     #[test]
     fn escaping_modes() {
         let f = [("v", "a b&c=д\"")];
-        assert_eq!(render("{{v}}", &f, Escape::Url).text, "a%20b%26c%3D%D0%B4%22");
+        assert_eq!(
+            render("{{v}}", &f, Escape::Url).text,
+            "a%20b%26c%3D%D0%B4%22"
+        );
         let json = render("{\"v\": \"{{v}}\"}", &f, Escape::Json).text;
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["v"], "a b&c=д\"");
@@ -404,7 +431,13 @@ mod tests {
     /// Unfilled placeholders in all the shapes Klientiks typos produce are caught.
     #[test]
     fn detects_placeholders() {
-        for v in ["{{client.phone}}", "{appointment.status}}", "{{x}", "<<x>>", "a {{b}} c"] {
+        for v in [
+            "{{client.phone}}",
+            "{appointment.status}}",
+            "{{x}",
+            "<<x>>",
+            "a {{b}} c",
+        ] {
             assert!(holds_placeholder(v), "{v}");
         }
         for v in ["", "79123456789", "a{b}c", "<<", "x >> y", "{x}"] {

@@ -8,11 +8,20 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     println!("{}: ok", config.path.display());
     println!("database: {}", config.storage.path.display());
     for p in &config.processings {
-        let state = if p.enabled { "" } else { " (disabled: requests are held)" };
+        let state = if p.enabled {
+            ""
+        } else {
+            " (disabled: requests are held)"
+        };
         println!("processing {}{state}", p.name);
         println!("  webhook: {}", config.webhook_url(p));
         for action in &p.actions {
-            println!("  action {}: {} {}", action.name, action.method.as_str(), crate::outgoing::redact_url_text(action.url.source()));
+            println!(
+                "  action {}: {} {}",
+                action.name,
+                action.method.as_str(),
+                crate::outgoing::redact_url_text(action.url.source())
+            );
         }
     }
     if config.processings.is_empty() {

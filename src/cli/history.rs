@@ -71,7 +71,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         println!("no operations match");
         return Ok(());
     }
-    println!("{:>8}  {:<24}  {:<20}  {:<9}  {:>4}  REASON", "ID", "RECEIVED", "PROCESSING", "STATUS", "SENT");
+    println!(
+        "{:>8}  {:<24}  {:<20}  {:<9}  {:>4}  REASON",
+        "ID", "RECEIVED", "PROCESSING", "STATUS", "SENT"
+    );
     for op in &operations {
         println!(
             "{:>8}  {:<24}  {:<20}  {:<9}  {:>4}  {}",

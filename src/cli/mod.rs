@@ -94,7 +94,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     // journald stamps each line itself; a terminal or a file needs the time.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.format_timestamp(None).format_target(false);

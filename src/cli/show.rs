@@ -84,9 +84,20 @@ fn print_text(op: &OperationView) {
     if let Some(reason) = &s.reason {
         println!("reason:    {reason}");
     }
-    println!("received:  {} from {} ({} {})", rfc3339(s.received_at), op.remote_addr, op.method, op.charset);
+    println!(
+        "received:  {} from {} ({} {})",
+        rfc3339(s.received_at),
+        op.remote_addr,
+        op.method,
+        op.charset
+    );
     println!("fields:");
-    let width = op.fields.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    let width = op
+        .fields
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0);
     for (name, value) in &op.fields {
         println!("  {name:<width$}  {value}");
     }
@@ -99,7 +110,10 @@ fn print_text(op: &OperationView) {
     for d in &op.deliveries {
         println!("delivery {}  action {}  {}", d.id, d.action, d.status);
         println!("  request: {}", d.request);
-        if matches!(d.status, crate::store::DeliveryStatus::Retrying | crate::store::DeliveryStatus::Pending) {
+        if matches!(
+            d.status,
+            crate::store::DeliveryStatus::Retrying | crate::store::DeliveryStatus::Pending
+        ) {
             println!("  next attempt: {}", rfc3339(d.next_attempt_at));
         }
         for (n, a) in d.attempts.iter().enumerate() {
@@ -108,10 +122,19 @@ fn print_text(op: &OperationView) {
                 (Some(status), None) => format!("HTTP {status}"),
                 (None, None) => "no answer".into(),
             };
-            println!("  attempt {}  {}  {} ms  {}", n + 1, rfc3339(a.started_at), a.duration_ms, outcome);
+            println!(
+                "  attempt {}  {}  {} ms  {}",
+                n + 1,
+                rfc3339(a.started_at),
+                a.duration_ms,
+                outcome
+            );
             if let Some(body) = a.response_body.as_deref().filter(|b| !b.is_empty()) {
                 let first_line = body.lines().next().unwrap_or("");
-                println!("    response: {}", first_line.chars().take(120).collect::<String>());
+                println!(
+                    "    response: {}",
+                    first_line.chars().take(120).collect::<String>()
+                );
             }
         }
     }

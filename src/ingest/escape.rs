@@ -19,9 +19,17 @@ const MAX_INSPECTED_LINE: usize = 256;
 #[derive(Debug, PartialEq)]
 enum State {
     /// In a request line; `started` once a non-CRLF byte was seen.
-    RequestLine { started: bool },
-    Headers { line: Vec<u8>, length: u64, chunked: bool },
-    Body { left: u64 },
+    RequestLine {
+        started: bool,
+    },
+    Headers {
+        line: Vec<u8>,
+        length: u64,
+        chunked: bool,
+    },
+    Body {
+        left: u64,
+    },
     /// After a chunked body the framing is not followed any more.
     Passthrough,
 }
@@ -78,7 +86,11 @@ impl Escaper {
                         _ => *started = true,
                     }
                 }
-                State::Headers { line, length, chunked } => {
+                State::Headers {
+                    line,
+                    length,
+                    chunked,
+                } => {
                     let byte = input[0];
                     input = &input[1..];
                     out.push(byte);
@@ -88,7 +100,8 @@ impl Escaper {
                         }
                         continue;
                     }
-                    let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).to_ascii_lowercase();
+                    let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line))
+                        .to_ascii_lowercase();
                     line.clear();
                     if text.is_empty() {
                         self.state = match (*chunked, *length) {
@@ -128,7 +141,11 @@ impl<S> EscapeTarget<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for EscapeTarget<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pos == this.out.len() {
             if this.escaper.state == State::Passthrough {
@@ -149,7 +166,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for EscapeTarget<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for EscapeTarget<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
@@ -186,8 +207,10 @@ mod tests {
     /// however the bytes are split into reads.
     #[test]
     fn follows_content_length_across_pipelined_requests() {
-        let input: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /\xe4 HTTP/1.1\r\n\r\n";
-        let expected: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /%E4 HTTP/1.1\r\n\r\n";
+        let input: &[u8] =
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /\xe4 HTTP/1.1\r\n\r\n";
+        let expected: &[u8] =
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /%E4 HTTP/1.1\r\n\r\n";
         assert_eq!(run(&[input]), expected);
         let split: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(run(&split), expected);
@@ -203,6 +226,9 @@ mod tests {
     /// Blank lines before a request line do not end it early.
     #[test]
     fn leading_blank_lines() {
-        assert_eq!(run(&[b"\r\nGET /\xe4 HTTP/1.1\r\n\r\n"]), b"\r\nGET /%E4 HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            run(&[b"\r\nGET /\xe4 HTTP/1.1\r\n\r\n"]),
+            b"\r\nGET /%E4 HTTP/1.1\r\n\r\n"
+        );
     }
 }

@@ -45,7 +45,11 @@ impl Extracted {
 /// Reads the fields of a request: the query string first, then a form or
 /// JSON body, whose fields win on a name clash. An `Err` is a body that
 /// claims to be JSON but does not parse: the reason for a 400.
-pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Result<Extracted, String> {
+pub fn extract(
+    raw_query: &[u8],
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Extracted, String> {
     let mut out = Extracted {
         fields: BTreeMap::new(),
         charset: Charset::Utf8,
@@ -66,7 +70,11 @@ pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Res
             "" | "text/plain" if body.contains(&b'=') => parse_urlencoded(body, &mut out),
             other => out.warnings.push(format!(
                 "the body ({}) was kept but not read for fields: only form and JSON bodies are",
-                if other.is_empty() { "no content type" } else { other }
+                if other.is_empty() {
+                    "no content type"
+                } else {
+                    other
+                }
             )),
         }
     }
@@ -114,7 +122,10 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     while i < input.len() {
         match input[i] {
             b'+' => out.push(b' '),
-            b'%' => match (input.get(i + 1).and_then(hex), input.get(i + 2).and_then(hex)) {
+            b'%' => match (
+                input.get(i + 1).and_then(hex),
+                input.get(i + 2).and_then(hex),
+            ) {
                 (Some(high), Some(low)) => {
                     out.push(high << 4 | low);
                     i += 2;
@@ -195,14 +206,30 @@ mod tests {
     use super::*;
 
     fn fields(e: &Extracted) -> Vec<(&str, &str)> {
-        e.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        e.fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     /// Percent-encoded UTF-8 and `+` decode; the charset stays utf-8.
     #[test]
     fn query_utf8_and_plus() {
-        let e = extract(b"name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F&x=a%2Bb&empty=&flag", None, b"").unwrap();
-        assert_eq!(fields(&e), [("empty", ""), ("flag", ""), ("name", "Анна П"), ("x", "a+b")]);
+        let e = extract(
+            b"name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F&x=a%2Bb&empty=&flag",
+            None,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            fields(&e),
+            [
+                ("empty", ""),
+                ("flag", ""),
+                ("name", "Анна П"),
+                ("x", "a+b")
+            ]
+        );
         assert_eq!(e.charset, Charset::Utf8);
         assert!(e.warnings.is_empty());
     }
@@ -232,7 +259,12 @@ mod tests {
     /// Form bodies add fields; on a clash the body wins.
     #[test]
     fn form_body() {
-        let e = extract(b"a=1&b=2", Some("application/x-www-form-urlencoded; charset=utf-8"), b"b=3&c=%D0%B4").unwrap();
+        let e = extract(
+            b"a=1&b=2",
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"b=3&c=%D0%B4",
+        )
+        .unwrap();
         assert_eq!(fields(&e), [("a", "1"), ("b", "3"), ("c", "д")]);
     }
 
@@ -266,7 +298,10 @@ mod tests {
     #[test]
     fn broken_json_is_rejected() {
         let err = extract(b"", Some("application/json"), b"{\"a\": ").unwrap_err();
-        assert!(err.starts_with("the JSON body does not parse: EOF"), "{err}");
+        assert!(
+            err.starts_with("the JSON body does not parse: EOF"),
+            "{err}"
+        );
         let err = extract(b"", Some("application/json"), b"[1]").unwrap_err();
         assert!(err.contains("must be an object"), "{err}");
     }
@@ -283,12 +318,20 @@ mod tests {
     /// Unfilled placeholders warn, name the field, and make it unusable.
     #[test]
     fn placeholders_count_as_missing() {
-        let e = extract(b"phone=%7B%7Bclient.phone%7D%7D&status={appointment.status}}&id=5", None, b"").unwrap();
+        let e = extract(
+            b"phone=%7B%7Bclient.phone%7D%7D&status={appointment.status}}&id=5",
+            None,
+            b"",
+        )
+        .unwrap();
         assert_eq!(e.usable("phone"), None);
         assert_eq!(e.usable("status"), None);
         assert_eq!(e.usable("id"), Some("5"));
         assert_eq!(e.warnings.len(), 2);
-        assert!(e.warnings.iter().any(|w| w.contains("`phone`") && w.contains("{{client.phone}}")));
+        assert!(e
+            .warnings
+            .iter()
+            .any(|w| w.contains("`phone`") && w.contains("{{client.phone}}")));
         assert!(e.warnings.iter().any(|w| w.contains("`status`")));
     }
 }

@@ -100,9 +100,10 @@ impl Refusal {
 fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -120,7 +121,11 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
     found
 }
 
-async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match accept(&shared, remote, request).await {
         Ok(response) => response,
         Err(refusal) => {
@@ -130,7 +135,11 @@ async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incomi
     }
 }
 
-async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Refusal> {
+async fn accept(
+    shared: &Shared,
+    remote: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Refusal> {
     let config = shared.config();
     let token = request
         .uri()
@@ -179,7 +188,10 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
     };
     let operation = rules::operation(processing, received, extracted);
     let inserted = shared.writer.insert(operation).await.map_err(|err| {
-        log::error!("processing `{}`: cannot store a webhook: {err}", processing.name);
+        log::error!(
+            "processing `{}`: cannot store a webhook: {err}",
+            processing.name
+        );
         Refusal::Storage
     })?;
     log::info!(
@@ -187,11 +199,17 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
         processing.name,
         inserted.id,
         inserted.status,
-        inserted.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        inserted
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
     );
     if inserted.status == OpStatus::Rejected {
         let mut response = Refusal::Rejected(inserted.reason.unwrap_or_default()).response();
-        response.headers_mut().insert(OPERATION_HEADER, HeaderValue::from(inserted.id));
+        response
+            .headers_mut()
+            .insert(OPERATION_HEADER, HeaderValue::from(inserted.id));
         return Ok(response);
     }
     let answer = &processing.response;
@@ -200,7 +218,9 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
     if let Ok(value) = HeaderValue::from_str(&answer.content_type) {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
-    response.headers_mut().insert(OPERATION_HEADER, HeaderValue::from(inserted.id));
+    response
+        .headers_mut()
+        .insert(OPERATION_HEADER, HeaderValue::from(inserted.id));
     Ok(response)
 }
 

@@ -21,7 +21,11 @@ pub struct Received {
 
 /// Decides what `processing` does with a request and builds the operation.
 /// `extracted` is an `Err` with the reason when the body did not parse.
-pub fn operation(processing: &Processing, received: Received, extracted: Result<Extracted, String>) -> NewOperation {
+pub fn operation(
+    processing: &Processing,
+    received: Received,
+    extracted: Result<Extracted, String>,
+) -> NewOperation {
     let mut op = NewOperation {
         processing: processing.name.clone(),
         received_at: received.received_at,
@@ -48,7 +52,11 @@ pub fn operation(processing: &Processing, received: Received, extracted: Result<
     };
     op.charset = extracted.charset.as_str().into();
     op.warnings.clone_from(&extracted.warnings);
-    op.fields = extracted.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    op.fields = extracted
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let lookup = |name: &str| extracted.usable(name);
 
     if let Some(reason) = skip_reason(processing, &extracted) {
@@ -106,9 +114,13 @@ fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<String>
     for field in &processing.require {
         match extracted.fields.get(field) {
             None => return Some(format!("required field `{field}` is missing")),
-            Some(v) if v.trim().is_empty() => return Some(format!("required field `{field}` is empty")),
+            Some(v) if v.trim().is_empty() => {
+                return Some(format!("required field `{field}` is empty"))
+            }
             Some(_) if extracted.usable(field).is_none() => {
-                return Some(format!("required field `{field}` holds an unfilled placeholder"))
+                return Some(format!(
+                    "required field `{field}` holds an unfilled placeholder"
+                ))
             }
             Some(_) => {}
         }

@@ -100,7 +100,9 @@ fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, S
     ))
 }
 
-fn with_status((mut summary, status): (OperationSummary, String)) -> Result<OperationSummary, StoreError> {
+fn with_status(
+    (mut summary, status): (OperationSummary, String),
+) -> Result<OperationSummary, StoreError> {
     summary.status = parse_status(status)?;
     Ok(summary)
 }
@@ -167,7 +169,17 @@ impl Reader {
                 ))
             })
             .optional()?;
-        let Some((summary, remote_addr, method, raw_query, raw_body, content_type, charset, fields, warnings)) = row
+        let Some((
+            summary,
+            remote_addr,
+            method,
+            raw_query,
+            raw_body,
+            content_type,
+            charset,
+            fields,
+            warnings,
+        )) = row
         else {
             return Ok(None);
         };
@@ -204,17 +216,19 @@ impl Reader {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(id, action, status, next_attempt_at, last_error, request)| {
-                Ok(DeliveryView {
-                    id,
-                    action,
-                    status: parse_status(status)?,
-                    next_attempt_at,
-                    last_error,
-                    request,
-                    attempts: self.attempts(id)?,
-                })
-            })
+            .map(
+                |(id, action, status, next_attempt_at, last_error, request)| {
+                    Ok(DeliveryView {
+                        id,
+                        action,
+                        status: parse_status(status)?,
+                        next_attempt_at,
+                        last_error,
+                        request,
+                        attempts: self.attempts(id)?,
+                    })
+                },
+            )
             .collect()
     }
 

@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    now_ms, open_for_writing, AttemptRecord, DeliveryStatus, DueDelivery, Inserted, NewDelivery, NewOperation,
-    OpStatus, Outcome, StoreError,
+    now_ms, open_for_writing, AttemptRecord, DeliveryStatus, DueDelivery, Inserted, NewDelivery,
+    NewOperation, OpStatus, Outcome, StoreError,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -25,7 +25,10 @@ const MAX_BATCH: usize = 1024;
 pub type OnCommit = Box<dyn Fn() + Send>;
 
 enum Command {
-    Insert(Box<NewOperation>, oneshot::Sender<Result<Inserted, StoreError>>),
+    Insert(
+        Box<NewOperation>,
+        oneshot::Sender<Result<Inserted, StoreError>>,
+    ),
     Claim {
         now: i64,
         limit: usize,
@@ -51,7 +54,10 @@ pub struct Writer {
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
 /// daemon left `in_flight` to `pending`, and starts the writer thread.
-pub fn spawn_writer(path: &Path, on_commit: OnCommit) -> Result<(Writer, JoinHandle<()>), StoreError> {
+pub fn spawn_writer(
+    path: &Path,
+    on_commit: OnCommit,
+) -> Result<(Writer, JoinHandle<()>), StoreError> {
     let conn = open_for_writing(path)?;
     let reset = conn.execute(
         "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight'",
@@ -99,8 +105,14 @@ impl Writer {
 }
 
 enum Reply {
-    Insert(oneshot::Sender<Result<Inserted, StoreError>>, Result<Inserted, StoreError>),
-    Claim(oneshot::Sender<Result<Claimed, StoreError>>, Result<Claimed, StoreError>),
+    Insert(
+        oneshot::Sender<Result<Inserted, StoreError>>,
+        Result<Inserted, StoreError>,
+    ),
+    Claim(
+        oneshot::Sender<Result<Claimed, StoreError>>,
+        Result<Claimed, StoreError>,
+    ),
     Recorded(i64, Result<(), StoreError>),
 }
 
@@ -135,7 +147,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
             let reply = match command {
                 Command::Insert(op, reply) => Reply::Insert(reply, insert(&sp, &op)),
                 Command::Claim { now, limit, reply } => Reply::Claim(reply, claim(&sp, now, limit)),
-                Command::Record(record) => Reply::Recorded(record.delivery_id, record_attempt(&sp, &record)),
+                Command::Record(record) => {
+                    Reply::Recorded(record.delivery_id, record_attempt(&sp, &record))
+                }
             };
             let ok = match &reply {
                 Reply::Insert(_, r) => r.is_ok(),
@@ -256,7 +270,8 @@ fn insert_delivery(
     d: &NewDelivery,
     now: i64,
 ) -> Result<(), StoreError> {
-    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let headers =
+        serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
@@ -316,7 +331,9 @@ fn claim(conn: &Connection, now: i64, limit: usize) -> Result<Claimed, StoreErro
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut mark = conn.prepare_cached("UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1")?;
+    let mut mark = conn.prepare_cached(
+        "UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1",
+    )?;
     for (mut due, headers) in rows {
         due.request.headers = serde_json::from_str(&headers)
             .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
@@ -352,7 +369,10 @@ fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError
                  next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
              WHERE id = ?1 RETURNING operation_id",
         )?
-        .query_row(params![r.delivery_id, status.as_str(), next_at, last_error, now], |row| row.get(0))?;
+        .query_row(
+            params![r.delivery_id, status.as_str(), next_at, last_error, now],
+            |row| row.get(0),
+        )?;
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -370,7 +390,11 @@ fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError
 }
 
 /// Sets an operation's status from its deliveries' statuses.
-fn refresh_operation_status(conn: &Connection, operation_id: i64, now: i64) -> Result<(), StoreError> {
+fn refresh_operation_status(
+    conn: &Connection,
+    operation_id: i64,
+    now: i64,
+) -> Result<(), StoreError> {
     let statuses = conn
         .prepare_cached("SELECT status FROM deliveries WHERE operation_id = ?1")?
         .query_map([operation_id], |row| row.get::<_, String>(0))?
@@ -392,11 +416,15 @@ fn refresh_operation_status(conn: &Connection, operation_id: i64, now: i64) -> R
 /// An operation is `queued` while any delivery is unfinished, then
 /// `delivered`, `failed` or `partial` by how its deliveries ended.
 pub fn operation_status(deliveries: &[DeliveryStatus]) -> OpStatus {
-    let finished = |s: &&DeliveryStatus| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Failed);
+    let finished =
+        |s: &&DeliveryStatus| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Failed);
     if deliveries.is_empty() || !deliveries.iter().all(|s| finished(&s)) {
         return OpStatus::Queued;
     }
-    let delivered = deliveries.iter().filter(|s| **s == DeliveryStatus::Delivered).count();
+    let delivered = deliveries
+        .iter()
+        .filter(|s| **s == DeliveryStatus::Delivered)
+        .count();
     match delivered {
         0 => OpStatus::Failed,
         n if n == deliveries.len() => OpStatus::Delivered,
@@ -412,7 +440,10 @@ mod tests {
     /// The operation's status follows its deliveries.
     #[test]
     fn operation_status_from_deliveries() {
-        assert_eq!(operation_status(&[Delivered, Delivered]), OpStatus::Delivered);
+        assert_eq!(
+            operation_status(&[Delivered, Delivered]),
+            OpStatus::Delivered
+        );
         assert_eq!(operation_status(&[Delivered, Retrying]), OpStatus::Queued);
         assert_eq!(operation_status(&[Pending]), OpStatus::Queued);
         assert_eq!(operation_status(&[InFlight, Failed]), OpStatus::Queued);

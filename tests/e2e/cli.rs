@@ -1,0 +1,121 @@
+//! The command line: exit codes, one-line errors, `check`, `token`, `history`.
+
+use std::process::Command;
+
+use crate::support::{get, processing, Receiver, Relay, BIN, TOKEN};
+
+/// A broken config exits 2 with one line naming the file, line and column.
+#[test]
+fn check_reports_a_broken_config_in_one_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8080\"\nlistn = 1\n").unwrap();
+    for command in ["check", "run"] {
+        let out = Command::new(BIN)
+            .arg("-c")
+            .arg(&path)
+            .arg(command)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("bad.toml:3:1: unknown field `listn`"),
+            "{stderr}"
+        );
+    }
+    let missing = Command::new(BIN)
+        .args(["-c", "/nonexistent/hookrelay.toml", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+/// HOOKRELAY_CONFIG points at the config when -c is not given.
+#[test]
+fn config_from_environment() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing("from-env", &receiver.url("/pb"), ""));
+    let out = Command::new(BIN)
+        .arg("check")
+        .env("HOOKRELAY_CONFIG", &relay.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("processing from-env"), "{stdout}");
+    assert!(stdout.contains(&format!("/hook/{TOKEN}")), "{stdout}");
+}
+
+/// `token` prints a fresh URL-safe token of at least 128 bits each time.
+#[test]
+fn token_is_random_and_url_safe() {
+    let one = Command::new(BIN).arg("token").output().unwrap();
+    let two = Command::new(BIN).arg("token").output().unwrap();
+    let (one, two) = (
+        String::from_utf8(one.stdout).unwrap(),
+        String::from_utf8(two.stdout).unwrap(),
+    );
+    let (one, two) = (one.trim(), two.trim());
+    assert!(one.len() >= 22);
+    assert!(
+        one.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{one}"
+    );
+    assert_ne!(one, two);
+}
+
+/// `history` filters by processing and status, and `--json` has the stable keys.
+#[test]
+fn history_filters_and_json_shape() {
+    let receiver = Receiver::start();
+    receiver.script(&[(400, "no")]);
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let (_, first, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
+    relay.wait_status(first.unwrap(), "failed");
+    let (_, second, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=2")));
+    relay.wait_status(second.unwrap(), "delivered");
+
+    let list = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["history", "--json"];
+        all.extend_from_slice(args);
+        let out = relay.cli(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = list(&[]);
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["id"], second.unwrap(), "newest first");
+    for key in ["id", "processing", "received_at", "status"] {
+        assert!(!all[0][key].is_null(), "{key}");
+    }
+    assert!(humantime::parse_rfc3339(all[0]["received_at"].as_str().unwrap()).is_ok());
+    let failed = list(&["--status", "failed"]);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["id"], first.unwrap());
+    assert_eq!(list(&["--processing", "other"]).len(), 0);
+    assert_eq!(list(&["--limit", "1"]).len(), 1);
+    assert_eq!(list(&["--since", "1h"]).len(), 2);
+    assert_eq!(list(&["--since", "2000-01-01T00:00:00Z"]).len(), 2);
+
+    let table = relay.cli(&["history"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("failed") && text.contains("delivered"),
+        "{text}"
+    );
+
+    let bad = relay.cli(&["history", "--status", "lost"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let missing = relay.cli(&["show", "999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no operation 999999"));
+    let text = relay.cli(&["show", &first.unwrap().to_string()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("attempt 1"));
+}

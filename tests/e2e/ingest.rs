@@ -1,0 +1,175 @@
+//! What senders get back, and what is (and is not) recorded.
+
+use std::io::{Read, Write};
+
+use crate::support::{get, post, processing, Receiver, Relay, TOKEN};
+
+fn relay() -> (Receiver, Relay) {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing(
+        "p",
+        &receiver.url("/pb"),
+        r#"query = { id = "{{id}}" }"#,
+    ));
+    (receiver, relay)
+}
+
+fn history_len(relay: &Relay) -> usize {
+    let out = relay.cli(&["history", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// An unknown token gets 404 and nothing is recorded.
+#[test]
+fn unknown_token_is_404_and_not_recorded() {
+    let (_receiver, relay) = relay();
+    let (status, id, body) = get(&relay.url("/hook/not-the-token-0123456789abcdef"));
+    assert_eq!((status, id, body.trim()), (404, None, "not found"));
+    assert_eq!(get(&relay.url("/")).0, 404);
+    assert_eq!(get(&relay.url(&format!("/other/{TOKEN}"))).0, 404);
+    assert_eq!(history_len(&relay), 0);
+}
+
+/// A body over max_body_bytes gets 413 and nothing is recorded.
+#[test]
+fn oversized_body_is_413() {
+    let (_receiver, relay) = relay();
+    let big = vec![b'a'; 4096];
+    let (status, id, body) = post(
+        &relay.url(&format!("/hook/{TOKEN}")),
+        "application/x-www-form-urlencoded",
+        &big,
+    );
+    assert_eq!(status, 413);
+    assert_eq!(id, None);
+    assert!(body.contains("1024"), "{body}");
+    assert_eq!(history_len(&relay), 0);
+}
+
+/// A body over the limit sent without Content-Length (chunked) is cut off with 413 too.
+#[test]
+fn oversized_chunked_body_is_413() {
+    let (_receiver, relay) = relay();
+    let mut stream = std::net::TcpStream::connect(relay.addr).unwrap();
+    let chunk = "a".repeat(600);
+    let request = format!(
+        "POST /hook/{TOKEN} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(history_len(&relay), 0);
+}
+
+/// A method outside `methods` gets 405 with an Allow header.
+#[test]
+fn wrong_method_is_405() {
+    let (_receiver, relay) = relay();
+    let response = crate::support::client()
+        .put(&relay.url(&format!("/hook/{TOKEN}")))
+        .send("x")
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers().get("allow").unwrap(), "GET, POST");
+    assert_eq!(history_len(&relay), 0);
+}
+
+/// Broken JSON gets 400 with the parser's reason, and is recorded as rejected with its raw body.
+#[test]
+fn broken_json_is_400_and_recorded_as_rejected() {
+    let (receiver, relay) = relay();
+    let (status, id, body) = post(
+        &relay.url(&format!("/hook/{TOKEN}?id=3")),
+        "application/json",
+        b"{\"client\": ",
+    );
+    assert_eq!(status, 400);
+    assert!(body.starts_with("the JSON body does not parse"), "{body}");
+    let op = relay.show(id.expect("rejected operations are recorded"));
+    assert_eq!(op["status"], "rejected");
+    assert_eq!(op["body"], "{\"client\": ");
+    assert_eq!(op["query"], "id=3");
+    assert!(op["reason"].as_str().unwrap().contains("does not parse"));
+    assert!(op["deliveries"].as_array().unwrap().is_empty());
+    assert!(receiver.requests().is_empty());
+}
+
+/// A JSON body is flattened to dotted names and its values delivered.
+#[test]
+fn json_body_fields_are_delivered() {
+    let (receiver, relay) = relay();
+    let (status, id, _) = post(
+        &relay.url(&format!("/hook/{TOKEN}")),
+        "application/json",
+        "{\"id\": \"Ёлка 1\", \"client\": {\"phone\": \"+7 912\"}}".as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let got = receiver.wait_for(1);
+    assert_eq!(got[0].param("id").as_deref(), Some("Ёлка 1"));
+    let op = relay.wait_status(id.unwrap(), "delivered");
+    assert_eq!(op["fields"]["client.phone"], "+7 912");
+}
+
+/// Raw windows-1251 bytes in the request target are accepted and decoded, and the charset recorded.
+#[test]
+fn raw_windows_1251_bytes_in_the_target_are_accepted() {
+    let (receiver, relay) = relay();
+    let mut stream = std::net::TcpStream::connect(relay.addr).unwrap();
+    let mut request = format!("GET /hook/{TOKEN}?id=").into_bytes();
+    request.extend_from_slice(b"\xc0\xed\xed\xe0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(&request).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = receiver.wait_for(1);
+    assert_eq!(got[0].param("id").as_deref(), Some("Анна"));
+    let history: serde_json::Value =
+        serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
+    let op = relay.show(history[0]["id"].as_i64().unwrap());
+    assert_eq!(op["charset"], "windows-1251");
+    assert_eq!(op["fields"]["id"], "Анна");
+}
+
+/// A value still holding a Klientiks placeholder counts as missing and warns, naming the field.
+#[test]
+fn unfilled_placeholder_warns_and_renders_empty() {
+    let (receiver, relay) = relay();
+    let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?id=%7B%7Bclient.id%7D%7D")));
+    assert_eq!(status, 200);
+    let got = receiver.wait_for(1);
+    assert_eq!(got[0].param("id").as_deref(), Some(""));
+    let op = relay.wait_status(id.unwrap(), "delivered");
+    let warnings: Vec<String> = serde_json::from_value(op["warnings"].clone()).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`id`") && w.contains("{{client.id}}")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("action `plarin`") && w.contains("`id` is missing")),
+        "{warnings:?}"
+    );
+}
+
+/// SIGTERM stops the daemon cleanly with exit code 0.
+#[test]
+fn sigterm_exits_zero() {
+    let (_receiver, mut relay) = relay();
+    assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?id=1"))).0, 200);
+    let status = relay.terminate();
+    assert_eq!(status.code(), Some(0), "{}", relay.log_text());
+    assert!(relay.log_text().contains("stopped"));
+}

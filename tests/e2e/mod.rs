@@ -1,0 +1,6 @@
+//! The relay from the outside: webhooks in over HTTP, requests out to a
+//! real receiver, history read back through the CLI.
+
+mod cli;
+mod delivery;
+mod ingest;

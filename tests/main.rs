@@ -1,0 +1,6 @@
+//! End-to-end tests: the compiled binary, real sockets, a real SQLite file.
+//! One test binary keeps link time down.
+
+mod crash;
+mod e2e;
+mod support;

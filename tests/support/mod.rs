@@ -1,0 +1,377 @@
+//! Test fixtures: the real binary on a free port with a temp directory, a
+//! real HTTP receiver on loopback, and polling with a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::Value;
+
+/// The compiled `hookrelay` binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
+/// Long enough for a slow CI machine, short enough to fail a hung test.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// A token that passes validation.
+pub const TOKEN: &str = "test-token-0123456789abcdefXYZ";
+
+/// Polls `condition` until it holds or `DEADLINE` passes; returns whether it held.
+pub fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// A running `hookrelay run` with its own directory and config.
+pub struct Relay {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Relay {
+    /// Writes `processings` (TOML) under a server section on port 0 and starts the binary.
+    pub fn start(processings: &str) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
+             [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\n{processings}"
+        );
+        std::fs::write(&config, text).unwrap();
+        let (child, addr, log) = spawn(&config);
+        Relay {
+            dir,
+            config,
+            addr,
+            child,
+            log,
+        }
+    }
+
+    /// The base URL of the webhook listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Runs a CLI subcommand against this relay's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `show ID --json`, parsed.
+    pub fn show(&self, id: i64) -> Value {
+        let out = self.cli(&["show", &id.to_string(), "--json"]);
+        assert!(
+            out.status.success(),
+            "show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls `show ID` until the operation has `status`; returns the last view.
+    pub fn wait_status(&self, id: i64, status: &str) -> Value {
+        let mut last = Value::Null;
+        let reached = wait_until(|| {
+            last = self.show(id);
+            last["status"] == status
+        });
+        assert!(reached, "operation {id} never became {status}: {last:#}");
+        last
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the daemon again on the same config and database (on a new port).
+    pub fn restart(&mut self) {
+        let (child, addr, log) = spawn(&self.config);
+        self.child = child;
+        self.addr = addr;
+        self.log = log;
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Arc::clone(&log);
+    // Keeps draining stderr so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening for webhooks on ").nth(1) {
+                let addr = rest.split(';').next().unwrap_or("").to_string();
+                let _ = tx.send(addr);
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let addr = match rx.recv_timeout(DEADLINE) {
+        Ok(addr) => addr.parse().unwrap(),
+        Err(_) => panic!("relay did not start: {}", log.lock().unwrap().join("\n")),
+    };
+    (child, addr, log)
+}
+
+/// A request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The decoded query parameters.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let url = url::Url::parse(&format!("http://x{}", self.target)).unwrap();
+        url.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// One decoded query parameter.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// One header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A real HTTP server on loopback standing in for Plarin. It answers from a
+/// script of (status, body), then 200 "ok" once the script is used up.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Receiver {
+    /// Starts answering on a free loopback port.
+    pub fn start() -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (reqs, scr) = (Arc::clone(&requests), Arc::clone(&script));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let serve = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (reqs, scr) = (Arc::clone(&reqs), Arc::clone(&scr));
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(
+                                move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let (reqs, scr) = (Arc::clone(&reqs), Arc::clone(&scr));
+                                    async move {
+                                        let method = req.method().to_string();
+                                        let target = req.uri().to_string();
+                                        let headers = req
+                                            .headers()
+                                            .iter()
+                                            .map(|(k, v)| {
+                                                (
+                                                    k.to_string(),
+                                                    String::from_utf8_lossy(v.as_bytes())
+                                                        .into_owned(),
+                                                )
+                                            })
+                                            .collect();
+                                        let body = req
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|b| b.to_bytes().to_vec())
+                                            .unwrap_or_default();
+                                        let (status, text) = scr
+                                            .lock()
+                                            .unwrap()
+                                            .pop_front()
+                                            .unwrap_or((200, "ok".into()));
+                                        reqs.lock().unwrap().push(Received {
+                                            method,
+                                            target,
+                                            headers,
+                                            body,
+                                        });
+                                        let mut response =
+                                            hyper::Response::new(Full::new(Bytes::from(text)));
+                                        *response.status_mut() =
+                                            hyper::StatusCode::from_u16(status).unwrap();
+                                        Ok::<_, std::convert::Infallible>(response)
+                                    }
+                                },
+                            );
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Receiver {
+            addr,
+            requests,
+            script,
+            stop: Some(stop),
+        }
+    }
+
+    /// The URL of `path` on this receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Queues answers for the next requests.
+    pub fn script(&self, answers: &[(u16, &str)]) {
+        let mut script = self.script.lock().unwrap();
+        script.extend(answers.iter().map(|(s, b)| (*s, b.to_string())));
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them all.
+    pub fn wait_for(&self, n: usize) -> Vec<Received> {
+        let arrived = wait_until(|| self.requests.lock().unwrap().len() >= n);
+        let got = self.requests();
+        assert!(
+            arrived,
+            "receiver got {} requests, expected {n}: {got:#?}",
+            got.len()
+        );
+        got
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An HTTP client that reports every status instead of erroring on 4xx/5xx.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
+}
+
+/// GETs `url`; returns status, the operation id header if any, and the body.
+pub fn get(url: &str) -> (u16, Option<i64>, String) {
+    let response = client().get(url).call().unwrap();
+    answer(response)
+}
+
+/// POSTs `body` with `content_type`; returns like [`get`].
+pub fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, Option<i64>, String) {
+    let response = client()
+        .post(url)
+        .header("Content-Type", content_type)
+        .send(body)
+        .unwrap();
+    answer(response)
+}
+
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Option<i64>, String) {
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("x-hookrelay-operation")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, id, body)
+}
+
+/// A processing with one GET action to `url`, with `extra` TOML for the action.
+pub fn processing(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[processing]]\nname = \"{name}\"\ntoken = \"{TOKEN}\"\n\n[[processing.action]]\nname = \"plarin\"\nmethod = \"GET\"\nurl = \"{url}\"\n{extra}\n"
+    )
+}
