@@ -66,11 +66,11 @@ fn to_json(op: &OperationView) -> serde_json::Value {
         "received_at": rfc3339(op.summary.received_at),
         "status": op.summary.status.as_str(),
         "reason": op.summary.reason,
-        "remote_addr": op.remote_addr,
-        "method": op.method,
-        "query": String::from_utf8_lossy(&op.raw_query),
-        "content_type": op.content_type,
-        "body": String::from_utf8_lossy(&op.raw_body),
+        "remote_addr": op.request.remote_addr,
+        "method": op.request.method,
+        "query": String::from_utf8_lossy(&op.request.query),
+        "content_type": op.request.content_type,
+        "body": String::from_utf8_lossy(&op.request.body),
         "charset": op.charset,
         "fields": op.fields,
         "warnings": op.warnings,
@@ -87,8 +87,8 @@ fn print_text(op: &OperationView) {
     println!(
         "received:  {} from {} ({} {})",
         rfc3339(s.received_at),
-        op.remote_addr,
-        op.method,
+        op.request.remote_addr,
+        op.request.method,
         op.charset
     );
     println!("fields:");

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, Processing};
-use crate::store::{now_ms, OpStatus, Writer};
+use crate::store::{now_ms, OpStatus, RawRequest, Writer};
 
 /// Most connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 1024;
@@ -178,15 +178,14 @@ async fn accept(
         })?
         .to_bytes();
     let extracted = fields::extract(&raw_query, content_type.as_deref(), &body);
-    let received = rules::Received {
-        received_at: now_ms(),
+    let request = RawRequest {
         remote_addr: remote.to_string(),
         method,
-        raw_query,
-        raw_body: body.to_vec(),
+        query: raw_query,
+        body: body.to_vec(),
         content_type,
     };
-    let operation = rules::operation(processing, received, extracted);
+    let operation = rules::operation(processing, now_ms(), request, extracted);
     let inserted = shared.writer.insert(operation).await.map_err(|err| {
         log::error!(
             "processing `{}`: cannot store a webhook: {err}",

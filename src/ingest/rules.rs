@@ -3,37 +3,23 @@
 
 use crate::config::Processing;
 use crate::outgoing;
-use crate::store::{NewDelivery, NewOperation, OpStatus};
+use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest};
 use crate::template::Escape;
 
 use super::fields::{Charset, Extracted};
-
-/// What is known about a request besides its fields.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub received_at: i64,
-    pub remote_addr: String,
-    pub method: String,
-    pub raw_query: Vec<u8>,
-    pub raw_body: Vec<u8>,
-    pub content_type: Option<String>,
-}
 
 /// Decides what `processing` does with a request and builds the operation.
 /// `extracted` is an `Err` with the reason when the body did not parse.
 pub fn operation(
     processing: &Processing,
-    received: Received,
+    received_at: i64,
+    request: RawRequest,
     extracted: Result<Extracted, String>,
 ) -> NewOperation {
     let mut op = NewOperation {
         processing: processing.name.clone(),
-        received_at: received.received_at,
-        remote_addr: received.remote_addr,
-        method: received.method,
-        raw_query: received.raw_query,
-        raw_body: received.raw_body,
-        content_type: received.content_type,
+        received_at,
+        request,
         charset: Charset::Utf8.as_str().into(),
         fields: Vec::new(),
         warnings: Vec::new(),

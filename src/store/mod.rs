@@ -110,16 +110,22 @@ string_enum! {
     }
 }
 
+/// A webhook request as it arrived, kept for history and replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRequest {
+    pub remote_addr: String,
+    pub method: String,
+    pub query: Vec<u8>,
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
 /// A received webhook to store, with the deliveries it starts.
 #[derive(Debug, Clone)]
 pub struct NewOperation {
     pub processing: String,
     pub received_at: i64,
-    pub remote_addr: String,
-    pub method: String,
-    pub raw_query: Vec<u8>,
-    pub raw_body: Vec<u8>,
-    pub content_type: Option<String>,
+    pub request: RawRequest,
     pub charset: String,
     pub fields: Vec<(String, String)>,
     pub warnings: Vec<String>,
@@ -224,3 +230,192 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(action: &str) -> NewDelivery {
+        NewDelivery {
+            action: action.into(),
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/pb?token=t".into(),
+            headers: vec![("X-A".into(), "1".into())],
+            body: None,
+            redacted: "GET http://127.0.0.1:1/pb?token=MASKED".into(),
+            expect_body: None,
+            timeout_ms: 1000,
+            max_attempts: 3,
+            first_delay_ms: 10,
+            max_delay_ms: 100,
+        }
+    }
+
+    fn operation(dedupe: Option<&str>, actions: &[&str]) -> NewOperation {
+        NewOperation {
+            processing: "p".into(),
+            received_at: 1_000,
+            request: RawRequest {
+                remote_addr: "127.0.0.1:5".into(),
+                method: "GET".into(),
+                query: b"a=1".to_vec(),
+                body: Vec::new(),
+                content_type: None,
+            },
+            charset: "utf-8".into(),
+            fields: vec![("a".into(), "1".into())],
+            warnings: vec!["w".into()],
+            status: OpStatus::Queued,
+            reason: None,
+            dedupe: dedupe.map(|k| (k.to_string(), 0)),
+            deliveries: actions.iter().map(|a| delivery(a)).collect(),
+        }
+    }
+
+    fn insert_all(writer: &Writer, ops: Vec<NewOperation>) -> Vec<Inserted> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pending: Vec<_> = ops.into_iter().map(|op| writer.insert(op)).collect();
+            let mut out = Vec::new();
+            for p in pending {
+                out.push(p.await.unwrap());
+            }
+            out
+        })
+    }
+
+    /// Insert, claim in order, record outcomes; the operation follows its
+    /// deliveries and every attempt is readable.
+    #[test]
+    fn insert_claim_record_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, Box::new(|| {})).unwrap();
+        let ids = insert_all(&writer, vec![operation(None, &["first", "second"])]);
+        let id = ids[0].id;
+
+        let claimed = writer.claim_due(1_000, 10).unwrap();
+        let actions: Vec<_> = claimed
+            .due
+            .iter()
+            .map(|d| d.request.action.as_str())
+            .collect();
+        assert_eq!(actions, ["first", "second"], "configured order");
+        assert_eq!(
+            claimed.due[0].request.headers,
+            vec![("X-A".to_string(), "1".to_string())]
+        );
+        assert_eq!(claimed.next_due, None, "nothing else is waiting");
+        assert!(
+            writer.claim_due(1_000, 10).unwrap().due.is_empty(),
+            "in_flight is not claimed twice"
+        );
+
+        let record = |d: &DueDelivery, outcome, status| AttemptRecord {
+            delivery_id: d.id,
+            started_at: 1_000,
+            duration_ms: 3,
+            request: d.request.redacted.clone(),
+            http_status: Some(status),
+            response_body: Some("body".into()),
+            error: None,
+            outcome,
+        };
+        writer
+            .record(record(&claimed.due[0], Outcome::Delivered, 200))
+            .unwrap();
+        writer
+            .record(record(&claimed.due[1], Outcome::RetryAt(5_000), 503))
+            .unwrap();
+        let later = writer.claim_due(4_999, 10).unwrap();
+        assert!(later.due.is_empty());
+        assert_eq!(later.next_due, Some(5_000));
+        let retry = writer.claim_due(5_000, 10).unwrap();
+        assert_eq!(retry.due.len(), 1);
+        assert_eq!(retry.due[0].attempts, 1);
+        writer
+            .record(record(&retry.due[0], Outcome::Failed, 400))
+            .unwrap();
+        drop(writer);
+        thread.join().unwrap();
+
+        let reader = Reader::open(&path).unwrap();
+        let op = reader.operation(id).unwrap().unwrap();
+        assert_eq!(op.summary.status, OpStatus::Partial);
+        assert_eq!(op.fields.get("a").map(String::as_str), Some("1"));
+        assert_eq!(op.warnings, ["w"]);
+        assert_eq!(op.request.query, b"a=1");
+        assert_eq!(op.deliveries[0].attempts.len(), 1);
+        let statuses: Vec<_> = op.deliveries[1]
+            .attempts
+            .iter()
+            .map(|a| a.http_status)
+            .collect();
+        assert_eq!(statuses, [Some(503), Some(400)]);
+        assert_eq!(op.deliveries[1].last_error.as_deref(), Some("HTTP 400"));
+        assert_eq!(
+            reader.operation(id + 1).unwrap().map(|o| o.summary.id),
+            None
+        );
+    }
+
+    /// A second operation with the same dedupe key is a duplicate naming the first.
+    #[test]
+    fn dedupe_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _thread) = spawn_writer(&dir.path().join("t.db"), Box::new(|| {})).unwrap();
+        let out = insert_all(
+            &writer,
+            vec![
+                operation(Some("k"), &["a"]),
+                operation(Some("k"), &["a"]),
+                operation(Some(""), &["a"]),
+            ],
+        );
+        assert_eq!(out[0].status, OpStatus::Queued);
+        assert_eq!(out[1].status, OpStatus::Duplicate);
+        assert_eq!(
+            out[1].reason.as_deref(),
+            Some(&*format!("same dedupe key `k` as operation {}", out[0].id))
+        );
+        assert_eq!(
+            out[2].status,
+            OpStatus::Queued,
+            "an empty key never dedupes"
+        );
+        assert_eq!(
+            writer.claim_due(1_000, 10).unwrap().due.len(),
+            2,
+            "the duplicate queued nothing"
+        );
+    }
+
+    /// Deliveries left in flight by a stopped writer are pending again at the next start.
+    #[test]
+    fn in_flight_resets_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, Box::new(|| {})).unwrap();
+        insert_all(&writer, vec![operation(None, &["a"])]);
+        assert_eq!(writer.claim_due(1_000, 10).unwrap().due.len(), 1);
+        drop(writer);
+        thread.join().unwrap();
+        let (writer, _thread) = spawn_writer(&path, Box::new(|| {})).unwrap();
+        assert_eq!(writer.claim_due(1_000, 10).unwrap().due.len(), 1);
+    }
+
+    /// A reader refuses a database this build cannot read.
+    #[test]
+    fn reader_checks_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Reader::open(&dir.path().join("none.db")).err().unwrap();
+        assert!(missing.to_string().contains("no database"), "{missing}");
+        let path = dir.path().join("new.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = Reader::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::TooNew(99, _)), "{err}");
+    }
+}

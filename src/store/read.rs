@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{open_connection, schema, OpStatus, StoreError};
+use super::{open_connection, schema, OpStatus, RawRequest, StoreError};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
@@ -39,11 +39,7 @@ pub struct OperationSummary {
 #[derive(Debug, Clone)]
 pub struct OperationView {
     pub summary: OperationSummary,
-    pub remote_addr: String,
-    pub method: String,
-    pub raw_query: Vec<u8>,
-    pub raw_body: Vec<u8>,
-    pub content_type: Option<String>,
+    pub request: RawRequest,
     pub charset: String,
     pub fields: BTreeMap<String, String>,
     pub warnings: Vec<String>,
@@ -123,25 +119,36 @@ impl Reader {
 
     /// Operations matching `filter`, newest first.
     pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<OperationSummary>, StoreError> {
+        // Only the filters given become conditions, so SQLite can pick the
+        // index that fits (by processing, by status, or the primary key).
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(processing) = &filter.processing {
+            values.push(processing.clone().into());
+            conditions.push(format!("o.processing = ?{}", values.len()));
+        }
+        if let Some(status) = filter.status {
+            values.push(status.as_str().to_string().into());
+            conditions.push(format!("o.status = ?{}", values.len()));
+        }
+        if let Some(since) = filter.since {
+            values.push(since.into());
+            conditions.push(format!("o.received_at >= ?{}", values.len()));
+        }
+        values.push((filter.limit as i64).into());
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM operations o
-             WHERE (?1 IS NULL OR o.processing = ?1)
-               AND (?2 IS NULL OR o.status = ?2)
-               AND (?3 IS NULL OR o.received_at >= ?3)
-             ORDER BY o.id DESC LIMIT ?4"
+            "SELECT {SUMMARY_COLUMNS} FROM operations o {where_clause} ORDER BY o.id DESC LIMIT ?{}",
+            values.len()
         );
         let rows = self
             .conn
             .prepare(&sql)?
-            .query_map(
-                params![
-                    filter.processing,
-                    filter.status.map(OpStatus::as_str),
-                    filter.since,
-                    filter.limit as i64
-                ],
-                summary_row,
-            )?
+            .query_map(rusqlite::params_from_iter(values), summary_row)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter().map(with_status).collect()
     }
@@ -185,11 +192,13 @@ impl Reader {
         };
         Ok(Some(OperationView {
             summary: with_status(summary)?,
-            remote_addr,
-            method,
-            raw_query,
-            raw_body,
-            content_type,
+            request: RawRequest {
+                remote_addr,
+                method,
+                query: raw_query,
+                body: raw_body,
+                content_type,
+            },
             charset,
             fields: parse_json("fields", &fields)?,
             warnings: parse_json("warnings", &warnings)?,

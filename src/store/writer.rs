@@ -128,6 +128,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, on_commit: OnCommi
         }
         let wake = batch.iter().any(|c| !matches!(c, Command::Claim { .. }));
         let committed = commit_batch(&mut conn, &mut batch);
+        // Commands left over by a failed transaction are dropped: their
+        // callers see the writer's error instead of waiting on a retry loop.
+        batch.clear();
         if committed && wake {
             on_commit();
         }
@@ -242,11 +245,11 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
     .execute(params![
         op.processing,
         op.received_at,
-        op.remote_addr,
-        op.method,
-        op.raw_query,
-        op.raw_body,
-        op.content_type,
+        op.request.remote_addr,
+        op.request.method,
+        op.request.query,
+        op.request.body,
+        op.request.content_type,
         op.charset,
         fields,
         warnings,
