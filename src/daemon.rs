@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::Config;
 use crate::ingest::{self, Shared};
@@ -49,6 +50,9 @@ pub async fn run(
         tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
             .await?
             .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
+    // Registered before the listener is announced, so an early SIGHUP
+    // reloads instead of killing the process.
+    let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     let deliverer = deliver::start(writer.clone(), config.delivery.workers, (waker, signals))
         .context("starting the delivery workers")?;
 
@@ -70,7 +74,9 @@ pub async fn run(
         );
     }
     let shared = Arc::new(Shared::new(Arc::clone(&config), writer));
+    let reloads = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&shared)));
     ingest::serve(listener, Arc::clone(&shared), shutdown).await;
+    reloads.abort();
     drop(shared);
 
     log::info!("stopping: no new webhooks; finishing delivery attempts in flight");
@@ -91,9 +97,52 @@ pub async fn run(
     Ok(())
 }
 
+/// On each SIGHUP (systemctl reload), re-reads the config file. A broken
+/// file is refused and the running config kept. Processings and their
+/// actions take effect for new requests at once; deliveries already queued
+/// keep the requests rendered when they were accepted. Keys that need a
+/// restart ([server] listen, [storage], [delivery] workers) are reported.
+async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
+    while hangups.recv().await.is_some() {
+        let running = shared.config();
+        let path = running.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+        let fresh = match loaded {
+            Ok(Ok(fresh)) => fresh,
+            Ok(Err(err)) => {
+                log::error!("SIGHUP: config refused, the running config stays: {err}");
+                continue;
+            }
+            Err(err) => {
+                log::error!("SIGHUP: reload failed: {err}");
+                continue;
+            }
+        };
+        for (what, changed) in [
+            ("server.listen", fresh.server.listen != running.server.listen),
+            ("storage.path", fresh.storage.path != running.storage.path),
+            ("delivery.workers", fresh.delivery.workers != running.delivery.workers),
+        ] {
+            if changed {
+                log::warn!("SIGHUP: {what} changed; it takes effect only after a restart");
+            }
+        }
+        let names = |c: &Config| c.processings.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let (old, new) = (names(&running), names(&fresh));
+        let added: Vec<_> = new.iter().filter(|n| !old.contains(n)).cloned().collect();
+        let removed: Vec<_> = old.iter().filter(|n| !new.contains(n)).cloned().collect();
+        shared.replace(Arc::new(fresh));
+        log::info!(
+            "SIGHUP: config reloaded: {} processing(s); added: [{}]; removed: [{}]",
+            new.len(),
+            added.join(", "),
+            removed.join(", ")
+        );
+    }
+}
+
 /// Resolves on SIGTERM (systemctl stop) or SIGINT (Ctrl-C).
 async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
     let wait = |kind: SignalKind| async move {
         match signal(kind) {
             Ok(mut stream) => {

@@ -49,6 +49,14 @@ impl Shared {
         }
     }
 
+    /// Makes `config` the one new requests use.
+    pub fn replace(&self, config: Arc<Config>) {
+        match self.config.write() {
+            Ok(mut guard) => *guard = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+
     /// The config new requests use.
     pub fn config(&self) -> Arc<Config> {
         match self.config.read() {

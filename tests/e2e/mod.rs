@@ -4,3 +4,4 @@
 mod cli;
 mod delivery;
 mod ingest;
+mod reload;

@@ -48,11 +48,7 @@ impl Relay {
     pub fn start(processings: &str) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
-             [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\n{processings}"
-        );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, config_text(processings)).unwrap();
         let (child, addr, log) = spawn(&config);
         Relay {
             dir,
@@ -61,6 +57,24 @@ impl Relay {
             child,
             log,
         }
+    }
+
+    /// Replaces the config file's processings (the daemon sees it on SIGHUP).
+    pub fn rewrite(&self, processings: &str) {
+        std::fs::write(&self.config, config_text(processings)).unwrap();
+    }
+
+    /// Sends a signal such as `HUP` to the daemon.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(&pid).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the daemon logged a line containing `text`.
+    pub fn wait_log(&self, text: &str) {
+        let found = wait_until(|| self.log_text().contains(text));
+        assert!(found, "never logged {text:?}:\n{}", self.log_text());
     }
 
     /// The base URL of the webhook listener.
@@ -116,8 +130,7 @@ impl Relay {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.signal("TERM");
         self.child.wait().unwrap()
     }
 
@@ -132,6 +145,14 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A test config: loopback on port 0, a small body limit, fast retries.
+pub fn config_text(processings: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
+         [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\n{processings}"
+    )
 }
 
 fn spawn(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -371,7 +392,12 @@ fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Option<i64>, 
 
 /// A processing with one GET action to `url`, with `extra` TOML for the action.
 pub fn processing(name: &str, url: &str, extra: &str) -> String {
+    processing_with_token(name, TOKEN, url, extra)
+}
+
+/// Like [`processing`], with its own token.
+pub fn processing_with_token(name: &str, token: &str, url: &str, extra: &str) -> String {
     format!(
-        "[[processing]]\nname = \"{name}\"\ntoken = \"{TOKEN}\"\n\n[[processing.action]]\nname = \"plarin\"\nmethod = \"GET\"\nurl = \"{url}\"\n{extra}\n"
+        "[[processing]]\nname = \"{name}\"\ntoken = \"{token}\"\n\n[[processing.action]]\nname = \"plarin\"\nmethod = \"GET\"\nurl = \"{url}\"\n{extra}\n"
     )
 }
