@@ -193,6 +193,25 @@ pub struct Action {
     pub retry: Retry,
 }
 
+impl Processing {
+    /// Every field the processing reads: `require`, `when`, `dedupe` and the
+    /// actions' templates, sorted and without repeats.
+    pub fn fields_used(&self) -> std::collections::BTreeSet<&str> {
+        let mut used: std::collections::BTreeSet<&str> =
+            self.require.iter().map(String::as_str).collect();
+        used.extend(self.when.iter().map(|(field, _)| field.as_str()));
+        let mut templates: Vec<&Template> = self.dedupe.iter().collect();
+        for action in &self.actions {
+            templates.push(&action.url);
+            templates.extend(action.query.iter().map(|(_, t)| t));
+            templates.extend(action.headers.iter().map(|(_, t)| t));
+            templates.extend(action.body.iter());
+        }
+        used.extend(templates.into_iter().flat_map(Template::fields));
+        used
+    }
+}
+
 impl Config {
     /// Reads and resolves the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -119,15 +119,26 @@ async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
             }
         };
         for (what, changed) in [
-            ("server.listen", fresh.server.listen != running.server.listen),
+            (
+                "server.listen",
+                fresh.server.listen != running.server.listen,
+            ),
             ("storage.path", fresh.storage.path != running.storage.path),
-            ("delivery.workers", fresh.delivery.workers != running.delivery.workers),
+            (
+                "delivery.workers",
+                fresh.delivery.workers != running.delivery.workers,
+            ),
         ] {
             if changed {
                 log::warn!("SIGHUP: {what} changed; it takes effect only after a restart");
             }
         }
-        let names = |c: &Config| c.processings.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let names = |c: &Config| {
+            c.processings
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
         let (old, new) = (names(&running), names(&fresh));
         let added: Vec<_> = new.iter().filter(|n| !old.contains(n)).cloned().collect();
         let removed: Vec<_> = old.iter().filter(|n| !new.contains(n)).cloned().collect();

@@ -6,7 +6,8 @@
 //! - [`config`]: the TOML schema, defaults and validation.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
 //! - [`outgoing`]: an action rendered into the request that goes out; secret masking.
-//! - [`ingest`]: the webhook listener: routing, limits, fields, charsets.
+//! - [`ingest`]: the webhook listener: routing, limits, fields, charsets, rules.
+//! - [`klientiks`]: Klientiks events and the addresses to paste into it.
 //! - [`store`]: SQLite: schema, the single writer thread, queries. The only SQL.
 //! - [`deliver`]: the scheduler, the worker threads, the retry policy.
 //! - [`daemon`]: `hookrelay run`: wires the pieces, signals, shutdown.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod ingest;
+pub mod klientiks;
 pub mod outgoing;
 pub mod store;
 pub mod template;

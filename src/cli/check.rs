@@ -1,7 +1,12 @@
-//! `hookrelay check`: validate the config like `nginx -t` and print each
-//! processing's webhook address.
+//! `hookrelay check`: validate the config like `nginx -t`, print each
+//! processing's webhook address, and warn about template fields the latest
+//! recorded event of that processing did not carry. Errors exit 2;
+//! warnings are printed and exit 0.
 
 use super::{load_config, Cli, Failure};
+use crate::config::Config;
+use crate::outgoing::redact_url_text;
+use crate::store::{Reader, StoreError};
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
@@ -20,12 +25,43 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
                 "  action {}: {} {}",
                 action.name,
                 action.method.as_str(),
-                crate::outgoing::redact_url_text(action.url.source())
+                redact_url_text(action.url.source())
             );
         }
     }
     if config.processings.is_empty() {
         println!("no [[processing]] is configured: every webhook will get 404");
     }
+    for warning in field_warnings(&config)? {
+        println!("warning: {warning}");
+    }
     Ok(())
+}
+
+/// Fields the config reads that the latest event of each processing lacked.
+fn field_warnings(config: &Config) -> Result<Vec<String>, Failure> {
+    let reader = match Reader::open(&config.storage.path) {
+        Ok(reader) => reader,
+        // No database yet: nothing received, nothing to compare with.
+        Err(StoreError::Missing(_)) => return Ok(Vec::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let mut warnings = Vec::new();
+    for processing in &config.processings {
+        let Some(latest) = reader.latest(&processing.name)? else {
+            continue;
+        };
+        let had: Vec<&str> = latest.fields.keys().map(String::as_str).collect();
+        for field in processing.fields_used() {
+            if !latest.fields.contains_key(field) {
+                warnings.push(format!(
+                    "processing `{}`: `{field}` was not in the last event (operation {}); it had: {}",
+                    processing.name,
+                    latest.summary.id,
+                    if had.is_empty() { "no fields".to_string() } else { had.join(", ") }
+                ));
+            }
+        }
+    }
+    Ok(warnings)
 }

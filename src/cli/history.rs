@@ -26,7 +26,7 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_status(text: &str) -> Result<OpStatus, String> {
+pub fn parse_status(text: &str) -> Result<OpStatus, String> {
     text.parse()
 }
 

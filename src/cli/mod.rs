@@ -2,7 +2,11 @@
 //! codes (0 success, 1 runtime failure, 2 usage or config error).
 
 mod check;
+mod dry_run;
+mod fields;
 mod history;
+mod klientiks;
+mod replay;
 mod run;
 mod show;
 mod token;
@@ -40,6 +44,14 @@ pub enum Command {
     History(history::Args),
     /// Show one operation: fields, warnings, deliveries and every attempt.
     Show(show::Args),
+    /// Show the fields of the latest request to a processing.
+    Fields(fields::Args),
+    /// Render a processing's actions for given fields; print, send nothing.
+    Try(dry_run::Args),
+    /// Queue fresh deliveries for recorded operations.
+    Replay(replay::Args),
+    /// Print the address to paste into Klientiks for an event.
+    Klientiks(klientiks::Args),
 }
 
 /// Why a command failed, which decides the exit code.
@@ -79,6 +91,10 @@ pub fn main() -> ExitCode {
         Command::Token => token::run(),
         Command::History(args) => history::run(&cli, args),
         Command::Show(args) => show::run(&cli, args),
+        Command::Fields(args) => fields::run(&cli, args),
+        Command::Try(args) => dry_run::run(&cli, args),
+        Command::Replay(args) => replay::run(&cli, args),
+        Command::Klientiks(args) => klientiks::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,6 +123,31 @@ fn init_logging() {
 
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
     Ok(Config::load(&cli.config)?)
+}
+
+/// The processing called `name`, or a usage error listing the known ones.
+fn find_processing<'a>(
+    config: &'a Config,
+    name: &str,
+) -> Result<&'a crate::config::Processing, Failure> {
+    config.processing(name).ok_or_else(|| {
+        let known: Vec<_> = config.processings.iter().map(|p| p.name.as_str()).collect();
+        Failure::Usage(format!(
+            "no processing `{name}` in the config (there are: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Prints fields as an aligned name/value table.
+fn print_fields(fields: &std::collections::BTreeMap<String, String>) {
+    let width = fields.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    for (name, value) in fields {
+        println!("  {name:<width$}  {value}");
+    }
+    if fields.is_empty() {
+        println!("  (none)");
+    }
 }
 
 /// Milliseconds since the epoch as RFC 3339, to the millisecond.

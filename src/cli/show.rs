@@ -92,18 +92,7 @@ fn print_text(op: &OperationView) {
         op.charset
     );
     println!("fields:");
-    let width = op
-        .fields
-        .keys()
-        .map(|k| k.chars().count())
-        .max()
-        .unwrap_or(0);
-    for (name, value) in &op.fields {
-        println!("  {name:<width$}  {value}");
-    }
-    if op.fields.is_empty() {
-        println!("  (none)");
-    }
+    super::print_fields(&op.fields);
     for warning in &op.warnings {
         println!("warning:   {warning}");
     }

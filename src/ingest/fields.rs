@@ -33,6 +33,29 @@ pub struct Extracted {
 }
 
 impl Extracted {
+    /// Fields given directly (by `try`, or read back from history), with
+    /// their placeholder warnings.
+    pub fn from_fields(fields: BTreeMap<String, String>) -> Extracted {
+        let mut out = Extracted {
+            fields,
+            charset: Charset::Utf8,
+            warnings: Vec::new(),
+        };
+        out.note_placeholders();
+        out
+    }
+
+    fn note_placeholders(&mut self) {
+        for (name, value) in &self.fields {
+            if holds_placeholder(value) {
+                self.warnings.push(format!(
+                    "field `{name}` holds an unfilled placeholder `{}`: the sender's address has a typo; the field counts as missing",
+                    shorten(value)
+                ));
+            }
+        }
+    }
+
     /// A field's value if it is usable: present, and not an unfilled placeholder.
     pub fn usable(&self, name: &str) -> Option<&str> {
         self.fields
@@ -78,14 +101,7 @@ pub fn extract(
             )),
         }
     }
-    for (name, value) in &out.fields {
-        if holds_placeholder(value) {
-            out.warnings.push(format!(
-                "field `{name}` holds an unfilled placeholder `{}`: the sender's address has a typo; the field counts as missing",
-                shorten(value)
-            ));
-        }
-    }
+    out.note_placeholders();
     Ok(out)
 }
 

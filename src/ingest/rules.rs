@@ -1,7 +1,7 @@
 //! From a request's fields to the operation to store: `require`, `when`,
 //! `enabled`, the dedupe key, and each action rendered into its request.
 
-use crate::config::Processing;
+use crate::config::{Action, Processing};
 use crate::outgoing;
 use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest};
 use crate::template::Escape;
@@ -61,28 +61,10 @@ pub fn operation(
         return op;
     }
     for action in &processing.actions {
-        match outgoing::render(action, lookup) {
-            Ok(rendered) => {
-                for field in rendered.missing {
-                    op.warnings.push(format!(
-                        "action `{}`: field `{field}` is missing; it was sent empty",
-                        action.name
-                    ));
-                }
-                let r = rendered.request;
-                op.deliveries.push(NewDelivery {
-                    action: action.name.clone(),
-                    method: r.method.as_str().into(),
-                    url: r.url,
-                    headers: r.headers,
-                    body: r.body,
-                    redacted: r.redacted,
-                    expect_body: action.expect_body.clone(),
-                    timeout_ms: action.timeout.as_millis() as u64,
-                    max_attempts: action.retry.attempts,
-                    first_delay_ms: action.retry.first_delay.as_millis() as u64,
-                    max_delay_ms: action.retry.max_delay.as_millis() as u64,
-                });
+        match delivery(action, lookup) {
+            Ok((delivery, warnings)) => {
+                op.warnings.extend(warnings);
+                op.deliveries.push(delivery);
             }
             Err(err) => {
                 op.status = OpStatus::Failed;
@@ -93,6 +75,39 @@ pub fn operation(
         }
     }
     op
+}
+
+/// Renders `action` into a delivery to queue, with a warning per missing field.
+pub fn delivery<'a>(
+    action: &Action,
+    lookup: impl Fn(&str) -> Option<&'a str> + Copy,
+) -> Result<(NewDelivery, Vec<String>), String> {
+    let rendered = outgoing::render(action, lookup)?;
+    let warnings = rendered
+        .missing
+        .iter()
+        .map(|field| {
+            format!(
+                "action `{}`: field `{field}` is missing; it was sent empty",
+                action.name
+            )
+        })
+        .collect();
+    let r = rendered.request;
+    let delivery = NewDelivery {
+        action: action.name.clone(),
+        method: r.method.as_str().into(),
+        url: r.url,
+        headers: r.headers,
+        body: r.body,
+        redacted: r.redacted,
+        expect_body: action.expect_body.clone(),
+        timeout_ms: action.timeout.as_millis() as u64,
+        max_attempts: action.retry.attempts,
+        first_delay_ms: action.retry.first_delay.as_millis() as u64,
+        max_delay_ms: action.retry.max_delay.as_millis() as u64,
+    };
+    Ok((delivery, warnings))
 }
 
 /// Why `require` or `when` says not to send, if they do.

@@ -5,6 +5,7 @@
 //! connections. Times are milliseconds since the Unix epoch.
 
 mod read;
+mod replay;
 mod schema;
 mod writer;
 
@@ -16,7 +17,13 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 pub use read::{AttemptView, DeliveryView, HistoryFilter, OperationSummary, OperationView, Reader};
+pub use replay::{queue_replays, Replay};
 pub use writer::{spawn_writer, Claimed, Writer};
+
+/// The earliest accepted operation of a processing with a dedupe key, since a time.
+const DUPLICATE_OF: &str = "SELECT id FROM operations
+     WHERE processing = ?1 AND dedupe_key = ?2 AND received_at >= ?3
+     ORDER BY id LIMIT 1";
 
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -206,6 +213,20 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Opens an existing database for the command line, which must be at this
+/// build's schema: only the daemon migrates.
+fn open_existing(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(path, false)?;
+    let version = schema::version(&conn)?;
+    if version > schema::VERSION {
+        return Err(StoreError::TooNew(version, schema::VERSION));
+    }
+    if version < schema::VERSION {
+        return Err(StoreError::TooOld(version, schema::VERSION));
+    }
     Ok(conn)
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{open_connection, schema, OpStatus, RawRequest, StoreError};
+use super::{open_existing, OpStatus, RawRequest, StoreError, DUPLICATE_OF};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
@@ -106,15 +106,40 @@ fn with_status(
 impl Reader {
     /// Opens an existing database; it must already be at this build's schema.
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
-        let conn = open_connection(path, false)?;
-        let version = schema::version(&conn)?;
-        if version > schema::VERSION {
-            return Err(StoreError::TooNew(version, schema::VERSION));
+        Ok(Reader {
+            conn: open_existing(path)?,
+        })
+    }
+
+    /// The newest operation of `processing`, if any.
+    pub fn latest(&self, processing: &str) -> Result<Option<OperationView>, StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM operations WHERE processing = ?1 ORDER BY id DESC LIMIT 1",
+                [processing],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match id {
+            Some(id) => self.operation(id),
+            None => Ok(None),
         }
-        if version < schema::VERSION {
-            return Err(StoreError::TooOld(version, schema::VERSION));
-        }
-        Ok(Reader { conn })
+    }
+
+    /// The accepted operation an event with this dedupe key would duplicate.
+    pub fn duplicate_of(
+        &self,
+        processing: &str,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(DUPLICATE_OF, params![processing, key, since], |row| {
+                row.get(0)
+            })
+            .optional()?)
     }
 
     /// Operations matching `filter`, newest first.

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     now_ms, open_for_writing, AttemptRecord, DeliveryStatus, DueDelivery, Inserted, NewDelivery,
-    NewOperation, OpStatus, Outcome, StoreError,
+    NewOperation, OpStatus, Outcome, StoreError, DUPLICATE_OF,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -214,11 +214,7 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
     if let Some((key, since)) = &op.dedupe {
         if !key.is_empty() && matches!(status, OpStatus::Queued | OpStatus::Held) {
             let earlier: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT id FROM operations
-                     WHERE processing = ?1 AND dedupe_key = ?2 AND received_at >= ?3
-                     ORDER BY id LIMIT 1",
-                )?
+                .prepare_cached(DUPLICATE_OF)?
                 .query_row(params![op.processing, key, since], |row| row.get(0))
                 .optional()?;
             match earlier {
@@ -260,16 +256,16 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
     let id = conn.last_insert_rowid();
     if status == OpStatus::Queued {
         for (position, delivery) in op.deliveries.iter().enumerate() {
-            insert_delivery(conn, id, position, delivery, op.received_at)?;
+            insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
         }
     }
     Ok(Inserted { id, status, reason })
 }
 
-fn insert_delivery(
+pub(super) fn insert_delivery(
     conn: &Connection,
     operation_id: i64,
-    position: usize,
+    position: i64,
     d: &NewDelivery,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -284,7 +280,7 @@ fn insert_delivery(
     .execute(params![
         operation_id,
         d.action,
-        position as i64,
+        position,
         now,
         d.method,
         d.url,
@@ -392,21 +388,31 @@ fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError
     refresh_operation_status(conn, operation_id, now)
 }
 
-/// Sets an operation's status from its deliveries' statuses.
+/// Sets an operation's status from its deliveries' statuses. A replay adds
+/// deliveries after the old ones; for each action only the newest counts.
 fn refresh_operation_status(
     conn: &Connection,
     operation_id: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    let statuses = conn
-        .prepare_cached("SELECT status FROM deliveries WHERE operation_id = ?1")?
-        .query_map([operation_id], |row| row.get::<_, String>(0))?
-        .map(|s| {
-            s.map_err(StoreError::from)?
-                .parse::<DeliveryStatus>()
-                .map_err(StoreError::Corrupt)
-        })
+    let mut latest = std::collections::BTreeMap::new();
+    let rows = conn
+        .prepare_cached(
+            "SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position",
+        )?
+        .query_map([operation_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
+    for (action, status) in rows {
+        latest.insert(
+            action,
+            status
+                .parse::<DeliveryStatus>()
+                .map_err(StoreError::Corrupt)?,
+        );
+    }
+    let statuses: Vec<DeliveryStatus> = latest.into_values().collect();
     let status = operation_status(&statuses);
     conn.prepare_cached(
         "UPDATE operations SET status = ?2, updated_at = ?3

@@ -4,4 +4,6 @@
 mod cli;
 mod delivery;
 mod ingest;
+mod operator;
 mod reload;
+mod rules;

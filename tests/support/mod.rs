@@ -67,7 +67,11 @@ impl Relay {
     /// Sends a signal such as `HUP` to the daemon.
     pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").arg(format!("-{name}")).arg(&pid).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(&pid)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

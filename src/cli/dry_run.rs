@@ -1,0 +1,102 @@
+//! `hookrelay try NAME key=value…` (or `--from ID`): what the processing
+//! would decide and the exact requests it would send. Sends nothing and
+//! writes nothing.
+
+use std::collections::BTreeMap;
+
+use super::{load_config, Cli, Failure};
+use crate::ingest::fields::Extracted;
+use crate::ingest::rules;
+use crate::outgoing::{redact_header, redact_url_text};
+use crate::store::{now_ms, OpStatus, RawRequest, Reader, StoreError};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The processing's name.
+    name: String,
+    /// Fields as key=value.
+    #[arg(value_parser = parse_pair)]
+    fields: Vec<(String, String)>,
+    /// Take the fields of this recorded operation instead.
+    #[arg(long, conflicts_with = "fields")]
+    from: Option<i64>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    let processing = super::find_processing(&config, &args.name)?;
+    // Without a database yet there is no history to read or dedupe against.
+    let reader = match Reader::open(&config.storage.path) {
+        Ok(reader) => Some(reader),
+        Err(StoreError::Missing(_)) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let fields: BTreeMap<String, String> = match args.from {
+        Some(id) => {
+            let reader = reader
+                .as_ref()
+                .ok_or_else(|| Failure::Runtime("no database yet: nothing is recorded".into()))?;
+            reader
+                .operation(id)?
+                .ok_or_else(|| Failure::Runtime(format!("no operation {id}")))?
+                .fields
+        }
+        None => args.fields.iter().cloned().collect(),
+    };
+    let request = RawRequest {
+        remote_addr: "try".into(),
+        method: "GET".into(),
+        query: Vec::new(),
+        body: Vec::new(),
+        content_type: None,
+    };
+    let op = rules::operation(
+        processing,
+        now_ms(),
+        request,
+        Ok(Extracted::from_fields(fields)),
+    );
+    let mut status = op.status;
+    let mut reason = op.reason.clone();
+    if let (Some((key, since)), Some(reader)) = (&op.dedupe, &reader) {
+        if !key.is_empty() && matches!(status, OpStatus::Queued | OpStatus::Held) {
+            if let Some(earlier) = reader.duplicate_of(&processing.name, key, *since)? {
+                status = OpStatus::Duplicate;
+                reason = Some(format!("same dedupe key `{key}` as operation {earlier}"));
+            }
+        }
+    }
+    println!(
+        "processing {}: would be {status}{}",
+        processing.name,
+        reason.map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    for warning in &op.warnings {
+        println!("warning: {warning}");
+    }
+    if status != OpStatus::Queued {
+        println!("nothing would be sent");
+        return Ok(());
+    }
+    for delivery in &op.deliveries {
+        println!();
+        println!("action {}:", delivery.action);
+        println!("  {} {}", delivery.method, redact_url_text(&delivery.url));
+        for (name, value) in &delivery.headers {
+            println!("  {name}: {}", redact_header(name, value));
+        }
+        if let Some(body) = &delivery.body {
+            println!();
+            println!("  {}", String::from_utf8_lossy(body));
+        }
+    }
+    println!();
+    println!("(nothing was sent)");
+    Ok(())
+}

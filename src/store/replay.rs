@@ -1,0 +1,53 @@
+//! Queuing fresh deliveries for recorded operations, from the command line.
+//!
+//! `hookrelay replay` runs beside the daemon (or while it is stopped), so it
+//! writes through its own connection in one immediate transaction; SQLite's
+//! lock and the busy timeout order it with the daemon's writer. The daemon's
+//! scheduler finds the new deliveries at its next look (within a second).
+
+use std::path::Path;
+
+use rusqlite::TransactionBehavior;
+
+use super::writer::insert_delivery;
+use super::{now_ms, open_existing, NewDelivery, StoreError};
+
+/// Fresh deliveries for one operation.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub operation_id: i64,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// Adds each replay's deliveries after the operation's existing ones (whose
+/// attempts stay in history) and marks the operation `queued` again.
+/// Returns how many deliveries were queued.
+pub fn queue_replays(path: &Path, replays: &[Replay]) -> Result<usize, StoreError> {
+    let mut conn = open_existing(path)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    let mut queued = 0;
+    for replay in replays {
+        let next_position: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(position) + 1, 0) FROM deliveries WHERE operation_id = ?1",
+            [replay.operation_id],
+            |row| row.get(0),
+        )?;
+        for (offset, delivery) in replay.deliveries.iter().enumerate() {
+            insert_delivery(
+                &tx,
+                replay.operation_id,
+                next_position + offset as i64,
+                delivery,
+                now,
+            )?;
+            queued += 1;
+        }
+        tx.execute(
+            "UPDATE operations SET status = 'queued', reason = ?2, updated_at = ?3 WHERE id = ?1",
+            rusqlite::params![replay.operation_id, "replayed", now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(queued)
+}

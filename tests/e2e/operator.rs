@@ -1,0 +1,224 @@
+//! The operator's loop: fields, try, replay, check warnings, klientiks addresses.
+
+use crate::support::{get, processing, Receiver, Relay, TOKEN};
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `fields` shows the latest request's fields and warnings.
+#[test]
+fn fields_after_a_real_request() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let before = stdout(&relay.cli(&["fields", "p"]));
+    assert!(
+        before.contains("no request to `p` is recorded yet"),
+        "{before}"
+    );
+    get(&relay.url(&format!(
+        "/hook/{TOKEN}?client.name=%D0%90%D0%BD%D0%BD%D0%B0&phone=%7B%7Bclient.phone%7D%7D"
+    )));
+    let text = stdout(&relay.cli(&["fields", "p"]));
+    assert!(text.contains("client.name  Анна"), "{text}");
+    assert!(
+        text.contains("warning: field `phone` holds an unfilled placeholder"),
+        "{text}"
+    );
+    let unknown = relay.cli(&["fields", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// `try` prints the rendered request with secrets masked, and sends and writes nothing.
+#[test]
+fn try_prints_and_sends_nothing() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&format!(
+        "{}headers = {{ \"X-Api-Key\" = \"k-123\" }}\n",
+        processing(
+            "p",
+            &receiver.url("/pb?token=postback-secret"),
+            r#"query = { ad = "{{ad_id}}", name = "{{name | upper}}" }"#
+        )
+    ));
+    let text = stdout(&relay.cli(&["try", "p", "ad_id=42", "name=анна"]));
+    assert!(text.contains("would be queued"), "{text}");
+    assert!(text.contains("GET http://"), "{text}");
+    assert!(
+        text.contains("token=MASKED&ad=42&name=%D0%90%D0%9D%D0%9D%D0%90"),
+        "{text}"
+    );
+    assert!(text.contains("X-Api-Key: MASKED"), "{text}");
+    assert!(!text.contains("postback-secret") && !text.contains("k-123"));
+    let history: serde_json::Value =
+        serde_json::from_str(&stdout(&relay.cli(&["history", "--json"]))).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 0, "try writes nothing");
+
+    // --from takes the fields of a recorded operation.
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?ad_id=77")));
+    relay.wait_status(id.unwrap(), "delivered");
+    let text = stdout(&relay.cli(&["try", "p", "--from", &id.unwrap().to_string()]));
+    assert!(text.contains("ad=77"), "{text}");
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "only the real webhook reached the receiver"
+    );
+
+    let bad = relay.cli(&["try", "p", "not-a-pair"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// A failed operation replayed after the receiver recovers is delivered; the old attempt stays.
+#[test]
+fn replay_a_failed_operation_after_the_receiver_recovers() {
+    let receiver = Receiver::start();
+    receiver.script(&[(410, "gone for now")]);
+    let relay = Relay::start(&processing(
+        "p",
+        &receiver.url("/pb"),
+        r#"query = { n = "{{n}}" }"#,
+    ));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=5")));
+    let id = id.unwrap();
+    relay.wait_status(id, "failed");
+
+    let text = stdout(&relay.cli(&["replay", "--status", "failed", "--since", "1h"]));
+    assert!(
+        text.contains("queued 1 deliveries for 1 operation(s)"),
+        "{text}"
+    );
+    let op = relay.wait_status(id, "delivered");
+    let deliveries = op["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0]["status"], "failed");
+    assert_eq!(deliveries[0]["attempts"][0]["http_status"], 410);
+    assert_eq!(deliveries[1]["status"], "delivered");
+    let got = receiver.requests();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].param("n").as_deref(), Some("5"));
+
+    // A delivered operation has nothing left to send.
+    let again = stdout(&relay.cli(&["replay", &id.to_string()]));
+    assert!(
+        again.contains("every action was already delivered"),
+        "{again}"
+    );
+    assert_eq!(relay.cli(&["replay"]).status.code(), Some(2));
+    assert_eq!(relay.cli(&["replay", "999999"]).status.code(), Some(1));
+}
+
+/// A held operation is sent once the processing is enabled (reload) and the operation replayed.
+#[test]
+fn held_then_replayed_after_reload() {
+    let receiver = Receiver::start();
+    let enabled = processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#);
+    let disabled = enabled.replace(
+        "[[processing.action]]",
+        "enabled = false\n\n[[processing.action]]",
+    );
+    let relay = Relay::start(&disabled);
+    let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
+    assert_eq!(status, 200);
+    let id = id.unwrap();
+    let op = relay.show(id);
+    assert_eq!(op["status"], "held");
+    assert!(op["deliveries"].as_array().unwrap().is_empty());
+
+    relay.rewrite(&enabled);
+    relay.signal("HUP");
+    relay.wait_log("config reloaded");
+    let text = stdout(&relay.cli(&["replay", "--status", "held"]));
+    assert!(text.contains("queued 1 deliveries"), "{text}");
+    relay.wait_status(id, "delivered");
+    assert_eq!(receiver.wait_for(1)[0].param("n").as_deref(), Some("1"));
+}
+
+/// `check` warns about template fields the last event lacked, and still exits 0.
+#[test]
+fn check_warns_about_fields_missing_from_the_last_event() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing(
+        "p",
+        &receiver.url("/pb"),
+        r#"query = { ad = "{{utm_content}}" }"#,
+    ));
+    let clean = stdout(&relay.cli(&["check"]));
+    assert!(!clean.contains("warning"), "{clean}");
+    get(&relay.url(&format!("/hook/{TOKEN}?client.id=1&ad_id=2")));
+    let text = stdout(&relay.cli(&["check"]));
+    assert!(
+        text.contains("warning: processing `p`: `utm_content` was not in the last event (operation 1); it had: ad_id, client.id"),
+        "{text}"
+    );
+}
+
+/// The Klientiks address for an event, filled in as Klientiks would, arrives with every field.
+#[test]
+fn klientiks_address_round_trip() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let list = stdout(&relay.cli(&["klientiks", "--list"]));
+    for name in [
+        "Добавление клиента",
+        "Запись клиента на прием",
+        "Создание счета на оплату",
+        "Визит клиента оплачен",
+    ] {
+        assert!(list.contains(name), "{list}");
+    }
+    let address = stdout(&relay.cli(&["klientiks", "Визит клиента оплачен", "--processing", "p"]));
+    // The test config listens on port 0, so the printed host is not the bound one.
+    let address = relay.url(&format!(
+        "/hook/{}",
+        address.trim().split_once("/hook/").unwrap().1
+    ));
+    let address = address.as_str();
+    assert!(
+        address.contains(&format!(
+            "/hook/{TOKEN}?event=appointment_paid&client_id={{{{client.id}}}}&"
+        )),
+        "{address}"
+    );
+    assert!(
+        address.starts_with(&format!(
+            "http://{}/hook/{TOKEN}?event=appointment_paid&",
+            relay.addr
+        )),
+        "{address}"
+    );
+    assert!(
+        address.contains("appointment_time={{appointment.time}}"),
+        "{address}"
+    );
+    assert!(
+        address.contains("appointment_status={{appointment.status}}"),
+        "{address}"
+    );
+
+    // Fill every {{variable}} the way Klientiks does, then call it.
+    let mut filled = String::new();
+    let mut rest = address;
+    while let Some(open) = rest.find("{{") {
+        let close = rest[open..].find("}}").unwrap() + open;
+        filled.push_str(&rest[..open]);
+        filled.push_str(&format!("v-{}", &rest[open + 2..close]));
+        rest = &rest[close + 2..];
+    }
+    filled.push_str(rest);
+    let (status, id, _) = get(&filled);
+    assert_eq!(status, 200);
+    let op = relay.show(id.unwrap());
+    assert_eq!(op["fields"]["event"], "appointment_paid");
+    assert_eq!(op["fields"]["appointment_time"], "v-appointment.time");
+    assert_eq!(op["fields"]["client_phone"], "v-client.phone");
+    assert!(op["warnings"].as_array().unwrap().is_empty(), "{op:#}");
+
+    let unknown = relay.cli(&["klientiks", "nonsense", "--processing", "p"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
