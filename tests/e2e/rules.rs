@@ -110,3 +110,39 @@ fn dedupe_within_and_outside_the_window() {
     relay.wait_status(later, "delivered");
     assert_eq!(receiver.requests().len(), 4);
 }
+
+/// `response` sets what the sender gets back; `try` shows the skip decision without recording it.
+#[test]
+fn custom_response_and_try_shows_skips() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&config(
+        "require = [\"ad_id\"]\nresponse = { status = 202, body = '{\"ok\":true}', content_type = \"application/json\" }",
+        &receiver.url("/pb"),
+    ));
+    let response = crate::support::client()
+        .get(&relay.url(&format!("/hook/{TOKEN}?ad_id=1")))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    assert_eq!(
+        response.into_body().read_to_string().unwrap(),
+        "{\"ok\":true}"
+    );
+
+    let out = relay.cli(&["try", "p", "client.id=5"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("would be skipped (required field `ad_id` is missing)"),
+        "{text}"
+    );
+    assert!(text.contains("nothing would be sent"), "{text}");
+    receiver.wait_for(1);
+    let history: serde_json::Value =
+        serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "try recorded nothing");
+}
