@@ -140,3 +140,25 @@ fn two_actions_partial_failure() {
         || op["deliveries"].as_array().unwrap().len() == 2
     ));
 }
+
+/// A 429 with Retry-After is retried no sooner than the receiver asked.
+#[test]
+fn retry_after_is_honoured() {
+    let receiver = Receiver::start();
+    receiver.script_with_headers(429, "slow down", &[("Retry-After", "1")]);
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
+    let op = relay.wait_status(id.unwrap(), "delivered");
+    let attempts = op["deliveries"][0]["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["http_status"], 429);
+    let at = |a: &serde_json::Value| {
+        humantime::parse_rfc3339(a["started_at"].as_str().unwrap()).unwrap()
+    };
+    let gap = at(&attempts[1]).duration_since(at(&attempts[0])).unwrap();
+    // The test config's backoff is 50-200 ms; only Retry-After explains a second.
+    assert!(
+        gap >= std::time::Duration::from_millis(1000),
+        "retried after {gap:?}"
+    );
+}

@@ -226,13 +226,63 @@ impl Received {
     }
 }
 
+/// One scripted answer: status, body and extra headers.
+type Answer = (u16, String, Vec<(String, String)>);
+type Log = Arc<Mutex<Vec<Received>>>;
+type Script = Arc<Mutex<VecDeque<Answer>>>;
+
 /// A real HTTP server on loopback standing in for Plarin. It answers from a
-/// script of (status, body), then 200 "ok" once the script is used up.
+/// script of (status, body, headers), then 200 "ok" once the script is used up.
 pub struct Receiver {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    requests: Log,
+    script: Script,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Records one request and answers it from the script.
+async fn respond(
+    request: hyper::Request<hyper::body::Incoming>,
+    log: Log,
+    script: Script,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let method = request.method().to_string();
+    let target = request.uri().to_string();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let (status, text, extra) =
+        script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((200, "ok".into(), Vec::new()));
+    log.lock().unwrap().push(Received {
+        method,
+        target,
+        headers,
+        body,
+    });
+    let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    for (name, value) in extra {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    Ok(response)
 }
 
 impl Receiver {
@@ -241,10 +291,10 @@ impl Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let requests: Log = Arc::default();
+        let script: Script = Arc::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (reqs, scr) = (Arc::clone(&requests), Arc::clone(&script));
+        let (log, scr) = (Arc::clone(&requests), Arc::clone(&script));
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -257,54 +307,14 @@ impl Receiver {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        let (reqs, scr) = (Arc::clone(&reqs), Arc::clone(&scr));
-                        tokio::spawn(async move {
-                            let service = hyper::service::service_fn(
-                                move |req: hyper::Request<hyper::body::Incoming>| {
-                                    let (reqs, scr) = (Arc::clone(&reqs), Arc::clone(&scr));
-                                    async move {
-                                        let method = req.method().to_string();
-                                        let target = req.uri().to_string();
-                                        let headers = req
-                                            .headers()
-                                            .iter()
-                                            .map(|(k, v)| {
-                                                (
-                                                    k.to_string(),
-                                                    String::from_utf8_lossy(v.as_bytes())
-                                                        .into_owned(),
-                                                )
-                                            })
-                                            .collect();
-                                        let body = req
-                                            .into_body()
-                                            .collect()
-                                            .await
-                                            .map(|b| b.to_bytes().to_vec())
-                                            .unwrap_or_default();
-                                        let (status, text) = scr
-                                            .lock()
-                                            .unwrap()
-                                            .pop_front()
-                                            .unwrap_or((200, "ok".into()));
-                                        reqs.lock().unwrap().push(Received {
-                                            method,
-                                            target,
-                                            headers,
-                                            body,
-                                        });
-                                        let mut response =
-                                            hyper::Response::new(Full::new(Bytes::from(text)));
-                                        *response.status_mut() =
-                                            hyper::StatusCode::from_u16(status).unwrap();
-                                        Ok::<_, std::convert::Infallible>(response)
-                                    }
-                                },
-                            );
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                .await;
+                        let (log, scr) = (Arc::clone(&log), Arc::clone(&scr));
+                        let service = hyper::service::service_fn(move |request| {
+                            respond(request, Arc::clone(&log), Arc::clone(&scr))
                         });
+                        tokio::spawn(
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                        );
                     }
                 };
                 tokio::select! {
@@ -329,7 +339,19 @@ impl Receiver {
     /// Queues answers for the next requests.
     pub fn script(&self, answers: &[(u16, &str)]) {
         let mut script = self.script.lock().unwrap();
-        script.extend(answers.iter().map(|(s, b)| (*s, b.to_string())));
+        script.extend(answers.iter().map(|(s, b)| (*s, b.to_string(), Vec::new())));
+    }
+
+    /// Queues one answer with extra headers.
+    pub fn script_with_headers(&self, status: u16, body: &str, headers: &[(&str, &str)]) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.script
+            .lock()
+            .unwrap()
+            .push_back((status, body.to_string(), headers));
     }
 
     /// Every request received so far.
