@@ -39,10 +39,7 @@ pub const MIN_TOKEN_LEN: usize = 22;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {message}", path.display())]
     Syntax {
         path: PathBuf,
@@ -197,8 +194,7 @@ impl Processing {
     /// Every field the processing reads: `require`, `when`, `dedupe` and the
     /// actions' templates, sorted and without repeats.
     pub fn fields_used(&self) -> std::collections::BTreeSet<&str> {
-        let mut used: std::collections::BTreeSet<&str> =
-            self.require.iter().map(String::as_str).collect();
+        let mut used: std::collections::BTreeSet<&str> = self.require.iter().map(String::as_str).collect();
         used.extend(self.when.iter().map(|(field, _)| field.as_str()));
         let mut templates: Vec<&Template> = self.dedupe.iter().collect();
         for action in &self.actions {
@@ -227,10 +223,7 @@ impl Config {
     /// Parses `text` as if read from `path` (relative paths resolve beside it).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
+            let (line, column) = err.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
             ConfigError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -265,10 +258,7 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
     (line, column)
 }
 
@@ -395,9 +385,8 @@ struct RawAction {
 }
 
 fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| {
-        format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080")
-    })
+    text.parse()
+        .map_err(|_| format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080"))
 }
 
 impl RawConfig {
@@ -464,10 +453,7 @@ impl RawConfig {
 
 impl RawServer {
     fn resolve(self) -> Result<Server, String> {
-        let listen = socket_addr(
-            "server.listen",
-            self.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
-        )?;
+        let listen = socket_addr("server.listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
         let admin_listen = socket_addr(
             "server.admin_listen",
             self.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
@@ -530,7 +516,9 @@ impl RawNotify {
             return Err("notify.email_to: name at least one address".into());
         }
         if self.smtp.is_none() && self.sendmail.is_none() {
-            return Err("notify: set smtp = \"smtps://user:password@host:465\" or sendmail = \"/usr/sbin/sendmail\"".into());
+            return Err(
+                "notify: set smtp = \"smtps://user:password@host:465\" or sendmail = \"/usr/sbin/sendmail\"".into(),
+            );
         }
         if let Some(smtp) = &self.smtp {
             let scheme = Url::parse(smtp.expose()).map(|u| u.scheme().to_string());
@@ -558,10 +546,7 @@ fn string_pairs(key: &str, table: toml::Table) -> Result<Vec<(String, String)>, 
         .into_iter()
         .map(|(name, value)| match value {
             toml::Value::String(text) => Ok((name, text)),
-            other => Err(format!(
-                "{key}.{name}: must be a string, found {}",
-                other.type_str()
-            )),
+            other => Err(format!("{key}.{name}: must be a string, found {}", other.type_str())),
         })
         .collect()
 }
@@ -615,9 +600,7 @@ impl RawProcessing {
             Some(raw) => Response {
                 status: raw.status.unwrap_or(DEFAULT_RESPONSE_STATUS),
                 body: raw.body.unwrap_or_else(|| DEFAULT_RESPONSE_BODY.into()),
-                content_type: raw
-                    .content_type
-                    .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+                content_type: raw.content_type.unwrap_or_else(|| "text/plain; charset=utf-8".into()),
             },
         };
         if !(200..=299).contains(&response.status) {
@@ -644,10 +627,7 @@ impl RawProcessing {
             if actions.iter().any(|a: &Action| a.name == name) {
                 return Err(format!("action `{name}`: the name is used twice"));
             }
-            actions.push(
-                raw.resolve(delivery)
-                    .map_err(|e| format!("action `{name}`: {e}"))?,
-            );
+            actions.push(raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?);
         }
         Ok(Processing {
             name: self.name,
@@ -669,12 +649,7 @@ impl RawAction {
         if self.name.trim().is_empty() {
             return Err("name: must not be empty".into());
         }
-        let method = match self
-            .method
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
+        let method = match self.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
             None | Some("GET") => Method::Get,
             Some("POST") => Method::Post,
             Some(other) => return Err(format!("method: `{other}` is not GET or POST")),
@@ -688,12 +663,7 @@ impl RawAction {
         }
         let query = string_pairs("query", self.query)?
             .into_iter()
-            .map(|(name, source)| {
-                Ok((
-                    name.clone(),
-                    parse_template(&format!("query.{name}"), &source)?,
-                ))
-            })
+            .map(|(name, source)| Ok((name.clone(), parse_template(&format!("query.{name}"), &source)?)))
             .collect::<Result<Vec<_>, String>>()?;
         let headers = string_pairs("headers", self.headers)?
             .into_iter()
@@ -705,10 +675,7 @@ impl RawAction {
                 {
                     return Err(format!("headers: `{name}` is not a valid header name"));
                 }
-                Ok((
-                    name.clone(),
-                    parse_template(&format!("headers.{name}"), &source)?,
-                ))
+                Ok((name.clone(), parse_template(&format!("headers.{name}"), &source)?))
             })
             .collect::<Result<Vec<_>, String>>()?;
         let body = self
@@ -765,10 +732,7 @@ mod tests {
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let config = Config::load(&path).unwrap();
-        assert_eq!(
-            config.storage.path,
-            path.parent().unwrap().join("hookrelay.db")
-        );
+        assert_eq!(config.storage.path, path.parent().unwrap().join("hookrelay.db"));
         assert!(config.server.listen.ip().is_loopback());
         assert!(!config.processings.is_empty());
     }
@@ -785,12 +749,8 @@ mod tests {
                 .next()
                 .and_then(|l| l.strip_prefix("# error: "))
                 .unwrap_or_else(|| panic!("{}: first line must be `# error: …`", file.display()));
-            let err = Config::load(&file)
-                .expect_err(&file.display().to_string())
-                .to_string();
-            let shown = err
-                .strip_prefix(&format!("{}", file.display()))
-                .unwrap_or(&err);
+            let err = Config::load(&file).expect_err(&file.display().to_string()).to_string();
+            let shown = err.strip_prefix(&format!("{}", file.display())).unwrap_or(&err);
             assert_eq!(shown, expected, "{}", file.display());
         }
     }
@@ -832,10 +792,7 @@ mod tests {
                 max_delay: Duration::from_secs(600)
             }
         );
-        assert_eq!(
-            config.storage.path,
-            Path::new("/var/lib/hookrelay/hookrelay.db")
-        );
+        assert_eq!(config.storage.path, Path::new("/var/lib/hookrelay/hookrelay.db"));
     }
 
     /// Byte offsets become 1-based line and column.

@@ -34,11 +34,7 @@ pub fn main(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (waker, signals) = deliver::channel();
     let on_commit = {
@@ -46,10 +42,9 @@ pub async fn run(
         Box::new(move || waker.wake())
     };
     let path = config.storage.path.clone();
-    let (writer, writer_thread) =
-        tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
-            .await?
-            .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
+    let (writer, writer_thread) = tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
+        .await?
+        .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
     // Registered before the listener is announced, so an early SIGHUP
     // reloads instead of killing the process.
     let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
@@ -66,11 +61,7 @@ pub async fn run(
             "processing `{}`: {} action(s){}",
             p.name,
             p.actions.len(),
-            if p.enabled {
-                ""
-            } else {
-                ", disabled: requests are held"
-            }
+            if p.enabled { "" } else { ", disabled: requests are held" }
         );
     }
     let shared = Arc::new(Shared::new(Arc::clone(&config), writer));
@@ -82,9 +73,7 @@ pub async fn run(
     log::info!("stopping: no new webhooks; finishing delivery attempts in flight");
     let busy = tokio::task::spawn_blocking(move || deliverer.stop(STOP_GRACE)).await?;
     if busy > 0 {
-        log::warn!(
-            "{busy} delivery attempts did not finish in time; they will be retried after a restart"
-        );
+        log::warn!("{busy} delivery attempts did not finish in time; they will be retried after a restart");
     }
     let deadline = Instant::now() + WRITER_DRAIN;
     while !writer_thread.is_finished() && Instant::now() < deadline {
@@ -119,26 +108,15 @@ async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
             }
         };
         for (what, changed) in [
-            (
-                "server.listen",
-                fresh.server.listen != running.server.listen,
-            ),
+            ("server.listen", fresh.server.listen != running.server.listen),
             ("storage.path", fresh.storage.path != running.storage.path),
-            (
-                "delivery.workers",
-                fresh.delivery.workers != running.delivery.workers,
-            ),
+            ("delivery.workers", fresh.delivery.workers != running.delivery.workers),
         ] {
             if changed {
                 log::warn!("SIGHUP: {what} changed; it takes effect only after a restart");
             }
         }
-        let names = |c: &Config| {
-            c.processings
-                .iter()
-                .map(|p| p.name.clone())
-                .collect::<Vec<_>>()
-        };
+        let names = |c: &Config| c.processings.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         let (old, new) = (names(&running), names(&fresh));
         let added: Vec<_> = new.iter().filter(|n| !old.contains(n)).cloned().collect();
         let removed: Vec<_> = old.iter().filter(|n| !new.contains(n)).cloned().collect();

@@ -106,9 +106,9 @@ pub const EVENTS: &[Event] = &[
 /// Finds an event by key, English or Russian name (case-insensitive).
 pub fn find(name: &str) -> Option<&'static Event> {
     let wanted = name.trim().to_lowercase();
-    EVENTS.iter().find(|e| {
-        e.key == wanted || e.english.to_lowercase() == wanted || e.russian.to_lowercase() == wanted
-    })
+    EVENTS
+        .iter()
+        .find(|e| e.key == wanted || e.english.to_lowercase() == wanted || e.russian.to_lowercase() == wanted)
 }
 
 impl Event {
@@ -138,14 +138,10 @@ mod tests {
         for event in EVENTS {
             let address = event.address("https://relay.example.ru/hook/abcdefghijklmnopqrstuvwxyz");
             let url = url::Url::parse(&address).unwrap_or_else(|e| panic!("{}: {e}", event.key));
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect();
+            let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
             assert_eq!(pairs[0], ("event".to_string(), event.key.to_string()));
             assert_eq!(pairs.len(), event.params.len() + 1);
-            for ((name, value), (want_name, variable)) in pairs[1..].iter().zip(event.params.iter())
-            {
+            for ((name, value), (want_name, variable)) in pairs[1..].iter().zip(event.params.iter()) {
                 assert_eq!(name, want_name);
                 assert_eq!(value, &format!("{{{{{variable}}}}}"));
             }
@@ -157,29 +153,13 @@ mod tests {
     fn placeholders_are_balanced() {
         for event in EVENTS {
             let query = event.query();
-            assert_eq!(
-                query.matches("{{").count(),
-                event.params.len(),
-                "{}",
-                event.key
-            );
-            assert_eq!(
-                query.matches("}}").count(),
-                event.params.len(),
-                "{}",
-                event.key
-            );
+            assert_eq!(query.matches("{{").count(), event.params.len(), "{}", event.key);
+            assert_eq!(query.matches("}}").count(), event.params.len(), "{}", event.key);
             for part in query.split('&').skip(1) {
                 let (name, value) = part.split_once('=').unwrap();
-                let inner = value
-                    .strip_prefix("{{")
-                    .and_then(|v| v.strip_suffix("}}"))
-                    .unwrap();
+                let inner = value.strip_prefix("{{").and_then(|v| v.strip_suffix("}}")).unwrap();
                 assert!(!inner.contains(['{', '}']), "{part}");
-                assert!(
-                    inner.contains('.'),
-                    "variable `{inner}` should be object.field"
-                );
+                assert!(inner.contains('.'), "variable `{inner}` should be object.field");
                 assert!(
                     !name.contains(['.', '{', '}']),
                     "parameter `{name}` should be a plain name"
@@ -204,18 +184,9 @@ mod tests {
     /// Events are found by key, English and Russian name.
     #[test]
     fn finds_events() {
-        assert_eq!(
-            find("appointment_paid").map(|e| e.key),
-            Some("appointment_paid")
-        );
-        assert_eq!(
-            find("Визит клиента оплачен").map(|e| e.key),
-            Some("appointment_paid")
-        );
-        assert_eq!(
-            find("визит клиента оплачен").map(|e| e.key),
-            Some("appointment_paid")
-        );
+        assert_eq!(find("appointment_paid").map(|e| e.key), Some("appointment_paid"));
+        assert_eq!(find("Визит клиента оплачен").map(|e| e.key), Some("appointment_paid"));
+        assert_eq!(find("визит клиента оплачен").map(|e| e.key), Some("appointment_paid"));
         assert_eq!(find("client added").map(|e| e.key), Some("client_added"));
         assert_eq!(find("nope"), None);
     }

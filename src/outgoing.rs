@@ -10,18 +10,9 @@ use crate::config::{Action, Method};
 use crate::template::{Escape, Template};
 
 /// Query parameter names (lower-cased substrings) whose values are masked.
-const SECRET_PARAMS: &[&str] = &[
-    "token", "key", "secret", "password", "passwd", "auth", "sig",
-];
+const SECRET_PARAMS: &[&str] = &["token", "key", "secret", "password", "passwd", "auth", "sig"];
 /// Header names (lower-cased substrings) whose values are masked.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "token",
-    "key",
-    "secret",
-    "password",
-    "cookie",
-];
+const SECRET_HEADERS: &[&str] = &["authorization", "token", "key", "secret", "password", "cookie"];
 /// What a masked value prints as.
 pub const MASK: &str = "MASKED";
 
@@ -44,10 +35,7 @@ pub struct Rendered {
 }
 
 /// Renders `action` for an event whose usable fields `lookup` returns.
-pub fn render<'a>(
-    action: &Action,
-    lookup: impl Fn(&str) -> Option<&'a str> + Copy,
-) -> Result<Rendered, String> {
+pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<Rendered, String> {
     let mut missing = Vec::new();
     let mut take = |template: &Template, escape: Escape| {
         let rendered = template.render(lookup, escape);
@@ -59,8 +47,7 @@ pub fn render<'a>(
         rendered.text
     };
     let url_text = take(&action.url, Escape::Url);
-    let mut url =
-        Url::parse(&url_text).map_err(|e| format!("url `{url_text}` does not parse: {e}"))?;
+    let mut url = Url::parse(&url_text).map_err(|e| format!("url `{url_text}` does not parse: {e}"))?;
     if !action.query.is_empty() {
         let values: Vec<(&str, String)> = action
             .query
@@ -82,26 +69,15 @@ pub fn render<'a>(
         Some(ct) if ct.contains("x-www-form-urlencoded") => Escape::Url,
         _ => Escape::None,
     };
-    let body = action
-        .body
-        .as_ref()
-        .map(|t| take(t, body_escape).into_bytes());
+    let body = action.body.as_ref().map(|t| take(t, body_escape).into_bytes());
     let mut headers: Vec<(String, String)> = action
         .headers
         .iter()
         // A field value must not be able to start a new header line.
-        .map(|(name, template)| {
-            (
-                name.clone(),
-                take(template, Escape::None).replace(['\r', '\n'], " "),
-            )
-        })
+        .map(|(name, template)| (name.clone(), take(template, Escape::None).replace(['\r', '\n'], " ")))
         .collect();
     if let Some(ct) = content_type {
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
             headers.push(("Content-Type".into(), ct));
         }
     }
@@ -171,11 +147,7 @@ mod tests {
         let text = format!(
             "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n[[processing.action]]\nname = \"a\"\n{toml_action}"
         );
-        Config::parse(&text, Path::new("/x/c.toml"))
-            .unwrap()
-            .processings[0]
-            .actions[0]
-            .clone()
+        Config::parse(&text, Path::new("/x/c.toml")).unwrap().processings[0].actions[0].clone()
     }
 
     fn render_with(action: &Action, fields: &[(&str, &str)]) -> Rendered {
@@ -195,11 +167,7 @@ mod tests {
             "https://plarin.example/pb?token=s3cr3t&src=kl&ad_id=a%26b%3Dc&name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%A4&v=%2525"
         );
         assert!(r.missing.is_empty());
-        assert!(
-            !r.request.redacted.contains("s3cr3t"),
-            "{}",
-            r.request.redacted
-        );
+        assert!(!r.request.redacted.contains("s3cr3t"), "{}", r.request.redacted);
         assert!(r
             .request
             .redacted
@@ -221,14 +189,10 @@ mod tests {
             "method = \"POST\"\nurl = \"https://h.example/\"\nbody = '{\"phone\": \"{{p|phone}}\", \"n\": \"{{n}}\"}'\nheaders = { \"X-Api-Key\" = \"k{{n}}\" }",
         );
         let r = render_with(&a, &[("p", "8 912 345 67 89"), ("n", "a\"\r\nb")]);
-        let body: serde_json::Value =
-            serde_json::from_slice(r.request.body.as_ref().unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(r.request.body.as_ref().unwrap()).unwrap();
         assert_eq!(body["phone"], "+79123456789");
         assert_eq!(body["n"], "a\"\r\nb");
-        assert_eq!(
-            r.request.headers[0],
-            ("X-Api-Key".to_string(), "ka\"  b".to_string())
-        );
+        assert_eq!(r.request.headers[0], ("X-Api-Key".to_string(), "ka\"  b".to_string()));
         assert_eq!(
             r.request.headers[1],
             ("Content-Type".to_string(), "application/json".to_string())
@@ -240,8 +204,7 @@ mod tests {
     /// Missing fields are collected once across every template of the action.
     #[test]
     fn missing_fields_collected() {
-        let a =
-            action("url = \"https://h.example/{{a}}\"\nquery = { x = \"{{a}}\", y = \"{{b}}\" }");
+        let a = action("url = \"https://h.example/{{a}}\"\nquery = { x = \"{{a}}\", y = \"{{b}}\" }");
         let r = render_with(&a, &[]);
         assert_eq!(r.missing, vec!["a".to_string(), "b".to_string()]);
     }

@@ -201,14 +201,10 @@ fn parse_filter(text: &str) -> Result<Filter, TemplateError> {
     };
     let filter = match name {
         "default" => {
-            let arg = arg.ok_or_else(|| {
-                TemplateError::BadArgument(name.to_string(), "needs a quoted value: default('0')")
-            })?;
+            let arg =
+                arg.ok_or_else(|| TemplateError::BadArgument(name.to_string(), "needs a quoted value: default('0')"))?;
             return Ok(Filter::Default(unquote(arg).ok_or_else(|| {
-                TemplateError::BadArgument(
-                    name.to_string(),
-                    "the value must be quoted: default('0')",
-                )
+                TemplateError::BadArgument(name.to_string(), "the value must be quoted: default('0')")
             })?));
         }
         "trim" => Filter::Trim,
@@ -221,10 +217,7 @@ fn parse_filter(text: &str) -> Result<Filter, TemplateError> {
         other => return Err(TemplateError::UnknownFilter(other.to_string())),
     };
     if arg.is_some() {
-        return Err(TemplateError::BadArgument(
-            name.to_string(),
-            "takes no argument",
-        ));
+        return Err(TemplateError::BadArgument(name.to_string(), "takes no argument"));
     }
     Ok(filter)
 }
@@ -294,11 +287,7 @@ fn push_escaped(out: &mut String, value: &str, escape: Escape) {
 /// Whether a value still holds an unfilled placeholder such as `{{client.phone}}`,
 /// `{appointment.status}}` or `<<x>>`: the sender's address template has a typo.
 pub fn holds_placeholder(value: &str) -> bool {
-    value.contains("{{")
-        || value.contains("}}")
-        || value
-            .find("<<")
-            .is_some_and(|open| value[open..].contains(">>"))
+    value.contains("{{") || value.contains("}}") || value.find("<<").is_some_and(|open| value[open..].contains(">>"))
 }
 
 #[cfg(test)]
@@ -328,31 +317,15 @@ mod tests {
     /// Every filter in DESIGN.md does what its name says.
     #[test]
     fn filters_transform_values() {
-        let f = [
-            ("v", "  Иван Petrov  "),
-            ("p", "8 (912) 345-67-89"),
-            ("e", ""),
-        ];
+        let f = [("v", "  Иван Petrov  "), ("p", "8 (912) 345-67-89"), ("e", "")];
         assert_eq!(render("{{v|trim}}", &f, Escape::None).text, "Иван Petrov");
-        assert_eq!(
-            render("{{v|trim|lower}}", &f, Escape::None).text,
-            "иван petrov"
-        );
-        assert_eq!(
-            render("{{v|trim|upper}}", &f, Escape::None).text,
-            "ИВАН PETROV"
-        );
+        assert_eq!(render("{{v|trim|lower}}", &f, Escape::None).text, "иван petrov");
+        assert_eq!(render("{{v|trim|upper}}", &f, Escape::None).text, "ИВАН PETROV");
         assert_eq!(render("{{p|digits}}", &f, Escape::None).text, "89123456789");
         assert_eq!(render("{{p|phone}}", &f, Escape::None).text, "+79123456789");
         assert_eq!(render("{{e|default('0')}}", &f, Escape::None).text, "0");
-        assert_eq!(
-            render("{{v|default('0')|trim}}", &f, Escape::None).text,
-            "Иван Petrov"
-        );
-        assert_eq!(
-            render("{{e|default(\"a|b\")}}", &f, Escape::None).text,
-            "a|b"
-        );
+        assert_eq!(render("{{v|default('0')|trim}}", &f, Escape::None).text, "Иван Petrov");
+        assert_eq!(render("{{e|default(\"a|b\")}}", &f, Escape::None).text, "a|b");
         assert_eq!(
             render("{{v|trim|urlencode}}", &f, Escape::None).text,
             "%D0%98%D0%B2%D0%B0%D0%BD%20Petrov"
@@ -366,12 +339,7 @@ mod tests {
     /// Phone numbers in the usual Russian spellings all become +7XXXXXXXXXX.
     #[test]
     fn phone_normalises_russian_numbers() {
-        for input in [
-            "+7 912 345-67-89",
-            "89123456789",
-            "9123456789",
-            "7(912)3456789",
-        ] {
+        for input in ["+7 912 345-67-89", "89123456789", "9123456789", "7(912)3456789"] {
             assert_eq!(phone(input), "+79123456789", "{input}");
         }
         assert_eq!(phone("+380 44 123 4567"), "+380441234567");
@@ -390,10 +358,7 @@ mod tests {
     #[test]
     fn escaping_modes() {
         let f = [("v", "a b&c=д\"")];
-        assert_eq!(
-            render("{{v}}", &f, Escape::Url).text,
-            "a%20b%26c%3D%D0%B4%22"
-        );
+        assert_eq!(render("{{v}}", &f, Escape::Url).text, "a%20b%26c%3D%D0%B4%22");
         let json = render("{\"v\": \"{{v}}\"}", &f, Escape::Json).text;
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["v"], "a b&c=д\"");

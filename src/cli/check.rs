@@ -58,7 +58,11 @@ fn field_warnings(config: &Config) -> Result<Vec<String>, Failure> {
                     "processing `{}`: `{field}` was not in the last event (operation {}); it had: {}",
                     processing.name,
                     latest.summary.id,
-                    if had.is_empty() { "no fields".to_string() } else { had.join(", ") }
+                    if had.is_empty() {
+                        "no fields".to_string()
+                    } else {
+                        had.join(", ")
+                    }
                 ));
             }
         }

@@ -56,12 +56,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         body: Vec::new(),
         content_type: None,
     };
-    let op = rules::operation(
-        processing,
-        now_ms(),
-        request,
-        Ok(Extracted::from_fields(fields)),
-    );
+    let op = rules::operation(processing, now_ms(), request, Ok(Extracted::from_fields(fields)));
     let mut status = op.status;
     let mut reason = op.reason.clone();
     if let (Some((key, since)), Some(reader)) = (&op.dedupe, &reader) {

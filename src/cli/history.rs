@@ -36,7 +36,11 @@ pub fn parse_since(text: &str) -> Result<i64, String> {
         return Ok(now_ms() - ago.as_millis() as i64);
     }
     humantime::parse_rfc3339_weak(text)
-        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64)
+        .map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_millis() as i64
+        })
         .map_err(|_| format!("`{text}` is neither a duration such as 24h nor a time such as 2026-11-25T10:00:00Z"))
 }
 

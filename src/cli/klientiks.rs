@@ -20,10 +20,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     if args.list {
         for event in EVENTS {
-            println!(
-                "{:<20}  {:<30}  {}",
-                event.key, event.english, event.russian
-            );
+            println!("{:<20}  {:<30}  {}", event.key, event.english, event.russian);
         }
         return Ok(());
     }
@@ -34,8 +31,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         ))
     })?;
     let config = load_config(cli)?;
-    let processing =
-        super::find_processing(&config, args.processing.as_deref().unwrap_or_default())?;
+    let processing = super::find_processing(&config, args.processing.as_deref().unwrap_or_default())?;
     println!("{}", event.address(&config.webhook_url(processing)));
     Ok(())
 }

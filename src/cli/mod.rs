@@ -110,8 +110,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     // journald stamps each line itself; a terminal or a file needs the time.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.format_timestamp(None).format_target(false);
@@ -126,10 +125,7 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
 }
 
 /// The processing called `name`, or a usage error listing the known ones.
-fn find_processing<'a>(
-    config: &'a Config,
-    name: &str,
-) -> Result<&'a crate::config::Processing, Failure> {
+fn find_processing<'a>(config: &'a Config, name: &str) -> Result<&'a crate::config::Processing, Failure> {
     config.processing(name).ok_or_else(|| {
         let known: Vec<_> = config.processings.iter().map(|p| p.name.as_str()).collect();
         Failure::Usage(format!(

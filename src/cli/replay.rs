@@ -6,9 +6,7 @@
 use super::{load_config, Cli, Failure};
 use crate::ingest::fields::Extracted;
 use crate::ingest::rules;
-use crate::store::{
-    queue_replays, DeliveryStatus, HistoryFilter, OpStatus, OperationView, Reader, Replay,
-};
+use crate::store::{queue_replays, DeliveryStatus, HistoryFilter, OpStatus, OperationView, Reader, Replay};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,9 +25,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     if args.ids.is_empty() && args.status.is_none() {
-        return Err(Failure::Usage(
-            "name operation ids, or --status failed|held".into(),
-        ));
+        return Err(Failure::Usage("name operation ids, or --status failed|held".into()));
     }
     let config = load_config(cli)?;
     let reader = Reader::open(&config.storage.path)?;
@@ -63,10 +59,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         }
     }
     let queued = queue_replays(&config.storage.path, &replays)?;
-    println!(
-        "queued {queued} deliveries for {} operation(s)",
-        replays.len()
-    );
+    println!("queued {queued} deliveries for {} operation(s)", replays.len());
     Ok(())
 }
 
@@ -74,17 +67,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
 fn plan(config: &crate::config::Config, op: &OperationView) -> Result<Replay, String> {
     match op.summary.status {
         OpStatus::Queued => return Err("it is still being delivered".into()),
-        OpStatus::Rejected => {
-            return Err("its body did not parse; fix the sender and send it again".into())
-        }
+        OpStatus::Rejected => return Err("its body did not parse; fix the sender and send it again".into()),
         _ => {}
     }
-    let processing = config.processing(&op.summary.processing).ok_or_else(|| {
-        format!(
-            "processing `{}` is no longer in the config",
-            op.summary.processing
-        )
-    })?;
+    let processing = config
+        .processing(&op.summary.processing)
+        .ok_or_else(|| format!("processing `{}` is no longer in the config", op.summary.processing))?;
     let delivered: Vec<&str> = op
         .deliveries
         .iter()
@@ -99,8 +87,7 @@ fn plan(config: &crate::config::Config, op: &OperationView) -> Result<Replay, St
         .iter()
         .filter(|a| !delivered.contains(&a.name.as_str()))
     {
-        let (delivery, _) = rules::delivery(action, lookup)
-            .map_err(|e| format!("action `{}`: {e}", action.name))?;
+        let (delivery, _) = rules::delivery(action, lookup).map_err(|e| format!("action `{}`: {e}", action.name))?;
         deliveries.push(delivery);
     }
     if deliveries.is_empty() {

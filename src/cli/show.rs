@@ -120,10 +120,7 @@ fn print_text(op: &OperationView) {
             );
             if let Some(body) = a.response_body.as_deref().filter(|b| !b.is_empty()) {
                 let first_line = body.lines().next().unwrap_or("");
-                println!(
-                    "    response: {}",
-                    first_line.chars().take(120).collect::<String>()
-                );
+                println!("    response: {}", first_line.chars().take(120).collect::<String>());
             }
         }
     }

@@ -57,11 +57,7 @@ pub struct Deliverer {
 }
 
 /// Starts `workers` worker threads and the scheduler that feeds them.
-pub fn start(
-    writer: Writer,
-    workers: usize,
-    signals: (Waker, Receiver<Signal>),
-) -> std::io::Result<Deliverer> {
+pub fn start(writer: Writer, workers: usize, signals: (Waker, Receiver<Signal>)) -> std::io::Result<Deliverer> {
     let (waker, rx) = signals;
     // A rendezvous channel: a job is handed over only to a worker that is
     // waiting, so a stop never leaves claimed jobs sitting in a queue.
@@ -111,12 +107,7 @@ impl Deliverer {
     }
 }
 
-fn schedule(
-    writer: Writer,
-    workers: usize,
-    signals: Receiver<Signal>,
-    jobs: SyncSender<DueDelivery>,
-) {
+fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: SyncSender<DueDelivery>) {
     let mut idle = workers;
     loop {
         let mut wait = POLL_INTERVAL;
@@ -194,13 +185,12 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
     let (verdict, http_status, response_body, error) = match result {
         Ok(answer) => {
             let verdict = classify(answer.status, answer.expected_found, answer.retry_after);
-            let error =
-                (!answer.expected_found && (200..300).contains(&answer.status)).then(|| {
-                    format!(
-                        "response lacks the expected text `{}`",
-                        d.expect_body.as_deref().unwrap_or("")
-                    )
-                });
+            let error = (!answer.expected_found && (200..300).contains(&answer.status)).then(|| {
+                format!(
+                    "response lacks the expected text `{}`",
+                    d.expect_body.as_deref().unwrap_or("")
+                )
+            });
             (verdict, Some(answer.status), Some(answer.body_head), error)
         }
         Err(err) => (Verdict::Retry { retry_after: None }, None, None, Some(err)),
@@ -226,9 +216,13 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
         ),
         Outcome::RetryAt(at) => {
             log::warn!(
-            "delivery {} ({}, operation {}) attempt {number}/{} failed: {what}; retrying in {} s",
-            job.id, d.action, job.operation_id, d.max_attempts, (at - now_ms()).max(0) / 1000
-        )
+                "delivery {} ({}, operation {}) attempt {number}/{} failed: {what}; retrying in {} s",
+                job.id,
+                d.action,
+                job.operation_id,
+                d.max_attempts,
+                (at - now_ms()).max(0) / 1000
+            )
         }
         Outcome::Failed => log::error!(
             "delivery {} ({}, operation {}) failed for good after attempt {number}/{}: {what}",

@@ -45,12 +45,7 @@ pub fn classify(status: u16, expected_body_found: bool, retry_after: Option<Dura
 /// between `first_delay` and the exponential cap `first_delay · 2^(attempt-1)`
 /// (itself capped at `max_delay`), never shorter than the server's
 /// `Retry-After`. `unit` is a random number in `[0, 1)`.
-pub fn backoff(
-    policy: &Policy,
-    attempt: u32,
-    retry_after: Option<Duration>,
-    unit: f64,
-) -> Duration {
+pub fn backoff(policy: &Policy, attempt: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
     let exponent = attempt.saturating_sub(1).min(32);
     let cap = policy
         .first_delay
@@ -66,13 +61,7 @@ pub fn backoff(
 
 /// What a delivery becomes after attempt number `attempt` (1-based) ended
 /// with `verdict` at `now_ms`.
-pub fn next_step(
-    policy: &Policy,
-    attempt: u32,
-    verdict: &Verdict,
-    now_ms: i64,
-    unit: f64,
-) -> Outcome {
+pub fn next_step(policy: &Policy, attempt: u32, verdict: &Verdict, now_ms: i64, unit: f64) -> Outcome {
     match verdict {
         Verdict::Delivered => Outcome::Delivered,
         Verdict::Fail => Outcome::Failed,
@@ -153,33 +142,18 @@ mod tests {
     #[test]
     fn budget_is_spent_after_the_last_attempt() {
         let retry = Verdict::Retry { retry_after: None };
-        assert_eq!(
-            next_step(&POLICY, 1, &retry, 1_000, 0.0),
-            Outcome::RetryAt(31_000)
-        );
-        assert_eq!(
-            next_step(&POLICY, 4, &retry, 0, 1.0),
-            Outcome::RetryAt(240_000)
-        );
+        assert_eq!(next_step(&POLICY, 1, &retry, 1_000, 0.0), Outcome::RetryAt(31_000));
+        assert_eq!(next_step(&POLICY, 4, &retry, 0, 1.0), Outcome::RetryAt(240_000));
         assert_eq!(next_step(&POLICY, 5, &retry, 0, 0.0), Outcome::Failed);
-        assert_eq!(
-            next_step(&POLICY, 1, &Verdict::Fail, 0, 0.0),
-            Outcome::Failed
-        );
-        assert_eq!(
-            next_step(&POLICY, 5, &Verdict::Delivered, 0, 0.0),
-            Outcome::Delivered
-        );
+        assert_eq!(next_step(&POLICY, 1, &Verdict::Fail, 0, 0.0), Outcome::Failed);
+        assert_eq!(next_step(&POLICY, 5, &Verdict::Delivered, 0, 0.0), Outcome::Delivered);
     }
 
     /// Both forms of Retry-After parse; a past date means now.
     #[test]
     fn parses_retry_after() {
         let now = UNIX_EPOCH + Duration::from_secs(1_445_412_000);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
             Some(Duration::from_secs(1_445_412_480 - 1_445_412_000))

@@ -48,21 +48,13 @@ pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, String> {
     let timeout = Some(Duration::from_millis(d.timeout_ms));
     let result = match &d.body {
         Some(body) => {
-            let request = builder
-                .body(body.clone())
-                .map_err(|e| format!("bad request: {e}"))?;
-            let request = agent
-                .configure_request(request)
-                .timeout_global(timeout)
-                .build();
+            let request = builder.body(body.clone()).map_err(|e| format!("bad request: {e}"))?;
+            let request = agent.configure_request(request).timeout_global(timeout).build();
             agent.run(request)
         }
         None => {
             let request = builder.body(()).map_err(|e| format!("bad request: {e}"))?;
-            let request = agent
-                .configure_request(request)
-                .timeout_global(timeout)
-                .build();
+            let request = agent.configure_request(request).timeout_global(timeout).build();
             agent.run(request)
         }
     };
@@ -75,11 +67,7 @@ pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, String> {
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let mut body = Vec::new();
     // A body that breaks off midway still leaves its status meaningful.
-    let _ = response
-        .body_mut()
-        .as_reader()
-        .take(READ_LIMIT)
-        .read_to_end(&mut body);
+    let _ = response.body_mut().as_reader().take(READ_LIMIT).read_to_end(&mut body);
     let expected_found = d
         .expect_body
         .as_deref()

@@ -86,11 +86,7 @@ impl Escaper {
                         _ => *started = true,
                     }
                 }
-                State::Headers {
-                    line,
-                    length,
-                    chunked,
-                } => {
+                State::Headers { line, length, chunked } => {
                     let byte = input[0];
                     input = &input[1..];
                     out.push(byte);
@@ -100,8 +96,7 @@ impl Escaper {
                         }
                         continue;
                     }
-                    let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line))
-                        .to_ascii_lowercase();
+                    let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).to_ascii_lowercase();
                     line.clear();
                     if text.is_empty() {
                         self.state = match (*chunked, *length) {
@@ -141,11 +136,7 @@ impl<S> EscapeTarget<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for EscapeTarget<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pos == this.out.len() {
             if this.escaper.state == State::Passthrough {
@@ -166,11 +157,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for EscapeTarget<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for EscapeTarget<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
@@ -207,10 +194,8 @@ mod tests {
     /// however the bytes are split into reads.
     #[test]
     fn follows_content_length_across_pipelined_requests() {
-        let input: &[u8] =
-            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /\xe4 HTTP/1.1\r\n\r\n";
-        let expected: &[u8] =
-            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /%E4 HTTP/1.1\r\n\r\n";
+        let input: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /\xe4 HTTP/1.1\r\n\r\n";
+        let expected: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n\xff\xfe\xfdGET /%E4 HTTP/1.1\r\n\r\n";
         assert_eq!(run(&[input]), expected);
         let split: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(run(&split), expected);
@@ -219,7 +204,8 @@ mod tests {
     /// After a chunked body the rest of the connection passes through untouched.
     #[test]
     fn chunked_switches_to_passthrough() {
-        let input: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\xff\r\n0\r\n\r\nGET /\xe4 HTTP/1.1\r\n\r\n";
+        let input: &[u8] =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\xff\r\n0\r\n\r\nGET /\xe4 HTTP/1.1\r\n\r\n";
         assert_eq!(run(&[input]), input);
     }
 

@@ -4,7 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::Warning;
 use crate::template::holds_placeholder;
+
+/// Warning kind: a field still holds the sender's `{{placeholder}}`.
+pub const PLACEHOLDER: &str = "placeholder";
+/// Warning kind: a body of a type hookrelay does not read.
+pub const BODY_NOT_READ: &str = "body_not_read";
 
 /// Which charset the request's text turned out to be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +35,7 @@ impl Charset {
 pub struct Extracted {
     pub fields: BTreeMap<String, String>,
     pub charset: Charset,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 impl Extracted {
@@ -48,10 +54,12 @@ impl Extracted {
     fn note_placeholders(&mut self) {
         for (name, value) in &self.fields {
             if holds_placeholder(value) {
-                self.warnings.push(format!(
+                self.warnings.push(Warning::new(
+                    PLACEHOLDER,
+                    format!(
                     "field `{name}` holds an unfilled placeholder `{}`: the sender's address has a typo; the field counts as missing",
                     shorten(value)
-                ));
+                )));
             }
         }
     }
@@ -68,11 +76,7 @@ impl Extracted {
 /// Reads the fields of a request: the query string first, then a form or
 /// JSON body, whose fields win on a name clash. An `Err` is a body that
 /// claims to be JSON but does not parse: the reason for a 400.
-pub fn extract(
-    raw_query: &[u8],
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<Extracted, String> {
+pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Result<Extracted, String> {
     let mut out = Extracted {
         fields: BTreeMap::new(),
         charset: Charset::Utf8,
@@ -91,13 +95,12 @@ pub fn extract(
             m if m == "application/json" || m.ends_with("+json") => parse_json(body, &mut out)?,
             "" | "text/plain" if sniff_json => parse_json(body, &mut out)?,
             "" | "text/plain" if body.contains(&b'=') => parse_urlencoded(body, &mut out),
-            other => out.warnings.push(format!(
-                "the body ({}) was kept but not read for fields: only form and JSON bodies are",
-                if other.is_empty() {
-                    "no content type"
-                } else {
-                    other
-                }
+            other => out.warnings.push(Warning::new(
+                BODY_NOT_READ,
+                format!(
+                    "the body ({}) was kept but not read for fields: only form and JSON bodies are",
+                    if other.is_empty() { "no content type" } else { other }
+                ),
             )),
         }
     }
@@ -138,10 +141,7 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     while i < input.len() {
         match input[i] {
             b'+' => out.push(b' '),
-            b'%' => match (
-                input.get(i + 1).and_then(hex),
-                input.get(i + 2).and_then(hex),
-            ) {
+            b'%' => match (input.get(i + 1).and_then(hex), input.get(i + 2).and_then(hex)) {
                 (Some(high), Some(low)) => {
                     out.push(high << 4 | low);
                     i += 2;
@@ -222,29 +222,16 @@ mod tests {
     use super::*;
 
     fn fields(e: &Extracted) -> Vec<(&str, &str)> {
-        e.fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
+        e.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 
     /// Percent-encoded UTF-8 and `+` decode; the charset stays utf-8.
     #[test]
     fn query_utf8_and_plus() {
-        let e = extract(
-            b"name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F&x=a%2Bb&empty=&flag",
-            None,
-            b"",
-        )
-        .unwrap();
+        let e = extract(b"name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F&x=a%2Bb&empty=&flag", None, b"").unwrap();
         assert_eq!(
             fields(&e),
-            [
-                ("empty", ""),
-                ("flag", ""),
-                ("name", "Анна П"),
-                ("x", "a+b")
-            ]
+            [("empty", ""), ("flag", ""), ("name", "Анна П"), ("x", "a+b")]
         );
         assert_eq!(e.charset, Charset::Utf8);
         assert!(e.warnings.is_empty());
@@ -314,10 +301,7 @@ mod tests {
     #[test]
     fn broken_json_is_rejected() {
         let err = extract(b"", Some("application/json"), b"{\"a\": ").unwrap_err();
-        assert!(
-            err.starts_with("the JSON body does not parse: EOF"),
-            "{err}"
-        );
+        assert!(err.starts_with("the JSON body does not parse: EOF"), "{err}");
         let err = extract(b"", Some("application/json"), b"[1]").unwrap_err();
         assert!(err.contains("must be an object"), "{err}");
     }
@@ -328,7 +312,8 @@ mod tests {
         let e = extract(b"a=1", Some("application/xml"), b"<a/>").unwrap();
         assert_eq!(fields(&e), [("a", "1")]);
         assert_eq!(e.warnings.len(), 1);
-        assert!(e.warnings[0].contains("application/xml"));
+        assert!(e.warnings[0].text.contains("application/xml"));
+        assert_eq!(e.warnings[0].kind, BODY_NOT_READ);
     }
 
     /// Unfilled placeholders warn, name the field, and make it unusable.
@@ -347,7 +332,10 @@ mod tests {
         assert!(e
             .warnings
             .iter()
-            .any(|w| w.contains("`phone`") && w.contains("{{client.phone}}")));
-        assert!(e.warnings.iter().any(|w| w.contains("`status`")));
+            .any(|w| w.text.contains("`phone`") && w.text.contains("{{client.phone}}")));
+        assert!(e
+            .warnings
+            .iter()
+            .any(|w| w.text.contains("`status`") && w.kind == PLACEHOLDER));
     }
 }

@@ -108,10 +108,9 @@ impl Refusal {
 fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
@@ -129,11 +128,7 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
     found
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    remote: SocketAddr,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
     match accept(&shared, remote, request).await {
         Ok(response) => response,
         Err(refusal) => {
@@ -195,10 +190,7 @@ async fn accept(
     };
     let operation = rules::operation(processing, now_ms(), request, extracted);
     let inserted = shared.writer.insert(operation).await.map_err(|err| {
-        log::error!(
-            "processing `{}`: cannot store a webhook: {err}",
-            processing.name
-        );
+        log::error!("processing `{}`: cannot store a webhook: {err}", processing.name);
         Refusal::Storage
     })?;
     log::info!(

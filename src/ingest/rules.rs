@@ -3,7 +3,10 @@
 
 use crate::config::{Action, Processing};
 use crate::outgoing;
-use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest};
+use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest, Warning};
+
+/// Warning kind: a template named a field the event lacked.
+pub const MISSING_FIELD: &str = "missing_field";
 use crate::template::Escape;
 
 use super::fields::{Charset, Extracted};
@@ -38,11 +41,7 @@ pub fn operation(
     };
     op.charset = extracted.charset.as_str().into();
     op.warnings.clone_from(&extracted.warnings);
-    op.fields = extracted
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    op.fields = extracted.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let lookup = |name: &str| extracted.usable(name);
 
     if let Some(reason) = skip_reason(processing, &extracted) {
@@ -81,15 +80,15 @@ pub fn operation(
 pub fn delivery<'a>(
     action: &Action,
     lookup: impl Fn(&str) -> Option<&'a str> + Copy,
-) -> Result<(NewDelivery, Vec<String>), String> {
+) -> Result<(NewDelivery, Vec<Warning>), String> {
     let rendered = outgoing::render(action, lookup)?;
     let warnings = rendered
         .missing
         .iter()
         .map(|field| {
-            format!(
-                "action `{}`: field `{field}` is missing; it was sent empty",
-                action.name
+            Warning::new(
+                MISSING_FIELD,
+                format!("action `{}`: field `{field}` is missing; it was sent empty", action.name),
             )
         })
         .collect();
@@ -115,13 +114,9 @@ fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<String>
     for field in &processing.require {
         match extracted.fields.get(field) {
             None => return Some(format!("required field `{field}` is missing")),
-            Some(v) if v.trim().is_empty() => {
-                return Some(format!("required field `{field}` is empty"))
-            }
+            Some(v) if v.trim().is_empty() => return Some(format!("required field `{field}` is empty")),
             Some(_) if extracted.usable(field).is_none() => {
-                return Some(format!(
-                    "required field `{field}` holds an unfilled placeholder"
-                ))
+                return Some(format!("required field `{field}` holds an unfilled placeholder"))
             }
             Some(_) => {}
         }

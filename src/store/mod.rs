@@ -117,6 +117,30 @@ string_enum! {
     }
 }
 
+/// A warning recorded on an operation. Its `kind` groups warnings for
+/// notifications: the first of each kind per processing per day is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+impl Warning {
+    /// A warning of `kind` saying `text`.
+    pub fn new(kind: &'static str, text: impl Into<String>) -> Warning {
+        Warning {
+            kind,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// A webhook request as it arrived, kept for history and replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRequest {
@@ -135,7 +159,7 @@ pub struct NewOperation {
     pub request: RawRequest,
     pub charset: String,
     pub fields: Vec<(String, String)>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     pub status: OpStatus,
     pub reason: Option<String>,
     /// A rendered dedupe key and the oldest `received_at` it is compared with.
@@ -285,7 +309,7 @@ mod tests {
             },
             charset: "utf-8".into(),
             fields: vec![("a".into(), "1".into())],
-            warnings: vec!["w".into()],
+            warnings: vec![Warning::new("test", "w")],
             status: OpStatus::Queued,
             reason: None,
             dedupe: dedupe.map(|k| (k.to_string(), 0)),
@@ -294,9 +318,7 @@ mod tests {
     }
 
     fn insert_all(writer: &Writer, ops: Vec<NewOperation>) -> Vec<Inserted> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
             let pending: Vec<_> = ops.into_iter().map(|op| writer.insert(op)).collect();
             let mut out = Vec::new();
@@ -318,11 +340,7 @@ mod tests {
         let id = ids[0].id;
 
         let claimed = writer.claim_due(1_000, 10).unwrap();
-        let actions: Vec<_> = claimed
-            .due
-            .iter()
-            .map(|d| d.request.action.as_str())
-            .collect();
+        let actions: Vec<_> = claimed.due.iter().map(|d| d.request.action.as_str()).collect();
         assert_eq!(actions, ["first", "second"], "configured order");
         assert_eq!(
             claimed.due[0].request.headers,
@@ -344,9 +362,7 @@ mod tests {
             error: None,
             outcome,
         };
-        writer
-            .record(record(&claimed.due[0], Outcome::Delivered, 200))
-            .unwrap();
+        writer.record(record(&claimed.due[0], Outcome::Delivered, 200)).unwrap();
         writer
             .record(record(&claimed.due[1], Outcome::RetryAt(5_000), 503))
             .unwrap();
@@ -356,9 +372,7 @@ mod tests {
         let retry = writer.claim_due(5_000, 10).unwrap();
         assert_eq!(retry.due.len(), 1);
         assert_eq!(retry.due[0].attempts, 1);
-        writer
-            .record(record(&retry.due[0], Outcome::Failed, 400))
-            .unwrap();
+        writer.record(record(&retry.due[0], Outcome::Failed, 400)).unwrap();
         drop(writer);
         thread.join().unwrap();
 
@@ -369,17 +383,10 @@ mod tests {
         assert_eq!(op.warnings, ["w"]);
         assert_eq!(op.request.query, b"a=1");
         assert_eq!(op.deliveries[0].attempts.len(), 1);
-        let statuses: Vec<_> = op.deliveries[1]
-            .attempts
-            .iter()
-            .map(|a| a.http_status)
-            .collect();
+        let statuses: Vec<_> = op.deliveries[1].attempts.iter().map(|a| a.http_status).collect();
         assert_eq!(statuses, [Some(503), Some(400)]);
         assert_eq!(op.deliveries[1].last_error.as_deref(), Some("HTTP 400"));
-        assert_eq!(
-            reader.operation(id + 1).unwrap().map(|o| o.summary.id),
-            None
-        );
+        assert_eq!(reader.operation(id + 1).unwrap().map(|o| o.summary.id), None);
     }
 
     /// A second operation with the same dedupe key is a duplicate naming the first.
@@ -401,11 +408,7 @@ mod tests {
             out[1].reason.as_deref(),
             Some(&*format!("same dedupe key `k` as operation {}", out[0].id))
         );
-        assert_eq!(
-            out[2].status,
-            OpStatus::Queued,
-            "an empty key never dedupes"
-        );
+        assert_eq!(out[2].status, OpStatus::Queued, "an empty key never dedupes");
         assert_eq!(
             writer.claim_due(1_000, 10).unwrap().due.len(),
             2,

@@ -96,9 +96,7 @@ fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, S
     ))
 }
 
-fn with_status(
-    (mut summary, status): (OperationSummary, String),
-) -> Result<OperationSummary, StoreError> {
+fn with_status((mut summary, status): (OperationSummary, String)) -> Result<OperationSummary, StoreError> {
     summary.status = parse_status(status)?;
     Ok(summary)
 }
@@ -128,17 +126,10 @@ impl Reader {
     }
 
     /// The accepted operation an event with this dedupe key would duplicate.
-    pub fn duplicate_of(
-        &self,
-        processing: &str,
-        key: &str,
-        since: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    pub fn duplicate_of(&self, processing: &str, key: &str, since: i64) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
-            .query_row(DUPLICATE_OF, params![processing, key, since], |row| {
-                row.get(0)
-            })
+            .query_row(DUPLICATE_OF, params![processing, key, since], |row| row.get(0))
             .optional()?)
     }
 
@@ -201,17 +192,7 @@ impl Reader {
                 ))
             })
             .optional()?;
-        let Some((
-            summary,
-            remote_addr,
-            method,
-            raw_query,
-            raw_body,
-            content_type,
-            charset,
-            fields,
-            warnings,
-        )) = row
+        let Some((summary, remote_addr, method, raw_query, raw_body, content_type, charset, fields, warnings)) = row
         else {
             return Ok(None);
         };
@@ -250,19 +231,17 @@ impl Reader {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(
-                |(id, action, status, next_attempt_at, last_error, request)| {
-                    Ok(DeliveryView {
-                        id,
-                        action,
-                        status: parse_status(status)?,
-                        next_attempt_at,
-                        last_error,
-                        request,
-                        attempts: self.attempts(id)?,
-                    })
-                },
-            )
+            .map(|(id, action, status, next_attempt_at, last_error, request)| {
+                Ok(DeliveryView {
+                    id,
+                    action,
+                    status: parse_status(status)?,
+                    next_attempt_at,
+                    last_error,
+                    request,
+                    attempts: self.attempts(id)?,
+                })
+            })
             .collect()
     }
 

@@ -34,13 +34,7 @@ pub fn queue_replays(path: &Path, replays: &[Replay]) -> Result<usize, StoreErro
             |row| row.get(0),
         )?;
         for (offset, delivery) in replay.deliveries.iter().enumerate() {
-            insert_delivery(
-                &tx,
-                replay.operation_id,
-                next_position + offset as i64,
-                delivery,
-                now,
-            )?;
+            insert_delivery(&tx, replay.operation_id, next_position + offset as i64, delivery, now)?;
             queued += 1;
         }
         tx.execute(

@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    now_ms, open_for_writing, AttemptRecord, DeliveryStatus, DueDelivery, Inserted, NewDelivery,
-    NewOperation, OpStatus, Outcome, StoreError, DUPLICATE_OF,
+    now_ms, open_for_writing, AttemptRecord, DeliveryStatus, DueDelivery, Inserted, NewDelivery, NewOperation,
+    OpStatus, Outcome, StoreError, DUPLICATE_OF,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -25,10 +25,7 @@ const MAX_BATCH: usize = 1024;
 pub type OnCommit = Box<dyn Fn() + Send>;
 
 enum Command {
-    Insert(
-        Box<NewOperation>,
-        oneshot::Sender<Result<Inserted, StoreError>>,
-    ),
+    Insert(Box<NewOperation>, oneshot::Sender<Result<Inserted, StoreError>>),
     Claim {
         now: i64,
         limit: usize,
@@ -54,10 +51,7 @@ pub struct Writer {
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
 /// daemon left `in_flight` to `pending`, and starts the writer thread.
-pub fn spawn_writer(
-    path: &Path,
-    on_commit: OnCommit,
-) -> Result<(Writer, JoinHandle<()>), StoreError> {
+pub fn spawn_writer(path: &Path, on_commit: OnCommit) -> Result<(Writer, JoinHandle<()>), StoreError> {
     let conn = open_for_writing(path)?;
     let reset = conn.execute(
         "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight'",
@@ -150,9 +144,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
             let reply = match command {
                 Command::Insert(op, reply) => Reply::Insert(reply, insert(&sp, &op)),
                 Command::Claim { now, limit, reply } => Reply::Claim(reply, claim(&sp, now, limit)),
-                Command::Record(record) => {
-                    Reply::Recorded(record.delivery_id, record_attempt(&sp, &record))
-                }
+                Command::Record(record) => Reply::Recorded(record.delivery_id, record_attempt(&sp, &record)),
             };
             let ok = match &reply {
                 Reply::Insert(_, r) => r.is_ok(),
@@ -232,7 +224,8 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     let fields = serde_json::Value::Object(fields).to_string();
-    let warnings = serde_json::Value::from(op.warnings.clone()).to_string();
+    let texts: Vec<&str> = op.warnings.iter().map(|w| w.text.as_str()).collect();
+    let warnings = serde_json::to_string(&texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
              content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
@@ -269,8 +262,7 @@ pub(super) fn insert_delivery(
     d: &NewDelivery,
     now: i64,
 ) -> Result<(), StoreError> {
-    let headers =
-        serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
@@ -330,9 +322,7 @@ fn claim(conn: &Connection, now: i64, limit: usize) -> Result<Claimed, StoreErro
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut mark = conn.prepare_cached(
-        "UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1",
-    )?;
+    let mut mark = conn.prepare_cached("UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1")?;
     for (mut due, headers) in rows {
         due.request.headers = serde_json::from_str(&headers)
             .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
@@ -390,27 +380,16 @@ fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError
 
 /// Sets an operation's status from its deliveries' statuses. A replay adds
 /// deliveries after the old ones; for each action only the newest counts.
-fn refresh_operation_status(
-    conn: &Connection,
-    operation_id: i64,
-    now: i64,
-) -> Result<(), StoreError> {
+fn refresh_operation_status(conn: &Connection, operation_id: i64, now: i64) -> Result<(), StoreError> {
     let mut latest = std::collections::BTreeMap::new();
     let rows = conn
-        .prepare_cached(
-            "SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position",
-        )?
+        .prepare_cached("SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position")?
         .query_map([operation_id], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     for (action, status) in rows {
-        latest.insert(
-            action,
-            status
-                .parse::<DeliveryStatus>()
-                .map_err(StoreError::Corrupt)?,
-        );
+        latest.insert(action, status.parse::<DeliveryStatus>().map_err(StoreError::Corrupt)?);
     }
     let statuses: Vec<DeliveryStatus> = latest.into_values().collect();
     let status = operation_status(&statuses);
@@ -425,15 +404,11 @@ fn refresh_operation_status(
 /// An operation is `queued` while any delivery is unfinished, then
 /// `delivered`, `failed` or `partial` by how its deliveries ended.
 pub fn operation_status(deliveries: &[DeliveryStatus]) -> OpStatus {
-    let finished =
-        |s: &&DeliveryStatus| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Failed);
+    let finished = |s: &&DeliveryStatus| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Failed);
     if deliveries.is_empty() || !deliveries.iter().all(|s| finished(&s)) {
         return OpStatus::Queued;
     }
-    let delivered = deliveries
-        .iter()
-        .filter(|s| **s == DeliveryStatus::Delivered)
-        .count();
+    let delivered = deliveries.iter().filter(|s| **s == DeliveryStatus::Delivered).count();
     match delivered {
         0 => OpStatus::Failed,
         n if n == deliveries.len() => OpStatus::Delivered,
@@ -449,10 +424,7 @@ mod tests {
     /// The operation's status follows its deliveries.
     #[test]
     fn operation_status_from_deliveries() {
-        assert_eq!(
-            operation_status(&[Delivered, Delivered]),
-            OpStatus::Delivered
-        );
+        assert_eq!(operation_status(&[Delivered, Delivered]), OpStatus::Delivered);
         assert_eq!(operation_status(&[Delivered, Retrying]), OpStatus::Queued);
         assert_eq!(operation_status(&[Pending]), OpStatus::Queued);
         assert_eq!(operation_status(&[InFlight, Failed]), OpStatus::Queued);

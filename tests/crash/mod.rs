@@ -11,11 +11,7 @@ use crate::support::{client, processing, wait_until, Receiver, Relay, TOKEN};
 #[test]
 fn kill_9_loses_no_acknowledged_webhook() {
     let receiver = Receiver::start();
-    let mut relay = Relay::start(&processing(
-        "p",
-        &receiver.url("/pb"),
-        r#"query = { n = "{{n}}" }"#,
-    ));
+    let mut relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
     let acknowledged = Arc::new(Mutex::new(HashSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..8)
@@ -53,13 +49,7 @@ fn kill_9_loses_no_acknowledged_webhook() {
     let before_restart = receiver.requests().len();
 
     relay.restart();
-    let arrived = || -> HashSet<String> {
-        receiver
-            .requests()
-            .iter()
-            .filter_map(|r| r.param("n"))
-            .collect()
-    };
+    let arrived = || -> HashSet<String> { receiver.requests().iter().filter_map(|r| r.param("n")).collect() };
     let all_arrived = wait_until(|| acknowledged.is_subset(&arrived()));
     let missing: Vec<_> = acknowledged.difference(&arrived()).cloned().collect();
     eprintln!(

@@ -11,19 +11,11 @@ fn check_reports_a_broken_config_in_one_line_and_exits_2() {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8080\"\nlistn = 1\n").unwrap();
     for command in ["check", "run"] {
-        let out = Command::new(BIN)
-            .arg("-c")
-            .arg(&path)
-            .arg(command)
-            .output()
-            .unwrap();
+        let out = Command::new(BIN).arg("-c").arg(&path).arg(command).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{command}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains("bad.toml:3:1: unknown field `listn`"),
-            "{stderr}"
-        );
+        assert!(stderr.contains("bad.toml:3:1: unknown field `listn`"), "{stderr}");
     }
     let missing = Command::new(BIN)
         .args(["-c", "/nonexistent/hookrelay.toml", "check"])
@@ -60,8 +52,7 @@ fn token_is_random_and_url_safe() {
     let (one, two) = (one.trim(), two.trim());
     assert!(one.len() >= 22);
     assert!(
-        one.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        one.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "{one}"
     );
     assert_ne!(one, two);
@@ -82,11 +73,7 @@ fn history_filters_and_json_shape() {
         let mut all = vec!["history", "--json"];
         all.extend_from_slice(args);
         let out = relay.cli(&all);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let all = list(&[]);
@@ -106,10 +93,7 @@ fn history_filters_and_json_shape() {
 
     let table = relay.cli(&["history"]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        text.contains("failed") && text.contains("delivered"),
-        "{text}"
-    );
+    assert!(text.contains("failed") && text.contains("delivered"), "{text}");
 
     let bad = relay.cli(&["history", "--status", "lost"]);
     assert_eq!(bad.status.code(), Some(2));

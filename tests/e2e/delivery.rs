@@ -58,11 +58,7 @@ fn klientiks_get_with_cyrillic_values_reaches_the_receiver_mapped() {
 fn retries_after_503_until_success() {
     let receiver = Receiver::start();
     receiver.script(&[(503, "busy"), (503, "busy"), (200, "ok")]);
-    let relay = Relay::start(&processing(
-        "p",
-        &receiver.url("/pb"),
-        r#"query = { id = "{{id}}" }"#,
-    ));
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { id = "{{id}}" }"#));
     let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?id=7")));
     assert_eq!(status, 200);
     let op = relay.wait_status(id.unwrap(), "delivered");
@@ -136,9 +132,7 @@ fn two_actions_partial_failure() {
     assert_eq!(post.header("content-type"), Some("application/json"));
     let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body["phone"], "+79123456789");
-    assert!(wait_until(
-        || op["deliveries"].as_array().unwrap().len() == 2
-    ));
+    assert!(wait_until(|| op["deliveries"].as_array().unwrap().len() == 2));
 }
 
 /// A 429 with Retry-After is retried no sooner than the receiver asked.
@@ -152,13 +146,8 @@ fn retry_after_is_honoured() {
     let attempts = op["deliveries"][0]["attempts"].as_array().unwrap().clone();
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["http_status"], 429);
-    let at = |a: &serde_json::Value| {
-        humantime::parse_rfc3339(a["started_at"].as_str().unwrap()).unwrap()
-    };
+    let at = |a: &serde_json::Value| humantime::parse_rfc3339(a["started_at"].as_str().unwrap()).unwrap();
     let gap = at(&attempts[1]).duration_since(at(&attempts[0])).unwrap();
     // The test config's backoff is 50-200 ms; only Retry-After explains a second.
-    assert!(
-        gap >= std::time::Duration::from_millis(1000),
-        "retried after {gap:?}"
-    );
+    assert!(gap >= std::time::Duration::from_millis(1000), "retried after {gap:?}");
 }

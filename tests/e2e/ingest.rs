@@ -6,21 +6,13 @@ use crate::support::{get, post, processing, Receiver, Relay, TOKEN};
 
 fn relay() -> (Receiver, Relay) {
     let receiver = Receiver::start();
-    let relay = Relay::start(&processing(
-        "p",
-        &receiver.url("/pb"),
-        r#"query = { id = "{{id}}" }"#,
-    ));
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { id = "{{id}}" }"#));
     (receiver, relay)
 }
 
 fn history_len(relay: &Relay) -> usize {
     let out = relay.cli(&["history", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .unwrap()
         .as_array()
@@ -133,8 +125,7 @@ fn raw_windows_1251_bytes_in_the_target_are_accepted() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let got = receiver.wait_for(1);
     assert_eq!(got[0].param("id").as_deref(), Some("Анна"));
-    let history: serde_json::Value =
-        serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
     let op = relay.show(history[0]["id"].as_i64().unwrap());
     assert_eq!(op["charset"], "windows-1251");
     assert_eq!(op["fields"]["id"], "Анна");

@@ -3,11 +3,7 @@
 use crate::support::{get, processing, Receiver, Relay, TOKEN};
 
 fn stdout(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -17,10 +13,7 @@ fn fields_after_a_real_request() {
     let receiver = Receiver::start();
     let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
     let before = stdout(&relay.cli(&["fields", "p"]));
-    assert!(
-        before.contains("no request to `p` is recorded yet"),
-        "{before}"
-    );
+    assert!(before.contains("no request to `p` is recorded yet"), "{before}");
     get(&relay.url(&format!(
         "/hook/{TOKEN}?client.name=%D0%90%D0%BD%D0%BD%D0%B0&phone=%7B%7Bclient.phone%7D%7D"
     )));
@@ -55,8 +48,7 @@ fn try_prints_and_sends_nothing() {
     );
     assert!(text.contains("X-Api-Key: MASKED"), "{text}");
     assert!(!text.contains("postback-secret") && !text.contains("k-123"));
-    let history: serde_json::Value =
-        serde_json::from_str(&stdout(&relay.cli(&["history", "--json"]))).unwrap();
+    let history: serde_json::Value = serde_json::from_str(&stdout(&relay.cli(&["history", "--json"]))).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 0, "try writes nothing");
 
     // --from takes the fields of a recorded operation.
@@ -79,20 +71,13 @@ fn try_prints_and_sends_nothing() {
 fn replay_a_failed_operation_after_the_receiver_recovers() {
     let receiver = Receiver::start();
     receiver.script(&[(410, "gone for now")]);
-    let relay = Relay::start(&processing(
-        "p",
-        &receiver.url("/pb"),
-        r#"query = { n = "{{n}}" }"#,
-    ));
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
     let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=5")));
     let id = id.unwrap();
     relay.wait_status(id, "failed");
 
     let text = stdout(&relay.cli(&["replay", "--status", "failed", "--since", "1h"]));
-    assert!(
-        text.contains("queued 1 deliveries for 1 operation(s)"),
-        "{text}"
-    );
+    assert!(text.contains("queued 1 deliveries for 1 operation(s)"), "{text}");
     let op = relay.wait_status(id, "delivered");
     let deliveries = op["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2);
@@ -105,10 +90,7 @@ fn replay_a_failed_operation_after_the_receiver_recovers() {
 
     // A delivered operation has nothing left to send.
     let again = stdout(&relay.cli(&["replay", &id.to_string()]));
-    assert!(
-        again.contains("every action was already delivered"),
-        "{again}"
-    );
+    assert!(again.contains("every action was already delivered"), "{again}");
     assert_eq!(relay.cli(&["replay"]).status.code(), Some(2));
     assert_eq!(relay.cli(&["replay", "999999"]).status.code(), Some(1));
 }
@@ -118,10 +100,7 @@ fn replay_a_failed_operation_after_the_receiver_recovers() {
 fn held_then_replayed_after_reload() {
     let receiver = Receiver::start();
     let enabled = processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#);
-    let disabled = enabled.replace(
-        "[[processing.action]]",
-        "enabled = false\n\n[[processing.action]]",
-    );
+    let disabled = enabled.replace("[[processing.action]]", "enabled = false\n\n[[processing.action]]");
     let relay = Relay::start(&disabled);
     let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
     assert_eq!(status, 200);
@@ -153,7 +132,9 @@ fn check_warns_about_fields_missing_from_the_last_event() {
     get(&relay.url(&format!("/hook/{TOKEN}?client.id=1&ad_id=2")));
     let text = stdout(&relay.cli(&["check"]));
     assert!(
-        text.contains("warning: processing `p`: `utm_content` was not in the last event (operation 1); it had: ad_id, client.id"),
+        text.contains(
+            "warning: processing `p`: `utm_content` was not in the last event (operation 1); it had: ad_id, client.id"
+        ),
         "{text}"
     );
 }
@@ -174,10 +155,7 @@ fn klientiks_address_round_trip() {
     }
     let address = stdout(&relay.cli(&["klientiks", "Визит клиента оплачен", "--processing", "p"]));
     // The test config listens on port 0, so the printed host is not the bound one.
-    let address = relay.url(&format!(
-        "/hook/{}",
-        address.trim().split_once("/hook/").unwrap().1
-    ));
+    let address = relay.url(&format!("/hook/{}", address.trim().split_once("/hook/").unwrap().1));
     let address = address.as_str();
     assert!(
         address.contains(&format!(
@@ -186,16 +164,10 @@ fn klientiks_address_round_trip() {
         "{address}"
     );
     assert!(
-        address.starts_with(&format!(
-            "http://{}/hook/{TOKEN}?event=appointment_paid&",
-            relay.addr
-        )),
+        address.starts_with(&format!("http://{}/hook/{TOKEN}?event=appointment_paid&", relay.addr)),
         "{address}"
     );
-    assert!(
-        address.contains("appointment_time={{appointment.time}}"),
-        "{address}"
-    );
+    assert!(address.contains("appointment_time={{appointment.time}}"), "{address}");
     assert!(
         address.contains("appointment_status={{appointment.status}}"),
         "{address}"

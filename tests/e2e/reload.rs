@@ -24,11 +24,7 @@ fn reload_adds_a_processing() {
     let op = relay.wait_status(id.unwrap(), "delivered");
     assert_eq!(op["processing"], "second");
     assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}"))).0, 200);
-    let targets: Vec<_> = receiver
-        .wait_for(2)
-        .iter()
-        .map(|r| r.target.clone())
-        .collect();
+    let targets: Vec<_> = receiver.wait_for(2).iter().map(|r| r.target.clone()).collect();
     assert!(targets.contains(&"/second".to_string()), "{targets:?}");
 }
 
@@ -37,11 +33,7 @@ fn reload_adds_a_processing() {
 fn reload_with_a_broken_file_keeps_serving() {
     let receiver = Receiver::start();
     let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
-    std::fs::write(
-        &relay.config,
-        "[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n",
-    )
-    .unwrap();
+    std::fs::write(&relay.config, "[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
     relay.signal("HUP");
     relay.wait_log("config refused, the running config stays");
     assert!(relay.log_text().contains("unknown field `bogus`"));

@@ -36,11 +36,7 @@ fn require_skips_without_the_field() {
     }
     let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?ad_id=9")));
     relay.wait_status(id.unwrap(), "delivered");
-    assert_eq!(
-        receiver.requests().len(),
-        1,
-        "only the event with ad_id was sent"
-    );
+    assert_eq!(receiver.requests().len(), 1, "only the event with ad_id was sent");
 }
 
 /// `[processing.when]` skips events whose fields do not all match.
@@ -54,10 +50,7 @@ fn when_skips_other_events() {
     let (_, other, _) = get(&relay.url(&format!("/hook/{TOKEN}?event=client_added&ad_id=1")));
     let op = relay.show(other.unwrap());
     assert_eq!(op["status"], "skipped");
-    assert_eq!(
-        op["reason"],
-        "when: `event` is `client_added`, not `appointment_paid`"
-    );
+    assert_eq!(op["reason"], "when: `event` is `client_added`, not `appointment_paid`");
     let (_, paid, _) = get(&relay.url(&format!("/hook/{TOKEN}?event=appointment_paid&ad_id=2")));
     relay.wait_status(paid.unwrap(), "delivered");
     let got = receiver.requests();
@@ -74,37 +67,29 @@ fn dedupe_within_and_outside_the_window() {
         &receiver.url("/pb"),
     ));
     let send = |appointment: &str| {
-        get(&relay.url(&format!(
-            "/hook/{TOKEN}?appointment_id={appointment}&ad_id=1"
-        )))
-        .1
-        .unwrap()
+        get(&relay.url(&format!("/hook/{TOKEN}?appointment_id={appointment}&ad_id=1")))
+            .1
+            .unwrap()
     };
     let first = send("A-1");
     let started = std::time::Instant::now();
     let repeat = send("A-1");
     let other = send("B-2");
-    let no_key = get(&relay.url(&format!("/hook/{TOKEN}?ad_id=1")))
-        .1
-        .unwrap();
+    let no_key = get(&relay.url(&format!("/hook/{TOKEN}?ad_id=1"))).1.unwrap();
     let op = relay.show(repeat);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(2),
         "the machine was too slow to test the window"
     );
     assert_eq!(op["status"], "duplicate");
-    assert_eq!(
-        op["reason"],
-        format!("same dedupe key `A-1` as operation {first}")
-    );
+    assert_eq!(op["reason"], format!("same dedupe key `A-1` as operation {first}"));
     relay.wait_status(first, "delivered");
     relay.wait_status(other, "delivered");
     relay.wait_status(no_key, "delivered");
 
     // The window is the behaviour under test: let it pass.
     std::thread::sleep(
-        std::time::Duration::from_secs(2).saturating_sub(started.elapsed())
-            + std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(2).saturating_sub(started.elapsed()) + std::time::Duration::from_millis(100),
     );
     let later = send("A-1");
     relay.wait_status(later, "delivered");
@@ -124,14 +109,8 @@ fn custom_response_and_try_shows_skips() {
         .call()
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
-    assert_eq!(
-        response.headers().get("content-type").unwrap(),
-        "application/json"
-    );
-    assert_eq!(
-        response.into_body().read_to_string().unwrap(),
-        "{\"ok\":true}"
-    );
+    assert_eq!(response.headers().get("content-type").unwrap(), "application/json");
+    assert_eq!(response.into_body().read_to_string().unwrap(), "{\"ok\":true}");
 
     let out = relay.cli(&["try", "p", "client.id=5"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -142,7 +121,6 @@ fn custom_response_and_try_shows_skips() {
     );
     assert!(text.contains("nothing would be sent"), "{text}");
     receiver.wait_for(1);
-    let history: serde_json::Value =
-        serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 1, "try recorded nothing");
 }

@@ -67,11 +67,7 @@ impl Relay {
     /// Sends a signal such as `HUP` to the daemon.
     pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(&pid)
-            .status()
-            .unwrap();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(&pid).status().unwrap();
         assert!(status.success());
     }
 
@@ -211,10 +207,7 @@ impl Received {
 
     /// One decoded query parameter.
     pub fn param(&self, name: &str) -> Option<String> {
-        self.query()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        self.query().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
     /// One header's value.
@@ -251,12 +244,7 @@ async fn respond(
     let headers = request
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let body = request
         .into_body()
@@ -264,12 +252,11 @@ async fn respond(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let (status, text, extra) =
-        script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or((200, "ok".into(), Vec::new()));
+    let (status, text, extra) = script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, "ok".into(), Vec::new()));
     log.lock().unwrap().push(Received {
         method,
         target,
@@ -344,10 +331,7 @@ impl Receiver {
 
     /// Queues one answer with extra headers.
     pub fn script_with_headers(&self, status: u16, body: &str, headers: &[(&str, &str)]) {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.script
             .lock()
             .unwrap()
@@ -363,11 +347,7 @@ impl Receiver {
     pub fn wait_for(&self, n: usize) -> Vec<Received> {
         let arrived = wait_until(|| self.requests.lock().unwrap().len() >= n);
         let got = self.requests();
-        assert!(
-            arrived,
-            "receiver got {} requests, expected {n}: {got:#?}",
-            got.len()
-        );
+        assert!(arrived, "receiver got {} requests, expected {n}: {got:#?}", got.len());
         got
     }
 }
