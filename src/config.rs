@@ -30,6 +30,7 @@ const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2 * 3600);
 const DEFAULT_WORKERS: usize = 8;
 const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 86400);
 const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 const DEFAULT_RESPONSE_STATUS: u16 = 200;
 const DEFAULT_RESPONSE_BODY: &str = "ok";
 /// Shortest token accepted: 22 URL-safe base64 characters carry 128 bits.
@@ -61,6 +62,15 @@ impl Secret {
     /// The secret itself, for the few places that must use it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `candidate` is this secret, in time that does not depend on
+    /// where they differ (both are hashed first, so length leaks nothing either).
+    pub fn matches(&self, candidate: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let wanted = Sha256::digest(self.0.as_bytes());
+        bool::from(wanted.ct_eq(&Sha256::digest(candidate.as_bytes())))
     }
 }
 
@@ -122,14 +132,39 @@ pub struct Retry {
     pub max_delay: Duration,
 }
 
-/// `[notify]`: parsed and checked now, used by the notifier.
+/// `[notify]`: where failure notifications go, and how often.
 #[derive(Debug, Clone)]
 pub struct Notify {
-    pub email_to: Vec<String>,
-    pub email_from: Option<String>,
-    pub smtp: Option<Secret>,
-    pub sendmail: Option<PathBuf>,
+    pub email: Option<Email>,
+    pub telegram: Option<Telegram>,
+    /// At most one message per this long; the rest wait for the next digest.
     pub min_interval: Duration,
+}
+
+/// Email notifications.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub from: String,
+    pub transport: EmailTransport,
+}
+
+/// How email leaves the machine.
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    /// An `smtp://` (plain, or STARTTLS with `?tls=required`) or `smtps://` URL.
+    Smtp(Secret),
+    /// A sendmail-compatible binary.
+    Sendmail(PathBuf),
+}
+
+/// `[notify.telegram]`: messages through the Telegram Bot API.
+#[derive(Debug, Clone)]
+pub struct Telegram {
+    pub bot_token: Secret,
+    pub chat_id: String,
+    /// The Bot API's base URL (tests point it at a local server).
+    pub api_url: Url,
 }
 
 /// One `[[processing]]`: a webhook address and the actions run for each event.
@@ -334,6 +369,15 @@ struct RawNotify {
     smtp: Option<Secret>,
     sendmail: Option<PathBuf>,
     min_interval: Option<Dur>,
+    telegram: Option<RawTelegram>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    bot_token: Secret,
+    chat_id: String,
+    api_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -509,29 +553,72 @@ impl RawRetry {
 
 impl RawNotify {
     fn resolve(self, base: &Path) -> Result<Notify, String> {
-        if self.smtp.is_some() && self.sendmail.is_some() {
-            return Err("notify: set either smtp or sendmail, not both".into());
+        let email = self.email(base)?;
+        let telegram = self.telegram.map(RawTelegram::resolve).transpose()?;
+        if email.is_none() && telegram.is_none() {
+            return Err("notify: configure email (email_to, email_from, smtp or sendmail) or [notify.telegram]".into());
         }
+        Ok(Notify {
+            email,
+            telegram,
+            min_interval: self.min_interval.map_or(DEFAULT_MIN_INTERVAL, |d| d.0),
+        })
+    }
+
+    fn email(&self, base: &Path) -> Result<Option<Email>, String> {
+        let transport = match (&self.smtp, &self.sendmail) {
+            (Some(_), Some(_)) => return Err("notify: set either smtp or sendmail, not both".into()),
+            (None, None) if self.email_to.is_empty() => return Ok(None),
+            (None, None) => {
+                return Err(
+                    "notify: set smtp = \"smtps://user:password@host:465\" or sendmail = \"/usr/sbin/sendmail\"".into(),
+                )
+            }
+            (Some(smtp), None) => {
+                let scheme = Url::parse(smtp.expose()).map(|u| u.scheme().to_string());
+                if !matches!(scheme.as_deref(), Ok("smtp" | "smtps")) {
+                    return Err("notify.smtp: must be an smtp:// or smtps:// URL".into());
+                }
+                EmailTransport::Smtp(smtp.clone())
+            }
+            (None, Some(path)) => EmailTransport::Sendmail(base.join(path)),
+        };
         if self.email_to.is_empty() {
             return Err("notify.email_to: name at least one address".into());
         }
-        if self.smtp.is_none() && self.sendmail.is_none() {
-            return Err(
-                "notify: set smtp = \"smtps://user:password@host:465\" or sendmail = \"/usr/sbin/sendmail\"".into(),
-            );
+        for address in &self.email_to {
+            address
+                .parse::<lettre::Address>()
+                .map_err(|e| format!("notify.email_to: `{address}`: {e}"))?;
         }
-        if let Some(smtp) = &self.smtp {
-            let scheme = Url::parse(smtp.expose()).map(|u| u.scheme().to_string());
-            if !matches!(scheme.as_deref(), Ok("smtp" | "smtps")) {
-                return Err("notify.smtp: must be an smtp:// or smtps:// URL".into());
-            }
+        let from = self
+            .email_from
+            .clone()
+            .ok_or("notify.email_from: set the sender address, e.g. \"hookrelay@example.ru\"")?;
+        from.parse::<lettre::message::Mailbox>()
+            .map_err(|e| format!("notify.email_from: `{from}`: {e}"))?;
+        Ok(Some(Email {
+            to: self.email_to.clone(),
+            from,
+            transport,
+        }))
+    }
+}
+
+impl RawTelegram {
+    fn resolve(self) -> Result<Telegram, String> {
+        let text = self.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API);
+        let api_url = Url::parse(text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| format!("notify.telegram.api_url: `{text}` is not an http(s) URL"))?;
+        if self.chat_id.trim().is_empty() {
+            return Err("notify.telegram.chat_id: must not be empty".into());
         }
-        Ok(Notify {
-            email_to: self.email_to,
-            email_from: self.email_from,
-            smtp: self.smtp,
-            sendmail: self.sendmail.map(|p| base.join(p)),
-            min_interval: self.min_interval.map_or(DEFAULT_MIN_INTERVAL, |d| d.0),
+        Ok(Telegram {
+            bot_token: self.bot_token,
+            chat_id: self.chat_id,
+            api_url,
         })
     }
 }

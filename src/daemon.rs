@@ -2,23 +2,26 @@
 //! workers and the webhook listener, and stops them in order on a signal.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::ingest::{self, Shared};
-use crate::{deliver, store};
+use crate::metrics::Metrics;
+use crate::store::{Hooks, Reader};
+use crate::{deliver, notify, retention, store};
 
 /// How long a stop waits for delivery attempts in flight to finish.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
 /// How long a stop waits for the writer to commit what is queued.
 const WRITER_DRAIN: Duration = Duration::from_secs(10);
 
-/// Runs the daemon on the configured address until SIGTERM or SIGINT.
+/// Runs the daemon on the configured addresses until SIGTERM or SIGINT.
 pub fn main(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -26,36 +29,70 @@ pub fn main(config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(config.server.listen)
+        let webhooks = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
-        run(config, listener, stop_signal()).await
+        let admin = TcpListener::bind(config.server.admin_listen)
+            .await
+            .with_context(|| format!("listening on {} (admin_listen)", config.server.admin_listen))?;
+        run(config, webhooks, admin, stop_signal()).await
     })
 }
 
-/// Runs the daemon on `listener` until `shutdown` resolves.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs the daemon on the given listeners until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    webhooks: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let metrics = Metrics::new();
     let (waker, signals) = deliver::channel();
-    let on_commit = {
-        let waker = waker.clone();
-        Box::new(move || waker.wake())
+    let (alarm, alarms) = notify::alarm_channel();
+    let hooks = Hooks {
+        on_commit: Box::new({
+            let waker = waker.clone();
+            move || waker.wake()
+        }),
+        on_error: Box::new(move |reason| alarm.raise(reason)),
     };
     let path = config.storage.path.clone();
-    let (writer, writer_thread) = tokio::task::spawn_blocking(move || store::spawn_writer(&path, on_commit))
+    let (writer, writer_thread) = tokio::task::spawn_blocking(move || store::spawn_writer(&path, hooks))
         .await?
         .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
+    let reader = Reader::open(&config.storage.path).context("opening the database for reading")?;
     // Registered before the listener is announced, so an early SIGHUP
     // reloads instead of killing the process.
     let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
-    let deliverer = deliver::start(writer.clone(), config.delivery.workers, (waker, signals))
-        .context("starting the delivery workers")?;
+    let deliverer = deliver::start(
+        writer.clone(),
+        config.delivery.workers,
+        (waker, signals),
+        Arc::clone(&metrics),
+    )
+    .context("starting the delivery workers")?;
+    let notifier = match &config.notify {
+        Some(notify) => Some(
+            notify::start(
+                notify.clone(),
+                config.storage.path.clone(),
+                writer.clone(),
+                alarms,
+                Arc::clone(&metrics),
+            )
+            .context("starting the notifier")?,
+        ),
+        None => None,
+    };
+    let pruner = retention::start(writer.clone(), config.storage.keep_days).context("starting retention")?;
 
     log::info!(
         "listening for webhooks on {}; database {}",
-        listener.local_addr()?,
+        webhooks.local_addr()?,
         config.storage.path.display()
     );
+    log::info!("admin endpoints (/healthz, /metrics) on {}", admin.local_addr()?);
     for p in &config.processings {
         log::info!(
             "processing `{}`: {} action(s){}",
@@ -64,14 +101,44 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
             if p.enabled { "" } else { ", disabled: requests are held" }
         );
     }
-    let shared = Arc::new(Shared::new(Arc::clone(&config), writer));
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let admin_state = Arc::new(Admin {
+        writer: writer.clone(),
+        reader: Arc::new(Mutex::new(reader)),
+        metrics: Arc::clone(&metrics),
+        token: config.server.admin_token.clone(),
+    });
+    let admin_server = tokio::spawn(admin::serve(admin, admin_state, stopped()));
+    let shared = Arc::new(Shared::new(Arc::clone(&config), writer, metrics));
     let reloads = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&shared)));
-    ingest::serve(listener, Arc::clone(&shared), shutdown).await;
+    let webhook_server = ingest::serve(webhooks, Arc::clone(&shared), stopped());
+    tokio::pin!(webhook_server);
+    tokio::select! {
+        () = shutdown => {}
+        () = &mut webhook_server => {}
+    }
+    let _ = stopping.send(true);
+    webhook_server.await;
+    let _ = admin_server.await;
     reloads.abort();
     drop(shared);
 
     log::info!("stopping: no new webhooks; finishing delivery attempts in flight");
-    let busy = tokio::task::spawn_blocking(move || deliverer.stop(STOP_GRACE)).await?;
+    let busy = tokio::task::spawn_blocking(move || {
+        let busy = deliverer.stop(STOP_GRACE);
+        pruner.stop();
+        if let Some(notifier) = notifier {
+            notifier.stop();
+        }
+        busy
+    })
+    .await?;
     if busy > 0 {
         log::warn!("{busy} delivery attempts did not finish in time; they will be retried after a restart");
     }

@@ -15,12 +15,17 @@
 //!
 //! Data flows one way: `ingest` → `store` → `deliver` → `store`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod http;
 pub mod ingest;
 pub mod klientiks;
+pub mod metrics;
+pub mod notify;
 pub mod outgoing;
+pub mod retention;
 pub mod store;
 pub mod template;

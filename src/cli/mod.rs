@@ -6,6 +6,8 @@ mod dry_run;
 mod fields;
 mod history;
 mod klientiks;
+mod notify_test;
+mod prune;
 mod replay;
 mod run;
 mod show;
@@ -18,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, DEFAULT_PATH};
+pub(crate) use crate::store::rfc3339;
 use crate::store::StoreError;
 
 /// hookrelay: webhooks in, stored in SQLite, forwarded with retries.
@@ -52,6 +55,10 @@ pub enum Command {
     Replay(replay::Args),
     /// Print the address to paste into Klientiks for an event.
     Klientiks(klientiks::Args),
+    /// Send a test message through every notification channel.
+    NotifyTest,
+    /// Delete finished operations older than storage.keep_days.
+    Prune(prune::Args),
 }
 
 /// Why a command failed, which decides the exit code.
@@ -95,6 +102,8 @@ pub fn main() -> ExitCode {
         Command::Try(args) => dry_run::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
         Command::Klientiks(args) => klientiks::run(&cli, args),
+        Command::NotifyTest => notify_test::run(&cli),
+        Command::Prune(args) => prune::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,10 +153,4 @@ fn print_fields(fields: &std::collections::BTreeMap<String, String>) {
     if fields.is_empty() {
         println!("  (none)");
     }
-}
-
-/// Milliseconds since the epoch as RFC 3339, to the millisecond.
-fn rfc3339(ms: i64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use crate::store::{now_ms, AttemptRecord, DueDelivery, Outcome, Writer};
 use retry::{classify, next_step, Policy, Verdict};
 
@@ -57,7 +58,12 @@ pub struct Deliverer {
 }
 
 /// Starts `workers` worker threads and the scheduler that feeds them.
-pub fn start(writer: Writer, workers: usize, signals: (Waker, Receiver<Signal>)) -> std::io::Result<Deliverer> {
+pub fn start(
+    writer: Writer,
+    workers: usize,
+    signals: (Waker, Receiver<Signal>),
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Deliverer> {
     let (waker, rx) = signals;
     // A rendezvous channel: a job is handed over only to a worker that is
     // waiting, so a stop never leaves claimed jobs sitting in a queue.
@@ -70,6 +76,7 @@ pub fn start(writer: Writer, workers: usize, signals: (Waker, Receiver<Signal>))
             agent: agent.clone(),
             jobs: Arc::clone(&jobs_rx),
             writer: writer.clone(),
+            metrics: Arc::clone(&metrics),
             idle: waker.0.clone(),
             exited: exited_tx.clone(),
         };
@@ -153,6 +160,7 @@ struct Worker {
     agent: ureq::Agent,
     jobs: Arc<Mutex<Receiver<DueDelivery>>>,
     writer: Writer,
+    metrics: Arc<Metrics>,
     idle: Sender<Signal>,
     exited: Sender<()>,
 }
@@ -166,6 +174,13 @@ impl Worker {
             };
             let Ok(job) = job else { break };
             let record = attempt(&self.agent, &job);
+            let outcome = match record.outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::RetryAt(_) => "retry",
+                Outcome::Failed => "failed",
+            };
+            let seconds = record.duration_ms as f64 / 1000.0;
+            self.metrics.attempt(&job.request.action, outcome, seconds, now_ms());
             if let Err(err) = self.writer.record(record) {
                 log::error!("delivery {}: cannot record the attempt: {err}", job.id);
             }

@@ -1,36 +1,24 @@
 //! The webhook listener: routing, limits, field extraction, and the answer
 //! that is sent only after the operation is committed.
 
-mod escape;
 pub mod fields;
 pub mod rules;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::config::{Config, Processing};
+use crate::http::{self, Reply};
+use crate::metrics::Metrics;
 use crate::store::{now_ms, OpStatus, RawRequest, Writer};
 
-/// Most connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 1024;
-/// A client must send its request headers within this time (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a stop waits for open requests to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answer header carrying the stored operation's id.
 pub const OPERATION_HEADER: &str = "X-Hookrelay-Operation";
 
@@ -38,14 +26,16 @@ pub const OPERATION_HEADER: &str = "X-Hookrelay-Operation";
 pub struct Shared {
     config: RwLock<Arc<Config>>,
     writer: Writer,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
     /// State for the listener.
-    pub fn new(config: Arc<Config>, writer: Writer) -> Shared {
+    pub fn new(config: Arc<Config>, writer: Writer, metrics: Arc<Metrics>) -> Shared {
         Shared {
             config: RwLock::new(config),
             writer,
+            metrics,
         }
     }
 
@@ -94,8 +84,19 @@ impl Refusal {
         }
     }
 
-    fn response(&self) -> Response<Full<Bytes>> {
-        let mut response = text_response(self.status(), format!("{self}\n"));
+    /// The label this refusal is counted under in metrics.
+    fn metric(&self) -> &'static str {
+        match self {
+            Refusal::NotFound => "unknown_token",
+            Refusal::Method(..) => "method",
+            Refusal::TooLarge(_) => "too_large",
+            Refusal::BodyRead(_) | Refusal::Rejected(_) => "bad_request",
+            Refusal::Storage => "storage",
+        }
+    }
+
+    fn response(&self) -> Reply {
+        let mut response = http::text(self.status(), format!("{self}\n"));
         if let Refusal::Method(_, allowed) = self {
             if let Ok(value) = HeaderValue::from_str(allowed) {
                 response.headers_mut().insert(ALLOW, value);
@@ -105,44 +106,34 @@ impl Refusal {
     }
 }
 
-fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
-}
-
 /// Finds the processing whose token is `token`, comparing against every
 /// token in constant time so the answer's timing says nothing about it.
 fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing> {
-    let wanted = Sha256::digest(token.as_bytes());
+    // No early exit: every token is compared whichever one matches.
     let mut found = None;
     for processing in &config.processings {
-        let candidate = Sha256::digest(processing.token.expose().as_bytes());
-        if bool::from(candidate.ct_eq(&wanted)) {
+        if processing.token.matches(token) {
             found = Some(processing);
         }
     }
     found
 }
 
-async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
     match accept(&shared, remote, request).await {
         Ok(response) => response,
         Err(refusal) => {
             log::debug!("refused a request from {remote}: {refusal}");
+            // A rejected body was stored, and counted as received.
+            if !matches!(refusal, Refusal::Rejected(_)) {
+                shared.metrics.refused(refusal.metric());
+            }
             refusal.response()
         }
     }
 }
 
-async fn accept(
-    shared: &Shared,
-    remote: SocketAddr,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Refusal> {
+async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>) -> Result<Reply, Refusal> {
     let config = shared.config();
     let token = request
         .uri()
@@ -193,6 +184,7 @@ async fn accept(
         log::error!("processing `{}`: cannot store a webhook: {err}", processing.name);
         Refusal::Storage
     })?;
+    shared.metrics.received(&processing.name, inserted.status.as_str());
     log::info!(
         "processing `{}`: operation {} from {remote}: {}{}",
         processing.name,
@@ -223,55 +215,8 @@ async fn accept(
     Ok(response)
 }
 
-/// Serves webhooks on `listener` until `shutdown` resolves, then stops
-/// accepting and gives open requests [`DRAIN_TIMEOUT`] to finish.
+/// Serves webhooks on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::from_millis(10);
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // EMFILE and friends: wait instead of spinning.
-                    log::warn!("accept failed: {err}; pausing {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        backoff = Duration::from_millis(10);
-        let shared = Arc::clone(&shared);
-        let service = hyper::service::service_fn(move |request| {
-            let shared = Arc::clone(&shared);
-            async move { Ok::<_, Infallible>(handle(shared, remote, request).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(escape::EscapeTarget::new(stream)), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                log::debug!("connection from {remote}: {err}");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => log::warn!("stopped waiting for open webhook requests"),
-    }
+    let handler = move |remote, request| handle(Arc::clone(&shared), remote, request);
+    http::serve("webhooks", listener, handler, shutdown).await;
 }

@@ -88,7 +88,10 @@ pub fn delivery<'a>(
         .map(|field| {
             Warning::new(
                 MISSING_FIELD,
-                format!("action `{}`: field `{field}` is missing; it was sent empty", action.name),
+                format!(
+                    "action `{}`: field `{field}` is missing; it was sent empty",
+                    action.name
+                ),
             )
         })
         .collect();

@@ -16,9 +16,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-pub use read::{AttemptView, DeliveryView, HistoryFilter, OperationSummary, OperationView, Reader};
+pub use read::{
+    AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats, Reader,
+};
 pub use replay::{queue_replays, Replay};
-pub use writer::{spawn_writer, Claimed, Writer};
+pub use writer::{spawn_writer, Claimed, Hooks, Writer};
+
+/// `meta` key: when a notification last went out.
+const META_LAST_NOTIFIED: &str = "last_notified_at";
+/// `meta` key: the last /healthz write probe.
+const META_HEALTH_PROBE: &str = "health_probe_at";
+
+/// Deletes one batch of finished operations received before ?1 (at most ?2);
+/// deliveries and attempts go with them (ON DELETE CASCADE).
+const PRUNE_BATCH: &str = "DELETE FROM operations WHERE id IN (
+     SELECT id FROM operations WHERE received_at < ?1 AND status != 'queued' ORDER BY received_at LIMIT ?2)";
 
 /// The earliest accepted operation of a processing with a dedupe key, since a time.
 const DUPLICATE_OF: &str = "SELECT id FROM operations
@@ -41,6 +53,8 @@ pub enum StoreError {
     TooOld(i64, i64),
     #[error("no database at {0}: start the daemon once to create it")]
     Missing(String),
+    #[error("database commit failed: {0}")]
+    Commit(String),
     #[error("the database writer has stopped")]
     WriterGone,
     #[error("stored data is corrupt: {0}")]
@@ -52,6 +66,12 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Milliseconds since the epoch as RFC 3339, to the millisecond.
+pub fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 macro_rules! string_enum {
@@ -149,6 +169,31 @@ pub struct RawRequest {
     pub query: Vec<u8>,
     pub body: Vec<u8>,
     pub content_type: Option<String>,
+}
+
+/// A way notifications go out; each keeps its own "sent" mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Telegram,
+}
+
+impl Channel {
+    /// The notifications column holding this channel's "sent at".
+    fn column(self) -> &'static str {
+        match self {
+            Channel::Email => "email_sent_at",
+            Channel::Telegram => "telegram_sent_at",
+        }
+    }
+
+    /// The name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Telegram => "telegram",
+        }
+    }
 }
 
 /// A received webhook to store, with the deliveries it starts.
@@ -254,6 +299,21 @@ fn open_existing(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Prunes from the command line, batch by batch, each in its own short
+/// transaction so a running daemon's writer is never held up for long.
+/// Returns how many operations were deleted.
+pub fn prune_now(path: &Path, before: i64, batch: usize) -> Result<usize, StoreError> {
+    let conn = open_existing(path)?;
+    let mut total = 0;
+    loop {
+        let deleted = conn.execute(PRUNE_BATCH, rusqlite::params![before, batch as i64])?;
+        total += deleted;
+        if deleted < batch {
+            return Ok(total);
+        }
+    }
+}
+
 /// Creates the database if needed (owner-only permissions) and migrates it.
 fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
     let fresh = !path.exists();
@@ -279,6 +339,13 @@ fn restrict_permissions(_path: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn quiet() -> Hooks {
+        Hooks {
+            on_commit: Box::new(|| {}),
+            on_error: Box::new(|_| {}),
+        }
+    }
 
     fn delivery(action: &str) -> NewDelivery {
         NewDelivery {
@@ -335,7 +402,7 @@ mod tests {
     fn insert_claim_record_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (writer, thread) = spawn_writer(&path, Box::new(|| {})).unwrap();
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
         let ids = insert_all(&writer, vec![operation(None, &["first", "second"])]);
         let id = ids[0].id;
 
@@ -393,7 +460,7 @@ mod tests {
     #[test]
     fn dedupe_by_key() {
         let dir = tempfile::tempdir().unwrap();
-        let (writer, _thread) = spawn_writer(&dir.path().join("t.db"), Box::new(|| {})).unwrap();
+        let (writer, _thread) = spawn_writer(&dir.path().join("t.db"), quiet()).unwrap();
         let out = insert_all(
             &writer,
             vec![
@@ -421,12 +488,12 @@ mod tests {
     fn in_flight_resets_on_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (writer, thread) = spawn_writer(&path, Box::new(|| {})).unwrap();
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
         insert_all(&writer, vec![operation(None, &["a"])]);
         assert_eq!(writer.claim_due(1_000, 10).unwrap().due.len(), 1);
         drop(writer);
         thread.join().unwrap();
-        let (writer, _thread) = spawn_writer(&path, Box::new(|| {})).unwrap();
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
         assert_eq!(writer.claim_due(1_000, 10).unwrap().due.len(), 1);
     }
 

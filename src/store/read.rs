@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{open_existing, OpStatus, RawRequest, StoreError, DUPLICATE_OF};
+use super::{open_existing, OpStatus, RawRequest, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
@@ -33,6 +33,29 @@ pub struct OperationSummary {
     /// Deliveries finished as `delivered`, and in all.
     pub delivered: u32,
     pub deliveries: u32,
+}
+
+/// A notification not yet sent on every channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: i64,
+    pub created_at: i64,
+    /// `failure` or `warning`.
+    pub kind: String,
+    pub processing: String,
+    pub operation_id: i64,
+    pub text: String,
+    pub email_pending: bool,
+    pub telegram_pending: bool,
+}
+
+/// How much delivery work is waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Deliveries pending or waiting to retry.
+    pub depth: u64,
+    /// When the oldest of their operations was received.
+    pub oldest_received_at: Option<i64>,
 }
 
 /// Everything recorded about one operation.
@@ -123,6 +146,67 @@ impl Reader {
             Some(id) => self.operation(id),
             None => Ok(None),
         }
+    }
+
+    /// Notifications created since `since` that some channel has not sent, oldest first.
+    pub fn pending_notifications(&self, since: i64, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT id, created_at, kind, processing, operation_id, text,
+                        email_sent_at IS NULL, telegram_sent_at IS NULL
+                 FROM notifications
+                 WHERE created_at >= ?1 AND (email_sent_at IS NULL OR telegram_sent_at IS NULL)
+                 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![since, limit as i64], |row| {
+                Ok(Notification {
+                    id: row.get(0)?,
+                    created_at: row.get(1)?,
+                    kind: row.get(2)?,
+                    processing: row.get(3)?,
+                    operation_id: row.get(4)?,
+                    text: row.get(5)?,
+                    email_pending: row.get(6)?,
+                    telegram_pending: row.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// When a notification last went out, if ever.
+    pub fn last_notified_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [META_LAST_NOTIFIED], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Deliveries waiting (pending or retrying) and the age of the oldest.
+    pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), MIN(o.received_at) FROM deliveries d JOIN operations o ON o.id = d.operation_id
+             WHERE d.status IN ('pending', 'retrying')",
+            [],
+            |row| {
+                Ok(QueueStats {
+                    depth: row.get(0)?,
+                    oldest_received_at: row.get(1)?,
+                })
+            },
+        )?)
+    }
+
+    /// How many operations pruning at `before` would delete.
+    pub fn prunable(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM operations WHERE received_at < ?1 AND status != 'queued'",
+            [before],
+            |row| row.get(0),
+        )?)
     }
 
     /// The accepted operation an event with this dedupe key would duplicate.

@@ -69,6 +69,33 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
     "#,
+    // 2: notifications waiting to be sent, the first-warning-per-day marks,
+    //    and small named values (last notification time, health probe).
+    r#"
+    CREATE TABLE notifications (
+        id               INTEGER PRIMARY KEY,
+        created_at       INTEGER NOT NULL,
+        kind             TEXT    NOT NULL,      -- failure | warning
+        processing       TEXT    NOT NULL,
+        operation_id     INTEGER NOT NULL,      -- may outlive its operation
+        text             TEXT    NOT NULL,
+        email_sent_at    INTEGER,
+        telegram_sent_at INTEGER
+    );
+    CREATE INDEX notifications_by_created ON notifications (created_at);
+
+    CREATE TABLE warning_days (
+        processing TEXT    NOT NULL,
+        kind       TEXT    NOT NULL,
+        day        INTEGER NOT NULL,            -- days since the Unix epoch
+        PRIMARY KEY (processing, kind, day)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE meta (
+        key   TEXT    PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The version this build writes and reads.

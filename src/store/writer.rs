@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    now_ms, open_for_writing, AttemptRecord, DeliveryStatus, DueDelivery, Inserted, NewDelivery, NewOperation,
-    OpStatus, Outcome, StoreError, DUPLICATE_OF,
+    now_ms, open_for_writing, AttemptRecord, Channel, DeliveryStatus, DueDelivery, Inserted, NewDelivery, NewOperation,
+    OpStatus, Outcome, StoreError, DUPLICATE_OF, META_HEALTH_PROBE, META_LAST_NOTIFIED, PRUNE_BATCH,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -21,17 +21,54 @@ const QUEUE_CAPACITY: usize = 4096;
 /// Most commands committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// Called after each commit that queued or finished deliveries.
-pub type OnCommit = Box<dyn Fn() + Send>;
+/// What the writer tells the rest of the daemon.
+pub struct Hooks {
+    /// Called after each commit that queued or finished deliveries.
+    pub on_commit: Box<dyn Fn() + Send>,
+    /// Called with the reason when a commit fails (disk full, I/O error).
+    pub on_error: Box<dyn Fn(&str) + Send>,
+}
 
-enum Command {
-    Insert(Box<NewOperation>, oneshot::Sender<Result<Inserted, StoreError>>),
-    Claim {
-        now: i64,
-        limit: usize,
-        reply: oneshot::Sender<Result<Claimed, StoreError>>,
-    },
-    Record(Box<AttemptRecord>),
+/// Answers a command's caller once the commit's fate is known: `Some(reason)`
+/// if the commit failed.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Work run inside the batch's transaction: whether it succeeded, and how
+/// to answer its caller.
+type Work = Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>;
+
+/// One command for the writer.
+struct Job {
+    work: Work,
+    /// Whether committing it may make deliveries due.
+    wakes: bool,
+}
+
+impl Job {
+    fn new<T: Send + 'static>(
+        wakes: bool,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        reply: oneshot::Sender<Result<T, StoreError>>,
+    ) -> Job {
+        Job {
+            wakes,
+            work: Box::new(move |conn| {
+                let result = work(conn);
+                let ok = result.is_ok();
+                let answer: Answer = Box::new(move |commit_failure| {
+                    let result = match (commit_failure, result) {
+                        (Some(reason), Ok(_)) => Err(StoreError::Commit(reason.to_string())),
+                        (_, result) => result,
+                    };
+                    // Nobody waits for fire-and-forget commands: log their errors.
+                    if let Err(Err(err)) = reply.send(result) {
+                        log::error!("database: {err}");
+                    }
+                });
+                (ok, answer)
+            }),
+        }
+    }
 }
 
 /// Deliveries handed out by [`Writer::claim_due`], now `in_flight`.
@@ -46,12 +83,12 @@ pub struct Claimed {
 /// every handle is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Job>,
 }
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
 /// daemon left `in_flight` to `pending`, and starts the writer thread.
-pub fn spawn_writer(path: &Path, on_commit: OnCommit) -> Result<(Writer, JoinHandle<()>), StoreError> {
+pub fn spawn_writer(path: &Path, hooks: Hooks) -> Result<(Writer, JoinHandle<()>), StoreError> {
     let conn = open_for_writing(path)?;
     let reset = conn.execute(
         "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight'",
@@ -63,140 +100,135 @@ pub fn spawn_writer(path: &Path, on_commit: OnCommit) -> Result<(Writer, JoinHan
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, on_commit))
-        .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        .spawn(move || run(conn, rx, hooks))
+        .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
     Ok((Writer { tx }, handle))
 }
 
 impl Writer {
-    /// Stores a received operation; returns once it is committed.
-    pub async fn insert(&self, op: NewOperation) -> Result<Inserted, StoreError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        wakes: bool,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Insert(Box::new(op), reply))
+            .send(Job::new(wakes, work, reply))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Blocks until the job is committed: call from a plain thread only.
+    fn run_blocking<T: Send + 'static>(
+        &self,
+        wakes: bool,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .blocking_send(Job::new(wakes, work, reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues a job without waiting for it; errors are logged by the writer.
+    fn submit_blocking(
+        &self,
+        wakes: bool,
+        work: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (reply, _) = oneshot::channel();
+        self.tx
+            .blocking_send(Job::new(wakes, work, reply))
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Stores a received operation; returns once it is committed.
+    pub async fn insert(&self, op: NewOperation) -> Result<Inserted, StoreError> {
+        self.run(true, move |conn| insert(conn, &op)).await
+    }
+
+    /// Commits a small write, proving the database takes writes (for /healthz).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.run(false, |conn| set_meta(conn, META_HEALTH_PROBE, now_ms()))
+            .await
+    }
+
     /// Marks up to `limit` due deliveries `in_flight` and returns them.
     /// Blocks: call from a plain thread, never from async code.
     pub fn claim_due(&self, now: i64, limit: usize) -> Result<Claimed, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .blocking_send(Command::Claim { now, limit, reply })
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+        self.run_blocking(false, move |conn| claim(conn, now, limit))
     }
 
     /// Queues an attempt's result for the next commit. Blocks while the queue
     /// is full: call from a plain thread.
     pub fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
-        self.tx
-            .blocking_send(Command::Record(Box::new(record)))
-            .map_err(|_| StoreError::WriterGone)
+        self.submit_blocking(true, move |conn| record_attempt(conn, &record))
+    }
+
+    /// Records that `ids` went out on `channel` at `at`. Blocks: plain threads only.
+    pub fn notified(&self, ids: Vec<i64>, channel: Channel, at: i64) -> Result<(), StoreError> {
+        self.run_blocking(false, move |conn| mark_notified(conn, &ids, channel, at))
+    }
+
+    /// Deletes up to `batch` finished operations received before `before`,
+    /// with their deliveries and attempts. Blocks: plain threads only.
+    pub fn prune(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
+        self.run_blocking(false, move |conn| prune_batch(conn, before, batch))
     }
 }
 
-enum Reply {
-    Insert(
-        oneshot::Sender<Result<Inserted, StoreError>>,
-        Result<Inserted, StoreError>,
-    ),
-    Claim(
-        oneshot::Sender<Result<Claimed, StoreError>>,
-        Result<Claimed, StoreError>,
-    ),
-    Recorded(i64, Result<(), StoreError>),
-}
-
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, on_commit: OnCommit) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(command) => batch.push(command),
+                Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
-        let wake = batch.iter().any(|c| !matches!(c, Command::Claim { .. }));
-        let committed = commit_batch(&mut conn, &mut batch);
-        // Commands left over by a failed transaction are dropped: their
-        // callers see the writer's error instead of waiting on a retry loop.
-        batch.clear();
-        if committed && wake {
-            on_commit();
+        let wake = batch.iter().any(|job| job.wakes);
+        // Jobs a failed transaction never reached are dropped with the
+        // batch: their callers see the writer's error instead of waiting.
+        match commit_batch(&mut conn, batch.drain(..)) {
+            Ok(()) if wake => (hooks.on_commit)(),
+            Ok(()) => {}
+            Err(reason) => (hooks.on_error)(&reason),
         }
     }
     log::debug!("store writer stopped");
 }
 
-/// Applies and commits `batch`, then answers every caller. Returns whether
-/// the commit succeeded.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
-    let mut replies = Vec::with_capacity(batch.len());
+/// Applies and commits `batch`, then answers every caller.
+fn commit_batch(conn: &mut Connection, batch: impl Iterator<Item = Job>) -> Result<(), String> {
+    let mut answers = Vec::new();
     let outcome = (|| -> Result<(), rusqlite::Error> {
         let mut tx = conn.transaction()?;
-        for command in batch.drain(..) {
-            // A savepoint per command: one bad command must not undo the others.
+        for job in batch {
+            // A savepoint per job: one bad command must not undo the others.
             let mut sp = tx.savepoint()?;
-            let reply = match command {
-                Command::Insert(op, reply) => Reply::Insert(reply, insert(&sp, &op)),
-                Command::Claim { now, limit, reply } => Reply::Claim(reply, claim(&sp, now, limit)),
-                Command::Record(record) => Reply::Recorded(record.delivery_id, record_attempt(&sp, &record)),
-            };
-            let ok = match &reply {
-                Reply::Insert(_, r) => r.is_ok(),
-                Reply::Claim(_, r) => r.is_ok(),
-                Reply::Recorded(_, r) => r.is_ok(),
-            };
+            let (ok, answer) = (job.work)(&sp);
             if ok {
                 sp.commit()?;
             } else {
                 sp.rollback()?;
             }
-            replies.push(reply);
+            answers.push(answer);
         }
         tx.commit()
     })();
-    let failure = outcome.as_ref().err().map(|e| e.to_string());
-    if let Some(err) = &failure {
-        log::error!("database commit failed: {err}");
+    let failure = outcome.err().map(|e| e.to_string());
+    if let Some(reason) = &failure {
+        log::error!("database commit failed: {reason}");
     }
-    // Callers whose command was applied learn of a failed commit here.
-    let failed = |result_ok: bool| -> Option<StoreError> {
-        match &failure {
-            Some(err) if result_ok => Some(StoreError::Corrupt(format!("commit failed: {err}"))),
-            _ => None,
-        }
-    };
-    for reply in replies.drain(..) {
-        match reply {
-            Reply::Insert(tx, result) => {
-                let result = match failed(result.is_ok()) {
-                    Some(err) => Err(err),
-                    None => result,
-                };
-                let _ = tx.send(result);
-            }
-            Reply::Claim(tx, result) => {
-                let result = match failed(result.is_ok()) {
-                    Some(err) => Err(err),
-                    None => result,
-                };
-                let _ = tx.send(result);
-            }
-            Reply::Recorded(delivery, result) => {
-                if let Err(err) = result {
-                    log::error!("recording an attempt of delivery {delivery} failed: {err}");
-                }
-            }
-        }
+    for answer in answers {
+        answer(failure.as_deref());
     }
     // With the transaction gone an error leaves nothing half-written; the
-    // records it held stay `in_flight` and are retried after a restart.
-    failure.is_none()
+    // attempts it held stay `in_flight` and are retried after a restart.
+    failure.map_or(Ok(()), Err)
 }
 
 fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> {
@@ -252,7 +284,78 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
             insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
         }
     }
+    note_first_warnings(conn, op, id)?;
     Ok(Inserted { id, status, reason })
+}
+
+/// Queues a notification for the first warning of each kind per processing per day.
+fn note_first_warnings(conn: &Connection, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
+    let day = op.received_at.div_euclid(86_400_000);
+    let mut seen = Vec::new();
+    for warning in &op.warnings {
+        if seen.contains(&warning.kind) {
+            continue;
+        }
+        seen.push(warning.kind);
+        let first = conn
+            .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
+            .execute(params![op.processing, warning.kind, day])?;
+        if first == 1 {
+            queue_notification(
+                conn,
+                "warning",
+                &op.processing,
+                operation_id,
+                &warning.text,
+                op.received_at,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn queue_notification(
+    conn: &Connection,
+    kind: &str,
+    processing: &str,
+    operation_id: i64,
+    text: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO notifications (created_at, kind, processing, operation_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![at, kind, processing, operation_id, text])?;
+    Ok(())
+}
+
+fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+fn mark_notified(conn: &Connection, ids: &[i64], channel: Channel, at: i64) -> Result<(), StoreError> {
+    let sql = format!("UPDATE notifications SET {} = ?2 WHERE id = ?1", channel.column());
+    let mut mark = conn.prepare_cached(&sql)?;
+    for id in ids {
+        mark.execute(params![id, at])?;
+    }
+    set_meta(conn, META_LAST_NOTIFIED, at)
+}
+
+fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Result<usize, StoreError> {
+    let deleted = conn
+        .prepare_cached(PRUNE_BATCH)?
+        .execute(params![before, batch as i64])?;
+    // Notifications and warning marks are small; they go in one statement each.
+    conn.prepare_cached("DELETE FROM notifications WHERE created_at < ?1")?
+        .execute([before])?;
+    conn.prepare_cached("DELETE FROM warning_days WHERE day < ?1")?
+        .execute([before.div_euclid(86_400_000)])?;
+    Ok(deleted)
 }
 
 pub(super) fn insert_delivery(
@@ -352,16 +455,28 @@ fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError
         (None, Some(code)) => Some(format!("HTTP {code}")),
         (None, None) => None,
     };
-    let operation_id: i64 = conn
+    let (operation_id, action, attempts): (i64, String, u32) = conn
         .prepare_cached(
             "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
                  next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
-             WHERE id = ?1 RETURNING operation_id",
+             WHERE id = ?1 RETURNING operation_id, action, attempts",
         )?
         .query_row(
             params![r.delivery_id, status.as_str(), next_at, last_error, now],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+    if status == DeliveryStatus::Failed {
+        let processing: String = conn.query_row(
+            "SELECT processing FROM operations WHERE id = ?1",
+            [operation_id],
             |row| row.get(0),
         )?;
+        let text = format!(
+            "action `{action}`: {} (attempt {attempts})",
+            last_error.as_deref().unwrap_or("failed")
+        );
+        queue_notification(conn, "failure", &processing, operation_id, &text, now)?;
+    }
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -39,6 +39,8 @@ pub struct Relay {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub addr: SocketAddr,
+    /// The admin listener (/healthz, /metrics).
+    pub admin: SocketAddr,
     child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -49,13 +51,14 @@ impl Relay {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, config_text(processings)).unwrap();
-        let (child, addr, log) = spawn(&config);
+        let started = spawn(&config);
         Relay {
             dir,
             config,
-            addr,
-            child,
-            log,
+            addr: started.addr,
+            admin: started.admin,
+            child: started.child,
+            log: started.log,
         }
     }
 
@@ -122,10 +125,11 @@ impl Relay {
 
     /// Starts the daemon again on the same config and database (on a new port).
     pub fn restart(&mut self) {
-        let (child, addr, log) = spawn(&self.config);
-        self.child = child;
-        self.addr = addr;
-        self.log = log;
+        let started = spawn(&self.config);
+        self.child = started.child;
+        self.addr = started.addr;
+        self.admin = started.admin;
+        self.log = started.log;
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -150,12 +154,19 @@ impl Drop for Relay {
 /// A test config: loopback on port 0, a small body limit, fast retries.
 pub fn config_text(processings: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
          [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\n{processings}"
     )
 }
 
-fn spawn(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+struct Started {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn spawn(config: &std::path::Path) -> Started {
     let mut child = Command::new(BIN)
         .arg("-c")
         .arg(config)
@@ -172,18 +183,28 @@ fn spawn(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>
     // Keeps draining stderr so the daemon never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening for webhooks on ").nth(1) {
-                let addr = rest.split(';').next().unwrap_or("").to_string();
-                let _ = tx.send(addr);
+            for marker in ["listening for webhooks on ", "admin endpoints (/healthz, /metrics) on "] {
+                if let Some(rest) = line.split(marker).nth(1) {
+                    let addr: String = rest.split(';').next().unwrap_or("").to_string();
+                    let _ = tx.send((marker, addr));
+                }
             }
             lines.lock().unwrap().push(line);
         }
     });
-    let addr = match rx.recv_timeout(DEADLINE) {
-        Ok(addr) => addr.parse().unwrap(),
-        Err(_) => panic!("relay did not start: {}", log.lock().unwrap().join("\n")),
-    };
-    (child, addr, log)
+    let mut addresses = std::collections::HashMap::new();
+    while addresses.len() < 2 {
+        match rx.recv_timeout(DEADLINE) {
+            Ok((marker, addr)) => addresses.insert(marker, addr.parse::<SocketAddr>().unwrap()),
+            Err(_) => panic!("relay did not start: {}", log.lock().unwrap().join("\n")),
+        };
+    }
+    Started {
+        child,
+        addr: addresses["listening for webhooks on "],
+        admin: addresses["admin endpoints (/healthz, /metrics) on "],
+        log,
+    }
 }
 
 /// A request the receiver got.

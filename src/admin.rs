@@ -1,0 +1,111 @@
+//! The admin listener: `GET /healthz` and `GET /metrics`. It listens on
+//! loopback unless `admin_token` is set, and then every request needs
+//! `Authorization: Bearer <admin_token>`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::Secret;
+use crate::http::{self, Reply};
+use crate::metrics::Metrics;
+use crate::store::{now_ms, rfc3339, QueueStats, Reader, StoreError, Writer};
+
+/// What the admin endpoints read.
+pub struct Admin {
+    pub writer: Writer,
+    /// A reading connection; queries run on the blocking pool.
+    pub reader: Arc<Mutex<Reader>>,
+    pub metrics: Arc<Metrics>,
+    pub token: Option<Secret>,
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl std::future::Future<Output = ()>) {
+    let handler = move |remote, request| handle(Arc::clone(&admin), remote, request);
+    http::serve("admin", listener, handler, shutdown).await;
+}
+
+async fn handle(admin: Arc<Admin>, _remote: SocketAddr, request: Request<Incoming>) -> Reply {
+    if let Some(token) = &admin.token {
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !token.matches(given) {
+            let mut response = http::text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => healthz(&admin).await,
+        (&Method::GET, "/metrics") => metrics(&admin).await,
+        (_, "/healthz" | "/metrics") => http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        _ => http::text(StatusCode::NOT_FOUND, "not found; try /healthz or /metrics\n"),
+    }
+}
+
+async fn queue_stats(admin: &Admin) -> Result<QueueStats, StoreError> {
+    let reader = Arc::clone(&admin.reader);
+    tokio::task::spawn_blocking(move || match reader.lock() {
+        Ok(reader) => reader.queue_stats(),
+        Err(poisoned) => poisoned.into_inner().queue_stats(),
+    })
+    .await
+    .map_err(|e| StoreError::Commit(e.to_string()))?
+}
+
+fn age_seconds(stats: &QueueStats) -> f64 {
+    stats
+        .oldest_received_at
+        .map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0)
+}
+
+/// 200 with a small JSON when the database takes a write, else 503.
+async fn healthz(admin: &Admin) -> Reply {
+    let probe = admin.writer.probe().await;
+    let stats = queue_stats(admin).await;
+    let writable = probe.is_ok();
+    let body = json!({
+        "status": if writable { "ok" } else { "unavailable" },
+        "database_writable": writable,
+        "database_error": probe.err().map(|e| e.to_string()),
+        "queue_depth": stats.as_ref().map(|s| s.depth).ok(),
+        "oldest_pending_age_seconds": stats.as_ref().map(age_seconds).ok(),
+        "last_delivery_at": admin.metrics.last_delivered_at().map(rfc3339),
+    });
+    let status = if writable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = http::text(status, format!("{body}\n"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The Prometheus (OpenMetrics) text exposition, with fresh queue gauges.
+async fn metrics(admin: &Admin) -> Reply {
+    match queue_stats(admin).await {
+        Ok(stats) => admin.metrics.set_queue(stats.depth, age_seconds(&stats)),
+        Err(err) => log::warn!("/metrics: cannot read the queue: {err}"),
+    }
+    let mut response = http::text(StatusCode::OK, admin.metrics.encode());
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,31 @@
+//! `hookrelay prune [--dry-run]`: delete finished operations older than
+//! `storage.keep_days` now (the daemon also does it hourly). Operations still
+//! queued are kept. Safe while the daemon runs: it deletes in short batches.
+
+use super::{load_config, rfc3339, Cli, Failure};
+use crate::retention::{cutoff, BATCH};
+use crate::store::{now_ms, prune_now, Reader};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only say what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    let keep_days = config.storage.keep_days;
+    let before = cutoff(keep_days, now_ms());
+    if args.dry_run {
+        let count = Reader::open(&config.storage.path)?.prunable(before)?;
+        println!(
+            "would delete {count} operation(s) received before {} (keep_days = {keep_days}), with their deliveries and attempts",
+            rfc3339(before)
+        );
+        return Ok(());
+    }
+    let deleted = prune_now(&config.storage.path, before, BATCH)?;
+    println!("deleted {deleted} operation(s) received before {}", rfc3339(before));
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The HTTP accept loop both listeners share: a cap on connections, back-off
+//! on accept errors, a header read timeout, escaping of raw bytes in request
+//! lines, and a bounded graceful drain on shutdown.
+
+mod escape;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Most connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A client must send its request headers within this time (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop waits for open requests to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The response type of every handler.
+pub type Reply = Response<Full<Bytes>>;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then stops
+/// accepting and gives open requests [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve<H, F>(name: &str, listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: wait instead of spinning.
+                    log::warn!("{name}: accept failed: {err}; pausing {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        backoff = Duration::from_millis(10);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let reply = handler(remote, request);
+            async move { Ok::<_, Infallible>(reply.await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(escape::EscapeTarget::new(stream)), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                log::debug!("connection from {remote}: {err}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => log::warn!("{name}: stopped waiting for open requests"),
+    }
+}

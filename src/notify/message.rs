@@ -1,0 +1,184 @@
+//! The text of a notification: a digest in Russian and English, built from
+//! what waited since the last message. Pure functions, tested directly.
+
+use std::collections::BTreeMap;
+
+use crate::store::rfc3339;
+
+/// Most operations described one by one; the rest are only counted.
+pub const MAX_ITEMS: usize = 10;
+/// Most fields listed per operation.
+const MAX_FIELDS: usize = 20;
+
+/// One thing to tell the operator about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// `failure` or `warning`.
+    pub kind: String,
+    pub processing: String,
+    pub operation_id: i64,
+    pub created_at: i64,
+    pub text: String,
+    /// The operation's fields, if it still exists.
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+/// A message ready for any channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The digest of `items` and of storage errors (`alarms`), for `host`.
+pub fn digest(items: &[Item], alarms: &[String], host: &str) -> Message {
+    let failures = items.iter().filter(|i| i.kind == "failure").count();
+    let warnings = items.len() - failures;
+    let mut processings: Vec<&str> = items.iter().map(|i| i.processing.as_str()).collect();
+    processings.dedup();
+    processings.sort_unstable();
+    processings.dedup();
+    let mut counts = Vec::new();
+    if failures > 0 {
+        counts.push(format!("{failures} failed"));
+    }
+    if warnings > 0 {
+        counts.push(format!("{warnings} warning(s)"));
+    }
+    if !alarms.is_empty() {
+        counts.push("storage error".to_string());
+    }
+    let subject = format!(
+        "hookrelay on {host}: {} ({})",
+        counts.join(", "),
+        processings.join(", ")
+    );
+
+    let mut body = String::new();
+    body.push_str(&format!("hookrelay на {host} / hookrelay on {host}\n\n"));
+    body.push_str(&format!("Неудачные доставки / Failed deliveries: {failures}\n"));
+    body.push_str(&format!("Предупреждения / Warnings: {warnings}\n"));
+    for alarm in alarms {
+        body.push_str(&format!(
+            "\nОшибка базы данных / Storage error: {alarm}\n\
+             Вебхуки получают 503 и не сохраняются / Webhooks get 503 and are not stored.\n"
+        ));
+    }
+    for (n, item) in items.iter().take(MAX_ITEMS).enumerate() {
+        body.push('\n');
+        body.push_str(&describe(n + 1, item));
+    }
+    if items.len() > MAX_ITEMS {
+        body.push_str(&format!(
+            "\n…и ещё {0} / …and {0} more: hookrelay history --status failed --since 24h\n",
+            items.len() - MAX_ITEMS
+        ));
+    }
+    Message { subject, body }
+}
+
+fn describe(n: usize, item: &Item) -> String {
+    let title = if item.kind == "failure" {
+        "Доставка не удалась / Delivery failed"
+    } else {
+        "Предупреждение / Warning"
+    };
+    let mut text = format!("--- {n}. {title} ---\n");
+    text.push_str(&format!("Обработка / Processing: {}\n", item.processing));
+    text.push_str(&format!(
+        "Операция / Operation: {} ({})\n",
+        item.operation_id,
+        rfc3339(item.created_at)
+    ));
+    let label = if item.kind == "failure" {
+        "Ошибка / Error"
+    } else {
+        "Что / What"
+    };
+    text.push_str(&format!("{label}: {}\n", item.text));
+    match &item.fields {
+        Some(fields) if !fields.is_empty() => {
+            text.push_str("Поля / Fields:\n");
+            for (name, value) in fields.iter().take(MAX_FIELDS) {
+                text.push_str(&format!("  {name} = {value}\n"));
+            }
+            if fields.len() > MAX_FIELDS {
+                text.push_str(&format!("  … ({} more)\n", fields.len() - MAX_FIELDS));
+            }
+        }
+        Some(_) => text.push_str("Поля / Fields: (none)\n"),
+        None => text.push_str("Поля / Fields: (operation pruned)\n"),
+    }
+    text.push_str(&format!("Подробнее / Details: hookrelay show {}\n", item.operation_id));
+    if item.kind == "failure" {
+        text.push_str(&format!(
+            "Отправить снова / Resend: hookrelay replay {}\n",
+            item.operation_id
+        ));
+    }
+    text
+}
+
+/// The message `hookrelay notify-test` sends.
+pub fn test_message(host: &str) -> Message {
+    Message {
+        subject: format!("hookrelay on {host}: test notification"),
+        body: format!(
+            "Это проверочное сообщение hookrelay на {host}.\n\
+             This is a test message from hookrelay on {host}.\n\n\
+             Если вы его читаете, уведомления о сбоях дойдут.\n\
+             If you can read it, failure notifications will reach you.\n"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(kind: &str, id: i64) -> Item {
+        Item {
+            kind: kind.into(),
+            processing: "klientiks-plarin".into(),
+            operation_id: id,
+            created_at: 0,
+            text: "action `plarin`: HTTP 400 (attempt 1)".into(),
+            fields: Some(BTreeMap::from([("ad_id".to_string(), "42".to_string())])),
+        }
+    }
+
+    /// A failure names the processing, operation, error, fields and both commands, in both languages.
+    #[test]
+    fn failure_digest_says_what_to_do() {
+        let m = digest(&[item("failure", 17)], &[], "vps1");
+        assert_eq!(m.subject, "hookrelay on vps1: 1 failed (klientiks-plarin)");
+        for needle in [
+            "Неудачные доставки / Failed deliveries: 1",
+            "Обработка / Processing: klientiks-plarin",
+            "Операция / Operation: 17 (1970-01-01T00:00:00.000Z)",
+            "Ошибка / Error: action `plarin`: HTTP 400 (attempt 1)",
+            "  ad_id = 42",
+            "hookrelay show 17",
+            "hookrelay replay 17",
+        ] {
+            assert!(m.body.contains(needle), "{needle}\n{}", m.body);
+        }
+    }
+
+    /// Beyond MAX_ITEMS operations are counted, not listed; warnings do not offer replay.
+    #[test]
+    fn long_digests_are_cut() {
+        let mut items: Vec<Item> = (0..15).map(|i| item("failure", i)).collect();
+        items.push(item("warning", 99));
+        let m = digest(&items, &["disk full".into()], "h");
+        assert_eq!(
+            m.subject,
+            "hookrelay on h: 15 failed, 1 warning(s), storage error (klientiks-plarin)"
+        );
+        assert!(m.body.contains("…and 6 more"), "{}", m.body);
+        assert!(!m.body.contains("hookrelay show 99"));
+        assert!(m.body.contains("Storage error: disk full"));
+        let warning = digest(&[item("warning", 5)], &[], "h");
+        assert!(!warning.body.contains("replay"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Failure notifications: a thread that gathers what the store queued (permanent
+//! delivery failures, the first warning of each kind per processing per day)
+//! and storage errors, and sends at most one digest per `min_interval` by email
+//! and/or Telegram.
+//!
+//! Notifications wait in SQLite until each channel has sent them, so a failed
+//! send is retried with the next digest and a restart resends nothing that went
+//! out. Storage errors cannot be stored; they wait in memory.
+
+pub mod email;
+pub mod message;
+pub mod telegram;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Notify;
+use crate::metrics::Metrics;
+use crate::store::{now_ms, Channel, Notification, Reader, Writer};
+use message::{Item, Message};
+
+/// How often the thread looks for work.
+const TICK: Duration = Duration::from_secs(1);
+/// A failed send is retried after this long (or `min_interval`, if shorter).
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Notifications older than this are not sent any more (e.g. from before
+/// notifications were configured).
+const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Most notifications read for one digest.
+const MAX_PENDING: usize = 500;
+/// Most storage errors remembered between digests.
+const MAX_ALARMS: usize = 20;
+
+/// Reports storage errors to the notifier; cheap to clone.
+#[derive(Clone)]
+pub struct Alarm(Sender<String>);
+
+impl Alarm {
+    /// Queues a storage error for the next digest.
+    pub fn raise(&self, reason: &str) {
+        let _ = self.0.send(reason.to_string());
+    }
+}
+
+/// An alarm and the receiving end the notifier will own.
+pub fn alarm_channel() -> (Alarm, Receiver<String>) {
+    let (tx, rx) = mpsc::channel();
+    (Alarm(tx), rx)
+}
+
+/// The running notifier thread.
+pub struct Notifier {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Stops the thread (after any send in progress).
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.join();
+    }
+}
+
+/// This machine's name, for subjects.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The channels `notify` configures.
+pub fn channels(notify: &Notify) -> Vec<Channel> {
+    let mut channels = Vec::new();
+    if notify.email.is_some() {
+        channels.push(Channel::Email);
+    }
+    if notify.telegram.is_some() {
+        channels.push(Channel::Telegram);
+    }
+    channels
+}
+
+/// Sends `message` on one channel.
+pub fn send(notify: &Notify, agent: &ureq::Agent, channel: Channel, message: &Message) -> Result<(), String> {
+    match (channel, &notify.email, &notify.telegram) {
+        (Channel::Email, Some(email), _) => email::send(email, message),
+        (Channel::Telegram, _, Some(telegram)) => telegram::send(agent, telegram, message),
+        _ => Err(format!("{} is not configured", channel.as_str())),
+    }
+}
+
+/// The HTTP agent for the Telegram Bot API.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// Starts the notifier thread.
+pub fn start(
+    notify: Notify,
+    database: PathBuf,
+    writer: Writer,
+    alarms: Receiver<String>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Notifier> {
+    let (stop, stopped) = mpsc::channel();
+    let state = State {
+        channels: channels(&notify),
+        notify,
+        database,
+        writer,
+        alarms,
+        metrics,
+        agent: agent(),
+        host: host_name(),
+        pending_alarms: Vec::new(),
+        next_try: 0,
+    };
+    let handle = std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || state.run(stopped))?;
+    Ok(Notifier { stop, handle })
+}
+
+struct State {
+    notify: Notify,
+    channels: Vec<Channel>,
+    database: PathBuf,
+    writer: Writer,
+    alarms: Receiver<String>,
+    metrics: Arc<Metrics>,
+    agent: ureq::Agent,
+    host: String,
+    pending_alarms: Vec<String>,
+    /// No sending before this time (ms since the epoch).
+    next_try: i64,
+}
+
+impl State {
+    fn run(mut self, stopped: Receiver<()>) {
+        let mut reader = None;
+        loop {
+            match stopped.recv_timeout(TICK) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(alarm) = self.alarms.try_recv() {
+                if self.pending_alarms.len() < MAX_ALARMS && !self.pending_alarms.contains(&alarm) {
+                    self.pending_alarms.push(alarm);
+                }
+            }
+            if now_ms() < self.next_try {
+                continue;
+            }
+            if reader.is_none() {
+                reader = Reader::open(&self.database)
+                    .map_err(|err| log::error!("notifications: cannot read the database: {err}"))
+                    .ok();
+            }
+            if let Some(r) = &reader {
+                if let Err(err) = self.tick(r) {
+                    log::error!("notifications: {err}");
+                    reader = None;
+                }
+            }
+        }
+    }
+
+    /// Sends a digest if one is due and there is something to say.
+    fn tick(&mut self, reader: &Reader) -> Result<(), crate::store::StoreError> {
+        let now = now_ms();
+        let interval = self.notify.min_interval.as_millis() as i64;
+        if let Some(last) = reader.last_notified_at()? {
+            if now - last < interval {
+                self.next_try = last + interval;
+                return Ok(());
+            }
+        }
+        let pending = reader.pending_notifications(now - MAX_AGE.as_millis() as i64, MAX_PENDING)?;
+        if pending.is_empty() && self.pending_alarms.is_empty() {
+            return Ok(());
+        }
+        let mut any_failed = false;
+        let mut any_sent = false;
+        for &channel in &self.channels {
+            let mine: Vec<&Notification> = pending
+                .iter()
+                .filter(|n| match channel {
+                    Channel::Email => n.email_pending,
+                    Channel::Telegram => n.telegram_pending,
+                })
+                .collect();
+            if mine.is_empty() && self.pending_alarms.is_empty() {
+                continue;
+            }
+            let items = items(reader, &mine)?;
+            let message = message::digest(&items, &self.pending_alarms, &self.host);
+            match send(&self.notify, &self.agent, channel, &message) {
+                Ok(()) => {
+                    log::info!(
+                        "notification sent by {}: {} item(s)",
+                        channel.as_str(),
+                        mine.len() + self.pending_alarms.len()
+                    );
+                    self.metrics.notification(channel.as_str(), true);
+                    self.writer
+                        .notified(mine.iter().map(|n| n.id).collect(), channel, now)?;
+                    any_sent = true;
+                }
+                Err(err) => {
+                    log::warn!("notification by {} failed, will retry: {err}", channel.as_str());
+                    self.metrics.notification(channel.as_str(), false);
+                    any_failed = true;
+                }
+            }
+        }
+        if any_sent {
+            self.pending_alarms.clear();
+        }
+        if any_failed {
+            let retry = RETRY_AFTER.min(self.notify.min_interval).as_millis() as i64;
+            self.next_try = now + retry;
+        }
+        Ok(())
+    }
+}
+
+/// The digest items for `notifications`, with their operations' fields.
+fn items(reader: &Reader, notifications: &[&Notification]) -> Result<Vec<Item>, crate::store::StoreError> {
+    notifications
+        .iter()
+        .enumerate()
+        .map(|(n, notification)| {
+            // Only the listed ones need their fields read.
+            let fields = if n < message::MAX_ITEMS {
+                reader.operation(notification.operation_id)?.map(|op| op.fields)
+            } else {
+                None
+            };
+            Ok(Item {
+                kind: notification.kind.clone(),
+                processing: notification.processing.clone(),
+                operation_id: notification.operation_id,
+                created_at: notification.created_at,
+                text: notification.text.clone(),
+                fields,
+            })
+        })
+        .collect()
+}
