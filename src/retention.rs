@@ -64,3 +64,99 @@ pub fn start(writer: Writer, keep_days: u32) -> std::io::Result<Pruner> {
         })?;
     Ok(Pruner { stop, handle })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{spawn_writer, HistoryFilter, Hooks, NewDelivery, NewOperation, OpStatus, RawRequest, Reader};
+
+    fn operation(received_at: i64, status: OpStatus) -> NewOperation {
+        let delivery = NewDelivery {
+            action: "a".into(),
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/".into(),
+            headers: Vec::new(),
+            body: None,
+            redacted: "GET http://127.0.0.1:1/".into(),
+            expect_body: None,
+            timeout_ms: 1000,
+            max_attempts: 1,
+            first_delay_ms: 1,
+            max_delay_ms: 1,
+        };
+        NewOperation {
+            processing: "p".into(),
+            received_at,
+            request: RawRequest {
+                remote_addr: "127.0.0.1:1".into(),
+                method: "GET".into(),
+                query: Vec::new(),
+                body: Vec::new(),
+                content_type: None,
+            },
+            charset: "utf-8".into(),
+            fields: Vec::new(),
+            warnings: Vec::new(),
+            status,
+            reason: None,
+            dedupe: None,
+            deliveries: vec![delivery],
+        }
+    }
+
+    /// Thousands of old operations go in batches of at most BATCH; queued and recent ones stay.
+    #[test]
+    fn prunes_old_finished_operations_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let hooks = Hooks {
+            on_commit: Box::new(|| {}),
+            on_error: Box::new(|_| {}),
+        };
+        let (writer, _thread) = spawn_writer(&path, hooks).unwrap();
+        let now = now_ms();
+        let old = now - 100 * DAY_MS;
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            for i in 0..3_000 {
+                let status = match i % 4 {
+                    0 | 2 => OpStatus::Skipped,
+                    1 => OpStatus::Held,
+                    _ => OpStatus::Queued,
+                };
+                writer.insert(operation(old + i, status)).await.unwrap();
+            }
+            writer.insert(operation(now, OpStatus::Skipped)).await.unwrap();
+        });
+        let queued_before = Reader::open(&path)
+            .unwrap()
+            .history(&HistoryFilter {
+                status: Some(OpStatus::Queued),
+                limit: 10_000,
+                ..HistoryFilter::default()
+            })
+            .unwrap()
+            .len();
+        assert_eq!(queued_before, 750);
+
+        let before = cutoff(90, now);
+        assert_eq!(Reader::open(&path).unwrap().prunable(before).unwrap(), 2_250);
+        let first = writer.prune(before, BATCH).unwrap();
+        assert_eq!(first, BATCH, "one job deletes one batch");
+        let rest = prune(&writer, before).unwrap();
+        assert_eq!(first + rest, 2_250);
+
+        let reader = Reader::open(&path).unwrap();
+        let left = reader
+            .history(&HistoryFilter {
+                limit: 10_000,
+                ..HistoryFilter::default()
+            })
+            .unwrap();
+        assert_eq!(left.len(), 751, "750 queued old ones and the recent one");
+        assert!(left
+            .iter()
+            .all(|op| op.status == OpStatus::Queued || op.received_at == now));
+        assert_eq!(reader.prunable(before).unwrap(), 0);
+    }
+}

@@ -103,3 +103,70 @@ fn history_filters_and_json_shape() {
     let text = relay.cli(&["show", &first.unwrap().to_string()]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("attempt 1"));
 }
+
+/// `prune --dry-run` counts what `prune` then deletes; queued operations stay.
+#[test]
+fn prune_dry_run_then_prune() {
+    use hookrelay::store::{spawn_writer, Hooks, NewOperation, OpStatus, RawRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[storage]\npath = \"old.db\"\nkeep_days = 30\n").unwrap();
+    let hooks = Hooks {
+        on_commit: Box::new(|| {}),
+        on_error: Box::new(|_| {}),
+    };
+    let (writer, thread) = spawn_writer(&dir.path().join("old.db"), hooks).unwrap();
+    let now = hookrelay::store::now_ms();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        for (age_days, status) in [
+            (40, OpStatus::Skipped),
+            (40, OpStatus::Held),
+            (40, OpStatus::Queued),
+            (1, OpStatus::Skipped),
+        ] {
+            let op = NewOperation {
+                processing: "p".into(),
+                received_at: now - age_days * 86_400_000,
+                request: RawRequest {
+                    remote_addr: "127.0.0.1:1".into(),
+                    method: "GET".into(),
+                    query: Vec::new(),
+                    body: Vec::new(),
+                    content_type: None,
+                },
+                charset: "utf-8".into(),
+                fields: Vec::new(),
+                warnings: Vec::new(),
+                status,
+                reason: None,
+                dedupe: None,
+                deliveries: Vec::new(),
+            };
+            writer.insert(op).await.unwrap();
+        }
+    });
+    drop(writer);
+    thread.join().unwrap();
+
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).arg("-c").arg(&config).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["prune", "--dry-run"]).contains("would delete 2 operation(s)"));
+    assert!(run(&["prune"]).contains("deleted 2 operation(s)"));
+    assert!(run(&["prune", "--dry-run"]).contains("would delete 0 operation(s)"));
+    let history: serde_json::Value = serde_json::from_str(&run(&["history", "--json"])).unwrap();
+    let statuses: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["skipped", "queued"],
+        "the recent one and the queued one stay"
+    );
+}

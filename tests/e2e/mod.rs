@@ -1,9 +1,11 @@
 //! The relay from the outside: webhooks in over HTTP, requests out to a
 //! real receiver, history read back through the CLI.
 
+mod admin;
 mod cli;
 mod delivery;
 mod ingest;
+mod notify;
 mod operator;
 mod reload;
 mod rules;

@@ -428,3 +428,113 @@ pub fn processing_with_token(name: &str, token: &str, url: &str, extra: &str) ->
         "[[processing]]\nname = \"{name}\"\ntoken = \"{token}\"\n\n[[processing.action]]\nname = \"plarin\"\nmethod = \"GET\"\nurl = \"{url}\"\n{extra}\n"
     )
 }
+
+/// A free loopback port (bound and released: only for servers that must be
+/// started on a known port, such as the SMTP server started late).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real SMTP server (Python's aiosmtpd, installed by `.ci/run`) writing
+/// every message it accepts into a maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    child: Child,
+    maildir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    /// Starts aiosmtpd on `port` and waits until it accepts connections.
+    pub fn start_on(port: u16) -> SmtpServer {
+        let maildir = tempfile::tempdir().unwrap();
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("box"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+        let up = wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        assert!(up, "aiosmtpd did not start on port {port}");
+        SmtpServer { port, child, maildir }
+    }
+
+    /// The messages received so far, oldest first, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("box").join("new");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| decode_mail(&std::fs::read_to_string(p).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits until at least `n` messages arrived; returns them.
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        let arrived = wait_until(|| self.messages().len() >= n);
+        assert!(
+            arrived,
+            "SMTP server got {} messages, expected {n}",
+            self.messages().len()
+        );
+        self.messages()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Headers as they are, the body decoded if it is base64 (lettre's choice for UTF-8 text).
+fn decode_mail(raw: &str) -> String {
+    use base64::Engine;
+    let Some((headers, body)) = raw.split_once("\n\n") else {
+        return raw.to_string();
+    };
+    if !headers
+        .to_ascii_lowercase()
+        .contains("content-transfer-encoding: base64")
+    {
+        return raw.to_string();
+    }
+    let compact: String = body.split_whitespace().collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .unwrap_or_default();
+    format!("{headers}\n\n{}", String::from_utf8_lossy(&decoded))
+}
+
+/// Samples of an OpenMetrics exposition, checked by Python's prometheus_client
+/// parser: `(name, labels, value)` for each.
+pub fn parse_metrics(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    use std::io::Write;
+    let script = "import sys, json\n\
+                  from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+                  print(json.dumps([[s.name, sorted(s.labels.items()), s.value] for f in parse(sys.stdin.read()) for s in f.samples]))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client (pip install prometheus_client)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -1,0 +1,97 @@
+//! The admin listener: /healthz, /metrics, and its bearer token.
+
+use crate::support::{client, get, parse_metrics, processing, Receiver, Relay, TOKEN};
+
+fn admin_get(relay: &Relay, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = client().get(&format!("http://{}{path}", relay.admin));
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.call().unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_to_string().unwrap(),
+    )
+}
+
+fn sample(samples: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .map_or(0.0, |(_, _, v)| *v)
+}
+
+/// /healthz answers 200 with the database writable and the queue.
+#[test]
+fn healthz_reports_a_writable_database() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let (status, body) = admin_get(&relay, "/healthz", None);
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["database_writable"], true);
+    assert_eq!(health["queue_depth"], 0);
+    assert!(health["last_delivery_at"].is_null());
+
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
+    relay.wait_status(id.unwrap(), "delivered");
+    let (_, body) = admin_get(&relay, "/healthz", None);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(health["last_delivery_at"].is_string(), "{body}");
+    assert_eq!(admin_get(&relay, "/other", None).0, 404);
+}
+
+/// /metrics parses as OpenMetrics and its values follow the webhooks.
+#[test]
+fn metrics_parse_and_change_as_webhooks_arrive() {
+    let receiver = Receiver::start();
+    receiver.script(&[(503, "busy")]);
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let before = parse_metrics(&admin_get(&relay, "/metrics", None).1);
+    assert_eq!(
+        sample(&before, "hookrelay_operations_received_total", &[("processing", "p")]),
+        0.0
+    );
+
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
+    get(&relay.url("/hook/unknown-token-0123456789abcdef"));
+    relay.wait_status(id.unwrap(), "delivered");
+    let after = parse_metrics(&admin_get(&relay, "/metrics", None).1);
+    let received = [("processing", "p"), ("status", "queued")];
+    assert_eq!(sample(&after, "hookrelay_operations_received_total", &received), 1.0);
+    assert_eq!(
+        sample(
+            &after,
+            "hookrelay_requests_refused_total",
+            &[("reason", "unknown_token")]
+        ),
+        1.0
+    );
+    let delivered = [("action", "plarin"), ("outcome", "delivered")];
+    assert_eq!(sample(&after, "hookrelay_delivery_attempts_total", &delivered), 1.0);
+    let retried = [("action", "plarin"), ("outcome", "retry")];
+    assert_eq!(sample(&after, "hookrelay_delivery_attempts_total", &retried), 1.0);
+    assert_eq!(
+        sample(&after, "hookrelay_delivery_attempt_duration_seconds_count", &[]),
+        2.0
+    );
+    assert_eq!(sample(&after, "hookrelay_queue_depth", &[]), 0.0);
+}
+
+/// With admin_token set, requests need the bearer token.
+#[test]
+fn admin_token_is_required_when_set() {
+    let receiver = Receiver::start();
+    let mut relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let text = std::fs::read_to_string(&relay.config)
+        .unwrap()
+        .replace("[server]\n", "[server]\nadmin_token = \"admin-secret-123\"\n");
+    std::fs::write(&relay.config, text).unwrap();
+    relay.kill9();
+    relay.restart();
+    assert_eq!(admin_get(&relay, "/healthz", None).0, 401);
+    assert_eq!(admin_get(&relay, "/healthz", Some("wrong")).0, 401);
+    assert_eq!(admin_get(&relay, "/healthz", Some("admin-secret-123")).0, 200);
+    assert_eq!(admin_get(&relay, "/metrics", Some("admin-secret-123")).0, 200);
+}
