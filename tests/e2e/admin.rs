@@ -1,6 +1,6 @@
 //! The admin listener: /healthz, /metrics, and its bearer token.
 
-use crate::support::{client, get, parse_metrics, processing, Receiver, Relay, TOKEN};
+use crate::support::{client, get, parse_metrics, processing, Receiver, Relay, Sample, TOKEN};
 
 fn admin_get(relay: &Relay, path: &str, token: Option<&str>) -> (u16, String) {
     let mut request = client().get(&format!("http://{}{path}", relay.admin));
@@ -14,7 +14,7 @@ fn admin_get(relay: &Relay, path: &str, token: Option<&str>) -> (u16, String) {
     )
 }
 
-fn sample(samples: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))

@@ -515,9 +515,12 @@ fn decode_mail(raw: &str) -> String {
     format!("{headers}\n\n{}", String::from_utf8_lossy(&decoded))
 }
 
+/// One metric sample: name, labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// Samples of an OpenMetrics exposition, checked by Python's prometheus_client
 /// parser: `(name, labels, value)` for each.
-pub fn parse_metrics(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
     use std::io::Write;
     let script = "import sys, json\n\
                   from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
