@@ -1,0 +1,687 @@
+//! hookrelay's load benchmark: one run, one machine, one table.
+//!
+//! `cargo bench --bench load [-- --duration 10 --levels 1,32,256 --backlog 100000]`
+//! measures, at each concurrency level with keep-alive connections:
+//! - the **ceiling**: a minimal hyper server that parses the query and answers
+//!   200, with no storage (this same program, started as a separate process);
+//! - **hookrelay** (the release binary) with a Klientiks-style GET of ten
+//!   fields, several Cyrillic, and one action to a local receiver: acknowledged
+//!   webhooks/s, acknowledgement latency, and end-to-end delivery latency;
+//! - the **peer** `webhook` (adnanh/webhook, `apt-get install webhook`) running
+//!   `/bin/true` per hook, if installed;
+//! - the **backlog drain**: N operations stored while nothing is sent, then
+//!   released at once: deliveries per second until the receiver has them all;
+//! - hookrelay's idle and peak RSS and database bytes per operation.
+//!
+//! Run without `--bench` (as `cargo test` does) it is a smoke test: a few
+//! hundred requests, no timing claims, still failing on any failed request.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
+const TOKEN: &str = "bench-token-0123456789abcdefgh";
+/// Ten Klientiks-style fields, several Cyrillic, percent-encoded as senders do.
+const QUERY: &str = "event=appointment_paid&client_id=12345\
+    &client_name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F%D0%B5%D1%82%D1%80%D0%BE%D0%B2%D0%B0\
+    &client_phone=8+912+345-67-89&utm_content=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0-42\
+    &appointment_id=777&appointment_total_cost=2500&appointment_date=2026-11-25\
+    &appointment_time=14%3A30&appointment_executor=%D0%98%D1%80%D0%B8%D0%BD%D0%B0";
+
+struct Opts {
+    smoke: bool,
+    duration: Duration,
+    levels: Vec<usize>,
+    backlog: usize,
+}
+
+fn opts() -> Result<Opts, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let mut opts = Opts {
+        smoke,
+        duration: Duration::from_secs(10),
+        levels: if smoke { vec![1, 8] } else { vec![1, 32, 256] },
+        backlog: if smoke { 200 } else { 100_000 },
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--duration" => {
+                opts.duration = Duration::from_secs(value()?.parse().map_err(|e| format!("--duration: {e}"))?)
+            }
+            "--levels" => {
+                opts.levels = value()?
+                    .split(',')
+                    .map(|l| l.parse().map_err(|e| format!("--levels: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--backlog" => opts.backlog = value()?.parse().map_err(|e| format!("--backlog: {e}"))?,
+            "--bench" => {}
+            other if other.starts_with("--") => return Err(format!("unknown option {other}")),
+            _ => {} // test-harness filters when run by `cargo test`
+        }
+    }
+    Ok(opts)
+}
+
+/// How long one load run lasts.
+#[derive(Clone, Copy)]
+enum Limit {
+    Time(Duration),
+    Count(u64),
+}
+
+#[derive(Default)]
+struct Stats {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    /// Acknowledgement latencies in microseconds.
+    latencies: Vec<u64>,
+    /// When each webhook number was sent.
+    sent: Vec<(u64, Instant)>,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.2}", micros as f64 / 1000.0)
+}
+
+/// Sends GETs to `path_prefix` + `n` over `conns` keep-alive connections.
+async fn load(addr: SocketAddr, path_prefix: &str, conns: usize, limit: Limit, counter: Arc<AtomicU64>) -> Stats {
+    let start = Instant::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (prefix, counter, issued) = (path_prefix.to_string(), Arc::clone(&counter), Arc::clone(&issued));
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let Ok(stream) = TcpStream::connect(addr).await else {
+                stats.failed += 1;
+                return stats;
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+                stats.failed += 1;
+                return stats;
+            };
+            tokio::spawn(conn);
+            loop {
+                match limit {
+                    Limit::Time(d) if start.elapsed() >= d => break,
+                    Limit::Count(n) if issued.fetch_add(1, Ordering::Relaxed) >= n => break,
+                    _ => {}
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let request = Request::get(format!("{prefix}{n}"))
+                    .header("host", addr.to_string())
+                    .body(Empty::<Bytes>::new());
+                let Ok(request) = request else { break };
+                let sent = Instant::now();
+                match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.into_body().collect().await;
+                        if status.is_success() {
+                            stats.ok += 1;
+                            stats.latencies.push(sent.elapsed().as_micros() as u64);
+                            stats.sent.push((n, sent));
+                        } else {
+                            stats.failed += 1;
+                        }
+                    }
+                    Err(_) => {
+                        stats.failed += 1;
+                        break;
+                    }
+                }
+            }
+            stats
+        }));
+    }
+    let mut all = Stats::default();
+    for task in tasks {
+        if let Ok(stats) = task.await {
+            all.ok += stats.ok;
+            all.failed += stats.failed;
+            all.latencies.extend(stats.latencies);
+            all.sent.extend(stats.sent);
+        }
+    }
+    all.elapsed = start.elapsed();
+    all.latencies.sort_unstable();
+    all
+}
+
+/// Serves `handler` on a loopback port; returns the address.
+async fn serve<F>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let response = handler(request);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    addr
+}
+
+fn ok() -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(b"ok")))
+}
+
+/// The no-storage ceiling: parse the query like a relay must, answer 200.
+fn ceiling(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let query = request.uri().query().unwrap_or("");
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    std::hint::black_box(fields);
+    ok()
+}
+
+/// The receiver standing in for Plarin: answers 200 at once and notes when each `n` arrived.
+#[derive(Clone, Default)]
+struct Receiver {
+    arrived: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+impl Receiver {
+    fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let query = request.uri().query().unwrap_or("");
+        if let Some((_, n)) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "n") {
+            if let Ok(n) = n.parse::<u64>() {
+                if let Ok(mut arrived) = self.arrived.lock() {
+                    arrived.entry(n).or_insert_with(Instant::now);
+                }
+            }
+        }
+        ok()
+    }
+
+    fn count(&self, from: u64, to: u64) -> usize {
+        self.arrived
+            .lock()
+            .map_or(0, |a| a.keys().filter(|&&n| n >= from && n < to).count())
+    }
+}
+
+/// A child process that is killed when dropped.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    fn status_kb(&self, key: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    fn wait_log(&self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.log.lock().is_ok_and(|l| l.iter().any(|line| line.contains(text))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+fn relay_config(dir: &Path, receiver: SocketAddr, enabled: bool) -> PathBuf {
+    let path = dir.join("bench.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [storage]\npath = \"bench.db\"\n\
+         [delivery]\nworkers = 8\nretry = {{ attempts = 5, first_delay = \"1s\", max_delay = \"10s\" }}\n\
+         [[processing]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nenabled = {enabled}\nrequire = [\"utm_content\"]\n\
+         [[processing.action]]\nname = \"plarin\"\nurl = \"http://{receiver}/postback?token=secret\"\n\
+         query = {{ ad_id = \"{{{{utm_content}}}}\", value = \"{{{{appointment_total_cost}}}}\", n = \"{{{{n}}}}\" }}\n"
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn start_relay(config: &Path) -> Result<Process, String> {
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .arg("run")
+        .env("RUST_LOG", "warn,hookrelay::daemon=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {BIN}: {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening for webhooks on ").nth(1) {
+                let _ = tx.send(rest.split(';').next().unwrap_or("").to_string());
+            }
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(line);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| "hookrelay did not start".to_string())?
+        .parse()
+        .map_err(|e| format!("bad address: {e}"))?;
+    Ok(Process { child, addr, log })
+}
+
+fn wait_port(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// The ceiling server as its own process, like hookrelay: this program with `--ceiling ADDR`.
+fn start_ceiling() -> Result<Process, String> {
+    let addr = free_addr();
+    let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["--ceiling", &addr.to_string()])
+        .spawn()
+        .map_err(|e| format!("starting the ceiling server: {e}"))?;
+    let process = Process {
+        child,
+        addr,
+        log: Arc::default(),
+    };
+    wait_port(addr)
+        .then_some(process)
+        .ok_or("the ceiling server did not start".into())
+}
+
+fn start_peer(dir: &Path) -> Option<Process> {
+    let hooks = dir.join("hooks.json");
+    std::fs::write(
+        &hooks,
+        r#"[{"id": "hook", "execute-command": "/bin/true", "response-message": "ok"}]"#,
+    )
+    .ok()?;
+    let addr = free_addr();
+    let child = Command::new("webhook")
+        .arg("-hooks")
+        .arg(&hooks)
+        .args(["-ip", "127.0.0.1", "-port", &addr.port().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let process = Process {
+        child,
+        addr,
+        log: Arc::default(),
+    };
+    wait_port(addr).then_some(process)
+}
+
+struct Row {
+    name: &'static str,
+    conns: usize,
+    stats: Stats,
+    e2e: Option<(u64, u64)>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--ceiling") {
+        let Some(addr) = args.get(2).and_then(|a| a.parse::<SocketAddr>().ok()) else {
+            eprintln!("--ceiling needs an address");
+            return ExitCode::from(2);
+        };
+        return run_ceiling(addr);
+    }
+    let opts = match opts() {
+        Ok(opts) => opts,
+        Err(err) => {
+            eprintln!("load: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("load: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(opts)) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failed) => {
+            eprintln!("load: {failed} request(s) failed");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("load: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_ceiling(addr: SocketAddr) -> ExitCode {
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        return ExitCode::from(1);
+    };
+    runtime.block_on(async move {
+        let Ok(listener) = TcpListener::bind(addr).await else {
+            return ExitCode::from(1);
+        };
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let service =
+                hyper::service::service_fn(
+                    |request| async move { Ok::<_, std::convert::Infallible>(ceiling(request)) },
+                );
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    })
+}
+
+/// Runs everything; returns how many requests failed.
+async fn run(opts: Opts) -> Result<u64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let receiver = Receiver::default();
+    let receiver_addr = {
+        let receiver = receiver.clone();
+        serve(move |request| receiver.handle(request)).await
+    };
+    let limit = |_: usize| {
+        if opts.smoke {
+            Limit::Count(100)
+        } else {
+            Limit::Time(opts.duration)
+        }
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut rows = Vec::new();
+    let mut failed = 0;
+
+    // The ceiling.
+    let ceiling = start_ceiling()?;
+    for &conns in &opts.levels {
+        let stats = load(
+            ceiling.addr,
+            &format!("/hook/{TOKEN}?{QUERY}&n="),
+            conns,
+            limit(conns),
+            Arc::clone(&counter),
+        )
+        .await;
+        failed += stats.failed;
+        rows.push(Row {
+            name: "ceiling",
+            conns,
+            stats,
+            e2e: None,
+        });
+    }
+    drop(ceiling);
+
+    // hookrelay.
+    let relay_dir = dir.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).map_err(|e| e.to_string())?;
+    let relay = start_relay(&relay_config(&relay_dir, receiver_addr, true))?;
+    let idle_rss = relay.status_kb("VmRSS:");
+    for &conns in &opts.levels {
+        let stats = load(
+            relay.addr,
+            &format!("/hook/{TOKEN}?{QUERY}&n="),
+            conns,
+            limit(conns),
+            Arc::clone(&counter),
+        )
+        .await;
+        failed += stats.failed;
+        // Every acknowledged webhook must reach the receiver.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let wanted: Vec<(u64, Instant)> = stats.sent.clone();
+        let e2e = loop {
+            let arrived = receiver.arrived.lock().map(|a| a.clone()).unwrap_or_default();
+            let missing = wanted.iter().filter(|(n, _)| !arrived.contains_key(n)).count();
+            if missing == 0 {
+                let mut lat: Vec<u64> = wanted
+                    .iter()
+                    .filter_map(|(n, sent)| arrived.get(n).map(|at| at.duration_since(*sent).as_micros() as u64))
+                    .collect();
+                lat.sort_unstable();
+                break Some((percentile(&lat, 0.5), percentile(&lat, 0.99)));
+            }
+            if Instant::now() > deadline {
+                eprintln!("load: {missing} acknowledged webhooks never reached the receiver");
+                failed += missing as u64;
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        rows.push(Row {
+            name: "hookrelay",
+            conns,
+            stats,
+            e2e,
+        });
+    }
+    let peak_rss = relay.status_kb("VmHWM:");
+    let operations: u64 = rows.iter().filter(|r| r.name == "hookrelay").map(|r| r.stats.ok).sum();
+    let db_bytes: u64 = ["bench.db", "bench.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(relay_dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    drop(relay);
+
+    // The peer, if installed.
+    let peer = start_peer(dir.path());
+    if let Some(peer) = &peer {
+        for &conns in &opts.levels {
+            let stats = load(
+                peer.addr,
+                &format!("/hooks/hook?{QUERY}&n="),
+                conns,
+                limit(conns),
+                Arc::clone(&counter),
+            )
+            .await;
+            failed += stats.failed;
+            rows.push(Row {
+                name: "webhook",
+                conns,
+                stats,
+                e2e: None,
+            });
+        }
+    }
+    drop(peer);
+
+    // The backlog: stored while nothing is sent (held), then released at once.
+    let backlog_dir = dir.path().join("backlog");
+    std::fs::create_dir_all(&backlog_dir).map_err(|e| e.to_string())?;
+    let config = relay_config(&backlog_dir, receiver_addr, false);
+    let relay = start_relay(&config)?;
+    let first = counter.load(Ordering::Relaxed);
+    let stored = load(
+        relay.addr,
+        &format!("/hook/{TOKEN}?{QUERY}&n="),
+        32,
+        Limit::Count(opts.backlog as u64),
+        Arc::clone(&counter),
+    )
+    .await;
+    failed += stored.failed;
+    let last = counter.load(Ordering::Relaxed);
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .map_err(|e| e.to_string())?
+            .replace("enabled = false", "enabled = true"),
+    )
+    .map_err(|e| e.to_string())?;
+    Command::new("kill")
+        .args(["-HUP", &relay.child.id().to_string()])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !relay.wait_log("config reloaded") {
+        return Err("the backlog relay did not reload".into());
+    }
+    let replay_started = Instant::now();
+    let replay = Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .args(["replay", "--status", "held"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !replay.status.success() {
+        return Err(format!("replay failed: {}", String::from_utf8_lossy(&replay.stderr)));
+    }
+    let replay_took = replay_started.elapsed();
+    let drain_started = Instant::now();
+    let deadline = drain_started + Duration::from_secs(600);
+    while receiver.count(first, last) < stored.ok as usize {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "backlog: only {} of {} delivered",
+                receiver.count(first, last),
+                stored.ok
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = drain_started.elapsed();
+    drop(relay);
+
+    // The table.
+    println!();
+    println!(
+        "{:<10} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "server", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "e2e p50", "e2e p99", "failed"
+    );
+    for row in &rows {
+        let l = &row.stats.latencies;
+        let (e50, e99) = row.e2e.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
+        println!(
+            "{:<10} {:>5} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            row.name,
+            row.conns,
+            row.stats.rate(),
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.99)),
+            ms(l.last().copied().unwrap_or(0)),
+            e50,
+            e99,
+            row.stats.failed
+        );
+    }
+    println!();
+    let rate = |name: &str, conns: usize| {
+        rows.iter()
+            .find(|r| r.name == name && r.conns == conns)
+            .map(|r| r.stats.rate())
+    };
+    for &conns in &opts.levels {
+        let relay = rate("hookrelay", conns).unwrap_or(0.0);
+        let vs = |name| rate(name, conns).map_or("-".to_string(), |r| format!("{:.2}", relay / r));
+        println!(
+            "{conns:>4} conns: hookrelay / ceiling = {}, hookrelay / webhook = {}",
+            vs("ceiling"),
+            vs("webhook")
+        );
+    }
+    if peer_missing(&rows) {
+        println!("(webhook not installed: apt-get install webhook)");
+    }
+    println!();
+    println!(
+        "backlog: {} operations stored at {:.0}/s; replay queued them in {:.1} s; drained in {:.2} s = {:.0} deliveries/s",
+        stored.ok,
+        stored.rate(),
+        replay_took.as_secs_f64(),
+        drain.as_secs_f64(),
+        stored.ok as f64 / drain.as_secs_f64()
+    );
+    println!(
+        "hookrelay RSS: idle {:.1} MB, peak {:.1} MB",
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
+    if operations > 0 {
+        println!(
+            "database: {:.0} bytes per operation ({operations} operations)",
+            db_bytes as f64 / operations as f64
+        );
+    }
+    Ok(failed)
+}
+
+fn peer_missing(rows: &[Row]) -> bool {
+    !rows.iter().any(|r| r.name == "webhook")
+}
