@@ -173,6 +173,8 @@ pub struct Processing {
     pub name: String,
     pub enabled: bool,
     pub token: Secret,
+    /// Tokens still accepted while senders move to `token` (rotation).
+    pub previous_tokens: Vec<Secret>,
     /// Upper-case HTTP methods the webhook accepts.
     pub methods: Vec<String>,
     pub response: Response,
@@ -226,6 +228,14 @@ pub struct Action {
 }
 
 impl Processing {
+    /// Whether `candidate` is this processing's token or a previous one.
+    /// Every token is compared, in constant time, whichever matches.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        std::iter::once(&self.token)
+            .chain(&self.previous_tokens)
+            .fold(false, |found, token| token.matches(candidate) | found)
+    }
+
     /// Every field the processing reads: `require`, `when`, `dedupe` and the
     /// actions' templates, sorted and without repeats.
     pub fn fields_used(&self) -> std::collections::BTreeSet<&str> {
@@ -387,6 +397,8 @@ struct RawProcessing {
     #[serde(default = "enabled_by_default")]
     enabled: bool,
     token: Secret,
+    #[serde(default)]
+    previous_tokens: Vec<Secret>,
     methods: Option<Vec<String>>,
     response: Option<RawResponse>,
     #[serde(default)]
@@ -474,10 +486,10 @@ impl RawConfig {
             if !names.insert(name.clone()) {
                 return Err(format!("processing `{name}`: the name is used twice"));
             }
-            if !tokens.insert(raw.token.expose().to_string()) {
-                return Err(format!(
-                    "processing `{name}`: token: the same token is used by another processing"
-                ));
+            for token in std::iter::once(&raw.token).chain(&raw.previous_tokens) {
+                if !tokens.insert(token.expose().to_string()) {
+                    return Err(format!("processing `{name}`: token: the same token is used twice"));
+                }
             }
             let processing = raw
                 .resolve(&delivery)
@@ -623,6 +635,23 @@ impl RawTelegram {
     }
 }
 
+fn check_token(key: &str, token: &Secret) -> Result<(), String> {
+    let token = token.expose();
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "{key}: too short ({} characters, need at least {MIN_TOKEN_LEN}); `hookrelay token` prints a good one",
+            token.len()
+        ));
+    }
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("{key}: use only A-Z, a-z, 0-9, `-` and `_`"));
+    }
+    Ok(())
+}
+
 fn parse_template(key: &str, source: &str) -> Result<Template, String> {
     Template::parse(source).map_err(|e: TemplateError| format!("{key}: template `{source}`: {e}"))
 }
@@ -648,18 +677,9 @@ impl RawProcessing {
         {
             return Err("name: use only a-z, 0-9 and `-`".into());
         }
-        let token = self.token.expose();
-        if token.len() < MIN_TOKEN_LEN {
-            return Err(format!(
-                "token: too short ({} characters, need at least {MIN_TOKEN_LEN}); `hookrelay token` prints a good one",
-                token.len()
-            ));
-        }
-        if !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err("token: use only A-Z, a-z, 0-9, `-` and `_`".into());
+        check_token("token", &self.token)?;
+        for token in &self.previous_tokens {
+            check_token("previous_tokens", token)?;
         }
         let methods = match self.methods {
             None => vec!["GET".to_string(), "POST".to_string()],
@@ -720,6 +740,7 @@ impl RawProcessing {
             name: self.name,
             enabled: self.enabled,
             token: self.token,
+            previous_tokens: self.previous_tokens,
             methods,
             response,
             require: self.require,

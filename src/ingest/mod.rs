@@ -112,7 +112,7 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
     // No early exit: every token is compared whichever one matches.
     let mut found = None;
     for processing in &config.processings {
-        if processing.token.matches(token) {
+        if processing.accepts(token) {
             found = Some(processing);
         }
     }

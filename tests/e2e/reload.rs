@@ -55,3 +55,23 @@ fn reload_reports_listen_change() {
     relay.wait_log("server.listen changed; it takes effect only after a restart");
     assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}"))).0, 200);
 }
+
+/// Token rotation: the previous token keeps working until it is removed and the config reloaded.
+#[test]
+fn token_rotation_loses_nothing() {
+    let receiver = Receiver::start();
+    let rotating = processing_with_token("p", SECOND_TOKEN, &receiver.url("/pb"), "").replace(
+        "[[processing.action]]",
+        &format!("previous_tokens = [\"{TOKEN}\"]\n\n[[processing.action]]"),
+    );
+    let relay = Relay::start(&rotating);
+    assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?step=old"))).0, 200);
+    assert_eq!(get(&relay.url(&format!("/hook/{SECOND_TOKEN}?step=new"))).0, 200);
+
+    relay.rewrite(&processing_with_token("p", SECOND_TOKEN, &receiver.url("/pb"), ""));
+    relay.signal("HUP");
+    relay.wait_log("config reloaded");
+    assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}"))).0, 404);
+    assert_eq!(get(&relay.url(&format!("/hook/{SECOND_TOKEN}"))).0, 200);
+    assert_eq!(receiver.wait_for(3).len(), 3);
+}
