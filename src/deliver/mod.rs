@@ -9,6 +9,7 @@
 pub mod retry;
 pub mod send;
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -22,12 +23,12 @@ use retry::{classify, next_step, Policy, Verdict};
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What wakes the scheduler.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Signal {
     /// Something was committed; there may be new work.
     Committed,
-    /// A worker finished an attempt and waits for another.
-    WorkerIdle,
+    /// A worker finished an attempt to this receiver and waits for another.
+    WorkerIdle(String),
     /// Stop claiming work.
     Stop,
 }
@@ -67,7 +68,7 @@ pub fn start(
     let (waker, rx) = signals;
     // A rendezvous channel: a job is handed over only to a worker that is
     // waiting, so a stop never leaves claimed jobs sitting in a queue.
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<DueDelivery>(0);
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(0);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (exited_tx, exited) = mpsc::channel();
     let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
@@ -114,22 +115,64 @@ impl Deliverer {
     }
 }
 
-fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: SyncSender<DueDelivery>) {
+/// The part of a URL that names its receiver: `scheme://host:port/`.
+pub fn target_of(url: &str) -> String {
+    url::Url::parse(url).map_or_else(
+        |_| url.to_string(),
+        |u| format!("{}/", u.origin().ascii_serialization()),
+    )
+}
+
+/// Most attempts in flight to one receiver: half the pool, so a receiver
+/// that hangs until the timeout cannot starve deliveries to the others.
+pub fn per_target_limit(workers: usize) -> usize {
+    (workers / 2).max(1)
+}
+
+/// A claimed delivery on its way to a worker, with its receiver.
+struct Job {
+    due: DueDelivery,
+    target: String,
+}
+
+fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: SyncSender<Job>) {
+    let limit = per_target_limit(workers);
     let mut idle = workers;
+    let mut busy: HashMap<String, usize> = HashMap::new();
     loop {
         let mut wait = POLL_INTERVAL;
         if idle > 0 {
             let now = now_ms();
-            match writer.claim_due(now, idle) {
+            let full: Vec<String> = busy
+                .iter()
+                .filter(|(_, n)| **n >= limit)
+                .map(|(t, _)| t.clone())
+                .collect();
+            match writer.claim_due(now, idle, full) {
                 Ok(claimed) => {
+                    let mut over = Vec::new();
                     for due in claimed.due {
-                        if jobs.send(due).is_err() {
+                        let target = target_of(&due.request.url);
+                        let in_flight = busy.entry(target.clone()).or_default();
+                        if *in_flight >= limit {
+                            over.push(due.id);
+                            continue;
+                        }
+                        *in_flight += 1;
+                        idle -= 1;
+                        if jobs.send(Job { due, target }).is_err() {
                             return;
                         }
-                        idle -= 1;
                     }
                     if let Some(next) = claimed.next_due {
                         wait = wait.min(Duration::from_millis((next - now).max(0) as u64));
+                    }
+                    if !over.is_empty() {
+                        // Their receiver just filled up; the next claim skips it.
+                        if let Err(err) = writer.release(over) {
+                            log::error!("cannot release deliveries: {err}");
+                        }
+                        wait = Duration::ZERO;
                     }
                 }
                 Err(err) => log::error!("cannot claim due deliveries: {err}"),
@@ -141,7 +184,15 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
         let mut signal = signals.recv_timeout(wait);
         loop {
             match signal {
-                Ok(Signal::WorkerIdle) => idle += 1,
+                Ok(Signal::WorkerIdle(target)) => {
+                    idle += 1;
+                    if let Some(n) = busy.get_mut(&target) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            busy.remove(&target);
+                        }
+                    }
+                }
                 Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -158,7 +209,7 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
 
 struct Worker {
     agent: ureq::Agent,
-    jobs: Arc<Mutex<Receiver<DueDelivery>>>,
+    jobs: Arc<Mutex<Receiver<Job>>>,
     writer: Writer,
     metrics: Arc<Metrics>,
     idle: Sender<Signal>,
@@ -172,7 +223,7 @@ impl Worker {
                 Ok(jobs) => jobs.recv(),
                 Err(_) => break,
             };
-            let Ok(job) = job else { break };
+            let Ok(Job { due: job, target }) = job else { break };
             let record = attempt(&self.agent, &job);
             let outcome = match record.outcome {
                 Outcome::Delivered => "delivered",
@@ -184,7 +235,7 @@ impl Worker {
             if let Err(err) = self.writer.record(record) {
                 log::error!("delivery {}: cannot record the attempt: {err}", job.id);
             }
-            let _ = self.idle.send(Signal::WorkerIdle);
+            let _ = self.idle.send(Signal::WorkerIdle(target));
         }
         let _ = self.exited.send(());
     }

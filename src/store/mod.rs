@@ -406,7 +406,7 @@ mod tests {
         let ids = insert_all(&writer, vec![operation(None, &["first", "second"])]);
         let id = ids[0].id;
 
-        let claimed = writer.claim_due(1_000, 10).unwrap();
+        let claimed = writer.claim_due(1_000, 10, Vec::new()).unwrap();
         let actions: Vec<_> = claimed.due.iter().map(|d| d.request.action.as_str()).collect();
         assert_eq!(actions, ["first", "second"], "configured order");
         assert_eq!(
@@ -415,7 +415,7 @@ mod tests {
         );
         assert_eq!(claimed.next_due, None, "nothing else is waiting");
         assert!(
-            writer.claim_due(1_000, 10).unwrap().due.is_empty(),
+            writer.claim_due(1_000, 10, Vec::new()).unwrap().due.is_empty(),
             "in_flight is not claimed twice"
         );
 
@@ -433,10 +433,10 @@ mod tests {
         writer
             .record(record(&claimed.due[1], Outcome::RetryAt(5_000), 503))
             .unwrap();
-        let later = writer.claim_due(4_999, 10).unwrap();
+        let later = writer.claim_due(4_999, 10, Vec::new()).unwrap();
         assert!(later.due.is_empty());
         assert_eq!(later.next_due, Some(5_000));
-        let retry = writer.claim_due(5_000, 10).unwrap();
+        let retry = writer.claim_due(5_000, 10, Vec::new()).unwrap();
         assert_eq!(retry.due.len(), 1);
         assert_eq!(retry.due[0].attempts, 1);
         writer.record(record(&retry.due[0], Outcome::Failed, 400)).unwrap();
@@ -477,7 +477,7 @@ mod tests {
         );
         assert_eq!(out[2].status, OpStatus::Queued, "an empty key never dedupes");
         assert_eq!(
-            writer.claim_due(1_000, 10).unwrap().due.len(),
+            writer.claim_due(1_000, 10, Vec::new()).unwrap().due.len(),
             2,
             "the duplicate queued nothing"
         );
@@ -490,11 +490,11 @@ mod tests {
         let path = dir.path().join("t.db");
         let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
         insert_all(&writer, vec![operation(None, &["a"])]);
-        assert_eq!(writer.claim_due(1_000, 10).unwrap().due.len(), 1);
+        assert_eq!(writer.claim_due(1_000, 10, Vec::new()).unwrap().due.len(), 1);
         drop(writer);
         thread.join().unwrap();
         let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
-        assert_eq!(writer.claim_due(1_000, 10).unwrap().due.len(), 1);
+        assert_eq!(writer.claim_due(1_000, 10, Vec::new()).unwrap().due.len(), 1);
     }
 
     /// A reader refuses a database this build cannot read.

@@ -155,10 +155,16 @@ impl Writer {
             .await
     }
 
-    /// Marks up to `limit` due deliveries `in_flight` and returns them.
-    /// Blocks: call from a plain thread, never from async code.
-    pub fn claim_due(&self, now: i64, limit: usize) -> Result<Claimed, StoreError> {
-        self.run_blocking(false, move |conn| claim(conn, now, limit))
+    /// Marks up to `limit` due deliveries `in_flight` and returns them,
+    /// leaving those whose URL starts with one of `skip`. `next_due` skips
+    /// them too. Blocks: call from a plain thread, never from async code.
+    pub fn claim_due(&self, now: i64, limit: usize, skip: Vec<String>) -> Result<Claimed, StoreError> {
+        self.run_blocking(false, move |conn| claim(conn, now, limit, &skip))
+    }
+
+    /// Gives claimed deliveries back unsent. Blocks: plain threads only.
+    pub fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.run_blocking(false, move |conn| release(conn, &ids))
     }
 
     /// Queues an attempt's result for the next commit. Blocks while the queue
@@ -392,17 +398,28 @@ pub(super) fn insert_delivery(
     Ok(())
 }
 
-fn claim(conn: &Connection, now: i64, limit: usize) -> Result<Claimed, StoreError> {
+/// ` AND url does not start with …` for each prefix, numbering parameters from `first`.
+fn skip_clause(skip: &[String], first: usize) -> String {
+    (first..first + skip.len())
+        .map(|n| format!(" AND substr(url, 1, length(?{n})) != ?{n}"))
+        .collect()
+}
+
+fn claim(conn: &Connection, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
     let mut claimed = Claimed::default();
+    // Deliveries whose URL starts with a skipped prefix stay where they are.
+    let mut values: Vec<rusqlite::types::Value> = vec![now.into(), (limit as i64).into()];
+    values.extend(skip.iter().map(|prefix| prefix.clone().into()));
     let rows = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
                     timeout_ms, max_attempts, first_delay_ms, max_delay_ms
              FROM deliveries
-             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
+             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1{}
              ORDER BY next_attempt_at, id LIMIT ?2",
-        )?
-        .query_map(params![now, limit as i64], |row| {
+            skip_clause(skip, 3)
+        ))?
+        .query_map(rusqlite::params_from_iter(&values), |row| {
             Ok((
                 DueDelivery {
                     id: row.get(0)?,
@@ -434,13 +451,26 @@ fn claim(conn: &Connection, now: i64, limit: usize) -> Result<Claimed, StoreErro
         claimed.due.push(due);
     }
     claimed.next_due = conn
-        .prepare_cached(
-            "SELECT next_attempt_at FROM deliveries WHERE status IN ('pending', 'retrying')
+        .prepare_cached(&format!(
+            "SELECT next_attempt_at FROM deliveries WHERE status IN ('pending', 'retrying'){}
              ORDER BY next_attempt_at LIMIT 1",
-        )?
-        .query_row([], |row| row.get(0))
+            skip_clause(skip, 1)
+        ))?
+        .query_row(rusqlite::params_from_iter(skip), |row| row.get(0))
         .optional()?;
     Ok(claimed)
+}
+
+/// Hands claimed deliveries back: `retrying` if they were tried before, else `pending`.
+fn release(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
+    let mut release = conn.prepare_cached(
+        "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END
+         WHERE id = ?1 AND status = 'in_flight'",
+    )?;
+    for id in ids {
+        release.execute([id])?;
+    }
+    Ok(())
 }
 
 fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError> {

@@ -1,6 +1,6 @@
 //! Mapping, retries and failures, seen at the receiver and in `show --json`.
 
-use crate::support::{get, processing, wait_until, Receiver, Relay, TOKEN};
+use crate::support::{get, processing, processing_with_token, wait_until, Receiver, Relay, TOKEN};
 
 /// A Klientiks-style GET with Cyrillic values arrives at the receiver mapped as configured.
 #[test]
@@ -150,4 +150,40 @@ fn retry_after_is_honoured() {
     let gap = at(&attempts[1]).duration_since(at(&attempts[0])).unwrap();
     // The test config's backoff is 50-200 ms; only Retry-After explains a second.
     assert!(gap >= std::time::Duration::from_millis(1000), "retried after {gap:?}");
+}
+
+/// A receiver that never answers holds at most half the workers, so another processing is still delivered.
+#[test]
+fn a_hanging_receiver_does_not_starve_other_processings() {
+    // Accepts connections and never answers: every attempt waits for the timeout.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = std::sync::Arc::clone(&held);
+    std::thread::spawn(move || {
+        for stream in hole.incoming().map_while(Result::ok) {
+            holder.lock().unwrap().push(stream);
+        }
+    });
+    let receiver = Receiver::start();
+    let slow = processing_with_token(
+        "slow",
+        "slow-token-0123456789abcdefXYZ",
+        &format!("http://{hole_addr}/pb"),
+        "timeout = \"60s\"",
+    );
+    let fast = processing("fast", &receiver.url("/pb"), "");
+    let relay = Relay::start(&format!("{slow}\n{fast}"));
+    for _ in 0..6 {
+        assert_eq!(get(&relay.url("/hook/slow-token-0123456789abcdefXYZ")).0, 200);
+    }
+    // The test config has 4 workers: at most 2 may wait on one receiver.
+    assert!(wait_until(|| held.lock().unwrap().len() >= 2));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
+    relay.wait_status(id.unwrap(), "delivered");
+    assert_eq!(
+        held.lock().unwrap().len(),
+        2,
+        "more than half the pool went to the hanging receiver"
+    );
 }
