@@ -21,8 +21,13 @@ use tokio::sync::Semaphore;
 
 /// Most connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A client must send its request headers within this time (slowloris).
+/// A client must send its request headers within this time (slowloris);
+/// the same timer closes keep-alive connections idle that long.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most header fields in one request.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of request line and headers together; more gets 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long a stop waits for open requests to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -80,6 +85,10 @@ where
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_headers(MAX_HEADERS)
+            .max_buf_size(MAX_HEAD_BYTES)
+            // A client may shut its sending side and still wait for the answer.
+            .half_close(true)
             .serve_connection(TokioIo::new(escape::EscapeTarget::new(stream)), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -7,6 +7,7 @@ pub mod rules;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -19,6 +20,10 @@ use crate::http::{self, Reply};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, OpStatus, RawRequest, Writer};
 
+/// A declared body must arrive within this time, else 408 (slow-body attacks).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest request target (path and query) accepted; longer gets 414.
+pub const MAX_TARGET_BYTES: usize = 16 * 1024;
 /// Answer header carrying the stored operation's id.
 pub const OPERATION_HEADER: &str = "X-Hookrelay-Operation";
 
@@ -61,12 +66,16 @@ impl Shared {
 enum Refusal {
     #[error("not found")]
     NotFound,
+    #[error("request target longer than {MAX_TARGET_BYTES} bytes")]
+    TargetTooLong,
     #[error("method {0} not allowed; use {1}")]
     Method(String, String),
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs())]
+    BodyTimeout,
     #[error("{0}")]
     Rejected(String),
     #[error("storage unavailable; retry later")]
@@ -77,6 +86,8 @@ impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::TargetTooLong => StatusCode::URI_TOO_LONG,
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::Method(..) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyRead(_) | Refusal::Rejected(_) => StatusCode::BAD_REQUEST,
@@ -88,6 +99,8 @@ impl Refusal {
     fn metric(&self) -> &'static str {
         match self {
             Refusal::NotFound => "unknown_token",
+            Refusal::TargetTooLong => "target_too_long",
+            Refusal::BodyTimeout => "body_timeout",
             Refusal::Method(..) => "method",
             Refusal::TooLarge(_) => "too_large",
             Refusal::BodyRead(_) | Refusal::Rejected(_) => "bad_request",
@@ -135,6 +148,9 @@ async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incomi
 
 async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>) -> Result<Reply, Refusal> {
     let config = shared.config();
+    if request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_TARGET_BYTES {
+        return Err(Refusal::TargetTooLong);
+    }
     let token = request
         .uri()
         .path()
@@ -160,9 +176,10 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
         .headers()
         .get(CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
+    let reading = Limited::new(request.into_body(), limit).collect();
+    let body = tokio::time::timeout(BODY_READ_TIMEOUT, reading)
         .await
+        .map_err(|_| Refusal::BodyTimeout)?
         .map_err(|err| {
             if err.is::<http_body_util::LengthLimitError>() {
                 Refusal::TooLarge(limit)

@@ -164,3 +164,35 @@ fn sigterm_exits_zero() {
     assert_eq!(status.code(), Some(0), "{}", relay.log_text());
     assert!(relay.log_text().contains("stopped"));
 }
+
+/// Regression: a sender that shuts its sending side after the request still gets its 200.
+#[test]
+fn half_closed_sender_gets_its_answer() {
+    let (receiver, relay) = relay();
+    let mut stream = std::net::TcpStream::connect(relay.addr).unwrap();
+    stream
+        .write_all(format!("GET /hook/{TOKEN}?id=half HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(receiver.wait_for(1)[0].param("id").as_deref(), Some("half"));
+}
+
+/// Overlong targets get 414 and too many headers 431; neither is recorded.
+#[test]
+fn oversized_heads_are_refused() {
+    let (_receiver, relay) = relay();
+    let long = crate::support::client()
+        .get(&relay.url(&format!("/hook/{TOKEN}?x={}", "a".repeat(20_000))))
+        .call()
+        .unwrap();
+    assert_eq!(long.status().as_u16(), 414);
+    let mut request = crate::support::client().get(&relay.url(&format!("/hook/{TOKEN}")));
+    for i in 0..150 {
+        request = request.header(format!("X-H{i}"), "v");
+    }
+    assert_eq!(request.call().map(|r| r.status().as_u16()).unwrap_or(0), 431);
+    assert_eq!(history_len(&relay), 0);
+}
