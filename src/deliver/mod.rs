@@ -123,10 +123,12 @@ pub fn target_of(url: &str) -> String {
     )
 }
 
-/// Most attempts in flight to one receiver: half the pool, so a receiver
-/// that hangs until the timeout cannot starve deliveries to the others.
+/// Most attempts in flight to one receiver: three quarters of the pool, so
+/// a receiver that hangs until the timeout cannot starve deliveries to the
+/// others. (Half the pool cost 40% of the backlog drain to a single
+/// receiver: 1 715 instead of 2 858 deliveries/s.)
 pub fn per_target_limit(workers: usize) -> usize {
-    (workers / 2).max(1)
+    (workers - workers / 4).max(1)
 }
 
 /// A claimed delivery on its way to a worker, with its receiver.
@@ -139,17 +141,29 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
     let limit = per_target_limit(workers);
     let mut idle = workers;
     let mut busy: HashMap<String, usize> = HashMap::new();
+    // When a claim that skipped the full receivers found nothing, every due
+    // delivery belongs to a busy receiver. Skipping means scanning past their
+    // whole backlog, so it is not repeated until new work is committed or a
+    // poll interval passes.
+    let mut others_empty = false;
     loop {
         let mut wait = POLL_INTERVAL;
-        if idle > 0 {
+        let full: Vec<String> = busy
+            .iter()
+            .filter(|(_, n)| **n >= limit)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let claim_limit = match (others_empty, full.is_empty()) {
+            (true, false) => 0,
+            (true, true) => idle.min(busy.values().map(|n| limit.saturating_sub(*n)).sum()),
+            (false, _) => idle,
+        };
+        if claim_limit > 0 {
             let now = now_ms();
-            let full: Vec<String> = busy
-                .iter()
-                .filter(|(_, n)| **n >= limit)
-                .map(|(t, _)| t.clone())
-                .collect();
-            match writer.claim_due(now, idle, full) {
+            let skipping = !full.is_empty();
+            match writer.claim_due(now, claim_limit, full) {
                 Ok(claimed) => {
+                    others_empty = skipping && claimed.due.is_empty();
                     let mut over = Vec::new();
                     for due in claimed.due {
                         let target = target_of(&due.request.url);
@@ -193,7 +207,7 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
                         }
                     }
                 }
-                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => others_empty = false,
                 Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             }
             signal = signals.try_recv().map_err(|e| match e {

@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 1024;
 
 /// What the writer tells the rest of the daemon.
 pub struct Hooks {
-    /// Called after each commit that queued or finished deliveries.
+    /// Called after each commit that queued deliveries or rescheduled one.
     pub on_commit: Box<dyn Fn() + Send>,
     /// Called with the reason when a commit fails (disk full, I/O error).
     pub on_error: Box<dyn Fn(&str) + Send>,
@@ -170,7 +170,10 @@ impl Writer {
     /// Queues an attempt's result for the next commit. Blocks while the queue
     /// is full: call from a plain thread.
     pub fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
-        self.submit_blocking(true, move |conn| record_attempt(conn, &record))
+        // Only a retry needs the scheduler's attention (a new due time); the
+        // worker tells it itself when it is free.
+        let wakes = matches!(record.outcome, Outcome::RetryAt(_));
+        self.submit_blocking(wakes, move |conn| record_attempt(conn, &record))
     }
 
     /// Records that `ids` went out on `channel` at `at`. Blocks: plain threads only.

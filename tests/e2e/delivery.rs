@@ -152,7 +152,7 @@ fn retry_after_is_honoured() {
     assert!(gap >= std::time::Duration::from_millis(1000), "retried after {gap:?}");
 }
 
-/// A receiver that never answers holds at most half the workers, so another processing is still delivered.
+/// A receiver that never answers holds at most 3/4 of the workers, so another processing is still delivered.
 #[test]
 fn a_hanging_receiver_does_not_starve_other_processings() {
     // Accepts connections and never answers: every attempt waits for the timeout.
@@ -177,13 +177,13 @@ fn a_hanging_receiver_does_not_starve_other_processings() {
     for _ in 0..6 {
         assert_eq!(get(&relay.url("/hook/slow-token-0123456789abcdefXYZ")).0, 200);
     }
-    // The test config has 4 workers: at most 2 may wait on one receiver.
-    assert!(wait_until(|| held.lock().unwrap().len() >= 2));
+    // The test config has 4 workers: at most 3 may wait on one receiver.
+    assert!(wait_until(|| held.lock().unwrap().len() >= 3));
     let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
     relay.wait_status(id.unwrap(), "delivered");
     assert_eq!(
         held.lock().unwrap().len(),
-        2,
-        "more than half the pool went to the hanging receiver"
+        3,
+        "more than 3/4 of the pool went to the hanging receiver"
     );
 }
