@@ -4,12 +4,14 @@
 //! Everything here is plain threads: ureq blocks, and so do the writer's
 //! replies. The scheduler sleeps until the next delivery is due, a commit
 //! wakes it, or [`POLL_INTERVAL`] passes (which also picks up work queued by
-//! another process, such as `hookrelay replay`).
+//! another process, such as `hookrelay replay`). At most
+//! [`per_target_limit`] attempts go to one receiver at a time, so a hanging
+//! receiver cannot take the whole pool.
 
 pub mod retry;
 pub mod send;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -138,62 +140,73 @@ struct Job {
 }
 
 fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: SyncSender<Job>) {
-    let limit = per_target_limit(workers);
+    let cap = per_target_limit(workers);
+    // Deliveries claimed ahead (they are `in_flight` in the database), so
+    // that one committed claim feeds several attempts.
+    let ahead = workers * 2;
     let mut idle = workers;
     let mut busy: HashMap<String, usize> = HashMap::new();
-    // When a claim that skipped the full receivers found nothing, every due
-    // delivery belongs to a busy receiver. Skipping means scanning past their
+    let mut waiting: HashMap<String, VecDeque<DueDelivery>> = HashMap::new();
+    // When a claim that skipped the well-supplied receivers found nothing,
+    // every due delivery belongs to them. Skipping means scanning past their
     // whole backlog, so it is not repeated until new work is committed or a
     // poll interval passes.
-    let mut others_empty = false;
+    let mut others_empty: Option<Instant> = None;
     loop {
+        for (target, queue) in &mut waiting {
+            let in_flight = busy.entry(target.clone()).or_default();
+            while idle > 0 && *in_flight < cap {
+                let Some(due) = queue.pop_front() else { break };
+                *in_flight += 1;
+                idle -= 1;
+                if jobs
+                    .send(Job {
+                        due,
+                        target: target.clone(),
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        waiting.retain(|_, queue| !queue.is_empty());
+        busy.retain(|_, n| *n > 0);
+        let held: usize = waiting.values().map(VecDeque::len).sum();
         let mut wait = POLL_INTERVAL;
-        let full: Vec<String> = busy
+        let supplied: Vec<String> = busy
             .iter()
-            .filter(|(_, n)| **n >= limit)
-            .map(|(t, _)| t.clone())
+            .filter(|(target, n)| **n + waiting.get(*target).map_or(0, VecDeque::len) >= 2 * cap)
+            .map(|(target, _)| target.clone())
             .collect();
-        let claim_limit = match (others_empty, full.is_empty()) {
-            (true, false) => 0,
-            (true, true) => idle.min(busy.values().map(|n| limit.saturating_sub(*n)).sum()),
-            (false, _) => idle,
+        let skipping = !supplied.is_empty();
+        let known_empty = others_empty.is_some_and(|at| at.elapsed() < POLL_INTERVAL);
+        // Rows held for well-supplied receivers must not block the others:
+        // a skipping claim may always fill the idle workers.
+        let limit = if skipping {
+            ahead.saturating_sub(held).max(idle)
+        } else {
+            ahead.saturating_sub(held)
         };
-        if claim_limit > 0 {
+        if idle > 0 && limit > 0 && !(skipping && known_empty) {
             let now = now_ms();
-            let skipping = !full.is_empty();
-            match writer.claim_due(now, claim_limit, full) {
+            match writer.claim_due(now, limit, supplied) {
                 Ok(claimed) => {
-                    others_empty = skipping && claimed.due.is_empty();
-                    let mut over = Vec::new();
+                    if skipping && claimed.due.is_empty() {
+                        others_empty = Some(Instant::now());
+                    }
+                    if !claimed.due.is_empty() {
+                        wait = Duration::ZERO;
+                    }
                     for due in claimed.due {
-                        let target = target_of(&due.request.url);
-                        let in_flight = busy.entry(target.clone()).or_default();
-                        if *in_flight >= limit {
-                            over.push(due.id);
-                            continue;
-                        }
-                        *in_flight += 1;
-                        idle -= 1;
-                        if jobs.send(Job { due, target }).is_err() {
-                            return;
-                        }
+                        waiting.entry(target_of(&due.request.url)).or_default().push_back(due);
                     }
                     if let Some(next) = claimed.next_due {
                         wait = wait.min(Duration::from_millis((next - now).max(0) as u64));
                     }
-                    if !over.is_empty() {
-                        // Their receiver just filled up; the next claim skips it.
-                        if let Err(err) = writer.release(over) {
-                            log::error!("cannot release deliveries: {err}");
-                        }
-                        wait = Duration::ZERO;
-                    }
                 }
                 Err(err) => log::error!("cannot claim due deliveries: {err}"),
             }
-        }
-        if idle == 0 {
-            wait = POLL_INTERVAL;
         }
         let mut signal = signals.recv_timeout(wait);
         loop {
@@ -202,13 +215,20 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
                     idle += 1;
                     if let Some(n) = busy.get_mut(&target) {
                         *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            busy.remove(&target);
-                        }
                     }
                 }
-                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => others_empty = false,
-                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Signal::Committed) => others_empty = None,
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    // Claimed but never started: back to the queue for the next start.
+                    let unsent: Vec<i64> = waiting.values().flatten().map(|due| due.id).collect();
+                    if !unsent.is_empty() {
+                        if let Err(err) = writer.release(unsent) {
+                            log::warn!("cannot release claimed deliveries (a restart will): {err}");
+                        }
+                    }
+                    return;
+                }
             }
             signal = signals.try_recv().map_err(|e| match e {
                 mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
