@@ -23,6 +23,9 @@ use retry::{classify, next_step, Policy, Verdict};
 
 /// Longest the scheduler sleeps without looking at the database.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Least time between two claims that skip busy receivers and found nothing
+/// else (each scans past their backlog).
+const SKIP_RESCAN: Duration = Duration::from_millis(250);
 
 /// What wakes the scheduler.
 #[derive(Debug, Clone)]
@@ -149,8 +152,8 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
     let mut waiting: HashMap<String, VecDeque<DueDelivery>> = HashMap::new();
     // When a claim that skipped the well-supplied receivers found nothing,
     // every due delivery belongs to them. Skipping means scanning past their
-    // whole backlog, so it is not repeated until new work is committed or a
-    // poll interval passes.
+    // whole backlog (on the writer thread), so it is repeated at most every
+    // SKIP_RESCAN: work for another receiver waits that long at most.
     let mut others_empty: Option<Instant> = None;
     loop {
         for (target, queue) in &mut waiting {
@@ -180,7 +183,7 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
             .map(|(target, _)| target.clone())
             .collect();
         let skipping = !supplied.is_empty();
-        let known_empty = others_empty.is_some_and(|at| at.elapsed() < POLL_INTERVAL);
+        let known_empty = others_empty.is_some_and(|at| at.elapsed() < SKIP_RESCAN);
         // Rows held for well-supplied receivers must not block the others:
         // a skipping claim may always fill the idle workers.
         let limit = if skipping {
@@ -217,8 +220,7 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
                         *n = n.saturating_sub(1);
                     }
                 }
-                Ok(Signal::Committed) => others_empty = None,
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     // Claimed but never started: back to the queue for the next start.
                     let unsent: Vec<i64> = waiting.values().flatten().map(|due| due.id).collect();
