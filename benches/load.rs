@@ -47,6 +47,17 @@ struct Opts {
     backlog: usize,
 }
 
+impl Opts {
+    /// How long each measured run lasts: a count in smoke mode, else a time.
+    fn limit(&self) -> Limit {
+        if self.smoke {
+            Limit::Count(100)
+        } else {
+            Limit::Time(self.duration)
+        }
+    }
+}
+
 fn opts() -> Result<Opts, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let smoke = !args.iter().any(|a| a == "--bench");
@@ -456,36 +467,22 @@ async fn run(opts: Opts) -> Result<u64, String> {
         let receiver = receiver.clone();
         serve(move |request| receiver.handle(request)).await
     };
-    let limit = |_: usize| {
-        if opts.smoke {
-            Limit::Count(100)
-        } else {
-            Limit::Time(opts.duration)
-        }
-    };
     let counter = Arc::new(AtomicU64::new(0));
     let mut rows = Vec::new();
     let mut failed = 0;
 
     // The ceiling.
     let ceiling = start_ceiling()?;
-    for &conns in &opts.levels {
-        let stats = load(
+    rows.extend(
+        plain_levels(
+            "ceiling",
             ceiling.addr,
             &format!("/hook/{TOKEN}?{QUERY}&n="),
-            conns,
-            limit(conns),
-            Arc::clone(&counter),
+            &opts,
+            &counter,
         )
-        .await;
-        failed += stats.failed;
-        rows.push(Row {
-            name: "ceiling",
-            conns,
-            stats,
-            e2e: None,
-        });
-    }
+        .await,
+    );
     drop(ceiling);
 
     // hookrelay.
@@ -498,11 +495,10 @@ async fn run(opts: Opts) -> Result<u64, String> {
             relay.addr,
             &format!("/hook/{TOKEN}?{QUERY}&n="),
             conns,
-            limit(conns),
+            opts.limit(),
             Arc::clone(&counter),
         )
         .await;
-        failed += stats.failed;
         // Every acknowledged webhook must reach the receiver.
         let deadline = Instant::now() + Duration::from_secs(120);
         let wanted: Vec<(u64, Instant)> = stats.sent.clone();
@@ -543,23 +539,16 @@ async fn run(opts: Opts) -> Result<u64, String> {
     // The peer, if installed.
     let peer = start_peer(dir.path());
     if let Some(peer) = &peer {
-        for &conns in &opts.levels {
-            let stats = load(
+        rows.extend(
+            plain_levels(
+                "webhook",
                 peer.addr,
                 &format!("/hooks/hook?{QUERY}&n="),
-                conns,
-                limit(conns),
-                Arc::clone(&counter),
+                &opts,
+                &counter,
             )
-            .await;
-            failed += stats.failed;
-            rows.push(Row {
-                name: "webhook",
-                conns,
-                stats,
-                e2e: None,
-            });
-        }
+            .await,
+        );
     }
     drop(peer);
 
@@ -679,10 +668,32 @@ async fn run(opts: Opts) -> Result<u64, String> {
             db_bytes as f64 / operations as f64
         );
     }
+    failed += rows.iter().map(|r| r.stats.failed).sum::<u64>();
     // One line a test runner reads: each measured run, and the backlog, passed or failed.
     let failed_runs = rows.iter().filter(|r| r.stats.failed > 0).count() + usize::from(stored.failed > 0);
     println!("load: {} passed, {failed_runs} failed", rows.len() + 1 - failed_runs);
     Ok(failed)
+}
+
+/// Every load level against a server with nothing to check afterwards.
+async fn plain_levels(
+    name: &'static str,
+    addr: SocketAddr,
+    prefix: &str,
+    opts: &Opts,
+    counter: &Arc<AtomicU64>,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &conns in &opts.levels {
+        let stats = load(addr, prefix, conns, opts.limit(), Arc::clone(counter)).await;
+        rows.push(Row {
+            name,
+            conns,
+            stats,
+            e2e: None,
+        });
+    }
+    rows
 }
 
 fn peer_missing(rows: &[Row]) -> bool {
