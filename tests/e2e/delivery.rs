@@ -188,3 +188,41 @@ fn a_hanging_receiver_does_not_starve_other_processings() {
         "more than 3/4 of the pool went to the hanging receiver"
     );
 }
+
+/// Outage drill: the receiver refuses connections, then answers 503, then recovers;
+/// every accepted operation is delivered, after the attempts the outage cost.
+#[test]
+fn receiver_outage_then_recovery_loses_nothing() {
+    let port = crate::support::free_port();
+    let relay = Relay::start(&processing(
+        "p",
+        &format!("http://127.0.0.1:{port}/pb"),
+        r#"query = { n = "{{n}}" }
+retry = { attempts = 50, first_delay = "50ms", max_delay = "100ms" }"#,
+    ));
+    let ids: Vec<i64> = (0..10)
+        .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+        .collect();
+    // Refused: every operation has failed at least once before the receiver exists.
+    for &id in &ids {
+        assert!(wait_until(|| relay.show(id)["deliveries"][0]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())));
+    }
+    let receiver = Receiver::start_on(port);
+    receiver.script(&[(503, "down"); 10]);
+    for &id in &ids {
+        let op = relay.wait_status(id, "delivered");
+        let attempts = op["deliveries"][0]["attempts"].as_array().unwrap().clone();
+        assert!(attempts.len() >= 2, "operation {id}: {attempts:?}");
+        assert!(attempts[0]["http_status"].is_null(), "the first attempt was refused");
+        assert_eq!(attempts.last().unwrap()["http_status"], 200);
+    }
+    let arrived: std::collections::BTreeSet<String> = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.header("x-hookrelay-delivery").is_some())
+        .filter_map(|r| r.param("n"))
+        .collect();
+    assert_eq!(arrived.len(), 10, "{arrived:?}");
+}

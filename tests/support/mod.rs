@@ -301,7 +301,12 @@ async fn respond(
 impl Receiver {
     /// Starts answering on a free loopback port.
     pub fn start() -> Receiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Receiver::start_on(0)
+    }
+
+    /// Starts answering on `port` (0: any free one).
+    pub fn start_on(port: u16) -> Receiver {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests: Log = Arc::default();
