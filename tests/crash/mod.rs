@@ -1,30 +1,37 @@
 //! Crash safety: every webhook that got a 2xx reaches the receiver, even
-//! when the daemon is killed with SIGKILL in the middle of a burst.
+//! when the daemon is killed with SIGKILL in the middle of a burst, round
+//! after round.
+//!
+//! `HOOKRELAY_CRASH_ROUNDS=20 cargo test crash -- --nocapture` runs the
+//! 20-round drill and prints acknowledged / delivered / lost / delivered-twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::{client, processing, wait_until, Receiver, Relay, TOKEN};
 
-/// Many concurrent webhooks, `kill -9` in the middle, restart: nothing acknowledged is lost.
-#[test]
-fn kill_9_loses_no_acknowledged_webhook() {
-    let receiver = Receiver::start();
-    let mut relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
-    let acknowledged = Arc::new(Mutex::new(HashSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> = (0..8)
+/// Webhooks acknowledged so far, by their `n`.
+type Acknowledged = Arc<Mutex<HashSet<String>>>;
+
+/// Eight senders hammer the relay until `stop` is set or the relay dies.
+fn senders(
+    relay: &Relay,
+    round: usize,
+    acknowledged: &Acknowledged,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..8)
         .map(|thread| {
             let url = relay.url(&format!("/hook/{TOKEN}"));
-            let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+            let (acknowledged, stop) = (Arc::clone(acknowledged), Arc::clone(stop));
             std::thread::spawn(move || {
                 let agent = client();
                 for i in 0..100_000 {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let n = format!("{thread}-{i}");
+                    let n = format!("{round}-{thread}-{i}");
                     match agent.get(&format!("{url}?n={n}")).call() {
                         Ok(r) if r.status().is_success() => {
                             acknowledged.lock().unwrap().insert(n);
@@ -35,32 +42,59 @@ fn kill_9_loses_no_acknowledged_webhook() {
                 }
             })
         })
-        .collect();
-    assert!(
-        wait_until(|| acknowledged.lock().unwrap().len() >= 300),
-        "senders made no progress"
-    );
-    relay.kill9();
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.join().unwrap();
+        .collect()
+}
+
+/// Rounds of concurrent webhooks, `kill -9` in the middle, restart: nothing acknowledged is lost.
+#[test]
+fn kill_9_loses_no_acknowledged_webhook() {
+    let rounds: usize = std::env::var("HOOKRELAY_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let receiver = Receiver::start();
+    let mut relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
+    let acknowledged: Acknowledged = Arc::default();
+    for round in 0..rounds {
+        let before = acknowledged.lock().unwrap().len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = senders(&relay, round, &acknowledged, &stop);
+        assert!(
+            wait_until(|| acknowledged.lock().unwrap().len() >= before + 200),
+            "round {round}: senders made no progress"
+        );
+        relay.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        relay.restart();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let before_restart = receiver.requests().len();
-
-    relay.restart();
-    let arrived = || -> HashSet<String> { receiver.requests().iter().filter_map(|r| r.param("n")).collect() };
-    let all_arrived = wait_until(|| acknowledged.is_subset(&arrived()));
-    let missing: Vec<_> = acknowledged.difference(&arrived()).cloned().collect();
+    let arrivals = || -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for n in receiver.requests().iter().filter_map(|r| r.param("n")) {
+            *counts.entry(n).or_insert(0) += 1;
+        }
+        counts
+    };
+    let all_arrived = wait_until(|| {
+        let arrived = arrivals();
+        acknowledged.iter().all(|n| arrived.contains_key(n))
+    });
+    let arrived = arrivals();
+    let lost: Vec<&String> = acknowledged.iter().filter(|n| !arrived.contains_key(*n)).collect();
+    let twice = arrived.values().filter(|&&count| count > 1).count();
     eprintln!(
-        "crash test: {} acknowledged, {before_restart} delivered before the kill, {} requests in all",
+        "crash drill: {rounds} rounds, {} acknowledged, {} delivered, {} lost, {twice} delivered twice",
         acknowledged.len(),
-        receiver.requests().len()
+        arrived.len(),
+        lost.len()
     );
     assert!(
         all_arrived,
         "{} acknowledged webhooks never arrived, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
+        lost.len(),
+        &lost[..lost.len().min(5)]
     );
 }
