@@ -58,10 +58,13 @@ pub async fn run(
         on_error: Box::new(move |reason| alarm.raise(reason)),
     };
     let path = config.storage.path.clone();
-    let (writer, writer_thread) = tokio::task::spawn_blocking(move || store::spawn_writer(&path, hooks))
-        .await?
-        .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
-    let reader = Reader::open(&config.storage.path).context("opening the database for reading")?;
+    // Opening SQLite blocks: off the async workers, like every database call.
+    let (writer, writer_thread, reader) = tokio::task::spawn_blocking(move || {
+        let (writer, thread) = store::spawn_writer(&path, hooks)?;
+        Ok::<_, store::StoreError>((writer, thread, Reader::open(&path)?))
+    })
+    .await?
+    .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
     // Registered before the listener is announced, so an early SIGHUP
     // reloads instead of killing the process.
     let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
