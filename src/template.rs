@@ -259,7 +259,7 @@ fn phone(value: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn url_component(value: &str) -> String {
+fn url_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     push_escaped(&mut out, value, Escape::Url);
     out

@@ -8,7 +8,7 @@ use super::{load_config, Cli, Failure};
 use crate::ingest::fields::Extracted;
 use crate::ingest::rules;
 use crate::outgoing::{redact_header, redact_url_text};
-use crate::store::{now_ms, OpStatus, RawRequest, Reader, StoreError};
+use crate::store::{duplicate_reason, now_ms, OpStatus, RawRequest, Reader, StoreError};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -63,7 +63,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         if !key.is_empty() && matches!(status, OpStatus::Queued | OpStatus::Held) {
             if let Some(earlier) = reader.duplicate_of(&processing.name, key, *since)? {
                 status = OpStatus::Duplicate;
-                reason = Some(format!("same dedupe key `{key}` as operation {earlier}"));
+                reason = Some(duplicate_reason(key, earlier));
             }
         }
     }

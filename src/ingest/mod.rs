@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Processing};
@@ -213,19 +213,17 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
-    if inserted.status == OpStatus::Rejected {
-        let mut response = Refusal::Rejected(inserted.reason.unwrap_or_default()).response();
+    let mut response = if inserted.status == OpStatus::Rejected {
+        Refusal::Rejected(inserted.reason.unwrap_or_default()).response()
+    } else {
+        let answer = &processing.response;
+        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+        let mut response = http::text(status, answer.body.clone());
+        if let Ok(value) = HeaderValue::from_str(&answer.content_type) {
+            response.headers_mut().insert(CONTENT_TYPE, value);
+        }
         response
-            .headers_mut()
-            .insert(OPERATION_HEADER, HeaderValue::from(inserted.id));
-        return Ok(response);
-    }
-    let answer = &processing.response;
-    let mut response = Response::new(Full::new(Bytes::from(answer.body.clone())));
-    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    if let Ok(value) = HeaderValue::from_str(&answer.content_type) {
-        response.headers_mut().insert(CONTENT_TYPE, value);
-    }
+    };
     response
         .headers_mut()
         .insert(OPERATION_HEADER, HeaderValue::from(inserted.id));

@@ -193,13 +193,7 @@ impl State {
         let mut any_failed = false;
         let mut any_sent = false;
         for &channel in &self.channels {
-            let mine: Vec<&Notification> = pending
-                .iter()
-                .filter(|n| match channel {
-                    Channel::Email => n.email_pending,
-                    Channel::Telegram => n.telegram_pending,
-                })
-                .collect();
+            let mine: Vec<&Notification> = pending.iter().filter(|n| n.pending_on(channel)).collect();
             if mine.is_empty() && self.pending_alarms.is_empty() {
                 continue;
             }

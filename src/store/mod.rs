@@ -82,9 +82,6 @@ macro_rules! string_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
             /// The name stored in the database and printed by the CLI.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
@@ -283,6 +280,11 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// The reason recorded on an operation found to duplicate `earlier`.
+pub fn duplicate_reason(key: &str, earlier: i64) -> String {
+    format!("same dedupe key `{key}` as operation {earlier}")
 }
 
 /// Opens an existing database for the command line, which must be at this

@@ -49,6 +49,16 @@ pub struct Notification {
     pub telegram_pending: bool,
 }
 
+impl Notification {
+    /// Whether `channel` has yet to send this notification.
+    pub fn pending_on(&self, channel: super::Channel) -> bool {
+        match channel {
+            super::Channel::Email => self.email_pending,
+            super::Channel::Telegram => self.telegram_pending,
+        }
+    }
+}
+
 /// How much delivery work is waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {

@@ -12,8 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    now_ms, open_for_writing, AttemptRecord, Channel, DeliveryStatus, DueDelivery, Inserted, NewDelivery, NewOperation,
-    OpStatus, Outcome, StoreError, DUPLICATE_OF, META_HEALTH_PROBE, META_LAST_NOTIFIED, PRUNE_BATCH,
+    duplicate_reason, now_ms, open_for_writing, AttemptRecord, Channel, DeliveryStatus, DueDelivery, Inserted,
+    NewDelivery, NewOperation, OpStatus, Outcome, StoreError, DUPLICATE_OF, META_HEALTH_PROBE, META_LAST_NOTIFIED,
+    PRUNE_BATCH,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -254,7 +255,7 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
             match earlier {
                 Some(id) => {
                     status = OpStatus::Duplicate;
-                    reason = Some(format!("same dedupe key `{key}` as operation {id}"));
+                    reason = Some(duplicate_reason(key, id));
                 }
                 None => dedupe_key = Some(key.as_str()),
             }
