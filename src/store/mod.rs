@@ -499,6 +499,46 @@ mod tests {
         assert_eq!(writer.claim_due(1_000, 10, Vec::new()).unwrap().due.len(), 1);
     }
 
+    /// An attempt's result that finds the database full is kept by the writer
+    /// and saved by a later commit once there is room again.
+    #[test]
+    fn attempt_results_survive_a_full_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
+        let id = insert_all(&writer, vec![operation(None, &["a"])])[0].id;
+        let due = writer.claim_due(1_000, 10, Vec::new()).unwrap().due;
+        let pages = writer.limit_pages(0).unwrap();
+        writer
+            .record(AttemptRecord {
+                delivery_id: due[0].id,
+                started_at: 1_000,
+                duration_ms: 3,
+                request: due[0].request.redacted.clone(),
+                http_status: Some(200),
+                // Overflow pages: more than the capped database can take.
+                response_body: Some("x".repeat(20_000)),
+                error: None,
+                outcome: Outcome::Delivered,
+            })
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        // A later job makes the writer try the record again; SQLite may fail
+        // the whole transaction, so this claim may fail too.
+        let _ = writer.claim_due(1_000, 10, Vec::new());
+        let op = reader.operation(id).unwrap().unwrap();
+        assert_eq!(op.deliveries[0].status, DeliveryStatus::InFlight);
+        assert!(op.deliveries[0].attempts.is_empty());
+
+        writer.limit_pages(pages + 1_000).unwrap();
+        writer.claim_due(1_000, 10, Vec::new()).unwrap();
+        drop(writer);
+        thread.join().unwrap();
+        let op = reader.operation(id).unwrap().unwrap();
+        assert_eq!(op.summary.status, OpStatus::Delivered);
+        assert_eq!(op.deliveries[0].attempts.len(), 1, "saved once");
+    }
+
     /// A reader refuses a database this build cannot read.
     #[test]
     fn reader_checks_the_schema() {

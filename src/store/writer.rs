@@ -34,9 +34,16 @@ pub struct Hooks {
 /// if the commit failed.
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
-/// Work run inside the batch's transaction: whether it succeeded, and how
-/// to answer its caller.
-type Work = Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>;
+/// What a job does inside the batch's transaction.
+enum Work {
+    /// Runs once; returns whether it succeeded, and how to answer its caller.
+    /// Given no connection, it was never reached and only builds the answer.
+    Once(Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>),
+    /// An attempt's result. The request has already gone out, so a commit
+    /// that fails (disk full) must not lose it: it is kept and applied again
+    /// with the next batch until a commit takes it.
+    Attempt(AttemptRecord),
+}
 
 /// One command for the writer.
 struct Job {
@@ -46,6 +53,16 @@ struct Job {
 }
 
 impl Job {
+    fn attempt(record: AttemptRecord) -> Job {
+        // Only a retry needs the scheduler's attention (a new due time); the
+        // worker tells it itself when it is free.
+        let wakes = matches!(record.outcome, Outcome::RetryAt(_));
+        Job {
+            wakes,
+            work: Work::Attempt(record),
+        }
+    }
+
     fn new<T: Send + 'static>(
         wakes: bool,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -53,21 +70,19 @@ impl Job {
     ) -> Job {
         Job {
             wakes,
-            work: Box::new(move |conn| {
-                let result = work(conn);
-                let ok = result.is_ok();
+            work: Work::Once(Box::new(move |conn| {
+                let result = conn.map(work);
+                let ok = matches!(result, Some(Ok(_)));
                 let answer: Answer = Box::new(move |commit_failure| {
                     let result = match (commit_failure, result) {
-                        (Some(reason), Ok(_)) => Err(StoreError::Commit(reason.to_string())),
-                        (_, result) => result,
+                        (Some(reason), Some(Ok(_)) | None) => Err(StoreError::Commit(reason.to_string())),
+                        (None, None) => Err(StoreError::WriterGone),
+                        (_, Some(result)) => result,
                     };
-                    // Nobody waits for fire-and-forget commands: log their errors.
-                    if let Err(Err(err)) = reply.send(result) {
-                        log::error!("database: {err}");
-                    }
+                    let _ = reply.send(result);
                 });
                 (ok, answer)
-            }),
+            })),
         }
     }
 }
@@ -133,18 +148,6 @@ impl Writer {
         answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Queues a job without waiting for it; errors are logged by the writer.
-    fn submit_blocking(
-        &self,
-        wakes: bool,
-        work: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), StoreError> {
-        let (reply, _) = oneshot::channel();
-        self.tx
-            .blocking_send(Job::new(wakes, work, reply))
-            .map_err(|_| StoreError::WriterGone)
-    }
-
     /// Stores a received operation; returns once it is committed.
     pub async fn insert(&self, op: NewOperation) -> Result<Inserted, StoreError> {
         self.run(true, move |conn| insert(conn, &op)).await
@@ -170,16 +173,26 @@ impl Writer {
 
     /// Queues an attempt's result for the next commit. Blocks while the queue
     /// is full: call from a plain thread.
+    /// Errors are logged by the writer; storage faults are retried by it.
     pub fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
-        // Only a retry needs the scheduler's attention (a new due time); the
-        // worker tells it itself when it is free.
-        let wakes = matches!(record.outcome, Outcome::RetryAt(_));
-        self.submit_blocking(wakes, move |conn| record_attempt(conn, &record))
+        self.tx
+            .blocking_send(Job::attempt(record))
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Records that `ids` went out on `channel` at `at`. Blocks: plain threads only.
     pub fn notified(&self, ids: Vec<i64>, channel: Channel, at: i64) -> Result<(), StoreError> {
         self.run_blocking(false, move |conn| mark_notified(conn, &ids, channel, at))
+    }
+
+    /// Caps the database's size in pages, so a test can run out of space.
+    #[cfg(test)]
+    pub(super) fn limit_pages(&self, pages: i64) -> Result<i64, StoreError> {
+        self.run_blocking(false, move |conn| {
+            let now: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+            conn.pragma_update(None, "max_page_count", pages.max(now))?;
+            Ok(now)
+        })
     }
 
     /// Deletes up to `batch` finished operations received before `before`,
@@ -191,7 +204,25 @@ impl Writer {
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Attempt results a failed commit gave back. Any job (the scheduler's
+    // claim runs at least once per poll interval) makes the writer try them
+    // again, in a transaction of their own so that they cannot fail new work.
+    let mut carried: Vec<AttemptRecord> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
+        if !carried.is_empty() {
+            let retry = std::mem::take(&mut carried);
+            let kept = retry.len();
+            let wake = retry.iter().any(|r| matches!(r.outcome, Outcome::RetryAt(_)));
+            match commit_batch(&mut conn, retry.into_iter().map(Job::attempt), &mut carried) {
+                Ok(()) => {
+                    log::info!("saved {kept} attempt results kept since the database failed");
+                    if wake {
+                        (hooks.on_commit)();
+                    }
+                }
+                Err(reason) => (hooks.on_error)(&reason),
+            }
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -200,46 +231,94 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
             }
         }
         let wake = batch.iter().any(|job| job.wakes);
-        // Jobs a failed transaction never reached are dropped with the
-        // batch: their callers see the writer's error instead of waiting.
-        match commit_batch(&mut conn, batch.drain(..)) {
+        match commit_batch(&mut conn, batch.drain(..), &mut carried) {
             Ok(()) if wake => (hooks.on_commit)(),
             Ok(()) => {}
             Err(reason) => (hooks.on_error)(&reason),
         }
     }
+    if !carried.is_empty() {
+        log::warn!(
+            "{} attempt results could not be saved; those deliveries will be sent again at the next start",
+            carried.len()
+        );
+    }
     log::debug!("store writer stopped");
 }
 
-/// Applies and commits `batch`, then answers every caller.
-fn commit_batch(conn: &mut Connection, batch: impl Iterator<Item = Job>) -> Result<(), String> {
+/// Applies and commits `batch`, then answers every caller. Attempt results
+/// that did not make it into the database go to `carry`.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: impl Iterator<Item = Job>,
+    carry: &mut Vec<AttemptRecord>,
+) -> Result<(), String> {
+    let mut jobs = batch;
     let mut answers = Vec::new();
+    let mut applied = Vec::new();
     let outcome = (|| -> Result<(), rusqlite::Error> {
         let tx = conn.transaction()?;
-        for job in batch {
+        for job in jobs.by_ref() {
             // A savepoint per job: one bad command must not undo the others.
             // Cached statements, not rusqlite's Savepoint: that one parses its
             // SQL anew each time, which cost a fifth of the daemon's CPU.
             tx.prepare_cached("SAVEPOINT job")?.execute([])?;
-            let (ok, answer) = (job.work)(&tx);
+            let ok = match job.work {
+                Work::Once(work) => {
+                    let (ok, answer) = work(Some(&tx));
+                    answers.push(answer);
+                    ok
+                }
+                Work::Attempt(record) => match record_attempt(&tx, &record) {
+                    Ok(()) => {
+                        applied.push(record);
+                        true
+                    }
+                    Err(err) if is_storage_fault(&err) => {
+                        carry.push(record);
+                        false
+                    }
+                    Err(err) => {
+                        log::error!("delivery {}: cannot record the attempt: {err}", record.delivery_id);
+                        false
+                    }
+                },
+            };
             if !ok {
                 tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
             }
             tx.prepare_cached("RELEASE job")?.execute([])?;
-            answers.push(answer);
         }
         tx.commit()
     })();
     let failure = outcome.err().map(|e| e.to_string());
     if let Some(reason) = &failure {
         log::error!("database commit failed: {reason}");
+        carry.append(&mut applied);
+    }
+    // Jobs a failed transaction never reached: attempt results are kept,
+    // other callers get the failure.
+    for job in jobs {
+        match job.work {
+            Work::Attempt(record) => carry.push(record),
+            Work::Once(work) => answers.push(work(None).1),
+        }
     }
     for answer in answers {
         answer(failure.as_deref());
     }
-    // With the transaction gone an error leaves nothing half-written; the
-    // attempts it held stay `in_flight` and are retried after a restart.
     failure.map_or(Ok(()), Err)
+}
+
+/// Whether `err` comes from the storage (full, read-only, failing) rather
+/// than from the command, so trying the same command again later can work.
+fn is_storage_fault(err: &StoreError) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly, SystemIoFailure};
+    matches!(
+        err,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, CannotOpen | DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure)
+    )
 }
 
 fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> {

@@ -1,25 +1,6 @@
 //! The admin listener: /healthz, /metrics, and its bearer token.
 
-use crate::support::{client, get, parse_metrics, processing, Receiver, Relay, Sample, TOKEN};
-
-fn admin_get(relay: &Relay, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut request = client().get(&format!("http://{}{path}", relay.admin));
-    if let Some(token) = token {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    let mut response = request.call().unwrap();
-    (
-        response.status().as_u16(),
-        response.body_mut().read_to_string().unwrap(),
-    )
-}
-
-fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
-        .map_or(0.0, |(_, _, v)| *v)
-}
+use crate::support::{admin_get, get, parse_metrics, processing, sample, Receiver, Relay, TOKEN};
 
 /// /healthz answers 200 with the database writable and the queue.
 #[test]

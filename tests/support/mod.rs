@@ -48,9 +48,13 @@ pub struct Relay {
 impl Relay {
     /// Writes `processings` (TOML) under a server section on port 0 and starts the binary.
     pub fn start(processings: &str) -> Relay {
-        let dir = tempfile::tempdir().unwrap();
+        Relay::start_in(tempfile::tempdir().unwrap(), &config_text(processings))
+    }
+
+    /// Writes the whole config `text` into `dir` and starts the binary.
+    pub fn start_in(dir: tempfile::TempDir, text: &str) -> Relay {
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, config_text(processings)).unwrap();
+        std::fs::write(&config, text).unwrap();
         let started = spawn(&config);
         Relay {
             dir,
@@ -249,6 +253,8 @@ impl Received {
 type Answer = (u16, String, Vec<(String, String)>);
 type Log = Arc<Mutex<Vec<Received>>>;
 type Script = Arc<Mutex<VecDeque<Answer>>>;
+/// Whether answers may go out (see [`Receiver::hold`]).
+type Gate = tokio::sync::watch::Receiver<bool>;
 
 /// A real HTTP server on loopback standing in for Plarin. It answers from a
 /// script of (status, body, headers), then 200 "ok" once the script is used up.
@@ -256,6 +262,7 @@ pub struct Receiver {
     pub addr: SocketAddr,
     requests: Log,
     script: Script,
+    gate: tokio::sync::watch::Sender<bool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -264,6 +271,7 @@ async fn respond(
     request: hyper::Request<hyper::body::Incoming>,
     log: Log,
     script: Script,
+    mut gate: Gate,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let method = request.method().to_string();
     let target = request.uri().to_string();
@@ -289,6 +297,7 @@ async fn respond(
         headers,
         body,
     });
+    let _ = gate.wait_for(|open| *open).await;
     let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
     for (name, value) in extra {
@@ -312,6 +321,7 @@ impl Receiver {
         let requests: Log = Arc::default();
         let script: Script = Arc::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (gate, open) = tokio::sync::watch::channel(true);
         let (log, scr) = (Arc::clone(&requests), Arc::clone(&script));
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -325,9 +335,9 @@ impl Receiver {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        let (log, scr) = (Arc::clone(&log), Arc::clone(&scr));
+                        let (log, scr, open) = (Arc::clone(&log), Arc::clone(&scr), open.clone());
                         let service = hyper::service::service_fn(move |request| {
-                            respond(request, Arc::clone(&log), Arc::clone(&scr))
+                            respond(request, Arc::clone(&log), Arc::clone(&scr), open.clone())
                         });
                         tokio::spawn(
                             hyper::server::conn::http1::Builder::new()
@@ -345,6 +355,7 @@ impl Receiver {
             addr,
             requests,
             script,
+            gate,
             stop: Some(stop),
         }
     }
@@ -367,6 +378,16 @@ impl Receiver {
             .lock()
             .unwrap()
             .push_back((status, body.to_string(), headers));
+    }
+
+    /// Keeps answers back: requests are recorded, then wait for [`Receiver::release`].
+    pub fn hold(&self) {
+        self.gate.send_replace(false);
+    }
+
+    /// Lets held and later answers go out.
+    pub fn release(&self) {
+        self.gate.send_replace(true);
     }
 
     /// Every request received so far.
@@ -523,6 +544,27 @@ fn decode_mail(raw: &str) -> String {
         .decode(compact)
         .unwrap_or_default();
     format!("{headers}\n\n{}", String::from_utf8_lossy(&decoded))
+}
+
+/// GETs `path` from the relay's admin listener: status and body.
+pub fn admin_get(relay: &Relay, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = client().get(&format!("http://{}{path}", relay.admin));
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.call().unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_to_string().unwrap(),
+    )
+}
+
+/// The value of the first sample named `name` with `labels`, 0 if none.
+pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .map_or(0.0, |(_, _, v)| *v)
 }
 
 /// One metric sample: name, labels, value.
