@@ -34,11 +34,14 @@ pub struct Hooks {
 /// if the commit failed.
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
+/// A command run once inside the batch's transaction: whether it succeeded,
+/// and how to answer its caller. Given no connection, the transaction failed
+/// before reaching it, and it only builds the answer.
+type Command = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
+
 /// What a job does inside the batch's transaction.
 enum Work {
-    /// Runs once; returns whether it succeeded, and how to answer its caller.
-    /// Given no connection, it was never reached and only builds the answer.
-    Once(Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>),
+    Once(Command),
     /// An attempt's result. The request has already gone out, so a commit
     /// that fails (disk full) must not lose it: it is kept and applied again
     /// with the next batch until a commit takes it.
