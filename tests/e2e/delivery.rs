@@ -189,6 +189,49 @@ fn a_hanging_receiver_does_not_starve_other_processings() {
     );
 }
 
+/// Slow-receiver drill: answers come after the action's timeout, so attempts
+/// time out and are retried while another processing is delivered at once;
+/// when the receiver speeds up, everything arrives.
+#[test]
+fn a_slow_receiver_times_out_and_retries_without_starving_others() {
+    let slow_receiver = Receiver::start();
+    slow_receiver.hold();
+    let fast_receiver = Receiver::start();
+    let slow = processing_with_token(
+        "slow",
+        "slow-token-0123456789abcdefXYZ",
+        &slow_receiver.url("/pb"),
+        "timeout = \"300ms\"\nretry = { attempts = 50, first_delay = \"50ms\", max_delay = \"100ms\" }",
+    );
+    let fast = processing("fast", &fast_receiver.url("/pb"), "");
+    let relay = Relay::start(&format!("{slow}\n{fast}"));
+    // As many as the scheduler claims ahead (2 × 4 workers).
+    let slow_ids: Vec<i64> = (0..8)
+        .map(|_| get(&relay.url("/hook/slow-token-0123456789abcdefXYZ")).1.unwrap())
+        .collect();
+    // Two rounds of attempts that timed out.
+    slow_receiver.wait_for(16);
+    let (_, fast_id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
+    relay.wait_status(fast_id.unwrap(), "delivered");
+    for &id in &slow_ids {
+        assert_eq!(relay.show(id)["status"], "queued", "operation {id}");
+    }
+
+    slow_receiver.release();
+    for &id in &slow_ids {
+        let op = relay.wait_status(id, "delivered");
+        let attempts = op["deliveries"][0]["attempts"].as_array().unwrap().clone();
+        let (last, timed_out) = attempts.split_last().unwrap();
+        assert_eq!(last["http_status"], 200, "operation {id}");
+        assert!(!timed_out.is_empty(), "operation {id}: {attempts:?}");
+        for attempt in timed_out {
+            assert!(attempt["http_status"].is_null(), "{attempt}");
+            let error = attempt["error"].as_str().unwrap_or_default();
+            assert!(error.contains("timed out") || error.contains("timeout"), "{error}");
+        }
+    }
+}
+
 /// Outage drill: the receiver refuses connections, then answers 503, then recovers;
 /// every accepted operation is delivered, after the attempts the outage cost.
 #[test]
