@@ -5,4 +5,5 @@ mod crash;
 mod e2e;
 mod faults;
 mod hostile;
+mod packaging;
 mod support;
