@@ -11,7 +11,12 @@
 //!   `/bin/true` per hook, if installed;
 //! - the **backlog drain**: N operations stored while nothing is sent, then
 //!   released at once: deliveries per second until the receiver has them all;
-//! - hookrelay's idle and peak RSS and database bytes per operation.
+//! - hookrelay's idle and peak RSS and database bytes per operation;
+//! - **history at scale**: `history --status failed --limit 50` and `show ID`
+//!   on a database seeded with `--history N` operations (default 10 000 000);
+//! - **pruning under load**: a daemon started on `--prune N` operations past
+//!   `keep_days` (default 1 000 000) prunes them while taking webhooks at 32
+//!   connections: the acknowledgement latencies meanwhile.
 //!
 //! Run without `--bench` (as `cargo test` does) it is a smoke test: a few
 //! hundred requests, no timing claims, still failing on any failed request.
@@ -45,6 +50,8 @@ struct Opts {
     duration: Duration,
     levels: Vec<usize>,
     backlog: usize,
+    history: u64,
+    prune: u64,
 }
 
 impl Opts {
@@ -66,6 +73,8 @@ fn opts() -> Result<Opts, String> {
         duration: Duration::from_secs(10),
         levels: if smoke { vec![1, 8] } else { vec![1, 32, 256] },
         backlog: if smoke { 200 } else { 100_000 },
+        history: if smoke { 2_000 } else { 10_000_000 },
+        prune: if smoke { 1_000 } else { 1_000_000 },
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -81,6 +90,8 @@ fn opts() -> Result<Opts, String> {
                     .collect::<Result<_, _>>()?
             }
             "--backlog" => opts.backlog = value()?.parse().map_err(|e| format!("--backlog: {e}"))?,
+            "--history" => opts.history = value()?.parse().map_err(|e| format!("--history: {e}"))?,
+            "--prune" => opts.prune = value()?.parse().map_err(|e| format!("--prune: {e}"))?,
             "--bench" => {}
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
             _ => {} // test-harness filters when run by `cargo test`
@@ -278,10 +289,14 @@ impl Process {
             .unwrap_or(0)
     }
 
+    fn logged(&self, text: &str) -> bool {
+        self.log.lock().is_ok_and(|l| l.iter().any(|line| line.contains(text)))
+    }
+
     fn wait_log(&self, text: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if self.log.lock().is_ok_and(|l| l.iter().any(|line| line.contains(text))) {
+            if self.logged(text) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -309,7 +324,7 @@ fn start_relay(config: &Path) -> Result<Process, String> {
         .arg("-c")
         .arg(config)
         .arg("run")
-        .env("RUST_LOG", "warn,hookrelay::daemon=info")
+        .env("RUST_LOG", "warn,hookrelay::daemon=info,hookrelay::retention=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -608,6 +623,18 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let drain = drain_started.elapsed();
     drop(relay);
 
+    let history = match opts.history {
+        0 => None,
+        n => Some(history_timing(dir.path(), n)?),
+    };
+    let pruning = match opts.prune {
+        0 => None,
+        n => Some(prune_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
+    };
+    if let Some(p) = &pruning {
+        failed += p.stats.failed;
+    }
+
     // The table.
     println!();
     println!(
@@ -668,10 +695,41 @@ async fn run(opts: Opts) -> Result<u64, String> {
             db_bytes as f64 / operations as f64
         );
     }
+    if let Some(h) = &history {
+        println!(
+            "history: {} operations seeded in {:.0} s ({:.0} bytes/op); `history --status failed --limit 50` \
+             median {} ms, max {} ms; `show ID` median {} ms, max {} ms (each the whole command, {} runs)",
+            h.operations,
+            h.seeded.as_secs_f64(),
+            h.bytes_per_op,
+            ms(h.history.0),
+            ms(h.history.1),
+            ms(h.show.0),
+            ms(h.show.1),
+            TIMED_RUNS
+        );
+    }
+    if let Some(p) = &pruning {
+        let l = &p.stats.latencies;
+        println!(
+            "pruning: {} operations pruned in {:.1} s under 32 connections; meanwhile {} webhooks at {:.0}/s, \
+             ack p50 {} ms, p99 {} ms, max {} ms",
+            p.pruned,
+            p.took.as_secs_f64(),
+            p.stats.ok,
+            p.stats.rate(),
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.99)),
+            ms(l.last().copied().unwrap_or(0))
+        );
+    }
     failed += rows.iter().map(|r| r.stats.failed).sum::<u64>();
     // One line a test runner reads: each measured run, and the backlog, passed or failed.
-    let failed_runs = rows.iter().filter(|r| r.stats.failed > 0).count() + usize::from(stored.failed > 0);
-    println!("load: {} passed, {failed_runs} failed", rows.len() + 1 - failed_runs);
+    let failed_runs = rows.iter().filter(|r| r.stats.failed > 0).count()
+        + usize::from(stored.failed > 0)
+        + usize::from(pruning.as_ref().is_some_and(|p| p.stats.failed > 0));
+    let runs = rows.len() + 1 + usize::from(history.is_some()) + usize::from(pruning.is_some());
+    println!("load: {} passed, {failed_runs} failed", runs - failed_runs);
     Ok(failed)
 }
 
@@ -698,4 +756,134 @@ async fn plain_levels(
 
 fn peer_missing(rows: &[Row]) -> bool {
     !rows.iter().any(|r| r.name == "webhook")
+}
+
+/// How often each history command is timed.
+const TIMED_RUNS: usize = 5;
+const DAY_MS: i64 = 86_400_000;
+
+struct HistoryTimes {
+    operations: u64,
+    seeded: Duration,
+    bytes_per_op: f64,
+    /// Median and maximum, in microseconds.
+    history: (u64, u64),
+    show: (u64, u64),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Seeds `operations` finished operations over the last 30 days into a fresh
+/// database, then times the operator's commands on it.
+fn history_timing(dir: &Path, operations: u64) -> Result<HistoryTimes, String> {
+    let dir = dir.join("history");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = relay_config(&dir, free_addr(), true);
+    let db = dir.join("bench.db");
+    let started = Instant::now();
+    let now = now_ms();
+    let plan = hookrelay::store::seed::Seed {
+        operations,
+        oldest: now - 30 * DAY_MS,
+        newest: now,
+        failed_every: 100,
+        query: QUERY.to_string(),
+    };
+    hookrelay::store::seed::seed(&db, &plan).map_err(|e| format!("seeding: {e}"))?;
+    let seeded = started.elapsed();
+    let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let time = |args: &[&str]| -> Result<(u64, u64), String> {
+        let mut took = Vec::new();
+        for _ in 0..TIMED_RUNS {
+            let started = Instant::now();
+            let out = Command::new(BIN)
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .output()
+                .map_err(|e| e.to_string())?;
+            took.push(started.elapsed().as_micros() as u64);
+            if !out.status.success() || out.stdout.is_empty() {
+                return Err(format!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        took.sort_unstable();
+        Ok((percentile(&took, 0.5), took.last().copied().unwrap_or(0)))
+    };
+    let history = time(&["history", "--status", "failed", "--limit", "50"])?;
+    let show = time(&["show", &(operations / 2).max(1).to_string()])?;
+    Ok(HistoryTimes {
+        operations,
+        seeded,
+        bytes_per_op: bytes as f64 / operations.max(1) as f64,
+        history,
+        show,
+    })
+}
+
+struct Pruning {
+    pruned: u64,
+    took: Duration,
+    stats: Stats,
+}
+
+/// Starts hookrelay on `operations` operations older than `keep_days` (it
+/// prunes at start) and loads it at 32 connections until pruning is done.
+async fn prune_under_load(
+    dir: &Path,
+    receiver: SocketAddr,
+    operations: u64,
+    opts: &Opts,
+    counter: &Arc<AtomicU64>,
+) -> Result<Pruning, String> {
+    let dir = dir.join("prune");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = relay_config(&dir, receiver, true);
+    let now = now_ms();
+    let plan = hookrelay::store::seed::Seed {
+        operations,
+        oldest: now - 120 * DAY_MS,
+        newest: now - 100 * DAY_MS,
+        failed_every: 100,
+        query: QUERY.to_string(),
+    };
+    hookrelay::store::seed::seed(&dir.join("bench.db"), &plan).map_err(|e| format!("seeding: {e}"))?;
+    let started = Instant::now();
+    let relay = start_relay(&config)?;
+    let mut all = Stats::default();
+    let limit = if opts.smoke {
+        Limit::Count(50)
+    } else {
+        Limit::Time(Duration::from_secs(1))
+    };
+    let took = loop {
+        let stats = load(
+            relay.addr,
+            &format!("/hook/{TOKEN}?{QUERY}&n="),
+            32,
+            limit,
+            Arc::clone(counter),
+        )
+        .await;
+        all.ok += stats.ok;
+        all.failed += stats.failed;
+        all.elapsed += stats.elapsed;
+        all.latencies.extend(stats.latencies);
+        if relay.logged(&format!("pruned {operations} operations")) {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            return Err("pruning did not finish within 15 minutes".into());
+        }
+    };
+    all.latencies.sort_unstable();
+    Ok(Pruning {
+        pruned: operations,
+        took,
+        stats: all,
+    })
 }

@@ -7,6 +7,7 @@
 mod read;
 mod replay;
 mod schema;
+pub mod seed;
 mod writer;
 
 use std::path::Path;

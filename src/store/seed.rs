@@ -1,0 +1,120 @@
+//! Synthetic history for benchmarks: millions of finished operations,
+//! written in bulk. Nothing in the daemon uses it.
+
+use std::path::Path;
+
+use rusqlite::params;
+
+use super::{open_for_writing, StoreError};
+
+/// Operations written per transaction.
+const CHUNK: u64 = 100_000;
+
+/// What [`seed`] writes.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// How many operations.
+    pub operations: u64,
+    /// Received times, in ms since the epoch, spread evenly from `oldest` to `newest`.
+    pub oldest: i64,
+    pub newest: i64,
+    /// Every n-th operation failed (HTTP 400); the others were delivered.
+    pub failed_every: u64,
+    /// The raw query each operation was received with (its fields are not parsed).
+    pub query: String,
+}
+
+/// Appends `seed.operations` finished operations, each with one delivery and
+/// one attempt, to the database at `path` (created if missing). Runs with
+/// `synchronous=OFF`: a crash while seeding can lose the seed, which is
+/// acceptable for a benchmark's data and for nothing else.
+pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
+    let mut conn = open_for_writing(path)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let span = (seed.newest - seed.oldest).max(0);
+    let mut done = 0;
+    while done < seed.operations {
+        let count = CHUNK.min(seed.operations - done);
+        let tx = conn.transaction()?;
+        let first_op: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM operations", [], |r| r.get(0))?;
+        let first_delivery: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM deliveries", [], |r| r.get(0))?;
+        tx.execute(
+            "WITH RECURSIVE n(x) AS (SELECT ?1 UNION ALL SELECT x + 1 FROM n WHERE x < ?2)
+             INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                 content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
+             SELECT 'bench', ?3 + x * ?4 / ?5, '127.0.0.1:40000', 'GET', CAST(?6 AS BLOB), X'', NULL, 'utf-8',
+                 json_object('n', CAST(x AS TEXT), 'utm_content', 'весна-42', 'appointment_total_cost', '2500'), '[]',
+                 CASE WHEN x % ?7 = 0 THEN 'failed' ELSE 'delivered' END,
+                 NULL, NULL, ?3 + x * ?4 / ?5
+             FROM n",
+            params![
+                done as i64,
+                (done + count - 1) as i64,
+                seed.oldest,
+                span,
+                seed.operations.max(1) as i64,
+                seed.query,
+                seed.failed_every.max(1) as i64,
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO deliveries (operation_id, action, position, status, attempts, next_attempt_at,
+                 last_error, method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts,
+                 first_delay_ms, max_delay_ms, updated_at)
+             SELECT id, 'plarin', 0, status, 1, received_at,
+                 CASE status WHEN 'failed' THEN 'HTTP 400' END, 'GET',
+                 'http://127.0.0.1:9999/postback?token=secret&ad_id=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0-42&value=2500',
+                 '[]', NULL,
+                 'GET http://127.0.0.1:9999/postback?token=MASKED&ad_id=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0-42&value=2500',
+                 NULL, 15000, 12, 30000, 7200000, received_at
+             FROM operations WHERE id > ?1",
+            [first_op],
+        )?;
+        tx.execute(
+            "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
+             SELECT id, updated_at, 12, redacted, CASE status WHEN 'failed' THEN 400 ELSE 200 END,
+                 CASE status WHEN 'failed' THEN 'bad ad_id' ELSE 'ok' END, NULL
+             FROM deliveries WHERE id > ?1",
+            [first_delivery],
+        )?;
+        tx.commit()?;
+        done += count;
+    }
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HistoryFilter, OpStatus, Reader};
+
+    /// Seeded operations read back like real ones, with the asked-for statuses.
+    #[test]
+    fn seeded_history_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.db");
+        let plan = Seed {
+            operations: 250,
+            oldest: 1_000,
+            newest: 2_000,
+            failed_every: 10,
+            query: "a=1".into(),
+        };
+        seed(&path, &plan).unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let failed = reader
+            .history(&HistoryFilter {
+                status: Some(OpStatus::Failed),
+                limit: 100,
+                ..HistoryFilter::default()
+            })
+            .unwrap();
+        assert_eq!(failed.len(), 25);
+        let op = reader.operation(failed[0].id).unwrap().unwrap();
+        assert_eq!(op.summary.status, OpStatus::Failed);
+        assert_eq!(op.deliveries[0].attempts[0].http_status, Some(400));
+        assert!((1_000..=2_000).contains(&op.summary.received_at));
+        assert_eq!(op.request.query, b"a=1");
+    }
+}
