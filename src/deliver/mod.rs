@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
-use crate::store::{now_ms, AttemptRecord, DueDelivery, Outcome, Writer};
+use crate::store::{now_ms, target_of, AttemptRecord, DueDelivery, Outcome, Writer};
 use retry::{classify, next_step, Policy, Verdict};
 
 /// Longest the scheduler sleeps without looking at the database.
@@ -118,14 +118,6 @@ impl Deliverer {
         }
         self.workers - finished
     }
-}
-
-/// The part of a URL that names its receiver: `scheme://host:port/`.
-pub fn target_of(url: &str) -> String {
-    url::Url::parse(url).map_or_else(
-        |_| url.to_string(),
-        |u| format!("{}/", u.origin().ascii_serialization()),
-    )
 }
 
 /// Most attempts in flight to one receiver: three quarters of the pool, so

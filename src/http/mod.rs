@@ -2,7 +2,7 @@
 //! on accept errors, a header read timeout, escaping of raw bytes in request
 //! lines, and a bounded graceful drain on shutdown.
 
-mod escape;
+pub mod escape;
 
 use std::convert::Infallible;
 use std::future::Future;

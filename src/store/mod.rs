@@ -62,6 +62,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The part of a URL that names its receiver: `scheme://host:port/`.
+pub fn target_of(url: &str) -> String {
+    url::Url::parse(url).map_or_else(
+        |_| url.to_string(),
+        |u| format!("{}/", u.origin().ascii_serialization()),
+    )
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -538,6 +546,62 @@ mod tests {
         let op = reader.operation(id).unwrap().unwrap();
         assert_eq!(op.summary.status, OpStatus::Delivered);
         assert_eq!(op.deliveries[0].attempts.len(), 1, "saved once");
+    }
+
+    /// One operation with a delivery to each of `urls`.
+    fn to_receivers(urls: &[&str]) -> NewOperation {
+        let mut op = operation(None, &[]);
+        op.deliveries = urls
+            .iter()
+            .map(|url| NewDelivery {
+                url: url.to_string(),
+                ..delivery(url)
+            })
+            .collect();
+        op
+    }
+
+    /// A claim that skips a busy receiver gets the others' deliveries, and
+    /// the next due time among the others only.
+    #[test]
+    fn claims_skip_busy_receivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _thread) = spawn_writer(&dir.path().join("t.db"), quiet()).unwrap();
+        let busy = "http://busy.example:8080/pb?n=1";
+        let other = "https://other.example/pb";
+        insert_all(&writer, vec![to_receivers(&[busy, other]), to_receivers(&[busy])]);
+        let skip = vec![target_of(busy)];
+        let claimed = writer.claim_due(1_000, 10, skip.clone()).unwrap();
+        let urls: Vec<_> = claimed.due.iter().map(|d| d.request.url.as_str()).collect();
+        assert_eq!(urls, [other]);
+        assert_eq!(claimed.next_due, None, "the busy receiver's deliveries do not count");
+        let rest = writer.claim_due(1_000, 10, Vec::new()).unwrap();
+        assert_eq!(rest.due.len(), 2, "without skipping, the busy receiver's come too");
+    }
+
+    /// A database from before the receiver column gets it filled in for the
+    /// deliveries still waiting, so claims can skip them.
+    #[test]
+    fn migration_fills_in_receivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
+        let busy = "http://busy.example:8080/pb";
+        insert_all(&writer, vec![to_receivers(&[busy, "http://other.example/pb"])]);
+        drop(writer);
+        thread.join().unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        let claimed = writer.claim_due(1_000, 10, vec![target_of(busy)]).unwrap();
+        let urls: Vec<_> = claimed.due.iter().map(|d| d.request.url.as_str()).collect();
+        assert_eq!(urls, ["http://other.example/pb"]);
     }
 
     /// A reader refuses a database this build cannot read.

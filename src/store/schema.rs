@@ -96,6 +96,14 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 3: each delivery's receiver (`scheme://host:port/`), indexed over the
+    //    due ones, so a claim can pass over a busy receiver's backlog
+    //    without reading it. Filled in for waiting deliveries by `backfill`.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN target TEXT NOT NULL DEFAULT '';
+    CREATE INDEX deliveries_due_by_target ON deliveries (target, next_attempt_at, id)
+        WHERE status IN ('pending', 'retrying');
+    "#,
 ];
 
 /// The version this build writes and reads.
@@ -104,6 +112,22 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Fills in what a migration to `version` added but SQL alone cannot compute.
+fn backfill(conn: &Connection, version: i64) -> rusqlite::Result<()> {
+    if version == 3 {
+        // Finished deliveries are never claimed again (a replay adds new ones).
+        let waiting: Vec<(i64, String)> = conn
+            .prepare("SELECT id, url FROM deliveries WHERE status IN ('pending', 'retrying', 'in_flight')")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut set = conn.prepare("UPDATE deliveries SET target = ?2 WHERE id = ?1")?;
+        for (id, url) in waiting {
+            set.execute(rusqlite::params![id, super::target_of(&url)])?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies every migration the database has not seen, each in its own transaction.
@@ -115,6 +139,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        backfill(&tx, index as i64 + 1)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
     }

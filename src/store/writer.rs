@@ -163,7 +163,7 @@ impl Writer {
     }
 
     /// Marks up to `limit` due deliveries `in_flight` and returns them,
-    /// leaving those whose URL starts with one of `skip`. `next_due` skips
+    /// leaving those to the receivers in `skip` (as [`super::target_of`] names them). `next_due` skips
     /// them too. Blocks: call from a plain thread, never from async code.
     pub fn claim_due(&self, now: i64, limit: usize, skip: Vec<String>) -> Result<Claimed, StoreError> {
         self.run_blocking(false, move |conn| claim(conn, now, limit, &skip))
@@ -462,8 +462,8 @@ pub(super) fn insert_delivery(
     conn.prepare_cached(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
-             updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4)",
+             updated_at, target)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15)",
     )?
     .execute(params![
         operation_id,
@@ -480,70 +480,118 @@ pub(super) fn insert_delivery(
         d.max_attempts,
         d.first_delay_ms as i64,
         d.max_delay_ms as i64,
+        super::target_of(&d.url),
     ])?;
     Ok(())
 }
 
-/// ` AND url does not start with …` for each prefix, numbering parameters from `first`.
-fn skip_clause(skip: &[String], first: usize) -> String {
-    (first..first + skip.len())
-        .map(|n| format!(" AND substr(url, 1, length(?{n})) != ?{n}"))
-        .collect()
+/// What a claim reads of a delivery; [`due_row`] takes it apart.
+const DUE_COLUMNS: &str = "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
+     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at";
+
+/// Waiting deliveries' receivers: a walk along `deliveries_due_by_target`
+/// from one receiver to the next, one index seek each, however long their
+/// backlogs are.
+const WAITING_TARGETS: &str = "WITH RECURSIVE t(target) AS (
+         SELECT MIN(target) FROM deliveries WHERE status IN ('pending', 'retrying')
+         UNION ALL
+         SELECT (SELECT MIN(target) FROM deliveries
+                 WHERE status IN ('pending', 'retrying') AND target > t.target)
+         FROM t WHERE t.target IS NOT NULL)
+     SELECT target FROM t WHERE target IS NOT NULL";
+
+/// A row of [`DUE_COLUMNS`]: the delivery, its headers as JSON, when it is due.
+fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, String, i64)> {
+    Ok((
+        DueDelivery {
+            id: row.get(0)?,
+            operation_id: row.get(1)?,
+            attempts: row.get(2)?,
+            request: NewDelivery {
+                action: row.get(3)?,
+                method: row.get(4)?,
+                url: row.get(5)?,
+                headers: Vec::new(),
+                body: row.get(7)?,
+                redacted: row.get(8)?,
+                expect_body: row.get(9)?,
+                timeout_ms: row.get::<_, i64>(10)? as u64,
+                max_attempts: row.get(11)?,
+                first_delay_ms: row.get::<_, i64>(12)? as u64,
+                max_delay_ms: row.get::<_, i64>(13)? as u64,
+            },
+        },
+        row.get(6)?,
+        row.get(14)?,
+    ))
 }
 
 fn claim(conn: &Connection, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
+    let limit = limit as i64;
+    // Deliveries to the receivers in `skip` stay where they are. Rather than
+    // scan past their backlog, ask each other receiver for its due ones.
+    let targets: Option<Vec<String>> = if skip.is_empty() {
+        None
+    } else {
+        let all: Vec<String> = conn
+            .prepare_cached(WAITING_TARGETS)?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Some(all.into_iter().filter(|t| !skip.contains(t)).collect())
+    };
+    let rows = match &targets {
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {DUE_COLUMNS} FROM deliveries
+                 WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            ))?
+            .query_map(params![now, limit], due_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(targets) => {
+            let mut due = conn.prepare_cached(&format!(
+                "SELECT {DUE_COLUMNS} FROM deliveries
+                 WHERE target = ?1 AND status IN ('pending', 'retrying') AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at, id LIMIT ?3"
+            ))?;
+            let mut rows = Vec::new();
+            for target in targets {
+                for row in due.query_map(params![target, now, limit], due_row)? {
+                    rows.push(row?);
+                }
+            }
+            rows.sort_by_key(|(due, _, at)| (*at, due.id));
+            rows.truncate(limit as usize);
+            rows
+        }
+    };
     let mut claimed = Claimed::default();
-    // Deliveries whose URL starts with a skipped prefix stay where they are.
-    let mut values: Vec<rusqlite::types::Value> = vec![now.into(), (limit as i64).into()];
-    values.extend(skip.iter().map(|prefix| prefix.clone().into()));
-    let rows = conn
-        .prepare_cached(&format!(
-            "SELECT id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
-                    timeout_ms, max_attempts, first_delay_ms, max_delay_ms
-             FROM deliveries
-             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1{}
-             ORDER BY next_attempt_at, id LIMIT ?2",
-            skip_clause(skip, 3)
-        ))?
-        .query_map(rusqlite::params_from_iter(&values), |row| {
-            Ok((
-                DueDelivery {
-                    id: row.get(0)?,
-                    operation_id: row.get(1)?,
-                    attempts: row.get(2)?,
-                    request: NewDelivery {
-                        action: row.get(3)?,
-                        method: row.get(4)?,
-                        url: row.get(5)?,
-                        headers: Vec::new(),
-                        body: row.get(7)?,
-                        redacted: row.get(8)?,
-                        expect_body: row.get(9)?,
-                        timeout_ms: row.get::<_, i64>(10)? as u64,
-                        max_attempts: row.get(11)?,
-                        first_delay_ms: row.get::<_, i64>(12)? as u64,
-                        max_delay_ms: row.get::<_, i64>(13)? as u64,
-                    },
-                },
-                row.get::<_, String>(6)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
     let mut mark = conn.prepare_cached("UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1")?;
-    for (mut due, headers) in rows {
+    for (mut due, headers, _) in rows {
         due.request.headers = serde_json::from_str(&headers)
             .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
         mark.execute(params![due.id, now])?;
         claimed.due.push(due);
     }
-    claimed.next_due = conn
-        .prepare_cached(&format!(
-            "SELECT next_attempt_at FROM deliveries WHERE status IN ('pending', 'retrying'){}
-             ORDER BY next_attempt_at LIMIT 1",
-            skip_clause(skip, 1)
-        ))?
-        .query_row(rusqlite::params_from_iter(skip), |row| row.get(0))
-        .optional()?;
+    claimed.next_due = match &targets {
+        None => conn
+            .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')")?
+            .query_row([], |row| row.get(0))?,
+        Some(targets) => {
+            let mut first = conn.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')",
+            )?;
+            let mut next: Option<i64> = None;
+            for target in targets {
+                let at: Option<i64> = first.query_row([target], |row| row.get(0))?;
+                next = match (next, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            next
+        }
+    };
     Ok(claimed)
 }
 
