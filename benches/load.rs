@@ -116,6 +116,16 @@ struct Stats {
     latencies: Vec<u64>,
     /// When each webhook number was sent.
     sent: Vec<(u64, Instant)>,
+    /// The slowest acknowledgement: microseconds, and when it was sent.
+    worst: Option<(u64, Instant)>,
+}
+
+impl Stats {
+    fn note_worst(&mut self, worst: Option<(u64, Instant)>) {
+        if worst.is_some_and(|(w, _)| self.worst.is_none_or(|(mine, _)| w > mine)) {
+            self.worst = worst;
+        }
+    }
 }
 
 impl Stats {
@@ -172,7 +182,9 @@ async fn load(addr: SocketAddr, path_prefix: &str, conns: usize, limit: Limit, c
                         let _ = response.into_body().collect().await;
                         if status.is_success() {
                             stats.ok += 1;
-                            stats.latencies.push(sent.elapsed().as_micros() as u64);
+                            let took = sent.elapsed().as_micros() as u64;
+                            stats.latencies.push(took);
+                            stats.note_worst(Some((took, sent)));
                             stats.sent.push((n, sent));
                         } else {
                             stats.failed += 1;
@@ -194,6 +206,7 @@ async fn load(addr: SocketAddr, path_prefix: &str, conns: usize, limit: Limit, c
             all.failed += stats.failed;
             all.latencies.extend(stats.latencies);
             all.sent.extend(stats.sent);
+            all.note_worst(stats.worst);
         }
     }
     all.elapsed = start.elapsed();
@@ -625,7 +638,11 @@ async fn run(opts: Opts) -> Result<u64, String> {
 
     let history = match opts.history {
         0 => None,
-        n => Some(history_timing(dir.path(), n, !opts.smoke)?),
+        // Blocking work off the runtime's worker, whose queued tasks (the
+        // receiver's) would otherwise wait for it.
+        n => Some(tokio::task::block_in_place(|| {
+            history_timing(dir.path(), n, !opts.smoke)
+        })?),
     };
     let pruning = match opts.prune {
         0 => None,
@@ -711,14 +728,15 @@ async fn run(opts: Opts) -> Result<u64, String> {
         let l = &p.stats.latencies;
         println!(
             "pruning: {} operations pruned in {:.1} s under 32 connections; meanwhile {} webhooks at {:.0}/s, \
-             ack p50 {} ms, p99 {} ms, max {} ms",
+             ack p50 {} ms, p99 {} ms, max {} ms (sent {:.1} s after the start)",
             p.pruned,
             p.took.as_secs_f64(),
             p.stats.ok,
             p.stats.rate(),
             ms(percentile(l, 0.5)),
             ms(percentile(l, 0.99)),
-            ms(l.last().copied().unwrap_or(0))
+            ms(l.last().copied().unwrap_or(0)),
+            p.worst_at.unwrap_or_default().as_secs_f64()
         );
     }
     failed += rows.iter().map(|r| r.stats.failed).sum::<u64>();
@@ -856,6 +874,8 @@ struct Pruning {
     pruned: u64,
     took: Duration,
     stats: Stats,
+    /// When the slowest acknowledgement's request was sent, after the daemon started.
+    worst_at: Option<Duration>,
 }
 
 /// Starts hookrelay on `operations` operations older than `keep_days` (it
@@ -878,9 +898,10 @@ async fn prune_under_load(
         failed_every: 100,
         query: QUERY.to_string(),
     };
-    hookrelay::store::seed::seed(&dir.join("bench.db"), &plan).map_err(|e| format!("seeding: {e}"))?;
+    tokio::task::block_in_place(|| hookrelay::store::seed::seed(&dir.join("bench.db"), &plan))
+        .map_err(|e| format!("seeding: {e}"))?;
     let started = Instant::now();
-    let relay = start_relay(&config)?;
+    let relay = tokio::task::block_in_place(|| start_relay(&config))?;
     let mut all = Stats::default();
     let limit = if opts.smoke {
         Limit::Count(50)
@@ -900,6 +921,7 @@ async fn prune_under_load(
         all.failed += stats.failed;
         all.elapsed += stats.elapsed;
         all.latencies.extend(stats.latencies);
+        all.note_worst(stats.worst);
         if relay.logged(&format!("pruned {operations} operations")) {
             break started.elapsed();
         }
@@ -908,9 +930,11 @@ async fn prune_under_load(
         }
     };
     all.latencies.sort_unstable();
+    let worst_at = all.worst.map(|(_, sent)| sent.duration_since(started));
     Ok(Pruning {
         pruned: operations,
         took,
         stats: all,
+        worst_at,
     })
 }

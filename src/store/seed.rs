@@ -80,7 +80,13 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
         tx.commit()?;
         done += count;
     }
+    // Written back and synced now: otherwise the daemon's first checkpoint
+    // pays for flushing the whole seed (seconds for 10 M operations).
+    conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| StoreError::Commit(format!("syncing {}: {e}", path.display())))?;
     Ok(())
 }
 

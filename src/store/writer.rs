@@ -163,8 +163,9 @@ impl Writer {
     }
 
     /// Marks up to `limit` due deliveries `in_flight` and returns them,
-    /// leaving those to the receivers in `skip` (as [`super::target_of`] names them). `next_due` skips
-    /// them too. Blocks: call from a plain thread, never from async code.
+    /// leaving those to the receivers in `skip` (named by [`super::target_of`]).
+    /// `next_due` skips them too. Blocks: call from a plain thread, never
+    /// from async code.
     pub fn claim_due(&self, now: i64, limit: usize, skip: Vec<String>) -> Result<Claimed, StoreError> {
         self.run_blocking(false, move |conn| claim(conn, now, limit, &skip))
     }
@@ -174,9 +175,9 @@ impl Writer {
         self.run_blocking(false, move |conn| release(conn, &ids))
     }
 
-    /// Queues an attempt's result for the next commit. Blocks while the queue
-    /// is full: call from a plain thread.
-    /// Errors are logged by the writer; storage faults are retried by it.
+    /// Queues an attempt's result for the next commit; the writer logs its
+    /// errors and keeps it through storage faults. Blocks while the queue is
+    /// full: call from a plain thread.
     pub fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
         self.tx
             .blocking_send(Job::attempt(record))
