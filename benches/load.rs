@@ -636,6 +636,11 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let drain = drain_started.elapsed();
     drop(relay);
 
+    let pruning = match opts.prune {
+        0 => None,
+        n => Some(prune_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
+    };
+    // Last: writing gigabytes disturbs what runs after it.
     let history = match opts.history {
         0 => None,
         // Blocking work off the runtime's worker, whose queued tasks (the
@@ -643,10 +648,6 @@ async fn run(opts: Opts) -> Result<u64, String> {
         n => Some(tokio::task::block_in_place(|| {
             history_timing(dir.path(), n, !opts.smoke)
         })?),
-    };
-    let pruning = match opts.prune {
-        0 => None,
-        n => Some(prune_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
     };
     if let Some(p) = &pruning {
         failed += p.stats.failed;
