@@ -214,17 +214,10 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
     let mut carried: Vec<AttemptRecord> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         if !carried.is_empty() {
-            let retry = std::mem::take(&mut carried);
+            let mut retry: Vec<Job> = std::mem::take(&mut carried).into_iter().map(Job::attempt).collect();
             let kept = retry.len();
-            let wake = retry.iter().any(|r| matches!(r.outcome, Outcome::RetryAt(_)));
-            match commit_batch(&mut conn, retry.into_iter().map(Job::attempt), &mut carried) {
-                Ok(()) => {
-                    log::info!("saved {kept} attempt results kept since the database failed");
-                    if wake {
-                        (hooks.on_commit)();
-                    }
-                }
-                Err(reason) => (hooks.on_error)(&reason),
+            if commit_and_tell(&mut conn, &mut retry, &mut carried, &hooks) {
+                log::info!("saved {kept} attempt results kept since the database failed");
             }
         }
         batch.push(first);
@@ -234,12 +227,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
                 Err(_) => break,
             }
         }
-        let wake = batch.iter().any(|job| job.wakes);
-        match commit_batch(&mut conn, batch.drain(..), &mut carried) {
-            Ok(()) if wake => (hooks.on_commit)(),
-            Ok(()) => {}
-            Err(reason) => (hooks.on_error)(&reason),
-        }
+        commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks);
     }
     if !carried.is_empty() {
         log::warn!(
@@ -248,6 +236,25 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
         );
     }
     log::debug!("store writer stopped");
+}
+
+/// Commits (and empties) `jobs` with [`commit_batch`], then tells the
+/// daemon: a wake-up if a committed job may have made deliveries due, the
+/// reason if the commit failed. Returns whether it committed.
+fn commit_and_tell(conn: &mut Connection, jobs: &mut Vec<Job>, carry: &mut Vec<AttemptRecord>, hooks: &Hooks) -> bool {
+    let wake = jobs.iter().any(|job| job.wakes);
+    match commit_batch(conn, jobs.drain(..), carry) {
+        Ok(()) => {
+            if wake {
+                (hooks.on_commit)();
+            }
+            true
+        }
+        Err(reason) => {
+            (hooks.on_error)(&reason);
+            false
+        }
+    }
 }
 
 /// Applies and commits `batch`, then answers every caller. Attempt results
