@@ -5,10 +5,17 @@
 
 use rusqlite::Connection;
 
-/// The statements of each migration, oldest first.
-const MIGRATIONS: &[&str] = &[
+/// One step of the schema: its statements, then what SQL alone cannot do.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
+/// Every migration, oldest first.
+const MIGRATIONS: &[Migration] = &[
     // 1: operations, deliveries (with the rendered request), attempts.
-    r#"
+    Migration {
+        sql: r#"
     CREATE TABLE operations (
         id           INTEGER PRIMARY KEY,
         processing   TEXT    NOT NULL,
@@ -69,9 +76,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
     "#,
+        then: None,
+    },
     // 2: notifications waiting to be sent, the first-warning-per-day marks,
     //    and small named values (last notification time, health probe).
-    r#"
+    Migration {
+        sql: r#"
     CREATE TABLE notifications (
         id               INTEGER PRIMARY KEY,
         created_at       INTEGER NOT NULL,
@@ -96,14 +106,19 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+        then: None,
+    },
     // 3: each delivery's receiver (`scheme://host:port/`), indexed over the
     //    due ones, so a claim can pass over a busy receiver's backlog
-    //    without reading it. Filled in for waiting deliveries by `backfill`.
-    r#"
+    //    without reading it.
+    Migration {
+        sql: r#"
     ALTER TABLE deliveries ADD COLUMN target TEXT NOT NULL DEFAULT '';
     CREATE INDEX deliveries_due_by_target ON deliveries (target, next_attempt_at, id)
         WHERE status IN ('pending', 'retrying');
     "#,
+        then: Some(fill_in_targets),
+    },
 ];
 
 /// The version this build writes and reads.
@@ -114,18 +129,16 @@ pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
-/// Fills in what a migration to `version` added but SQL alone cannot compute.
-fn backfill(conn: &Connection, version: i64) -> rusqlite::Result<()> {
-    if version == 3 {
-        // Finished deliveries are never claimed again (a replay adds new ones).
-        let waiting: Vec<(i64, String)> = conn
-            .prepare("SELECT id, url FROM deliveries WHERE status IN ('pending', 'retrying', 'in_flight')")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut set = conn.prepare("UPDATE deliveries SET target = ?2 WHERE id = ?1")?;
-        for (id, url) in waiting {
-            set.execute(rusqlite::params![id, super::target_of(&url)])?;
-        }
+/// Migration 3's receiver column, for the deliveries still waiting: finished
+/// ones are never claimed again (a replay adds new ones).
+fn fill_in_targets(conn: &Connection) -> rusqlite::Result<()> {
+    let waiting: Vec<(i64, String)> = conn
+        .prepare("SELECT id, url FROM deliveries WHERE status IN ('pending', 'retrying', 'in_flight')")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut set = conn.prepare("UPDATE deliveries SET target = ?2 WHERE id = ?1")?;
+    for (id, url) in waiting {
+        set.execute(rusqlite::params![id, super::target_of(&url)])?;
     }
     Ok(())
 }
@@ -136,10 +149,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
     if current > VERSION {
         return Err(super::StoreError::TooNew(current, VERSION));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        backfill(&tx, index as i64 + 1)?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(then) = migration.then {
+            then(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
     }
