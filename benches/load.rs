@@ -500,7 +500,8 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let mut failed = 0;
 
     // The ceiling.
-    let ceiling = start_ceiling()?;
+    // Starting processes blocks: off the worker that runs the receiver's tasks.
+    let ceiling = tokio::task::block_in_place(start_ceiling)?;
     rows.extend(
         plain_levels(
             "ceiling",
@@ -516,7 +517,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
     // hookrelay.
     let relay_dir = dir.path().join("relay");
     std::fs::create_dir_all(&relay_dir).map_err(|e| e.to_string())?;
-    let relay = start_relay(&relay_config(&relay_dir, receiver_addr, true))?;
+    let relay = tokio::task::block_in_place(|| start_relay(&relay_config(&relay_dir, receiver_addr, true)))?;
     let idle_rss = relay.status_kb("VmRSS:");
     for &conns in &opts.levels {
         let stats = load(
@@ -565,7 +566,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
     drop(relay);
 
     // The peer, if installed.
-    let peer = start_peer(dir.path());
+    let peer = tokio::task::block_in_place(|| start_peer(dir.path()));
     if let Some(peer) = &peer {
         rows.extend(
             plain_levels(
@@ -584,7 +585,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let backlog_dir = dir.path().join("backlog");
     std::fs::create_dir_all(&backlog_dir).map_err(|e| e.to_string())?;
     let config = relay_config(&backlog_dir, receiver_addr, false);
-    let relay = start_relay(&config)?;
+    let relay = tokio::task::block_in_place(|| start_relay(&config))?;
     let first = counter.load(Ordering::Relaxed);
     let stored = load(
         relay.addr,
@@ -596,30 +597,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
     .await;
     failed += stored.failed;
     let last = counter.load(Ordering::Relaxed);
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config)
-            .map_err(|e| e.to_string())?
-            .replace("enabled = false", "enabled = true"),
-    )
-    .map_err(|e| e.to_string())?;
-    Command::new("kill")
-        .args(["-HUP", &relay.child.id().to_string()])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !relay.wait_log("config reloaded") {
-        return Err("the backlog relay did not reload".into());
-    }
-    let replay_started = Instant::now();
-    let replay = Command::new(BIN)
-        .arg("-c")
-        .arg(&config)
-        .args(["replay", "--status", "held"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !replay.status.success() {
-        return Err(format!("replay failed: {}", String::from_utf8_lossy(&replay.stderr)));
-    }
+    let replay_started = tokio::task::block_in_place(|| enable_and_replay(&relay, &config))?;
     let replay_took = replay_started.elapsed();
     let drain_started = Instant::now();
     let deadline = drain_started + Duration::from_secs(600);
@@ -748,6 +726,36 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let runs = rows.len() + 1 + usize::from(history.is_some()) + usize::from(pruning.is_some());
     println!("load: {} passed, {failed_runs} failed", runs - failed_runs);
     Ok(failed)
+}
+
+/// Enables the held processing, reloads the relay and replays what it held;
+/// returns when the replay began.
+fn enable_and_replay(relay: &Process, config: &Path) -> Result<Instant, String> {
+    std::fs::write(
+        config,
+        std::fs::read_to_string(config)
+            .map_err(|e| e.to_string())?
+            .replace("enabled = false", "enabled = true"),
+    )
+    .map_err(|e| e.to_string())?;
+    Command::new("kill")
+        .args(["-HUP", &relay.child.id().to_string()])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !relay.wait_log("config reloaded") {
+        return Err("the backlog relay did not reload".into());
+    }
+    let replay_started = Instant::now();
+    let replay = Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(["replay", "--status", "held"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !replay.status.success() {
+        return Err(format!("replay failed: {}", String::from_utf8_lossy(&replay.stderr)));
+    }
+    Ok(replay_started)
 }
 
 /// Every load level against a server with nothing to check afterwards.
