@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
-use crate::store::{now_ms, target_of, AttemptRecord, DueDelivery, Outcome, Writer};
+use crate::store::{now_ms, AttemptRecord, DueDelivery, Outcome, Writer};
 use retry::{classify, next_step, Policy, Verdict};
 
 /// Longest the scheduler sleeps without looking at the database.
@@ -194,7 +194,7 @@ fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: Syn
                         wait = Duration::ZERO;
                     }
                     for due in claimed.due {
-                        waiting.entry(target_of(&due.request.url)).or_default().push_back(due);
+                        waiting.entry(due.target.clone()).or_default().push_back(due);
                     }
                     if let Some(next) = claimed.next_due {
                         wait = wait.min(Duration::from_millis((next - now).max(0) as u64));

@@ -249,6 +249,8 @@ pub struct DueDelivery {
     pub operation_id: i64,
     /// Attempts already made before this one.
     pub attempts: u32,
+    /// Its receiver, as [`target_of`] names it (stored with the delivery).
+    pub target: String,
     pub request: NewDelivery,
 }
 

@@ -495,7 +495,7 @@ pub(super) fn insert_delivery(
 
 /// What a claim reads of a delivery; [`due_row`] takes it apart.
 const DUE_COLUMNS: &str = "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
-     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at";
+     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target";
 
 /// Waiting deliveries' receivers: a walk along `deliveries_due_by_target`
 /// from one receiver to the next, one index seek each, however long their
@@ -515,6 +515,7 @@ fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, String, i64)> 
             id: row.get(0)?,
             operation_id: row.get(1)?,
             attempts: row.get(2)?,
+            target: row.get(15)?,
             request: NewDelivery {
                 action: row.get(3)?,
                 method: row.get(4)?,
