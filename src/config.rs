@@ -21,6 +21,11 @@ pub const DEFAULT_PATH: &str = "/etc/hookrelay/config.toml";
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// A Klientiks event has a few dozen fields; a thousand is far past any real one.
+const DEFAULT_MAX_FIELDS: usize = 1000;
+const DEFAULT_MAX_FIELD_NAME_BYTES: usize = 256;
+/// The default cap on names and values together, as a multiple of `max_body_bytes`.
+const DEFAULT_FIELDS_BYTES_PER_BODY_BYTE: usize = 4;
 const DEFAULT_DB_PATH: &str = "/var/lib/hookrelay/hookrelay.db";
 const DEFAULT_KEEP_DAYS: u32 = 90;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -106,6 +111,12 @@ pub struct Server {
     pub admin_listen: SocketAddr,
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
+    /// Most fields one request may carry (query and body together).
+    pub max_fields: usize,
+    /// Longest field name, a dotted JSON path counting whole.
+    pub max_field_name_bytes: usize,
+    /// Most bytes of field names and values of one request.
+    pub max_fields_bytes: usize,
 }
 
 /// `[storage]`.
@@ -344,6 +355,9 @@ struct RawServer {
     admin_listen: Option<String>,
     admin_token: Option<Secret>,
     max_body_bytes: Option<usize>,
+    max_fields: Option<usize>,
+    max_field_name_bytes: Option<usize>,
+    max_fields_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -529,15 +543,33 @@ impl RawServer {
             })
             .transpose()?;
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-        if max_body_bytes == 0 {
-            return Err("server.max_body_bytes: must be at least 1".into());
-        }
+        let at_least_one = |key: &str, value: usize| {
+            if value == 0 {
+                Err(format!("server.{key}: must be at least 1"))
+            } else {
+                Ok(value)
+            }
+        };
+        at_least_one("max_body_bytes", max_body_bytes)?;
+        let max_fields = at_least_one("max_fields", self.max_fields.unwrap_or(DEFAULT_MAX_FIELDS))?;
+        let max_field_name_bytes = at_least_one(
+            "max_field_name_bytes",
+            self.max_field_name_bytes.unwrap_or(DEFAULT_MAX_FIELD_NAME_BYTES),
+        )?;
+        let max_fields_bytes = at_least_one(
+            "max_fields_bytes",
+            self.max_fields_bytes
+                .unwrap_or(max_body_bytes.saturating_mul(DEFAULT_FIELDS_BYTES_PER_BODY_BYTE)),
+        )?;
         Ok(Server {
             listen,
             public_url,
             admin_listen,
             admin_token: self.admin_token,
             max_body_bytes,
+            max_fields,
+            max_field_name_bytes,
+            max_fields_bytes,
         })
     }
 }

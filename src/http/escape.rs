@@ -6,12 +6,23 @@
 //! request line as `%XX`, which field extraction then decodes like any other
 //! escape. Only request lines are touched: it follows `Content-Length` to skip
 //! bodies, and passes a connection through untouched after a chunked body.
+//!
+//! It also flags a head that carries both `Content-Length` and
+//! `Transfer-Encoding`. hyper reads such a request as chunked and drops the
+//! length without telling the handler, but a proxy in front may have framed
+//! it by the length: the classic request-smuggling split. The flag is an
+//! extra header line ([`FRAMING_CONFLICT`]) that the accept loop answers
+//! with 400.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The header line added to a head with both `Content-Length` and
+/// `Transfer-Encoding`; a request carrying it is refused.
+pub const FRAMING_CONFLICT: &str = "x-hookrelay-framing-conflict";
 
 /// The longest header line inspected for `Content-Length`/`Transfer-Encoding`.
 const MAX_INSPECTED_LINE: usize = 256;
@@ -26,6 +37,9 @@ enum State {
         line: Vec<u8>,
         length: u64,
         chunked: bool,
+        /// Which framing headers this head has carried so far.
+        has_length: bool,
+        has_encoding: bool,
     },
     Body {
         left: u64,
@@ -80,13 +94,21 @@ impl Escaper {
                                 line: Vec::new(),
                                 length: 0,
                                 chunked: false,
+                                has_length: false,
+                                has_encoding: false,
                             }
                         }
                         b'\r' | b'\n' => {}
                         _ => *started = true,
                     }
                 }
-                State::Headers { line, length, chunked } => {
+                State::Headers {
+                    line,
+                    length,
+                    chunked,
+                    has_length,
+                    has_encoding,
+                } => {
                     let byte = input[0];
                     input = &input[1..];
                     out.push(byte);
@@ -104,10 +126,19 @@ impl Escaper {
                             (false, 0) => State::RequestLine { started: false },
                             (false, left) => State::Body { left },
                         };
-                    } else if let Some(value) = text.strip_prefix("content-length:") {
-                        *length = value.trim().parse().unwrap_or(0);
-                    } else if let Some(value) = text.strip_prefix("transfer-encoding:") {
-                        *chunked |= value.contains("chunked");
+                    } else {
+                        let both_before = *has_length && *has_encoding;
+                        if let Some(value) = text.strip_prefix("content-length:") {
+                            *length = value.trim().parse().unwrap_or(0);
+                            *has_length = true;
+                        } else if let Some(value) = text.strip_prefix("transfer-encoding:") {
+                            *chunked |= value.contains("chunked");
+                            *has_encoding = true;
+                        }
+                        if !both_before && *has_length && *has_encoding {
+                            out.extend_from_slice(FRAMING_CONFLICT.as_bytes());
+                            out.extend_from_slice(b": 1\r\n");
+                        }
                     }
                 }
             }
@@ -215,6 +246,25 @@ mod tests {
         assert_eq!(
             run(&[b"\r\nGET /\xe4 HTTP/1.1\r\n\r\n"]),
             b"\r\nGET /%E4 HTTP/1.1\r\n\r\n"
+        );
+    }
+
+    /// Content-Length with Transfer-Encoding, in either order, gets one flag line.
+    #[test]
+    fn flags_length_with_encoding() {
+        let out =
+            run(&[b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"]);
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches(FRAMING_CONFLICT).count(), 1, "{text}");
+        assert!(text.starts_with("POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nx-hookrelay"));
+        let split: Vec<&[u8]> = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n"
+            .chunks(1)
+            .collect();
+        assert!(String::from_utf8_lossy(&run(&split)).contains(FRAMING_CONFLICT));
+        // Either header alone is not flagged.
+        assert!(
+            !String::from_utf8_lossy(&run(&[b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]))
+                .contains(FRAMING_CONFLICT)
         );
     }
 }

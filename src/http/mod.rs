@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -41,6 +41,19 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The answer to a request framed two ways; the connection is closed after
+/// it, since where its body ends is exactly what is in doubt.
+fn framing_conflict() -> Reply {
+    let mut response = text(
+        StatusCode::BAD_REQUEST,
+        "Content-Length and Transfer-Encoding together are refused\n",
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -78,9 +91,15 @@ where
         };
         backoff = Duration::from_millis(10);
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let reply = handler(remote, request);
-            async move { Ok::<_, Infallible>(reply.await) }
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let smuggled = request.headers().contains_key(escape::FRAMING_CONFLICT);
+            let reply = (!smuggled).then(|| handler(remote, request));
+            async move {
+                Ok::<_, Infallible>(match reply {
+                    Some(reply) => reply.await,
+                    None => framing_conflict(),
+                })
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

@@ -12,6 +12,30 @@ pub const PLACEHOLDER: &str = "placeholder";
 /// Warning kind: a body of a type hookrelay does not read.
 pub const BODY_NOT_READ: &str = "body_not_read";
 
+/// Bounds on what one request may flatten into. JSON nesting repeats every
+/// parent key in each leaf's dotted name, so without them a 60 KB body can
+/// become hundreds of megabytes of fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most distinct fields.
+    pub max_fields: usize,
+    /// Longest field name, in bytes (a dotted JSON path counts whole).
+    pub max_name_bytes: usize,
+    /// Most bytes of names and values together.
+    pub max_total_bytes: usize,
+}
+
+/// Why a request's fields could not be read; the variant picks the answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// The body does not parse (400).
+    #[error("{0}")]
+    Malformed(String),
+    /// The fields exceed [`Limits`] (413).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
 /// Which charset the request's text turned out to be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charset {
@@ -75,14 +99,24 @@ impl Extracted {
 
 /// Reads the fields of a request: the query string first, then a form or
 /// JSON body, whose fields win on a name clash. An `Err` is a body that
-/// claims to be JSON but does not parse: the reason for a 400.
-pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Result<Extracted, String> {
-    let mut out = Extracted {
-        fields: BTreeMap::new(),
-        charset: Charset::Utf8,
-        warnings: Vec::new(),
+/// claims to be JSON but does not parse, or fields beyond `limits`; reading
+/// stops at the first field past a limit, so memory stays bounded.
+pub fn extract(
+    raw_query: &[u8],
+    content_type: Option<&str>,
+    body: &[u8],
+    limits: Limits,
+) -> Result<Extracted, ExtractError> {
+    let mut sink = Sink {
+        out: Extracted {
+            fields: BTreeMap::new(),
+            charset: Charset::Utf8,
+            warnings: Vec::new(),
+        },
+        limits,
+        total: 0,
     };
-    parse_urlencoded(raw_query, &mut out);
+    parse_urlencoded(raw_query, &mut sink)?;
     let mime = content_type
         .and_then(|ct| ct.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
@@ -91,11 +125,11 @@ pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Res
     if !trimmed.is_empty() {
         let sniff_json = trimmed.starts_with(b"{") || trimmed.starts_with(b"[");
         match mime.as_str() {
-            "application/x-www-form-urlencoded" => parse_urlencoded(body, &mut out),
-            m if m == "application/json" || m.ends_with("+json") => parse_json(body, &mut out)?,
-            "" | "text/plain" if sniff_json => parse_json(body, &mut out)?,
-            "" | "text/plain" if body.contains(&b'=') => parse_urlencoded(body, &mut out),
-            other => out.warnings.push(Warning::new(
+            "application/x-www-form-urlencoded" => parse_urlencoded(body, &mut sink)?,
+            m if m == "application/json" || m.ends_with("+json") => parse_json(body, &mut sink)?,
+            "" | "text/plain" if sniff_json => parse_json(body, &mut sink)?,
+            "" | "text/plain" if body.contains(&b'=') => parse_urlencoded(body, &mut sink)?,
+            other => sink.out.warnings.push(Warning::new(
                 BODY_NOT_READ,
                 format!(
                     "the body ({}) was kept but not read for fields: only form and JSON bodies are",
@@ -104,8 +138,50 @@ pub fn extract(raw_query: &[u8], content_type: Option<&str>, body: &[u8]) -> Res
             )),
         }
     }
+    let mut out = sink.out;
     out.note_placeholders();
     Ok(out)
+}
+
+/// Collects fields while enforcing [`Limits`].
+struct Sink {
+    out: Extracted,
+    limits: Limits,
+    /// Bytes of every name and value inserted so far, overwritten ones too.
+    total: usize,
+}
+
+impl Sink {
+    /// Refuses a name past the length limit before anything is built from it.
+    fn check_name(&self, name: &str) -> Result<(), ExtractError> {
+        if name.len() > self.limits.max_name_bytes {
+            return Err(ExtractError::TooLarge(format!(
+                "field name `{}` is longer than {} bytes",
+                shorten(name),
+                self.limits.max_name_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, name: String, value: String) -> Result<(), ExtractError> {
+        self.check_name(&name)?;
+        self.total = self.total.saturating_add(name.len() + value.len());
+        if self.total > self.limits.max_total_bytes {
+            return Err(ExtractError::TooLarge(format!(
+                "the fields come to more than {} bytes",
+                self.limits.max_total_bytes
+            )));
+        }
+        if self.out.fields.len() >= self.limits.max_fields && !self.out.fields.contains_key(&name) {
+            return Err(ExtractError::TooLarge(format!(
+                "more than {} fields",
+                self.limits.max_fields
+            )));
+        }
+        self.out.fields.insert(name, value);
+        Ok(())
+    }
 }
 
 fn shorten(value: &str) -> String {
@@ -117,7 +193,7 @@ fn shorten(value: &str) -> String {
 }
 
 /// `a=1&b=x+y&c=%D0%B4`: `+` is a space, percent escapes are bytes.
-fn parse_urlencoded(input: &[u8], out: &mut Extracted) {
+fn parse_urlencoded(input: &[u8], sink: &mut Sink) -> Result<(), ExtractError> {
     for pair in input.split(|&b| b == b'&') {
         if pair.is_empty() {
             continue;
@@ -126,13 +202,14 @@ fn parse_urlencoded(input: &[u8], out: &mut Extracted) {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &pair[..0]),
         };
-        let name = decode_text(&percent_decode(name), &mut out.charset);
+        let name = decode_text(&percent_decode(name), &mut sink.out.charset);
         if name.is_empty() {
             continue;
         }
-        let value = decode_text(&percent_decode(value), &mut out.charset);
-        out.fields.insert(name, value);
+        let value = decode_text(&percent_decode(value), &mut sink.out.charset);
+        sink.insert(name, value)?;
     }
+    Ok(())
 }
 
 fn percent_decode(input: &[u8]) -> Vec<u8> {
@@ -173,53 +250,63 @@ fn decode_text(bytes: &[u8], charset: &mut Charset) -> String {
     }
 }
 
-fn parse_json(body: &[u8], out: &mut Extracted) -> Result<(), String> {
-    let text = decode_text(body, &mut out.charset);
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("the JSON body does not parse: {e}"))?;
+fn parse_json(body: &[u8], sink: &mut Sink) -> Result<(), ExtractError> {
+    let text = decode_text(body, &mut sink.out.charset);
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ExtractError::Malformed(format!("the JSON body does not parse: {e}")))?;
     if !value.is_object() {
-        return Err("the JSON body must be an object such as {\"client_id\": \"1\"}".into());
+        return Err(ExtractError::Malformed(
+            "the JSON body must be an object such as {\"client_id\": \"1\"}".into(),
+        ));
     }
-    flatten("", &value, &mut out.fields);
-    Ok(())
+    flatten("", &value, sink)
 }
 
 /// `{"client": {"phone": "1"}, "ids": [5]}` becomes `client.phone=1`, `ids.0=5`.
-fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+/// A dotted name is checked against the length limit before descending, so
+/// deep nesting of long keys stops at the first name that is too long.
+fn flatten(prefix: &str, value: &serde_json::Value, sink: &mut Sink) -> Result<(), ExtractError> {
     use serde_json::Value;
-    let join = |key: &str| {
-        if prefix.is_empty() {
+    let join = |key: &str, sink: &Sink| {
+        let name = if prefix.is_empty() {
             key.to_string()
         } else {
             format!("{prefix}.{key}")
-        }
+        };
+        sink.check_name(&name).map(|()| name)
     };
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
-                flatten(&join(key), inner, out);
+                flatten(&join(key, sink)?, inner, sink)?;
             }
         }
         Value::Array(items) => {
             for (index, inner) in items.iter().enumerate() {
-                flatten(&join(&index.to_string()), inner, out);
+                flatten(&join(&index.to_string(), sink)?, inner, sink)?;
             }
         }
-        Value::String(text) => {
-            out.insert(prefix.to_string(), text.clone());
-        }
-        Value::Null => {
-            out.insert(prefix.to_string(), String::new());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
+        Value::String(text) => sink.insert(prefix.to_string(), text.clone())?,
+        Value::Null => sink.insert(prefix.to_string(), String::new())?,
+        other => sink.insert(prefix.to_string(), other.to_string())?,
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Limits no test below comes near, except those that test them.
+    const LIMITS: Limits = Limits {
+        max_fields: 100,
+        max_name_bytes: 64,
+        max_total_bytes: 4096,
+    };
+
+    fn extract(query: &[u8], content_type: Option<&str>, body: &[u8]) -> Result<Extracted, ExtractError> {
+        super::extract(query, content_type, body, LIMITS)
+    }
 
     fn fields(e: &Extracted) -> Vec<(&str, &str)> {
         e.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
@@ -301,9 +388,13 @@ mod tests {
     #[test]
     fn broken_json_is_rejected() {
         let err = extract(b"", Some("application/json"), b"{\"a\": ").unwrap_err();
-        assert!(err.starts_with("the JSON body does not parse: EOF"), "{err}");
+        assert!(matches!(err, ExtractError::Malformed(_)));
+        assert!(
+            err.to_string().starts_with("the JSON body does not parse: EOF"),
+            "{err}"
+        );
         let err = extract(b"", Some("application/json"), b"[1]").unwrap_err();
-        assert!(err.contains("must be an object"), "{err}");
+        assert!(err.to_string().contains("must be an object"), "{err}");
     }
 
     /// Other bodies are kept but not read, with a warning.
@@ -337,5 +428,43 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.text.contains("`status`") && w.kind == PLACEHOLDER));
+    }
+
+    /// Regression: 40 levels of 1 000-character keys around 10 000 zeros
+    /// flattened into 400 MB of fields; now the first long name stops it.
+    #[test]
+    fn json_amplification_is_refused() {
+        let key = "k".repeat(1000);
+        let mut body = format!("[{}]", vec!["0"; 10_000].join(","));
+        for _ in 0..40 {
+            body = format!("{{\"{key}\": {body}}}");
+        }
+        let err = extract(b"", Some("application/json"), body.as_bytes()).unwrap_err();
+        assert!(matches!(err, ExtractError::TooLarge(_)), "{err}");
+        assert!(err.to_string().contains("longer than 64 bytes"), "{err}");
+    }
+
+    /// Short keys nested within the name limit still stop at the field count.
+    #[test]
+    fn too_many_fields_is_refused() {
+        let body = format!("{{\"a\": [{}]}}", vec!["0"; 101].join(","));
+        let err = extract(b"", Some("application/json"), body.as_bytes()).unwrap_err();
+        assert_eq!(err, ExtractError::TooLarge("more than 100 fields".into()));
+        // The query string counts too.
+        let query = (0..101).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join("&");
+        assert!(extract(query.as_bytes(), None, b"").is_err());
+        // Exactly at the limit is fine, and a repeated name is one field.
+        let query = (0..100).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join("&") + "&p0=2";
+        assert_eq!(extract(query.as_bytes(), None, b"").unwrap().fields.len(), 100);
+    }
+
+    /// Names and values together are capped.
+    #[test]
+    fn total_size_is_capped() {
+        let query = format!("a={}", "x".repeat(4096));
+        let err = extract(query.as_bytes(), None, b"").unwrap_err();
+        assert!(err.to_string().contains("more than 4096 bytes"), "{err}");
+        let query = format!("a={}", "x".repeat(4095));
+        assert!(extract(query.as_bytes(), None, b"").is_ok());
     }
 }

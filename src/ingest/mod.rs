@@ -72,6 +72,9 @@ enum Refusal {
     Method(String, String),
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
+    /// Stored as `rejected`; the fields were past the configured limits.
+    #[error("{0}")]
+    FieldsTooLarge(String),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs())]
@@ -89,7 +92,7 @@ impl Refusal {
             Refusal::TargetTooLong => StatusCode::URI_TOO_LONG,
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::Method(..) => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLarge(_) | Refusal::FieldsTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyRead(_) | Refusal::Rejected(_) => StatusCode::BAD_REQUEST,
             Refusal::Storage => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -102,7 +105,7 @@ impl Refusal {
             Refusal::TargetTooLong => "target_too_long",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::Method(..) => "method",
-            Refusal::TooLarge(_) => "too_large",
+            Refusal::TooLarge(_) | Refusal::FieldsTooLarge(_) => "too_large",
             Refusal::BodyRead(_) | Refusal::Rejected(_) => "bad_request",
             Refusal::Storage => "storage",
         }
@@ -138,7 +141,7 @@ async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incomi
         Err(refusal) => {
             log::debug!("refused a request from {remote}: {refusal}");
             // A rejected body was stored, and counted as received.
-            if !matches!(refusal, Refusal::Rejected(_)) {
+            if !matches!(refusal, Refusal::Rejected(_) | Refusal::FieldsTooLarge(_)) {
                 shared.metrics.refused(refusal.metric());
             }
             refusal.response()
@@ -188,7 +191,13 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
             }
         })?
         .to_bytes();
-    let extracted = fields::extract(&raw_query, content_type.as_deref(), &body);
+    let limits = fields::Limits {
+        max_fields: config.server.max_fields,
+        max_name_bytes: config.server.max_field_name_bytes,
+        max_total_bytes: config.server.max_fields_bytes,
+    };
+    let extracted = fields::extract(&raw_query, content_type.as_deref(), &body, limits);
+    let too_large = matches!(extracted, Err(fields::ExtractError::TooLarge(_)));
     let request = RawRequest {
         remote_addr: remote.to_string(),
         method,
@@ -214,7 +223,12 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
             .unwrap_or_default()
     );
     let mut response = if inserted.status == OpStatus::Rejected {
-        Refusal::Rejected(inserted.reason.unwrap_or_default()).response()
+        let reason = inserted.reason.unwrap_or_default();
+        if too_large {
+            Refusal::FieldsTooLarge(reason).response()
+        } else {
+            Refusal::Rejected(reason).response()
+        }
     } else {
         let answer = &processing.response;
         let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);

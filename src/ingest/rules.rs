@@ -9,15 +9,16 @@ use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest, Warning};
 pub const MISSING_FIELD: &str = "missing_field";
 use crate::template::Escape;
 
-use super::fields::{Charset, Extracted};
+use super::fields::{Charset, ExtractError, Extracted};
 
 /// Decides what `processing` does with a request and builds the operation.
-/// `extracted` is an `Err` with the reason when the body did not parse.
+/// `extracted` is an `Err` with the reason when the body did not parse or
+/// its fields were past the limits: the operation is `rejected`, raw kept.
 pub fn operation(
     processing: &Processing,
     received_at: i64,
     request: RawRequest,
-    extracted: Result<Extracted, String>,
+    extracted: Result<Extracted, ExtractError>,
 ) -> NewOperation {
     let mut op = NewOperation {
         processing: processing.name.clone(),
@@ -35,7 +36,7 @@ pub fn operation(
         Ok(extracted) => extracted,
         Err(reason) => {
             op.status = OpStatus::Rejected;
-            op.reason = Some(reason);
+            op.reason = Some(reason.to_string());
             return op;
         }
     };

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{get, processing, Receiver, Relay, TOKEN};
+use crate::support::{config_text, get, processing, Receiver, Relay, TOKEN};
 
 /// A small deterministic generator, so a failure can be replayed.
 struct Rng(u64);
@@ -83,11 +83,36 @@ fn request(rng: &mut Rng, kind: u64) -> Vec<u8> {
         7 => rng.bytes(300),
         // An overlong target and too many headers.
         8 => get(format!("{hook}?x={}", "a".repeat(20_000)).as_bytes()),
+        // JSON whose flattened names would repeat long parent keys.
+        9 => post("application/json", amplifying_json(40, 1000, 10_000).as_bytes()),
+        // Framed both by length and as chunked (request smuggling).
+        10 => format!(
+            "POST {hook} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        .into_bytes(),
         _ => {
             let headers: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
             format!("GET {hook} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").into_bytes()
         }
     }
+}
+
+/// `levels` nested objects with `key_len`-character keys around an array of
+/// `zeros` zeros: about 60 KB that flattened naively into 400 MB of fields.
+fn amplifying_json(levels: usize, key_len: usize, zeros: usize) -> String {
+    let key = "k".repeat(key_len);
+    let mut body = format!("[{}]", vec!["0"; zeros].join(","));
+    for _ in 0..levels {
+        body = format!("{{\"{key}\": {body}}}");
+    }
+    body
+}
+
+/// A relay with the default 64 KiB body limit, so whole-body attacks reach field extraction.
+fn relay_with_default_body_limit(processings: &str) -> Relay {
+    let text = config_text(processings).replace("max_body_bytes = 1024", "max_body_bytes = 65536");
+    assert!(text.contains("65536"));
+    Relay::start_in(tempfile::tempdir().unwrap(), &text)
 }
 
 /// Sends raw bytes, half-closes, and returns every status code answered.
@@ -125,11 +150,11 @@ fn malformed_requests_get_4xx_and_cost_nothing() {
         .and_then(|c| c.parse().ok())
         .unwrap_or(2_000);
     let receiver = Receiver::start();
-    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let relay = relay_with_default_body_limit(&processing("p", &receiver.url("/pb"), ""));
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let mut seen = std::collections::BTreeMap::new();
     for i in 0..count {
-        let kind = i % 10;
+        let kind = i % 12;
         let bytes = request(&mut rng, kind);
         for status in send(relay.addr, &bytes) {
             assert!(
@@ -155,4 +180,47 @@ fn malformed_requests_get_4xx_and_cost_nothing() {
     let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?after=1")));
     assert_eq!(status, 200);
     relay.wait_status(id.unwrap(), "delivered");
+}
+
+/// Regression: one 60 KB JSON body of nested long keys took 8.7 s and grew
+/// the daemon to 2 GB; now it gets 413 at once, kept raw as `rejected`.
+#[test]
+fn json_amplification_gets_413_and_is_kept_raw() {
+    let relay = relay_with_default_body_limit(&processing("p", "http://127.0.0.1:9/", ""));
+    let body = amplifying_json(40, 1000, 10_000);
+    assert!(body.len() < 64 * 1024);
+    let (status, id, text) = crate::support::post(
+        &relay.url(&format!("/hook/{TOKEN}")),
+        "application/json",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("longer than 256 bytes"), "{text}");
+    let shown = relay.show(id.expect("a rejected operation is stored"));
+    assert_eq!(shown["status"], "rejected");
+    assert_eq!(shown["fields"].as_object().map(|f| f.len()), Some(0));
+    assert_eq!(shown["body"].as_str().map(str::len), Some(body.len()));
+    // Short keys do not get around it: the field count is capped too.
+    let wide = format!("{{\"a\": [{}]}}", vec!["0"; 1001].join(","));
+    let (status, _, text) = crate::support::post(
+        &relay.url(&format!("/hook/{TOKEN}")),
+        "application/json",
+        wide.as_bytes(),
+    );
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("more than 1000 fields"), "{text}");
+    assert!(peak_rss_kb(relay.pid()) < 64 * 1024);
+}
+
+/// Regression: a request with both Content-Length and chunked framing was read
+/// as chunked; behind a proxy that splits requests, so it gets 400 and is not stored.
+#[test]
+fn length_with_chunked_gets_400() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let request = format!(
+        "POST /hook/{TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na=1\r\n0\r\n\r\n"
+    );
+    assert_eq!(send(relay.addr, request.as_bytes()), [400]);
+    let history = relay.cli(&["history", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&history.stdout).trim(), "[]");
 }
