@@ -606,6 +606,39 @@ mod tests {
         assert_eq!(urls, ["http://other.example/pb"]);
     }
 
+    /// Regression: once every operation was pruned, ids started again at 1, so
+    /// a receiver dropping repeats by `X-Hookrelay-Delivery` dropped new events.
+    #[test]
+    fn ids_are_not_reused_after_pruning_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        let first = insert_all(&writer, vec![operation(None, &["a", "b"])])[0].id;
+        let due = writer.claim_due(1_000, 10, Vec::new()).unwrap().due;
+        let last_delivery = due.iter().map(|d| d.id).max().unwrap();
+        for d in &due {
+            writer
+                .record(AttemptRecord {
+                    delivery_id: d.id,
+                    started_at: 1_000,
+                    duration_ms: 1,
+                    request: String::new(),
+                    http_status: Some(200),
+                    response_body: None,
+                    error: None,
+                    outcome: Outcome::Delivered,
+                })
+                .unwrap();
+        }
+        assert_eq!(prune_now(&path, i64::MAX, 10).unwrap(), 1);
+        assert!(Reader::open(&path).unwrap().operation(first).unwrap().is_none());
+
+        let second = insert_all(&writer, vec![operation(None, &["a"])])[0].id;
+        assert!(second > first, "operation id {second} after {first}");
+        let again = writer.claim_due(1_000, 10, Vec::new()).unwrap().due;
+        assert!(again[0].id > last_delivery, "delivery id {} after {last_delivery}", again[0].id);
+    }
+
     /// A reader refuses a database this build cannot read.
     #[test]
     fn reader_checks_the_schema() {

@@ -9,6 +9,10 @@ use rusqlite::Connection;
 struct Migration {
     sql: &'static str,
     then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+    /// Drops and recreates tables that others reference, so it runs with
+    /// foreign keys off (a DROP would otherwise cascade) and checks them
+    /// before it commits: SQLite's documented way to change a table.
+    rebuilds: bool,
 }
 
 /// Every migration, oldest first.
@@ -77,6 +81,7 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
     "#,
         then: None,
+        rebuilds: false,
     },
     // 2: notifications waiting to be sent, the first-warning-per-day marks,
     //    and small named values (last notification time, health probe).
@@ -107,6 +112,7 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
         then: None,
+        rebuilds: false,
     },
     // 3: each delivery's receiver (`scheme://host:port/`), indexed over the
     //    due ones, so a claim can pass over a busy receiver's backlog
@@ -118,6 +124,112 @@ const MIGRATIONS: &[Migration] = &[
         WHERE status IN ('pending', 'retrying');
     "#,
         then: Some(fill_in_targets),
+        rebuilds: false,
+    },
+    // 4: ids are never reused. With a plain rowid key SQLite numbers a new
+    //    row one past the largest left, so pruning the newest rows handed
+    //    their ids (and `X-Hookrelay-Delivery` values) out again.
+    //    AUTOINCREMENT remembers the largest id ever used; a table cannot
+    //    gain it in place, so each is copied into a new one.
+    Migration {
+        sql: r#"
+    CREATE TABLE new_operations (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        processing   TEXT    NOT NULL,
+        received_at  INTEGER NOT NULL,          -- ms since the Unix epoch
+        remote_addr  TEXT    NOT NULL,
+        method       TEXT    NOT NULL,
+        raw_query    BLOB    NOT NULL,
+        raw_body     BLOB    NOT NULL,
+        content_type TEXT,
+        charset      TEXT    NOT NULL,
+        fields       TEXT    NOT NULL,          -- JSON object of strings
+        warnings     TEXT    NOT NULL,          -- JSON array of strings
+        status       TEXT    NOT NULL,
+        reason       TEXT,
+        dedupe_key   TEXT,
+        updated_at   INTEGER NOT NULL
+    );
+    INSERT INTO new_operations (id, processing, received_at, remote_addr, method, raw_query, raw_body,
+            content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
+        SELECT id, processing, received_at, remote_addr, method, raw_query, raw_body,
+            content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at
+        FROM operations;
+    DROP TABLE operations;
+    ALTER TABLE new_operations RENAME TO operations;
+    CREATE INDEX operations_by_processing ON operations (processing, id);
+    CREATE INDEX operations_by_status ON operations (status, id);
+    CREATE INDEX operations_by_received ON operations (received_at);
+    CREATE INDEX operations_by_dedupe ON operations (processing, dedupe_key, received_at)
+        WHERE dedupe_key IS NOT NULL;
+
+    CREATE TABLE new_deliveries (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        operation_id    INTEGER NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+        action          TEXT    NOT NULL,
+        position        INTEGER NOT NULL,
+        status          TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        method          TEXT    NOT NULL,
+        url             TEXT    NOT NULL,
+        headers         TEXT    NOT NULL,       -- JSON array of [name, value]
+        body            BLOB,
+        redacted        TEXT    NOT NULL,
+        expect_body     TEXT,
+        timeout_ms      INTEGER NOT NULL,
+        max_attempts    INTEGER NOT NULL,
+        first_delay_ms  INTEGER NOT NULL,
+        max_delay_ms    INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        target          TEXT    NOT NULL DEFAULT ''
+    );
+    INSERT INTO new_deliveries (id, operation_id, action, position, status, attempts, next_attempt_at,
+            last_error, method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts,
+            first_delay_ms, max_delay_ms, updated_at, target)
+        SELECT id, operation_id, action, position, status, attempts, next_attempt_at,
+            last_error, method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts,
+            first_delay_ms, max_delay_ms, updated_at, target
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE new_deliveries RENAME TO deliveries;
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id)
+        WHERE status IN ('pending', 'retrying');
+    CREATE INDEX deliveries_by_operation ON deliveries (operation_id, position);
+    CREATE INDEX deliveries_due_by_target ON deliveries (target, next_attempt_at, id)
+        WHERE status IN ('pending', 'retrying');
+
+    CREATE TABLE new_attempts (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id   INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        started_at    INTEGER NOT NULL,
+        duration_ms   INTEGER NOT NULL,
+        request       TEXT    NOT NULL,         -- redacted request line
+        http_status   INTEGER,
+        response_body TEXT,                     -- first 2 KiB
+        error         TEXT
+    );
+    INSERT INTO new_attempts (id, delivery_id, started_at, duration_ms, request, http_status,
+            response_body, error)
+        SELECT id, delivery_id, started_at, duration_ms, request, http_status, response_body, error
+        FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE new_attempts RENAME TO attempts;
+    CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
+
+    -- An operation already pruned may still be named by a notification:
+    -- start past it too.
+    UPDATE sqlite_sequence
+        SET seq = MAX(seq, (SELECT COALESCE(MAX(operation_id), 0) FROM notifications))
+        WHERE name = 'operations';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'operations', MAX(operation_id) FROM notifications
+        WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'operations')
+        HAVING MAX(operation_id) IS NOT NULL;
+    "#,
+        then: None,
+        rebuilds: true,
     },
 ];
 
@@ -145,18 +257,106 @@ fn fill_in_targets(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Applies every migration the database has not seen, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Applies the migrations up to schema version `target`.
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), super::StoreError> {
     let current = version(conn)?;
     if current > VERSION {
         return Err(super::StoreError::TooNew(current, VERSION));
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(migration.sql)?;
-        if let Some(then) = migration.then {
-            then(&tx)?;
+    for (index, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
+        if migration.rebuilds {
+            // Only takes effect outside a transaction.
+            conn.pragma_update(None, "foreign_keys", "OFF")?;
         }
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-        tx.commit()?;
+        let applied = apply(conn, migration, index as i64 + 1);
+        if migration.rebuilds {
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+        }
+        applied?;
     }
     Ok(())
+}
+
+fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(), super::StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(migration.sql)?;
+    if let Some(then) = migration.then {
+        then(&tx)?;
+    }
+    if migration.rebuilds {
+        let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))?;
+        if broken > 0 {
+            return Err(super::StoreError::Corrupt(format!(
+                "migration {version} would leave {broken} rows pointing at nothing; not applied"
+            )));
+        }
+    }
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a database from before AUTOINCREMENT keeps its rows and,
+    /// once migrated, never hands out an id again after its newest rows are
+    /// pruned, not even one only a notification still remembers.
+    #[test]
+    fn ids_continue_after_migration_and_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate_to(&mut conn, 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO operations (id, processing, received_at, remote_addr, method, raw_query, raw_body,
+                 charset, fields, warnings, status, updated_at)
+             VALUES (7, 'p', 1, 'a', 'GET', x'', x'', 'utf-8', '{}', '[]', 'delivered', 1);
+             INSERT INTO deliveries (id, operation_id, action, position, status, next_attempt_at, method,
+                 url, headers, redacted, timeout_ms, max_attempts, first_delay_ms, max_delay_ms, updated_at)
+             VALUES (5, 7, 'a', 0, 'delivered', 0, 'GET', 'http://x/', '[]', 'GET http://x/', 1, 1, 1, 1, 1);
+             INSERT INTO attempts (id, delivery_id, started_at, duration_ms, request) VALUES (3, 5, 1, 1, 'GET');
+             INSERT INTO notifications (created_at, kind, processing, operation_id, text)
+                 VALUES (1, 'failure', 'p', 9, 'x');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION);
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("operations"), count("deliveries"), count("attempts")), (1, 1, 1));
+        let fk: bool = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0)).unwrap();
+        assert!(fk, "foreign keys are on again");
+        // Pruning cascades as before, and the ids carry on past the largest.
+        conn.execute("DELETE FROM operations", []).unwrap();
+        assert_eq!(count("attempts"), 0);
+        conn.execute_batch(
+            "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                 charset, fields, warnings, status, updated_at)
+             VALUES ('p', 1, 'a', 'GET', x'', x'', 'utf-8', '{}', '[]', 'queued', 1);
+             INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method,
+                 url, headers, redacted, timeout_ms, max_attempts, first_delay_ms, max_delay_ms, updated_at)
+             VALUES (last_insert_rowid(), 'a', 0, 'pending', 0, 'GET', 'http://x/', '[]', 'GET http://x/', 1, 1, 1, 1, 1);
+             INSERT INTO attempts (delivery_id, started_at, duration_ms, request) VALUES (last_insert_rowid(), 1, 1, 'GET');",
+        )
+        .unwrap();
+        let max = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT max(id) FROM {table}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(max("operations"), 10, "past the notification's operation 9");
+        assert_eq!(max("deliveries"), 6);
+        assert_eq!(max("attempts"), 4);
+    }
 }
