@@ -144,7 +144,7 @@ pub struct Retry {
 }
 
 /// `[notify]`: where failure notifications go, and how often.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notify {
     pub email: Option<Email>,
     pub telegram: Option<Telegram>,
@@ -153,7 +153,7 @@ pub struct Notify {
 }
 
 /// Email notifications.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Email {
     pub to: Vec<String>,
     pub from: String,
@@ -161,7 +161,7 @@ pub struct Email {
 }
 
 /// How email leaves the machine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EmailTransport {
     /// An `smtp://` (plain, or STARTTLS with `?tls=required`) or `smtps://` URL.
     Smtp(Secret),
@@ -170,7 +170,7 @@ pub enum EmailTransport {
 }
 
 /// `[notify.telegram]`: messages through the Telegram Bot API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Telegram {
     pub bot_token: Secret,
     pub chat_id: String,
@@ -278,6 +278,12 @@ impl Config {
 
     /// Parses `text` as if read from `path` (relative paths resolve beside it).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "the file is empty".into(),
+            });
+        }
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
             let (line, column) = err.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
             ConfigError::Syntax {
@@ -291,6 +297,30 @@ impl Config {
             path: path.to_path_buf(),
             message,
         })
+    }
+
+    /// The keys a running daemon cannot take from a reload, of those that
+    /// differ between `self` (running) and `fresh`: they are read once at
+    /// start (sockets, the database, threads, the notifier).
+    pub fn restart_only_changes(&self, fresh: &Config) -> Vec<&'static str> {
+        [
+            ("server.listen", self.server.listen != fresh.server.listen),
+            (
+                "server.admin_listen",
+                self.server.admin_listen != fresh.server.admin_listen,
+            ),
+            (
+                "server.admin_token",
+                self.server.admin_token != fresh.server.admin_token,
+            ),
+            ("storage.path", self.storage.path != fresh.storage.path),
+            ("storage.keep_days", self.storage.keep_days != fresh.storage.keep_days),
+            ("delivery.workers", self.delivery.workers != fresh.delivery.workers),
+            ("[notify]", self.notify != fresh.notify),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
     }
 
     /// The processing a token belongs to, by name.
@@ -509,6 +539,10 @@ impl RawConfig {
                 .resolve(&delivery)
                 .map_err(|e| format!("processing `{name}`: {e}"))?;
             processings.push(processing);
+        }
+        if processings.is_empty() {
+            // A truncated file must not reload as "serve nothing".
+            return Err("no [[processing]] is configured: every webhook would get 404".into());
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -878,6 +912,16 @@ mod tests {
     }
 
     /// Each broken config fails with the message on its first line (`# error: …`).
+    /// Regression: a truncated (0-byte) file loaded as "0 processing(s)" and a
+    /// reload made every webhook a 404; now it is refused, blank lines too.
+    #[test]
+    fn empty_file_is_refused() {
+        for text in ["", "\n  \n"] {
+            let err = Config::parse(text, Path::new("/etc/hookrelay/config.toml")).unwrap_err();
+            assert_eq!(err.to_string(), "/etc/hookrelay/config.toml: the file is empty");
+        }
+    }
+
     #[test]
     fn broken_configs_fail_with_their_message() {
         let files = fixtures("tests/config/broken");

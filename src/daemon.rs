@@ -157,10 +157,13 @@ pub async fn run(
 }
 
 /// On each SIGHUP (systemctl reload), re-reads the config file. A broken
-/// file is refused and the running config kept. Processings and their
-/// actions take effect for new requests at once; deliveries already queued
-/// keep the requests rendered when they were accepted. Keys that need a
-/// restart ([server] listen, [storage], [delivery] workers) are reported.
+/// file, one without processings, or one that changes what only a restart
+/// can apply (sockets, the database, threads, the notifier) is refused with
+/// one log line, and the running config stays: what runs is then never
+/// something other than the file says without the log saying so.
+/// Processings and their actions take effect for new requests at once;
+/// deliveries already queued keep the requests rendered when they were
+/// accepted.
 async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
     while hangups.recv().await.is_some() {
         let running = shared.config();
@@ -177,14 +180,13 @@ async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
                 continue;
             }
         };
-        for (what, changed) in [
-            ("server.listen", fresh.server.listen != running.server.listen),
-            ("storage.path", fresh.storage.path != running.storage.path),
-            ("delivery.workers", fresh.delivery.workers != running.delivery.workers),
-        ] {
-            if changed {
-                log::warn!("SIGHUP: {what} changed; it takes effect only after a restart");
-            }
+        let restart_only = running.restart_only_changes(&fresh);
+        if !restart_only.is_empty() {
+            log::error!(
+                "SIGHUP: config refused, the running config stays: {} changed, which only a restart applies (systemctl restart hookrelay)",
+                restart_only.join(", ")
+            );
+            continue;
         }
         let names = |c: &Config| c.processings.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         let (old, new) = (names(&running), names(&fresh));

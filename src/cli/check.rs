@@ -29,9 +29,6 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             );
         }
     }
-    if config.processings.is_empty() {
-        println!("no [[processing]] is configured: every webhook will get 404");
-    }
     for warning in field_warnings(&config)? {
         println!("warning: {warning}");
     }

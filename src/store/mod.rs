@@ -636,7 +636,11 @@ mod tests {
         let second = insert_all(&writer, vec![operation(None, &["a"])])[0].id;
         assert!(second > first, "operation id {second} after {first}");
         let again = writer.claim_due(1_000, 10, Vec::new()).unwrap().due;
-        assert!(again[0].id > last_delivery, "delivery id {} after {last_delivery}", again[0].id);
+        assert!(
+            again[0].id > last_delivery,
+            "delivery id {} after {last_delivery}",
+            again[0].id
+        );
     }
 
     /// A reader refuses a database this build cannot read.

@@ -24,6 +24,29 @@ fn check_reports_a_broken_config_in_one_line_and_exits_2() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
+/// Regression: `check` on an empty file exited 0; an empty file and one
+/// without processings are refused by `check` and `run` alike.
+#[test]
+fn check_refuses_an_empty_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.toml");
+    for (text, reason) in [
+        ("", "the file is empty"),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\n",
+            "no [[processing]] is configured",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        for command in ["check", "run"] {
+            let out = Command::new(BIN).arg("-c").arg(&path).arg(command).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{command}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(reason), "{command}: {stderr}");
+        }
+    }
+}
+
 /// HOOKRELAY_CONFIG points at the config when -c is not given.
 #[test]
 fn config_from_environment() {

@@ -42,18 +42,41 @@ fn reload_with_a_broken_file_keeps_serving() {
     assert_eq!(receiver.wait_for(1)[0].target, "/pb");
 }
 
-/// A changed listen address is reported as needing a restart.
+/// Regression: a reload that changed the listen address was applied in part
+/// (the address only after a restart); now the whole file is refused, so
+/// the processing changed beside it is not applied either.
 #[test]
-fn reload_reports_listen_change() {
+fn reload_refuses_listen_change() {
     let receiver = Receiver::start();
     let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
     let text = std::fs::read_to_string(&relay.config)
         .unwrap()
-        .replace("127.0.0.1:0", "127.0.0.1:1");
+        .replace("127.0.0.1:0", "127.0.0.1:1")
+        .replace(TOKEN, SECOND_TOKEN);
     std::fs::write(&relay.config, text).unwrap();
     relay.signal("HUP");
-    relay.wait_log("server.listen changed; it takes effect only after a restart");
+    relay.wait_log("config refused, the running config stays: server.listen, server.admin_listen changed, which only a restart applies");
     assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}"))).0, 200);
+    assert_eq!(get(&relay.url(&format!("/hook/{SECOND_TOKEN}"))).0, 404);
+}
+
+/// Regression: a truncated (empty) file reloaded as "0 processing(s)" and
+/// 15 044 webhooks got 404; now it is refused and every webhook is stored.
+#[test]
+fn reload_refuses_an_empty_file() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    std::fs::write(&relay.config, "").unwrap();
+    relay.signal("HUP");
+    relay.wait_log("config refused, the running config stays");
+    assert!(relay.log_text().contains("the file is empty"));
+    assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?x=1"))).0, 200);
+    // A file with settings but no processing is refused the same way.
+    std::fs::write(&relay.config, crate::support::config_text("")).unwrap();
+    relay.signal("HUP");
+    relay.wait_log("no [[processing]] is configured");
+    assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?x=2"))).0, 200);
+    assert_eq!(receiver.wait_for(2).len(), 2);
 }
 
 /// Token rotation: the previous token keeps working until it is removed and the config reloaded.
