@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::redact;
 use crate::template::{Escape, Template, TemplateError};
 
 /// Where the daemon looks when neither `-c` nor `HOOKRELAY_CONFIG` is given.
@@ -573,7 +574,12 @@ impl RawServer {
                 Url::parse(&text)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| format!("server.public_url: `{text}` is not an http(s) URL"))
+                    .ok_or_else(|| {
+                        format!(
+                            "server.public_url: `{}` is not an http(s) URL",
+                            redact::url_like_text(&text)
+                        )
+                    })
             })
             .transpose()?;
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -689,7 +695,12 @@ impl RawTelegram {
         let api_url = Url::parse(text)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| format!("notify.telegram.api_url: `{text}` is not an http(s) URL"))?;
+            .ok_or_else(|| {
+                format!(
+                    "notify.telegram.api_url: `{}` is not an http(s) URL",
+                    redact::url_like_text(&text)
+                )
+            })?;
         if self.chat_id.trim().is_empty() {
             return Err("notify.telegram.chat_id: must not be empty".into());
         }
@@ -718,8 +729,10 @@ fn check_token(key: &str, token: &Secret) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_template(key: &str, source: &str) -> Result<Template, String> {
-    Template::parse(source).map_err(|e: TemplateError| format!("{key}: template `{source}`: {e}"))
+/// Parses the template at `key`; an error quotes it as `shown`, which is
+/// the source with its secrets masked.
+fn parse_template(key: &str, source: &str, shown: &str) -> Result<Template, String> {
+    Template::parse(source).map_err(|e: TemplateError| format!("{key}: template `{shown}`: {e}"))
 }
 
 /// Turns a TOML table of strings into ordered pairs, naming `key` on error.
@@ -788,7 +801,7 @@ impl RawProcessing {
         let dedupe = self
             .dedupe
             .as_deref()
-            .map(|source| parse_template("dedupe", source))
+            .map(|source| parse_template("dedupe", source, source))
             .transpose()?;
         let when = string_pairs("when", self.when)?;
         if self.action.is_empty() {
@@ -828,16 +841,26 @@ impl RawAction {
             Some("POST") => Method::Post,
             Some(other) => return Err(format!("method: `{other}` is not GET or POST")),
         };
-        let url = parse_template("url", &self.url)?;
+        // Errors quote the URL with its secrets masked, as logs do: `check`
+        // output and the SIGHUP log line are read and pasted by people.
+        let shown_url = redact::url_like_text(&self.url);
+        let url = parse_template("url", &self.url, &shown_url)?;
         // Every field rendered as "x" shows whether the fixed parts form a URL.
         let sample = url.render(|_| Some("x"), Escape::Url).text;
         match Url::parse(&sample) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(format!("url: `{}` is not an http(s) URL", self.url)),
+            _ => return Err(format!("url: `{shown_url}` is not an http(s) URL")),
         }
         let query = string_pairs("query", self.query)?
             .into_iter()
-            .map(|(name, source)| Ok((name.clone(), parse_template(&format!("query.{name}"), &source)?)))
+            .map(|(name, source)| {
+                let shown = if redact::is_secret_param(&name) {
+                    redact::MASK
+                } else {
+                    &source
+                };
+                Ok((name.clone(), parse_template(&format!("query.{name}"), &source, shown)?))
+            })
             .collect::<Result<Vec<_>, String>>()?;
         let headers = string_pairs("headers", self.headers)?
             .into_iter()
@@ -849,13 +872,21 @@ impl RawAction {
                 {
                     return Err(format!("headers: `{name}` is not a valid header name"));
                 }
-                Ok((name.clone(), parse_template(&format!("headers.{name}"), &source)?))
+                let shown = if redact::is_secret_header(&name) {
+                    redact::MASK
+                } else {
+                    &source
+                };
+                Ok((
+                    name.clone(),
+                    parse_template(&format!("headers.{name}"), &source, shown)?,
+                ))
             })
             .collect::<Result<Vec<_>, String>>()?;
         let body = self
             .body
             .as_deref()
-            .map(|source| parse_template("body", source))
+            .map(|source| parse_template("body", source, source))
             .transpose()?;
         if body.is_some() && method == Method::Get {
             return Err("body: only a POST action sends a body".into());
@@ -912,6 +943,24 @@ mod tests {
     }
 
     /// Each broken config fails with the message on its first line (`# error: …`).
+    /// Regression: `check` and the SIGHUP log printed an action URL's
+    /// `token=` value in "url: … is not an http(s) URL"; no broken fixture's
+    /// error may show the secret its file holds.
+    #[test]
+    fn config_errors_mask_secrets() {
+        let files = fixtures("tests/config/broken");
+        let with_secret: Vec<_> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains("s3cr3t"))
+            .collect();
+        assert!(with_secret.len() >= 2, "fixtures with a secret missing");
+        for file in with_secret {
+            let err = Config::load(file).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+            assert!(err.contains("MASKED"), "{err}");
+        }
+    }
+
     /// Regression: a truncated (0-byte) file loaded as "0 processing(s)" and a
     /// reload made every webhook a 404; now it is refused, blank lines too.
     #[test]

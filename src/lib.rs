@@ -5,7 +5,8 @@
 //!
 //! - [`config`]: the TOML schema, defaults and validation.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
-//! - [`outgoing`]: an action rendered into the request that goes out; secret masking.
+//! - [`outgoing`]: an action rendered into the request that goes out.
+//! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
 //! - [`ingest`]: the webhook listener: routing, limits, fields, charsets, rules.
 //! - [`klientiks`]: Klientiks events and the addresses to paste into it.
 //! - [`store`]: SQLite: schema, the single writer thread, queries. The only SQL.
@@ -26,6 +27,7 @@ pub mod klientiks;
 pub mod metrics;
 pub mod notify;
 pub mod outgoing;
+pub mod redact;
 pub mod retention;
 pub mod store;
 pub mod template;

@@ -7,14 +7,8 @@
 use url::Url;
 
 use crate::config::{Action, Method};
+use crate::redact;
 use crate::template::{Escape, Template};
-
-/// Query parameter names (lower-cased substrings) whose values are masked.
-const SECRET_PARAMS: &[&str] = &["token", "key", "secret", "password", "passwd", "auth", "sig"];
-/// Header names (lower-cased substrings) whose values are masked.
-const SECRET_HEADERS: &[&str] = &["authorization", "token", "key", "secret", "password", "cookie"];
-/// What a masked value prints as.
-pub const MASK: &str = "MASKED";
 
 /// A fully rendered outgoing request.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +75,7 @@ pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Co
             headers.push(("Content-Type".into(), ct));
         }
     }
-    let redacted = format!("{} {}", action.method.as_str(), redact_url(&url));
+    let redacted = format!("{} {}", action.method.as_str(), redact::url(&url));
     Ok(Rendered {
         request: Request {
             method: action.method,
@@ -92,48 +86,6 @@ pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Co
         },
         missing,
     })
-}
-
-fn is_secret_name(name: &str, words: &[&str]) -> bool {
-    let lower = name.to_ascii_lowercase();
-    words.iter().any(|w| lower.contains(w))
-}
-
-/// The URL with its password and any secret-looking query values masked.
-pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some(MASK));
-    }
-    if shown.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(name, value)| {
-                let value = if is_secret_name(&name, SECRET_PARAMS) {
-                    MASK.into()
-                } else {
-                    value.into_owned()
-                };
-                (name.into_owned(), value)
-            })
-            .collect();
-        shown.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    shown.into()
-}
-
-/// Masks a URL given as text; text that is not a URL is masked whole.
-pub fn redact_url_text(text: &str) -> String {
-    Url::parse(text).map_or_else(|_| MASK.to_string(), |u| redact_url(&u))
-}
-
-/// A header value as logs may show it.
-pub fn redact_header<'a>(name: &str, value: &'a str) -> &'a str {
-    if is_secret_name(name, SECRET_HEADERS) {
-        MASK
-    } else {
-        value
-    }
 }
 
 #[cfg(test)]
@@ -197,8 +149,6 @@ mod tests {
             r.request.headers[1],
             ("Content-Type".to_string(), "application/json".to_string())
         );
-        assert_eq!(redact_header("X-Api-Key", "k"), MASK);
-        assert_eq!(redact_header("Accept", "k"), "k");
     }
 
     /// Missing fields are collected once across every template of the action.
@@ -207,15 +157,5 @@ mod tests {
         let a = action("url = \"https://h.example/{{a}}\"\nquery = { x = \"{{a}}\", y = \"{{b}}\" }");
         let r = render_with(&a, &[]);
         assert_eq!(r.missing, vec!["a".to_string(), "b".to_string()]);
-    }
-
-    /// Passwords in the authority are masked too.
-    #[test]
-    fn redacts_userinfo() {
-        assert_eq!(
-            redact_url_text("https://u:pw@h.example/?apikey=1&a=2"),
-            "https://u:MASKED@h.example/?apikey=MASKED&a=2"
-        );
-        assert_eq!(redact_url_text("not a url"), MASK);
     }
 }

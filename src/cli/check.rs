@@ -5,7 +5,7 @@
 
 use super::{load_config, Cli, Failure};
 use crate::config::Config;
-use crate::outgoing::redact_url_text;
+use crate::redact;
 use crate::store::{Reader, StoreError};
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
@@ -25,7 +25,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
                 "  action {}: {} {}",
                 action.name,
                 action.method.as_str(),
-                redact_url_text(action.url.source())
+                redact::url_like_text(action.url.source())
             );
         }
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::{load_config, Cli, Failure};
 use crate::ingest::fields::Extracted;
 use crate::ingest::rules;
-use crate::outgoing::{redact_header, redact_url_text};
+use crate::redact;
 use crate::store::{duplicate_reason, now_ms, OpStatus, RawRequest, Reader, StoreError};
 
 #[derive(clap::Args, Debug)]
@@ -82,9 +82,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     for delivery in &op.deliveries {
         println!();
         println!("action {}:", delivery.action);
-        println!("  {} {}", delivery.method, redact_url_text(&delivery.url));
+        println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
         for (name, value) in &delivery.headers {
-            println!("  {name}: {}", redact_header(name, value));
+            println!("  {name}: {}", redact::header(name, value));
         }
         if let Some(body) = &delivery.body {
             println!();

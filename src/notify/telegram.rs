@@ -4,7 +4,7 @@ use std::io::Read;
 
 use super::message::Message;
 use crate::config::Telegram;
-use crate::outgoing::MASK;
+use crate::redact::MASK;
 
 /// Telegram refuses messages longer than 4096 characters.
 const MAX_CHARS: usize = 4000;
