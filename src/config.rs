@@ -698,7 +698,7 @@ impl RawTelegram {
             .ok_or_else(|| {
                 format!(
                     "notify.telegram.api_url: `{}` is not an http(s) URL",
-                    redact::url_like_text(&text)
+                    redact::url_like_text(text)
                 )
             })?;
         if self.chat_id.trim().is_empty() {
