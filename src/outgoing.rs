@@ -26,6 +26,8 @@ pub struct Request {
 pub struct Rendered {
     pub request: Request,
     pub missing: Vec<String>,
+    /// Headers whose values held control characters, sent as spaces.
+    pub cleaned_headers: Vec<String>,
 }
 
 /// Renders `action` for an event whose usable fields `lookup` returns.
@@ -64,11 +66,17 @@ pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Co
         _ => Escape::None,
     };
     let body = action.body.as_ref().map(|t| take(t, body_escape).into_bytes());
+    let mut cleaned_headers = Vec::new();
     let mut headers: Vec<(String, String)> = action
         .headers
         .iter()
-        // A field value must not be able to start a new header line.
-        .map(|(name, template)| (name.clone(), take(template, Escape::None).replace(['\r', '\n'], " ")))
+        .map(|(name, template)| {
+            let (value, cleaned) = header_value(take(template, Escape::None));
+            if cleaned {
+                cleaned_headers.push(name.clone());
+            }
+            (name.clone(), value)
+        })
         .collect();
     if let Some(ct) = content_type {
         if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
@@ -85,7 +93,22 @@ pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Co
             redacted,
         },
         missing,
+        cleaned_headers,
     })
+}
+
+/// A header value with every control character but tab as a space, and
+/// whether there were any. CR and LF would start a new header line; NUL and
+/// the rest make the HTTP client refuse the request, which no retry fixes.
+fn header_value(value: String) -> (String, bool) {
+    if !value.chars().any(|c| c.is_control() && c != '\t') {
+        return (value, false);
+    }
+    let clean = value
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect();
+    (clean, true)
 }
 
 #[cfg(test)]
@@ -149,6 +172,19 @@ mod tests {
             r.request.headers[1],
             ("Content-Type".to_string(), "application/json".to_string())
         );
+    }
+
+    /// Regression: a NUL in a field used in a header failed every attempt
+    /// with "failed to parse header value" until the budget was spent.
+    #[test]
+    fn control_characters_in_headers_become_spaces() {
+        let a = action("url = \"https://h.example/\"\nheaders = { \"X-Phone\" = \"{{p}}\", \"X-Id\" = \"{{id}}\" }");
+        let r = render_with(&a, &[("p", "+7\u{0}912\u{1b}\t\u{7f}1"), ("id", "5")]);
+        assert_eq!(r.request.headers[0], ("X-Phone".to_string(), "+7 912 \t 1".to_string()));
+        assert_eq!(r.cleaned_headers, ["X-Phone"]);
+        for (_, value) in &r.request.headers {
+            assert!(ureq::http::HeaderValue::from_str(value).is_ok(), "{value:?}");
+        }
     }
 
     /// Missing fields are collected once across every template of the action.

@@ -287,7 +287,8 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
             });
             (verdict, Some(answer.status), Some(answer.body_head), error)
         }
-        Err(err) => (Verdict::Retry { retry_after: None }, None, None, Some(err)),
+        Err(err @ send::SendError::Invalid(_)) => (Verdict::Fail, None, None, Some(err.to_string())),
+        Err(err) => (Verdict::Retry { retry_after: None }, None, None, Some(err.to_string())),
     };
     let policy = Policy {
         attempts: d.max_attempts,

@@ -24,6 +24,18 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
 }
 
+/// Why an attempt got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The request cannot be built (a header value or URL the HTTP client
+    /// refuses): the same bytes would fail the same way, so it is not retried.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Connecting, sending or reading failed; worth another try.
+    #[error("{0}")]
+    Network(String),
+}
+
 /// The agent every worker shares: one connection pool, keep-alive, no
 /// status-as-error (the retry policy reads the status itself).
 pub fn agent(user_agent: &str) -> ureq::Agent {
@@ -35,8 +47,8 @@ pub fn agent(user_agent: &str) -> ureq::Agent {
         .new_agent()
 }
 
-/// Sends one attempt of `due`; an `Err` is a network-level failure.
-pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, String> {
+/// Sends one attempt of `due`; an `Err` means no answer came.
+pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, SendError> {
     let d = &due.request;
     let mut builder = http::Request::builder()
         .method(d.method.as_str())
@@ -48,17 +60,22 @@ pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, String> {
     let timeout = Some(Duration::from_millis(d.timeout_ms));
     let result = match &d.body {
         Some(body) => {
-            let request = builder.body(body.clone()).map_err(|e| format!("bad request: {e}"))?;
+            let request = builder
+                .body(body.clone())
+                .map_err(|e| SendError::Invalid(e.to_string()))?;
             let request = agent.configure_request(request).timeout_global(timeout).build();
             agent.run(request)
         }
         None => {
-            let request = builder.body(()).map_err(|e| format!("bad request: {e}"))?;
+            let request = builder.body(()).map_err(|e| SendError::Invalid(e.to_string()))?;
             let request = agent.configure_request(request).timeout_global(timeout).build();
             agent.run(request)
         }
     };
-    let mut response = result.map_err(|e| e.to_string())?;
+    let mut response = result.map_err(|e| match e {
+        ureq::Error::Http(_) | ureq::Error::BadUri(_) => SendError::Invalid(e.to_string()),
+        other => SendError::Network(other.to_string()),
+    })?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()

@@ -7,6 +7,8 @@ use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest, Warning};
 
 /// Warning kind: a template named a field the event lacked.
 pub const MISSING_FIELD: &str = "missing_field";
+/// Warning kind: a header value held control characters, sent as spaces.
+pub const HEADER_CONTROL: &str = "header_control";
 use crate::template::Escape;
 
 use super::fields::{Charset, ExtractError, Extracted};
@@ -83,19 +85,25 @@ pub fn delivery<'a>(
     lookup: impl Fn(&str) -> Option<&'a str> + Copy,
 ) -> Result<(NewDelivery, Vec<Warning>), String> {
     let rendered = outgoing::render(action, lookup)?;
-    let warnings = rendered
-        .missing
-        .iter()
-        .map(|field| {
-            Warning::new(
-                MISSING_FIELD,
-                format!(
-                    "action `{}`: field `{field}` is missing; it was sent empty",
-                    action.name
-                ),
-            )
-        })
-        .collect();
+    let missing = rendered.missing.iter().map(|field| {
+        Warning::new(
+            MISSING_FIELD,
+            format!(
+                "action `{}`: field `{field}` is missing; it was sent empty",
+                action.name
+            ),
+        )
+    });
+    let cleaned = rendered.cleaned_headers.iter().map(|header| {
+        Warning::new(
+            HEADER_CONTROL,
+            format!(
+                "action `{}`: header `{header}` held control characters; they were sent as spaces",
+                action.name
+            ),
+        )
+    });
+    let warnings = missing.chain(cleaned).collect();
     let r = rendered.request;
     let delivery = NewDelivery {
         action: action.name.clone(),

@@ -269,3 +269,26 @@ retry = { attempts = 50, first_delay = "50ms", max_delay = "100ms" }"#,
         .collect();
     assert_eq!(arrived.len(), 10, "{arrived:?}");
 }
+
+/// Regression: a NUL in a field used in a header failed every attempt with
+/// "failed to parse header value" until the budget was spent; now it is sent
+/// as a space on the first attempt, with a warning naming the header.
+#[test]
+fn control_characters_in_a_header_field_are_sent_as_spaces() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing(
+        "p",
+        &receiver.url("/pb"),
+        r#"headers = { "X-Phone" = "{{phone}}" }"#,
+    ));
+    let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?phone=%2B7%00912%07")));
+    assert_eq!(status, 200);
+    let op = relay.wait_status(id.unwrap(), "delivered");
+    assert_eq!(receiver.wait_for(1)[0].header("x-phone"), Some("+7 912"));
+    assert_eq!(op["deliveries"][0]["attempts"].as_array().map(Vec::len), Some(1));
+    let warnings = op["warnings"].to_string();
+    assert!(
+        warnings.contains("header `X-Phone` held control characters"),
+        "{warnings}"
+    );
+}
