@@ -329,25 +329,49 @@ pub fn prune_now(path: &Path, before: i64, batch: usize) -> Result<usize, StoreE
 
 /// Creates the database if needed (owner-only permissions) and migrates it.
 fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
-    let fresh = !path.exists();
+    owner_only(path);
     let mut conn = open_connection(path, true)?;
-    if fresh {
-        restrict_permissions(path);
-    }
     schema::migrate(&mut conn)?;
     Ok(conn)
 }
 
+/// Makes the database owner-only before SQLite opens it. A new file is
+/// created empty with mode 0600 (SQLite takes an empty file as a new
+/// database, and gives its -wal and -shm files the database's mode), so
+/// there is no moment another local user could open it. An existing one
+/// readable by others, with its -wal and -shm, is tightened, and the log
+/// says so.
 #[cfg(unix)]
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        log::warn!("could not make {} owner-only: {err}", path.display());
+fn owner_only(path: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    if created.is_ok() {
+        return;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => log::warn!("{} was mode {mode:04o}; made it 0600 (owner only)", file.display()),
+            Err(err) => log::warn!("{} is mode {mode:04o} and could not be made owner-only: {err}", file.display()),
+        }
     }
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) {}
+fn owner_only(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {
@@ -641,6 +665,39 @@ mod tests {
             "delivery id {} after {last_delivery}",
             again[0].id
         );
+    }
+
+    /// Regression: the database was created 0644 and then chmod'ed (a window
+    /// for other local users), and an existing 0644 one stayed so. Now a new
+    /// one and its -wal are 0600 from the start, and an old one is tightened.
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
+        insert_all(&writer, vec![operation(None, &["a"])]);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("t.db-wal")), 0o600);
+        drop(writer);
+        thread.join().unwrap();
+
+        for file in ["t.db", "t.db-wal", "t.db-shm"] {
+            let file = dir.path().join(file);
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let (_writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        for file in ["t.db-wal", "t.db-shm"] {
+            let file = dir.path().join(file);
+            if file.exists() {
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+            }
+        }
     }
 
     /// A reader refuses a database this build cannot read.
