@@ -322,6 +322,7 @@ fn relay_config(dir: &Path, receiver: SocketAddr, enabled: bool) -> PathBuf {
     let path = dir.join("bench.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         max_connections_per_client = 1024\n\
          [storage]\npath = \"bench.db\"\n\
          [delivery]\nworkers = 8\nretry = {{ attempts = 5, first_delay = \"1s\", max_delay = \"10s\" }}\n\
          [[processing]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nenabled = {enabled}\nrequire = [\"utm_content\"]\n\

@@ -28,7 +28,9 @@ pub struct Admin {
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl std::future::Future<Output = ()>) {
     let handler = move |remote, request| handle(Arc::clone(&admin), remote, request);
-    http::serve("admin", listener, handler, shutdown).await;
+    // Loopback or token-guarded, and scraped by one collector: no
+    // per-address cap beyond the global one.
+    http::serve("admin", listener, http::MAX_CONNECTIONS, handler, shutdown).await;
 }
 
 async fn handle(admin: Arc<Admin>, _remote: SocketAddr, request: Request<Incoming>) -> Reply {

@@ -25,6 +25,8 @@ const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// A Klientiks event has a few dozen fields; a thousand is far past any real one.
 const DEFAULT_MAX_FIELDS: usize = 1000;
 const DEFAULT_MAX_FIELD_NAME_BYTES: usize = 256;
+/// An eighth of the listener's 1024 connections.
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 128;
 /// The default cap on names and values together, as a multiple of `max_body_bytes`.
 const DEFAULT_FIELDS_BYTES_PER_BODY_BYTE: usize = 4;
 const DEFAULT_DB_PATH: &str = "/var/lib/hookrelay/hookrelay.db";
@@ -118,6 +120,8 @@ pub struct Server {
     pub max_field_name_bytes: usize,
     /// Most bytes of field names and values of one request.
     pub max_fields_bytes: usize,
+    /// Most connections one client address may hold open to the webhook listener.
+    pub max_connections_per_client: usize,
 }
 
 /// `[storage]`.
@@ -389,6 +393,7 @@ struct RawServer {
     max_fields: Option<usize>,
     max_field_name_bytes: Option<usize>,
     max_fields_bytes: Option<usize>,
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -601,6 +606,11 @@ impl RawServer {
             self.max_fields_bytes
                 .unwrap_or(max_body_bytes.saturating_mul(DEFAULT_FIELDS_BYTES_PER_BODY_BYTE)),
         )?;
+        let max_connections_per_client = at_least_one(
+            "max_connections_per_client",
+            self.max_connections_per_client
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+        )?;
         Ok(Server {
             listen,
             public_url,
@@ -610,6 +620,7 @@ impl RawServer {
             max_fields,
             max_field_name_bytes,
             max_fields_bytes,
+            max_connections_per_client,
         })
     }
 }

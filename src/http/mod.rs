@@ -4,10 +4,11 @@
 
 pub mod escape;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -16,7 +17,8 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 /// Most connections served at once; more wait in the kernel's backlog.
@@ -30,6 +32,11 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long a stop waits for open requests to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection refused for its address gets to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Why a connection past its address's cap is closed.
+const TOO_MANY_FROM_CLIENT: &str = "too many open connections from your address; retry\n";
 
 /// The response type of every handler.
 pub type Reply = Response<Full<Bytes>>;
@@ -57,15 +64,87 @@ fn framing_conflict() -> Reply {
     response
 }
 
+/// Open connections per client address, so that one address cannot hold
+/// every connection slot (idle or slowloris connections) and delay the rest.
+#[derive(Default)]
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerClient {
+    /// Counts a connection from `ip` unless it already has `cap` open; the
+    /// returned guard uncounts it when dropped.
+    fn admit(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<ClientSlot> {
+        let ip = ip.to_canonical();
+        let mut open = match self.open.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let count = open.entry(ip).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One counted connection of [`PerClient`].
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = match self.clients.open.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Tells a connection past its address's cap why, without reading its
+/// request, and closes it.
+async fn refuse_client(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{TOO_MANY_FROM_CLIENT}",
+            TOO_MANY_FROM_CLIENT.len()
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops
-/// accepting and gives open requests [`DRAIN_TIMEOUT`] to finish.
-pub async fn serve<H, F>(name: &str, listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
-where
+/// accepting and gives open requests [`DRAIN_TIMEOUT`] to finish. One
+/// client address may hold at most `per_client` connections; more are
+/// answered 503 and closed at once.
+pub async fn serve<H, F>(
+    name: &str,
+    listener: TcpListener,
+    per_client: usize,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let clients = Arc::new(PerClient::default());
     let mut backoff = Duration::from_millis(10);
     tokio::pin!(shutdown);
     loop {
@@ -90,6 +169,12 @@ where
             () = &mut shutdown => break,
         };
         backoff = Duration::from_millis(10);
+        let Some(slot) = clients.admit(remote.ip(), per_client) else {
+            drop(permit);
+            log::debug!("{name}: refused a connection from {remote}: {per_client} already open from it");
+            tokio::spawn(refuse_client(stream));
+            continue;
+        };
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let smuggled = request.headers().contains_key(escape::FRAMING_CONFLICT);
@@ -114,6 +199,7 @@ where
             if let Err(err) = connection.await {
                 log::debug!("connection from {remote}: {err}");
             }
+            drop(slot);
             drop(permit);
         });
     }

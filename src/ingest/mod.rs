@@ -246,6 +246,7 @@ async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>)
 
 /// Serves webhooks on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let per_client = shared.config().server.max_connections_per_client;
     let handler = move |remote, request| handle(Arc::clone(&shared), remote, request);
-    http::serve("webhooks", listener, handler, shutdown).await;
+    http::serve("webhooks", listener, per_client, handler, shutdown).await;
 }

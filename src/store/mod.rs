@@ -365,7 +365,10 @@ fn owner_only(path: &Path) {
         }
         match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
             Ok(()) => log::warn!("{} was mode {mode:04o}; made it 0600 (owner only)", file.display()),
-            Err(err) => log::warn!("{} is mode {mode:04o} and could not be made owner-only: {err}", file.display()),
+            Err(err) => log::warn!(
+                "{} is mode {mode:04o} and could not be made owner-only: {err}",
+                file.display()
+            ),
         }
     }
 }

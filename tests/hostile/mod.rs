@@ -224,3 +224,59 @@ fn length_with_chunked_gets_400() {
     let history = relay.cli(&["history", "--json"]);
     assert_eq!(String::from_utf8_lossy(&history.stdout).trim(), "[]");
 }
+
+/// A connection to `addr` from the loopback address `source`.
+fn connect_from(source: &str, addr: std::net::SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+}
+
+/// Regression: 1 024 idle connections from one address delayed other
+/// senders by up to the 10 s header timeout. One address now holds at most
+/// `max_connections_per_client`; the next gets 503 with the reason at once,
+/// and other addresses are served as usual.
+#[test]
+fn one_address_cannot_hold_the_listener() {
+    let text = config_text(&processing("p", "http://127.0.0.1:9/", ""))
+        .replace("[server]\n", "[server]\nmax_connections_per_client = 4\n");
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let idle: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.1", relay.addr)).collect();
+
+    let mut fifth = connect_from("127.0.0.1", relay.addr);
+    let mut answer = String::new();
+    let _ = fifth.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(
+        answer.contains("too many open connections from your address"),
+        "{answer:?}"
+    );
+
+    let request = format!("GET /hook/{TOKEN}?from=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut other = connect_from("127.0.0.2", relay.addr);
+    other.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    other.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+
+    // Closing one frees its place for the same address.
+    drop(idle);
+    let served = crate::support::wait_until(|| {
+        let mut again = connect_from("127.0.0.1", relay.addr);
+        let _ = again.write_all(request.as_bytes());
+        let mut answer = String::new();
+        let _ = again.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    });
+    assert!(served, "the address got its places back");
+}
