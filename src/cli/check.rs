@@ -12,6 +12,9 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
     println!("{}: ok", config.path.display());
     println!("database: {}", config.storage.path.display());
+    if let Some(email) = config.notify.as_ref().and_then(|n| n.email.as_ref()) {
+        println!("email: to {} via {}", email.to.join(", "), email.transport.describe());
+    }
     for p in &config.processings {
         let state = if p.enabled {
             ""
