@@ -133,7 +133,14 @@ fn prune_dry_run_then_prune() {
     use hookrelay::store::{spawn_writer, Hooks, NewOperation, OpStatus, RawRequest};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[storage]\npath = \"old.db\"\nkeep_days = 30\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"old.db\"\nkeep_days = 30\n\n{}",
+            processing("p", "http://127.0.0.1:9/", "")
+        ),
+    )
+    .unwrap();
     let hooks = Hooks {
         on_commit: Box::new(|| {}),
         on_error: Box::new(|_| {}),
