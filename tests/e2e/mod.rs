@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod delivery;
+mod first_hour;
 mod ingest;
 mod notify;
 mod operator;
