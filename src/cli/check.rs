@@ -48,7 +48,7 @@ fn field_warnings(config: &Config) -> Result<Vec<String>, Failure> {
     };
     let mut warnings = Vec::new();
     for processing in &config.processings {
-        let Some(latest) = reader.latest(&processing.name)? else {
+        let Some(latest) = reader.latest_with_fields(&processing.name)? else {
             continue;
         };
         let had: Vec<&str> = latest.fields.keys().map(String::as_str).collect();

@@ -56,7 +56,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         body: Vec::new(),
         content_type: None,
     };
-    let op = rules::operation(processing, now_ms(), request, Ok(Extracted::from_fields(fields)));
+    let extracted = Extracted::from_fields(fields);
+    let op = rules::operation(processing, now_ms(), request, Ok(extracted.clone()));
     let mut status = op.status;
     let mut reason = op.reason.clone();
     if let (Some((key, since)), Some(reader)) = (&op.dedupe, &reader) {
@@ -75,11 +76,30 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     for warning in &op.warnings {
         println!("warning: {warning}");
     }
-    if status != OpStatus::Queued {
-        println!("nothing would be sent");
-        return Ok(());
-    }
-    for delivery in &op.deliveries {
+    let deliveries = match status {
+        OpStatus::Queued => op.deliveries,
+        // A held processing renders nothing when it records an event, but
+        // the user setting it up wants to see what enabling it would send.
+        OpStatus::Held => {
+            println!("once enabled (enabled = true), it would send:");
+            let lookup = |name: &str| extracted.usable(name);
+            let mut rendered = Vec::new();
+            for action in &processing.actions {
+                let (delivery, warnings) = rules::delivery(action, lookup)
+                    .map_err(|e| Failure::Runtime(format!("action `{}`: {e}", action.name)))?;
+                for warning in warnings {
+                    println!("warning: {warning}");
+                }
+                rendered.push(delivery);
+            }
+            rendered
+        }
+        _ => {
+            println!("nothing would be sent");
+            return Ok(());
+        }
+    };
+    for delivery in &deliveries {
         println!();
         println!("action {}:", delivery.action);
         println!("  {} {}", delivery.method, redact::url_text(&delivery.url));

@@ -78,6 +78,9 @@ fn to_json(op: &OperationView) -> serde_json::Value {
     })
 }
 
+/// Characters of a raw body the text view prints.
+const SHOWN_BODY_CHARS: usize = 4096;
+
 fn print_text(op: &OperationView) {
     let s = &op.summary;
     println!("operation {}  {}  {}", s.id, s.processing, s.status);
@@ -91,6 +94,28 @@ fn print_text(op: &OperationView) {
         op.request.method,
         op.charset
     );
+    if !op.request.query.is_empty() {
+        println!("query:     {}", String::from_utf8_lossy(&op.request.query));
+    }
+    if !op.request.body.is_empty() {
+        // The raw body is what a rejected request is replayed from; long
+        // ones are cut here and whole in --json.
+        let body = String::from_utf8_lossy(&op.request.body);
+        let shown: String = body.chars().take(SHOWN_BODY_CHARS).collect();
+        println!(
+            "body:      ({}, {} bytes){}",
+            op.request.content_type.as_deref().unwrap_or("no content type"),
+            op.request.body.len(),
+            if shown.len() < body.len() {
+                "; the first part, --json has all"
+            } else {
+                ""
+            }
+        );
+        for line in shown.lines() {
+            println!("  {line}");
+        }
+    }
     println!("fields:");
     super::print_fields(&op.fields);
     for warning in &op.warnings {

@@ -142,12 +142,13 @@ impl Reader {
         })
     }
 
-    /// The newest operation of `processing`, if any.
-    pub fn latest(&self, processing: &str) -> Result<Option<OperationView>, StoreError> {
+    /// The newest operation of `processing` that has fields, if any.
+    pub fn latest_with_fields(&self, processing: &str) -> Result<Option<OperationView>, StoreError> {
+        // A rejected (unparsed) or empty request says nothing about the fields.
         let id: Option<i64> = self
             .conn
             .query_row(
-                "SELECT id FROM operations WHERE processing = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM operations WHERE processing = ?1 AND fields != '{}' ORDER BY id DESC LIMIT 1",
                 [processing],
                 |row| row.get(0),
             )

@@ -194,3 +194,53 @@ fn klientiks_address_round_trip() {
     let unknown = relay.cli(&["klientiks", "nonsense", "--processing", "p"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+/// Regression: `try` on a held processing printed only "would be held …
+/// nothing would be sent"; it now shows the requests enabling it would send.
+#[test]
+fn try_renders_a_held_processing() {
+    let relay = Relay::start(
+        &processing(
+            "p",
+            "http://127.0.0.1:9/pb?token=s3cr3t",
+            "query = { ad_id = \"{{utm_content}}\" }",
+        )
+        .replace("token = ", "enabled = false\ntoken = "),
+    );
+    let text = stdout(&relay.cli(&["try", "p", "utm_content=ad-7"]));
+    assert!(text.contains("would be held"), "{text}");
+    assert!(text.contains("once enabled (enabled = true), it would send:"), "{text}");
+    assert!(
+        text.contains("GET http://127.0.0.1:9/pb?token=MASKED&ad_id=ad-7"),
+        "{text}"
+    );
+}
+
+/// Regression: `fields` and `check` read the latest operation even when it
+/// was rejected ("it had: no fields"), and `show` did not print a rejected
+/// request's raw body; now they read the latest one with fields, and the
+/// body is shown.
+#[test]
+fn a_rejected_request_does_not_hide_the_last_fields() {
+    let relay = Relay::start(&processing(
+        "p",
+        "http://127.0.0.1:9/pb",
+        "query = { a = \"{{utm_content}}\" }",
+    ));
+    let (status, _, _) = get(&relay.url(&format!("/hook/{TOKEN}?utm_content=ad-1")));
+    assert_eq!(status, 200);
+    let (status, rejected, _) = crate::support::post(
+        &relay.url(&format!("/hook/{TOKEN}")),
+        "application/json",
+        b"{\"broken\": ",
+    );
+    assert_eq!(status, 400);
+
+    let fields = stdout(&relay.cli(&["fields", "p"]));
+    assert!(fields.contains("utm_content"), "{fields}");
+    let check = stdout(&relay.cli(&["check"]));
+    assert!(!check.contains("warning:"), "{check}");
+    let shown = stdout(&relay.cli(&["show", &rejected.unwrap().to_string()]));
+    assert!(shown.contains("body:      (application/json, 11 bytes)"), "{shown}");
+    assert!(shown.contains("  {\"broken\": "), "{shown}");
+}
