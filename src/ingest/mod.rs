@@ -6,8 +6,8 @@ pub mod rules;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -27,11 +27,51 @@ pub const MAX_TARGET_BYTES: usize = 16 * 1024;
 /// Answer header carrying the stored operation's id.
 pub const OPERATION_HEADER: &str = "X-Hookrelay-Operation";
 
+/// Refused requests are logged at most once per this long; the next line
+/// says how many were left out, so a token scan cannot flood the journal.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What every connection shares: the current config and the store writer.
 pub struct Shared {
     config: RwLock<Arc<Config>>,
     writer: Writer,
     metrics: Arc<Metrics>,
+    refusal_log: Mutex<Throttle>,
+}
+
+/// Lets one log line through per interval and counts the ones held back.
+/// Fed the clock, so it is tested without waiting.
+#[derive(Debug)]
+pub struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    /// A throttle letting one line through per `interval`.
+    pub fn new(interval: Duration) -> Throttle {
+        Throttle {
+            interval,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(n)` if a line may be logged at `now`, `n` being how many were
+    /// held back since the last one; `None` (and one more held back) if not.
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -41,6 +81,7 @@ impl Shared {
             config: RwLock::new(config),
             writer,
             metrics,
+            refusal_log: Mutex::new(Throttle::new(REFUSAL_LOG_INTERVAL)),
         }
     }
 
@@ -136,17 +177,57 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
 }
 
 async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
+    let target = shown_target(request.method().as_str(), request.uri().path());
     match accept(&shared, remote, request).await {
         Ok(response) => response,
         Err(refusal) => {
-            log::debug!("refused a request from {remote}: {refusal}");
-            // A rejected body was stored, and counted as received.
-            if !matches!(refusal, Refusal::Rejected(_) | Refusal::FieldsTooLarge(_)) {
-                shared.metrics.refused(refusal.metric());
+            // A rejected body was stored, counted as received and logged;
+            // a storage failure is logged as an error where it happens.
+            match refusal {
+                Refusal::Rejected(_) | Refusal::FieldsTooLarge(_) => {}
+                Refusal::Storage => shared.metrics.refused(refusal.metric()),
+                _ => {
+                    shared.metrics.refused(refusal.metric());
+                    log_refusal(&shared, remote, &target, &refusal);
+                }
             }
             refusal.response()
         }
     }
+}
+
+/// "Klientiks says it sent, the history is empty" is the first support
+/// question, so refusals are logged at warn, throttled.
+fn log_refusal(shared: &Shared, remote: SocketAddr, target: &str, refusal: &Refusal) {
+    let admitted = match shared.refusal_log.lock() {
+        Ok(mut throttle) => throttle.admit(Instant::now()),
+        Err(poisoned) => poisoned.into_inner().admit(Instant::now()),
+    };
+    if let Some(held_back) = admitted {
+        let more = if held_back > 0 {
+            format!(" ({held_back} more refused since the last such line)")
+        } else {
+            String::new()
+        };
+        log::warn!(
+            "refused {target} from {remote}: {} {refusal}{more}",
+            refusal.status().as_u16()
+        );
+    }
+}
+
+/// `METHOD path` for the log, with a token cut to its first four characters:
+/// enough to tell which address a sender has, not enough to use it.
+fn shown_target(method: &str, path: &str) -> String {
+    const MAX: usize = 100;
+    let path = match path.strip_prefix("/hook/") {
+        Some(token) => {
+            let head: String = token.chars().take(4).collect();
+            format!("/hook/{head}…({} characters)", token.chars().count())
+        }
+        None => path.chars().take(MAX).collect(),
+    };
+    format!("{method} {path}")
 }
 
 async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>) -> Result<Reply, Refusal> {
@@ -249,4 +330,31 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     let per_client = shared.config().server.max_connections_per_client;
     let handler = move |remote, request| handle(Arc::clone(&shared), remote, request);
     http::serve("webhooks", listener, per_client, handler, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One line per interval; the next says how many were held back.
+    #[test]
+    fn throttle_lets_one_line_through_per_interval() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(10));
+        assert_eq!(throttle.admit(start), Some(0));
+        assert_eq!(throttle.admit(start + Duration::from_secs(1)), None);
+        assert_eq!(throttle.admit(start + Duration::from_secs(9)), None);
+        assert_eq!(throttle.admit(start + Duration::from_secs(10)), Some(2));
+        assert_eq!(throttle.admit(start + Duration::from_secs(25)), Some(0));
+    }
+
+    /// A token in the log is cut to four characters.
+    #[test]
+    fn tokens_are_cut_in_the_log() {
+        assert_eq!(
+            shown_target("GET", "/hook/3q2-7wEXAMPLE-only-use"),
+            "GET /hook/3q2-…(22 characters)"
+        );
+        assert_eq!(shown_target("POST", "/favicon.ico"), "POST /favicon.ico");
+    }
 }

@@ -196,3 +196,21 @@ fn oversized_heads_are_refused() {
     assert_eq!(request.call().map(|r| r.status().as_u16()).unwrap_or(0), 431);
     assert_eq!(history_len(&relay), 0);
 }
+
+/// Regression: a wrong token got 404 and left no trace, so "Klientiks says
+/// it sent, history is empty" had no answer. It is logged at warn with the
+/// token cut short, and a scan of many is throttled to one line.
+#[test]
+fn a_wrong_token_is_logged_masked_and_throttled() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let wrong = "wrongtoken-0123456789abcdefXYZ";
+    for _ in 0..50 {
+        assert_eq!(get(&relay.url(&format!("/hook/{wrong}?a=1"))).0, 404);
+    }
+    relay.wait_log("refused GET /hook/wron…(30 characters) from 127.0.0.1:");
+    let log = relay.log_text();
+    assert!(log.contains(": 404 not found"), "{log}");
+    assert!(!log.contains(wrong), "{log}");
+    let lines = log.lines().filter(|l| l.contains("refused GET")).count();
+    assert!(lines < 10, "{lines} lines for 50 refusals:\n{log}");
+}
