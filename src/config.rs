@@ -41,6 +41,9 @@ const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 const DEFAULT_RESPONSE_STATUS: u16 = 200;
 const DEFAULT_RESPONSE_BODY: &str = "ok";
+/// The token in config.example.toml (and so in the .deb's config): public,
+/// so it is only accepted while the webhook listener is on loopback.
+pub const EXAMPLE_TOKEN: &str = "3q2-7wEXAMPLE-only-use-hookrelay-token";
 /// Shortest token accepted: 22 URL-safe base64 characters carry 128 bits.
 pub const MIN_TOKEN_LEN: usize = 22;
 
@@ -540,6 +543,16 @@ impl RawConfig {
                 if !tokens.insert(token.expose().to_string()) {
                     return Err(format!("processing `{name}`: token: the same token is used twice"));
                 }
+            }
+            let public = std::iter::once(&raw.token)
+                .chain(&raw.previous_tokens)
+                .any(|t| t.expose() == EXAMPLE_TOKEN);
+            if public && !server.listen.ip().is_loopback() {
+                return Err(format!(
+                    "processing `{name}`: token: the example token is public and server.listen `{}` is not loopback; \
+                     make a token with `hookrelay token`",
+                    server.listen
+                ));
             }
             let processing = raw
                 .resolve(&delivery)

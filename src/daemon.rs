@@ -28,6 +28,10 @@ pub fn main(config: Config) -> anyhow::Result<()> {
         .thread_name("hookrelay-io")
         .build()
         .context("starting the async runtime")?;
+    // Before the listeners: a second daemon is told about the first, not
+    // that its port is taken. Held until the daemon has stopped.
+    store::check_folder(&config.storage.path)?;
+    let _lock = store::lock_daemon(&config.storage.path)?;
     runtime.block_on(async {
         let webhooks = TcpListener::bind(config.server.listen)
             .await
@@ -39,7 +43,8 @@ pub fn main(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Runs the daemon on the given listeners until `shutdown` resolves.
+/// Runs the daemon on the given listeners until `shutdown` resolves. The
+/// caller holds the database's daemon lock ([`store::lock_daemon`]).
 pub async fn run(
     config: Config,
     webhooks: TcpListener,

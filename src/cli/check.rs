@@ -10,6 +10,9 @@ use crate::store::{Reader, StoreError};
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
+    // The daemon's first step; a missing or read-only folder fails here,
+    // not at the next restart.
+    crate::store::check_folder(&config.storage.path)?;
     println!("{}: ok", config.path.display());
     println!("database: {}", config.storage.path.display());
     if let Some(email) = config.notify.as_ref().and_then(|n| n.email.as_ref()) {

@@ -105,24 +105,47 @@ pub fn main() -> ExitCode {
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("hookrelay: {message}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Runtime(message)) => {
-            eprintln!("hookrelay: {message}");
-            ExitCode::from(1)
-        }
+    // Printed once, here; commands do not also log their fatal error.
+    let (message, code) = match result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => (message, 2),
+        Err(Failure::Runtime(message)) => (message, 1),
+    };
+    let priority = if under_journald() { "<3>" } else { "" };
+    eprintln!("{priority}hookrelay: {message}");
+    ExitCode::from(code)
+}
+
+/// Whether stderr goes to the journal (systemd sets JOURNAL_STREAM for it).
+fn under_journald() -> bool {
+    std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix, so that
+/// `journalctl -p err` and `-p warning` find hookrelay's lines.
+fn syslog_priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
     }
 }
 
 fn init_logging() {
+    use std::io::Write;
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    // journald stamps each line itself; a terminal or a file needs the time.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.format_timestamp(None).format_target(false);
+    if under_journald() {
+        // journald stamps each line itself and files it by the prefix.
+        builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "<{}>{}: {}",
+                syslog_priority(record.level()),
+                record.level(),
+                record.args()
+            )
+        });
     } else if !std::io::stderr().is_terminal() {
         builder.format_timestamp_millis();
     }

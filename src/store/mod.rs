@@ -4,6 +4,7 @@
 //! is queued in one transaction (group commit); readers open their own
 //! connections. Times are milliseconds since the Unix epoch.
 
+mod files;
 mod read;
 mod replay;
 mod schema;
@@ -17,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
+pub use files::{check_folder, lock_daemon, DaemonLock};
 pub use read::{
     AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats, Reader,
 };
@@ -60,6 +62,11 @@ pub enum StoreError {
     WriterGone,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database's folder or file cannot be used; the text names the cause.
+    #[error("{0}")]
+    Unusable(String),
+    #[error("another hookrelay daemon is using {0} (it holds the lock {1}); stop it first")]
+    Locked(String, String),
 }
 
 /// The part of a URL that names its receiver: `scheme://host:port/`.
@@ -329,52 +336,11 @@ pub fn prune_now(path: &Path, before: i64, batch: usize) -> Result<usize, StoreE
 
 /// Creates the database if needed (owner-only permissions) and migrates it.
 fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
-    owner_only(path);
+    files::owner_only(path);
     let mut conn = open_connection(path, true)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
 }
-
-/// Makes the database owner-only before SQLite opens it. A new file is
-/// created empty with mode 0600 (SQLite takes an empty file as a new
-/// database, and gives its -wal and -shm files the database's mode), so
-/// there is no moment another local user could open it. An existing one
-/// readable by others, with its -wal and -shm, is tightened, and the log
-/// says so.
-#[cfg(unix)]
-fn owner_only(path: &Path) {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    if created.is_ok() {
-        return;
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let file = std::path::PathBuf::from(name);
-        let Ok(meta) = std::fs::metadata(&file) else {
-            continue;
-        };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 == 0 {
-            continue;
-        }
-        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
-            Ok(()) => log::warn!("{} was mode {mode:04o}; made it 0600 (owner only)", file.display()),
-            Err(err) => log::warn!(
-                "{} is mode {mode:04o} and could not be made owner-only: {err}",
-                file.display()
-            ),
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn owner_only(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {

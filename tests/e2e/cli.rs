@@ -200,3 +200,43 @@ fn prune_dry_run_then_prune() {
         "the recent one and the queued one stay"
     );
 }
+
+/// Regression: a second daemon on the same database started silently and
+/// 15 of 40 webhooks got 503 `database is locked`; it now exits 1 with one
+/// line naming the lock, and the first keeps serving.
+#[test]
+fn a_second_daemon_on_the_same_database_is_refused() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let second = Command::new(BIN)
+        .arg("-c")
+        .arg(&relay.config)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("another hookrelay daemon is using"), "{stderr}");
+    assert!(stderr.contains("relay.db.lock"), "{stderr}");
+    assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?x=1"))).0, 200);
+}
+
+/// Regression: a missing database folder printed the path three times and
+/// never the cause (twice: as a log line and as the error); `check` and
+/// `run` now say it once, in one line.
+#[test]
+fn a_missing_database_folder_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let text = crate::support::config_text(&processing("p", "http://127.0.0.1:9/", ""))
+        .replace("path = \"relay.db\"", "path = \"missing/relay.db\"");
+    std::fs::write(&config, text).unwrap();
+    for command in ["check", "run"] {
+        let out = Command::new(BIN).arg("-c").arg(&config).arg(command).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(stderr.contains("missing does not exist"), "{command}: {stderr}");
+        assert_eq!(stderr.matches("relay.db").count(), 1, "{command}: {stderr}");
+    }
+}
