@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::Secret;
 use crate::http::{self, Reply};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::store::{now_ms, rfc3339, QueueStats, Reader, StoreError, Writer};
 
 /// What the admin endpoints read.
@@ -51,7 +51,14 @@ async fn handle(admin: Arc<Admin>, _remote: SocketAddr, request: Request<Incomin
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => healthz(&admin).await,
-        (&Method::GET, "/metrics") => metrics(&admin).await,
+        (&Method::GET, "/metrics") => {
+            let accept = request
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            metrics(&admin, accept.as_deref()).await
+        }
         (_, "/healthz" | "/metrics") => http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         _ => http::text(StatusCode::NOT_FOUND, "not found; try /healthz or /metrics\n"),
     }
@@ -98,16 +105,22 @@ async fn healthz(admin: &Admin) -> Reply {
     response
 }
 
-/// The Prometheus (OpenMetrics) text exposition, with fresh queue gauges.
-async fn metrics(admin: &Admin) -> Reply {
+/// The exposition with fresh queue gauges: OpenMetrics when the scraper
+/// asks for it, else the Prometheus text format.
+async fn metrics(admin: &Admin, accept: Option<&str>) -> Reply {
     match queue_stats(admin).await {
         Ok(stats) => admin.metrics.set_queue(stats.depth, age_seconds(&stats)),
         Err(err) => log::warn!("/metrics: cannot read the queue: {err}"),
     }
-    let mut response = http::text(StatusCode::OK, admin.metrics.encode());
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    let openmetrics = admin.metrics.encode();
+    let (body, content_type) = if metrics::wants_openmetrics(accept) {
+        (openmetrics, metrics::OPENMETRICS)
+    } else {
+        (metrics::to_prometheus_text(&openmetrics), metrics::PROMETHEUS_TEXT)
+    };
+    let mut response = http::text(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

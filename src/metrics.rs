@@ -32,10 +32,24 @@ struct ActionOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelResult {
     channel: String,
     result: String,
 }
+
+/// How a delivery attempt ended, as `hookrelay_delivery_attempts_total`'s
+/// `outcome` label says it.
+pub const OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
+
+/// The media type of the OpenMetrics exposition.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of the Prometheus text exposition (format 0.0.4).
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric hookrelay exports, shared by `Arc`.
 pub struct Metrics {
@@ -91,6 +105,17 @@ impl Metrics {
             "Age of the oldest operation with a delivery still pending, 0 if none",
             oldest_pending_seconds.clone(),
         );
+        let build = Family::<Build, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the version label says which hookrelay is running",
+            build.clone(),
+        );
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
         let notifications = Family::<ChannelResult, Counter>::default();
         registry.register(
             "notifications",
@@ -108,6 +133,34 @@ impl Metrics {
             notifications,
             last_delivered_at: AtomicI64::new(0),
         })
+    }
+
+    /// Creates, at zero, the series a processing and its actions will have,
+    /// so an alert on them can be written before the first event or failure.
+    pub fn declare(&self, processing: &str, statuses: &[&str], actions: &[&str]) {
+        for status in statuses {
+            let _ = self.received.get_or_create(&ProcessingStatus {
+                processing: processing.into(),
+                status: (*status).into(),
+            });
+        }
+        for action in actions {
+            for outcome in OUTCOMES {
+                let _ = self.attempts.get_or_create(&ActionOutcome {
+                    action: (*action).into(),
+                    outcome: outcome.into(),
+                });
+            }
+        }
+    }
+
+    /// Creates, at zero, the refusal series for each of `reasons`.
+    pub fn declare_refusals(&self, reasons: &[&str]) {
+        for reason in reasons {
+            let _ = self.refused.get_or_create(&Reason {
+                reason: (*reason).into(),
+            });
+        }
     }
 
     /// A webhook was stored for `processing` with `status`.
@@ -161,11 +214,84 @@ impl Metrics {
         self.oldest_pending_seconds.set(oldest_age_seconds);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Whether an `Accept` header asks for OpenMetrics; anything else (no
+/// header, `text/plain`, `*/*`) gets the Prometheus text format, which
+/// every scraper and `promtool check metrics` read.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics exposition. The
+/// two differ where promtool notices: a counter's HELP and TYPE name the
+/// family (`x`) in OpenMetrics but the sample (`x_total`) in Prometheus
+/// text, and OpenMetrics ends with `# EOF` and may carry `# UNIT`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(&name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters are renamed to their samples' name and the OpenMetrics-only
+    /// lines go; gauges and histograms stay as they are.
+    #[test]
+    fn prometheus_text_from_openmetrics() {
+        let metrics = Metrics::new();
+        metrics.declare("p", &["queued"], &["plarin"]);
+        let text = to_prometheus_text(&metrics.encode());
+        assert!(
+            text.contains("# HELP hookrelay_operations_received_total Webhooks stored"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hookrelay_operations_received_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookrelay_operations_received_total{processing=\"p\",status=\"queued\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookrelay_delivery_attempts_total{action=\"plarin\",outcome=\"failed\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE hookrelay_queue_depth gauge"), "{text}");
+        assert!(text.contains("hookrelay_build_info{version=\""), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!wants_openmetrics(None));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")));
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
     }
 }

@@ -77,6 +77,8 @@ impl Throttle {
 impl Shared {
     /// State for the listener.
     pub fn new(config: Arc<Config>, writer: Writer, metrics: Arc<Metrics>) -> Shared {
+        metrics.declare_refusals(REFUSAL_REASONS);
+        declare_series(&metrics, &config);
         Shared {
             config: RwLock::new(config),
             writer,
@@ -87,6 +89,7 @@ impl Shared {
 
     /// Makes `config` the one new requests use.
     pub fn replace(&self, config: Arc<Config>) {
+        declare_series(&self.metrics, &config);
         match self.config.write() {
             Ok(mut guard) => *guard = config,
             Err(poisoned) => *poisoned.into_inner() = config,
@@ -99,6 +102,26 @@ impl Shared {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
+    }
+}
+
+/// Every label [`Refusal::metric`] gives, created at zero at start.
+pub const REFUSAL_REASONS: &[&str] = &[
+    "unknown_token",
+    "target_too_long",
+    "body_timeout",
+    "method",
+    "too_large",
+    "bad_request",
+    "storage",
+];
+
+/// Creates each processing's and action's metric series at zero.
+fn declare_series(metrics: &Metrics, config: &Config) {
+    let statuses: Vec<&str> = OpStatus::ALL.iter().map(|s| s.as_str()).collect();
+    for processing in &config.processings {
+        let actions: Vec<&str> = processing.actions.iter().map(|a| a.name.as_str()).collect();
+        metrics.declare(&processing.name, &statuses, &actions);
     }
 }
 
@@ -346,6 +369,25 @@ mod tests {
         assert_eq!(throttle.admit(start + Duration::from_secs(9)), None);
         assert_eq!(throttle.admit(start + Duration::from_secs(10)), Some(2));
         assert_eq!(throttle.admit(start + Duration::from_secs(25)), Some(0));
+    }
+
+    /// Every refusal's metric label is among those created at zero.
+    #[test]
+    fn refusal_reasons_are_all_declared() {
+        let all = [
+            Refusal::NotFound,
+            Refusal::TargetTooLong,
+            Refusal::Method(String::new(), String::new()),
+            Refusal::TooLarge(1),
+            Refusal::FieldsTooLarge(String::new()),
+            Refusal::BodyRead(String::new()),
+            Refusal::BodyTimeout,
+            Refusal::Rejected(String::new()),
+            Refusal::Storage,
+        ];
+        for refusal in all {
+            assert!(REFUSAL_REASONS.contains(&refusal.metric()), "{}", refusal.metric());
+        }
     }
 
     /// A token in the log is cut to four characters.

@@ -98,6 +98,9 @@ macro_rules! string_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
             /// The name stored in the database and printed by the CLI.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }

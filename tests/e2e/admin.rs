@@ -1,6 +1,12 @@
 //! The admin listener: /healthz, /metrics, and its bearer token.
 
-use crate::support::{admin_get, get, parse_metrics, processing, sample, Receiver, Relay, TOKEN};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::{
+    admin_get, admin_get_as, get, parse_metrics, parse_prometheus_text, processing, promtool, sample, Receiver, Relay,
+    OPENMETRICS, TOKEN,
+};
 
 /// /healthz answers 200 with the database writable and the queue.
 #[test]
@@ -23,13 +29,14 @@ fn healthz_reports_a_writable_database() {
     assert_eq!(admin_get(&relay, "/other", None).0, 404);
 }
 
-/// /metrics parses as OpenMetrics and its values follow the webhooks.
+/// /metrics, asked for OpenMetrics, parses as OpenMetrics and its values follow the webhooks.
 #[test]
 fn metrics_parse_and_change_as_webhooks_arrive() {
     let receiver = Receiver::start();
     receiver.script(&[(503, "busy")]);
     let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
-    let before = parse_metrics(&admin_get(&relay, "/metrics", None).1);
+    let openmetrics = |relay: &Relay| admin_get_as(relay, "/metrics", None, Some(OPENMETRICS)).1;
+    let before = parse_metrics(&openmetrics(&relay));
     assert_eq!(
         sample(&before, "hookrelay_operations_received_total", &[("processing", "p")]),
         0.0
@@ -38,7 +45,7 @@ fn metrics_parse_and_change_as_webhooks_arrive() {
     let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
     get(&relay.url("/hook/unknown-token-0123456789abcdef"));
     relay.wait_status(id.unwrap(), "delivered");
-    let after = parse_metrics(&admin_get(&relay, "/metrics", None).1);
+    let after = parse_metrics(&openmetrics(&relay));
     let received = [("processing", "p"), ("status", "queued")];
     assert_eq!(sample(&after, "hookrelay_operations_received_total", &received), 1.0);
     assert_eq!(
@@ -75,4 +82,51 @@ fn admin_token_is_required_when_set() {
     assert_eq!(admin_get(&relay, "/healthz", Some("wrong")).0, 401);
     assert_eq!(admin_get(&relay, "/healthz", Some("admin-secret-123")).0, 200);
     assert_eq!(admin_get(&relay, "/metrics", Some("admin-secret-123")).0, 200);
+}
+
+/// Regression: `promtool check metrics` exited 3 ("no help text"): the
+/// output was OpenMetrics whatever `Accept` asked. Without an OpenMetrics
+/// `Accept` it is now the Prometheus text format, which promtool passes;
+/// the build is named, and each action's failure series exists at zero
+/// before any failure, so an alert can be written on day one.
+#[test]
+fn metrics_pass_promtool_and_start_at_zero() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let (status, text) = admin_get(&relay, "/metrics", None);
+    assert_eq!(status, 200);
+    let samples = parse_prometheus_text(&text);
+    let failed = [("action", "plarin"), ("outcome", "failed")];
+    assert!(
+        samples.iter().any(|(n, l, v)| n == "hookrelay_delivery_attempts_total"
+            && failed.iter().all(|(k, w)| l.iter().any(|(lk, lv)| lk == k && lv == w))
+            && *v == 0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "hookrelay_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert!(samples
+        .iter()
+        .any(|(n, l, _)| n == "hookrelay_requests_refused_total" && l.iter().any(|(_, v)| v == "unknown_token")));
+    let Some(promtool) = promtool() else { return };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -555,9 +555,17 @@ fn decode_mail(raw: &str) -> String {
 
 /// GETs `path` from the relay's admin listener: status and body.
 pub fn admin_get(relay: &Relay, path: &str, token: Option<&str>) -> (u16, String) {
+    admin_get_as(relay, path, token, None)
+}
+
+/// Like [`admin_get`], with an `Accept` header.
+pub fn admin_get_as(relay: &Relay, path: &str, token: Option<&str>, accept: Option<&str>) -> (u16, String) {
     let mut request = client().get(&format!("http://{}{path}", relay.admin));
     if let Some(token) = token {
         request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
     }
     let mut response = request.call().unwrap();
     (
@@ -577,15 +585,46 @@ pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 /// One metric sample: name, labels, value.
 pub type Sample = (String, Vec<(String, String)>, f64);
 
+/// The media type a scraper sends to ask for OpenMetrics.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
+
 /// Samples of an OpenMetrics exposition, checked by Python's prometheus_client
 /// parser: `(name, labels, value)` for each.
 pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    parse_exposition(text, "prometheus_client.openmetrics.parser")
+}
+
+/// Samples of a Prometheus text exposition (format 0.0.4), checked by
+/// prometheus_client's parser for that format.
+pub fn parse_prometheus_text(text: &str) -> Vec<Sample> {
+    parse_exposition(text, "prometheus_client.parser")
+}
+
+/// promtool, which scripts/test unpacks; `None` (after saying why, and
+/// failing under CI) when it is not there.
+pub fn promtool() -> Option<PathBuf> {
+    let path = std::env::var_os("HOOKRELAY_PROMTOOL")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .or_else(|| {
+            let found = Command::new("promtool").arg("--version").output().is_ok();
+            found.then(|| PathBuf::from("promtool"))
+        });
+    if path.is_none() {
+        skip_outside_ci("promtool is not installed (scripts/test unpacks it into target/tools)");
+    }
+    path
+}
+
+fn parse_exposition(text: &str, module: &str) -> Vec<Sample> {
     use std::io::Write;
-    let script = "import sys, json\n\
-                  from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
-                  print(json.dumps([[s.name, sorted(s.labels.items()), s.value] for f in parse(sys.stdin.read()) for s in f.samples]))";
+    let script = format!(
+        "import sys, json\n\
+         from {module} import text_string_to_metric_families as parse\n\
+         print(json.dumps([[s.name, sorted(s.labels.items()), s.value] for f in parse(sys.stdin.read()) for s in f.samples]))"
+    );
     let mut child = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
