@@ -158,6 +158,8 @@ pub struct Notify {
     pub telegram: Option<Telegram>,
     /// At most one message per this long; the rest wait for the next digest.
     pub min_interval: Duration,
+    /// Whether messages list the operations' fields (names, phones: personal data).
+    pub include_fields: bool,
 }
 
 /// Email notifications.
@@ -432,6 +434,8 @@ struct RawNotify {
     smtp: Option<Secret>,
     sendmail: Option<PathBuf>,
     min_interval: Option<Dur>,
+    #[serde(default = "include_fields_by_default")]
+    include_fields: bool,
     telegram: Option<RawTelegram>,
 }
 
@@ -465,6 +469,10 @@ struct RawProcessing {
 }
 
 fn enabled_by_default() -> bool {
+    true
+}
+
+fn include_fields_by_default() -> bool {
     true
 }
 
@@ -737,6 +745,7 @@ impl RawNotify {
             email,
             telegram,
             min_interval: self.min_interval.map_or(DEFAULT_MIN_INTERVAL, |d| d.0),
+            include_fields: self.include_fields,
         })
     }
 

@@ -9,6 +9,9 @@ use crate::store::{now_ms, HistoryFilter, OpStatus, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Only these operations: ids and ranges, e.g. 12,15-20 (as notifications name them).
+    #[arg(long, value_parser = parse_ids)]
+    id: Option<Ids>,
     /// Only this processing.
     #[arg(long)]
     processing: Option<String>,
@@ -24,6 +27,25 @@ pub struct Args {
     /// Print a JSON array for scripts.
     #[arg(long)]
     json: bool,
+}
+
+/// Operation ids as inclusive ranges.
+#[derive(Debug, Clone)]
+pub struct Ids(pub Vec<(i64, i64)>);
+
+/// `12,15-20` as inclusive ranges.
+pub fn parse_ids(text: &str) -> Result<Ids, String> {
+    text.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (from, to) = part.split_once('-').unwrap_or((part, part));
+            match (from.trim().parse::<i64>(), to.trim().parse::<i64>()) {
+                (Ok(from), Ok(to)) if from <= to => Ok((from, to)),
+                _ => Err(format!("`{part}` is not an id or a range such as 15-20")),
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(Ids)
 }
 
 pub fn parse_status(text: &str) -> Result<OpStatus, String> {
@@ -48,6 +70,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let reader = Reader::open(&config.storage.path)?;
     let operations = reader.history(&HistoryFilter {
+        ids: args.id.clone().map(|ids| ids.0).unwrap_or_default(),
         processing: args.processing.clone(),
         status: args.status,
         since: args.since,

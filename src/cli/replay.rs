@@ -31,6 +31,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let reader = Reader::open(&config.storage.path)?;
     let operations: Vec<OperationView> = if args.ids.is_empty() {
         let filter = HistoryFilter {
+            ids: Vec::new(),
             processing: args.processing.clone(),
             status: args.status,
             since: args.since,

@@ -17,6 +17,8 @@ pub fn send(email: &Email, message: &Message) -> Result<(), String> {
     let mut builder = lettre::Message::builder()
         .from(from)
         .subject(message.subject.as_str())
+        // Mail without one is scored as spam and cannot be threaded.
+        .message_id(None)
         .header(ContentType::TEXT_PLAIN);
     for to in &email.to {
         builder = builder.to(to.parse().map_err(|e| format!("email_to `{to}`: {e}"))?);

@@ -19,8 +19,17 @@ pub struct Item {
     pub operation_id: i64,
     pub created_at: i64,
     pub text: String,
-    /// The operation's fields, if it still exists.
-    pub fields: Option<BTreeMap<String, String>>,
+    pub fields: ItemFields,
+}
+
+/// What a message says of an operation's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemFields {
+    Shown(BTreeMap<String, String>),
+    /// `notify.include_fields = false`: personal data stays out of messages.
+    Hidden,
+    /// The operation is gone (pruned), or was not read (past [`MAX_ITEMS`]).
+    Gone,
 }
 
 /// A message ready for any channel.
@@ -69,12 +78,39 @@ pub fn digest(items: &[Item], alarms: &[String], host: &str) -> Message {
         body.push_str(&describe(n + 1, item));
     }
     if items.len() > MAX_ITEMS {
+        // Exactly the operations not described, whatever their status now
+        // (a failed action leaves its operation `failed` or `partial`).
+        let mut rest: Vec<i64> = items[MAX_ITEMS..].iter().map(|i| i.operation_id).collect();
+        rest.sort_unstable();
+        rest.dedup();
         body.push_str(&format!(
-            "\n…и ещё {0} / …and {0} more: hookrelay history --status failed --since 24h\n",
-            items.len() - MAX_ITEMS
+            "\n…и ещё {0} / …and {0} more: hookrelay history --id {1}\n",
+            items.len() - MAX_ITEMS,
+            id_ranges(&rest)
         ));
     }
     Message { subject, body }
+}
+
+/// Sorted ids as `hookrelay history --id` takes them: runs as `a-b`.
+pub fn id_ranges(sorted: &[i64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 fn describe(n: usize, item: &Item) -> String {
@@ -97,7 +133,7 @@ fn describe(n: usize, item: &Item) -> String {
     };
     text.push_str(&format!("{label}: {}\n", item.text));
     match &item.fields {
-        Some(fields) if !fields.is_empty() => {
+        ItemFields::Shown(fields) if !fields.is_empty() => {
             text.push_str("Поля / Fields:\n");
             for (name, value) in fields.iter().take(MAX_FIELDS) {
                 text.push_str(&format!("  {name} = {value}\n"));
@@ -106,8 +142,9 @@ fn describe(n: usize, item: &Item) -> String {
                 text.push_str(&format!("  … ({} more)\n", fields.len() - MAX_FIELDS));
             }
         }
-        Some(_) => text.push_str("Поля / Fields: (none)\n"),
-        None => text.push_str("Поля / Fields: (operation pruned)\n"),
+        ItemFields::Shown(_) => text.push_str("Поля / Fields: (none)\n"),
+        ItemFields::Hidden => text.push_str("Поля / Fields: скрыты / hidden (notify.include_fields = false)\n"),
+        ItemFields::Gone => text.push_str("Поля / Fields: (operation pruned)\n"),
     }
     text.push_str(&format!("Подробнее / Details: hookrelay show {}\n", item.operation_id));
     if item.kind == "failure" {
@@ -143,7 +180,7 @@ mod tests {
             operation_id: id,
             created_at: 0,
             text: "action `plarin`: HTTP 400 (attempt 1)".into(),
-            fields: Some(BTreeMap::from([("ad_id".to_string(), "42".to_string())])),
+            fields: ItemFields::Shown(BTreeMap::from([("ad_id".to_string(), "42".to_string())])),
         }
     }
 
@@ -165,6 +202,23 @@ mod tests {
         }
     }
 
+    /// Runs of ids are written as ranges.
+    #[test]
+    fn ids_as_ranges() {
+        assert_eq!(id_ranges(&[1, 2, 3, 5, 7, 8]), "1-3,5,7-8");
+        assert_eq!(id_ranges(&[]), "");
+    }
+
+    /// Hidden fields are said to be hidden, with no value in the message.
+    #[test]
+    fn fields_can_be_kept_out() {
+        let mut hidden = item("failure", 3);
+        hidden.fields = ItemFields::Hidden;
+        let m = digest(&[hidden], &[], "h");
+        assert!(m.body.contains("hidden (notify.include_fields = false)"), "{}", m.body);
+        assert!(!m.body.contains("42"), "{}", m.body);
+    }
+
     /// Beyond MAX_ITEMS operations are counted, not listed; warnings do not offer replay.
     #[test]
     fn long_digests_are_cut() {
@@ -175,7 +229,13 @@ mod tests {
             m.subject,
             "hookrelay on h: 15 failed, 1 warning(s), storage error (klientiks-plarin)"
         );
-        assert!(m.body.contains("…and 6 more"), "{}", m.body);
+        // Regression: the footer said `history --status failed`, which
+        // missed operations that were `partial`; it now names them.
+        assert!(
+            m.body.contains("…and 6 more: hookrelay history --id 10-14,99"),
+            "{}",
+            m.body
+        );
         assert!(!m.body.contains("hookrelay show 99"));
         assert!(m.body.contains("Storage error: disk full"));
         let warning = digest(&[item("warning", 5)], &[], "h");

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::config::Notify;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Channel, Notification, Reader, Writer};
-use message::{Item, Message};
+use message::{Item, ItemFields, Message};
 
 /// How often the thread looks for work.
 const TICK: Duration = Duration::from_secs(1);
@@ -31,6 +31,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Most notifications read for one digest.
 const MAX_PENDING: usize = 500;
+/// How often the notifier looks for processings that skip every event.
+const ALL_SKIPPED_WATCH: Duration = Duration::from_secs(3600);
+/// The period a processing must have skipped everything in.
+const ALL_SKIPPED_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Fewer events than this in the window are no pattern.
+const ALL_SKIPPED_MIN_EVENTS: u32 = 3;
 /// Most storage errors remembered between digests.
 const MAX_ALARMS: usize = 20;
 
@@ -125,6 +131,7 @@ pub fn start(
         host: host_name(),
         pending_alarms: Vec::new(),
         next_try: 0,
+        next_watch: 0,
     };
     let handle = std::thread::Builder::new()
         .name("notify".into())
@@ -144,6 +151,8 @@ struct State {
     pending_alarms: Vec<String>,
     /// No sending before this time (ms since the epoch).
     next_try: i64,
+    /// When to look next for processings that skip everything.
+    next_watch: i64,
 }
 
 impl State {
@@ -154,6 +163,7 @@ impl State {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
+            self.watch_all_skipped();
             while let Ok(alarm) = self.alarms.try_recv() {
                 if self.pending_alarms.len() < MAX_ALARMS && !self.pending_alarms.contains(&alarm) {
                     self.pending_alarms.push(alarm);
@@ -173,6 +183,25 @@ impl State {
                     reader = None;
                 }
             }
+        }
+    }
+
+    /// Hourly: a processing that received events all day and skipped every
+    /// one is told about once a day (a `require` that can never be met
+    /// sends nothing and fails nothing, so nothing else would say so).
+    fn watch_all_skipped(&mut self) {
+        let now = now_ms();
+        if now < self.next_watch {
+            return;
+        }
+        self.next_watch = now + ALL_SKIPPED_WATCH.as_millis() as i64;
+        let since = now - ALL_SKIPPED_WINDOW.as_millis() as i64;
+        match self.writer.warn_all_skipped(since, ALL_SKIPPED_MIN_EVENTS, now) {
+            Ok(warned) if !warned.is_empty() => {
+                log::warn!("processing(s) {} skipped every event of the last 24 h", warned.join(", "))
+            }
+            Ok(_) => {}
+            Err(err) => log::error!("notifications: cannot look for processings that skip everything: {err}"),
         }
     }
 
@@ -197,7 +226,7 @@ impl State {
             if mine.is_empty() && self.pending_alarms.is_empty() {
                 continue;
             }
-            let items = items(reader, &mine)?;
+            let items = items(reader, &mine, self.notify.include_fields)?;
             let message = message::digest(&items, &self.pending_alarms, &self.host);
             match send(&self.notify, &self.agent, channel, &message) {
                 Ok(()) => {
@@ -230,16 +259,24 @@ impl State {
 }
 
 /// The digest items for `notifications`, with their operations' fields.
-fn items(reader: &Reader, notifications: &[&Notification]) -> Result<Vec<Item>, crate::store::StoreError> {
+fn items(
+    reader: &Reader,
+    notifications: &[&Notification],
+    include_fields: bool,
+) -> Result<Vec<Item>, crate::store::StoreError> {
     notifications
         .iter()
         .enumerate()
         .map(|(n, notification)| {
             // Only the listed ones need their fields read.
-            let fields = if n < message::MAX_ITEMS {
-                reader.operation(notification.operation_id)?.map(|op| op.fields)
+            let fields = if !include_fields {
+                ItemFields::Hidden
+            } else if n < message::MAX_ITEMS {
+                reader
+                    .operation(notification.operation_id)?
+                    .map_or(ItemFields::Gone, |op| ItemFields::Shown(op.fields))
             } else {
-                None
+                ItemFields::Gone
             };
             Ok(Item {
                 kind: notification.kind.clone(),

@@ -675,6 +675,42 @@ mod tests {
         }
     }
 
+    /// A processing that skipped every event of the window is warned about
+    /// once a day; one that sent anything, or got too few events, is not.
+    #[test]
+    fn all_skipped_processings_are_warned_once_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        let op = |processing: &str, status| NewOperation {
+            processing: processing.into(),
+            status,
+            reason: Some("required field `ad_id` is missing".into()),
+            warnings: Vec::new(),
+            deliveries: Vec::new(),
+            ..operation(None, &[])
+        };
+        insert_all(
+            &writer,
+            vec![
+                op("never", OpStatus::Skipped),
+                op("never", OpStatus::Skipped),
+                op("never", OpStatus::Skipped),
+                op("mixed", OpStatus::Skipped),
+                op("mixed", OpStatus::Skipped),
+                op("mixed", OpStatus::Held),
+                op("few", OpStatus::Skipped),
+            ],
+        );
+        assert_eq!(writer.warn_all_skipped(0, 3, 1_000).unwrap(), ["never"]);
+        assert!(writer.warn_all_skipped(0, 3, 2_000).unwrap().is_empty(), "once a day");
+        assert_eq!(writer.warn_all_skipped(0, 3, 86_400_000 + 1).unwrap(), ["never"]);
+        let pending = Reader::open(&path).unwrap().pending_notifications(0, 10).unwrap();
+        assert_eq!(pending.len(), 2);
+        assert!(pending[0].text.contains("every one of the 3 events"), "{}", pending[0].text);
+        assert!(pending[0].text.contains("required field `ad_id` is missing"), "{}", pending[0].text);
+    }
+
     /// A reader refuses a database this build cannot read.
     #[test]
     fn reader_checks_the_schema() {

@@ -15,6 +15,8 @@ pub struct Reader {
 /// Which operations `history` lists.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
+    /// Only operations whose id is in one of these inclusive ranges (none: any id).
+    pub ids: Vec<(i64, i64)>,
     pub processing: Option<String>,
     pub status: Option<OpStatus>,
     /// Only operations received at or after this time.
@@ -234,6 +236,15 @@ impl Reader {
         // index that fits (by processing, by status, or the primary key).
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if !filter.ids.is_empty() {
+            let mut any = Vec::new();
+            for &(from, to) in &filter.ids {
+                values.push(from.into());
+                values.push(to.into());
+                any.push(format!("o.id BETWEEN ?{} AND ?{}", values.len() - 1, values.len()));
+            }
+            conditions.push(format!("({})", any.join(" OR ")));
+        }
         if let Some(processing) = &filter.processing {
             values.push(processing.clone().into());
             conditions.push(format!("o.processing = ?{}", values.len()));

@@ -189,6 +189,14 @@ impl Writer {
         self.run_blocking(false, move |conn| mark_notified(conn, &ids, channel, at))
     }
 
+    /// Queues one warning, once per day per processing, for each processing
+    /// that received at least `min_events` since `since` and skipped every
+    /// one (a `require` or `when` that can never be met). Returns their
+    /// names. Blocks: plain threads only.
+    pub fn warn_all_skipped(&self, since: i64, min_events: u32, now: i64) -> Result<Vec<String>, StoreError> {
+        self.run_blocking(false, move |conn| warn_all_skipped(conn, since, min_events, now))
+    }
+
     /// Caps the database's size in pages, so a test can run out of space.
     #[cfg(test)]
     pub(super) fn limit_pages(&self, pages: i64) -> Result<i64, StoreError> {
@@ -413,6 +421,40 @@ fn note_first_warnings(conn: &Connection, op: &NewOperation, operation_id: i64) 
         }
     }
     Ok(())
+}
+
+/// Warning kind: a processing skipped every event for a day.
+pub const ALL_SKIPPED: &str = "all_skipped";
+
+fn warn_all_skipped(conn: &Connection, since: i64, min_events: u32, now: i64) -> Result<Vec<String>, StoreError> {
+    let found: Vec<(String, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT processing, count(*), max(id) FROM operations WHERE received_at >= ?1
+             GROUP BY processing HAVING count(*) >= ?2 AND sum(status != 'skipped') = 0",
+        )?
+        .query_map(params![since, min_events], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let day = now.div_euclid(86_400_000);
+    let mut warned = Vec::new();
+    for (processing, count, latest) in found {
+        let first = conn
+            .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
+            .execute(params![processing, ALL_SKIPPED, day])?;
+        if first == 0 {
+            continue;
+        }
+        let reason: Option<String> = conn
+            .prepare_cached("SELECT reason FROM operations WHERE id = ?1")?
+            .query_row([latest], |row| row.get(0))?;
+        let text = format!(
+            "every one of the {count} events of the last 24 h was skipped, nothing was sent \
+             (the latest: {}); check `require` and `when` against `hookrelay fields {processing}`",
+            reason.as_deref().unwrap_or("no reason recorded")
+        );
+        queue_notification(conn, "warning", &processing, latest, &text, now)?;
+        warned.push(processing);
+    }
+    Ok(warned)
 }
 
 fn queue_notification(

@@ -240,3 +240,26 @@ fn a_missing_database_folder_is_one_clear_line() {
         assert_eq!(stderr.matches("relay.db").count(), 1, "{command}: {stderr}");
     }
 }
+
+/// `history --id` lists exactly the operations named, by id and range, as
+/// a notification's footer names them.
+#[test]
+fn history_by_ids_and_ranges() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let ids: Vec<i64> = (0..5)
+        .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+        .collect();
+    let list = format!("{},{}-{}", ids[0], ids[2], ids[3]);
+    let out = relay.cli(&["history", "--id", &list, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<i64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, [ids[3], ids[2], ids[0]]);
+    let bad = relay.cli(&["history", "--id", "7-3"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -35,6 +35,7 @@ fn email_digest_for_a_permanent_failure_then_batching() {
     for needle in [
         "To: ops@example.ru",
         "Subject: hookrelay on ",
+        "Message-ID: <",
         "Failed deliveries: 1",
         "Processing: klientiks-plarin",
         &format!("Operation: {first} ("),
