@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::clock;
 use crate::redact;
 use crate::template::{Escape, Template, TemplateError};
 
@@ -125,6 +126,8 @@ pub struct Server {
     pub max_fields_bytes: usize,
     /// Most connections one client address may hold open to the webhook listener.
     pub max_connections_per_client: usize,
+    /// The zone times are shown in to people (CLI text; JSON stays UTC).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// `[storage]`.
@@ -399,6 +402,7 @@ struct RawServer {
     max_field_name_bytes: Option<usize>,
     max_fields_bytes: Option<usize>,
     max_connections_per_client: Option<usize>,
+    time_zone: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -632,6 +636,8 @@ impl RawServer {
             self.max_connections_per_client
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
         )?;
+        let time_zone = clock::time_zone(self.time_zone.as_deref().unwrap_or(clock::DEFAULT_TIME_ZONE))
+            .map_err(|e| format!("server.time_zone: {e}"))?;
         Ok(Server {
             listen,
             public_url,
@@ -642,6 +648,7 @@ impl RawServer {
             max_field_name_bytes,
             max_fields_bytes,
             max_connections_per_client,
+            time_zone,
         })
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: time as people read and type it, in the configured zone.
 //! - [`config`]: the TOML schema, defaults and validation.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
 //! - [`outgoing`]: an action rendered into the request that goes out.
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

@@ -1,7 +1,8 @@
 //! `hookrelay fields NAME`: the fields of the latest request to a processing,
 //! to map them in the config (Webjack's "Получить" button).
 
-use super::{load_config, print_fields, rfc3339, Cli, Failure};
+use super::{load_config, print_fields, Cli, Failure};
+use crate::clock;
 use crate::store::Reader;
 
 #[derive(clap::Args, Debug)]
@@ -26,7 +27,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     println!(
         "operation {}, received {} from {}, status {}",
         s.id,
-        rfc3339(s.received_at),
+        clock::local(s.received_at, &config.server.time_zone),
         op.request.remote_addr,
         s.status
     );

@@ -1,10 +1,10 @@
 //! `hookrelay history`: received operations, newest first, as a table or JSON.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::{load_config, rfc3339, Cli, Failure};
+use crate::clock;
+use crate::config::Config;
 use crate::store::{now_ms, HistoryFilter, OpStatus, Reader};
 
 #[derive(clap::Args, Debug)]
@@ -18,9 +18,10 @@ pub struct Args {
     /// Only this status (queued, delivered, failed, partial, skipped, duplicate, held, rejected).
     #[arg(long, value_parser = parse_status)]
     status: Option<OpStatus>,
-    /// Only operations received within this long (e.g. 24h, 7d) or since an RFC 3339 time.
-    #[arg(long, value_parser = parse_since)]
-    since: Option<i64>,
+    /// Only operations received within this long (24h, 7d), or since a date
+    /// (2026-11-25) or time (2026-11-25 10:00) in server.time_zone.
+    #[arg(long)]
+    since: Option<String>,
     /// At most this many operations.
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -52,28 +53,24 @@ pub fn parse_status(text: &str) -> Result<OpStatus, String> {
     text.parse()
 }
 
-/// `24h` means "received in the last 24 hours"; an RFC 3339 time is taken as is.
-pub fn parse_since(text: &str) -> Result<i64, String> {
-    if let Ok(ago) = humantime::parse_duration(text) {
-        return Ok(now_ms() - ago.as_millis() as i64);
-    }
-    humantime::parse_rfc3339_weak(text)
-        .map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_millis() as i64
-        })
-        .map_err(|_| format!("`{text}` is neither a duration such as 24h nor a time such as 2026-11-25T10:00:00Z"))
+/// A `--since` read in the config's time zone (see [`clock::parse_since`]);
+/// a usage error if it does not parse.
+pub fn resolve_since(text: Option<&str>, config: &Config) -> Result<Option<i64>, Failure> {
+    text.map(|t| {
+        clock::parse_since(t, now_ms(), &config.server.time_zone).map_err(|e| Failure::Usage(format!("--since: {e}")))
+    })
+    .transpose()
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
+    let since = resolve_since(args.since.as_deref(), &config)?;
     let reader = Reader::open(&config.storage.path)?;
     let operations = reader.history(&HistoryFilter {
         ids: args.id.clone().map(|ids| ids.0).unwrap_or_default(),
         processing: args.processing.clone(),
         status: args.status,
-        since: args.since,
+        since,
         limit: args.limit,
     })?;
     if args.json {
@@ -98,15 +95,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         println!("no operations match");
         return Ok(());
     }
+    let tz = &config.server.time_zone;
     println!(
-        "{:>8}  {:<24}  {:<20}  {:<9}  {:>4}  REASON",
+        "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  REASON",
         "ID", "RECEIVED", "PROCESSING", "STATUS", "SENT"
     );
     for op in &operations {
         println!(
-            "{:>8}  {:<24}  {:<20}  {:<9}  {:>4}  {}",
+            "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
             op.id,
-            rfc3339(op.received_at),
+            clock::local(op.received_at, tz),
             op.processing,
             op.status.as_str(),
             format!("{}/{}", op.delivered, op.deliveries),

@@ -2,7 +2,8 @@
 //! `storage.keep_days` now (the daemon also does it hourly). Operations still
 //! queued are kept. Safe while the daemon runs: it deletes in short batches.
 
-use super::{load_config, rfc3339, Cli, Failure};
+use super::{load_config, Cli, Failure};
+use crate::clock;
 use crate::retention::{cutoff, BATCH};
 use crate::store::{now_ms, prune_now, Reader};
 
@@ -21,11 +22,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         let count = Reader::open(&config.storage.path)?.prunable(before)?;
         println!(
             "would delete {count} operation(s) received before {} (keep_days = {keep_days}), with their deliveries and attempts",
-            rfc3339(before)
+            clock::local(before, &config.server.time_zone)
         );
         return Ok(());
     }
     let deleted = prune_now(&config.storage.path, before, BATCH)?;
-    println!("deleted {deleted} operation(s) received before {}", rfc3339(before));
+    println!(
+        "deleted {deleted} operation(s) received before {}",
+        clock::local(before, &config.server.time_zone)
+    );
     Ok(())
 }

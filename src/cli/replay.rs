@@ -16,8 +16,8 @@ pub struct Args {
     #[arg(long, value_parser = super::history::parse_status, conflicts_with = "ids")]
     status: Option<OpStatus>,
     /// With --status: only operations received within this long (e.g. 24h) or since a time.
-    #[arg(long, value_parser = super::history::parse_since, requires = "status")]
-    since: Option<i64>,
+    #[arg(long, requires = "status")]
+    since: Option<String>,
     /// With --status: only this processing.
     #[arg(long, requires = "status")]
     processing: Option<String>,
@@ -28,13 +28,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         return Err(Failure::Usage("name operation ids, or --status failed|held".into()));
     }
     let config = load_config(cli)?;
+    let since = super::history::resolve_since(args.since.as_deref(), &config)?;
     let reader = Reader::open(&config.storage.path)?;
     let operations: Vec<OperationView> = if args.ids.is_empty() {
         let filter = HistoryFilter {
             ids: Vec::new(),
             processing: args.processing.clone(),
             status: args.status,
-            since: args.since,
+            since,
             limit: i64::MAX as usize,
         };
         let mut list = Vec::new();

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::{load_config, rfc3339, Cli, Failure};
+use crate::clock;
 use crate::store::{OperationView, Reader};
 
 #[derive(clap::Args, Debug)]
@@ -24,7 +25,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     if args.json {
         println!("{}", to_json(&op));
     } else {
-        print_text(&op);
+        print_text(&op, &config.server.time_zone);
     }
     Ok(())
 }
@@ -81,7 +82,7 @@ fn to_json(op: &OperationView) -> serde_json::Value {
 /// Characters of a raw body the text view prints.
 const SHOWN_BODY_CHARS: usize = 4096;
 
-fn print_text(op: &OperationView) {
+fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
     let s = &op.summary;
     println!("operation {}  {}  {}", s.id, s.processing, s.status);
     if let Some(reason) = &s.reason {
@@ -89,7 +90,7 @@ fn print_text(op: &OperationView) {
     }
     println!(
         "received:  {} from {} ({} {})",
-        rfc3339(s.received_at),
+        clock::local(s.received_at, tz),
         op.request.remote_addr,
         op.request.method,
         op.charset
@@ -128,7 +129,7 @@ fn print_text(op: &OperationView) {
             d.status,
             crate::store::DeliveryStatus::Retrying | crate::store::DeliveryStatus::Pending
         ) {
-            println!("  next attempt: {}", rfc3339(d.next_attempt_at));
+            println!("  next attempt: {}", clock::local(d.next_attempt_at, tz));
         }
         for (n, a) in d.attempts.iter().enumerate() {
             let outcome = match (a.http_status, &a.error) {
@@ -139,7 +140,7 @@ fn print_text(op: &OperationView) {
             println!(
                 "  attempt {}  {}  {} ms  {}",
                 n + 1,
-                rfc3339(a.started_at),
+                clock::local(a.started_at, tz),
                 a.duration_ms,
                 outcome
             );

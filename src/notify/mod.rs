@@ -198,7 +198,10 @@ impl State {
         let since = now - ALL_SKIPPED_WINDOW.as_millis() as i64;
         match self.writer.warn_all_skipped(since, ALL_SKIPPED_MIN_EVENTS, now) {
             Ok(warned) if !warned.is_empty() => {
-                log::warn!("processing(s) {} skipped every event of the last 24 h", warned.join(", "))
+                log::warn!(
+                    "processing(s) {} skipped every event of the last 24 h",
+                    warned.join(", ")
+                )
             }
             Ok(_) => {}
             Err(err) => log::error!("notifications: cannot look for processings that skip everything: {err}"),

@@ -707,8 +707,16 @@ mod tests {
         assert_eq!(writer.warn_all_skipped(0, 3, 86_400_000 + 1).unwrap(), ["never"]);
         let pending = Reader::open(&path).unwrap().pending_notifications(0, 10).unwrap();
         assert_eq!(pending.len(), 2);
-        assert!(pending[0].text.contains("every one of the 3 events"), "{}", pending[0].text);
-        assert!(pending[0].text.contains("required field `ad_id` is missing"), "{}", pending[0].text);
+        assert!(
+            pending[0].text.contains("every one of the 3 events"),
+            "{}",
+            pending[0].text
+        );
+        assert!(
+            pending[0].text.contains("required field `ad_id` is missing"),
+            "{}",
+            pending[0].text
+        );
     }
 
     /// A reader refuses a database this build cannot read.

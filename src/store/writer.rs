@@ -432,7 +432,9 @@ fn warn_all_skipped(conn: &Connection, since: i64, min_events: u32, now: i64) ->
             "SELECT processing, count(*), max(id) FROM operations WHERE received_at >= ?1
              GROUP BY processing HAVING count(*) >= ?2 AND sum(status != 'skipped') = 0",
         )?
-        .query_map(params![since, min_events], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .query_map(params![since, min_events], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
     let day = now.div_euclid(86_400_000);
     let mut warned = Vec::new();

@@ -263,3 +263,32 @@ fn history_by_ids_and_ranges() {
     let bad = relay.cli(&["history", "--id", "7-3"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Times people read are in `server.time_zone` (default Europe/Moscow) with
+/// the zone named; `--since` takes a date, read in that zone.
+#[test]
+fn history_times_are_local_and_since_takes_a_date() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?x=1")));
+    let id = id.unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = relay.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = run(&["history"]);
+    assert!(text.contains(" MSK "), "{text}");
+    assert!(run(&["show", &id]).contains(" MSK from "), "show");
+    // Moscow is UTC+3 all year: the local date of now.
+    let moscow_now = std::time::SystemTime::now() + std::time::Duration::from_secs(3 * 3600);
+    let today = humantime::format_rfc3339(moscow_now).to_string()[..10].to_string();
+    assert!(run(&["history", "--since", &today]).contains(&id), "since {today}");
+    assert!(run(&["history", "--since", "2999-01-01"]).contains("no operations match"));
+    let bad = relay.cli(&["history", "--since", "sometime"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since: `sometime`"));
+}

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    admin_get, config_text, free_port, get, parse_metrics, processing, sample, skip_outside_ci, wait_until, Receiver,
-    Relay, SmtpServer, TOKEN,
+    admin_get, config_text, free_port, get, parse_prometheus_text, processing, sample, skip_outside_ci, wait_until,
+    Receiver, Relay, SmtpServer, TOKEN,
 };
 
 /// A tmpfs mounted for the length of a test.
@@ -114,7 +114,7 @@ fn a_full_disk_refuses_webhooks_then_recovers_without_restart() {
     // The held attempt now gets its 200 while nothing can be written.
     receiver.release();
     let attempted = wait_until(|| {
-        let metrics = parse_metrics(&admin_get(&relay, "/metrics", None).1);
+        let metrics = parse_prometheus_text(&admin_get(&relay, "/metrics", None).1);
         let delivered = [("action", "plarin"), ("outcome", "delivered")];
         sample(&metrics, "hookrelay_delivery_attempts_total", &delivered) >= 1.0
     });
