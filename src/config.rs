@@ -128,6 +128,8 @@ pub struct Server {
     pub max_connections_per_client: usize,
     /// The zone times are shown in to people (CLI text; JSON stays UTC).
     pub time_zone: jiff::tz::TimeZone,
+    /// Peers whose `X-Forwarded-For` names the client (a reverse proxy).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// `[storage]`.
@@ -403,6 +405,8 @@ struct RawServer {
     max_fields_bytes: Option<usize>,
     max_connections_per_client: Option<usize>,
     time_zone: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -638,6 +642,15 @@ impl RawServer {
         )?;
         let time_zone = clock::time_zone(self.time_zone.as_deref().unwrap_or(clock::DEFAULT_TIME_ZONE))
             .map_err(|e| format!("server.time_zone: {e}"))?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_canonical())
+                    .map_err(|_| format!("server.trusted_proxies: `{text}` is not an IP address such as 127.0.0.1"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Server {
             listen,
             public_url,
@@ -649,6 +662,7 @@ impl RawServer {
             max_fields_bytes,
             max_connections_per_client,
             time_zone,
+            trusted_proxies,
         })
     }
 }

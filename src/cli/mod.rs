@@ -2,6 +2,7 @@
 //! codes (0 success, 1 runtime failure, 2 usage or config error).
 
 mod check;
+mod docs;
 mod dry_run;
 mod fields;
 mod history;
@@ -59,6 +60,10 @@ pub enum Command {
     NotifyTest,
     /// Delete finished operations older than storage.keep_days.
     Prune(prune::Args),
+    /// Print the man page (roff): `hookrelay man | man -l -`.
+    Man,
+    /// Print the shell completion script for a shell.
+    Completions(docs::CompletionsArgs),
 }
 
 /// Why a command failed, which decides the exit code.
@@ -91,6 +96,9 @@ impl From<std::io::Error> for Failure {
 /// Parses the command line, runs the command, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run) {
+        default_sigpipe();
+    }
     init_logging();
     let result = match &cli.command {
         Command::Run => run::run(&cli),
@@ -104,6 +112,8 @@ pub fn main() -> ExitCode {
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),
+        Command::Man => docs::man(),
+        Command::Completions(args) => docs::completions(args),
     };
     // Printed once, here; commands do not also log their fatal error.
     let (message, code) = match result {
@@ -114,6 +124,17 @@ pub fn main() -> ExitCode {
     let priority = if under_journald() { "<3>" } else { "" };
     eprintln!("{priority}hookrelay: {message}");
     ExitCode::from(code)
+}
+
+/// Rust ignores SIGPIPE, so `hookrelay history | head` would panic on
+/// "Broken pipe" once head exits; a command-line tool should just stop, as
+/// `ls | head` does. Not for the daemon, whose sockets report EPIPE.
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default, before any
+    // thread is started, touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Whether stderr goes to the journal (systemd sets JOURNAL_STREAM for it).

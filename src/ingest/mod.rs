@@ -5,7 +5,7 @@ pub mod fields;
 pub mod rules;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -199,9 +199,10 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
     found
 }
 
-async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
+async fn handle(shared: Arc<Shared>, peer: SocketAddr, request: Request<Incoming>) -> Reply {
     let target = shown_target(request.method().as_str(), request.uri().path());
-    match accept(&shared, remote, request).await {
+    let remote = client_address(peer, request.headers(), &shared.config().server.trusted_proxies);
+    match accept(&shared, &remote, request).await {
         Ok(response) => response,
         Err(refusal) => {
             // A rejected body was stored, counted as received and logged;
@@ -211,7 +212,7 @@ async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incomi
                 Refusal::Storage => shared.metrics.refused(refusal.metric()),
                 _ => {
                     shared.metrics.refused(refusal.metric());
-                    log_refusal(&shared, remote, &target, &refusal);
+                    log_refusal(&shared, &remote, &target, &refusal);
                 }
             }
             refusal.response()
@@ -221,7 +222,7 @@ async fn handle(shared: Arc<Shared>, remote: SocketAddr, request: Request<Incomi
 
 /// "Klientiks says it sent, the history is empty" is the first support
 /// question, so refusals are logged at warn, throttled.
-fn log_refusal(shared: &Shared, remote: SocketAddr, target: &str, refusal: &Refusal) {
+fn log_refusal(shared: &Shared, remote: &str, target: &str, refusal: &Refusal) {
     let admitted = match shared.refusal_log.lock() {
         Ok(mut throttle) => throttle.admit(Instant::now()),
         Err(poisoned) => poisoned.into_inner().admit(Instant::now()),
@@ -253,7 +254,28 @@ fn shown_target(method: &str, path: &str) -> String {
     format!("{method} {path}")
 }
 
-async fn accept(shared: &Shared, remote: SocketAddr, request: Request<Incoming>) -> Result<Reply, Refusal> {
+/// Who sent a request, as recorded and logged: the peer, or, when the peer
+/// is a trusted proxy, the address it appended to `X-Forwarded-For` (the
+/// rightmost: the ones before it came from the client and prove nothing),
+/// with the proxy named.
+fn client_address(peer: SocketAddr, headers: &hyper::HeaderMap, trusted: &[IpAddr]) -> String {
+    if !trusted.contains(&peer.ip().to_canonical()) {
+        return peer.to_string();
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    match forwarded {
+        Some(client) => format!("{client} (via {peer})"),
+        None => peer.to_string(),
+    }
+}
+
+async fn accept(shared: &Shared, remote: &str, request: Request<Incoming>) -> Result<Reply, Refusal> {
     let config = shared.config();
     if request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_TARGET_BYTES {
         return Err(Refusal::TargetTooLong);
@@ -388,6 +410,22 @@ mod tests {
         for refusal in all {
             assert!(REFUSAL_REASONS.contains(&refusal.metric()), "{}", refusal.metric());
         }
+    }
+
+    /// X-Forwarded-For counts only from a trusted proxy, and only its last entry.
+    #[test]
+    fn client_address_behind_a_trusted_proxy() {
+        let proxy: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("x-forwarded-for", "10.9.9.9, 203.0.113.5".parse().unwrap());
+        let trusted = ["127.0.0.1".parse().unwrap()];
+        assert_eq!(
+            client_address(proxy, &headers, &trusted),
+            "203.0.113.5 (via 127.0.0.1:41234)"
+        );
+        assert_eq!(client_address(proxy, &headers, &[]), "127.0.0.1:41234");
+        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(client_address(proxy, &headers, &trusted), "127.0.0.1:41234");
     }
 
     /// A token in the log is cut to four characters.

@@ -292,3 +292,50 @@ fn history_times_are_local_and_since_takes_a_date() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since: `sometime`"));
 }
+
+/// `man` prints a roff page naming every subcommand, and `completions`
+/// a script for each shell; the .deb installs what they print.
+#[test]
+fn man_page_and_completions_come_from_the_parser() {
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH hookrelay 1"), "{page}");
+    for command in ["run", "check", "replay", "klientiks", "completions"] {
+        assert!(
+            page.contains(&format!("hookrelay\\-{command}")) || page.contains(command),
+            "{command}"
+        );
+    }
+    for (shell, marker) in [
+        ("bash", "_hookrelay()"),
+        ("zsh", "#compdef hookrelay"),
+        ("fish", "complete -c hookrelay"),
+    ] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("replay"), "{shell}");
+    }
+    let bad = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Regression: `hookrelay show ID | head` panicked with "failed printing to
+/// stdout: Broken pipe" once the reader went away; it now ends quietly, as
+/// `ls | head` does.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .arg("man")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

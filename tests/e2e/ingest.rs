@@ -214,3 +214,31 @@ fn a_wrong_token_is_logged_masked_and_throttled() {
     let lines = log.lines().filter(|l| l.contains("refused GET")).count();
     assert!(lines < 10, "{lines} lines for 50 refusals:\n{log}");
 }
+
+/// Behind a trusted proxy the client's address (the proxy's last
+/// `X-Forwarded-For` entry) is recorded, with the proxy named; from any
+/// other peer the header is ignored.
+#[test]
+fn the_client_address_comes_through_a_trusted_proxy() {
+    let recorded = |relay: &Relay| {
+        let response = crate::support::client()
+            .get(&relay.url(&format!("/hook/{TOKEN}?x=1")))
+            .header("X-Forwarded-For", "10.0.0.1, 203.0.113.5")
+            .call()
+            .unwrap();
+        let id = response
+            .headers()
+            .get("x-hookrelay-operation")
+            .and_then(|v| v.to_str().ok()?.parse::<i64>().ok())
+            .unwrap();
+        relay.show(id)["remote_addr"].as_str().unwrap().to_string()
+    };
+    let text = crate::support::config_text(&processing("p", "http://127.0.0.1:9/", ""))
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let behind = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let remote = recorded(&behind);
+    assert!(remote.starts_with("203.0.113.5 (via 127.0.0.1:"), "{remote}");
+    let direct = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let remote = recorded(&direct);
+    assert!(remote.starts_with("127.0.0.1:"), "{remote}");
+}
