@@ -339,3 +339,44 @@ fn a_closed_pipe_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+/// Regression: under systemd every line landed at priority info, so
+/// `journalctl -p err` showed nothing. With JOURNAL_STREAM set, lines carry
+/// their syslog priority, and a fatal error is printed once, at `<3>`.
+#[test]
+fn under_journald_lines_carry_their_priority() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let second = Command::new(BIN)
+        .arg("-c")
+        .arg(&relay.config)
+        .arg("run")
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("<3>hookrelay: another hookrelay daemon"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        crate::support::config_text(&processing("p", "http://127.0.0.1:9/", "")),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.starts_with("<6>INFO: "), "{first:?}");
+}
