@@ -187,13 +187,16 @@ fn malformed_requests_get_4xx_and_cost_nothing() {
 #[test]
 fn json_amplification_gets_413_and_is_kept_raw() {
     let relay = relay_with_default_body_limit(&processing("p", "http://127.0.0.1:9/", ""));
+    let post_json = |body: &str| {
+        crate::support::post(
+            &relay.url(&format!("/hook/{TOKEN}")),
+            "application/json",
+            body.as_bytes(),
+        )
+    };
     let body = amplifying_json(40, 1000, 10_000);
     assert!(body.len() < 64 * 1024);
-    let (status, id, text) = crate::support::post(
-        &relay.url(&format!("/hook/{TOKEN}")),
-        "application/json",
-        body.as_bytes(),
-    );
+    let (status, id, text) = post_json(&body);
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("longer than 256 bytes"), "{text}");
     let shown = relay.show(id.expect("a rejected operation is stored"));
@@ -201,12 +204,7 @@ fn json_amplification_gets_413_and_is_kept_raw() {
     assert_eq!(shown["fields"].as_object().map(|f| f.len()), Some(0));
     assert_eq!(shown["body"].as_str().map(str::len), Some(body.len()));
     // Short keys do not get around it: the field count is capped too.
-    let wide = format!("{{\"a\": [{}]}}", vec!["0"; 1001].join(","));
-    let (status, _, text) = crate::support::post(
-        &relay.url(&format!("/hook/{TOKEN}")),
-        "application/json",
-        wide.as_bytes(),
-    );
+    let (status, _, text) = post_json(&format!("{{\"a\": [{}]}}", vec!["0"; 1001].join(",")));
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("more than 1000 fields"), "{text}");
     assert!(peak_rss_kb(relay.pid()) < 64 * 1024);
