@@ -10,10 +10,13 @@ use crate::store::{Reader, StoreError};
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
-    // The daemon's first step; a missing or read-only folder fails here,
-    // not at the next restart.
-    crate::store::check_folder(&config.storage.path)?;
     println!("{}: ok", config.path.display());
+    // The daemon's first step, told as a warning: check runs as whoever
+    // runs it, often not the service's user, and systemd creates a
+    // StateDirectory= folder only when the service starts.
+    if let Err(err) = crate::store::check_folder(&config.storage.path) {
+        println!("warning: {err}; the daemon cannot start until it can write there");
+    }
     println!("database: {}", config.storage.path.display());
     if let Some(email) = config.notify.as_ref().and_then(|n| n.email.as_ref()) {
         println!("email: to {} via {}", email.to.join(", "), email.transport.describe());
