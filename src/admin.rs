@@ -11,10 +11,11 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::clock::{now_ms, rfc3339};
 use crate::config::Secret;
 use crate::http::{self, Reply};
 use crate::metrics::{self, Metrics};
-use crate::store::{now_ms, rfc3339, QueueStats, Reader, StoreError, Writer};
+use crate::store::{QueueStats, Reader, StoreError, Writer};
 
 /// What the admin endpoints read.
 pub struct Admin {

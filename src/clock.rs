@@ -2,9 +2,24 @@
 //! zone named. Scripts get RFC 3339 in UTC (`--json`); everything a person
 //! reads goes through here. Pure functions: the current time is passed in.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Milliseconds since the epoch as RFC 3339, to the millisecond.
+pub fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
 
 /// The zone times are shown in when the config names none: the users'.
 pub const DEFAULT_TIME_ZONE: &str = "Europe/Moscow";

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`clock`]: time as people read and type it, in the configured zone.
+//! - [`clock`]: time: now, RFC 3339, and as people read and type it.
+//! - [`model`]: the domain's vocabulary: statuses, requests, outcomes. No I/O.
 //! - [`config`]: the TOML schema, defaults and validation.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
 //! - [`outgoing`]: an action rendered into the request that goes out.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod ingest;
 pub mod klientiks;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod outgoing;
 pub mod redact;

@@ -7,7 +7,8 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::store::{now_ms, StoreError, Writer};
+use crate::clock::now_ms;
+use crate::store::{StoreError, Writer};
 
 /// Operations deleted per writer job.
 pub const BATCH: usize = 200;
@@ -68,10 +69,11 @@ pub fn start(writer: Writer, keep_days: u32) -> std::io::Result<Pruner> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{spawn_writer, HistoryFilter, Hooks, NewDelivery, NewOperation, OpStatus, RawRequest, Reader};
+    use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest};
+    use crate::store::{spawn_writer, HistoryFilter, Hooks, Reader};
 
     fn operation(received_at: i64, status: OpStatus) -> NewOperation {
-        let delivery = NewDelivery {
+        let delivery = DeliveryRequest {
             action: "a".into(),
             method: "GET".into(),
             url: "http://127.0.0.1:1/".into(),

@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 
 use super::{load_config, Cli, Failure};
+use crate::clock::now_ms;
 use crate::ingest::fields::Extracted;
 use crate::ingest::rules;
+use crate::model::{duplicate_reason, OpStatus, RawRequest};
 use crate::redact;
-use crate::store::{duplicate_reason, now_ms, OpStatus, RawRequest, Reader, StoreError};
+use crate::store::{Reader, StoreError};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -4,8 +4,10 @@ use serde_json::json;
 
 use super::{load_config, rfc3339, Cli, Failure};
 use crate::clock;
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::store::{now_ms, HistoryFilter, OpStatus, Reader};
+use crate::model::OpStatus;
+use crate::store::{HistoryFilter, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub(crate) use crate::clock::rfc3339;
 use crate::config::{Config, ConfigError, DEFAULT_PATH};
-pub(crate) use crate::store::rfc3339;
 use crate::store::StoreError;
 
 /// hookrelay: webhooks in, stored in SQLite, forwarded with retries.

@@ -4,8 +4,9 @@
 
 use super::{load_config, Cli, Failure};
 use crate::clock;
+use crate::clock::now_ms;
 use crate::retention::{cutoff, BATCH};
-use crate::store::{now_ms, prune_now, Reader};
+use crate::store::{prune_now, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -6,7 +6,8 @@
 use super::{load_config, Cli, Failure};
 use crate::ingest::fields::Extracted;
 use crate::ingest::rules;
-use crate::store::{queue_replays, DeliveryStatus, HistoryFilter, OpStatus, OperationView, Reader, Replay};
+use crate::model::{DeliveryStatus, OpStatus};
+use crate::store::{queue_replays, HistoryFilter, OperationView, Reader, Replay};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -127,7 +127,7 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
         println!("  request: {}", d.request);
         if matches!(
             d.status,
-            crate::store::DeliveryStatus::Retrying | crate::store::DeliveryStatus::Pending
+            crate::model::DeliveryStatus::Retrying | crate::model::DeliveryStatus::Pending
         ) {
             println!("  next attempt: {}", clock::local(d.next_attempt_at, tz));
         }

@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, AttemptRecord, DueDelivery, Outcome, Writer};
+use crate::model::{AttemptRecord, DueDelivery, Outcome};
+use crate::store::Writer;
 use retry::{classify, next_step, Policy, Verdict};
 
 /// Longest the scheduler sleeps without looking at the database.

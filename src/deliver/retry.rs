@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::store::Outcome;
+use crate::model::Outcome;
 
 /// A server's `Retry-After` is honoured up to this long.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use ureq::http;
 
 use super::retry::parse_retry_after;
-use crate::store::{DueDelivery, RESPONSE_BODY_LIMIT};
+use crate::model::{DueDelivery, RESPONSE_BODY_LIMIT};
 
 /// Response bytes read to look for `expect_body`; the rest is discarded.
 const READ_LIMIT: u64 = 64 * 1024;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::Warning;
+use crate::model::Warning;
 use crate::template::holds_placeholder;
 
 /// Warning kind: a field still holds the sender's `{{placeholder}}`.

@@ -15,10 +15,12 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
+use crate::clock::now_ms;
 use crate::config::{Config, Processing};
 use crate::http::{self, Reply};
 use crate::metrics::Metrics;
-use crate::store::{now_ms, OpStatus, RawRequest, Writer};
+use crate::model::{OpStatus, RawRequest};
+use crate::store::Writer;
 
 /// A declared body must arrive within this time, else 408 (slow-body attacks).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);

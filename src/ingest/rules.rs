@@ -2,8 +2,8 @@
 //! `enabled`, the dedupe key, and each action rendered into its request.
 
 use crate::config::{Action, Processing};
+use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest, Warning};
 use crate::outgoing;
-use crate::store::{NewDelivery, NewOperation, OpStatus, RawRequest, Warning};
 
 /// Warning kind: a template named a field the event lacked.
 pub const MISSING_FIELD: &str = "missing_field";
@@ -83,7 +83,7 @@ pub fn operation(
 pub fn delivery<'a>(
     action: &Action,
     lookup: impl Fn(&str) -> Option<&'a str> + Copy,
-) -> Result<(NewDelivery, Vec<Warning>), String> {
+) -> Result<(DeliveryRequest, Vec<Warning>), String> {
     let rendered = outgoing::render(action, lookup)?;
     let missing = rendered.missing.iter().map(|field| {
         Warning::new(
@@ -105,7 +105,7 @@ pub fn delivery<'a>(
     });
     let warnings = missing.chain(cleaned).collect();
     let r = rendered.request;
-    let delivery = NewDelivery {
+    let delivery = DeliveryRequest {
         action: action.name.clone(),
         method: r.method.as_str().into(),
         url: r.url,

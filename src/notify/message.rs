@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::rfc3339;
+use crate::clock::rfc3339;
 
 /// Most operations described one by one; the rest are only counted.
 pub const MAX_ITEMS: usize = 10;

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use crate::config::Notify;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, Channel, Notification, Reader, Writer};
+use crate::model::Channel;
+use crate::store::{Notification, Reader, Writer};
 use message::{Item, ItemFields, Message};
 
 /// How often the thread looks for work.

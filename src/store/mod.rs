@@ -12,18 +12,26 @@ pub mod seed;
 mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use serde::Serialize;
+
+use crate::model::Channel;
 
 pub use files::{check_folder, lock_daemon, DaemonLock};
 pub use read::{
     AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats, Reader,
 };
 pub use replay::{queue_replays, Replay};
-pub use writer::{spawn_writer, Claimed, Hooks, Writer};
+pub use writer::{spawn_writer, Hooks, Writer};
+
+/// The notifications column holding a channel's "sent at".
+fn channel_column(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "email_sent_at",
+        Channel::Telegram => "telegram_sent_at",
+    }
+}
 
 /// `meta` key: when a notification last went out.
 const META_LAST_NOTIFIED: &str = "last_notified_at";
@@ -42,9 +50,6 @@ const DUPLICATE_OF: &str = "SELECT id FROM operations
 
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most response-body bytes an attempt record keeps.
-pub const RESPONSE_BODY_LIMIT: usize = 2048;
-
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,223 +74,6 @@ pub enum StoreError {
     Locked(String, String),
 }
 
-/// The part of a URL that names its receiver: `scheme://host:port/`.
-pub fn target_of(url: &str) -> String {
-    url::Url::parse(url).map_or_else(
-        |_| url.to_string(),
-        |u| format!("{}/", u.origin().ascii_serialization()),
-    )
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Milliseconds since the epoch as RFC 3339, to the millisecond.
-pub fn rfc3339(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name stored in the database and printed by the CLI.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(text: &str) -> Result<Self, String> {
-                match text {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!(
-                        "`{other}` is not one of: {}",
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum! {
-    /// Where an operation (one received webhook) stands.
-    OpStatus {
-        Queued = "queued",
-        Delivered = "delivered",
-        Failed = "failed",
-        Partial = "partial",
-        Skipped = "skipped",
-        Duplicate = "duplicate",
-        Held = "held",
-        Rejected = "rejected",
-    }
-}
-
-string_enum! {
-    /// Where one action's delivery stands.
-    DeliveryStatus {
-        Pending = "pending",
-        InFlight = "in_flight",
-        Retrying = "retrying",
-        Delivered = "delivered",
-        Failed = "failed",
-    }
-}
-
-/// A warning recorded on an operation. Its `kind` groups warnings for
-/// notifications: the first of each kind per processing per day is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub kind: &'static str,
-    pub text: String,
-}
-
-impl Warning {
-    /// A warning of `kind` saying `text`.
-    pub fn new(kind: &'static str, text: impl Into<String>) -> Warning {
-        Warning {
-            kind,
-            text: text.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Warning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// A webhook request as it arrived, kept for history and replay.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawRequest {
-    pub remote_addr: String,
-    pub method: String,
-    pub query: Vec<u8>,
-    pub body: Vec<u8>,
-    pub content_type: Option<String>,
-}
-
-/// A way notifications go out; each keeps its own "sent" mark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Email,
-    Telegram,
-}
-
-impl Channel {
-    /// The notifications column holding this channel's "sent at".
-    fn column(self) -> &'static str {
-        match self {
-            Channel::Email => "email_sent_at",
-            Channel::Telegram => "telegram_sent_at",
-        }
-    }
-
-    /// The name used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Telegram => "telegram",
-        }
-    }
-}
-
-/// A received webhook to store, with the deliveries it starts.
-#[derive(Debug, Clone)]
-pub struct NewOperation {
-    pub processing: String,
-    pub received_at: i64,
-    pub request: RawRequest,
-    pub charset: String,
-    pub fields: Vec<(String, String)>,
-    pub warnings: Vec<Warning>,
-    pub status: OpStatus,
-    pub reason: Option<String>,
-    /// A rendered dedupe key and the oldest `received_at` it is compared with.
-    pub dedupe: Option<(String, i64)>,
-    pub deliveries: Vec<NewDelivery>,
-}
-
-/// One action's rendered request and its retry budget.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewDelivery {
-    pub action: String,
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
-    pub redacted: String,
-    pub expect_body: Option<String>,
-    pub timeout_ms: u64,
-    pub max_attempts: u32,
-    pub first_delay_ms: u64,
-    pub max_delay_ms: u64,
-}
-
-/// What storing an operation decided.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inserted {
-    pub id: i64,
-    pub status: OpStatus,
-    pub reason: Option<String>,
-}
-
-/// A delivery claimed for an attempt: everything a worker needs to send it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DueDelivery {
-    pub id: i64,
-    pub operation_id: i64,
-    /// Attempts already made before this one.
-    pub attempts: u32,
-    /// Its receiver, as [`target_of`] names it (stored with the delivery).
-    pub target: String,
-    pub request: NewDelivery,
-}
-
-/// How an attempt ended, as far as the delivery is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered,
-    /// Try again at this time (ms since the epoch).
-    RetryAt(i64),
-    Failed,
-}
-
-/// One finished attempt, to record.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    pub delivery_id: i64,
-    pub started_at: i64,
-    pub duration_ms: i64,
-    pub request: String,
-    pub http_status: Option<u16>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    pub outcome: Outcome,
-}
-
 /// Opens a connection with the pragmas every hookrelay connection uses.
 fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -301,11 +89,6 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
-}
-
-/// The reason recorded on an operation found to duplicate `earlier`.
-pub fn duplicate_reason(key: &str, earlier: i64) -> String {
-    format!("same dedupe key `{key}` as operation {earlier}")
 }
 
 /// Opens an existing database for the command line, which must be at this
@@ -348,6 +131,10 @@ fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{
+        target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted, NewOperation, OpStatus,
+        Outcome, RawRequest, Warning,
+    };
 
     fn quiet() -> Hooks {
         Hooks {
@@ -356,8 +143,8 @@ mod tests {
         }
     }
 
-    fn delivery(action: &str) -> NewDelivery {
-        NewDelivery {
+    fn delivery(action: &str) -> DeliveryRequest {
+        DeliveryRequest {
             action: action.into(),
             method: "GET".into(),
             url: "http://127.0.0.1:1/pb?token=t".into(),
@@ -551,7 +338,7 @@ mod tests {
         let mut op = operation(None, &[]);
         op.deliveries = urls
             .iter()
-            .map(|url| NewDelivery {
+            .map(|url| DeliveryRequest {
                 url: url.to_string(),
                 ..delivery(url)
             })

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{open_existing, OpStatus, RawRequest, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
+use super::{open_existing, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
+use crate::model::{DeliveryStatus, OpStatus, RawRequest};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
@@ -86,7 +87,7 @@ pub struct OperationView {
 pub struct DeliveryView {
     pub id: i64,
     pub action: String,
-    pub status: super::DeliveryStatus,
+    pub status: DeliveryStatus,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub request: String,

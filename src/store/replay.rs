@@ -10,13 +10,15 @@ use std::path::Path;
 use rusqlite::TransactionBehavior;
 
 use super::writer::insert_delivery;
-use super::{now_ms, open_existing, NewDelivery, StoreError};
+use super::{open_existing, StoreError};
+use crate::clock::now_ms;
+use crate::model::DeliveryRequest;
 
 /// Fresh deliveries for one operation.
 #[derive(Debug, Clone)]
 pub struct Replay {
     pub operation_id: i64,
-    pub deliveries: Vec<NewDelivery>,
+    pub deliveries: Vec<DeliveryRequest>,
 }
 
 /// Adds each replay's deliveries after the operation's existing ones (whose

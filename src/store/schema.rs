@@ -250,7 +250,7 @@ fn fill_in_targets(conn: &Connection) -> rusqlite::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut set = conn.prepare("UPDATE deliveries SET target = ?2 WHERE id = ?1")?;
     for (id, url) in waiting {
-        set.execute(rusqlite::params![id, super::target_of(&url)])?;
+        set.execute(rusqlite::params![id, crate::model::target_of(&url)])?;
     }
     Ok(())
 }

@@ -93,7 +93,8 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{HistoryFilter, OpStatus, Reader};
+    use crate::model::OpStatus;
+    use crate::store::{HistoryFilter, Reader};
 
     /// Seeded operations read back like real ones, with the asked-for statuses.
     #[test]

@@ -12,9 +12,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    duplicate_reason, now_ms, open_for_writing, AttemptRecord, Channel, DeliveryStatus, DueDelivery, Inserted,
-    NewDelivery, NewOperation, OpStatus, Outcome, StoreError, DUPLICATE_OF, META_HEALTH_PROBE, META_LAST_NOTIFIED,
-    PRUNE_BATCH,
+    channel_column, open_for_writing, StoreError, DUPLICATE_OF, META_HEALTH_PROBE, META_LAST_NOTIFIED, PRUNE_BATCH,
+};
+use crate::clock::now_ms;
+use crate::model::{
+    duplicate_reason, target_of, AttemptRecord, Channel, Claimed, DeliveryRequest, DeliveryStatus, DueDelivery,
+    Inserted, NewOperation, OpStatus, Outcome,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -88,14 +91,6 @@ impl Job {
             })),
         }
     }
-}
-
-/// Deliveries handed out by [`Writer::claim_due`], now `in_flight`.
-#[derive(Debug, Default)]
-pub struct Claimed {
-    pub due: Vec<DueDelivery>,
-    /// When the next not-yet-due delivery becomes due, if any.
-    pub next_due: Option<i64>,
 }
 
 /// A cheap, cloneable handle to the writer thread. The thread stops once
@@ -483,7 +478,10 @@ fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> 
 }
 
 fn mark_notified(conn: &Connection, ids: &[i64], channel: Channel, at: i64) -> Result<(), StoreError> {
-    let sql = format!("UPDATE notifications SET {} = ?2 WHERE id = ?1", channel.column());
+    let sql = format!(
+        "UPDATE notifications SET {} = ?2 WHERE id = ?1",
+        channel_column(channel)
+    );
     let mut mark = conn.prepare_cached(&sql)?;
     for id in ids {
         mark.execute(params![id, at])?;
@@ -507,7 +505,7 @@ pub(super) fn insert_delivery(
     conn: &Connection,
     operation_id: i64,
     position: i64,
-    d: &NewDelivery,
+    d: &DeliveryRequest,
     now: i64,
 ) -> Result<(), StoreError> {
     let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -532,7 +530,7 @@ pub(super) fn insert_delivery(
         d.max_attempts,
         d.first_delay_ms as i64,
         d.max_delay_ms as i64,
-        super::target_of(&d.url),
+        target_of(&d.url),
     ])?;
     Ok(())
 }
@@ -560,7 +558,7 @@ fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, String, i64)> 
             operation_id: row.get(1)?,
             attempts: row.get(2)?,
             target: row.get(15)?,
-            request: NewDelivery {
+            request: DeliveryRequest {
                 action: row.get(3)?,
                 method: row.get(4)?,
                 url: row.get(5)?,

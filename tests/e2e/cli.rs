@@ -130,7 +130,8 @@ fn history_filters_and_json_shape() {
 /// `prune --dry-run` counts what `prune` then deletes; queued operations stay.
 #[test]
 fn prune_dry_run_then_prune() {
-    use hookrelay::store::{spawn_writer, Hooks, NewOperation, OpStatus, RawRequest};
+    use hookrelay::model::{NewOperation, OpStatus, RawRequest};
+    use hookrelay::store::{spawn_writer, Hooks};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -146,7 +147,7 @@ fn prune_dry_run_then_prune() {
         on_error: Box::new(|_| {}),
     };
     let (writer, thread) = spawn_writer(&dir.path().join("old.db"), hooks).unwrap();
-    let now = hookrelay::store::now_ms();
+    let now = hookrelay::clock::now_ms();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
         for (age_days, status) in [

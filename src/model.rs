@@ -1,0 +1,220 @@
+//! The domain's vocabulary: what a request, an operation, a delivery and an
+//! attempt are, and the states they pass through. No I/O: the store saves
+//! these, ingest and the CLI build them, delivery and notification read
+//! them.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// Most response-body bytes an attempt record keeps.
+pub const RESPONSE_BODY_LIMIT: usize = 2048;
+
+/// The part of a URL that names its receiver: `scheme://host:port/`.
+pub fn target_of(url: &str) -> String {
+    url::Url::parse(url).map_or_else(
+        |_| url.to_string(),
+        |u| format!("{}/", u.origin().ascii_serialization()),
+    )
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name stored in the database and printed by the CLI.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "`{other}` is not one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where an operation (one received webhook) stands.
+    OpStatus {
+        Queued = "queued",
+        Delivered = "delivered",
+        Failed = "failed",
+        Partial = "partial",
+        Skipped = "skipped",
+        Duplicate = "duplicate",
+        Held = "held",
+        Rejected = "rejected",
+    }
+}
+
+string_enum! {
+    /// Where one action's delivery stands.
+    DeliveryStatus {
+        Pending = "pending",
+        InFlight = "in_flight",
+        Retrying = "retrying",
+        Delivered = "delivered",
+        Failed = "failed",
+    }
+}
+
+/// A warning recorded on an operation. Its `kind` groups warnings for
+/// notifications: the first of each kind per processing per day is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+impl Warning {
+    /// A warning of `kind` saying `text`.
+    pub fn new(kind: &'static str, text: impl Into<String>) -> Warning {
+        Warning {
+            kind,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A webhook request as it arrived, kept for history and replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRequest {
+    pub remote_addr: String,
+    pub method: String,
+    pub query: Vec<u8>,
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+/// A way notifications go out; each keeps its own "sent" mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Telegram,
+}
+
+impl Channel {
+    /// The name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Telegram => "telegram",
+        }
+    }
+}
+
+/// A received webhook to store, with the deliveries it starts.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    pub processing: String,
+    pub received_at: i64,
+    pub request: RawRequest,
+    pub charset: String,
+    pub fields: Vec<(String, String)>,
+    pub warnings: Vec<Warning>,
+    pub status: OpStatus,
+    pub reason: Option<String>,
+    /// A rendered dedupe key and the oldest `received_at` it is compared with.
+    pub dedupe: Option<(String, i64)>,
+    pub deliveries: Vec<DeliveryRequest>,
+}
+
+/// One action's rendered request and its retry budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRequest {
+    pub action: String,
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub redacted: String,
+    pub expect_body: Option<String>,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub first_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+/// What storing an operation decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inserted {
+    pub id: i64,
+    pub status: OpStatus,
+    pub reason: Option<String>,
+}
+
+/// A delivery claimed for an attempt: everything a worker needs to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub operation_id: i64,
+    /// Attempts already made before this one.
+    pub attempts: u32,
+    /// Its receiver, as [`target_of`] names it (stored with the delivery).
+    pub target: String,
+    pub request: DeliveryRequest,
+}
+
+/// How an attempt ended, as far as the delivery is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this time (ms since the epoch).
+    RetryAt(i64),
+    Failed,
+}
+
+/// One finished attempt, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub request: String,
+    pub http_status: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// The reason recorded on an operation found to duplicate `earlier`.
+pub fn duplicate_reason(key: &str, earlier: i64) -> String {
+    format!("same dedupe key `{key}` as operation {earlier}")
+}
+
+/// Deliveries handed out by the store's `Writer::claim_due`, now `in_flight`.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub due: Vec<DueDelivery>,
+    /// When the next not-yet-due delivery becomes due, if any.
+    pub next_due: Option<i64>,
+}
