@@ -1,0 +1,491 @@
+//! The TOML configuration: schema, defaults, durations, validation.
+//!
+//! The file is deserialized strictly into `Raw*` structs, then resolved into
+//! [`Config`], which has every default filled in, every template parsed and
+//! every path made absolute, so the rest of the program never re-checks it.
+
+mod raw;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::redact;
+use crate::template::Template;
+
+pub use secret::Secret;
+
+/// Where the daemon looks when neither `-c` nor `HOOKRELAY_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/hookrelay/config.toml";
+
+/// The token in config.example.toml (and so in the .deb's config): public,
+/// so it is only accepted while the webhook listener is on loopback.
+pub const EXAMPLE_TOKEN: &str = "3q2-7wEXAMPLE-only-use-hookrelay-token";
+/// Shortest token accepted: 22 URL-safe base64 characters carry 128 bits.
+pub const MIN_TOKEN_LEN: usize = 22;
+
+/// A configuration error, one line, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub server: Server,
+    pub storage: Storage,
+    pub delivery: Delivery,
+    pub notify: Option<Notify>,
+    pub processings: Vec<Processing>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub public_url: Option<Url>,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+    /// Most fields one request may carry (query and body together).
+    pub max_fields: usize,
+    /// Longest field name, a dotted JSON path counting whole.
+    pub max_field_name_bytes: usize,
+    /// Most bytes of field names and values of one request.
+    pub max_fields_bytes: usize,
+    /// Most connections one client address may hold open to the webhook listener.
+    pub max_connections_per_client: usize,
+    /// The zone times are shown in to people (CLI text; JSON stays UTC).
+    pub time_zone: jiff::tz::TimeZone,
+    /// Peers whose `X-Forwarded-For` names the client (a reverse proxy).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// Absolute path of the SQLite file.
+    pub path: PathBuf,
+    pub keep_days: u32,
+}
+
+/// `[delivery]`: pool size and the defaults every action inherits.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub workers: usize,
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+/// A retry budget: total attempts and the backoff bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// `[notify]`: where failure notifications go, and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notify {
+    pub email: Option<Email>,
+    pub telegram: Option<Telegram>,
+    /// At most one message per this long; the rest wait for the next digest.
+    pub min_interval: Duration,
+    /// Whether messages list the operations' fields (names, phones: personal data).
+    pub include_fields: bool,
+}
+
+/// Email notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub from: String,
+    pub transport: EmailTransport,
+}
+
+/// How email leaves the machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailTransport {
+    /// An `smtp://` (plain, or STARTTLS with `?tls=required`) or `smtps://` URL.
+    Smtp(Secret),
+    /// A sendmail-compatible binary.
+    Sendmail(PathBuf),
+}
+
+/// `[notify.telegram]`: messages through the Telegram Bot API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telegram {
+    pub bot_token: Secret,
+    pub chat_id: String,
+    /// The Bot API's base URL (tests point it at a local server).
+    pub api_url: Url,
+}
+
+/// One `[[processing]]`: a webhook address and the actions run for each event.
+#[derive(Debug, Clone)]
+pub struct Processing {
+    pub name: String,
+    pub enabled: bool,
+    pub token: Secret,
+    /// Tokens still accepted while senders move to `token` (rotation).
+    pub previous_tokens: Vec<Secret>,
+    /// Upper-case HTTP methods the webhook accepts.
+    pub methods: Vec<String>,
+    pub response: Response,
+    pub require: Vec<String>,
+    pub dedupe: Option<Template>,
+    pub dedupe_window: Duration,
+    /// Field/value pairs that must all match, in file order.
+    pub when: Vec<(String, String)>,
+    pub actions: Vec<Action>,
+}
+
+/// What the sender of a webhook gets back once the event is stored.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+}
+
+/// The HTTP method of an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    /// The method as it goes on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One `[[processing.action]]`: an outgoing request template.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub method: Method,
+    pub url: Template,
+    /// Query parameters appended to the URL, in file order.
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    pub content_type: Option<String>,
+    pub expect_body: Option<String>,
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+impl Processing {
+    /// Whether `candidate` is this processing's token or a previous one.
+    /// Every token is compared, in constant time, whichever matches.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        std::iter::once(&self.token)
+            .chain(&self.previous_tokens)
+            .fold(false, |found, token| token.matches(candidate) | found)
+    }
+
+    /// Every field the processing reads: `require`, `when`, `dedupe` and the
+    /// actions' templates, sorted and without repeats.
+    pub fn fields_used(&self) -> std::collections::BTreeSet<&str> {
+        let mut used: std::collections::BTreeSet<&str> = self.require.iter().map(String::as_str).collect();
+        used.extend(self.when.iter().map(|(field, _)| field.as_str()));
+        let mut templates: Vec<&Template> = self.dedupe.iter().collect();
+        for action in &self.actions {
+            templates.push(&action.url);
+            templates.extend(action.query.iter().map(|(_, t)| t));
+            templates.extend(action.headers.iter().map(|(_, t)| t));
+            templates.extend(action.body.iter());
+        }
+        used.extend(templates.into_iter().flat_map(Template::fields));
+        used
+    }
+}
+
+impl Config {
+    /// Reads and resolves the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Absolute, so relative paths inside stay right whatever the cwd later is.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths resolve beside it).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "the file is empty".into(),
+            });
+        }
+        raw::parse(text, path)
+    }
+
+    /// The keys a running daemon cannot take from a reload, of those that
+    /// differ between `self` (running) and `fresh`: they are read once at
+    /// start (sockets, the database, threads, the notifier).
+    pub fn restart_only_changes(&self, fresh: &Config) -> Vec<&'static str> {
+        [
+            ("server.listen", self.server.listen != fresh.server.listen),
+            (
+                "server.admin_listen",
+                self.server.admin_listen != fresh.server.admin_listen,
+            ),
+            (
+                "server.admin_token",
+                self.server.admin_token != fresh.server.admin_token,
+            ),
+            (
+                "server.max_connections_per_client",
+                self.server.max_connections_per_client != fresh.server.max_connections_per_client,
+            ),
+            ("storage.path", self.storage.path != fresh.storage.path),
+            ("storage.keep_days", self.storage.keep_days != fresh.storage.keep_days),
+            ("delivery.workers", self.delivery.workers != fresh.delivery.workers),
+            ("[notify]", self.notify != fresh.notify),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+
+    /// The processing a token belongs to, by name.
+    pub fn processing(&self, name: &str) -> Option<&Processing> {
+        self.processings.iter().find(|p| p.name == name)
+    }
+
+    /// The address a sender must call for `processing`.
+    pub fn webhook_url(&self, processing: &Processing) -> String {
+        let base = match &self.server.public_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None if self.server.listen.ip().is_unspecified() => {
+                format!("http://<this-host>:{}", self.server.listen.port())
+            }
+            None => format!("http://{}", self.server.listen),
+        };
+        format!("{base}/hook/{}", processing.token.expose())
+    }
+}
+
+impl EmailTransport {
+    /// How mail leaves, for `check`: the URL with its password masked, and
+    /// what protects it on the way.
+    pub fn describe(&self) -> String {
+        match self {
+            EmailTransport::Sendmail(path) => format!("sendmail {}", path.display()),
+            EmailTransport::Smtp(url) => {
+                let parsed = Url::parse(url.expose()).ok();
+                let tls = parsed
+                    .as_ref()
+                    .and_then(|u| u.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned()));
+                let password = parsed.as_ref().is_some_and(|u| u.password().is_some());
+                let security = match (parsed.as_ref().map(Url::scheme), tls.as_deref()) {
+                    (Some("smtps"), _) => "implicit TLS",
+                    (_, Some("required")) => "STARTTLS required",
+                    (_, Some("opportunistic")) => "STARTTLS if the server offers it",
+                    _ if password => "no TLS (tls=none): the password crosses the network in clear",
+                    _ => "no TLS",
+                };
+                format!("{} ({security})", redact::url_text(url.expose()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures(dir: &str) -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The shipped example parses and points its database beside itself.
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.storage.path, path.parent().unwrap().join("hookrelay.db"));
+        assert!(config.server.listen.ip().is_loopback());
+        assert!(!config.processings.is_empty());
+    }
+
+    /// Each broken config fails with the message on its first line (`# error: …`).
+    /// Regression: `check` and the SIGHUP log printed an action URL's
+    /// `token=` value in "url: … is not an http(s) URL"; no broken fixture's
+    /// error may show the secret its file holds.
+    #[test]
+    fn config_errors_mask_secrets() {
+        let files = fixtures("tests/config/broken");
+        let with_secret: Vec<_> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains("s3cr3t"))
+            .collect();
+        assert!(with_secret.len() >= 3, "fixtures with a secret missing");
+        for file in with_secret {
+            let err = Config::load(file).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+    }
+
+    /// Regression: `smtp://user:password@host` sent the password in clear;
+    /// now it needs tls=required, or tls=none said out loud (which lettre
+    /// does not know, so it is removed), and `check` says which.
+    #[test]
+    fn smtp_credentials_need_tls_or_an_explicit_none() {
+        let transport = |smtp: &str| {
+            let text = format!(
+                "[notify]\nemail_to = [\"a@b.ru\"]\nemail_from = \"c@d.ru\"\nsmtp = \"{smtp}\"\n\
+                 [[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+                 [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+            );
+            Config::parse(&text, Path::new("/c.toml")).map(|c| c.notify.unwrap().email.unwrap().transport)
+        };
+        for refused in [
+            "smtp://u:pw@h:587",
+            "smtp://u:pw@h:587?tls=opportunistic",
+            "smtps://u:pw@h:465?tls=none",
+            "smtp://h:25?tls=maybe",
+        ] {
+            let err = transport(refused).unwrap_err().to_string();
+            assert!(!err.contains("pw"), "{err}");
+        }
+        let plain = transport("smtp://u:pw@h:587?tls=none").unwrap();
+        assert_eq!(plain, EmailTransport::Smtp(Secret::new("smtp://u:pw@h:587")));
+        assert!(plain.describe().contains("the password crosses the network in clear"));
+        assert!(!plain.describe().contains("pw"));
+        let starttls = transport("smtp://u:pw@h:587?tls=required").unwrap();
+        assert_eq!(
+            starttls.describe(),
+            "smtp://u:MASKED@h:587?tls=required (STARTTLS required)"
+        );
+        assert_eq!(
+            transport("smtps://u:pw@h:465").unwrap().describe(),
+            "smtps://u:MASKED@h:465 (implicit TLS)"
+        );
+        assert_eq!(
+            transport("smtp://127.0.0.1:25").unwrap().describe(),
+            "smtp://127.0.0.1:25 (no TLS)"
+        );
+    }
+
+    /// A reload cannot apply what is read once at start; each such key is named.
+    #[test]
+    fn restart_only_keys_are_named() {
+        let text = |extra: &str| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:8080\"\n{extra}\n[[processing]]\nname = \"p\"\n\
+                 token = \"abcdefghijklmnopqrstuvwxyz\"\n[[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+            )
+        };
+        let parse = |t: &str| Config::parse(t, Path::new("/c.toml")).unwrap();
+        let running = parse(&text(""));
+        assert!(running.restart_only_changes(&parse(&text("max_fields = 5"))).is_empty());
+        assert_eq!(
+            running.restart_only_changes(&parse(&text(
+                "max_connections_per_client = 5\nadmin_listen = \"127.0.0.1:1\""
+            ))),
+            ["server.admin_listen", "server.max_connections_per_client"]
+        );
+    }
+
+    /// Regression: a truncated (0-byte) file loaded as "0 processing(s)" and a
+    /// reload made every webhook a 404; now it is refused, blank lines too.
+    #[test]
+    fn empty_file_is_refused() {
+        for text in ["", "\n  \n"] {
+            let err = Config::parse(text, Path::new("/etc/hookrelay/config.toml")).unwrap_err();
+            assert_eq!(err.to_string(), "/etc/hookrelay/config.toml: the file is empty");
+        }
+    }
+
+    #[test]
+    fn broken_configs_fail_with_their_message() {
+        let files = fixtures("tests/config/broken");
+        assert!(files.len() >= 10, "fixtures missing: found {}", files.len());
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let expected = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# error: "))
+                .unwrap_or_else(|| panic!("{}: first line must be `# error: …`", file.display()));
+            let err = Config::load(&file).expect_err(&file.display().to_string()).to_string();
+            let shown = err.strip_prefix(&format!("{}", file.display())).unwrap_or(&err);
+            assert_eq!(shown, expected, "{}", file.display());
+        }
+    }
+
+    /// Secrets print as MASKED in Debug output of the whole config.
+    #[test]
+    fn debug_masks_secrets() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = Config::load(&path).unwrap();
+        let token = config.processings[0].token.expose().to_string();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(&token));
+        assert!(debug.contains("MASKED"));
+    }
+
+    /// Action settings fall back to [delivery], key by key.
+    #[test]
+    fn action_inherits_delivery_defaults() {
+        let text = r#"
+            [delivery]
+            timeout = "5s"
+            retry = { attempts = 3, first_delay = "1s" }
+            [[processing]]
+            name = "p"
+            token = "abcdefghijklmnopqrstuvwxyz"
+            [[processing.action]]
+            name = "a"
+            url = "http://127.0.0.1/x?{{id}}"
+            retry = { max_delay = "10m" }
+        "#;
+        let config = Config::parse(text, Path::new("/etc/hookrelay/c.toml")).unwrap();
+        let action = &config.processings[0].actions[0];
+        assert_eq!(action.timeout, Duration::from_secs(5));
+        assert_eq!(
+            action.retry,
+            Retry {
+                attempts: 3,
+                first_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(config.storage.path, Path::new("/var/lib/hookrelay/hookrelay.db"));
+    }
+}

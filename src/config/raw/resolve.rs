@@ -1,0 +1,537 @@
+//! Resolution of the raw schema into [`Config`]: defaults filled in,
+//! templates parsed, paths made absolute, and every error naming the key
+//! and the processing.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use super::*;
+use crate::clock;
+use crate::config::*;
+use crate::redact;
+use crate::template::{Escape, Template, TemplateError};
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// A Klientiks event has a few dozen fields; a thousand is far past any real one.
+const DEFAULT_MAX_FIELDS: usize = 1000;
+const DEFAULT_MAX_FIELD_NAME_BYTES: usize = 256;
+/// An eighth of the listener's 1024 connections.
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 128;
+/// The default cap on names and values together, as a multiple of `max_body_bytes`.
+const DEFAULT_FIELDS_BYTES_PER_BODY_BYTE: usize = 4;
+const DEFAULT_DB_PATH: &str = "/var/lib/hookrelay/hookrelay.db";
+const DEFAULT_KEEP_DAYS: u32 = 90;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_ATTEMPTS: u32 = 12;
+const DEFAULT_FIRST_DELAY: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2 * 3600);
+const DEFAULT_WORKERS: usize = 8;
+const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 86400);
+const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+const DEFAULT_RESPONSE_STATUS: u16 = 200;
+const DEFAULT_RESPONSE_BODY: &str = "ok";
+
+fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080"))
+}
+
+impl RawConfig {
+    pub(super) fn resolve(self, path: &Path) -> Result<Config, String> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let server = self.server.resolve()?;
+        let storage = Storage {
+            path: base.join(self.storage.path.unwrap_or_else(|| DEFAULT_DB_PATH.into())),
+            keep_days: self.storage.keep_days.unwrap_or(DEFAULT_KEEP_DAYS),
+        };
+        if storage.keep_days == 0 {
+            return Err("storage.keep_days: must be at least 1".into());
+        }
+        let default_retry = Retry {
+            attempts: DEFAULT_ATTEMPTS,
+            first_delay: DEFAULT_FIRST_DELAY,
+            max_delay: DEFAULT_MAX_DELAY,
+        };
+        let delivery = Delivery {
+            workers: self.delivery.workers.unwrap_or(DEFAULT_WORKERS),
+            timeout: self.delivery.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            retry: self
+                .delivery
+                .retry
+                .over(default_retry)
+                .map_err(|e| format!("delivery.retry: {e}"))?,
+        };
+        if !(1..=256).contains(&delivery.workers) {
+            return Err("delivery.workers: must be between 1 and 256".into());
+        }
+        if delivery.timeout.is_zero() {
+            return Err("delivery.timeout: must be longer than zero".into());
+        }
+        let notify = self.notify.map(|n| n.resolve(base)).transpose()?;
+
+        let mut processings = Vec::new();
+        let mut names = HashSet::new();
+        let mut tokens = HashSet::new();
+        for raw in self.processing {
+            let name = raw.name.clone();
+            if !names.insert(name.clone()) {
+                return Err(format!("processing `{name}`: the name is used twice"));
+            }
+            for token in std::iter::once(&raw.token).chain(&raw.previous_tokens) {
+                if !tokens.insert(token.expose().to_string()) {
+                    return Err(format!("processing `{name}`: token: the same token is used twice"));
+                }
+            }
+            let public = std::iter::once(&raw.token)
+                .chain(&raw.previous_tokens)
+                .any(|t| t.expose() == EXAMPLE_TOKEN);
+            if public && !server.listen.ip().is_loopback() {
+                return Err(format!(
+                    "processing `{name}`: token: the example token is public and server.listen `{}` is not loopback; \
+                     make a token with `hookrelay token`",
+                    server.listen
+                ));
+            }
+            let processing = raw
+                .resolve(&delivery)
+                .map_err(|e| format!("processing `{name}`: {e}"))?;
+            processings.push(processing);
+        }
+        if processings.is_empty() {
+            // A truncated file must not reload as "serve nothing".
+            return Err("no [[processing]] is configured: every webhook would get 404".into());
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            server,
+            storage,
+            delivery,
+            notify,
+            processings,
+        })
+    }
+}
+
+impl RawServer {
+    pub(super) fn resolve(self) -> Result<Server, String> {
+        let listen = socket_addr("server.listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let admin_listen = socket_addr(
+            "server.admin_listen",
+            self.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+        )?;
+        if !admin_listen.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(format!(
+                "server.admin_listen: `{admin_listen}` is not a loopback address; set server.admin_token to expose it"
+            ));
+        }
+        let public_url = self
+            .public_url
+            .map(|text| {
+                Url::parse(&text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        format!(
+                            "server.public_url: `{}` is not an http(s) URL",
+                            redact::url_like_text(&text)
+                        )
+                    })
+            })
+            .transpose()?;
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let at_least_one = |key: &str, value: usize| {
+            if value == 0 {
+                Err(format!("server.{key}: must be at least 1"))
+            } else {
+                Ok(value)
+            }
+        };
+        at_least_one("max_body_bytes", max_body_bytes)?;
+        let max_fields = at_least_one("max_fields", self.max_fields.unwrap_or(DEFAULT_MAX_FIELDS))?;
+        let max_field_name_bytes = at_least_one(
+            "max_field_name_bytes",
+            self.max_field_name_bytes.unwrap_or(DEFAULT_MAX_FIELD_NAME_BYTES),
+        )?;
+        let max_fields_bytes = at_least_one(
+            "max_fields_bytes",
+            self.max_fields_bytes
+                .unwrap_or(max_body_bytes.saturating_mul(DEFAULT_FIELDS_BYTES_PER_BODY_BYTE)),
+        )?;
+        let max_connections_per_client = at_least_one(
+            "max_connections_per_client",
+            self.max_connections_per_client
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+        )?;
+        let time_zone = clock::time_zone(self.time_zone.as_deref().unwrap_or(clock::DEFAULT_TIME_ZONE))
+            .map_err(|e| format!("server.time_zone: {e}"))?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_canonical())
+                    .map_err(|_| format!("server.trusted_proxies: `{text}` is not an IP address such as 127.0.0.1"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Server {
+            listen,
+            public_url,
+            admin_listen,
+            admin_token: self.admin_token,
+            max_body_bytes,
+            max_fields,
+            max_field_name_bytes,
+            max_fields_bytes,
+            max_connections_per_client,
+            time_zone,
+            trusted_proxies,
+        })
+    }
+}
+
+impl RawRetry {
+    /// Fills unset keys from `defaults` and checks the result.
+    pub(super) fn over(&self, defaults: Retry) -> Result<Retry, String> {
+        let retry = Retry {
+            attempts: self.attempts.unwrap_or(defaults.attempts),
+            first_delay: self.first_delay.map_or(defaults.first_delay, |d| d.0),
+            max_delay: self.max_delay.map_or(defaults.max_delay, |d| d.0),
+        };
+        if retry.attempts == 0 {
+            return Err("attempts: must be at least 1".into());
+        }
+        if retry.first_delay.is_zero() {
+            return Err("first_delay: must be longer than zero".into());
+        }
+        if retry.max_delay < retry.first_delay {
+            return Err("max_delay: must not be shorter than first_delay".into());
+        }
+        Ok(retry)
+    }
+}
+
+/// Checks an SMTP URL and returns it as lettre takes it. Credentials over
+/// `smtp://` need `?tls=required` (STARTTLS or nothing), or an explicit
+/// `?tls=none` for a password knowingly sent in clear; `opportunistic` is
+/// refused with them too, since a man in the middle can strip STARTTLS.
+/// `tls=none` is hookrelay's word, so it is removed before lettre sees it.
+fn smtp_url(smtp: &Secret) -> Result<Secret, String> {
+    let mut url = Url::parse(smtp.expose())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "smtp" | "smtps"))
+        .ok_or("must be an smtp:// or smtps:// URL")?;
+    let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let has_credentials = !url.username().is_empty() || url.password().is_some();
+    match (url.scheme(), tls.as_deref()) {
+        (_, None | Some("required" | "opportunistic" | "none")) => {}
+        (_, Some(other)) => return Err(format!("tls=`{other}`: use required, opportunistic or none")),
+    }
+    match (url.scheme(), tls.as_deref()) {
+        ("smtps", Some("none")) => return Err("smtps:// is TLS; tls=none contradicts it".into()),
+        ("smtp", None | Some("opportunistic")) if has_credentials => {
+            return Err(
+                "a password over smtp:// without tls=required can cross the network in clear; \
+                 use smtps://…:465 or smtp://…:587?tls=required, or add ?tls=none to send it in clear knowingly"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
+    if tls.as_deref() == Some("none") {
+        let rest: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "tls")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if rest.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(rest);
+        }
+    }
+    Ok(Secret::new(url))
+}
+
+impl RawNotify {
+    pub(super) fn resolve(self, base: &Path) -> Result<Notify, String> {
+        let email = self.email(base)?;
+        let telegram = self.telegram.map(RawTelegram::resolve).transpose()?;
+        if email.is_none() && telegram.is_none() {
+            return Err("notify: configure email (email_to, email_from, smtp or sendmail) or [notify.telegram]".into());
+        }
+        Ok(Notify {
+            email,
+            telegram,
+            min_interval: self.min_interval.map_or(DEFAULT_MIN_INTERVAL, |d| d.0),
+            include_fields: self.include_fields,
+        })
+    }
+
+    pub(super) fn email(&self, base: &Path) -> Result<Option<Email>, String> {
+        let transport = match (&self.smtp, &self.sendmail) {
+            (Some(_), Some(_)) => return Err("notify: set either smtp or sendmail, not both".into()),
+            (None, None) if self.email_to.is_empty() => return Ok(None),
+            (None, None) => {
+                return Err(
+                    "notify: set smtp = \"smtps://user:password@host:465\" or sendmail = \"/usr/sbin/sendmail\"".into(),
+                )
+            }
+            (Some(smtp), None) => EmailTransport::Smtp(smtp_url(smtp).map_err(|e| format!("notify.smtp: {e}"))?),
+            (None, Some(path)) => EmailTransport::Sendmail(base.join(path)),
+        };
+        if self.email_to.is_empty() {
+            return Err("notify.email_to: name at least one address".into());
+        }
+        for address in &self.email_to {
+            address
+                .parse::<lettre::Address>()
+                .map_err(|e| format!("notify.email_to: `{address}`: {e}"))?;
+        }
+        let from = self
+            .email_from
+            .clone()
+            .ok_or("notify.email_from: set the sender address, e.g. \"hookrelay@example.ru\"")?;
+        from.parse::<lettre::message::Mailbox>()
+            .map_err(|e| format!("notify.email_from: `{from}`: {e}"))?;
+        Ok(Some(Email {
+            to: self.email_to.clone(),
+            from,
+            transport,
+        }))
+    }
+}
+
+impl RawTelegram {
+    pub(super) fn resolve(self) -> Result<Telegram, String> {
+        let text = self.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API);
+        let api_url = Url::parse(text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                format!(
+                    "notify.telegram.api_url: `{}` is not an http(s) URL",
+                    redact::url_like_text(text)
+                )
+            })?;
+        if self.chat_id.trim().is_empty() {
+            return Err("notify.telegram.chat_id: must not be empty".into());
+        }
+        Ok(Telegram {
+            bot_token: self.bot_token,
+            chat_id: self.chat_id,
+            api_url,
+        })
+    }
+}
+
+fn check_token(key: &str, token: &Secret) -> Result<(), String> {
+    let token = token.expose();
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "{key}: too short ({} characters, need at least {MIN_TOKEN_LEN}); `hookrelay token` prints a good one",
+            token.len()
+        ));
+    }
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("{key}: use only A-Z, a-z, 0-9, `-` and `_`"));
+    }
+    Ok(())
+}
+
+/// Parses the template at `key`; an error quotes it as `shown`, which is
+/// the source with its secrets masked.
+fn parse_template(key: &str, source: &str, shown: &str) -> Result<Template, String> {
+    Template::parse(source).map_err(|e: TemplateError| format!("{key}: template `{shown}`: {e}"))
+}
+
+/// Turns a TOML table of strings into ordered pairs, naming `key` on error.
+fn string_pairs(key: &str, table: toml::Table) -> Result<Vec<(String, String)>, String> {
+    table
+        .into_iter()
+        .map(|(name, value)| match value {
+            toml::Value::String(text) => Ok((name, text)),
+            other => Err(format!("{key}.{name}: must be a string, found {}", other.type_str())),
+        })
+        .collect()
+}
+
+impl RawProcessing {
+    pub(super) fn resolve(self, delivery: &Delivery) -> Result<Processing, String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err("name: use only a-z, 0-9 and `-`".into());
+        }
+        check_token("token", &self.token)?;
+        for token in &self.previous_tokens {
+            check_token("previous_tokens", token)?;
+        }
+        let methods = match self.methods {
+            None => vec!["GET".to_string(), "POST".to_string()],
+            Some(list) => list
+                .into_iter()
+                .map(|m| {
+                    let upper = m.to_ascii_uppercase();
+                    if matches!(upper.as_str(), "GET" | "POST") {
+                        Ok(upper)
+                    } else {
+                        Err(format!("methods: `{m}` is not GET or POST"))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if methods.is_empty() {
+            return Err("methods: name at least one of GET, POST".into());
+        }
+        let response = match self.response {
+            None => Response {
+                status: DEFAULT_RESPONSE_STATUS,
+                body: DEFAULT_RESPONSE_BODY.into(),
+                content_type: "text/plain; charset=utf-8".into(),
+            },
+            Some(raw) => Response {
+                status: raw.status.unwrap_or(DEFAULT_RESPONSE_STATUS),
+                body: raw.body.unwrap_or_else(|| DEFAULT_RESPONSE_BODY.into()),
+                content_type: raw.content_type.unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            },
+        };
+        if !(200..=299).contains(&response.status) {
+            return Err(format!(
+                "response.status: {} is not a 2xx status; the sender must see success",
+                response.status
+            ));
+        }
+        if let Some(field) = self.require.iter().find(|f| f.trim().is_empty()) {
+            return Err(format!("require: `{field}` is not a field name"));
+        }
+        let dedupe = self
+            .dedupe
+            .as_deref()
+            .map(|source| parse_template("dedupe", source, source))
+            .transpose()?;
+        let when = string_pairs("when", self.when)?;
+        if self.action.is_empty() {
+            return Err("add at least one [[processing.action]]".into());
+        }
+        let mut actions = Vec::new();
+        for raw in self.action {
+            let name = raw.name.clone();
+            if actions.iter().any(|a: &Action| a.name == name) {
+                return Err(format!("action `{name}`: the name is used twice"));
+            }
+            actions.push(raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?);
+        }
+        Ok(Processing {
+            name: self.name,
+            enabled: self.enabled,
+            token: self.token,
+            previous_tokens: self.previous_tokens,
+            methods,
+            response,
+            require: self.require,
+            dedupe,
+            dedupe_window: self.dedupe_window.map_or(DEFAULT_DEDUPE_WINDOW, |d| d.0),
+            when,
+            actions,
+        })
+    }
+}
+
+impl RawAction {
+    pub(super) fn resolve(self, delivery: &Delivery) -> Result<Action, String> {
+        if self.name.trim().is_empty() {
+            return Err("name: must not be empty".into());
+        }
+        let method = match self.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("GET") => Method::Get,
+            Some("POST") => Method::Post,
+            Some(other) => return Err(format!("method: `{other}` is not GET or POST")),
+        };
+        // Errors quote the URL with its secrets masked, as logs do: `check`
+        // output and the SIGHUP log line are read and pasted by people.
+        let shown_url = redact::url_like_text(&self.url);
+        let url = parse_template("url", &self.url, &shown_url)?;
+        // Every field rendered as "x" shows whether the fixed parts form a URL.
+        let sample = url.render(|_| Some("x"), Escape::Url).text;
+        match Url::parse(&sample) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return Err(format!("url: `{shown_url}` is not an http(s) URL")),
+        }
+        let query = string_pairs("query", self.query)?
+            .into_iter()
+            .map(|(name, source)| {
+                let shown = if redact::is_secret_param(&name) {
+                    redact::MASK
+                } else {
+                    &source
+                };
+                Ok((name.clone(), parse_template(&format!("query.{name}"), &source, shown)?))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let headers = string_pairs("headers", self.headers)?
+            .into_iter()
+            .map(|(name, source)| {
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return Err(format!("headers: `{name}` is not a valid header name"));
+                }
+                let shown = if redact::is_secret_header(&name) {
+                    redact::MASK
+                } else {
+                    &source
+                };
+                Ok((
+                    name.clone(),
+                    parse_template(&format!("headers.{name}"), &source, shown)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let body = self
+            .body
+            .as_deref()
+            .map(|source| parse_template("body", source, source))
+            .transpose()?;
+        if body.is_some() && method == Method::Get {
+            return Err("body: only a POST action sends a body".into());
+        }
+        if self.content_type.is_some() && body.is_none() {
+            return Err("content_type: set a body too".into());
+        }
+        let timeout = self.timeout.map_or(delivery.timeout, |d| d.0);
+        if timeout.is_zero() {
+            return Err("timeout: must be longer than zero".into());
+        }
+        let retry = match &self.retry {
+            Some(raw) => raw.over(delivery.retry).map_err(|e| format!("retry.{e}"))?,
+            None => delivery.retry,
+        };
+        Ok(Action {
+            name: self.name,
+            method,
+            url,
+            query,
+            headers,
+            body,
+            content_type: self.content_type,
+            expect_body: self.expect_body,
+            timeout,
+            retry,
+        })
+    }
+}
