@@ -7,9 +7,10 @@
 //! - [`model`]: the domain's vocabulary: statuses, requests, outcomes. No I/O.
 //! - [`config`]: the TOML schema, defaults and validation.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
-//! - [`outgoing`]: an action rendered into the request that goes out.
+//! - [`process`]: what happens to a request, for ingest and the CLI alike:
+//!   field extraction, `require`/`when`/dedupe, actions rendered into requests.
 //! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
-//! - [`ingest`]: the webhook listener: routing, limits, fields, charsets, rules.
+//! - [`ingest`]: the webhook listener: routing, limits, the answer after commit.
 //! - [`klientiks`]: Klientiks events and the addresses to paste into it.
 //! - [`store`]: SQLite: schema, the single writer thread, queries. The only SQL.
 //! - [`deliver`]: the scheduler, the worker threads, the retry policy.
@@ -30,7 +31,7 @@ pub mod klientiks;
 pub mod metrics;
 pub mod model;
 pub mod notify;
-pub mod outgoing;
+pub mod process;
 pub mod redact;
 pub mod retention;
 pub mod store;

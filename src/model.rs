@@ -148,6 +148,21 @@ pub struct NewOperation {
     pub deliveries: Vec<DeliveryRequest>,
 }
 
+impl NewOperation {
+    /// The dedupe key to look for and the oldest `received_at` it counts
+    /// from, when this operation may turn out a duplicate: it has a
+    /// non-empty key and would otherwise be sent or held. The one place the
+    /// rule lives; the store (for real) and `try` (for show) ask it.
+    pub fn dedupe_candidate(&self) -> Option<(&str, i64)> {
+        match &self.dedupe {
+            Some((key, since)) if !key.is_empty() && matches!(self.status, OpStatus::Queued | OpStatus::Held) => {
+                Some((key, *since))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One action's rendered request and its retry budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRequest {

@@ -1,7 +1,7 @@
 //! Field extraction from a query string and a body of any content type.
 #![no_main]
 
-use hookrelay::ingest::fields::{extract, Limits};
+use hookrelay::process::fields::{extract, Limits};
 use libfuzzer_sys::fuzz_target;
 
 /// Content types senders use, right and wrong, with and without charsets.

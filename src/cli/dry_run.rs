@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use super::{load_config, Cli, Failure};
 use crate::clock::now_ms;
-use crate::ingest::fields::Extracted;
-use crate::ingest::rules;
 use crate::model::{duplicate_reason, OpStatus, RawRequest};
+use crate::process::{self as rules, fields::Extracted};
 use crate::redact;
 use crate::store::{Reader, StoreError};
 
@@ -62,12 +61,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let op = rules::operation(processing, now_ms(), request, Ok(extracted.clone()));
     let mut status = op.status;
     let mut reason = op.reason.clone();
-    if let (Some((key, since)), Some(reader)) = (&op.dedupe, &reader) {
-        if !key.is_empty() && matches!(status, OpStatus::Queued | OpStatus::Held) {
-            if let Some(earlier) = reader.duplicate_of(&processing.name, key, *since)? {
-                status = OpStatus::Duplicate;
-                reason = Some(duplicate_reason(key, earlier));
-            }
+    if let (Some((key, since)), Some(reader)) = (op.dedupe_candidate(), &reader) {
+        if let Some(earlier) = reader.duplicate_of(&processing.name, key, since)? {
+            status = OpStatus::Duplicate;
+            reason = Some(duplicate_reason(key, earlier));
         }
     }
     println!(

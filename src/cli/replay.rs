@@ -4,9 +4,8 @@
 //! again, so replaying a `partial` operation only retries what failed.
 
 use super::{load_config, Cli, Failure};
-use crate::ingest::fields::Extracted;
-use crate::ingest::rules;
 use crate::model::{DeliveryStatus, OpStatus};
+use crate::process::{self as rules, fields::Extracted};
 use crate::store::{queue_replays, HistoryFilter, OperationView, Reader, Replay};
 
 #[derive(clap::Args, Debug)]

@@ -1,9 +1,6 @@
 //! The webhook listener: routing, limits, field extraction, and the answer
 //! that is sent only after the operation is committed.
 
-pub mod fields;
-pub mod rules;
-
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,6 +17,7 @@ use crate::config::{Config, Processing};
 use crate::http::{self, Reply};
 use crate::metrics::Metrics;
 use crate::model::{OpStatus, RawRequest};
+use crate::process::{self as rules, fields};
 use crate::store::Writer;
 
 /// A declared body must arrive within this time, else 408 (slow-body attacks).

@@ -339,19 +339,17 @@ fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> 
     let mut status = op.status;
     let mut reason = op.reason.clone();
     let mut dedupe_key = None;
-    if let Some((key, since)) = &op.dedupe {
-        if !key.is_empty() && matches!(status, OpStatus::Queued | OpStatus::Held) {
-            let earlier: Option<i64> = conn
-                .prepare_cached(DUPLICATE_OF)?
-                .query_row(params![op.processing, key, since], |row| row.get(0))
-                .optional()?;
-            match earlier {
-                Some(id) => {
-                    status = OpStatus::Duplicate;
-                    reason = Some(duplicate_reason(key, id));
-                }
-                None => dedupe_key = Some(key.as_str()),
+    if let Some((key, since)) = op.dedupe_candidate() {
+        let earlier: Option<i64> = conn
+            .prepare_cached(DUPLICATE_OF)?
+            .query_row(params![op.processing, key, since], |row| row.get(0))
+            .optional()?;
+        match earlier {
+            Some(id) => {
+                status = OpStatus::Duplicate;
+                reason = Some(duplicate_reason(key, id));
             }
+            None => dedupe_key = Some(key),
         }
     }
     let fields: serde_json::Map<String, serde_json::Value> = op

@@ -1,17 +1,21 @@
-//! From a request's fields to the operation to store: `require`, `when`,
-//! `enabled`, the dedupe key, and each action rendered into its request.
+//! What happens to a request, for the listener and the command line alike
+//! (`try`, `replay`): its fields ([`fields`]), the decision of `require`,
+//! `when`, `enabled` and the dedupe key, and each action rendered into the
+//! request that goes out ([`render`]).
+
+pub mod fields;
+pub mod render;
+
+use fields::{Charset, ExtractError, Extracted};
 
 use crate::config::{Action, Processing};
 use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest, Warning};
-use crate::outgoing;
+use crate::template::Escape;
 
 /// Warning kind: a template named a field the event lacked.
 pub const MISSING_FIELD: &str = "missing_field";
 /// Warning kind: a header value held control characters, sent as spaces.
 pub const HEADER_CONTROL: &str = "header_control";
-use crate::template::Escape;
-
-use super::fields::{Charset, ExtractError, Extracted};
 
 /// Decides what `processing` does with a request and builds the operation.
 /// `extracted` is an `Err` with the reason when the body did not parse or
@@ -84,7 +88,7 @@ pub fn delivery<'a>(
     action: &Action,
     lookup: impl Fn(&str) -> Option<&'a str> + Copy,
 ) -> Result<(DeliveryRequest, Vec<Warning>), String> {
-    let rendered = outgoing::render(action, lookup)?;
+    let rendered = render::render(action, lookup)?;
     let missing = rendered.missing.iter().map(|field| {
         Warning::new(
             MISSING_FIELD,
