@@ -233,3 +233,35 @@ pub struct Claimed {
     /// When the next not-yet-due delivery becomes due, if any.
     pub next_due: Option<i64>,
 }
+
+/// An operation is `queued` while any delivery is unfinished, then
+/// `delivered`, `failed` or `partial` by how its deliveries ended.
+pub fn operation_status(deliveries: &[DeliveryStatus]) -> OpStatus {
+    let finished = |s: &&DeliveryStatus| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Failed);
+    if deliveries.is_empty() || !deliveries.iter().all(|s| finished(&s)) {
+        return OpStatus::Queued;
+    }
+    let delivered = deliveries.iter().filter(|s| **s == DeliveryStatus::Delivered).count();
+    match delivered {
+        0 => OpStatus::Failed,
+        n if n == deliveries.len() => OpStatus::Delivered,
+        _ => OpStatus::Partial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeliveryStatus::*;
+
+    /// The operation's status follows its deliveries.
+    #[test]
+    fn operation_status_from_deliveries() {
+        assert_eq!(operation_status(&[Delivered, Delivered]), OpStatus::Delivered);
+        assert_eq!(operation_status(&[Delivered, Retrying]), OpStatus::Queued);
+        assert_eq!(operation_status(&[Pending]), OpStatus::Queued);
+        assert_eq!(operation_status(&[InFlight, Failed]), OpStatus::Queued);
+        assert_eq!(operation_status(&[Failed, Failed]), OpStatus::Failed);
+        assert_eq!(operation_status(&[Delivered, Failed]), OpStatus::Partial);
+    }
+}

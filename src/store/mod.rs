@@ -9,6 +9,7 @@ mod read;
 mod replay;
 mod schema;
 pub mod seed;
+mod write;
 mod writer;
 
 use std::path::Path;

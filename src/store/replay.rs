@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rusqlite::TransactionBehavior;
 
-use super::writer::insert_delivery;
+use super::write::insert_delivery;
 use super::{open_existing, StoreError};
 use crate::clock::now_ms;
 use crate::model::DeliveryRequest;

@@ -1,0 +1,411 @@
+//! The write statements the writer thread runs, each inside the batch's
+//! transaction. The engine that batches and commits them is `writer.rs`.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
+use crate::clock::now_ms;
+use crate::model::{
+    duplicate_reason, operation_status, target_of, AttemptRecord, Channel, Claimed, DeliveryRequest, DeliveryStatus,
+    DueDelivery, Inserted, NewOperation, OpStatus, Outcome,
+};
+
+pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> {
+    let mut status = op.status;
+    let mut reason = op.reason.clone();
+    let mut dedupe_key = None;
+    if let Some((key, since)) = op.dedupe_candidate() {
+        let earlier: Option<i64> = conn
+            .prepare_cached(DUPLICATE_OF)?
+            .query_row(params![op.processing, key, since], |row| row.get(0))
+            .optional()?;
+        match earlier {
+            Some(id) => {
+                status = OpStatus::Duplicate;
+                reason = Some(duplicate_reason(key, id));
+            }
+            None => dedupe_key = Some(key),
+        }
+    }
+    let fields: serde_json::Map<String, serde_json::Value> = op
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let fields = serde_json::Value::Object(fields).to_string();
+    let texts: Vec<&str> = op.warnings.iter().map(|w| w.text.as_str()).collect();
+    let warnings = serde_json::to_string(&texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+             content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2)",
+    )?
+    .execute(params![
+        op.processing,
+        op.received_at,
+        op.request.remote_addr,
+        op.request.method,
+        op.request.query,
+        op.request.body,
+        op.request.content_type,
+        op.charset,
+        fields,
+        warnings,
+        status.as_str(),
+        reason,
+        dedupe_key,
+    ])?;
+    let id = conn.last_insert_rowid();
+    if status == OpStatus::Queued {
+        for (position, delivery) in op.deliveries.iter().enumerate() {
+            insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
+        }
+    }
+    note_first_warnings(conn, op, id)?;
+    Ok(Inserted { id, status, reason })
+}
+
+/// Queues a notification for the first warning of each kind per processing per day.
+pub(super) fn note_first_warnings(conn: &Connection, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
+    let day = op.received_at.div_euclid(86_400_000);
+    let mut seen = Vec::new();
+    for warning in &op.warnings {
+        if seen.contains(&warning.kind) {
+            continue;
+        }
+        seen.push(warning.kind);
+        let first = conn
+            .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
+            .execute(params![op.processing, warning.kind, day])?;
+        if first == 1 {
+            queue_notification(
+                conn,
+                "warning",
+                &op.processing,
+                operation_id,
+                &warning.text,
+                op.received_at,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Warning kind: a processing skipped every event for a day.
+const ALL_SKIPPED: &str = "all_skipped";
+
+pub(super) fn warn_all_skipped(
+    conn: &Connection,
+    since: i64,
+    min_events: u32,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let found: Vec<(String, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT processing, count(*), max(id) FROM operations WHERE received_at >= ?1
+             GROUP BY processing HAVING count(*) >= ?2 AND sum(status != 'skipped') = 0",
+        )?
+        .query_map(params![since, min_events], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let day = now.div_euclid(86_400_000);
+    let mut warned = Vec::new();
+    for (processing, count, latest) in found {
+        let first = conn
+            .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
+            .execute(params![processing, ALL_SKIPPED, day])?;
+        if first == 0 {
+            continue;
+        }
+        let reason: Option<String> = conn
+            .prepare_cached("SELECT reason FROM operations WHERE id = ?1")?
+            .query_row([latest], |row| row.get(0))?;
+        let text = format!(
+            "every one of the {count} events of the last 24 h was skipped, nothing was sent \
+             (the latest: {}); check `require` and `when` against `hookrelay fields {processing}`",
+            reason.as_deref().unwrap_or("no reason recorded")
+        );
+        queue_notification(conn, "warning", &processing, latest, &text, now)?;
+        warned.push(processing);
+    }
+    Ok(warned)
+}
+
+pub(super) fn queue_notification(
+    conn: &Connection,
+    kind: &str,
+    processing: &str,
+    operation_id: i64,
+    text: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO notifications (created_at, kind, processing, operation_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![at, kind, processing, operation_id, text])?;
+    Ok(())
+}
+
+pub(super) fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+pub(super) fn mark_notified(conn: &Connection, ids: &[i64], channel: Channel, at: i64) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE notifications SET {} = ?2 WHERE id = ?1",
+        channel_column(channel)
+    );
+    let mut mark = conn.prepare_cached(&sql)?;
+    for id in ids {
+        mark.execute(params![id, at])?;
+    }
+    set_meta(conn, META_LAST_NOTIFIED, at)
+}
+
+pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Result<usize, StoreError> {
+    let deleted = conn
+        .prepare_cached(PRUNE_BATCH)?
+        .execute(params![before, batch as i64])?;
+    // Notifications and warning marks are small; they go in one statement each.
+    conn.prepare_cached("DELETE FROM notifications WHERE created_at < ?1")?
+        .execute([before])?;
+    conn.prepare_cached("DELETE FROM warning_days WHERE day < ?1")?
+        .execute([before.div_euclid(86_400_000)])?;
+    Ok(deleted)
+}
+
+pub(super) fn insert_delivery(
+    conn: &Connection,
+    operation_id: i64,
+    position: i64,
+    d: &DeliveryRequest,
+    now: i64,
+) -> Result<(), StoreError> {
+    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
+             headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
+             updated_at, target)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15)",
+    )?
+    .execute(params![
+        operation_id,
+        d.action,
+        position,
+        now,
+        d.method,
+        d.url,
+        headers,
+        d.body,
+        d.redacted,
+        d.expect_body,
+        d.timeout_ms as i64,
+        d.max_attempts,
+        d.first_delay_ms as i64,
+        d.max_delay_ms as i64,
+        target_of(&d.url),
+    ])?;
+    Ok(())
+}
+
+/// What a claim reads of a delivery; [`due_row`] takes it apart.
+const DUE_COLUMNS: &str = "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
+     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target";
+
+/// Waiting deliveries' receivers: a walk along `deliveries_due_by_target`
+/// from one receiver to the next, one index seek each, however long their
+/// backlogs are.
+const WAITING_TARGETS: &str = "WITH RECURSIVE t(target) AS (
+         SELECT MIN(target) FROM deliveries WHERE status IN ('pending', 'retrying')
+         UNION ALL
+         SELECT (SELECT MIN(target) FROM deliveries
+                 WHERE status IN ('pending', 'retrying') AND target > t.target)
+         FROM t WHERE t.target IS NOT NULL)
+     SELECT target FROM t WHERE target IS NOT NULL";
+
+/// A row of [`DUE_COLUMNS`]: the delivery, its headers as JSON, when it is due.
+pub(super) fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, String, i64)> {
+    Ok((
+        DueDelivery {
+            id: row.get(0)?,
+            operation_id: row.get(1)?,
+            attempts: row.get(2)?,
+            target: row.get(15)?,
+            request: DeliveryRequest {
+                action: row.get(3)?,
+                method: row.get(4)?,
+                url: row.get(5)?,
+                headers: Vec::new(),
+                body: row.get(7)?,
+                redacted: row.get(8)?,
+                expect_body: row.get(9)?,
+                timeout_ms: row.get::<_, i64>(10)? as u64,
+                max_attempts: row.get(11)?,
+                first_delay_ms: row.get::<_, i64>(12)? as u64,
+                max_delay_ms: row.get::<_, i64>(13)? as u64,
+            },
+        },
+        row.get(6)?,
+        row.get(14)?,
+    ))
+}
+
+pub(super) fn claim(conn: &Connection, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
+    let limit = limit as i64;
+    // Deliveries to the receivers in `skip` stay where they are. Rather than
+    // scan past their backlog, ask each other receiver for its due ones.
+    let targets: Option<Vec<String>> = if skip.is_empty() {
+        None
+    } else {
+        let all: Vec<String> = conn
+            .prepare_cached(WAITING_TARGETS)?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Some(all.into_iter().filter(|t| !skip.contains(t)).collect())
+    };
+    let rows = match &targets {
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {DUE_COLUMNS} FROM deliveries
+                 WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            ))?
+            .query_map(params![now, limit], due_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(targets) => {
+            let mut due = conn.prepare_cached(&format!(
+                "SELECT {DUE_COLUMNS} FROM deliveries
+                 WHERE target = ?1 AND status IN ('pending', 'retrying') AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at, id LIMIT ?3"
+            ))?;
+            let mut rows = Vec::new();
+            for target in targets {
+                for row in due.query_map(params![target, now, limit], due_row)? {
+                    rows.push(row?);
+                }
+            }
+            rows.sort_by_key(|(due, _, at)| (*at, due.id));
+            rows.truncate(limit as usize);
+            rows
+        }
+    };
+    let mut claimed = Claimed::default();
+    let mut mark = conn.prepare_cached("UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1")?;
+    for (mut due, headers, _) in rows {
+        due.request.headers = serde_json::from_str(&headers)
+            .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
+        mark.execute(params![due.id, now])?;
+        claimed.due.push(due);
+    }
+    claimed.next_due = match &targets {
+        None => conn
+            .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')")?
+            .query_row([], |row| row.get(0))?,
+        Some(targets) => {
+            let mut first = conn.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')",
+            )?;
+            let mut next: Option<i64> = None;
+            for target in targets {
+                let at: Option<i64> = first.query_row([target], |row| row.get(0))?;
+                next = match (next, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            next
+        }
+    };
+    Ok(claimed)
+}
+
+/// Hands claimed deliveries back: `retrying` if they were tried before, else `pending`.
+pub(super) fn release(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
+    let mut release = conn.prepare_cached(
+        "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END
+         WHERE id = ?1 AND status = 'in_flight'",
+    )?;
+    for id in ids {
+        release.execute([id])?;
+    }
+    Ok(())
+}
+
+pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError> {
+    let now = now_ms();
+    let (status, next_at) = match r.outcome {
+        Outcome::Delivered => (DeliveryStatus::Delivered, None),
+        Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+        Outcome::Failed => (DeliveryStatus::Failed, None),
+    };
+    let last_error = match (&r.error, r.http_status) {
+        _ if status == DeliveryStatus::Delivered => None,
+        (Some(err), _) => Some(err.clone()),
+        (None, Some(code)) => Some(format!("HTTP {code}")),
+        (None, None) => None,
+    };
+    let (operation_id, action, attempts): (i64, String, u32) = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
+                 next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
+             WHERE id = ?1 RETURNING operation_id, action, attempts",
+        )?
+        .query_row(
+            params![r.delivery_id, status.as_str(), next_at, last_error, now],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+    if status == DeliveryStatus::Failed {
+        let processing: String = conn.query_row(
+            "SELECT processing FROM operations WHERE id = ?1",
+            [operation_id],
+            |row| row.get(0),
+        )?;
+        let text = format!(
+            "action `{action}`: {} (attempt {attempts})",
+            last_error.as_deref().unwrap_or("failed")
+        );
+        queue_notification(conn, "failure", &processing, operation_id, &text, now)?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        r.delivery_id,
+        r.started_at,
+        r.duration_ms,
+        r.request,
+        r.http_status,
+        r.response_body,
+        r.error,
+    ])?;
+    refresh_operation_status(conn, operation_id, now)
+}
+
+/// Sets an operation's status from its deliveries' statuses. A replay adds
+/// deliveries after the old ones; for each action only the newest counts.
+pub(super) fn refresh_operation_status(conn: &Connection, operation_id: i64, now: i64) -> Result<(), StoreError> {
+    let mut latest = std::collections::BTreeMap::new();
+    let rows = conn
+        .prepare_cached("SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position")?
+        .query_map([operation_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (action, status) in rows {
+        latest.insert(action, status.parse::<DeliveryStatus>().map_err(StoreError::Corrupt)?);
+    }
+    let statuses: Vec<DeliveryStatus> = latest.into_values().collect();
+    let status = operation_status(&statuses);
+    conn.prepare_cached(
+        "UPDATE operations SET status = ?2, updated_at = ?3
+         WHERE id = ?1 AND status IN ('queued', 'delivered', 'failed', 'partial')",
+    )?
+    .execute(params![operation_id, status.as_str(), now])?;
+    Ok(())
+}
