@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::model::Outcome;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessingStatus {
     processing: String,
@@ -45,6 +47,15 @@ struct ChannelResult {
 /// How a delivery attempt ended, as `hookrelay_delivery_attempts_total`'s
 /// `outcome` label says it.
 pub const OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
+
+/// The `outcome` label of an attempt that ended with `outcome`.
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered => OUTCOMES[0],
+        Outcome::RetryAt(_) => OUTCOMES[1],
+        Outcome::Failed => OUTCOMES[2],
+    }
+}
 
 /// The media type of the OpenMetrics exposition.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -179,15 +190,15 @@ impl Metrics {
     }
 
     /// A delivery attempt of `action` ended with `outcome` after `seconds`.
-    pub fn attempt(&self, action: &str, outcome: &str, seconds: f64, now_ms: i64) {
+    pub fn attempt(&self, action: &str, outcome: Outcome, seconds: f64, now_ms: i64) {
         self.attempts
             .get_or_create(&ActionOutcome {
                 action: action.into(),
-                outcome: outcome.into(),
+                outcome: outcome_label(outcome).into(),
             })
             .inc();
         self.attempt_seconds.observe(seconds);
-        if outcome == "delivered" {
+        if outcome == Outcome::Delivered {
             self.last_delivered_at.store(now_ms, Ordering::Relaxed);
         }
     }

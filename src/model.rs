@@ -81,6 +81,16 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// What a notification tells the operator about: a delivery that
+    /// failed for good, or a warning (the first of its kind that day, or a
+    /// processing that skips everything).
+    NotificationKind {
+        Failure = "failure",
+        Warning = "warning",
+    }
+}
+
 /// A warning recorded on an operation. Its `kind` groups warnings for
 /// notifications: the first of each kind per processing per day is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

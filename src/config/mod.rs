@@ -146,8 +146,8 @@ pub struct Processing {
     pub token: Secret,
     /// Tokens still accepted while senders move to `token` (rotation).
     pub previous_tokens: Vec<Secret>,
-    /// Upper-case HTTP methods the webhook accepts.
-    pub methods: Vec<String>,
+    /// The HTTP methods the webhook accepts.
+    pub methods: Vec<Method>,
     pub response: Response,
     pub require: Vec<String>,
     pub dedupe: Option<Template>,
@@ -178,6 +178,15 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+        }
+    }
+
+    /// The method named `text`, in any case; `None` for any other.
+    pub fn parse(text: &str) -> Option<Method> {
+        match text.to_ascii_uppercase().as_str() {
+            "GET" => Some(Method::Get),
+            "POST" => Some(Method::Post),
+            _ => None,
         }
     }
 }

@@ -255,13 +255,9 @@ impl Worker {
             };
             let Ok(Job { due: job, target }) = job else { break };
             let record = attempt(&self.agent, &job);
-            let outcome = match record.outcome {
-                Outcome::Delivered => "delivered",
-                Outcome::RetryAt(_) => "retry",
-                Outcome::Failed => "failed",
-            };
             let seconds = record.duration_ms as f64 / 1000.0;
-            self.metrics.attempt(&job.request.action, outcome, seconds, now_ms());
+            self.metrics
+                .attempt(&job.request.action, record.outcome, seconds, now_ms());
             if let Err(err) = self.writer.record(record) {
                 log::error!("delivery {}: cannot record the attempt: {err}", job.id);
             }

@@ -288,8 +288,10 @@ async fn accept(shared: &Shared, remote: &str, request: Request<Incoming>) -> Re
         .ok_or(Refusal::NotFound)?;
     let processing = find_processing(&config, token).ok_or(Refusal::NotFound)?;
     let method = request.method().as_str().to_string();
-    if !processing.methods.contains(&method) {
-        return Err(Refusal::Method(method, processing.methods.join(", ")));
+    // HTTP methods are case-sensitive: `get` is not GET.
+    if !processing.methods.iter().any(|m| m.as_str() == method) {
+        let allowed: Vec<&str> = processing.methods.iter().map(|m| m.as_str()).collect();
+        return Err(Refusal::Method(method, allowed.join(", ")));
     }
     let limit = config.server.max_body_bytes;
     let declared = request

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::rfc3339;
+use crate::model::NotificationKind;
 
 /// Most operations described one by one; the rest are only counted.
 pub const MAX_ITEMS: usize = 10;
@@ -13,8 +14,7 @@ const MAX_FIELDS: usize = 20;
 /// One thing to tell the operator about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
-    /// `failure` or `warning`.
-    pub kind: String,
+    pub kind: NotificationKind,
     pub processing: String,
     pub operation_id: i64,
     pub created_at: i64,
@@ -41,7 +41,7 @@ pub struct Message {
 
 /// The digest of `items` and of storage errors (`alarms`), for `host`.
 pub fn digest(items: &[Item], alarms: &[String], host: &str) -> Message {
-    let failures = items.iter().filter(|i| i.kind == "failure").count();
+    let failures = items.iter().filter(|i| i.kind == NotificationKind::Failure).count();
     let warnings = items.len() - failures;
     let mut processings: Vec<&str> = items.iter().map(|i| i.processing.as_str()).collect();
     processings.dedup();
@@ -114,7 +114,7 @@ pub fn id_ranges(sorted: &[i64]) -> String {
 }
 
 fn describe(n: usize, item: &Item) -> String {
-    let title = if item.kind == "failure" {
+    let title = if item.kind == NotificationKind::Failure {
         "Доставка не удалась / Delivery failed"
     } else {
         "Предупреждение / Warning"
@@ -126,7 +126,7 @@ fn describe(n: usize, item: &Item) -> String {
         item.operation_id,
         rfc3339(item.created_at)
     ));
-    let label = if item.kind == "failure" {
+    let label = if item.kind == NotificationKind::Failure {
         "Ошибка / Error"
     } else {
         "Что / What"
@@ -147,7 +147,7 @@ fn describe(n: usize, item: &Item) -> String {
         ItemFields::Gone => text.push_str("Поля / Fields: (operation pruned)\n"),
     }
     text.push_str(&format!("Подробнее / Details: hookrelay show {}\n", item.operation_id));
-    if item.kind == "failure" {
+    if item.kind == NotificationKind::Failure {
         text.push_str(&format!(
             "Отправить снова / Resend: hookrelay replay {}\n",
             item.operation_id
@@ -173,9 +173,9 @@ pub fn test_message(host: &str) -> Message {
 mod tests {
     use super::*;
 
-    fn item(kind: &str, id: i64) -> Item {
+    fn item(kind: NotificationKind, id: i64) -> Item {
         Item {
-            kind: kind.into(),
+            kind,
             processing: "klientiks-plarin".into(),
             operation_id: id,
             created_at: 0,
@@ -187,7 +187,7 @@ mod tests {
     /// A failure names the processing, operation, error, fields and both commands, in both languages.
     #[test]
     fn failure_digest_says_what_to_do() {
-        let m = digest(&[item("failure", 17)], &[], "vps1");
+        let m = digest(&[item(NotificationKind::Failure, 17)], &[], "vps1");
         assert_eq!(m.subject, "hookrelay on vps1: 1 failed (klientiks-plarin)");
         for needle in [
             "Неудачные доставки / Failed deliveries: 1",
@@ -212,7 +212,7 @@ mod tests {
     /// Hidden fields are said to be hidden, with no value in the message.
     #[test]
     fn fields_can_be_kept_out() {
-        let mut hidden = item("failure", 3);
+        let mut hidden = item(NotificationKind::Failure, 3);
         hidden.fields = ItemFields::Hidden;
         let m = digest(&[hidden], &[], "h");
         assert!(m.body.contains("hidden (notify.include_fields = false)"), "{}", m.body);
@@ -222,8 +222,8 @@ mod tests {
     /// Beyond MAX_ITEMS operations are counted, not listed; warnings do not offer replay.
     #[test]
     fn long_digests_are_cut() {
-        let mut items: Vec<Item> = (0..15).map(|i| item("failure", i)).collect();
-        items.push(item("warning", 99));
+        let mut items: Vec<Item> = (0..15).map(|i| item(NotificationKind::Failure, i)).collect();
+        items.push(item(NotificationKind::Warning, 99));
         let m = digest(&items, &["disk full".into()], "h");
         assert_eq!(
             m.subject,
@@ -238,7 +238,7 @@ mod tests {
         );
         assert!(!m.body.contains("hookrelay show 99"));
         assert!(m.body.contains("Storage error: disk full"));
-        let warning = digest(&[item("warning", 5)], &[], "h");
+        let warning = digest(&[item(NotificationKind::Warning, 5)], &[], "h");
         assert!(!warning.body.contains("replay"));
     }
 }

@@ -284,7 +284,7 @@ fn items(
                 ItemFields::Gone
             };
             Ok(Item {
-                kind: notification.kind.clone(),
+                kind: notification.kind,
                 processing: notification.processing.clone(),
                 operation_id: notification.operation_id,
                 created_at: notification.created_at,

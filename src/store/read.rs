@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{open_existing, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
-use crate::model::{DeliveryStatus, OpStatus, RawRequest};
+use crate::model::{DeliveryStatus, NotificationKind, OpStatus, RawRequest};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
@@ -44,7 +44,7 @@ pub struct Notification {
     pub id: i64,
     pub created_at: i64,
     /// `failure` or `warning`.
-    pub kind: String,
+    pub kind: NotificationKind,
     pub processing: String,
     pub operation_id: i64,
     pub text: String,
@@ -174,10 +174,13 @@ impl Reader {
                  ORDER BY id LIMIT ?2",
             )?
             .query_map(params![since, limit as i64], |row| {
+                let kind: String = row.get(2)?;
                 Ok(Notification {
                     id: row.get(0)?,
                     created_at: row.get(1)?,
-                    kind: row.get(2)?,
+                    kind: kind.parse().map_err(|e: String| {
+                        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+                    })?,
                     processing: row.get(3)?,
                     operation_id: row.get(4)?,
                     text: row.get(5)?,

@@ -7,7 +7,7 @@ use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_
 use crate::clock::now_ms;
 use crate::model::{
     duplicate_reason, operation_status, target_of, AttemptRecord, Channel, Claimed, DeliveryRequest, DeliveryStatus,
-    DueDelivery, Inserted, NewOperation, OpStatus, Outcome,
+    DueDelivery, Inserted, NewOperation, NotificationKind, OpStatus, Outcome,
 };
 
 pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> {
@@ -80,7 +80,7 @@ pub(super) fn note_first_warnings(conn: &Connection, op: &NewOperation, operatio
         if first == 1 {
             queue_notification(
                 conn,
-                "warning",
+                NotificationKind::Warning,
                 &op.processing,
                 operation_id,
                 &warning.text,
@@ -126,7 +126,7 @@ pub(super) fn warn_all_skipped(
              (the latest: {}); check `require` and `when` against `hookrelay fields {processing}`",
             reason.as_deref().unwrap_or("no reason recorded")
         );
-        queue_notification(conn, "warning", &processing, latest, &text, now)?;
+        queue_notification(conn, NotificationKind::Warning, &processing, latest, &text, now)?;
         warned.push(processing);
     }
     Ok(warned)
@@ -134,7 +134,7 @@ pub(super) fn warn_all_skipped(
 
 pub(super) fn queue_notification(
     conn: &Connection,
-    kind: &str,
+    kind: NotificationKind,
     processing: &str,
     operation_id: i64,
     text: &str,
@@ -143,7 +143,7 @@ pub(super) fn queue_notification(
     conn.prepare_cached(
         "INSERT INTO notifications (created_at, kind, processing, operation_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![at, kind, processing, operation_id, text])?;
+    .execute(params![at, kind.as_str(), processing, operation_id, text])?;
     Ok(())
 }
 
@@ -369,7 +369,7 @@ pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(),
             "action `{action}`: {} (attempt {attempts})",
             last_error.as_deref().unwrap_or("failed")
         );
-        queue_notification(conn, "failure", &processing, operation_id, &text, now)?;
+        queue_notification(conn, NotificationKind::Failure, &processing, operation_id, &text, now)?;
     }
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)

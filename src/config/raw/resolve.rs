@@ -380,17 +380,10 @@ impl RawProcessing {
             check_token("previous_tokens", token)?;
         }
         let methods = match self.methods {
-            None => vec!["GET".to_string(), "POST".to_string()],
+            None => vec![Method::Get, Method::Post],
             Some(list) => list
-                .into_iter()
-                .map(|m| {
-                    let upper = m.to_ascii_uppercase();
-                    if matches!(upper.as_str(), "GET" | "POST") {
-                        Ok(upper)
-                    } else {
-                        Err(format!("methods: `{m}` is not GET or POST"))
-                    }
-                })
+                .iter()
+                .map(|m| Method::parse(m).ok_or_else(|| format!("methods: `{m}` is not GET or POST")))
                 .collect::<Result<Vec<_>, _>>()?,
         };
         if methods.is_empty() {
@@ -455,10 +448,9 @@ impl RawAction {
         if self.name.trim().is_empty() {
             return Err("name: must not be empty".into());
         }
-        let method = match self.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("GET") => Method::Get,
-            Some("POST") => Method::Post,
-            Some(other) => return Err(format!("method: `{other}` is not GET or POST")),
+        let method = match self.method.as_deref() {
+            None => Method::Get,
+            Some(text) => Method::parse(text).ok_or_else(|| format!("method: `{text}` is not GET or POST"))?,
         };
         // Errors quote the URL with its secrets masked, as logs do: `check`
         // output and the SIGHUP log line are read and pasted by people.
