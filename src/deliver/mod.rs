@@ -9,10 +9,10 @@
 //! receiver cannot take the whole pool.
 
 pub mod retry;
+mod scheduler;
 pub mod send;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,9 +25,6 @@ use retry::{classify, next_step, Policy, Verdict};
 
 /// Longest the scheduler sleeps without looking at the database.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// Least time between two claims that skip busy receivers and found nothing
-/// else (each scans past their backlog).
-const SKIP_RESCAN: Duration = Duration::from_millis(250);
 
 /// What wakes the scheduler.
 #[derive(Debug, Clone)]
@@ -75,7 +72,7 @@ pub fn start(
     let (waker, rx) = signals;
     // A rendezvous channel: a job is handed over only to a worker that is
     // waiting, so a stop never leaves claimed jobs sitting in a queue.
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(0);
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<DueDelivery>(0);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (exited_tx, exited) = mpsc::channel();
     let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
@@ -94,7 +91,7 @@ pub fn start(
     }
     let scheduler = std::thread::Builder::new()
         .name("deliver-scheduler".into())
-        .spawn(move || schedule(writer, workers, rx, jobs_tx))?;
+        .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx).run())?;
     Ok(Deliverer {
         signals: waker.0,
         scheduler,
@@ -130,116 +127,9 @@ pub fn per_target_limit(workers: usize) -> usize {
     (workers - workers / 4).max(1)
 }
 
-/// A claimed delivery on its way to a worker, with its receiver.
-struct Job {
-    due: DueDelivery,
-    target: String,
-}
-
-fn schedule(writer: Writer, workers: usize, signals: Receiver<Signal>, jobs: SyncSender<Job>) {
-    let cap = per_target_limit(workers);
-    // Deliveries claimed ahead (they are `in_flight` in the database), so
-    // that one committed claim feeds several attempts.
-    let ahead = workers * 2;
-    let mut idle = workers;
-    let mut busy: HashMap<String, usize> = HashMap::new();
-    let mut waiting: HashMap<String, VecDeque<DueDelivery>> = HashMap::new();
-    // When a claim that skipped the well-supplied receivers found nothing,
-    // every due delivery belongs to them. Skipping means scanning past their
-    // whole backlog (on the writer thread), so it is repeated at most every
-    // SKIP_RESCAN: work for another receiver waits that long at most.
-    let mut others_empty: Option<Instant> = None;
-    loop {
-        for (target, queue) in &mut waiting {
-            let in_flight = busy.entry(target.clone()).or_default();
-            while idle > 0 && *in_flight < cap {
-                let Some(due) = queue.pop_front() else { break };
-                *in_flight += 1;
-                idle -= 1;
-                if jobs
-                    .send(Job {
-                        due,
-                        target: target.clone(),
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
-        waiting.retain(|_, queue| !queue.is_empty());
-        busy.retain(|_, n| *n > 0);
-        let held: usize = waiting.values().map(VecDeque::len).sum();
-        let mut wait = POLL_INTERVAL;
-        let supplied: Vec<String> = busy
-            .iter()
-            .filter(|(target, n)| **n + waiting.get(*target).map_or(0, VecDeque::len) >= 2 * cap)
-            .map(|(target, _)| target.clone())
-            .collect();
-        let skipping = !supplied.is_empty();
-        let known_empty = others_empty.is_some_and(|at| at.elapsed() < SKIP_RESCAN);
-        // Rows held for well-supplied receivers must not block the others:
-        // a skipping claim may always fill the idle workers.
-        let limit = if skipping {
-            ahead.saturating_sub(held).max(idle)
-        } else {
-            ahead.saturating_sub(held)
-        };
-        if idle > 0 && limit > 0 && !(skipping && known_empty) {
-            let now = now_ms();
-            match writer.claim_due(now, limit, supplied) {
-                Ok(claimed) => {
-                    if skipping && claimed.due.is_empty() {
-                        others_empty = Some(Instant::now());
-                    }
-                    if !claimed.due.is_empty() {
-                        wait = Duration::ZERO;
-                    }
-                    for due in claimed.due {
-                        waiting.entry(due.target.clone()).or_default().push_back(due);
-                    }
-                    if let Some(next) = claimed.next_due {
-                        wait = wait.min(Duration::from_millis((next - now).max(0) as u64));
-                    }
-                }
-                Err(err) => log::error!("cannot claim due deliveries: {err}"),
-            }
-        }
-        let mut signal = signals.recv_timeout(wait);
-        loop {
-            match signal {
-                Ok(Signal::WorkerIdle(target)) => {
-                    idle += 1;
-                    if let Some(n) = busy.get_mut(&target) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => {}
-                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    // Claimed but never started: back to the queue for the next start.
-                    let unsent: Vec<i64> = waiting.values().flatten().map(|due| due.id).collect();
-                    if !unsent.is_empty() {
-                        if let Err(err) = writer.release(unsent) {
-                            log::warn!("cannot release claimed deliveries (a restart will): {err}");
-                        }
-                    }
-                    return;
-                }
-            }
-            signal = signals.try_recv().map_err(|e| match e {
-                mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            });
-            if matches!(signal, Err(RecvTimeoutError::Timeout)) {
-                break;
-            }
-        }
-    }
-}
-
 struct Worker {
     agent: ureq::Agent,
-    jobs: Arc<Mutex<Receiver<Job>>>,
+    jobs: Arc<Mutex<Receiver<DueDelivery>>>,
     writer: Writer,
     metrics: Arc<Metrics>,
     idle: Sender<Signal>,
@@ -253,7 +143,7 @@ impl Worker {
                 Ok(jobs) => jobs.recv(),
                 Err(_) => break,
             };
-            let Ok(Job { due: job, target }) = job else { break };
+            let Ok(job) = job else { break };
             let record = attempt(&self.agent, &job);
             let seconds = record.duration_ms as f64 / 1000.0;
             self.metrics
@@ -261,7 +151,7 @@ impl Worker {
             if let Err(err) = self.writer.record(record) {
                 log::error!("delivery {}: cannot record the attempt: {err}", job.id);
             }
-            let _ = self.idle.send(Signal::WorkerIdle(target));
+            let _ = self.idle.send(Signal::WorkerIdle(job.target));
         }
         let _ = self.exited.send(());
     }
