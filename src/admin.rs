@@ -15,7 +15,7 @@ use crate::clock::{now_ms, rfc3339};
 use crate::config::Secret;
 use crate::http::{self, Reply};
 use crate::metrics::{self, Metrics};
-use crate::store::{QueueStats, Reader, StoreError, Writer};
+use crate::store::{QueueStats, Reader, Writer};
 
 /// What the admin endpoints read.
 pub struct Admin {
@@ -65,14 +65,19 @@ async fn handle(admin: Arc<Admin>, _remote: SocketAddr, request: Request<Incomin
     }
 }
 
-async fn queue_stats(admin: &Admin) -> Result<QueueStats, StoreError> {
+/// The queue as the database has it, read off the async workers. A
+/// reading task that panicked is said so, not dressed as a database error.
+async fn queue_stats(admin: &Admin) -> Result<QueueStats, String> {
     let reader = Arc::clone(&admin.reader);
-    tokio::task::spawn_blocking(move || match reader.lock() {
+    let read = tokio::task::spawn_blocking(move || match reader.lock() {
         Ok(reader) => reader.queue_stats(),
         Err(poisoned) => poisoned.into_inner().queue_stats(),
     })
-    .await
-    .map_err(|e| StoreError::Commit(e.to_string()))?
+    .await;
+    match read {
+        Ok(stats) => stats.map_err(|e| e.to_string()),
+        Err(err) => Err(format!("the reading task failed: {err}")),
+    }
 }
 
 fn age_seconds(stats: &QueueStats) -> f64 {

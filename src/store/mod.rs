@@ -8,6 +8,8 @@ mod files;
 mod read;
 mod replay;
 mod schema;
+/// Bulk-seeding for the benchmark; not in the daemon's build.
+#[cfg(feature = "bench")]
 pub mod seed;
 mod write;
 mod writer;
