@@ -229,6 +229,9 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
     pub error: Option<String>,
     pub outcome: Outcome,
+    /// What to tell the operator, when this attempt ended the delivery in
+    /// failure: the delivery side decides, the store queues it.
+    pub failure_notice: Option<String>,
 }
 
 /// The reason recorded on an operation found to duplicate `earlier`.

@@ -215,6 +215,12 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
             d.max_attempts
         ),
     }
+    // A permanent failure is told to the operator, naming the action and
+    // how many attempts it took.
+    let failure_notice = (outcome == Outcome::Failed).then(|| {
+        let what = if what.is_empty() { "failed" } else { &what };
+        format!("action `{}`: {what} (attempt {number})", d.action)
+    });
     AttemptRecord {
         delivery_id: job.id,
         started_at,
@@ -224,6 +230,7 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
         response_body,
         error,
         outcome,
+        failure_notice,
     }
 }
 

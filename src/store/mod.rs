@@ -227,6 +227,7 @@ mod tests {
             response_body: Some("body".into()),
             error: None,
             outcome,
+            failure_notice: None,
         };
         writer.record(record(&claimed.due[0], Outcome::Delivered, 200)).unwrap();
         writer
@@ -317,6 +318,7 @@ mod tests {
                 response_body: Some("x".repeat(20_000)),
                 error: None,
                 outcome: Outcome::Delivered,
+                failure_notice: None,
             })
             .unwrap();
         let reader = Reader::open(&path).unwrap();
@@ -413,6 +415,7 @@ mod tests {
                     response_body: None,
                     error: None,
                     outcome: Outcome::Delivered,
+                    failure_notice: None,
                 })
                 .unwrap();
         }

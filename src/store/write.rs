@@ -349,27 +349,23 @@ pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(),
         (None, Some(code)) => Some(format!("HTTP {code}")),
         (None, None) => None,
     };
-    let (operation_id, action, attempts): (i64, String, u32) = conn
+    let operation_id: i64 = conn
         .prepare_cached(
             "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
                  next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
-             WHERE id = ?1 RETURNING operation_id, action, attempts",
+             WHERE id = ?1 RETURNING operation_id",
         )?
         .query_row(
             params![r.delivery_id, status.as_str(), next_at, last_error, now],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| row.get(0),
         )?;
-    if status == DeliveryStatus::Failed {
+    if let Some(text) = &r.failure_notice {
         let processing: String = conn.query_row(
             "SELECT processing FROM operations WHERE id = ?1",
             [operation_id],
             |row| row.get(0),
         )?;
-        let text = format!(
-            "action `{action}`: {} (attempt {attempts})",
-            last_error.as_deref().unwrap_or("failed")
-        );
-        queue_notification(conn, NotificationKind::Failure, &processing, operation_id, &text, now)?;
+        queue_notification(conn, NotificationKind::Failure, &processing, operation_id, text, now)?;
     }
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
