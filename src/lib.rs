@@ -3,17 +3,27 @@
 //!
 //! # Layout
 //!
+//! Lowest first; a module imports only those above it in this list.
+//!
 //! - [`clock`]: time: now, RFC 3339, and as people read and type it.
-//! - [`model`]: the domain's vocabulary: statuses, requests, outcomes. No I/O.
-//! - [`config`]: the TOML schema, defaults and validation.
+//! - [`model`]: the domain's vocabulary: statuses, requests, operations,
+//!   deliveries, attempts and their outcomes, notification kinds. No I/O.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
-//! - [`process`]: what happens to a request, for ingest and the CLI alike:
-//!   field extraction, `require`/`when`/dedupe, actions rendered into requests.
 //! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
-//! - [`ingest`]: the webhook listener: routing, limits, the answer after commit.
 //! - [`klientiks`]: Klientiks events and the addresses to paste into it.
-//! - [`store`]: SQLite: schema, the single writer thread, queries. The only SQL.
-//! - [`deliver`]: the scheduler, the worker threads, the retry policy.
+//! - [`config`]: the resolved config (`mod.rs`), the serde schema (`raw.rs`)
+//!   and its resolution (`raw/resolve.rs`), [`config::Secret`].
+//! - [`process`]: what happens to a request, for ingest and the CLI alike:
+//!   fields (`fields.rs`), `require`/`when`/dedupe, rendering (`render.rs`).
+//! - [`store`]: the only SQL: schema and migrations, the writer's engine
+//!   (`writer.rs`) and its statements (`write.rs`), queries (`read.rs`).
+//! - [`metrics`]: the counters the rooms below bump, and the exposition.
+//! - [`http`]: the accept loop both listeners share: limits, drain.
+//! - [`ingest`]: the webhook listener: routing, limits, the answer after commit.
+//! - [`deliver`]: the scheduler (`scheduler.rs`), the workers, the retry policy.
+//! - [`notify`]: email and Telegram digests.
+//! - [`retention`]: hourly pruning.
+//! - [`admin`]: `/healthz` and `/metrics`.
 //! - [`daemon`]: `hookrelay run`: wires the pieces, signals, shutdown.
 //! - [`cli`]: the command line, one file per subcommand.
 //!
