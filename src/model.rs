@@ -158,7 +158,29 @@ pub struct NewOperation {
     pub deliveries: Vec<DeliveryRequest>,
 }
 
+/// A notice day: days since the Unix epoch (UTC), the unit "once a day" counts in.
+pub fn notice_day(at_ms: i64) -> i64 {
+    at_ms.div_euclid(86_400_000)
+}
+
 impl NewOperation {
+    /// The warnings that may be told to the operator, with the day they
+    /// count for: the first of each kind. The store tells each only if no
+    /// earlier operation of the processing took that kind on that day.
+    pub fn warning_notices(&self) -> Vec<(&Warning, i64)> {
+        let day = notice_day(self.received_at);
+        let mut seen = Vec::new();
+        self.warnings
+            .iter()
+            .filter(|w| {
+                let first = !seen.contains(&w.kind);
+                seen.push(w.kind);
+                first
+            })
+            .map(|w| (w, day))
+            .collect()
+    }
+
     /// The dedupe key to look for and the oldest `received_at` it counts
     /// from, when this operation may turn out a duplicate: it has a
     /// non-empty key and would otherwise be sent or held. The one place the
@@ -266,6 +288,39 @@ pub fn operation_status(deliveries: &[DeliveryStatus]) -> OpStatus {
 mod tests {
     use super::*;
     use DeliveryStatus::*;
+
+    /// One notice per warning kind, for the operation's day.
+    #[test]
+    fn warning_notices_are_the_first_of_each_kind() {
+        let op = NewOperation {
+            processing: "p".into(),
+            received_at: 86_400_000 + 5,
+            request: RawRequest {
+                remote_addr: String::new(),
+                method: "GET".into(),
+                query: Vec::new(),
+                body: Vec::new(),
+                content_type: None,
+            },
+            charset: "utf-8".into(),
+            fields: Vec::new(),
+            warnings: vec![
+                Warning::new("placeholder", "a"),
+                Warning::new("missing_field", "b"),
+                Warning::new("placeholder", "c"),
+            ],
+            status: OpStatus::Queued,
+            reason: None,
+            dedupe: None,
+            deliveries: Vec::new(),
+        };
+        let notices: Vec<(&str, i64)> = op
+            .warning_notices()
+            .iter()
+            .map(|(w, d)| (w.text.as_str(), *d))
+            .collect();
+        assert_eq!(notices, [("a", 1), ("b", 1)]);
+    }
 
     /// The operation's status follows its deliveries.
     #[test]

@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::{
-    duplicate_reason, operation_status, target_of, AttemptRecord, Channel, Claimed, DeliveryRequest, DeliveryStatus,
-    DueDelivery, Inserted, NewOperation, NotificationKind, OpStatus, Outcome,
+    duplicate_reason, notice_day, operation_status, target_of, AttemptRecord, Channel, Claimed, DeliveryRequest,
+    DeliveryStatus, DueDelivery, Inserted, NewOperation, NotificationKind, OpStatus, Outcome,
 };
 
 pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> {
@@ -65,15 +65,11 @@ pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, S
     Ok(Inserted { id, status, reason })
 }
 
-/// Queues a notification for the first warning of each kind per processing per day.
+/// Queues a notification for each of the operation's warning notices that
+/// is the first of its kind that day for its processing (the mark is kept
+/// here, in `warning_days`; which warnings are notices is the model's rule).
 pub(super) fn note_first_warnings(conn: &Connection, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
-    let day = op.received_at.div_euclid(86_400_000);
-    let mut seen = Vec::new();
-    for warning in &op.warnings {
-        if seen.contains(&warning.kind) {
-            continue;
-        }
-        seen.push(warning.kind);
+    for (warning, day) in op.warning_notices() {
         let first = conn
             .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
             .execute(params![op.processing, warning.kind, day])?;
@@ -109,7 +105,7 @@ pub(super) fn warn_all_skipped(
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
-    let day = now.div_euclid(86_400_000);
+    let day = notice_day(now);
     let mut warned = Vec::new();
     for (processing, count, latest) in found {
         let first = conn
@@ -175,7 +171,7 @@ pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Resul
     conn.prepare_cached("DELETE FROM notifications WHERE created_at < ?1")?
         .execute([before])?;
     conn.prepare_cached("DELETE FROM warning_days WHERE day < ?1")?
-        .execute([before.div_euclid(86_400_000)])?;
+        .execute([notice_day(before)])?;
     Ok(deleted)
 }
 
