@@ -164,6 +164,23 @@ pub fn notice_day(at_ms: i64) -> i64 {
 }
 
 impl NewOperation {
+    /// A queued operation of `processing` with nothing read or decided yet:
+    /// no fields, warnings, dedupe key or deliveries; charset UTF-8.
+    pub fn new(processing: String, received_at: i64, request: RawRequest) -> NewOperation {
+        NewOperation {
+            processing,
+            received_at,
+            request,
+            charset: "utf-8".into(),
+            fields: Vec::new(),
+            warnings: Vec::new(),
+            status: OpStatus::Queued,
+            reason: None,
+            dedupe: None,
+            deliveries: Vec::new(),
+        }
+    }
+
     /// The warnings that may be told to the operator, with the day they
     /// count for: the first of each kind. The store tells each only if no
     /// earlier operation of the processing took that kind on that day.
@@ -191,6 +208,42 @@ impl NewOperation {
                 Some((key, *since))
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl NewOperation {
+    /// A queued GET to processing `p` with no fields, warnings or
+    /// deliveries, for tests to fill in what they need.
+    pub(crate) fn sample(received_at: i64) -> NewOperation {
+        let request = RawRequest {
+            remote_addr: "127.0.0.1:1".into(),
+            method: "GET".into(),
+            query: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        };
+        NewOperation::new("p".into(), received_at, request)
+    }
+}
+
+#[cfg(test)]
+impl DeliveryRequest {
+    /// A GET of action `action` to an unused local port, one attempt.
+    pub(crate) fn sample(action: &str) -> DeliveryRequest {
+        DeliveryRequest {
+            action: action.into(),
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/".into(),
+            headers: Vec::new(),
+            body: None,
+            redacted: "GET http://127.0.0.1:1/".into(),
+            expect_body: None,
+            timeout_ms: 1000,
+            max_attempts: 1,
+            first_delay_ms: 1,
+            max_delay_ms: 1,
         }
     }
 }
@@ -293,26 +346,12 @@ mod tests {
     #[test]
     fn warning_notices_are_the_first_of_each_kind() {
         let op = NewOperation {
-            processing: "p".into(),
-            received_at: 86_400_000 + 5,
-            request: RawRequest {
-                remote_addr: String::new(),
-                method: "GET".into(),
-                query: Vec::new(),
-                body: Vec::new(),
-                content_type: None,
-            },
-            charset: "utf-8".into(),
-            fields: Vec::new(),
             warnings: vec![
                 Warning::new("placeholder", "a"),
                 Warning::new("missing_field", "b"),
                 Warning::new("placeholder", "c"),
             ],
-            status: OpStatus::Queued,
-            reason: None,
-            dedupe: None,
-            deliveries: Vec::new(),
+            ..NewOperation::sample(86_400_000 + 5)
         };
         let notices: Vec<(&str, i64)> = op
             .warning_notices()

@@ -69,40 +69,14 @@ pub fn start(writer: Writer, keep_days: u32) -> std::io::Result<Pruner> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest};
+    use crate::model::{DeliveryRequest, NewOperation, OpStatus};
     use crate::store::{spawn_writer, HistoryFilter, Hooks, Reader};
 
     fn operation(received_at: i64, status: OpStatus) -> NewOperation {
-        let delivery = DeliveryRequest {
-            action: "a".into(),
-            method: "GET".into(),
-            url: "http://127.0.0.1:1/".into(),
-            headers: Vec::new(),
-            body: None,
-            redacted: "GET http://127.0.0.1:1/".into(),
-            expect_body: None,
-            timeout_ms: 1000,
-            max_attempts: 1,
-            first_delay_ms: 1,
-            max_delay_ms: 1,
-        };
         NewOperation {
-            processing: "p".into(),
-            received_at,
-            request: RawRequest {
-                remote_addr: "127.0.0.1:1".into(),
-                method: "GET".into(),
-                query: Vec::new(),
-                body: Vec::new(),
-                content_type: None,
-            },
-            charset: "utf-8".into(),
-            fields: Vec::new(),
-            warnings: Vec::new(),
             status,
-            reason: None,
-            dedupe: None,
-            deliveries: vec![delivery],
+            deliveries: vec![DeliveryRequest::sample("a")],
+            ..NewOperation::sample(received_at)
         }
     }
 

@@ -6,7 +6,7 @@
 pub mod fields;
 pub mod render;
 
-use fields::{Charset, ExtractError, Extracted};
+use fields::{ExtractError, Extracted};
 
 use crate::config::{Action, Processing};
 use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest, Warning};
@@ -26,18 +26,7 @@ pub fn operation(
     request: RawRequest,
     extracted: Result<Extracted, ExtractError>,
 ) -> NewOperation {
-    let mut op = NewOperation {
-        processing: processing.name.clone(),
-        received_at,
-        request,
-        charset: Charset::Utf8.as_str().into(),
-        fields: Vec::new(),
-        warnings: Vec::new(),
-        status: OpStatus::Queued,
-        reason: None,
-        dedupe: None,
-        deliveries: Vec::new(),
-    };
+    let mut op = NewOperation::new(processing.name.clone(), received_at, request);
     let extracted = match extracted {
         Ok(extracted) => extracted,
         Err(reason) => {

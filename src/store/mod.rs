@@ -136,7 +136,7 @@ mod tests {
     use super::*;
     use crate::model::{
         target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted, NewOperation, OpStatus,
-        Outcome, RawRequest, Warning,
+        Outcome, Warning,
     };
 
     fn quiet() -> Hooks {
@@ -163,24 +163,13 @@ mod tests {
     }
 
     fn operation(dedupe: Option<&str>, actions: &[&str]) -> NewOperation {
-        NewOperation {
-            processing: "p".into(),
-            received_at: 1_000,
-            request: RawRequest {
-                remote_addr: "127.0.0.1:5".into(),
-                method: "GET".into(),
-                query: b"a=1".to_vec(),
-                body: Vec::new(),
-                content_type: None,
-            },
-            charset: "utf-8".into(),
-            fields: vec![("a".into(), "1".into())],
-            warnings: vec![Warning::new("test", "w")],
-            status: OpStatus::Queued,
-            reason: None,
-            dedupe: dedupe.map(|k| (k.to_string(), 0)),
-            deliveries: actions.iter().map(|a| delivery(a)).collect(),
-        }
+        let mut op = NewOperation::sample(1_000);
+        op.request.query = b"a=1".to_vec();
+        op.fields = vec![("a".into(), "1".into())];
+        op.warnings = vec![Warning::new("test", "w")];
+        op.dedupe = dedupe.map(|k| (k.to_string(), 0));
+        op.deliveries = actions.iter().map(|a| delivery(a)).collect();
+        op
     }
 
     fn insert_all(writer: &Writer, ops: Vec<NewOperation>) -> Vec<Inserted> {
