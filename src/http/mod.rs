@@ -17,7 +17,6 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -33,8 +32,6 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long a stop waits for open requests to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a connection refused for its address gets to take its 503.
-const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why a connection past its address's cap is closed.
 const TOO_MANY_FROM_CLIENT: &str = "too many open connections from your address; retry\n";
 
@@ -114,18 +111,20 @@ impl Drop for ClientSlot {
 }
 
 /// Tells a connection past its address's cap why, without reading its
-/// request, and closes it.
-async fn refuse_client(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-        let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{TOO_MANY_FROM_CLIENT}",
-            TOO_MANY_FROM_CLIENT.len()
-        );
-        stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await;
+/// request, and closes it. Nothing waits on it: a fresh socket's send
+/// buffer is empty, so the write does not block, and no task or timer
+/// outlives the call, so a flood of refused connections costs nothing that
+/// lasts.
+fn refuse_client(stream: TcpStream) {
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{TOO_MANY_FROM_CLIENT}",
+        TOO_MANY_FROM_CLIENT.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
+    if let Ok(stream) = stream.into_std() {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops
@@ -172,7 +171,7 @@ pub async fn serve<H, F>(
         let Some(slot) = clients.admit(remote.ip(), per_client) else {
             drop(permit);
             log::debug!("{name}: refused a connection from {remote}: {per_client} already open from it");
-            tokio::spawn(refuse_client(stream));
+            refuse_client(stream);
             continue;
         };
         let handler = handler.clone();

@@ -1,5 +1,6 @@
-//! The webhook listener: routing, limits, field extraction, and the answer
-//! that is sent only after the operation is committed.
+//! The webhook listener: routing, limits, refusals (answered, counted and
+//! logged), and the answer that is sent only after the operation is
+//! committed. What the request means is decided in [`crate::process`].
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
