@@ -84,6 +84,7 @@ pub async fn run(
         Some(notify) => Some(
             notify::start(
                 notify.clone(),
+                config.server.time_zone.clone(),
                 config.storage.path.clone(),
                 writer.clone(),
                 alarms,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::clock::rfc3339;
+use crate::clock;
 use crate::model::NotificationKind;
 
 /// Most operations described one by one; the rest are only counted.
@@ -40,7 +40,7 @@ pub struct Message {
 }
 
 /// The digest of `items` and of storage errors (`alarms`), for `host`.
-pub fn digest(items: &[Item], alarms: &[String], host: &str) -> Message {
+pub fn digest(items: &[Item], alarms: &[String], host: &str, tz: &jiff::tz::TimeZone) -> Message {
     let failures = items.iter().filter(|i| i.kind == NotificationKind::Failure).count();
     let warnings = items.len() - failures;
     let mut processings: Vec<&str> = items.iter().map(|i| i.processing.as_str()).collect();
@@ -75,7 +75,7 @@ pub fn digest(items: &[Item], alarms: &[String], host: &str) -> Message {
     }
     for (n, item) in items.iter().take(MAX_ITEMS).enumerate() {
         body.push('\n');
-        body.push_str(&describe(n + 1, item));
+        body.push_str(&describe(n + 1, item, tz));
     }
     if items.len() > MAX_ITEMS {
         // Exactly the operations not described, whatever their status now
@@ -113,7 +113,7 @@ pub fn id_ranges(sorted: &[i64]) -> String {
     parts.join(",")
 }
 
-fn describe(n: usize, item: &Item) -> String {
+fn describe(n: usize, item: &Item, tz: &jiff::tz::TimeZone) -> String {
     let title = if item.kind == NotificationKind::Failure {
         "Доставка не удалась / Delivery failed"
     } else {
@@ -124,7 +124,7 @@ fn describe(n: usize, item: &Item) -> String {
     text.push_str(&format!(
         "Операция / Operation: {} ({})\n",
         item.operation_id,
-        rfc3339(item.created_at)
+        clock::local(item.created_at, tz)
     ));
     let label = if item.kind == NotificationKind::Failure {
         "Ошибка / Error"
@@ -173,6 +173,10 @@ pub fn test_message(host: &str) -> Message {
 mod tests {
     use super::*;
 
+    fn moscow() -> jiff::tz::TimeZone {
+        crate::clock::time_zone(crate::clock::DEFAULT_TIME_ZONE).unwrap()
+    }
+
     fn item(kind: NotificationKind, id: i64) -> Item {
         Item {
             kind,
@@ -187,12 +191,12 @@ mod tests {
     /// A failure names the processing, operation, error, fields and both commands, in both languages.
     #[test]
     fn failure_digest_says_what_to_do() {
-        let m = digest(&[item(NotificationKind::Failure, 17)], &[], "vps1");
+        let m = digest(&[item(NotificationKind::Failure, 17)], &[], "vps1", &moscow());
         assert_eq!(m.subject, "hookrelay on vps1: 1 failed (klientiks-plarin)");
         for needle in [
             "Неудачные доставки / Failed deliveries: 1",
             "Обработка / Processing: klientiks-plarin",
-            "Операция / Operation: 17 (1970-01-01T00:00:00.000Z)",
+            "Операция / Operation: 17 (1970-01-01 03:00:00 MSK)",
             "Ошибка / Error: action `plarin`: HTTP 400 (attempt 1)",
             "  ad_id = 42",
             "hookrelay show 17",
@@ -214,7 +218,7 @@ mod tests {
     fn fields_can_be_kept_out() {
         let mut hidden = item(NotificationKind::Failure, 3);
         hidden.fields = ItemFields::Hidden;
-        let m = digest(&[hidden], &[], "h");
+        let m = digest(&[hidden], &[], "h", &moscow());
         assert!(m.body.contains("hidden (notify.include_fields = false)"), "{}", m.body);
         assert!(!m.body.contains("42"), "{}", m.body);
     }
@@ -224,7 +228,7 @@ mod tests {
     fn long_digests_are_cut() {
         let mut items: Vec<Item> = (0..15).map(|i| item(NotificationKind::Failure, i)).collect();
         items.push(item(NotificationKind::Warning, 99));
-        let m = digest(&items, &["disk full".into()], "h");
+        let m = digest(&items, &["disk full".into()], "h", &moscow());
         assert_eq!(
             m.subject,
             "hookrelay on h: 15 failed, 1 warning(s), storage error (klientiks-plarin)"
@@ -238,7 +242,7 @@ mod tests {
         );
         assert!(!m.body.contains("hookrelay show 99"));
         assert!(m.body.contains("Storage error: disk full"));
-        let warning = digest(&[item(NotificationKind::Warning, 5)], &[], "h");
+        let warning = digest(&[item(NotificationKind::Warning, 5)], &[], "h", &moscow());
         assert!(!warning.body.contains("replay"));
     }
 }

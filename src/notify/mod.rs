@@ -116,6 +116,7 @@ pub fn agent() -> ureq::Agent {
 /// Starts the notifier thread.
 pub fn start(
     notify: Notify,
+    time_zone: jiff::tz::TimeZone,
     database: PathBuf,
     writer: Writer,
     alarms: Receiver<String>,
@@ -131,6 +132,7 @@ pub fn start(
         metrics,
         agent: agent(),
         host: host_name(),
+        time_zone,
         pending_alarms: Vec::new(),
         next_try: 0,
         next_watch: 0,
@@ -150,6 +152,8 @@ struct State {
     metrics: Arc<Metrics>,
     agent: ureq::Agent,
     host: String,
+    /// The zone the messages show times in (`server.time_zone`).
+    time_zone: jiff::tz::TimeZone,
     pending_alarms: Vec<String>,
     /// No sending before this time (ms since the epoch).
     next_try: i64,
@@ -232,7 +236,7 @@ impl State {
                 continue;
             }
             let items = items(reader, &mine, self.notify.include_fields)?;
-            let message = message::digest(&items, &self.pending_alarms, &self.host);
+            let message = message::digest(&items, &self.pending_alarms, &self.host, &self.time_zone);
             match send(&self.notify, &self.agent, channel, &message) {
                 Ok(()) => {
                     log::info!(
