@@ -73,8 +73,19 @@ pub struct Server {
     pub max_connections_per_client: usize,
     /// The zone times are shown in to people (CLI text; JSON stays UTC).
     pub time_zone: jiff::tz::TimeZone,
-    /// Peers whose `X-Forwarded-For` names the client (a reverse proxy).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` names the client (a reverse proxy).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// At most this many webhook requests per client address; more get 429.
+    pub max_per_ip: Option<Rate>,
+    /// Senders every processing accepts unless it names its own; empty: any.
+    pub allow_from: Vec<ipnet::IpNet>,
+}
+
+/// A rate such as `50/s`: `count` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
 }
 
 /// `[storage]`.
@@ -155,6 +166,9 @@ pub struct Processing {
     /// Field/value pairs that must all match, in file order.
     pub when: Vec<(String, String)>,
     pub actions: Vec<Action>,
+    /// Sender addresses accepted (this processing's `allow_from`, else the
+    /// server's); empty: any.
+    pub allow_from: Vec<ipnet::IpNet>,
 }
 
 /// What the sender of a webhook gets back once the event is stored.
@@ -208,6 +222,12 @@ pub struct Action {
 }
 
 impl Processing {
+    /// Whether a request from `client` may reach this processing.
+    pub fn allows(&self, client: std::net::IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.allow_from.is_empty() || self.allow_from.iter().any(|net| net.contains(&client))
+    }
+
     /// Whether `candidate` is this processing's token or a previous one.
     /// Every token is compared, in constant time, whichever matches.
     pub fn accepts(&self, candidate: &str) -> bool {

@@ -78,6 +78,9 @@ struct RawServer {
     time_zone: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    allow_from: Vec<String>,
+    max_per_ip: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -145,6 +148,7 @@ struct RawProcessing {
     when: toml::Table,
     #[serde(default)]
     action: Vec<RawAction>,
+    allow_from: Option<Vec<String>>,
 }
 
 fn enabled_by_default() -> bool {

@@ -2,6 +2,8 @@
 //! logged), and the answer that is sent only after the operation is
 //! committed. What the request means is decided in [`crate::process`].
 
+pub mod sender;
+
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
@@ -38,6 +40,7 @@ pub struct Shared {
     writer: Writer,
     metrics: Arc<Metrics>,
     refusal_log: Mutex<Throttle>,
+    rate: Mutex<sender::PerIpRate>,
 }
 
 /// Lets one log line through per interval and counts the ones held back.
@@ -85,6 +88,7 @@ impl Shared {
             writer,
             metrics,
             refusal_log: Mutex::new(Throttle::new(REFUSAL_LOG_INTERVAL)),
+            rate: Mutex::new(sender::PerIpRate::default()),
         }
     }
 
@@ -115,6 +119,8 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "too_large",
     "bad_request",
     "storage",
+    "sender_not_allowed",
+    "rate_limited",
 ];
 
 /// Creates each processing's and action's metric series at zero.
@@ -148,6 +154,10 @@ enum Refusal {
     Rejected(String),
     #[error("storage unavailable; retry later")]
     Storage,
+    #[error("this sender's address may not send to this webhook")]
+    SenderNotAllowed,
+    #[error("too many requests from your address; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
 }
 
 impl Refusal {
@@ -160,6 +170,8 @@ impl Refusal {
             Refusal::TooLarge(_) | Refusal::FieldsTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyRead(_) | Refusal::Rejected(_) => StatusCode::BAD_REQUEST,
             Refusal::Storage => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::SenderNotAllowed => StatusCode::FORBIDDEN,
+            Refusal::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -173,15 +185,24 @@ impl Refusal {
             Refusal::TooLarge(_) | Refusal::FieldsTooLarge(_) => "too_large",
             Refusal::BodyRead(_) | Refusal::Rejected(_) => "bad_request",
             Refusal::Storage => "storage",
+            Refusal::SenderNotAllowed => "sender_not_allowed",
+            Refusal::RateLimited(_) => "rate_limited",
         }
     }
 
     fn response(&self) -> Reply {
         let mut response = http::text(self.status(), format!("{self}\n"));
-        if let Refusal::Method(_, allowed) = self {
-            if let Ok(value) = HeaderValue::from_str(allowed) {
-                response.headers_mut().insert(ALLOW, value);
+        match self {
+            Refusal::Method(_, allowed) => {
+                if let Ok(value) = HeaderValue::from_str(allowed) {
+                    response.headers_mut().insert(ALLOW, value);
+                }
             }
+            Refusal::RateLimited(wait) => {
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            _ => {}
         }
         response
     }
@@ -202,8 +223,18 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
 
 async fn handle(shared: Arc<Shared>, peer: SocketAddr, request: Request<Incoming>) -> Reply {
     let target = shown_target(request.method().as_str(), request.uri().path());
-    let remote = client_address(peer, request.headers(), &shared.config().server.trusted_proxies);
-    match accept(&shared, &remote, request).await {
+    let config = shared.config();
+    let client = sender::client_of(peer, request.headers(), &config.server.trusted_proxies);
+    let remote = client.shown.clone();
+    let answered = match config.server.max_per_ip {
+        Some(rate) => rate_check(&shared, client.ip, rate),
+        None => Ok(()),
+    };
+    let answered = match answered {
+        Ok(()) => accept(&shared, &client, request).await,
+        Err(refusal) => Err(refusal),
+    };
+    match answered {
         Ok(response) => response,
         Err(refusal) => {
             // A rejected body was stored, counted as received and logged;
@@ -255,28 +286,17 @@ fn shown_target(method: &str, path: &str) -> String {
     format!("{method} {path}")
 }
 
-/// Who sent a request, as recorded and logged: the peer, or, when the peer
-/// is a trusted proxy, the address it appended to `X-Forwarded-For` (the
-/// rightmost: the ones before it came from the client and prove nothing),
-/// with the proxy named.
-fn client_address(peer: SocketAddr, headers: &hyper::HeaderMap, trusted: &[IpAddr]) -> String {
-    if !trusted.contains(&peer.ip().to_canonical()) {
-        return peer.to_string();
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .last()
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
-    match forwarded {
-        Some(client) => format!("{client} (via {peer})"),
-        None => peer.to_string(),
-    }
+/// Takes a token from the sender's bucket, or says how long to wait.
+fn rate_check(shared: &Shared, ip: IpAddr, rate: crate::config::Rate) -> Result<(), Refusal> {
+    let checked = match shared.rate.lock() {
+        Ok(mut limiter) => limiter.check(ip, rate, Instant::now()),
+        Err(poisoned) => poisoned.into_inner().check(ip, rate, Instant::now()),
+    };
+    checked.map_err(Refusal::RateLimited)
 }
 
-async fn accept(shared: &Shared, remote: &str, request: Request<Incoming>) -> Result<Reply, Refusal> {
+async fn accept(shared: &Shared, client: &sender::Client, request: Request<Incoming>) -> Result<Reply, Refusal> {
+    let remote = client.shown.as_str();
     let config = shared.config();
     if request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_TARGET_BYTES {
         return Err(Refusal::TargetTooLong);
@@ -288,6 +308,9 @@ async fn accept(shared: &Shared, remote: &str, request: Request<Incoming>) -> Re
         .map(|t| t.trim_end_matches('/'))
         .ok_or(Refusal::NotFound)?;
     let processing = find_processing(&config, token).ok_or(Refusal::NotFound)?;
+    if !processing.allows(client.ip) {
+        return Err(Refusal::SenderNotAllowed);
+    }
     let method = request.method().as_str().to_string();
     // HTTP methods are case-sensitive: `get` is not GET.
     if !processing.methods.iter().any(|m| m.as_str() == method) {
@@ -409,26 +432,12 @@ mod tests {
             Refusal::BodyTimeout,
             Refusal::Rejected(String::new()),
             Refusal::Storage,
+            Refusal::SenderNotAllowed,
+            Refusal::RateLimited(Duration::ZERO),
         ];
         for refusal in all {
             assert!(REFUSAL_REASONS.contains(&refusal.metric()), "{}", refusal.metric());
         }
-    }
-
-    /// X-Forwarded-For counts only from a trusted proxy, and only its last entry.
-    #[test]
-    fn client_address_behind_a_trusted_proxy() {
-        let proxy: SocketAddr = "127.0.0.1:41234".parse().unwrap();
-        let mut headers = hyper::HeaderMap::new();
-        headers.insert("x-forwarded-for", "10.9.9.9, 203.0.113.5".parse().unwrap());
-        let trusted = ["127.0.0.1".parse().unwrap()];
-        assert_eq!(
-            client_address(proxy, &headers, &trusted),
-            "203.0.113.5 (via 127.0.0.1:41234)"
-        );
-        assert_eq!(client_address(proxy, &headers, &[]), "127.0.0.1:41234");
-        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
-        assert_eq!(client_address(proxy, &headers, &trusted), "127.0.0.1:41234");
     }
 
     /// A token in the log is cut to four characters.

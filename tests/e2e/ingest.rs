@@ -242,3 +242,55 @@ fn the_client_address_comes_through_a_trusted_proxy() {
     let remote = recorded(&direct);
     assert!(remote.starts_with("127.0.0.1:"), "{remote}");
 }
+
+/// `allow_from` (per processing, else the server's) admits only senders in
+/// its ranges: others get 403 and nothing is stored. Behind a trusted proxy
+/// the forwarded address is the one checked.
+#[test]
+fn allow_from_refuses_other_senders() {
+    let text = crate::support::config_text(&processing("p", "http://127.0.0.1:9/", "")).replace(
+        "[server]\n",
+        "[server]\nallow_from = [\"10.0.0.0/8\"]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    );
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let (status, id, body) = get(&relay.url(&format!("/hook/{TOKEN}?x=1")));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("may not send"), "{body}");
+    assert_eq!(id, None);
+    let response = crate::support::client()
+        .get(&relay.url(&format!("/hook/{TOKEN}?x=2")))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let history = relay.cli(&["history", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "only the allowed one is stored");
+    let (_, metrics) = crate::support::admin_get(&relay, "/metrics", None);
+    assert!(
+        metrics.contains("hookrelay_requests_refused_total{reason=\"sender_not_allowed\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// `max_per_ip` lets a burst through, then answers 429 with Retry-After.
+#[test]
+fn max_per_ip_answers_429() {
+    let text = crate::support::config_text(&processing("p", "http://127.0.0.1:9/", ""))
+        .replace("[server]\n", "[server]\nmax_per_ip = \"3/h\"\n");
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    for n in 0..3 {
+        assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).0, 200);
+    }
+    let response = crate::support::client()
+        .get(&relay.url(&format!("/hook/{TOKEN}?n=4")))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap();
+    assert!((1..=1200).contains(&retry_after), "{retry_after}");
+}

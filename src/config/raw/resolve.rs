@@ -38,6 +38,39 @@ const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 const DEFAULT_RESPONSE_STATUS: u16 = 200;
 const DEFAULT_RESPONSE_BODY: &str = "ok";
 
+/// Addresses and CIDR ranges (`10.0.0.0/8`, `::1`), a bare address being a
+/// range of one.
+pub(super) fn networks(key: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| ipnet::IpNet::from(ip.to_canonical()))
+                })
+                .map(|net| net.trunc())
+                .map_err(|_| format!("{key}: `{text}` is not an address or range such as 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+/// `50/s`, `600/m` or `1000/h`.
+fn rate(text: &str) -> Result<Rate, String> {
+    let bad = || format!("`{text}` is not a rate such as 50/s, 600/m or 1000/h");
+    let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(format!("`{text}`: the count must be at least 1"));
+    }
+    Ok(Rate { count, per })
+}
+
 fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("{key}: `{text}` is not an IP address and port such as 127.0.0.1:8080"))
@@ -100,7 +133,7 @@ impl RawConfig {
                 ));
             }
             let processing = raw
-                .resolve(&delivery)
+                .resolve(&delivery, &server.allow_from)
                 .map_err(|e| format!("processing `{name}`: {e}"))?;
             processings.push(processing);
         }
@@ -171,15 +204,13 @@ impl RawServer {
         )?;
         let time_zone = clock::time_zone(self.time_zone.as_deref().unwrap_or(clock::DEFAULT_TIME_ZONE))
             .map_err(|e| format!("server.time_zone: {e}"))?;
-        let trusted_proxies = self
-            .trusted_proxies
-            .iter()
-            .map(|text| {
-                text.parse::<std::net::IpAddr>()
-                    .map(|ip| ip.to_canonical())
-                    .map_err(|_| format!("server.trusted_proxies: `{text}` is not an IP address such as 127.0.0.1"))
-            })
-            .collect::<Result<_, _>>()?;
+        let trusted_proxies = networks("server.trusted_proxies", &self.trusted_proxies)?;
+        let allow_from = networks("server.allow_from", &self.allow_from)?;
+        let max_per_ip = self
+            .max_per_ip
+            .as_deref()
+            .map(|text| rate(text).map_err(|e| format!("server.max_per_ip: {e}")))
+            .transpose()?;
         Ok(Server {
             listen,
             public_url,
@@ -192,6 +223,8 @@ impl RawServer {
             max_connections_per_client,
             time_zone,
             trusted_proxies,
+            max_per_ip,
+            allow_from,
         })
     }
 }
@@ -366,7 +399,7 @@ fn string_pairs(key: &str, table: toml::Table) -> Result<Vec<(String, String)>, 
 }
 
 impl RawProcessing {
-    pub(super) fn resolve(self, delivery: &Delivery) -> Result<Processing, String> {
+    pub(super) fn resolve(self, delivery: &Delivery, default_allow: &[ipnet::IpNet]) -> Result<Processing, String> {
         if self.name.is_empty()
             || !self
                 .name
@@ -439,6 +472,10 @@ impl RawProcessing {
             dedupe_window: self.dedupe_window.map_or(DEFAULT_DEDUPE_WINDOW, |d| d.0),
             when,
             actions,
+            allow_from: match &self.allow_from {
+                Some(list) => networks("allow_from", list)?,
+                None => default_allow.to_vec(),
+            },
         })
     }
 }
