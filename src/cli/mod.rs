@@ -1,6 +1,7 @@
 //! The command line: parsing with clap, one file per subcommand, and exit
 //! codes (0 success, 1 runtime failure, 2 usage or config error).
 
+mod backup;
 mod check;
 mod docs;
 mod dry_run;
@@ -60,6 +61,8 @@ pub enum Command {
     NotifyTest,
     /// Delete finished operations older than storage.keep_days.
     Prune(prune::Args),
+    /// Write a consistent copy of the database to a new file, safe while the daemon runs.
+    Backup(backup::Args),
     /// Print the man page (roff): `hookrelay man | man -l -`.
     Man,
     /// Print the shell completion script for a shell.
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),
+        Command::Backup(args) => backup::run(&cli, args),
         Command::Man => docs::man(),
         Command::Completions(args) => docs::completions(args),
     };

@@ -4,6 +4,7 @@
 //! is queued in one transaction (group commit); readers open their own
 //! connections. Times are milliseconds since the Unix epoch.
 
+mod backup;
 mod files;
 mod read;
 mod replay;
@@ -21,6 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::model::Channel;
 
+pub use backup::{backup, BackupReport};
 pub use files::{check_folder, lock_daemon, DaemonLock};
 pub use read::{
     AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats, Reader,

@@ -388,3 +388,72 @@ fn under_journald_lines_carry_their_priority() {
     let _ = child.wait();
     assert!(first.starts_with("<6>INFO: "), "{first:?}");
 }
+
+/// `backup` writes a consistent, owner-only copy while webhooks keep being
+/// acknowledged, and never overwrites a file.
+#[test]
+fn backup_under_load_gives_a_copy_that_opens() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    for n in 0..50 {
+        assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?before={n}"))).0, 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, acked, refused) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&refused));
+        let url = relay.url(&format!("/hook/{TOKEN}?during=1"));
+        std::thread::spawn(move || {
+            // Bounded: at most 2 000 requests, stopped once the backup is done.
+            for _ in 0..2_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match get(&url).0 {
+                    200 => acked.fetch_add(1, Ordering::Relaxed),
+                    _ => refused.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let copy = relay.dir.path().join("copy.db");
+    let out = relay.cli(&["backup", copy.to_str().unwrap()]);
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "));
+    assert_eq!(
+        refused.load(Ordering::Relaxed),
+        0,
+        "every webhook during the backup was acknowledged"
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let copy_config = relay.dir.path().join("copy.toml");
+    let text = std::fs::read_to_string(&relay.config)
+        .unwrap()
+        .replace("relay.db", "copy.db");
+    std::fs::write(&copy_config, text).unwrap();
+    let history = Command::new(BIN)
+        .arg("-c")
+        .arg(&copy_config)
+        .args(["history", "--json", "--limit", "100000"])
+        .output()
+        .unwrap();
+    assert!(history.status.success(), "{}", String::from_utf8_lossy(&history.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert!(
+        list.as_array().unwrap().len() >= 50,
+        "the copy holds what was acknowledged before it"
+    );
+
+    let again = relay.cli(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+}
