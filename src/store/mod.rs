@@ -118,6 +118,7 @@ pub fn prune_now(path: &Path, before: i64, batch: usize) -> Result<usize, StoreE
     let mut total = 0;
     loop {
         let deleted = conn.execute(PRUNE_BATCH, rusqlite::params![before, batch as i64])?;
+        write::give_back_pages(&conn)?;
         total += deleted;
         if deleted < batch {
             return Ok(total);
@@ -501,6 +502,56 @@ mod tests {
             "{}",
             pending[0].text
         );
+    }
+
+    /// Pruning gives disk back: the file shrinks once most of it is pruned,
+    /// on a new database and on one made before incremental auto-vacuum.
+    #[test]
+    fn pruning_returns_disk() {
+        let size = |path: &Path| std::fs::metadata(path).unwrap().len();
+        let fill = |path: &Path| {
+            let (writer, thread) = spawn_writer(path, quiet()).unwrap();
+            let ops = (0..2_000)
+                .map(|n| {
+                    let mut op = NewOperation::sample(1_000 + n);
+                    op.status = OpStatus::Skipped;
+                    op.request.body = vec![b'x'; 8_192];
+                    op
+                })
+                .collect();
+            insert_all(&writer, ops);
+            drop(writer);
+            thread.join().unwrap();
+        };
+        let prune_all = |path: &Path| {
+            let (writer, thread) = spawn_writer(path, quiet()).unwrap();
+            while writer.prune(i64::MAX, 200).unwrap() > 0 {}
+            drop(writer);
+            thread.join().unwrap();
+        };
+        let dir = tempfile::tempdir().unwrap();
+
+        let fresh = dir.path().join("fresh.db");
+        fill(&fresh);
+        let full = size(&fresh);
+        assert!(full > 16_000_000, "{full}");
+        prune_all(&fresh);
+        assert!(size(&fresh) < full / 4, "{} of {full} bytes left", size(&fresh));
+
+        // A database from before: no auto-vacuum, schema version 4.
+        let old = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&old).unwrap();
+            schema::migrate_to_without_vacuum(&mut conn, 4);
+        }
+        fill(&old);
+        let full = size(&old);
+        let conn = Connection::open(&old).unwrap();
+        let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0)).unwrap();
+        assert_eq!(mode, 2, "migrated to incremental");
+        drop(conn);
+        prune_all(&old);
+        assert!(size(&old) < full / 4, "{} of {full} bytes left", size(&old));
     }
 
     /// A reader refuses a database this build cannot read.

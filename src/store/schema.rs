@@ -13,6 +13,10 @@ struct Migration {
     /// foreign keys off (a DROP would otherwise cascade) and checks them
     /// before it commits: SQLite's documented way to change a table.
     rebuilds: bool,
+    /// Runs before the migration's transaction, outside any (VACUUM cannot
+    /// run inside one). It must be safe to run again: a crash before the
+    /// version is bumped repeats it at the next start.
+    before: Option<fn(&Connection) -> rusqlite::Result<()>>,
 }
 
 /// Every migration, oldest first.
@@ -82,6 +86,7 @@ const MIGRATIONS: &[Migration] = &[
     "#,
         then: None,
         rebuilds: false,
+        before: None,
     },
     // 2: notifications waiting to be sent, the first-warning-per-day marks,
     //    and small named values (last notification time, health probe).
@@ -113,6 +118,7 @@ const MIGRATIONS: &[Migration] = &[
     "#,
         then: None,
         rebuilds: false,
+        before: None,
     },
     // 3: each delivery's receiver (`scheme://host:port/`), indexed over the
     //    due ones, so a claim can pass over a busy receiver's backlog
@@ -125,6 +131,7 @@ const MIGRATIONS: &[Migration] = &[
     "#,
         then: Some(fill_in_targets),
         rebuilds: false,
+        before: None,
     },
     // 4: ids are never reused. With a plain rowid key SQLite numbers a new
     //    row one past the largest left, so pruning the newest rows handed
@@ -230,8 +237,44 @@ const MIGRATIONS: &[Migration] = &[
     "#,
         then: None,
         rebuilds: true,
+        before: None,
+    },
+    // 5: pruning gives disk back. With incremental auto-vacuum, the pages
+    //    pruning frees can be returned to the file system a few at a time
+    //    (the writer does so after each prune batch); without it the file
+    //    only ever grows. A database made before turns it on once, which
+    //    takes a full VACUUM; a new one has it from the start.
+    Migration {
+        sql: "",
+        then: None,
+        rebuilds: false,
+        before: Some(incremental_auto_vacuum),
     },
 ];
+
+/// SQLite's `auto_vacuum` value for INCREMENTAL.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+/// Turns on incremental auto-vacuum: by a VACUUM, instant on a new
+/// database, a full copy once on one that has data.
+fn incremental_auto_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+    if mode == AUTO_VACUUM_INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| {
+        row.get(0)
+    })?;
+    if tables > 0 {
+        log::warn!(
+            "turning on incremental auto-vacuum once: a full VACUUM, which needs free disk about the database's size"
+        );
+    }
+    // In WAL mode the setting takes effect only through a VACUUM, even on a
+    // database without tables (where it is instant).
+    conn.execute_batch("VACUUM")
+}
 
 /// The version this build writes and reads.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -266,12 +309,19 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), super::StoreErro
     if current > VERSION {
         return Err(super::StoreError::TooNew(current, VERSION));
     }
+    if current == 0 {
+        // Before the first table: the only moment it costs nothing.
+        incremental_auto_vacuum(conn)?;
+    }
     for (index, migration) in MIGRATIONS
         .iter()
         .enumerate()
         .take(target as usize)
         .skip(current as usize)
     {
+        if let Some(before) = migration.before {
+            before(conn)?;
+        }
         if migration.rebuilds {
             // Only takes effect outside a transaction.
             conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -302,6 +352,19 @@ fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(
     tx.pragma_update(None, "user_version", version)?;
     tx.commit()?;
     Ok(())
+}
+
+/// A database as builds before migration 5 made it: `target`'s schema and
+/// no auto-vacuum.
+#[cfg(test)]
+pub(super) fn migrate_to_without_vacuum(conn: &mut Connection, target: i64) {
+    for (index, migration) in MIGRATIONS.iter().enumerate().take(target as usize) {
+        if migration.rebuilds {
+            conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        }
+        apply(conn, migration, index as i64 + 1).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,20 @@ pub(super) fn mark_notified(conn: &Connection, ids: &[i64], channel: Channel, at
     set_meta(conn, META_LAST_NOTIFIED, at)
 }
 
+/// Most free pages (4 KiB each) given back to the file system per prune
+/// batch: more than a batch of operations frees, few enough that the job
+/// stays short on the writer thread.
+const PAGES_PER_BATCH: i64 = 1024;
+
+/// Gives pages that pruning freed back to the file system. SQLite frees
+/// one page per step of this pragma, so it is stepped to the end.
+pub(super) fn give_back_pages(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("PRAGMA incremental_vacuum({PAGES_PER_BATCH})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
 pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Result<usize, StoreError> {
     let deleted = conn
         .prepare_cached(PRUNE_BATCH)?
@@ -172,6 +186,7 @@ pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Resul
         .execute([before])?;
     conn.prepare_cached("DELETE FROM warning_days WHERE day < ?1")?
         .execute([notice_day(before)])?;
+    give_back_pages(conn)?;
     Ok(deleted)
 }
 
