@@ -27,9 +27,12 @@ pub struct Args {
     /// At most this many operations.
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Print a JSON array for scripts.
+    /// Print a JSON array for scripts (with --follow: one JSON object per line).
     #[arg(long)]
     json: bool,
+    /// Keep printing new operations and status changes until Ctrl-C, like `tail -f`.
+    #[arg(long, conflicts_with = "id")]
+    follow: bool,
 }
 
 /// Operation ids as inclusive ranges.
@@ -68,6 +71,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let since = resolve_since(args.since.as_deref(), &config)?;
     let reader = Reader::open(&config.storage.path)?;
+    if args.follow {
+        let follow = super::follow::Follow {
+            processing: args.processing.clone(),
+            status: args.status,
+            since,
+            limit: args.limit,
+            json: args.json,
+            tz: config.server.time_zone.clone(),
+        };
+        return super::follow::run(&reader, &follow);
+    }
     let operations = reader.history(&HistoryFilter {
         ids: args.id.clone().map(|ids| ids.0).unwrap_or_default(),
         processing: args.processing.clone(),

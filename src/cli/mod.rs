@@ -6,6 +6,7 @@ mod check;
 mod docs;
 mod dry_run;
 mod fields;
+mod follow;
 mod history;
 mod klientiks;
 mod notify_test;

@@ -244,3 +244,52 @@ fn a_rejected_request_does_not_hide_the_last_fields() {
     assert!(shown.contains("body:      (application/json, 11 bytes)"), "{shown}");
     assert!(shown.contains("  {\"broken\": "), "{shown}");
 }
+
+/// `history --follow --json` prints new operations and their status changes
+/// as they happen, beside the running daemon, and ends with exit 0 on Ctrl-C.
+#[test]
+fn history_follow_prints_new_operations_and_changes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let receiver = Receiver::start();
+    receiver.hold();
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let mut follow = Command::new(crate::support::BIN)
+        .arg("-c")
+        .arg(&relay.config)
+        .args(["history", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?x=1")));
+    let id = id.unwrap();
+    let mut events = Vec::new();
+    let next = |events: &mut Vec<serde_json::Value>| {
+        let line = rx.recv_timeout(crate::support::DEADLINE).expect("a line from --follow");
+        events.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+    };
+    next(&mut events);
+    assert_eq!(
+        (events[0]["event"].as_str(), events[0]["id"].as_i64()),
+        (Some("new"), Some(id))
+    );
+    assert_eq!(events[0]["status"], "queued");
+    receiver.release();
+    next(&mut events);
+    assert_eq!(events[1]["event"], "status");
+    assert_eq!(events[1]["id"].as_i64(), Some(id));
+    assert_eq!(events[1]["status"], "delivered");
+
+    let pid = follow.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let ended = crate::support::wait_until(|| matches!(follow.try_wait(), Ok(Some(_))));
+    assert!(ended, "--follow did not stop on SIGINT");
+    assert_eq!(follow.wait().unwrap().code(), Some(0));
+}
