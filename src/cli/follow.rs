@@ -9,10 +9,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::{rfc3339, Failure};
-use crate::clock;
+use super::{history, Failure};
 use crate::model::OpStatus;
 use crate::store::{HistoryFilter, OperationSummary, Reader};
 
@@ -65,10 +62,7 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
     })?;
     let mut last_id = newest_any.first().map_or(0, |op| op.id);
     if !follow.json {
-        println!(
-            "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  REASON",
-            "ID", "RECEIVED", "PROCESSING", "STATUS", "SENT"
-        );
+        println!("{}", history::HEADER);
     }
     for op in first.iter().rev() {
         follow.show(op, "new");
@@ -130,27 +124,11 @@ impl Follow {
             return;
         }
         if self.json {
-            let line = json!({
-                "event": event,
-                "id": op.id,
-                "processing": op.processing,
-                "received_at": rfc3339(op.received_at),
-                "status": op.status.as_str(),
-                "reason": op.reason,
-                "deliveries": op.deliveries,
-                "delivered": op.delivered,
-            });
+            let mut line = history::to_json(op);
+            line["event"] = event.into();
             println!("{line}");
         } else {
-            println!(
-                "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
-                op.id,
-                clock::local(op.received_at, &self.tz),
-                op.processing,
-                op.status.as_str(),
-                format!("{}/{}", op.delivered, op.deliveries),
-                op.reason.as_deref().unwrap_or("")
-            );
+            println!("{}", history::row(op, &self.tz));
         }
         // A pipe gets each line as it happens, not when a buffer fills.
         let _ = std::io::stdout().flush();

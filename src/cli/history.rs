@@ -7,7 +7,7 @@ use crate::clock;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::model::OpStatus;
-use crate::store::{HistoryFilter, Reader};
+use crate::store::{HistoryFilter, OperationSummary, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -90,20 +90,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         limit: args.limit,
     })?;
     if args.json {
-        let list: Vec<_> = operations
-            .iter()
-            .map(|op| {
-                json!({
-                    "id": op.id,
-                    "processing": op.processing,
-                    "received_at": rfc3339(op.received_at),
-                    "status": op.status.as_str(),
-                    "reason": op.reason,
-                    "deliveries": op.deliveries,
-                    "delivered": op.delivered,
-                })
-            })
-            .collect();
+        let list: Vec<_> = operations.iter().map(to_json).collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
@@ -111,21 +98,38 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         println!("no operations match");
         return Ok(());
     }
-    let tz = &config.server.time_zone;
-    println!(
-        "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  REASON",
-        "ID", "RECEIVED", "PROCESSING", "STATUS", "SENT"
-    );
+    println!("{HEADER}");
     for op in &operations {
-        println!(
-            "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
-            op.id,
-            clock::local(op.received_at, tz),
-            op.processing,
-            op.status.as_str(),
-            format!("{}/{}", op.delivered, op.deliveries),
-            op.reason.as_deref().unwrap_or("")
-        );
+        println!("{}", row(op, &config.server.time_zone));
     }
     Ok(())
+}
+
+/// The table's header line.
+pub const HEADER: &str = "      ID  RECEIVED                 PROCESSING            STATUS     SENT  REASON";
+
+/// One operation as a table row, its time in `tz`.
+pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone) -> String {
+    format!(
+        "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
+        op.id,
+        clock::local(op.received_at, tz),
+        op.processing,
+        op.status.as_str(),
+        format!("{}/{}", op.delivered, op.deliveries),
+        op.reason.as_deref().unwrap_or("")
+    )
+}
+
+/// One operation as `history --json` prints it (stable keys).
+pub fn to_json(op: &OperationSummary) -> serde_json::Value {
+    json!({
+        "id": op.id,
+        "processing": op.processing,
+        "received_at": rfc3339(op.received_at),
+        "status": op.status.as_str(),
+        "reason": op.reason,
+        "deliveries": op.deliveries,
+        "delivered": op.delivered,
+    })
 }
