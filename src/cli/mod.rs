@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod docs;
 mod dry_run;
+mod export;
 mod fields;
 mod follow;
 mod history;
@@ -62,6 +63,8 @@ pub enum Command {
     NotifyTest,
     /// Delete finished operations older than storage.keep_days.
     Prune(prune::Args),
+    /// Stream operations with their fields and outcome as JSON lines or CSV.
+    Export(export::Args),
     /// Write a consistent copy of the database to a new file, safe while the daemon runs.
     Backup(backup::Args),
     /// Print the man page (roff): `hookrelay man | man -l -`.
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),
+        Command::Export(args) => export::run(&cli, args),
         Command::Backup(args) => backup::run(&cli, args),
         Command::Man => docs::man(),
         Command::Completions(args) => docs::completions(args),

@@ -5,6 +5,7 @@
 //! connections. Times are milliseconds since the Unix epoch.
 
 mod backup;
+mod export;
 mod files;
 mod read;
 mod replay;
@@ -23,6 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::model::Channel;
 
 pub use backup::{backup, BackupReport};
+pub use export::{ExportFilter, ExportRow};
 pub use files::{check_folder, lock_daemon, DaemonLock};
 pub use read::{
     AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats, Reader,

@@ -10,7 +10,7 @@ use crate::model::{DeliveryStatus, NotificationKind, OpStatus, RawRequest};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 /// Which operations `history` lists.
@@ -109,15 +109,55 @@ fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, S
     text.parse().map_err(StoreError::Corrupt)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
+pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
     (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'),
     (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id)";
 
-fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, String)> {
+/// A WHERE clause built from the filters given, with its bound values.
+#[derive(Default)]
+pub(super) struct Conditions {
+    pub(super) parts: Vec<String>,
+    pub(super) values: Vec<rusqlite::types::Value>,
+}
+
+impl Conditions {
+    /// Binds `value`; returns its placeholder (`?3`).
+    pub(super) fn bind(&mut self, value: impl Into<rusqlite::types::Value>) -> String {
+        self.values.push(value.into());
+        format!("?{}", self.values.len())
+    }
+
+    /// Adds `column_and_operator ?n` for `value`.
+    pub(super) fn add(&mut self, column_and_operator: &str, value: impl Into<rusqlite::types::Value>) {
+        let placeholder = self.bind(value);
+        self.parts.push(format!("{column_and_operator} {placeholder}"));
+    }
+
+    /// The processing and status filters every listing has.
+    pub(super) fn add_matches(&mut self, processing: Option<&str>, status: Option<OpStatus>) {
+        if let Some(processing) = processing {
+            self.add("o.processing =", processing.to_string());
+        }
+        if let Some(status) = status {
+            self.add("o.status =", status.as_str().to_string());
+        }
+    }
+
+    /// `WHERE a AND b`, or nothing.
+    pub(super) fn where_clause(&self) -> String {
+        if self.parts.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.parts.join(" AND "))
+        }
+    }
+}
+
+pub(super) fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, String)> {
     Ok((
         OperationSummary {
             id: row.get(0)?,
@@ -132,7 +172,7 @@ fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, S
     ))
 }
 
-fn with_status((mut summary, status): (OperationSummary, String)) -> Result<OperationSummary, StoreError> {
+pub(super) fn with_status((mut summary, status): (OperationSummary, String)) -> Result<OperationSummary, StoreError> {
     summary.status = parse_status(status)?;
     Ok(summary)
 }
@@ -238,39 +278,29 @@ impl Reader {
     pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<OperationSummary>, StoreError> {
         // Only the filters given become conditions, so SQLite can pick the
         // index that fits (by processing, by status, or the primary key).
-        let mut conditions = Vec::new();
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut conditions = Conditions::default();
         if !filter.ids.is_empty() {
-            let mut any = Vec::new();
-            for &(from, to) in &filter.ids {
-                values.push(from.into());
-                values.push(to.into());
-                any.push(format!("o.id BETWEEN ?{} AND ?{}", values.len() - 1, values.len()));
-            }
-            conditions.push(format!("({})", any.join(" OR ")));
+            let any: Vec<String> = filter
+                .ids
+                .iter()
+                .map(|&(from, to)| {
+                    let from = conditions.bind(from);
+                    let to = conditions.bind(to);
+                    format!("o.id BETWEEN {from} AND {to}")
+                })
+                .collect();
+            conditions.parts.push(format!("({})", any.join(" OR ")));
         }
-        if let Some(processing) = &filter.processing {
-            values.push(processing.clone().into());
-            conditions.push(format!("o.processing = ?{}", values.len()));
-        }
-        if let Some(status) = filter.status {
-            values.push(status.as_str().to_string().into());
-            conditions.push(format!("o.status = ?{}", values.len()));
-        }
+        conditions.add_matches(filter.processing.as_deref(), filter.status);
         if let Some(since) = filter.since {
-            values.push(since.into());
-            conditions.push(format!("o.received_at >= ?{}", values.len()));
+            conditions.add("o.received_at >=", since);
         }
-        values.push((filter.limit as i64).into());
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
+        let limit = conditions.bind(filter.limit as i64);
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM operations o {where_clause} ORDER BY o.id DESC LIMIT ?{}",
-            values.len()
+            "SELECT {SUMMARY_COLUMNS} FROM operations o {} ORDER BY o.id DESC LIMIT {limit}",
+            conditions.where_clause()
         );
+        let values = conditions.values;
         let rows = self
             .conn
             .prepare(&sql)?

@@ -457,3 +457,57 @@ fn backup_under_load_gives_a_copy_that_opens() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
 }
+
+/// `export` streams the matching operations oldest first, as JSON lines or
+/// as CSV with stable columns, fields (quotes, commas, Cyrillic) intact.
+#[test]
+fn export_as_jsonl_and_csv() {
+    let relay = Relay::start(&format!(
+        "{}\n{}",
+        processing("p", "http://127.0.0.1:9/", ""),
+        crate::support::processing_with_token("q", "other-token-0123456789abcdef", "http://127.0.0.1:9/", "")
+    ));
+    let ids: Vec<i64> = ["a", "%22%D0%90%2C+b%22", "c"]
+        .iter()
+        .map(|v| get(&relay.url(&format!("/hook/{TOKEN}?v={v}"))).1.unwrap())
+        .collect();
+    assert_eq!(get(&relay.url("/hook/other-token-0123456789abcdef?v=q")).0, 200);
+
+    let out = relay.cli(&["export", "--processing", "p"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, ids, "oldest first, only processing p");
+    assert_eq!(lines[1]["fields"]["v"], "\"А, b\"");
+    assert_eq!(lines[0]["status"], "queued");
+
+    let out = relay.cli(&["export", "--format", "csv", "--processing", "p"]);
+    assert!(out.status.success());
+    let mut csv = csv::Reader::from_reader(out.stdout.as_slice());
+    let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(
+        header,
+        [
+            "id",
+            "processing",
+            "received_at",
+            "status",
+            "reason",
+            "deliveries",
+            "delivered",
+            "fields"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 3);
+    let fields: serde_json::Value = serde_json::from_str(&records[1][7]).unwrap();
+    assert_eq!(fields["v"], "\"А, b\"");
+
+    let none = relay.cli(&["export", "--until", "2000-01-01"]);
+    assert!(none.status.success());
+    assert!(none.stdout.is_empty());
+}
