@@ -222,16 +222,16 @@ fn find_processing<'a>(config: &'a Config, token: &str) -> Option<&'a Processing
 }
 
 async fn handle(shared: Arc<Shared>, peer: SocketAddr, request: Request<Incoming>) -> Reply {
-    let target = shown_target(request.method().as_str(), request.uri().path());
+    // Kept for the refusal log line, which alone formats them.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let config = shared.config();
     let client = sender::client_of(peer, request.headers(), &config.server.trusted_proxies);
-    let remote = client.shown.clone();
     let answered = match config.server.max_per_ip {
         Some(rate) => rate_check(&shared, client.ip, rate),
         None => Ok(()),
     };
     let answered = match answered {
-        Ok(()) => accept(&shared, &client, request).await,
+        Ok(()) => accept(&shared, &config, &client, request).await,
         Err(refusal) => Err(refusal),
     };
     match answered {
@@ -244,7 +244,8 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, request: Request<Incoming
                 Refusal::Storage => shared.metrics.refused(refusal.metric()),
                 _ => {
                     shared.metrics.refused(refusal.metric());
-                    log_refusal(&shared, &remote, &target, &refusal);
+                    let target = shown_target(method.as_str(), uri.path());
+                    log_refusal(&shared, &client.shown, &target, &refusal);
                 }
             }
             refusal.response()
@@ -295,9 +296,15 @@ fn rate_check(shared: &Shared, ip: IpAddr, rate: crate::config::Rate) -> Result<
     checked.map_err(Refusal::RateLimited)
 }
 
-async fn accept(shared: &Shared, client: &sender::Client, request: Request<Incoming>) -> Result<Reply, Refusal> {
+/// Stores the request under `config` (one snapshot for the whole request,
+/// taken by the caller) and answers it.
+async fn accept(
+    shared: &Shared,
+    config: &Config,
+    client: &sender::Client,
+    request: Request<Incoming>,
+) -> Result<Reply, Refusal> {
     let remote = client.shown.as_str();
-    let config = shared.config();
     if request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_TARGET_BYTES {
         return Err(Refusal::TargetTooLong);
     }
@@ -307,7 +314,7 @@ async fn accept(shared: &Shared, client: &sender::Client, request: Request<Incom
         .strip_prefix("/hook/")
         .map(|t| t.trim_end_matches('/'))
         .ok_or(Refusal::NotFound)?;
-    let processing = find_processing(&config, token).ok_or(Refusal::NotFound)?;
+    let processing = find_processing(config, token).ok_or(Refusal::NotFound)?;
     if !processing.allows(client.ip) {
         return Err(Refusal::SenderNotAllowed);
     }
