@@ -158,6 +158,19 @@ pub struct NewOperation {
     pub deliveries: Vec<DeliveryRequest>,
 }
 
+/// Warning kind: a processing skipped every event for a day.
+pub const ALL_SKIPPED: &str = "all_skipped";
+
+/// What the operator is told about a processing that skipped all of its
+/// `count` events of the last day, the latest for `latest_reason`.
+pub fn all_skipped_notice(processing: &str, count: u64, latest_reason: Option<&str>) -> String {
+    format!(
+        "every one of the {count} events of the last 24 h was skipped, nothing was sent \
+         (the latest: {}); check `require` and `when` against `hookrelay fields {processing}`",
+        latest_reason.unwrap_or("no reason recorded")
+    )
+}
+
 /// A notice day: days since the Unix epoch (UTC), the unit "once a day" counts in.
 pub fn notice_day(at_ms: i64) -> i64 {
     at_ms.div_euclid(86_400_000)

@@ -20,8 +20,8 @@ use std::time::Duration;
 use crate::clock::now_ms;
 use crate::config::Notify;
 use crate::metrics::Metrics;
-use crate::model::Channel;
-use crate::store::{Notification, Reader, Writer};
+use crate::model::{all_skipped_notice, Channel, ALL_SKIPPED};
+use crate::store::{AllSkipped, Notification, Reader, Writer};
 use message::{Item, ItemFields, Message};
 
 /// How often the thread looks for work.
@@ -169,19 +169,21 @@ impl State {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
-            self.watch_all_skipped();
             while let Ok(alarm) = self.alarms.try_recv() {
                 if self.pending_alarms.len() < MAX_ALARMS && !self.pending_alarms.contains(&alarm) {
                     self.pending_alarms.push(alarm);
                 }
             }
-            if now_ms() < self.next_try {
-                continue;
-            }
             if reader.is_none() {
                 reader = Reader::open(&self.database)
                     .map_err(|err| log::error!("notifications: cannot read the database: {err}"))
                     .ok();
+            }
+            if let Some(r) = &reader {
+                self.watch_all_skipped(r);
+            }
+            if now_ms() < self.next_try {
+                continue;
             }
             if let Some(r) = &reader {
                 if let Err(err) = self.tick(r) {
@@ -195,21 +197,33 @@ impl State {
     /// Hourly: a processing that received events all day and skipped every
     /// one is told about once a day (a `require` that can never be met
     /// sends nothing and fails nothing, so nothing else would say so).
-    fn watch_all_skipped(&mut self) {
+    fn watch_all_skipped(&mut self, reader: &Reader) {
         let now = now_ms();
         if now < self.next_watch {
             return;
         }
         self.next_watch = now + ALL_SKIPPED_WATCH.as_millis() as i64;
         let since = now - ALL_SKIPPED_WINDOW.as_millis() as i64;
-        match self.writer.warn_all_skipped(since, ALL_SKIPPED_MIN_EVENTS, now) {
-            Ok(warned) if !warned.is_empty() => {
-                log::warn!(
-                    "processing(s) {} skipped every event of the last 24 h",
-                    warned.join(", ")
-                )
+        let warn = |found: AllSkipped| {
+            let text = all_skipped_notice(&found.processing, found.count, found.latest_reason.as_deref());
+            let queued = self
+                .writer
+                .warn_once(found.processing.clone(), ALL_SKIPPED, found.latest, text, now)?;
+            Ok::<_, crate::store::StoreError>(queued.then_some(found.processing))
+        };
+        let warned = reader
+            .all_skipped(since, ALL_SKIPPED_MIN_EVENTS)
+            .and_then(|found| found.into_iter().map(warn).collect::<Result<Vec<_>, _>>());
+        match warned {
+            Ok(warned) => {
+                let warned: Vec<String> = warned.into_iter().flatten().collect();
+                if !warned.is_empty() {
+                    log::warn!(
+                        "processing(s) {} skipped every event of the last 24 h",
+                        warned.join(", ")
+                    )
+                }
             }
-            Ok(_) => {}
             Err(err) => log::error!("notifications: cannot look for processings that skip everything: {err}"),
         }
     }

@@ -27,7 +27,8 @@ pub use backup::{backup, BackupReport};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{check_folder, lock_daemon, DaemonLock};
 pub use read::{
-    AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats, Reader,
+    AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
+    Reader,
 };
 pub use replay::{queue_replays, Replay};
 pub use writer::{spawn_writer, Hooks, Writer};
@@ -140,8 +141,8 @@ fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
 mod tests {
     use super::*;
     use crate::model::{
-        target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted, NewOperation, OpStatus,
-        Outcome, Warning,
+        all_skipped_notice, target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted,
+        NewOperation, OpStatus, Outcome, Warning, ALL_SKIPPED,
     };
 
     fn quiet() -> Hooks {
@@ -489,10 +490,25 @@ mod tests {
                 op("few", OpStatus::Skipped),
             ],
         );
-        assert_eq!(writer.warn_all_skipped(0, 3, 1_000).unwrap(), ["never"]);
-        assert!(writer.warn_all_skipped(0, 3, 2_000).unwrap().is_empty(), "once a day");
-        assert_eq!(writer.warn_all_skipped(0, 3, 86_400_000 + 1).unwrap(), ["never"]);
-        let pending = Reader::open(&path).unwrap().pending_notifications(0, 10).unwrap();
+        // What the notifier does: read the candidates, then warn once a day.
+        let reader = Reader::open(&path).unwrap();
+        let warn_all_skipped = |since: i64, min_events: u32, now: i64| -> Vec<String> {
+            let mut warned = Vec::new();
+            for found in reader.all_skipped(since, min_events).unwrap() {
+                let text = all_skipped_notice(&found.processing, found.count, found.latest_reason.as_deref());
+                if writer
+                    .warn_once(found.processing.clone(), ALL_SKIPPED, found.latest, text, now)
+                    .unwrap()
+                {
+                    warned.push(found.processing);
+                }
+            }
+            warned
+        };
+        assert_eq!(warn_all_skipped(0, 3, 1_000), ["never"]);
+        assert!(warn_all_skipped(0, 3, 2_000).is_empty(), "once a day");
+        assert_eq!(warn_all_skipped(0, 3, 86_400_000 + 1), ["never"]);
+        let pending = reader.pending_notifications(0, 10).unwrap();
         assert_eq!(pending.len(), 2);
         assert!(
             pending[0].text.contains("every one of the 3 events"),

@@ -38,6 +38,16 @@ pub struct OperationSummary {
     pub deliveries: u32,
 }
 
+/// A processing that received events and skipped every one of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllSkipped {
+    pub processing: String,
+    pub count: u64,
+    /// The newest of those operations, and why it was skipped.
+    pub latest: i64,
+    pub latest_reason: Option<String>,
+}
+
 /// A notification not yet sent on every channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
@@ -226,6 +236,31 @@ impl Reader {
                     text: row.get(5)?,
                     email_pending: row.get(6)?,
                     telegram_pending: row.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The processings that received at least `min_events` since `since`
+    /// and skipped every one (a `require` or `when` that can never be met).
+    /// A read: it scans a day of operations, which must not hold up the
+    /// writer.
+    pub fn all_skipped(&self, since: i64, min_events: u32) -> Result<Vec<AllSkipped>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT g.processing, g.n, g.latest, (SELECT reason FROM operations WHERE id = g.latest)
+                 FROM (SELECT processing, count(*) AS n, max(id) AS latest FROM operations
+                       WHERE received_at >= ?1
+                       GROUP BY processing HAVING count(*) >= ?2 AND sum(status != 'skipped') = 0) g",
+            )?
+            .query_map(params![since, min_events], |row| {
+                Ok(AllSkipped {
+                    processing: row.get(0)?,
+                    count: row.get(1)?,
+                    latest: row.get(2)?,
+                    latest_reason: row.get(3)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

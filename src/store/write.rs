@@ -70,62 +70,37 @@ pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, S
 /// here, in `warning_days`; which warnings are notices is the model's rule).
 pub(super) fn note_first_warnings(conn: &Connection, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
     for (warning, day) in op.warning_notices() {
-        let first = conn
-            .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
-            .execute(params![op.processing, warning.kind, day])?;
-        if first == 1 {
-            queue_notification(
-                conn,
-                NotificationKind::Warning,
-                &op.processing,
-                operation_id,
-                &warning.text,
-                op.received_at,
-            )?;
-        }
+        warn_once(
+            conn,
+            &op.processing,
+            warning.kind,
+            day,
+            operation_id,
+            &warning.text,
+            op.received_at,
+        )?;
     }
     Ok(())
 }
 
-/// Warning kind: a processing skipped every event for a day.
-const ALL_SKIPPED: &str = "all_skipped";
-
-pub(super) fn warn_all_skipped(
+/// Queues a warning notification unless one of `kind` was already queued
+/// for `processing` on `day`; whether it was queued.
+pub(super) fn warn_once(
     conn: &Connection,
-    since: i64,
-    min_events: u32,
-    now: i64,
-) -> Result<Vec<String>, StoreError> {
-    let found: Vec<(String, i64, i64)> = conn
-        .prepare_cached(
-            "SELECT processing, count(*), max(id) FROM operations WHERE received_at >= ?1
-             GROUP BY processing HAVING count(*) >= ?2 AND sum(status != 'skipped') = 0",
-        )?
-        .query_map(params![since, min_events], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let day = notice_day(now);
-    let mut warned = Vec::new();
-    for (processing, count, latest) in found {
-        let first = conn
-            .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
-            .execute(params![processing, ALL_SKIPPED, day])?;
-        if first == 0 {
-            continue;
-        }
-        let reason: Option<String> = conn
-            .prepare_cached("SELECT reason FROM operations WHERE id = ?1")?
-            .query_row([latest], |row| row.get(0))?;
-        let text = format!(
-            "every one of the {count} events of the last 24 h was skipped, nothing was sent \
-             (the latest: {}); check `require` and `when` against `hookrelay fields {processing}`",
-            reason.as_deref().unwrap_or("no reason recorded")
-        );
-        queue_notification(conn, NotificationKind::Warning, &processing, latest, &text, now)?;
-        warned.push(processing);
+    processing: &str,
+    kind: &str,
+    day: i64,
+    operation_id: i64,
+    text: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let first = conn
+        .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
+        .execute(params![processing, kind, day])?;
+    if first == 1 {
+        queue_notification(conn, NotificationKind::Warning, processing, operation_id, text, at)?;
     }
-    Ok(warned)
+    Ok(first == 1)
 }
 
 pub(super) fn queue_notification(

@@ -11,10 +11,10 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::write::{claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, warn_all_skipped};
+use super::write::{claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, warn_once};
 use super::{open_for_writing, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
-use crate::model::{AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome};
+use crate::model::{notice_day, AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome};
 
 /// Commands waiting for the writer; senders wait when it is full.
 const QUEUE_CAPACITY: usize = 4096;
@@ -180,12 +180,20 @@ impl Writer {
         self.run_blocking(false, move |conn| mark_notified(conn, &ids, channel, at))
     }
 
-    /// Queues one warning, once per day per processing, for each processing
-    /// that received at least `min_events` since `since` and skipped every
-    /// one (a `require` or `when` that can never be met). Returns their
-    /// names. Blocks: plain threads only.
-    pub fn warn_all_skipped(&self, since: i64, min_events: u32, now: i64) -> Result<Vec<String>, StoreError> {
-        self.run_blocking(false, move |conn| warn_all_skipped(conn, since, min_events, now))
+    /// Queues a warning about `processing` unless one of `kind` was queued
+    /// for it already today (UTC); whether it was queued. Blocks: plain
+    /// threads only.
+    pub fn warn_once(
+        &self,
+        processing: String,
+        kind: &'static str,
+        operation_id: i64,
+        text: String,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run_blocking(false, move |conn| {
+            warn_once(conn, &processing, kind, notice_day(now), operation_id, &text, now)
+        })
     }
 
     /// Caps the database's size in pages, so a test can run out of space.
