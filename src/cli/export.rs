@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 
 use serde_json::json;
 
-use super::history::{parse_status, resolve_since};
+use super::history::{parse_status, resolve_since, resolve_time};
 use super::{load_config, rfc3339, Cli, Failure};
 use crate::model::OpStatus;
 use crate::store::{ExportFilter, ExportRow, Reader, StoreError};
@@ -53,7 +53,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let filter = ExportFilter {
         since: resolve_since(args.since.as_deref(), &config)?,
-        until: resolve_since(args.until.as_deref(), &config)?,
+        until: resolve_time("--until", args.until.as_deref(), &config)?,
         processing: args.processing.clone(),
         status: args.status,
     };

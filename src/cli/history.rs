@@ -61,8 +61,13 @@ pub fn parse_status(text: &str) -> Result<OpStatus, String> {
 /// A `--since` read in the config's time zone (see [`clock::parse_since`]);
 /// a usage error if it does not parse.
 pub fn resolve_since(text: Option<&str>, config: &Config) -> Result<Option<i64>, Failure> {
+    resolve_time("--since", text, config)
+}
+
+/// A point in time given to `flag`, read like `--since`; the error names the flag.
+pub fn resolve_time(flag: &str, text: Option<&str>, config: &Config) -> Result<Option<i64>, Failure> {
     text.map(|t| {
-        clock::parse_since(t, now_ms(), &config.server.time_zone).map_err(|e| Failure::Usage(format!("--since: {e}")))
+        clock::parse_since(t, now_ms(), &config.server.time_zone).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
     })
     .transpose()
 }
