@@ -52,6 +52,7 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
         status: None,
         since: follow.since,
         limit: follow.limit,
+        ..HistoryFilter::default()
     })?;
     let newest_any = reader.history(&HistoryFilter {
         ids: Vec::new(),
@@ -59,6 +60,7 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
         status: None,
         since: None,
         limit: 1,
+        ..HistoryFilter::default()
     })?;
     let mut last_id = newest_any.first().map_or(0, |op| op.id);
     if !follow.json {
@@ -75,6 +77,7 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
             status: None,
             since: None,
             limit: NEW_PER_POLL,
+            ..HistoryFilter::default()
         })?;
         for op in new.iter().rev() {
             last_id = last_id.max(op.id);
@@ -90,6 +93,7 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
             status: None,
             since: None,
             limit: watched.len(),
+            ..HistoryFilter::default()
         })?;
         for op in now.iter().rev() {
             if watched.get(&op.id).is_some_and(|&before| before != op.status) {

@@ -93,6 +93,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         status: args.status,
         since,
         limit: args.limit,
+        ..HistoryFilter::default()
     })?;
     if args.json {
         let list: Vec<_> = operations.iter().map(to_json).collect();

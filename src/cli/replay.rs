@@ -37,6 +37,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             status: args.status,
             since,
             limit: i64::MAX as usize,
+            ..HistoryFilter::default()
         };
         let mut list = Vec::new();
         for summary in reader.history(&filter)? {

@@ -52,7 +52,34 @@ pub struct Config {
     pub storage: Storage,
     pub delivery: Delivery,
     pub notify: Option<Notify>,
+    pub console: Console,
     pub processings: Vec<Processing>,
+}
+
+/// `[console]`: the web console on `admin_listen`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Console {
+    /// A session ends this long after sign-in.
+    pub session_lifetime: Duration,
+    pub viewers: Vec<Viewer>,
+}
+
+/// `[[console.viewer]]`: a read-only sign-in limited to some processings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Viewer {
+    pub name: String,
+    pub token: Secret,
+    /// Glob patterns (`*`, `?`) of the processing names it may see.
+    pub processings: Vec<String>,
+}
+
+impl Viewer {
+    /// Whether this viewer may see `processing`.
+    pub fn sees(&self, processing: &str) -> bool {
+        self.processings
+            .iter()
+            .any(|pattern| wildmatch::WildMatch::new(pattern).matches(processing))
+    }
 }
 
 /// `[server]`.

@@ -60,7 +60,25 @@ struct RawConfig {
     delivery: RawDelivery,
     notify: Option<RawNotify>,
     #[serde(default)]
+    console: RawConsole,
+    #[serde(default)]
     processing: Vec<RawProcessing>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    session_lifetime: Option<Dur>,
+    #[serde(default)]
+    viewer: Vec<RawViewer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawViewer {
+    name: String,
+    token: Secret,
+    processings: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]

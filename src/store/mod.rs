@@ -7,9 +7,11 @@
 mod backup;
 mod export;
 mod files;
+mod overview;
 mod read;
 mod replay;
 mod schema;
+mod search;
 /// Bulk-seeding for the benchmark; not in the daemon's build.
 #[cfg(feature = "bench")]
 pub mod seed;
@@ -26,6 +28,7 @@ use crate::model::Channel;
 pub use backup::{backup, BackupReport};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{check_folder, lock_daemon, DaemonLock};
+pub use overview::{ActionQueue, Overview, RecentWarning};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
     Reader,
@@ -140,6 +143,7 @@ fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_ms;
     use crate::model::{
         all_skipped_notice, target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted,
         NewOperation, OpStatus, Outcome, Warning, ALL_SKIPPED,
@@ -188,6 +192,97 @@ mod tests {
             }
             out
         })
+    }
+
+    /// The console's reads: a field value finds its operations newest first
+    /// (a phone however written), pages continue below the last id, a
+    /// viewer's processings bound every list, and the overview's counts
+    /// follow status changes and pruning.
+    #[test]
+    fn search_pages_and_overview_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
+        let with = |processing: &str, fields: &[(&str, &str)], actions: &[&str]| {
+            let mut op = operation(None, actions);
+            op.processing = processing.into();
+            op.received_at = now_ms();
+            op.fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            if actions.is_empty() {
+                op.status = OpStatus::Delivered;
+            }
+            op
+        };
+        let ops = insert_all(
+            &writer,
+            vec![
+                with(
+                    "salon-a",
+                    &[("phone", "8 (999) 123-45-67"), ("name", "Иванова Анна")],
+                    &["plarin"],
+                ),
+                with("salon-b", &[("phone", "+79991234567")], &[]),
+                with("salon-a", &[("appointment_id", "A-77")], &[]),
+            ],
+        );
+        let ids: Vec<i64> = ops.iter().map(|o| o.id).collect();
+        let reader = Reader::open(&path).unwrap();
+        let found = |search: &str, within: Option<&[&str]>, before: Option<i64>| -> Vec<i64> {
+            let filter = HistoryFilter {
+                search: Some(search.into()),
+                within: within.map(|w| w.iter().map(|s| s.to_string()).collect()),
+                before,
+                limit: 10,
+                ..HistoryFilter::default()
+            };
+            reader.history(&filter).unwrap().iter().map(|o| o.id).collect()
+        };
+        assert_eq!(found("89991234567", None, None), [ids[1], ids[0]], "newest first");
+        assert_eq!(found("89991234567", None, Some(ids[1])), [ids[0]], "the next page");
+        assert_eq!(found("+7 999 123 45 67", Some(&["salon-a"]), None), [ids[0]]);
+        assert_eq!(found("иван", None, None), [ids[0]], "a word's start, any case");
+        assert_eq!(found("a-77", None, None), [ids[2]]);
+        assert!(found("\"", None, None).is_empty(), "no word: nothing, not an error");
+        assert!(found("NEAR(a b)", None, None).is_empty(), "query syntax is just text");
+
+        let overview = reader.overview("salon-a", now_ms(), 5).unwrap();
+        assert_eq!(overview.last.map(|(id, _)| id), Some(ids[2]));
+        assert_eq!(overview.day, [(OpStatus::Queued, 1), (OpStatus::Delivered, 1)]);
+        assert_eq!(overview.waiting.len(), 1);
+        assert_eq!(overview.waiting[0].pending, 1);
+
+        let due = writer.claim_due(now_ms(), 10, Vec::new()).unwrap().due;
+        writer
+            .record(AttemptRecord {
+                delivery_id: due[0].id,
+                started_at: now_ms(),
+                duration_ms: 1,
+                request: String::new(),
+                http_status: Some(200),
+                response_body: None,
+                error: None,
+                outcome: Outcome::Delivered,
+                failure_notice: None,
+            })
+            .unwrap();
+        // Answered after the commit that carries the record queued before it.
+        writer.release(Vec::new()).unwrap();
+        let overview = reader.overview("salon-a", now_ms(), 5).unwrap();
+        assert_eq!(
+            overview.week,
+            [(OpStatus::Delivered, 2)],
+            "a status change moves the count"
+        );
+        assert!(overview.waiting.is_empty());
+
+        assert_eq!(writer.prune(now_ms() + 1, 100).unwrap(), 3);
+        assert_eq!(reader.overview("salon-a", now_ms(), 5).unwrap().week, []);
+        assert!(
+            found("89991234567", None, None).is_empty(),
+            "pruned operations leave the search"
+        );
+        drop(writer);
+        thread.join().unwrap();
     }
 
     /// Insert, claim in order, record outcomes; the operation follows its
@@ -378,6 +473,8 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
+             DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
+             DROP TRIGGER field_search_delete; DROP TABLE status_hours; DROP TABLE field_search;
              PRAGMA user_version = 2;",
         )
         .unwrap();

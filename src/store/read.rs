@@ -22,6 +22,14 @@ pub struct HistoryFilter {
     pub status: Option<OpStatus>,
     /// Only operations received at or after this time.
     pub since: Option<i64>,
+    /// Only operations received before this time.
+    pub until: Option<i64>,
+    /// Only these processings (a console viewer's); `None`: any.
+    pub within: Option<Vec<String>>,
+    /// Only ids below this one: the next page after a page ending there.
+    pub before: Option<i64>,
+    /// Only operations with a field value matching this, as typed (see `search.rs`).
+    pub search: Option<String>,
     pub limit: usize,
 }
 
@@ -330,9 +338,39 @@ impl Reader {
         if let Some(since) = filter.since {
             conditions.add("o.received_at >=", since);
         }
+        if let Some(until) = filter.until {
+            conditions.add("o.received_at <", until);
+        }
+        if let Some(within) = &filter.within {
+            let names: Vec<String> = within.iter().map(|name| conditions.bind(name.clone())).collect();
+            conditions.parts.push(format!("o.processing IN ({})", names.join(", ")));
+        }
+        if let Some(before) = filter.before {
+            conditions.add("o.id <", before);
+        }
+        let search = match filter.search.as_deref().map(super::search::match_expression) {
+            None => None,
+            // Typed, but nothing in it to look for: nothing matches.
+            Some(None) => return Ok(Vec::new()),
+            Some(Some(expression)) => Some(expression),
+        };
+        let (from, order) = match search {
+            // Driven by the search index, which yields ids newest first, so
+            // a common value stops at the page's end instead of collecting
+            // every match first.
+            Some(expression) => {
+                let placeholder = conditions.bind(expression);
+                conditions.parts.push(format!("s.field_search MATCH {placeholder}"));
+                if let Some(before) = filter.before {
+                    conditions.add("s.rowid <", before);
+                }
+                ("field_search s CROSS JOIN operations o ON o.id = s.rowid", "s.rowid")
+            }
+            None => ("operations o", "o.id"),
+        };
         let limit = conditions.bind(filter.limit as i64);
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM operations o {} ORDER BY o.id DESC LIMIT {limit}",
+            "SELECT {SUMMARY_COLUMNS} FROM {from} {} ORDER BY {order} DESC LIMIT {limit}",
             conditions.where_clause()
         );
         let values = conditions.values;

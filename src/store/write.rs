@@ -56,6 +56,7 @@ pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, S
         dedupe_key,
     ])?;
     let id = conn.last_insert_rowid();
+    super::search::index(conn, id, op.fields.iter().map(|(_, v)| v.as_str()))?;
     if status == OpStatus::Queued {
         for (position, delivery) in op.deliveries.iter().enumerate() {
             insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
@@ -161,6 +162,8 @@ pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Resul
         .execute([before])?;
     conn.prepare_cached("DELETE FROM warning_days WHERE day < ?1")?
         .execute([notice_day(before)])?;
+    conn.prepare_cached("DELETE FROM status_hours WHERE n <= 0")?
+        .execute([])?;
     give_back_pages(conn)?;
     Ok(deleted)
 }

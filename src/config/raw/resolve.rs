@@ -37,6 +37,8 @@ const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 const DEFAULT_RESPONSE_STATUS: u16 = 200;
 const DEFAULT_RESPONSE_BODY: &str = "ok";
+/// A working day: sign in in the morning, signed out by the next one.
+const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Addresses and CIDR ranges (`10.0.0.0/8`, `::1`), a bare address being a
 /// range of one.
@@ -141,13 +143,58 @@ impl RawConfig {
             // A truncated file must not reload as "serve nothing".
             return Err("no [[processing]] is configured: every webhook would get 404".into());
         }
+        let console = self.console.resolve(&server, &tokens)?;
         Ok(Config {
             path: path.to_path_buf(),
             server,
             storage,
             delivery,
             notify,
+            console,
             processings,
+        })
+    }
+}
+
+impl RawConsole {
+    /// `webhook_tokens`: every processing's tokens, none of which a viewer may reuse.
+    pub(super) fn resolve(self, server: &Server, webhook_tokens: &HashSet<String>) -> Result<Console, String> {
+        let session_lifetime = self.session_lifetime.map_or(DEFAULT_SESSION_LIFETIME, |d| d.0);
+        if session_lifetime < Duration::from_secs(60) {
+            return Err("console.session_lifetime: must be at least 1m".into());
+        }
+        let mut names = HashSet::new();
+        let mut tokens: HashSet<String> = server.admin_token.iter().map(|t| t.expose().to_string()).collect();
+        let mut viewers = Vec::new();
+        for raw in self.viewer {
+            let name = raw.name;
+            let key = format!("console.viewer `{name}`");
+            if !valid_name(&name) {
+                return Err(format!("console.viewer: name `{name}`: use only a-z, 0-9 and `-`"));
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("{key}: the name is used twice"));
+            }
+            check_token(&format!("{key}: token"), &raw.token)?;
+            if webhook_tokens.contains(raw.token.expose()) || !tokens.insert(raw.token.expose().to_string()) {
+                return Err(format!(
+                    "{key}: token: already used by the admin, another viewer or a processing; make one with `hookrelay token`"
+                ));
+            }
+            if raw.processings.is_empty() || raw.processings.iter().any(|p| p.trim().is_empty()) {
+                return Err(format!(
+                    "{key}: processings: name at least one processing or pattern (`salon-*`)"
+                ));
+            }
+            viewers.push(Viewer {
+                name,
+                token: raw.token,
+                processings: raw.processings,
+            });
+        }
+        Ok(Console {
+            session_lifetime,
+            viewers,
         })
     }
 }
@@ -364,6 +411,14 @@ impl RawTelegram {
     }
 }
 
+/// Processing and viewer names: they appear in URLs, metrics and file names.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 fn check_token(key: &str, token: &Secret) -> Result<(), String> {
     let token = token.expose();
     if token.len() < MIN_TOKEN_LEN {
@@ -400,12 +455,7 @@ fn string_pairs(key: &str, table: toml::Table) -> Result<Vec<(String, String)>, 
 
 impl RawProcessing {
     pub(super) fn resolve(self, delivery: &Delivery, default_allow: &[ipnet::IpNet]) -> Result<Processing, String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !valid_name(&self.name) {
             return Err("name: use only a-z, 0-9 and `-`".into());
         }
         check_token("token", &self.token)?;

@@ -1,0 +1,142 @@
+//! The console's overview of one processing: what came lately and what waits.
+
+use rusqlite::params;
+
+use super::read::Reader;
+use super::StoreError;
+use crate::model::{DeliveryStatus, OpStatus};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// One processing at a glance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overview {
+    /// The newest operation: its id and when it was received.
+    pub last: Option<(i64, i64)>,
+    /// Operations by status received in the last 24 hours (by the hour:
+    /// the current hour and the 23 before it).
+    pub day: Vec<(OpStatus, u64)>,
+    /// The same over the last 7 days.
+    pub week: Vec<(OpStatus, u64)>,
+    /// Per action, deliveries waiting now.
+    pub waiting: Vec<ActionQueue>,
+    /// The newest warning notices, newest first.
+    pub warnings: Vec<RecentWarning>,
+}
+
+/// One action's deliveries waiting now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionQueue {
+    pub action: String,
+    /// Not yet tried.
+    pub pending: u64,
+    /// Failed at least once and waiting to try again.
+    pub retrying: u64,
+    /// The newest error of those retrying.
+    pub last_error: Option<String>,
+}
+
+/// A warning notice as notified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentWarning {
+    pub created_at: i64,
+    pub operation_id: i64,
+    pub text: String,
+}
+
+impl Reader {
+    /// `processing`'s overview as of `now`, with at most `warnings` warnings.
+    pub fn overview(&self, processing: &str, now: i64, warnings: usize) -> Result<Overview, StoreError> {
+        let last = self
+            .conn
+            .prepare_cached("SELECT id, received_at FROM operations WHERE processing = ?1 ORDER BY id DESC LIMIT 1")?
+            .query_map([processing], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .next()
+            .transpose()?;
+        let this_hour = now.div_euclid(HOUR_MS);
+        Ok(Overview {
+            last,
+            day: self.counts(processing, this_hour - 23)?,
+            week: self.counts(processing, this_hour - 7 * 24 + 1)?,
+            waiting: self.waiting(processing)?,
+            warnings: self.recent_warnings(processing, warnings)?,
+        })
+    }
+
+    fn counts(&self, processing: &str, from_hour: i64) -> Result<Vec<(OpStatus, u64)>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT status, SUM(n) FROM status_hours WHERE processing = ?1 AND hour >= ?2
+                 GROUP BY status HAVING SUM(n) > 0",
+            )?
+            .query_map(params![processing, from_hour], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut counts = rows
+            .into_iter()
+            .map(|(status, n)| Ok((status.parse().map_err(StoreError::Corrupt)?, n)))
+            .collect::<Result<Vec<(OpStatus, u64)>, StoreError>>()?;
+        counts.sort_by_key(|(status, _)| OpStatus::ALL.iter().position(|s| s == status));
+        Ok(counts)
+    }
+
+    fn waiting(&self, processing: &str) -> Result<Vec<ActionQueue>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                // With one max() in a group, SQLite takes the bare
+                // last_error from the row that has it: the newest.
+                "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id)
+                 FROM deliveries d JOIN operations o ON o.id = d.operation_id
+                 WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
+                 GROUP BY d.action, d.status ORDER BY d.action",
+            )?
+            .query_map([processing], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u64>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut queues: Vec<ActionQueue> = Vec::new();
+        for (action, status, count, last_error) in rows {
+            if queues.last().is_none_or(|q| q.action != action) {
+                queues.push(ActionQueue {
+                    action,
+                    pending: 0,
+                    retrying: 0,
+                    last_error: None,
+                });
+            }
+            let Some(queue) = queues.last_mut() else { continue };
+            if status == DeliveryStatus::Retrying.as_str() {
+                queue.retrying = count;
+                queue.last_error = last_error;
+            } else {
+                queue.pending = count;
+            }
+        }
+        Ok(queues)
+    }
+
+    fn recent_warnings(&self, processing: &str, limit: usize) -> Result<Vec<RecentWarning>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT created_at, operation_id, text FROM notifications
+                 WHERE processing = ?1 AND kind = 'warning' ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![processing, limit as i64], |row| {
+                Ok(RecentWarning {
+                    created_at: row.get(0)?,
+                    operation_id: row.get(1)?,
+                    text: row.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+}

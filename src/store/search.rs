@@ -1,0 +1,116 @@
+//! Finding operations by a field's value (an appointment id, a phone, an ad
+//! id): what the console's search box does.
+//!
+//! Each operation's field values go into one row of `field_search`, an FTS5
+//! table without content of its own (the values stay in `operations`), so
+//! the index costs one row per operation and a search is an index lookup
+//! that yields ids newest first. Values are tokenized (unicode61: letters
+//! and digits, case folded, Cyrillic included); a search is the phrase
+//! typed, its last word as a prefix. Phones are written many ways
+//! (`8 (999) 123-45-67`, `+79991234567`), so a phone-like value is also
+//! indexed as `79991234567`, and a phone-like search looks for that.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection};
+
+/// Digits in a Russian phone number with its country code.
+const PHONE_DIGITS: usize = 11;
+
+/// The text indexed for an operation with these fields: the values, then
+/// the normal form of each phone among them.
+pub(super) fn index_text<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = String::new();
+    for value in values {
+        text.push_str(value);
+        text.push('\n');
+        if let Some(phone) = phone(value) {
+            text.push_str(&phone);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// `79991234567` for a value written as a Russian phone number in any
+/// usual way; `None` for anything else.
+fn phone(value: &str) -> Option<String> {
+    let value = value.trim();
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | ' '))
+    {
+        return None;
+    }
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        10 if digits.starts_with('9') => Some(format!("7{digits}")),
+        PHONE_DIGITS if digits.starts_with('8') || digits.starts_with('7') => Some(format!("7{}", &digits[1..])),
+        _ => None,
+    }
+}
+
+/// The FTS5 query for what a person typed, or `None` when it holds no
+/// word to look for.
+pub(super) fn match_expression(typed: &str) -> Option<String> {
+    if let Some(phone) = phone(typed) {
+        return Some(format!("\"{phone}\""));
+    }
+    if !typed.chars().any(char::is_alphanumeric) {
+        return None;
+    }
+    // A phrase in double quotes is taken literally by FTS5 (its own quotes
+    // doubled), so nothing typed is read as query syntax.
+    Some(format!("\"{}\"*", typed.trim().replace('"', "\"\"")))
+}
+
+/// Indexes one operation's field values (an operation without fields has no row).
+pub(super) fn index<'a>(conn: &Connection, id: i64, values: impl IntoIterator<Item = &'a str>) -> rusqlite::Result<()> {
+    let text = index_text(values);
+    if text.is_empty() {
+        return Ok(());
+    }
+    conn.prepare_cached("INSERT INTO field_search (rowid, text) VALUES (?1, ?2)")?
+        .execute(params![id, text])?;
+    Ok(())
+}
+
+/// Migration 6: indexes the operations recorded before it.
+pub(super) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
+    let mut read = conn.prepare("SELECT id, fields FROM operations WHERE fields != '{}'")?;
+    let mut rows = read.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let text: String = row.get(1)?;
+        // A row the migration cannot read is left out of the search, not
+        // a reason to refuse the upgrade.
+        if let Ok(fields) = serde_json::from_str::<BTreeMap<String, String>>(&text) {
+            index(conn, id, fields.values().map(String::as_str))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_written_any_usual_way_are_one_token() {
+        for written in ["8 (999) 123-45-67", "+7 999 123 45 67", "79991234567", "9991234567"] {
+            assert_eq!(phone(written).as_deref(), Some("79991234567"), "{written}");
+        }
+        assert_eq!(phone("12345"), None);
+        assert_eq!(phone("order 89991234567"), None);
+        assert_eq!(match_expression("8-999-123-45-67").as_deref(), Some("\"79991234567\""));
+    }
+
+    #[test]
+    fn what_is_typed_is_a_literal_phrase() {
+        assert_eq!(
+            match_expression("Иван \"x\" OR y").as_deref(),
+            Some("\"Иван \"\"x\"\" OR y\"*")
+        );
+        assert_eq!(match_expression("  -- "), None);
+    }
+}
