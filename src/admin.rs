@@ -1,6 +1,7 @@
-//! The admin listener: `GET /healthz` and `GET /metrics`. It listens on
-//! loopback unless `admin_token` is set, and then every request needs
-//! `Authorization: Bearer <admin_token>`.
+//! The admin listener: `GET /healthz` and `GET /metrics`, and the web
+//! console ([`crate::console`]) on every other path. It listens on loopback
+//! unless `admin_token` is set, and then `/healthz` and `/metrics` need
+//! `Authorization: Bearer <admin_token>`; the console has its own sign-in.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::{now_ms, rfc3339};
 use crate::config::Secret;
+use crate::console::{self, Console};
 use crate::http::{self, Reply};
 use crate::metrics::{self, Metrics};
 use crate::store::{QueueStats, Reader, Writer};
@@ -24,6 +26,7 @@ pub struct Admin {
     pub reader: Arc<Mutex<Reader>>,
     pub metrics: Arc<Metrics>,
     pub token: Option<Secret>,
+    pub console: Arc<Console>,
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
@@ -34,7 +37,10 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl std:
     http::serve("admin", listener, http::MAX_CONNECTIONS, handler, shutdown).await;
 }
 
-async fn handle(admin: Arc<Admin>, _remote: SocketAddr, request: Request<Incoming>) -> Reply {
+async fn handle(admin: Arc<Admin>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
+    if console::owns(request.uri().path()) {
+        return console::handle(Arc::clone(&admin.console), remote, request).await;
+    }
     if let Some(token) = &admin.token {
         let given = request
             .headers()
@@ -60,8 +66,7 @@ async fn handle(admin: Arc<Admin>, _remote: SocketAddr, request: Request<Incomin
                 .map(str::to_string);
             metrics(&admin, accept.as_deref()).await
         }
-        (_, "/healthz" | "/metrics") => http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
-        _ => http::text(StatusCode::NOT_FOUND, "not found; try /healthz or /metrics\n"),
+        _ => http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
     }
 }
 

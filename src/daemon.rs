@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
+use crate::console::Console;
 use crate::ingest::{self, Shared};
 use crate::metrics::Metrics;
 use crate::store::{Hooks, Reader};
@@ -101,7 +102,10 @@ pub async fn run(
         webhooks.local_addr()?,
         config.storage.path.display()
     );
-    log::info!("admin endpoints (/healthz, /metrics) on {}", admin.local_addr()?);
+    log::info!(
+        "admin endpoints (/healthz, /metrics) and the web console on http://{}/",
+        admin.local_addr()?
+    );
     for p in &config.processings {
         log::info!(
             "processing `{}`: {} action(s){}",
@@ -117,14 +121,16 @@ pub async fn run(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }
     };
+    let shared = Arc::new(Shared::new(Arc::clone(&config), writer.clone(), Arc::clone(&metrics)));
+    let reader = Arc::new(Mutex::new(reader));
     let admin_state = Arc::new(Admin {
-        writer: writer.clone(),
-        reader: Arc::new(Mutex::new(reader)),
-        metrics: Arc::clone(&metrics),
+        writer,
+        reader: Arc::clone(&reader),
+        metrics,
         token: config.server.admin_token.clone(),
+        console: Arc::new(Console::new(Arc::clone(&shared), reader)),
     });
     let admin_server = tokio::spawn(admin::serve(admin, admin_state, stopped()));
-    let shared = Arc::new(Shared::new(Arc::clone(&config), writer, metrics));
     let reloads = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&shared)));
     let webhook_server = ingest::serve(webhooks, Arc::clone(&shared), stopped());
     tokio::pin!(webhook_server);

@@ -17,13 +17,15 @@
 //!   fields (`fields.rs`), `require`/`when`/dedupe, rendering (`render.rs`).
 //! - [`store`]: the only SQL: schema and migrations, the writer's engine
 //!   (`writer.rs`) and its statements (`write.rs`), queries (`read.rs`).
+//! - [`replay`]: what replaying an operation queues, for the CLI and the console.
 //! - [`metrics`]: the counters the rooms below bump, and the exposition.
 //! - [`http`]: the accept loop both listeners share: limits, drain.
 //! - [`ingest`]: the webhook listener: routing, limits, the answer after commit.
 //! - [`deliver`]: the scheduler (`scheduler.rs`), the workers, the retry policy.
 //! - [`notify`]: email and Telegram digests.
 //! - [`retention`]: hourly pruning.
-//! - [`admin`]: `/healthz` and `/metrics`.
+//! - [`console`]: the web console: sign-in, overview, operations, replay, fields.
+//! - [`admin`]: `/healthz` and `/metrics`, and the console beside them.
 //! - [`daemon`]: `hookrelay run`: wires the pieces, signals, shutdown.
 //! - [`cli`]: the command line, one file per subcommand.
 //!
@@ -33,6 +35,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod deliver;
 pub mod http;
@@ -43,6 +46,7 @@ pub mod model;
 pub mod notify;
 pub mod process;
 pub mod redact;
+pub mod replay;
 pub mod retention;
 pub mod store;
 pub mod template;

@@ -1,12 +1,11 @@
 //! `hookrelay replay ID…` or `--status failed|held [--since] [--processing]`:
 //! queue fresh deliveries with the current config's actions. Old attempts
-//! stay in history. Actions an operation already delivered are not sent
-//! again, so replaying a `partial` operation only retries what failed.
+//! stay in history. What is queued is [`crate::replay`]'s rule.
 
 use super::{load_config, Cli, Failure};
-use crate::model::{DeliveryStatus, OpStatus};
-use crate::process::{self as rules, fields::Extracted};
-use crate::store::{queue_replays, HistoryFilter, OperationView, Reader, Replay};
+use crate::model::OpStatus;
+use crate::replay;
+use crate::store::{HistoryFilter, OperationView, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,19 +30,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let since = super::history::resolve_since(args.since.as_deref(), &config)?;
     let reader = Reader::open(&config.storage.path)?;
     let operations: Vec<OperationView> = if args.ids.is_empty() {
-        let filter = HistoryFilter {
-            ids: Vec::new(),
-            processing: args.processing.clone(),
-            status: args.status,
-            since,
-            limit: i64::MAX as usize,
-            ..HistoryFilter::default()
-        };
-        let mut list = Vec::new();
-        for summary in reader.history(&filter)? {
-            list.extend(reader.operation(summary.id)?);
-        }
-        list
+        replay::select(
+            &reader,
+            &HistoryFilter {
+                processing: args.processing.clone(),
+                status: args.status,
+                since,
+                ..HistoryFilter::default()
+            },
+        )?
     } else {
         args.ids
             .iter()
@@ -54,50 +49,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             })
             .collect::<Result<_, _>>()?
     };
-    let mut replays = Vec::new();
-    for op in &operations {
-        match plan(&config, op) {
-            Ok(replay) => replays.push(replay),
-            Err(why) => println!("operation {}: not replayed: {why}", op.summary.id),
-        }
+    let report = replay::run(&config, &operations)?;
+    for (id, why) in &report.refused {
+        println!("operation {id}: not replayed: {why}");
     }
-    let queued = queue_replays(&config.storage.path, &replays)?;
-    println!("queued {queued} deliveries for {} operation(s)", replays.len());
+    println!(
+        "queued {} deliveries for {} operation(s)",
+        report.queued, report.operations
+    );
     Ok(())
-}
-
-/// The deliveries to queue for `op`, or why there are none.
-fn plan(config: &crate::config::Config, op: &OperationView) -> Result<Replay, String> {
-    match op.summary.status {
-        OpStatus::Queued => return Err("it is still being delivered".into()),
-        OpStatus::Rejected => return Err("its body did not parse; fix the sender and send it again".into()),
-        _ => {}
-    }
-    let processing = config
-        .processing(&op.summary.processing)
-        .ok_or_else(|| format!("processing `{}` is no longer in the config", op.summary.processing))?;
-    let delivered: Vec<&str> = op
-        .deliveries
-        .iter()
-        .filter(|d| d.status == DeliveryStatus::Delivered)
-        .map(|d| d.action.as_str())
-        .collect();
-    let extracted = Extracted::from_fields(op.fields.clone());
-    let lookup = |name: &str| extracted.usable(name);
-    let mut deliveries = Vec::new();
-    for action in processing
-        .actions
-        .iter()
-        .filter(|a| !delivered.contains(&a.name.as_str()))
-    {
-        let (delivery, _) = rules::delivery(action, lookup).map_err(|e| format!("action `{}`: {e}", action.name))?;
-        deliveries.push(delivery);
-    }
-    if deliveries.is_empty() {
-        return Err("every action was already delivered".into());
-    }
-    Ok(Replay {
-        operation_id: op.summary.id,
-        deliveries,
-    })
 }

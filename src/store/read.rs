@@ -382,6 +382,23 @@ impl Reader {
         rows.into_iter().map(with_status).collect()
     }
 
+    /// The fields of each of `ids` that exists.
+    pub fn fields_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, BTreeMap<String, String>>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT fields FROM operations WHERE id = ?1")?;
+        let mut found = std::collections::HashMap::new();
+        for &id in ids {
+            if let Some(text) = statement.query_row([id], |row| row.get::<_, String>(0)).optional()? {
+                found.insert(id, parse_json("fields", &text)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// One operation with its deliveries and every attempt, if it exists.
     pub fn operation(&self, id: i64) -> Result<Option<OperationView>, StoreError> {
         let sql = format!(

@@ -1,0 +1,392 @@
+//! The console's words in Russian and English. Each language is one value
+//! of [`Texts`], so a string missing in one language does not compile.
+
+use crate::model::{DeliveryStatus, OpStatus};
+
+/// A language of the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ru,
+    En,
+}
+
+impl Lang {
+    /// The code used in `?lang=`, the cookie and `<html lang>`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+
+    /// A code as given in `?lang=` or the cookie.
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code {
+            "ru" => Some(Lang::Ru),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The language `Accept-Language` prefers among ours; Russian when it
+    /// names neither, since the console's users are Russian-speaking.
+    pub fn from_accept_language(header: Option<&str>) -> Lang {
+        let mut best: Option<(f32, Lang)> = None;
+        for item in header.unwrap_or("").split(',') {
+            let mut parts = item.trim().split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            if let Some(lang) = Lang::parse(primary) {
+                if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map_or(Lang::Ru, |(_, lang)| lang)
+    }
+
+    /// The other language, for the switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Ru => Lang::En,
+            Lang::En => Lang::Ru,
+        }
+    }
+
+    /// This language's words.
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::Ru => &RU,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// Puts `value` where `{}` is in `text`.
+pub fn fill(text: &str, value: impl std::fmt::Display) -> String {
+    text.replacen("{}", &value.to_string(), 1)
+}
+
+macro_rules! texts {
+    ($($name:ident),* $(,)?) => {
+        /// Every string the console shows, in one language.
+        #[derive(Debug)]
+        pub struct Texts {
+            $(pub $name: &'static str,)*
+        }
+    };
+}
+
+texts!(
+    language_name,
+    overview,
+    operations,
+    sign_out,
+    admin,
+    viewer,
+    times_in,
+    sign_in,
+    token,
+    sign_in_hint,
+    no_admin_token,
+    wrong_token,
+    too_many,
+    enabled,
+    held,
+    webhook_address,
+    copy,
+    last_event,
+    no_events,
+    status,
+    last_day,
+    last_week,
+    waiting,
+    action,
+    pending,
+    retrying,
+    last_error,
+    nothing_waiting,
+    warnings,
+    fields_and_templates,
+    processing,
+    any,
+    since,
+    until,
+    field_value,
+    field_value_hint,
+    show,
+    reset,
+    id,
+    received,
+    fields,
+    deliveries,
+    older,
+    no_operations,
+    live,
+    replay_matching,
+    operation,
+    reason,
+    from,
+    charset,
+    raw_request,
+    query,
+    body,
+    name,
+    value,
+    delivery,
+    request,
+    next_attempt,
+    attempts,
+    started,
+    answer,
+    latency_ms,
+    response,
+    error,
+    no_attempts,
+    replay,
+    replay_done,
+    not_replayed,
+    confirm_replay,
+    confirm,
+    cancel,
+    nothing_to_replay,
+    latest_fields,
+    template,
+    no_fields,
+    klientiks_address,
+    event,
+    make_address,
+    not_found,
+    forbidden,
+    stale_form,
+    read_failed,
+    since_hint,
+);
+
+static RU: Texts = Texts {
+    language_name: "Русский",
+    overview: "Обзор",
+    operations: "Операции",
+    sign_out: "Выйти",
+    admin: "администратор",
+    viewer: "наблюдатель",
+    times_in: "Время: {}",
+    sign_in: "Вход",
+    token: "Токен",
+    sign_in_hint: "Токен администратора (server.admin_token) или наблюдателя ([[console.viewer]]).",
+    no_admin_token: "server.admin_token не задан: войти могут только наблюдатели.",
+    wrong_token: "Неверный токен.",
+    too_many: "Слишком много неверных попыток с этого адреса. Повторите через {} мин.",
+    enabled: "включена",
+    held: "приостановлена: запросы сохраняются, но не отправляются",
+    webhook_address: "Адрес вебхука",
+    copy: "Копировать",
+    last_event: "Последнее событие",
+    no_events: "Событий ещё не было",
+    status: "Статус",
+    last_day: "24 часа",
+    last_week: "7 дней",
+    waiting: "Доставки в очереди",
+    action: "Действие",
+    pending: "ожидают",
+    retrying: "повторяются",
+    last_error: "Последняя ошибка",
+    nothing_waiting: "Очередь пуста",
+    warnings: "Предупреждения",
+    fields_and_templates: "Поля и шаблоны",
+    processing: "Обработка",
+    any: "все",
+    since: "С",
+    until: "По",
+    field_value: "Значение поля",
+    field_value_hint: "id записи, телефон, id объявления…",
+    show: "Показать",
+    reset: "Сбросить",
+    id: "№",
+    received: "Получена",
+    fields: "Поля",
+    deliveries: "Доставки",
+    older: "Более ранние →",
+    no_operations: "Операций не найдено.",
+    live: "Новые операции появляются сами.",
+    replay_matching: "Повторить неудачные и приостановленные по этому фильтру",
+    operation: "Операция {}",
+    reason: "Причина",
+    from: "Отправитель",
+    charset: "Кодировка",
+    raw_request: "Исходный запрос",
+    query: "Строка запроса",
+    body: "Тело",
+    name: "Имя",
+    value: "Значение",
+    delivery: "Доставка {}",
+    request: "Запрос",
+    next_attempt: "Следующая попытка",
+    attempts: "Попытки",
+    started: "Начало",
+    answer: "Ответ",
+    latency_ms: "мс",
+    response: "Тело ответа",
+    error: "Ошибка",
+    no_attempts: "Попыток ещё не было.",
+    replay: "Повторить",
+    replay_done: "Поставлено доставок в очередь: {}.",
+    not_replayed: "Не повторена операция {}",
+    confirm_replay: "Повторить операций: {}?",
+    confirm: "Да, повторить",
+    cancel: "Отмена",
+    nothing_to_replay: "Под фильтр не попала ни одна неудачная или приостановленная операция.",
+    latest_fields: "Поля последнего события",
+    template: "Шаблон",
+    no_fields: "Событий с полями ещё не было. Отправьте тестовое событие на адрес вебхука.",
+    klientiks_address: "Адрес для Klientiks",
+    event: "Событие",
+    make_address: "Получить адрес",
+    not_found: "Не найдено.",
+    forbidden: "Недостаточно прав.",
+    stale_form: "Форма устарела: обновите страницу и повторите.",
+    read_failed: "Не удалось прочитать базу: {}",
+    since_hint: "24h, 7d или 2026-11-25",
+};
+
+static EN: Texts = Texts {
+    language_name: "English",
+    overview: "Overview",
+    operations: "Operations",
+    sign_out: "Sign out",
+    admin: "admin",
+    viewer: "viewer",
+    times_in: "Times in {}",
+    sign_in: "Sign in",
+    token: "Token",
+    sign_in_hint: "The admin token (server.admin_token) or a viewer's ([[console.viewer]]).",
+    no_admin_token: "server.admin_token is not set: only viewers can sign in.",
+    wrong_token: "Wrong token.",
+    too_many: "Too many wrong tokens from this address. Try again in {} min.",
+    enabled: "enabled",
+    held: "held: requests are recorded, not sent",
+    webhook_address: "Webhook address",
+    copy: "Copy",
+    last_event: "Last event",
+    no_events: "No events yet",
+    status: "Status",
+    last_day: "24 hours",
+    last_week: "7 days",
+    waiting: "Deliveries waiting",
+    action: "Action",
+    pending: "pending",
+    retrying: "retrying",
+    last_error: "Last error",
+    nothing_waiting: "Nothing waiting",
+    warnings: "Warnings",
+    fields_and_templates: "Fields and templates",
+    processing: "Processing",
+    any: "any",
+    since: "Since",
+    until: "Until",
+    field_value: "Field value",
+    field_value_hint: "appointment id, phone, ad id…",
+    show: "Show",
+    reset: "Reset",
+    id: "ID",
+    received: "Received",
+    fields: "Fields",
+    deliveries: "Deliveries",
+    older: "Older →",
+    no_operations: "No operations found.",
+    live: "New operations appear by themselves.",
+    replay_matching: "Replay the failed and held ones matching this filter",
+    operation: "Operation {}",
+    reason: "Reason",
+    from: "Sender",
+    charset: "Charset",
+    raw_request: "Raw request",
+    query: "Query string",
+    body: "Body",
+    name: "Name",
+    value: "Value",
+    delivery: "Delivery {}",
+    request: "Request",
+    next_attempt: "Next attempt",
+    attempts: "Attempts",
+    started: "Started",
+    answer: "Answer",
+    latency_ms: "ms",
+    response: "Response body",
+    error: "Error",
+    no_attempts: "No attempts yet.",
+    replay: "Replay",
+    replay_done: "Deliveries queued: {}.",
+    not_replayed: "Not replayed: operation {}",
+    confirm_replay: "Replay {} operations?",
+    confirm: "Yes, replay",
+    cancel: "Cancel",
+    nothing_to_replay: "No failed or held operation matches this filter.",
+    latest_fields: "Fields of the latest event",
+    template: "Template",
+    no_fields: "No event with fields yet. Send a test event to the webhook address.",
+    klientiks_address: "Address for Klientiks",
+    event: "Event",
+    make_address: "Make the address",
+    not_found: "Not found.",
+    forbidden: "Not allowed.",
+    stale_form: "This form is out of date: reload the page and try again.",
+    read_failed: "Cannot read the database: {}",
+    since_hint: "24h, 7d or 2026-11-25",
+};
+
+impl Texts {
+    /// An operation status as people say it.
+    pub fn op_status(&self, status: OpStatus) -> &'static str {
+        let ru = std::ptr::eq(self, &RU);
+        match (status, ru) {
+            (OpStatus::Queued, true) => "в очереди",
+            (OpStatus::Delivered, true) => "доставлена",
+            (OpStatus::Failed, true) => "ошибка",
+            (OpStatus::Partial, true) => "частично",
+            (OpStatus::Skipped, true) => "пропущена",
+            (OpStatus::Duplicate, true) => "дубль",
+            (OpStatus::Held, true) => "приостановлена",
+            (OpStatus::Rejected, true) => "отклонена",
+            (status, false) => status.as_str(),
+        }
+    }
+
+    /// A delivery status as people say it.
+    pub fn delivery_status(&self, status: DeliveryStatus) -> &'static str {
+        let ru = std::ptr::eq(self, &RU);
+        match (status, ru) {
+            (DeliveryStatus::Pending, true) => "ожидает",
+            (DeliveryStatus::InFlight, true) => "отправляется",
+            (DeliveryStatus::Retrying, true) => "повтор",
+            (DeliveryStatus::Delivered, true) => "доставлена",
+            (DeliveryStatus::Failed, true) => "ошибка",
+            (DeliveryStatus::InFlight, false) => "in flight",
+            (status, false) => status.as_str(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_ours_by_weight() {
+        assert_eq!(Lang::from_accept_language(Some("en-US,en;q=0.9,ru;q=0.8")), Lang::En);
+        assert_eq!(Lang::from_accept_language(Some("de, ru-RU;q=0.5, en;q=0.4")), Lang::Ru);
+        assert_eq!(Lang::from_accept_language(Some("de")), Lang::Ru);
+        assert_eq!(Lang::from_accept_language(None), Lang::Ru);
+        assert_eq!(Lang::from_accept_language(Some("ru;q=0, en")), Lang::En);
+    }
+
+    #[test]
+    fn statuses_are_translated() {
+        assert_eq!(Lang::Ru.texts().op_status(OpStatus::Failed), "ошибка");
+        assert_eq!(Lang::En.texts().op_status(OpStatus::Failed), "failed");
+    }
+}

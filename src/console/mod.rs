@@ -1,0 +1,728 @@
+//! The web console on the admin listener: the overview, the operations with
+//! their search, one operation, replay, fields and the Klientiks helper, in
+//! Russian and English (`i18n.rs`), rendered on the server (`pages.rs`).
+//!
+//! Everyone signs in with a token (`auth.rs`): the admin token sees and
+//! replays everything; a viewer's sees only its processings, read-only. A
+//! processing a viewer may not see answers exactly as one that does not
+//! exist, so names cannot be probed. Every form that changes something
+//! carries the session's CSRF token, and the session cookie is
+//! `SameSite=Strict`.
+
+mod auth;
+mod i18n;
+mod pages;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    HeaderValue, ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE,
+};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use maud::Markup;
+
+use crate::clock::{now_ms, parse_since};
+use crate::config::Config;
+use crate::http::Reply;
+use crate::ingest::{sender::client_of, Shared};
+use crate::klientiks;
+use crate::model::OpStatus;
+use crate::replay;
+use crate::store::{HistoryFilter, OperationView, Reader, StoreError};
+
+pub use auth::Role;
+use auth::{Refused, Sessions, Signed};
+use i18n::{fill, Lang, Texts};
+use pages::{Card, Filter, Frame, Listing, Row};
+
+/// Operations per page.
+const PAGE: usize = 50;
+/// Warnings shown per processing on the overview.
+const OVERVIEW_WARNINGS: usize = 3;
+/// Largest form body accepted (a token, a CSRF token and a filter).
+const MAX_FORM_BYTES: usize = 8 * 1024;
+/// Fields shown in a row of the operations list.
+const ROW_FIELDS: usize = 4;
+const SESSION_COOKIE: &str = "hookrelay_session";
+const LANG_COOKIE: &str = "hookrelay_lang";
+/// No inline script or style, nothing from elsewhere, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const CSS: &str = include_str!("console.css");
+const JS: &str = include_str!("console.js");
+
+/// The console's state: the live config, a reading connection and the sessions.
+pub struct Console {
+    pub shared: Arc<Shared>,
+    pub reader: Arc<Mutex<Reader>>,
+    sessions: Sessions,
+}
+
+impl Console {
+    /// A console reading through `reader`, with no one signed in.
+    pub fn new(shared: Arc<Shared>, reader: Arc<Mutex<Reader>>) -> Console {
+        Console {
+            shared,
+            reader,
+            sessions: Sessions::default(),
+        }
+    }
+}
+
+/// Whether `path` is the console's (everything on the admin listener but
+/// `/healthz` and `/metrics`).
+pub fn owns(path: &str) -> bool {
+    !matches!(path, "/healthz" | "/metrics")
+}
+
+/// What one request carries that every page needs.
+struct Context {
+    config: Arc<Config>,
+    lang: Lang,
+    /// Set the language cookie in the answer (it was chosen by `?lang=`).
+    lang_chosen: bool,
+    /// Reached over HTTPS through a trusted proxy: the cookie gets `Secure`.
+    secure: bool,
+    query: Vec<(String, String)>,
+    here: String,
+}
+
+impl Context {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn frame<'a>(&'a self, signed: Option<&'a Signed>) -> Frame<'a> {
+        Frame {
+            lang: self.lang,
+            signed: signed.map(|s| (&s.role, s.csrf.as_str())),
+            tz: &self.config.server.time_zone,
+            here: self.here.clone(),
+        }
+    }
+
+    fn t(&self) -> &'static Texts {
+        self.lang.texts()
+    }
+
+    /// An HTML answer with the console's security headers.
+    fn page(&self, status: StatusCode, markup: Markup) -> Reply {
+        let mut response = Response::new(Full::new(Bytes::from(markup.into_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        secure_headers(headers);
+        if self.lang_chosen {
+            let cookie = format!(
+                "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax{}",
+                self.lang.code(),
+                if self.secure { "; Secure" } else { "" }
+            );
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                headers.append(SET_COOKIE, value);
+            }
+        }
+        response
+    }
+
+    fn message(&self, status: StatusCode, signed: Option<&Signed>, text: &str) -> Reply {
+        self.page(status, pages::message(&self.frame(signed), text))
+    }
+
+    fn not_found(&self, signed: &Signed) -> Reply {
+        self.message(StatusCode::NOT_FOUND, Some(signed), self.t().not_found)
+    }
+
+    fn read_failed(&self, signed: &Signed, err: impl std::fmt::Display) -> Reply {
+        log::error!("console: reading the database: {err}");
+        self.message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(signed),
+            &fill(self.t().read_failed, err),
+        )
+    }
+
+    /// Who may see what: `None` for everything (the admin).
+    fn visible(&self, role: &Role) -> Option<Vec<String>> {
+        match role {
+            Role::Admin => None,
+            Role::Viewer(name) => {
+                let viewer = self.config.console.viewers.iter().find(|v| &v.name == name);
+                Some(
+                    self.config
+                        .processings
+                        .iter()
+                        .filter(|p| viewer.is_some_and(|v| v.sees(&p.name)))
+                        .map(|p| p.name.clone())
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn may_see(&self, role: &Role, processing: &str) -> bool {
+        self.visible(role)
+            .is_none_or(|list| list.iter().any(|p| p == processing))
+    }
+}
+
+fn secure_headers(headers: &mut HeaderMap) {
+    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn redirect(location: &str, cookie: Option<String>) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    if let Some(value) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    secure_headers(response.headers_mut());
+    response
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn static_file(body: &'static str, content_type: &'static str) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+    response
+        .headers_mut()
+        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// Runs `read` with the console's reading connection, off the async workers.
+async fn read<T: Send + 'static>(
+    console: &Arc<Console>,
+    read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let reader = Arc::clone(&console.reader);
+    let done = tokio::task::spawn_blocking(move || {
+        let reader = reader.lock().unwrap_or_else(|p| p.into_inner());
+        read(&reader)
+    })
+    .await;
+    match done {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(err) => Err(format!("the reading task failed: {err}")),
+    }
+}
+
+/// Answers one console request.
+pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
+    let config = console.shared.config();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let mut query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let chosen = query
+        .iter()
+        .find(|(k, _)| k == "lang")
+        .and_then(|(_, v)| Lang::parse(v));
+    query.retain(|(k, _)| k != "lang");
+    let lang = chosen
+        .or_else(|| cookie(&parts.headers, LANG_COOKIE).and_then(Lang::parse))
+        .unwrap_or_else(|| {
+            Lang::from_accept_language(parts.headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+        });
+    let client = client_of(remote, &parts.headers, &config.server.trusted_proxies);
+    let from_proxy = config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&remote.ip().to_canonical()));
+    let secure = from_proxy
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let here = {
+        let rest = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter().filter(|(k, _)| k != "fragment"))
+            .finish();
+        if rest.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{rest}")
+        }
+    };
+    let cx = Context {
+        config,
+        lang,
+        lang_chosen: chosen.is_some(),
+        secure,
+        query,
+        here,
+    };
+    let method = parts.method.clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/static/console.css") => return static_file(CSS, "text/css; charset=utf-8"),
+        (&Method::GET, "/static/console.js") => return static_file(JS, "text/javascript; charset=utf-8"),
+        (&Method::GET, "/login") => {
+            return cx.page(
+                StatusCode::OK,
+                pages::sign_in(&cx.frame(None), None, cx.config.server.admin_token.is_some()),
+            )
+        }
+        (&Method::POST, "/login") => {
+            let form = match read_form(body).await {
+                Ok(form) => form,
+                Err(reply) => return reply,
+            };
+            let token = form.get("token").map_or("", String::as_str);
+            return match console.sessions.sign_in(&cx.config, client.ip, token, Instant::now()) {
+                Ok(id) => redirect("/", Some(session_cookie(&id, &cx))),
+                Err(refused) => {
+                    log::warn!("console: sign-in refused for {}", client.shown);
+                    let (status, text, wait) = match refused {
+                        Refused::WrongToken => (StatusCode::UNAUTHORIZED, cx.t().wrong_token.to_string(), None),
+                        Refused::TooMany(wait) => (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            fill(cx.t().too_many, wait.as_secs().div_ceil(60)),
+                            Some(wait),
+                        ),
+                    };
+                    let mut reply = cx.page(
+                        status,
+                        pages::sign_in(&cx.frame(None), Some(&text), cx.config.server.admin_token.is_some()),
+                    );
+                    if let Some(value) = wait.and_then(|w| HeaderValue::from_str(&w.as_secs().max(1).to_string()).ok())
+                    {
+                        reply.headers_mut().insert(RETRY_AFTER, value);
+                    }
+                    reply
+                }
+            };
+        }
+        _ => {}
+    }
+    let session_id = cookie(&parts.headers, SESSION_COOKIE).unwrap_or("").to_string();
+    let Some(signed) = console.sessions.get(&cx.config, &session_id, Instant::now()) else {
+        return if method == Method::GET {
+            redirect("/login", None)
+        } else {
+            cx.message(StatusCode::FORBIDDEN, None, cx.t().stale_form)
+        };
+    };
+    if method == Method::POST {
+        let form = match read_form(body).await {
+            Ok(form) => form,
+            Err(reply) => return reply,
+        };
+        if !auth::csrf_matches(&signed, form.get("csrf").map_or("", String::as_str)) {
+            return cx.message(StatusCode::FORBIDDEN, Some(&signed), cx.t().stale_form);
+        }
+        return post(&console, &cx, &signed, &path, &session_id, &form).await;
+    }
+    if method != Method::GET {
+        return cx.message(StatusCode::METHOD_NOT_ALLOWED, Some(&signed), cx.t().not_found);
+    }
+    get(&console, &cx, &signed, &path).await
+}
+
+fn session_cookie(id: &str, cx: &Context) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        cx.config.console.session_lifetime.as_secs(),
+        if cx.secure { "; Secure" } else { "" }
+    )
+}
+
+async fn read_form(body: Incoming) -> Result<BTreeMap<String, String>, Reply> {
+    match Limited::new(body, MAX_FORM_BYTES).collect().await {
+        Ok(collected) => Ok(url::form_urlencoded::parse(&collected.to_bytes())
+            .into_owned()
+            .collect()),
+        Err(_) => Err(crate::http::text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the form is larger than 8 KiB or was cut off\n",
+        )),
+    }
+}
+
+async fn get(console: &Arc<Console>, cx: &Context, signed: &Signed, path: &str) -> Reply {
+    if path == "/" {
+        return overview(console, cx, signed).await;
+    }
+    if path == "/operations" {
+        return operations(console, cx, signed).await;
+    }
+    if path == "/replay" {
+        if signed.role != Role::Admin {
+            return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
+        }
+        let filter = filter_of(|key| cx.param(key));
+        return match replay_candidates(console, cx, signed, &filter).await {
+            Ok(list) => cx.page(
+                StatusCode::OK,
+                pages::confirm_replay(&cx.frame(Some(signed)), &filter, list.len()),
+            ),
+            Err(reply) => reply,
+        };
+    }
+    if let Some(id) = path.strip_prefix("/operations/").and_then(|id| id.parse::<i64>().ok()) {
+        return operation(console, cx, signed, id).await;
+    }
+    if let Some(name) = path.strip_prefix("/fields/") {
+        return fields(console, cx, signed, name).await;
+    }
+    cx.not_found(signed)
+}
+
+async fn post(
+    console: &Arc<Console>,
+    cx: &Context,
+    signed: &Signed,
+    path: &str,
+    session_id: &str,
+    form: &BTreeMap<String, String>,
+) -> Reply {
+    if path == "/logout" {
+        console.sessions.sign_out(session_id);
+        let cleared = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+        return redirect("/login", Some(cleared));
+    }
+    if signed.role != Role::Admin {
+        return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
+    }
+    if path == "/replay" {
+        let filter = filter_of(|key| form.get(key).map(String::as_str));
+        let operations = match replay_candidates(console, cx, signed, &filter).await {
+            Ok(list) => list,
+            Err(reply) => return reply,
+        };
+        let expected: usize = form.get("expected").and_then(|n| n.parse().ok()).unwrap_or(0);
+        if operations.len() > expected {
+            // More matched than the person agreed to: ask again with the new count.
+            return cx.page(
+                StatusCode::CONFLICT,
+                pages::confirm_replay(&cx.frame(Some(signed)), &filter, operations.len()),
+            );
+        }
+        let report = match run_replay(cx, operations).await {
+            Ok(report) => report,
+            Err(err) => return cx.read_failed(signed, err),
+        };
+        let mut query = filter.query();
+        if !query.is_empty() {
+            query.push('&');
+        }
+        return redirect(&format!("/operations?{query}queued={}", report.queued), None);
+    }
+    let replay_id = path
+        .strip_prefix("/operations/")
+        .and_then(|rest| rest.strip_suffix("/replay"))
+        .and_then(|id| id.parse::<i64>().ok());
+    if let Some(id) = replay_id {
+        let op = match read(console, move |r| r.operation(id)).await {
+            Ok(Some(op)) => op,
+            Ok(None) => return cx.not_found(signed),
+            Err(err) => return cx.read_failed(signed, err),
+        };
+        return match run_replay(cx, vec![op]).await {
+            Ok(report) => match report.refused.first() {
+                Some((_, why)) => redirect(
+                    &format!(
+                        "/operations/{id}?refused={}",
+                        url::form_urlencoded::byte_serialize(why.as_bytes()).collect::<String>()
+                    ),
+                    None,
+                ),
+                None => redirect(&format!("/operations/{id}?queued={}", report.queued), None),
+            },
+            Err(err) => cx.read_failed(signed, err),
+        };
+    }
+    cx.not_found(signed)
+}
+
+async fn run_replay(cx: &Context, operations: Vec<OperationView>) -> Result<replay::Report, String> {
+    let config = Arc::clone(&cx.config);
+    let done = tokio::task::spawn_blocking(move || replay::run(&config, &operations)).await;
+    match done {
+        Ok(result) => {
+            let report = result.map_err(|e| e.to_string())?;
+            log::info!(
+                "console: replay queued {} deliveries for {} operation(s)",
+                report.queued,
+                report.operations
+            );
+            Ok(report)
+        }
+        Err(err) => Err(format!("the replay task failed: {err}")),
+    }
+}
+
+/// The filter as typed, from the query string or a form.
+fn filter_of<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Filter {
+    let value = |key: &str| get(key).unwrap_or("").trim().to_string();
+    Filter {
+        processing: value("processing"),
+        status: value("status"),
+        since: value("since"),
+        until: value("until"),
+        q: value("q"),
+    }
+}
+
+/// The store's filter for `filter` within what `signed` may see, or the
+/// problem with what was typed.
+fn history_filter(cx: &Context, signed: &Signed, filter: &Filter) -> Result<HistoryFilter, String> {
+    let now = now_ms();
+    let tz = &cx.config.server.time_zone;
+    let time = |key: &str, text: &str| {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            parse_since(text, now, tz).map(Some).map_err(|e| format!("{key}: {e}"))
+        }
+    };
+    let status = if filter.status.is_empty() {
+        None
+    } else {
+        Some(filter.status.parse::<OpStatus>().map_err(|e| format!("status: {e}"))?)
+    };
+    Ok(HistoryFilter {
+        processing: (!filter.processing.is_empty()).then(|| filter.processing.clone()),
+        status,
+        since: time(cx.t().since, &filter.since)?,
+        until: time(cx.t().until, &filter.until)?,
+        within: cx.visible(&signed.role),
+        search: (!filter.q.is_empty()).then(|| filter.q.clone()),
+        limit: PAGE,
+        ..HistoryFilter::default()
+    })
+}
+
+/// What the console's "replay matching" replays: operations that did not
+/// reach every receiver.
+const REPLAYED: [OpStatus; 3] = [OpStatus::Failed, OpStatus::Held, OpStatus::Partial];
+
+/// The failed, held and partial operations `filter` matches (its status, if
+/// set, narrowing that), with what was recorded.
+async fn replay_candidates(
+    console: &Arc<Console>,
+    cx: &Context,
+    signed: &Signed,
+    filter: &Filter,
+) -> Result<Vec<OperationView>, Reply> {
+    let base = history_filter(cx, signed, filter)
+        .map_err(|problem| cx.message(StatusCode::BAD_REQUEST, Some(signed), &problem))?;
+    let statuses: Vec<OpStatus> = REPLAYED
+        .iter()
+        .copied()
+        .filter(|s| base.status.is_none_or(|wanted| wanted == *s))
+        .collect();
+    let found = read(console, move |reader| {
+        let mut all = Vec::new();
+        for status in statuses {
+            let filter = HistoryFilter {
+                status: Some(status),
+                ..base.clone()
+            };
+            all.extend(replay::select(reader, &filter)?);
+        }
+        all.sort_by_key(|op| op.summary.id);
+        Ok(all)
+    })
+    .await;
+    found.map_err(|err| cx.read_failed(signed, err))
+}
+
+async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
+    let visible = cx.visible(&signed.role);
+    let shown: Vec<(String, bool, String)> = cx
+        .config
+        .processings
+        .iter()
+        .filter(|p| visible.as_ref().is_none_or(|v| v.contains(&p.name)))
+        .map(|p| (p.name.clone(), p.enabled, cx.config.webhook_url(p)))
+        .collect();
+    let names: Vec<String> = shown.iter().map(|(name, _, _)| name.clone()).collect();
+    let overviews = read(console, move |reader| {
+        let now = now_ms();
+        names
+            .iter()
+            .map(|name| reader.overview(name, now, OVERVIEW_WARNINGS))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    let overviews = match overviews {
+        Ok(list) => list,
+        Err(err) => return cx.read_failed(signed, err),
+    };
+    let cards: Vec<Card> = shown
+        .iter()
+        .zip(overviews)
+        .map(|((name, enabled, address), overview)| Card {
+            name,
+            enabled: *enabled,
+            address: address.clone(),
+            overview,
+        })
+        .collect();
+    cx.page(StatusCode::OK, pages::overview(&cx.frame(Some(signed)), &cards))
+}
+
+/// The fields worth a list row: the processing's required ones, then the
+/// rest in name order.
+fn row_fields(cx: &Context, processing: &str, fields: BTreeMap<String, String>) -> Vec<(String, String)> {
+    let required: &[String] = cx.config.processing(processing).map_or(&[], |p| p.require.as_slice());
+    let mut picked: Vec<(String, String)> = required
+        .iter()
+        .filter_map(|name| fields.get(name).map(|v| (name.clone(), v.clone())))
+        .collect();
+    for (name, value) in fields {
+        if picked.len() >= ROW_FIELDS {
+            break;
+        }
+        if !required.contains(&name) && !value.is_empty() {
+            picked.push((name, value));
+        }
+    }
+    picked.truncate(ROW_FIELDS);
+    picked
+}
+
+async fn operations(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
+    let filter = filter_of(|key| cx.param(key));
+    let mut listing = Listing {
+        filter: &filter,
+        processings: match cx.visible(&signed.role) {
+            None => cx.config.processings.iter().map(|p| p.name.as_str()).collect(),
+            Some(_) => cx
+                .config
+                .processings
+                .iter()
+                .filter(|p| cx.may_see(&signed.role, &p.name))
+                .map(|p| p.name.as_str())
+                .collect(),
+        },
+        rows: Vec::new(),
+        next: None,
+        first_page: cx.param("before").is_none(),
+        notice: cx.param("queued").map(|n| fill(cx.t().replay_done, n)),
+        problem: None,
+    };
+    let mut store_filter = match history_filter(cx, signed, &filter) {
+        Ok(f) => f,
+        Err(problem) => {
+            listing.problem = Some(problem);
+            return cx.page(
+                StatusCode::BAD_REQUEST,
+                pages::operations(&cx.frame(Some(signed)), &listing),
+            );
+        }
+    };
+    store_filter.before = cx.param("before").and_then(|b| b.parse().ok());
+    let live = cx.param("fragment") == Some("rows");
+    if live {
+        let after: i64 = cx.param("after").and_then(|a| a.parse().ok()).unwrap_or(i64::MAX);
+        store_filter.ids = vec![(after.saturating_add(1), i64::MAX)];
+    }
+    let found = read(console, move |reader| {
+        let summaries = reader.history(&store_filter)?;
+        let ids: Vec<i64> = summaries.iter().map(|s| s.id).collect();
+        let fields = reader.fields_of(&ids)?;
+        Ok((summaries, fields))
+    })
+    .await;
+    let (summaries, mut fields) = match found {
+        Ok(found) => found,
+        Err(err) => return cx.read_failed(signed, err),
+    };
+    listing.next = (summaries.len() == PAGE)
+        .then(|| summaries.last().map(|s| s.id))
+        .flatten();
+    listing.rows = summaries
+        .into_iter()
+        .map(|summary| {
+            let own = fields.remove(&summary.id).unwrap_or_default();
+            Row {
+                fields: row_fields(cx, &summary.processing, own),
+                summary,
+            }
+        })
+        .collect();
+    if live {
+        return cx.page(StatusCode::OK, pages::rows(&cx.frame(Some(signed)), &listing.rows));
+    }
+    cx.page(StatusCode::OK, pages::operations(&cx.frame(Some(signed)), &listing))
+}
+
+async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i64) -> Reply {
+    let op = match read(console, move |r| r.operation(id)).await {
+        Ok(Some(op)) if cx.may_see(&signed.role, &op.summary.processing) => op,
+        Ok(_) => return cx.not_found(signed),
+        Err(err) => return cx.read_failed(signed, err),
+    };
+    let notice = match (cx.param("queued"), cx.param("refused")) {
+        (Some(n), _) => Some(fill(cx.t().replay_done, n)),
+        (None, Some(why)) => Some(format!("{}: {why}", fill(cx.t().not_replayed, id))),
+        (None, None) => None,
+    };
+    let replayable = replay::plan(&cx.config, &op).is_ok();
+    let frame = cx.frame(Some(signed));
+    if cx.param("fragment") == Some("live") {
+        return cx.page(
+            StatusCode::OK,
+            pages::operation_body(&frame, &op, notice.as_deref(), replayable),
+        );
+    }
+    cx.page(
+        StatusCode::OK,
+        pages::operation(&frame, &op, notice.as_deref(), replayable),
+    )
+}
+
+async fn fields(console: &Arc<Console>, cx: &Context, signed: &Signed, name: &str) -> Reply {
+    let Some(processing) = cx.config.processing(name).filter(|p| cx.may_see(&signed.role, &p.name)) else {
+        return cx.not_found(signed);
+    };
+    let owned = processing.name.clone();
+    let latest = match read(console, move |r| r.latest_with_fields(&owned)).await {
+        Ok(latest) => latest,
+        Err(err) => return cx.read_failed(signed, err),
+    };
+    let event = cx.param("event").and_then(klientiks::find);
+    cx.page(
+        StatusCode::OK,
+        pages::fields(
+            &cx.frame(Some(signed)),
+            &processing.name,
+            latest.as_ref(),
+            event,
+            &cx.config.webhook_url(processing),
+        ),
+    )
+}

@@ -1,0 +1,599 @@
+//! The console's HTML. maud escapes every value put into a page, so a field
+//! holding `<script>` shows as text; nothing here marks a value as trusted
+//! HTML. The pages work without JavaScript; `console.js` only adds copy
+//! buttons and live updates.
+
+use std::collections::BTreeMap;
+
+use maud::{html, Markup, DOCTYPE};
+
+use super::auth::Role;
+use super::i18n::{fill, Lang, Texts};
+use crate::clock;
+use crate::klientiks::{self, EVENTS};
+use crate::model::{DeliveryStatus, OpStatus};
+use crate::store::{OperationSummary, OperationView, Overview};
+
+/// What every page knows about the request it answers.
+pub struct Frame<'a> {
+    pub lang: Lang,
+    /// Who is signed in, and the CSRF token for forms; `None` on the sign-in page.
+    pub signed: Option<(&'a Role, &'a str)>,
+    pub tz: &'a jiff::tz::TimeZone,
+    /// The page's path and query without `lang`, for the language switch.
+    pub here: String,
+}
+
+impl Frame<'_> {
+    fn t(&self) -> &'static Texts {
+        self.lang.texts()
+    }
+
+    fn time(&self, ms: i64) -> String {
+        clock::local(ms, self.tz)
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(self.signed, Some((Role::Admin, _)))
+    }
+
+    fn csrf(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.signed.map_or("", |(_, c)| c)); }
+    }
+
+    fn switch_href(&self) -> String {
+        let join = if self.here.contains('?') { '&' } else { '?' };
+        format!("{}{join}lang={}", self.here, self.lang.other().code())
+    }
+}
+
+/// The page around `content`.
+pub fn layout(frame: &Frame, title: &str, content: Markup) -> Markup {
+    let t = frame.t();
+    html! {
+        (DOCTYPE)
+        html lang=(frame.lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · hookrelay" }
+                link rel="stylesheet" href="/static/console.css";
+                script src="/static/console.js" defer {}
+            }
+            body {
+                header {
+                    a.brand href="/" { "hookrelay" }
+                    @if frame.signed.is_some() {
+                        nav {
+                            a href="/" { (t.overview) }
+                            a href="/operations" { (t.operations) }
+                        }
+                    }
+                    div.who {
+                        @if let Some((role, _)) = frame.signed {
+                            span.role {
+                                @match role {
+                                    Role::Admin => (t.admin),
+                                    Role::Viewer(name) => { (t.viewer) " " (name) },
+                                }
+                            }
+                        }
+                        a.lang href=(frame.switch_href()) { (frame.lang.other().texts().language_name) }
+                        @if frame.signed.is_some() {
+                            form.inline method="post" action="/logout" {
+                                (frame.csrf())
+                                button type="submit" { (t.sign_out) }
+                            }
+                        }
+                    }
+                }
+                main { (content) }
+                footer { (fill(t.times_in, frame.tz.iana_name().unwrap_or("UTC"))) }
+            }
+        }
+    }
+}
+
+/// The sign-in form, with `problem` above it if the last try failed.
+pub fn sign_in(frame: &Frame, problem: Option<&str>, admin_token_set: bool) -> Markup {
+    let t = frame.t();
+    layout(
+        frame,
+        t.sign_in,
+        html! {
+            h1 { (t.sign_in) }
+            @if let Some(problem) = problem { p.problem role="alert" { (problem) } }
+            form.signin method="post" action="/login" {
+                label for="token" { (t.token) }
+                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                button type="submit" { (t.sign_in) }
+            }
+            p.hint { (t.sign_in_hint) }
+            @if !admin_token_set { p.hint { (t.no_admin_token) } }
+        },
+    )
+}
+
+/// A short page saying what went wrong.
+pub fn message(frame: &Frame, text: &str) -> Markup {
+    layout(frame, text, html! { p.problem role="alert" { (text) } })
+}
+
+/// One processing's card on the overview.
+pub struct Card<'a> {
+    pub name: &'a str,
+    pub enabled: bool,
+    pub address: String,
+    pub overview: Overview,
+}
+
+fn status_badge(t: &Texts, status: OpStatus) -> Markup {
+    html! { span class=(format!("status s-{}", status.as_str())) { (t.op_status(status)) } }
+}
+
+/// The overview: one card per processing the signed-in role may see.
+pub fn overview(frame: &Frame, cards: &[Card]) -> Markup {
+    let t = frame.t();
+    layout(
+        frame,
+        t.overview,
+        html! {
+            h1 { (t.overview) }
+            @for card in cards {
+                section.card #(format!("p-{}", card.name)) {
+                    h2 {
+                        (card.name) " "
+                        @if card.enabled { span.badge.on { (t.enabled) } } @else { span.badge.off { (t.held) } }
+                    }
+                    div.address {
+                        span.label { (t.webhook_address) }
+                        input.copyable readonly value=(card.address) aria-label=(t.webhook_address);
+                        button.copy type="button" hidden { (t.copy) }
+                    }
+                    p {
+                        span.label { (t.last_event) ": " }
+                        @match card.overview.last {
+                            Some((id, at)) => { a href=(format!("/operations/{id}")) { (frame.time(at)) " (#" (id) ")" } },
+                            None => { (t.no_events) },
+                        }
+                    }
+                    (counts_table(t, &card.overview))
+                    h3 { (t.waiting) }
+                    @if card.overview.waiting.is_empty() {
+                        p.quiet { (t.nothing_waiting) }
+                    } @else {
+                        table {
+                            thead { tr { th { (t.action) } th { (t.pending) } th { (t.retrying) } th { (t.last_error) } } }
+                            tbody {
+                                @for q in &card.overview.waiting {
+                                    tr {
+                                        td { (q.action) }
+                                        td.num { (q.pending) }
+                                        td.num { (q.retrying) }
+                                        td.error { (q.last_error.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if !card.overview.warnings.is_empty() {
+                        h3 { (t.warnings) }
+                        ul.warnings {
+                            @for w in &card.overview.warnings {
+                                li {
+                                    a href=(format!("/operations/{}", w.operation_id)) { (frame.time(w.created_at)) }
+                                    ": " (w.text)
+                                }
+                            }
+                        }
+                    }
+                    p.links {
+                        a href=(format!("/operations?processing={}", card.name)) { (t.operations) }
+                        a href=(format!("/fields/{}", card.name)) { (t.fields_and_templates) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn counts_table(t: &Texts, overview: &Overview) -> Markup {
+    let mut statuses: Vec<OpStatus> = overview.week.iter().map(|(s, _)| *s).collect();
+    for (status, _) in &overview.day {
+        if !statuses.contains(status) {
+            statuses.push(*status);
+        }
+    }
+    let count =
+        |list: &[(OpStatus, u64)], status: OpStatus| list.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+    html! {
+        @if !statuses.is_empty() {
+            table.counts {
+                thead { tr { th { (t.status) } th { (t.last_day) } th { (t.last_week) } } }
+                tbody {
+                    @for status in statuses {
+                        tr {
+                            td { (status_badge(t, status)) }
+                            td.num { (count(&overview.day, status)) }
+                            td.num { (count(&overview.week, status)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The operations page's filter, as given in the query string.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub processing: String,
+    pub status: String,
+    pub since: String,
+    pub until: String,
+    pub q: String,
+}
+
+impl Filter {
+    /// The filter as query parameters (empty ones left out), `&`-joined.
+    pub fn query(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("processing", &self.processing),
+            ("status", &self.status),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("q", &self.q),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+        query.finish()
+    }
+
+    fn hidden(&self) -> Markup {
+        html! {
+            input type="hidden" name="processing" value=(self.processing);
+            input type="hidden" name="status" value=(self.status);
+            input type="hidden" name="since" value=(self.since);
+            input type="hidden" name="until" value=(self.until);
+            input type="hidden" name="q" value=(self.q);
+        }
+    }
+}
+
+/// One row of the operations list, with the fields worth showing in it.
+pub struct Row {
+    pub summary: OperationSummary,
+    pub fields: Vec<(String, String)>,
+}
+
+/// Longest field value shown in a list row.
+const ROW_VALUE_CHARS: usize = 40;
+
+/// The rows of the operations table (also what live updates insert).
+pub fn rows(frame: &Frame, rows: &[Row]) -> Markup {
+    let t = frame.t();
+    html! {
+        @for row in rows {
+            @let s = &row.summary;
+            tr data-id=(s.id) {
+                td.num { a href=(format!("/operations/{}", s.id)) { (s.id) } }
+                td.time { (frame.time(s.received_at)) }
+                td { (s.processing) }
+                td { (status_badge(t, s.status)) }
+                td.fields {
+                    @for (name, value) in &row.fields {
+                        span.field { span.name { (name) } "=" (value.chars().take(ROW_VALUE_CHARS).collect::<String>()) }
+                    }
+                }
+                td.num { @if s.deliveries > 0 { (s.delivered) "/" (s.deliveries) } }
+            }
+        }
+    }
+}
+
+/// What the operations page shows.
+pub struct Listing<'a> {
+    pub filter: &'a Filter,
+    /// The processings the filter may name.
+    pub processings: Vec<&'a str>,
+    pub rows: Vec<Row>,
+    /// The next page's `before`, when there may be one.
+    pub next: Option<i64>,
+    /// Whether this is the first page (live updates add rows only there).
+    pub first_page: bool,
+    pub notice: Option<String>,
+    pub problem: Option<String>,
+}
+
+/// The operations list with its filter.
+pub fn operations(frame: &Frame, listing: &Listing) -> Markup {
+    let t = frame.t();
+    let filter = listing.filter;
+    let live_src = format!(
+        "/operations?{}{}fragment=rows",
+        filter.query(),
+        if filter.query().is_empty() { "" } else { "&" }
+    );
+    layout(
+        frame,
+        t.operations,
+        html! {
+            h1 { (t.operations) }
+            form.filter method="get" action="/operations" {
+                label { (t.processing)
+                    select name="processing" {
+                        option value="" { (t.any) }
+                        @for name in &listing.processings {
+                            option value=(name) selected[filter.processing == *name] { (name) }
+                        }
+                    }
+                }
+                label { (t.status)
+                    select name="status" {
+                        option value="" { (t.any) }
+                        @for status in OpStatus::ALL {
+                            option value=(status.as_str()) selected[filter.status == status.as_str()] { (t.op_status(*status)) }
+                        }
+                    }
+                }
+                label { (t.since) input name="since" value=(filter.since) placeholder=(t.since_hint) size="12"; }
+                label { (t.until) input name="until" value=(filter.until) placeholder=(t.since_hint) size="12"; }
+                label { (t.field_value) input type="search" name="q" value=(filter.q) placeholder=(t.field_value_hint); }
+                button type="submit" { (t.show) }
+                a href="/operations" { (t.reset) }
+            }
+            @if let Some(notice) = &listing.notice { p.notice role="status" { (notice) } }
+            @if let Some(problem) = &listing.problem { p.problem role="alert" { (problem) } }
+            table.operations {
+                thead { tr {
+                    th { (t.id) } th { (t.received) } th { (t.processing) } th { (t.status) } th { (t.fields) } th { (t.deliveries) }
+                } }
+                tbody #rows data-live=[listing.first_page.then_some(&live_src)] {
+                    (rows(frame, &listing.rows))
+                }
+            }
+            @if listing.rows.is_empty() { p.quiet { (t.no_operations) } }
+            @if listing.first_page { p.quiet.live-note hidden { (t.live) } }
+            @if let Some(before) = listing.next {
+                p.pages {
+                    a rel="next" href=(format!("/operations?{}{}before={before}", filter.query(), if filter.query().is_empty() { "" } else { "&" })) { (t.older) }
+                }
+            }
+            @if frame.is_admin() {
+                form.replay method="get" action="/replay" {
+                    (filter.hidden())
+                    button type="submit" { (t.replay_matching) }
+                }
+            }
+        },
+    )
+}
+
+/// One operation, everything recorded about it.
+pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replayable: bool) -> Markup {
+    let t = frame.t();
+    let s = &op.summary;
+    let title = fill(t.operation, s.id);
+    let finished = !matches!(s.status, OpStatus::Queued);
+    layout(
+        frame,
+        &title,
+        html! {
+            div #live data-live=[(!finished).then(|| format!("/operations/{}?fragment=live", s.id))] {
+                (operation_body(frame, op, notice, replayable))
+            }
+        },
+    )
+}
+
+/// The part of an operation's page that changes while it is delivered.
+pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, replayable: bool) -> Markup {
+    let t = frame.t();
+    let s = &op.summary;
+    html! {
+        h1 { (fill(t.operation, s.id)) " " (status_badge(t, s.status)) }
+        @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+        dl.facts {
+            dt { (t.processing) } dd { (s.processing) }
+            dt { (t.received) } dd { (frame.time(s.received_at)) }
+            @if let Some(reason) = &s.reason { dt { (t.reason) } dd { (reason) } }
+            dt { (t.from) } dd { (op.request.remote_addr) " (" (op.request.method) ")" }
+            dt { (t.charset) } dd { (op.charset) }
+        }
+        @if frame.is_admin() && replayable {
+            form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                (frame.csrf())
+                button type="submit" { (t.replay) }
+            }
+        }
+        h2 { (t.fields) }
+        (fields_table(t, &op.fields))
+        @if !op.warnings.is_empty() {
+            h2 { (t.warnings) }
+            ul.warnings { @for w in &op.warnings { li { (w) } } }
+        }
+        h2 { (t.deliveries) }
+        @for d in &op.deliveries {
+            section.delivery {
+                h3 {
+                    (fill(t.delivery, d.id)) ": " (d.action) " "
+                    span class=(format!("status d-{}", d.status.as_str())) { (t.delivery_status(d.status)) }
+                }
+                p { span.label { (t.request) ": " } code { (d.request) } }
+                @if matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+                    p { span.label { (t.next_attempt) ": " } (frame.time(d.next_attempt_at)) }
+                }
+                @if d.attempts.is_empty() {
+                    p.quiet { (t.no_attempts) }
+                } @else {
+                    h4.label { (t.attempts) }
+                    table.attempts {
+                        thead { tr { th { (t.started) } th { (t.request) } th { (t.answer) } th { (t.latency_ms) } th { (t.response) } th { (t.error) } } }
+                        tbody {
+                            @for a in &d.attempts {
+                                tr {
+                                    td.time { (frame.time(a.started_at)) }
+                                    td { code { (a.request) } }
+                                    td.num { @if let Some(code) = a.http_status { (code) } }
+                                    td.num { (a.duration_ms) }
+                                    td { @if let Some(body) = &a.response_body { pre.snippet { (body) } } }
+                                    td.error { (a.error.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (t.raw_request) }
+        @if !op.request.query.is_empty() {
+            h3 { (t.query) }
+            pre.raw { (String::from_utf8_lossy(&op.request.query)) }
+        }
+        @if !op.request.body.is_empty() {
+            h3 { (t.body) " (" (op.request.content_type.as_deref().unwrap_or("")) ", " (op.request.body.len()) " B)" }
+            pre.raw { (String::from_utf8_lossy(&op.request.body)) }
+        }
+    }
+}
+
+fn fields_table(t: &Texts, fields: &BTreeMap<String, String>) -> Markup {
+    html! {
+        table.fields {
+            thead { tr { th { (t.name) } th { (t.value) } } }
+            tbody { @for (name, value) in fields { tr { td { code { (name) } } td { (value) } } } }
+        }
+    }
+}
+
+/// The confirmation before replaying every failed or held operation a filter matches.
+pub fn confirm_replay(frame: &Frame, filter: &Filter, count: usize) -> Markup {
+    let t = frame.t();
+    layout(
+        frame,
+        t.replay,
+        html! {
+            h1 { (t.replay) }
+            @if count == 0 {
+                p { (t.nothing_to_replay) }
+                p { a href=(format!("/operations?{}", filter.query())) { (t.cancel) } }
+            } @else {
+                form method="post" action="/replay" {
+                    p { (fill(t.confirm_replay, count)) }
+                    (frame.csrf())
+                    (filter.hidden())
+                    input type="hidden" name="expected" value=(count);
+                    button type="submit" { (t.confirm) }
+                    " "
+                    a href=(format!("/operations?{}", filter.query())) { (t.cancel) }
+                }
+            }
+        },
+    )
+}
+
+/// The template snippet for a field: the `phone` filter for phone numbers.
+fn snippet(name: &str, value: &str) -> String {
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    let phone_like = (10..=11).contains(&digits)
+        && value
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | ' '));
+    if phone_like {
+        format!("{{{{{name} | phone}}}}")
+    } else {
+        format!("{{{{{name}}}}}")
+    }
+}
+
+/// A processing's latest fields with a template snippet for each, and the
+/// Klientiks address helper.
+pub fn fields(
+    frame: &Frame,
+    processing: &str,
+    latest: Option<&OperationView>,
+    event: Option<&klientiks::Event>,
+    webhook: &str,
+) -> Markup {
+    let t = frame.t();
+    layout(
+        frame,
+        t.fields_and_templates,
+        html! {
+            h1 { (t.fields_and_templates) ": " (processing) }
+            h2 { (t.latest_fields) }
+            @match latest {
+                None => { p.quiet { (t.no_fields) } },
+                Some(op) => {
+                    p { a href=(format!("/operations/{}", op.summary.id)) { (fill(t.operation, op.summary.id)) } ", " (frame.time(op.summary.received_at)) }
+                    table.fields {
+                        thead { tr { th { (t.name) } th { (t.value) } th { (t.template) } } }
+                        tbody {
+                            @for (name, value) in &op.fields {
+                                tr {
+                                    td { code { (name) } }
+                                    td { (value) }
+                                    td.snippet {
+                                        input.copyable readonly value=(snippet(name, value)) aria-label=(t.template);
+                                        button.copy type="button" hidden { (t.copy) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { (t.klientiks_address) }
+            form.filter method="get" action=(format!("/fields/{processing}")) {
+                label { (t.event)
+                    select name="event" {
+                        @for e in EVENTS {
+                            option value=(e.key) selected[event.is_some_and(|x| x.key == e.key)] {
+                                @if frame.lang == Lang::Ru { (e.russian) } @else { (e.english) }
+                            }
+                        }
+                    }
+                }
+                button type="submit" { (t.make_address) }
+            }
+            @if let Some(event) = event {
+                div.address {
+                    textarea.copyable readonly rows="4" { (event.address(webhook)) }
+                    button.copy type="button" hidden { (t.copy) }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_fields_get_the_phone_filter() {
+        assert_eq!(
+            snippet("client.phone", "+7 (999) 123-45-67"),
+            "{{client.phone | phone}}"
+        );
+        assert_eq!(snippet("ad_id", "12345"), "{{ad_id}}");
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let tz = jiff::tz::TimeZone::UTC;
+        let frame = Frame {
+            lang: Lang::En,
+            signed: None,
+            tz: &tz,
+            here: "/\"><script>".into(),
+        };
+        let page = message(&frame, "<script>alert(1)</script>\"><img onerror=x>").into_string();
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+}
