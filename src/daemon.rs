@@ -103,7 +103,7 @@ pub async fn run(
         config.storage.path.display()
     );
     log::info!(
-        "admin endpoints (/healthz, /metrics) and the web console on http://{}/",
+        "admin endpoints (/healthz, /metrics) and the web console on {}",
         admin.local_addr()?
     );
     for p in &config.processings {

@@ -21,6 +21,32 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     if let Some(email) = config.notify.as_ref().and_then(|n| n.email.as_ref()) {
         println!("email: to {} via {}", email.to.join(", "), email.transport.describe());
     }
+    println!(
+        "console: http://{}/ ({})",
+        config.server.admin_listen,
+        if config.server.admin_token.is_some() {
+            "the admin signs in with server.admin_token"
+        } else {
+            "no server.admin_token: only viewers can sign in"
+        }
+    );
+    for viewer in &config.console.viewers {
+        let sees: Vec<&str> = config
+            .processings
+            .iter()
+            .filter(|p| viewer.sees(&p.name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if sees.is_empty() {
+            println!(
+                "warning: console viewer {}: its processings ({}) match no processing",
+                viewer.name,
+                viewer.processings.join(", ")
+            );
+        } else {
+            println!("console viewer {}: sees {}", viewer.name, sees.join(", "));
+        }
+    }
     for p in &config.processings {
         let state = if p.enabled {
             ""

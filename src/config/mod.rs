@@ -460,6 +460,48 @@ mod tests {
 
     /// A reload cannot apply what is read once at start; each such key is named.
     #[test]
+    fn console_viewers_are_checked() {
+        let text = |viewer: &str| {
+            format!(
+                "[server]\nadmin_token = \"admin-token-abcdefghijklmnop\"\n\
+                 [[processing]]\nname = \"salon-a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+                 [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n\
+                 [[console.viewer]]\n{viewer}\n"
+            )
+        };
+        let parse = |t: &str| Config::parse(t, Path::new("/c.toml"));
+        let ok = parse(&text(
+            "name = \"v\"\ntoken = \"viewer-token-abcdefghijklmn\"\nprocessings = [\"salon-?\"]",
+        ))
+        .unwrap();
+        let viewer = &ok.console.viewers[0];
+        assert!(viewer.sees("salon-a") && !viewer.sees("salon-ab"));
+        for (viewer, expected) in [
+            (
+                "name = \"v\"\ntoken = \"admin-token-abcdefghijklmnop\"\nprocessings = [\"*\"]",
+                "already used",
+            ),
+            (
+                "name = \"v\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nprocessings = [\"*\"]",
+                "already used",
+            ),
+            ("name = \"v\"\ntoken = \"short\"\nprocessings = [\"*\"]", "too short"),
+            (
+                "name = \"V V\"\ntoken = \"viewer-token-abcdefghijklmn\"\nprocessings = [\"*\"]",
+                "a-z",
+            ),
+            (
+                "name = \"v\"\ntoken = \"viewer-token-abcdefghijklmn\"\nprocessings = []",
+                "at least one",
+            ),
+        ] {
+            let err = parse(&text(viewer)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{viewer}: {err}");
+            assert!(!err.contains("abcdefghijklmn"), "no token in the error: {err}");
+        }
+    }
+
+    #[test]
     fn restart_only_keys_are_named() {
         let text = |extra: &str| {
             format!(

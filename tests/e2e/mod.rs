@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod console;
 mod delivery;
 mod first_hour;
 mod ingest;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -199,7 +201,10 @@ fn spawn(config: &std::path::Path) -> Started {
     // Keeps draining stderr so the daemon never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            for marker in ["listening for webhooks on ", "admin endpoints (/healthz, /metrics) on "] {
+            for marker in [
+                "listening for webhooks on ",
+                "admin endpoints (/healthz, /metrics) and the web console on ",
+            ] {
                 if let Some(rest) = line.split(marker).nth(1) {
                     let addr: String = rest.split(';').next().unwrap_or("").to_string();
                     let _ = tx.send((marker, addr));
@@ -218,7 +223,7 @@ fn spawn(config: &std::path::Path) -> Started {
     Started {
         child,
         addr: addresses["listening for webhooks on "],
-        admin: addresses["admin endpoints (/healthz, /metrics) on "],
+        admin: addresses["admin endpoints (/healthz, /metrics) and the web console on "],
         log,
     }
 }
