@@ -14,6 +14,8 @@
 //! - hookrelay's idle and peak RSS and database bytes per operation;
 //! - **history at scale**: `history --status failed --limit 50` and `show ID`
 //!   on a database seeded with `--history N` operations (default 10 000 000);
+//! - **the web console** on that database: each page, and field-value
+//!   searches, timed as whole requests;
 //! - **pruning under load**: a daemon started on `--prune N` operations past
 //!   `keep_days` (default 1 000 000) prunes them while taking webhooks at 32
 //!   connections: the acknowledgement latencies meanwhile.
@@ -300,6 +302,17 @@ impl Process {
                     .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
             })
             .unwrap_or(0)
+    }
+
+    /// The admin listener's address, once the daemon has logged it.
+    fn admin_addr(&self) -> Option<SocketAddr> {
+        const MARKER: &str = "and the web console on ";
+        if !self.wait_log(MARKER) {
+            return None;
+        }
+        let log = self.log.lock().ok()?;
+        let line = log.iter().find(|line| line.contains(MARKER))?;
+        line.split(MARKER).nth(1)?.trim().parse().ok()
     }
 
     fn logged(&self, text: &str) -> bool {
@@ -703,6 +716,10 @@ async fn run(opts: Opts) -> Result<u64, String> {
             h.history,
             h.show
         );
+        println!("console on the same database, each page the whole request:");
+        for (name, timing) in &h.pages {
+            println!("  {name}: {timing}");
+        }
     }
     if let Some(p) = &pruning {
         let l = &p.stats.latencies;
@@ -794,6 +811,8 @@ struct HistoryTimes {
     bytes_per_op: f64,
     history: Timing,
     show: Timing,
+    /// Console pages, each timed as a whole request on loopback.
+    pages: Vec<(&'static str, Timing)>,
 }
 
 /// A command's run times, in microseconds.
@@ -871,13 +890,113 @@ fn history_timing(dir: &Path, operations: u64, cold: bool) -> Result<HistoryTime
     };
     let history = time(&["history", "--status", "failed", "--limit", "50"])?;
     let show = time(&["show", &(operations / 2).max(1).to_string()])?;
+    let pages = console_timing(&dir, operations, cold)?;
     Ok(HistoryTimes {
         operations,
         seeded,
         bytes_per_op: bytes as f64 / operations.max(1) as f64,
         history,
         show,
+        pages,
     })
+}
+
+const CONSOLE_TOKEN: &str = "bench-admin-token-0123456789ab";
+
+/// Starts the daemon on the seeded database in `dir`, signs in to the
+/// console and times its pages and searches, each a whole GET on loopback
+/// (so an upper bound on the server's time).
+fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<Vec<(&'static str, Timing)>, String> {
+    let config = dir.join("console.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{CONSOLE_TOKEN}\"\n\
+             [storage]\npath = \"bench.db\"\n\
+             [[processing]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nrequire = [\"utm_content\"]\n\
+             [[processing.action]]\nname = \"plarin\"\nurl = \"http://127.0.0.1:9/postback\"\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let relay = start_relay(&config)?;
+    let admin = relay.admin_addr().ok_or("the daemon never logged its admin address")?;
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent();
+    let signed = agent
+        .post(&format!("http://{admin}/login"))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={CONSOLE_TOKEN}"))
+        .map_err(|e| format!("signing in: {e}"))?;
+    let cookie = signed
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or("signing in: no session cookie")?
+        .to_string();
+    let middle = (operations / 2).max(1) as i64;
+    // The seed's fields: `n` and `client_phone` are unique per operation
+    // (an appointment id, a phone); `utm_content` is the same in all.
+    let fields = hookrelay::store::Reader::open(&dir.join("bench.db"))
+        .and_then(|reader| reader.operation(middle))
+        .map_err(|e| e.to_string())?
+        .ok_or("no operation in the middle of the seed")?
+        .fields;
+    let field = |name: &str| fields.get(name).cloned().ok_or(format!("the seed has no `{name}`"));
+    let n = field("n")?;
+    let stored_phone = field("client_phone")?;
+    // `79123456789` as a person types it: `8 (912) 345-67-89`.
+    let digits = stored_phone.get(1..).ok_or("a short phone")?;
+    let phone = format!("8 ({}) {}-{}-{}", &digits[0..3], &digits[3..6], &digits[6..8], &digits[8..10]);
+    let searched_phone = format!(
+        "/operations?q={}",
+        url::form_urlencoded::byte_serialize(phone.as_bytes()).collect::<String>()
+    );
+    let paths: Vec<(&'static str, String)> = vec![
+        ("overview `/`", "/".into()),
+        ("operations, newest 50", "/operations".into()),
+        ("operations, failed", "/operations?status=failed".into()),
+        ("operations, last 7 days of `bench`", "/operations?processing=bench&since=7d".into()),
+        ("operation page", format!("/operations/{middle}")),
+        ("fields page", "/fields/bench".into()),
+        ("search: an appointment id (one match)", format!("/operations?q={n}")),
+        ("search: a phone typed another way (one match)", searched_phone),
+        ("search: a value every operation has", "/operations?q=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0".into()),
+        ("search: a value none has", "/operations?q=nothing-has-this".into()),
+    ];
+    let get = |path: &str| -> Result<u64, String> {
+        let started = Instant::now();
+        let mut response = agent
+            .get(&format!("http://{admin}{path}"))
+            .header("Cookie", &cookie)
+            .call()
+            .map_err(|e| format!("{path}: {e}"))?;
+        let body = response.body_mut().read_to_string().map_err(|e| format!("{path}: {e}"))?;
+        let took = started.elapsed().as_micros() as u64;
+        if response.status() != 200 {
+            return Err(format!("{path}: {} {body}", response.status()));
+        }
+        Ok(took)
+    };
+    let mut timings = Vec::new();
+    for (name, path) in &paths {
+        let cold = (cold && drop_page_cache()).then(|| get(path)).transpose()?;
+        let mut took = (0..TIMED_RUNS).map(|_| get(path)).collect::<Result<Vec<_>, _>>()?;
+        took.sort_unstable();
+        timings.push((
+            *name,
+            Timing {
+                cold,
+                median: percentile(&took, 0.5),
+                max: took.last().copied().unwrap_or(0),
+            },
+        ));
+    }
+    Ok(timings)
 }
 
 struct Pruning {

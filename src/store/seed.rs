@@ -43,7 +43,8 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
              INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
                  content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
              SELECT 'bench', ?3 + x * ?4 / ?5, '127.0.0.1:40000', 'GET', CAST(?6 AS BLOB), X'', NULL, 'utf-8',
-                 json_object('n', CAST(x AS TEXT), 'utm_content', 'весна-42', 'appointment_total_cost', '2500'), '[]',
+                 json_object('n', CAST(x AS TEXT), 'client_phone', printf('79%09d', x),
+                     'utm_content', 'весна-42', 'appointment_total_cost', '2500'), '[]',
                  CASE WHEN x % ?7 = 0 THEN 'failed' ELSE 'delivered' END,
                  NULL, NULL, ?3 + x * ?4 / ?5
              FROM n",
@@ -68,6 +69,13 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
                  'GET http://127.0.0.1:9999/postback?token=MASKED&ad_id=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0-42&value=2500',
                  NULL, 15000, 12, 30000, 7200000, received_at
              FROM operations WHERE id > ?1",
+            [first_op],
+        )?;
+        // What the writer indexes for each operation (store/search.rs): its
+        // values, one per line; the seed's phones are already in normal form.
+        tx.execute(
+            "INSERT INTO field_search (rowid, text)
+             SELECT id, (SELECT group_concat(value, char(10)) FROM json_each(fields)) FROM operations WHERE id > ?1",
             [first_op],
         )?;
         tx.execute(
@@ -123,5 +131,14 @@ mod tests {
         assert_eq!(op.deliveries[0].attempts[0].http_status, Some(400));
         assert!((1_000..=2_000).contains(&op.summary.received_at));
         assert_eq!(op.request.query, b"a=1");
+        let found = reader
+            .history(&HistoryFilter {
+                search: Some(op.fields["client_phone"].clone()),
+                limit: 10,
+                ..HistoryFilter::default()
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1, "the seed is searchable");
+        assert_eq!(found[0].id, op.summary.id);
     }
 }
