@@ -951,7 +951,13 @@ fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<Vec<(&'stat
     let stored_phone = field("client_phone")?;
     // `79123456789` as a person types it: `8 (912) 345-67-89`.
     let digits = stored_phone.get(1..).ok_or("a short phone")?;
-    let phone = format!("8 ({}) {}-{}-{}", &digits[0..3], &digits[3..6], &digits[6..8], &digits[8..10]);
+    let phone = format!(
+        "8 ({}) {}-{}-{}",
+        &digits[0..3],
+        &digits[3..6],
+        &digits[6..8],
+        &digits[8..10]
+    );
     let searched_phone = format!(
         "/operations?q={}",
         url::form_urlencoded::byte_serialize(phone.as_bytes()).collect::<String>()
@@ -960,13 +966,23 @@ fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<Vec<(&'stat
         ("overview `/`", "/".into()),
         ("operations, newest 50", "/operations".into()),
         ("operations, failed", "/operations?status=failed".into()),
-        ("operations, last 7 days of `bench`", "/operations?processing=bench&since=7d".into()),
+        (
+            "operations, last 7 days of `bench`",
+            "/operations?processing=bench&since=7d".into(),
+        ),
         ("operation page", format!("/operations/{middle}")),
         ("fields page", "/fields/bench".into()),
         ("search: an appointment id (one match)", format!("/operations?q={n}")),
         ("search: a phone typed another way (one match)", searched_phone),
-        ("search: a value every operation has", "/operations?q=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0".into()),
+        (
+            "search: a value every operation has",
+            "/operations?q=%D0%B2%D0%B5%D1%81%D0%BD%D0%B0".into(),
+        ),
         ("search: a value none has", "/operations?q=nothing-has-this".into()),
+        (
+            "search: a word's start every operation has (`весн*`)",
+            "/operations?q=%D0%B2%D0%B5%D1%81%D0%BD*".into(),
+        ),
     ];
     let get = |path: &str| -> Result<u64, String> {
         let started = Instant::now();
@@ -975,7 +991,10 @@ fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<Vec<(&'stat
             .header("Cookie", &cookie)
             .call()
             .map_err(|e| format!("{path}: {e}"))?;
-        let body = response.body_mut().read_to_string().map_err(|e| format!("{path}: {e}"))?;
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("{path}: {e}"))?;
         let took = started.elapsed().as_micros() as u64;
         if response.status() != 200 {
             return Err(format!("{path}: {} {body}", response.status()));

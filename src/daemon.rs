@@ -65,9 +65,11 @@ pub async fn run(
     };
     let path = config.storage.path.clone();
     // Opening SQLite blocks: off the async workers, like every database call.
-    let (writer, writer_thread, reader) = tokio::task::spawn_blocking(move || {
+    // The console reads on its own connection, so a long search there
+    // never holds up /healthz or /metrics.
+    let (writer, writer_thread, reader, console_reader) = tokio::task::spawn_blocking(move || {
         let (writer, thread) = store::spawn_writer(&path, hooks)?;
-        Ok::<_, store::StoreError>((writer, thread, Reader::open(&path)?))
+        Ok::<_, store::StoreError>((writer, thread, Reader::open(&path)?, Reader::open(&path)?))
     })
     .await?
     .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
@@ -122,13 +124,12 @@ pub async fn run(
         }
     };
     let shared = Arc::new(Shared::new(Arc::clone(&config), writer.clone(), Arc::clone(&metrics)));
-    let reader = Arc::new(Mutex::new(reader));
     let admin_state = Arc::new(Admin {
         writer,
-        reader: Arc::clone(&reader),
+        reader: Arc::new(Mutex::new(reader)),
         metrics,
         token: config.server.admin_token.clone(),
-        console: Arc::new(Console::new(Arc::clone(&shared), reader)),
+        console: Arc::new(Console::new(Arc::clone(&shared), Arc::new(Mutex::new(console_reader)))),
     });
     let admin_server = tokio::spawn(admin::serve(admin, admin_state, stopped()));
     let reloads = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&shared)));

@@ -618,16 +618,13 @@ async fn operations(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Re
     let filter = filter_of(|key| cx.param(key));
     let mut listing = Listing {
         filter: &filter,
-        processings: match cx.visible(&signed.role) {
-            None => cx.config.processings.iter().map(|p| p.name.as_str()).collect(),
-            Some(_) => cx
-                .config
-                .processings
-                .iter()
-                .filter(|p| cx.may_see(&signed.role, &p.name))
-                .map(|p| p.name.as_str())
-                .collect(),
-        },
+        processings: cx
+            .config
+            .processings
+            .iter()
+            .filter(|p| cx.may_see(&signed.role, &p.name))
+            .map(|p| p.name.as_str())
+            .collect(),
         rows: Vec::new(),
         next: None,
         first_page: cx.param("before").is_none(),
@@ -647,6 +644,8 @@ async fn operations(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Re
     store_filter.before = cx.param("before").and_then(|b| b.parse().ok());
     let live = cx.param("fragment") == Some("rows");
     if live {
+        // The rows newer than the newest shown. A burst of more than a page
+        // between two polls shows its newest page; a reload shows the rest.
         let after: i64 = cx.param("after").and_then(|a| a.parse().ok()).unwrap_or(i64::MAX);
         store_filter.ids = vec![(after.saturating_add(1), i64::MAX)];
     }

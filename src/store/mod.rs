@@ -240,7 +240,9 @@ mod tests {
         assert_eq!(found("89991234567", None, None), [ids[1], ids[0]], "newest first");
         assert_eq!(found("89991234567", None, Some(ids[1])), [ids[0]], "the next page");
         assert_eq!(found("+7 999 123 45 67", Some(&["salon-a"]), None), [ids[0]]);
-        assert_eq!(found("иван", None, None), [ids[0]], "a word's start, any case");
+        assert_eq!(found("иванова", None, None), [ids[0]], "a whole word, any case");
+        assert!(found("иван", None, None).is_empty(), "not a word's start unless asked");
+        assert_eq!(found("иван*", None, None), [ids[0]], "a word's start when asked");
         assert_eq!(found("a-77", None, None), [ids[2]]);
         assert!(found("\"", None, None).is_empty(), "no word: nothing, not an error");
         assert!(found("NEAR(a b)", None, None).is_empty(), "query syntax is just text");

@@ -87,9 +87,12 @@ impl Reader {
             .conn
             .prepare_cached(
                 // With one max() in a group, SQLite takes the bare
-                // last_error from the row that has it: the newest.
+                // last_error from the row that has it: the newest. CROSS
+                // JOIN keeps the waiting deliveries (a partial index) as
+                // the outer loop; SQLite would otherwise walk every
+                // operation of the processing to find the few waiting.
                 "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id)
-                 FROM deliveries d JOIN operations o ON o.id = d.operation_id
+                 FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action",
             )?
