@@ -66,9 +66,157 @@ pub fn parse_since(text: &str, now_ms: i64, tz: &TimeZone) -> Result<i64, String
     }
 }
 
+/// Day names as `active_days` takes them, Monday first.
+pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// Longest span [`ActiveTime::between`] walks day by day; past it the span
+/// counts as at least this long, which every `silence` is shorter than.
+const MAX_DAYS_WALKED: i64 = 400;
+
+/// Hours of the day and days of the week when something is expected, in a
+/// time zone (a salon's opening hours): what a silence is measured in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTime {
+    /// Minutes after local midnight: from `start` (inclusive) to `end` (exclusive).
+    pub start: u16,
+    pub end: u16,
+    /// Monday first.
+    pub days: [bool; 7],
+}
+
+impl ActiveTime {
+    /// Every minute of every day.
+    pub fn always() -> ActiveTime {
+        ActiveTime {
+            start: 0,
+            end: 24 * 60,
+            days: [true; 7],
+        }
+    }
+
+    /// Reads `"09:00-21:00"` (`24:00` ends at midnight; a window across
+    /// midnight is refused).
+    pub fn parse_hours(text: &str) -> Result<(u16, u16), String> {
+        let minute = |part: &str| -> Option<u16> {
+            let (h, m) = part.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        };
+        let parsed = text.split_once('-').and_then(|(a, b)| Some((minute(a)?, minute(b)?)));
+        match parsed {
+            Some((start, end)) if start < end => Ok((start, end)),
+            Some(_) => Err(format!(
+                "`{text}`: the start must be before the end (a window across midnight is not supported)"
+            )),
+            None => Err(format!("`{text}` is not HH:MM-HH:MM, e.g. \"09:00-21:00\"")),
+        }
+    }
+
+    /// How much of the time from `from` to `to` (ms since the epoch) is
+    /// active in `tz`, in milliseconds.
+    pub fn between(&self, from: i64, to: i64, tz: &TimeZone) -> i64 {
+        if to <= from {
+            return 0;
+        }
+        let (Ok(first), Ok(last)) = (Timestamp::from_millisecond(from), Timestamp::from_millisecond(to)) else {
+            return 0;
+        };
+        let mut day = first.to_zoned_datetime(tz.clone()).date();
+        let last_day = last.to_zoned_datetime(tz.clone()).date();
+        let mut total = 0;
+        for _ in 0..MAX_DAYS_WALKED {
+            if day > last_day {
+                return total;
+            }
+            let weekday = day.weekday().to_monday_zero_offset() as usize;
+            if self.days[weekday] {
+                let at = |minute: u16| {
+                    let midnight = day.to_datetime(jiff::civil::Time::midnight());
+                    (midnight + jiff::Span::new().minutes(i64::from(minute)))
+                        .to_zoned_datetime(tz.clone())
+                        .map(|z| z.timestamp().as_millisecond())
+                };
+                if let (Ok(open), Ok(close)) = (at(self.start), at(self.end)) {
+                    total += (close.min(to) - open.max(from)).max(0);
+                }
+            }
+            match day.tomorrow() {
+                Ok(next) => day = next,
+                Err(_) => return total,
+            }
+        }
+        i64::MAX
+    }
+
+    /// `09:00-21:00 mon-fri` style, for messages.
+    pub fn describe(&self) -> String {
+        let hours = format!(
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        );
+        if self.days == [true; 7] {
+            return hours;
+        }
+        let days: Vec<&str> = DAY_NAMES
+            .iter()
+            .zip(self.days)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect();
+        format!("{hours} {}", days.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the active hours of active days count, in the zone's local time.
+    #[test]
+    fn active_time_counts_opening_hours_only() {
+        let tz = moscow();
+        let (start, end) = ActiveTime::parse_hours("09:00-21:00").unwrap();
+        let weekdays = ActiveTime {
+            start,
+            end,
+            days: [true, true, true, true, true, false, false],
+        };
+        let at = |text: &str| parse_since(text, 0, &tz).unwrap();
+        const HOUR: i64 = 3_600_000;
+        // Friday 2026-11-27 20:00 to Monday 11:00: 1 h on Friday, 2 h on Monday.
+        assert_eq!(
+            weekdays.between(at("2026-11-27 20:00"), at("2026-11-30 11:00"), &tz),
+            3 * HOUR
+        );
+        assert_eq!(
+            weekdays.between(at("2026-11-28 10:00"), at("2026-11-29 23:00"), &tz),
+            0,
+            "a weekend"
+        );
+        assert_eq!(
+            ActiveTime::always().between(at("2026-11-25"), at("2026-11-26"), &tz),
+            24 * HOUR
+        );
+        assert_eq!(weekdays.between(at("2026-11-26"), at("2026-11-25"), &tz), 0);
+        assert_eq!(weekdays.describe(), "09:00-21:00 mon,tue,wed,thu,fri");
+        // The README's example: Monday to Saturday, last event Saturday 20:00.
+        let but_sunday = ActiveTime {
+            days: [true, true, true, true, true, true, false],
+            ..weekdays.clone()
+        };
+        assert_eq!(
+            but_sunday.between(at("2026-11-28 20:00"), at("2026-11-30 11:00"), &tz),
+            3 * HOUR
+        );
+        assert_eq!(ActiveTime::parse_hours("00:00-24:00"), Ok((0, 1440)));
+        assert!(ActiveTime::parse_hours("21:00-09:00")
+            .unwrap_err()
+            .contains("across midnight"));
+        assert!(ActiveTime::parse_hours("9-21").is_err());
+        assert!(ActiveTime::parse_hours("09:60-21:00").is_err());
+    }
 
     fn moscow() -> TimeZone {
         time_zone(DEFAULT_TIME_ZONE).unwrap()

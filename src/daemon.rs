@@ -83,11 +83,16 @@ pub async fn run(
         Arc::clone(&metrics),
     )
     .context("starting the delivery workers")?;
+    let shared = Arc::new(Shared::new(Arc::clone(&config), writer.clone(), Arc::clone(&metrics)));
     let notifier = match &config.notify {
         Some(notify) => Some(
             notify::start(
                 notify.clone(),
                 config.server.time_zone.clone(),
+                Box::new({
+                    let shared = Arc::clone(&shared);
+                    move || shared.config()
+                }),
                 config.storage.path.clone(),
                 writer.clone(),
                 alarms,
@@ -123,7 +128,6 @@ pub async fn run(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }
     };
-    let shared = Arc::new(Shared::new(Arc::clone(&config), writer.clone(), Arc::clone(&metrics)));
     let admin_state = Arc::new(Admin {
         writer,
         reader: Arc::new(Mutex::new(reader)),

@@ -196,6 +196,17 @@ pub struct Processing {
     /// Sender addresses accepted (this processing's `allow_from`, else the
     /// server's); empty: any.
     pub allow_from: Vec<ipnet::IpNet>,
+    /// Alert when no event came for this long in active time.
+    pub silence: Option<Silence>,
+}
+
+/// A processing's silence alert: `silence`, `active_hours`, `active_days`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    /// Active time without an event before the alert.
+    pub after: Duration,
+    /// When events are expected, in `server.time_zone`.
+    pub active: crate::clock::ActiveTime,
 }
 
 /// What the sender of a webhook gets back once the event is stored.
@@ -459,6 +470,43 @@ mod tests {
     }
 
     /// A reload cannot apply what is read once at start; each such key is named.
+    #[test]
+    fn silences_are_checked() {
+        let text = |notify: &str, keys: &str| {
+            format!(
+                "{notify}[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n{keys}\n\
+                 [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+            )
+        };
+        let notify = "[notify]\nemail_to = [\"a@example.ru\"]\nemail_from = \"b@example.ru\"\nsendmail = \"/usr/sbin/sendmail\"\n";
+        let parse = |t: &str| Config::parse(t, Path::new("/c.toml"));
+        let config = parse(&text(
+            notify,
+            "silence = \"3h\"\nactive_hours = \"09:00-21:00\"\nactive_days = [\"mon\", \"Fri\"]",
+        ))
+        .unwrap();
+        let silence = config.processings[0].silence.as_ref().unwrap();
+        assert_eq!(silence.after, Duration::from_secs(3 * 3600));
+        assert_eq!(silence.active.describe(), "09:00-21:00 mon,fri");
+        for (notify, keys, expected) in [
+            ("", "silence = \"3h\"", "[notify], which is not configured"),
+            (notify, "active_hours = \"09:00-21:00\"", "`silence`, which is not set"),
+            (
+                notify,
+                "silence = \"3h\"\nactive_days = [\"someday\"]",
+                "`someday` is not one of mon",
+            ),
+            (
+                notify,
+                "silence = \"3h\"\nactive_hours = \"22:00-06:00\"",
+                "across midnight",
+            ),
+        ] {
+            let err = parse(&text(notify, keys)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{keys}: {err}");
+        }
+    }
+
     #[test]
     fn console_viewers_are_checked() {
         let text = |viewer: &str| {

@@ -167,6 +167,9 @@ struct RawProcessing {
     #[serde(default)]
     action: Vec<RawAction>,
     allow_from: Option<Vec<String>>,
+    silence: Option<Dur>,
+    active_hours: Option<String>,
+    active_days: Option<Vec<String>>,
 }
 
 fn enabled_by_default() -> bool {

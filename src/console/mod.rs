@@ -235,11 +235,9 @@ async fn read<T: Send + 'static>(
     }
 }
 
-/// Answers one console request.
-pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
-    let config = console.shared.config();
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_string();
+/// What every page needs from the request and the live config.
+fn context(config: Arc<Config>, parts: &hyper::http::request::Parts, remote: SocketAddr) -> Context {
+    let path = parts.uri.path();
     let mut query: Vec<(String, String)> = parts
         .uri
         .query()
@@ -255,7 +253,6 @@ pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<
         .unwrap_or_else(|| {
             Lang::from_accept_language(parts.headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
         });
-    let client = client_of(remote, &parts.headers, &config.server.trusted_proxies);
     let from_proxy = config
         .server
         .trusted_proxies
@@ -266,26 +263,31 @@ pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<
             .headers
             .get("x-forwarded-proto")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let here = {
-        let rest = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(query.iter().filter(|(k, _)| k != "fragment"))
-            .finish();
-        if rest.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{rest}")
-        }
+    let rest = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query.iter().filter(|(k, _)| k != "fragment"))
+        .finish();
+    let here = if rest.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{rest}")
     };
-    let cx = Context {
+    Context {
         config,
         lang,
         lang_chosen: chosen.is_some(),
         secure,
         query,
         here,
-    };
-    let method = parts.method.clone();
-    match (&method, path.as_str()) {
+    }
+}
+
+/// Answers one console request.
+pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<Incoming>) -> Reply {
+    let (parts, body) = request.into_parts();
+    let cx = context(console.shared.config(), &parts, remote);
+    let path = parts.uri.path();
+    let method = &parts.method;
+    match (method, path) {
         (&Method::GET, "/static/console.css") => return static_file(CSS, "text/css; charset=utf-8"),
         (&Method::GET, "/static/console.js") => return static_file(JS, "text/javascript; charset=utf-8"),
         (&Method::GET, "/login") => {
@@ -295,46 +297,23 @@ pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<
             )
         }
         (&Method::POST, "/login") => {
-            let form = match read_form(body).await {
-                Ok(form) => form,
-                Err(reply) => return reply,
-            };
-            let token = form.get("token").map_or("", String::as_str);
-            return match console.sessions.sign_in(&cx.config, client.ip, token, Instant::now()) {
-                Ok(id) => redirect("/", Some(session_cookie(&id, &cx))),
-                Err(refused) => {
-                    log::warn!("console: sign-in refused for {}", client.shown);
-                    let (status, text, wait) = match refused {
-                        Refused::WrongToken => (StatusCode::UNAUTHORIZED, cx.t().wrong_token.to_string(), None),
-                        Refused::TooMany(wait) => (
-                            StatusCode::TOO_MANY_REQUESTS,
-                            fill(cx.t().too_many, wait.as_secs().div_ceil(60)),
-                            Some(wait),
-                        ),
-                    };
-                    let mut reply = cx.page(
-                        status,
-                        pages::sign_in(&cx.frame(None), Some(&text), cx.config.server.admin_token.is_some()),
-                    );
-                    if let Some(value) = wait.and_then(|w| HeaderValue::from_str(&w.as_secs().max(1).to_string()).ok())
-                    {
-                        reply.headers_mut().insert(RETRY_AFTER, value);
-                    }
-                    reply
-                }
+            let client = client_of(remote, &parts.headers, &cx.config.server.trusted_proxies);
+            return match read_form(body).await {
+                Ok(form) => sign_in(&console, &cx, &client, form.get("token").map_or("", String::as_str)),
+                Err(reply) => reply,
             };
         }
         _ => {}
     }
     let session_id = cookie(&parts.headers, SESSION_COOKIE).unwrap_or("").to_string();
     let Some(signed) = console.sessions.get(&cx.config, &session_id, Instant::now()) else {
-        return if method == Method::GET {
+        return if *method == Method::GET {
             redirect("/login", None)
         } else {
             cx.message(StatusCode::FORBIDDEN, None, cx.t().stale_form)
         };
     };
-    if method == Method::POST {
+    if *method == Method::POST {
         let form = match read_form(body).await {
             Ok(form) => form,
             Err(reply) => return reply,
@@ -342,12 +321,37 @@ pub async fn handle(console: Arc<Console>, remote: SocketAddr, request: Request<
         if !auth::csrf_matches(&signed, form.get("csrf").map_or("", String::as_str)) {
             return cx.message(StatusCode::FORBIDDEN, Some(&signed), cx.t().stale_form);
         }
-        return post(&console, &cx, &signed, &path, &session_id, &form).await;
+        return post(&console, &cx, &signed, path, &session_id, &form).await;
     }
-    if method != Method::GET {
+    if *method != Method::GET {
         return cx.message(StatusCode::METHOD_NOT_ALLOWED, Some(&signed), cx.t().not_found);
     }
-    get(&console, &cx, &signed, &path).await
+    get(&console, &cx, &signed, path).await
+}
+
+/// A sign-in: a session and the overview, or the form again with the reason.
+fn sign_in(console: &Console, cx: &Context, client: &crate::ingest::sender::Client, token: &str) -> Reply {
+    let refused = match console.sessions.sign_in(&cx.config, client.ip, token, Instant::now()) {
+        Ok(id) => return redirect("/", Some(session_cookie(&id, cx))),
+        Err(refused) => refused,
+    };
+    log::warn!("console: sign-in refused for {}", client.shown);
+    let (status, text, wait) = match refused {
+        Refused::WrongToken => (StatusCode::UNAUTHORIZED, cx.t().wrong_token.to_string(), None),
+        Refused::TooMany(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            fill(cx.t().too_many, wait.as_secs().div_ceil(60)),
+            Some(wait),
+        ),
+    };
+    let mut reply = cx.page(
+        status,
+        pages::sign_in(&cx.frame(None), Some(&text), cx.config.server.admin_token.is_some()),
+    );
+    if let Some(value) = wait.and_then(|w| HeaderValue::from_str(&w.as_secs().max(1).to_string()).ok()) {
+        reply.headers_mut().insert(RETRY_AFTER, value);
+    }
+    reply
 }
 
 fn session_cookie(id: &str, cx: &Context) -> String {

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::clock::now_ms;
-use crate::config::Notify;
+use crate::clock::{self, now_ms};
+use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
 use crate::model::{all_skipped_notice, Channel, ALL_SKIPPED};
 use crate::store::{AllSkipped, Notification, Reader, Writer};
@@ -117,6 +117,7 @@ pub fn agent() -> ureq::Agent {
 pub fn start(
     notify: Notify,
     time_zone: jiff::tz::TimeZone,
+    config: LiveConfig,
     database: PathBuf,
     writer: Writer,
     alarms: Receiver<String>,
@@ -124,6 +125,7 @@ pub fn start(
 ) -> std::io::Result<Notifier> {
     let (stop, stopped) = mpsc::channel();
     let state = State {
+        config,
         channels: channels(&notify),
         notify,
         database,
@@ -143,7 +145,11 @@ pub fn start(
     Ok(Notifier { stop, handle })
 }
 
+/// The config as it is now (reloads change the processings' silences).
+pub type LiveConfig = Box<dyn Fn() -> Arc<Config> + Send>;
+
 struct State {
+    config: LiveConfig,
     notify: Notify,
     channels: Vec<Channel>,
     database: PathBuf,
@@ -181,6 +187,9 @@ impl State {
             }
             if let Some(r) = &reader {
                 self.watch_all_skipped(r);
+                if let Err(err) = self.watch_silences(r) {
+                    log::error!("notifications: cannot watch for silent processings: {err}");
+                }
             }
             if now_ms() < self.next_try {
                 continue;
@@ -226,6 +235,61 @@ impl State {
             }
             Err(err) => log::error!("notifications: cannot look for processings that skip everything: {err}"),
         }
+    }
+
+    /// Each tick: a processing with `silence` that received nothing for
+    /// that long in its active hours is announced once; the first event
+    /// after an announced silence is announced too. The marks live in the
+    /// database, so a restart neither repeats nor forgets them.
+    fn watch_silences(&mut self, reader: &Reader) -> Result<(), crate::store::StoreError> {
+        let config = (self.config)();
+        let marks = reader.silences()?;
+        let now = now_ms();
+        for mark in &marks {
+            let Some((id, at)) = reader.last_event(&mark.processing)? else {
+                continue;
+            };
+            if id > mark.last_operation {
+                let text = format!(
+                    "events are back: operation {id} at {}, the first since operation {} at {}",
+                    clock::local(at, &self.time_zone),
+                    mark.last_operation,
+                    clock::local(mark.last_event_at, &self.time_zone)
+                );
+                if self.writer.silence_ends(mark.processing.clone(), id, text)? {
+                    log::info!("processing `{}`: events are back (operation {id})", mark.processing);
+                }
+            }
+        }
+        for processing in &config.processings {
+            let Some(silence) = &processing.silence else { continue };
+            if marks.iter().any(|m| m.processing == processing.name) {
+                continue;
+            }
+            // Nothing received yet: no silence to speak of until the first event.
+            let Some((id, at)) = reader.last_event(&processing.name)? else {
+                continue;
+            };
+            if silence.active.between(at, now, &self.time_zone) < silence.after.as_millis() as i64 {
+                continue;
+            }
+            let text = format!(
+                "no events for {} within active hours ({}, {}); the last was operation {id} at {}. \
+                 Has the webhook address in the sender changed, or has it stopped sending?",
+                humantime::format_duration(silence.after),
+                silence.active.describe(),
+                self.time_zone.iana_name().unwrap_or("UTC"),
+                clock::local(at, &self.time_zone)
+            );
+            if self.writer.silence_begins(processing.name.clone(), (id, at), text)? {
+                log::warn!(
+                    "processing `{}`: silent for {} of active time since operation {id}",
+                    processing.name,
+                    humantime::format_duration(silence.after)
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Sends a digest if one is due and there is something to say.

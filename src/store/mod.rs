@@ -28,7 +28,7 @@ use crate::model::Channel;
 pub use backup::{backup, BackupReport};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{check_folder, lock_daemon, DaemonLock};
-pub use overview::{ActionQueue, Overview, RecentWarning};
+pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
     Reader,
@@ -476,7 +476,7 @@ mod tests {
         conn.execute_batch(
             "DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
              DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
-             DROP TRIGGER field_search_delete; DROP TABLE status_hours; DROP TABLE field_search;
+             DROP TRIGGER field_search_delete; DROP TABLE status_hours; DROP TABLE field_search; DROP TABLE silences;
              PRAGMA user_version = 2;",
         )
         .unwrap();

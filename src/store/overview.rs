@@ -36,6 +36,16 @@ pub struct ActionQueue {
     pub last_error: Option<String>,
 }
 
+/// A processing's announced silence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceMark {
+    pub processing: String,
+    /// The last event before it: operation id and when it was received.
+    pub last_operation: i64,
+    pub last_event_at: i64,
+    pub alerted_at: i64,
+}
+
 /// A warning notice as notified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecentWarning {
@@ -45,14 +55,35 @@ pub struct RecentWarning {
 }
 
 impl Reader {
-    /// `processing`'s overview as of `now`, with at most `warnings` warnings.
-    pub fn overview(&self, processing: &str, now: i64, warnings: usize) -> Result<Overview, StoreError> {
-        let last = self
+    /// `processing`'s newest operation: its id and when it was received.
+    pub fn last_event(&self, processing: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(self
             .conn
             .prepare_cached("SELECT id, received_at FROM operations WHERE processing = ?1 ORDER BY id DESC LIMIT 1")?
             .query_map([processing], |row| Ok((row.get(0)?, row.get(1)?)))?
             .next()
-            .transpose()?;
+            .transpose()?)
+    }
+
+    /// Every announced silence that has not ended.
+    pub fn silences(&self) -> Result<Vec<SilenceMark>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT processing, last_operation, last_event_at, alerted_at FROM silences")?
+            .query_map([], |row| {
+                Ok(SilenceMark {
+                    processing: row.get(0)?,
+                    last_operation: row.get(1)?,
+                    last_event_at: row.get(2)?,
+                    alerted_at: row.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// `processing`'s overview as of `now`, with at most `warnings` warnings.
+    pub fn overview(&self, processing: &str, now: i64, warnings: usize) -> Result<Overview, StoreError> {
+        let last = self.last_event(processing)?;
         let this_hour = now.div_euclid(HOUR_MS);
         Ok(Overview {
             last,

@@ -295,6 +295,22 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 7: silence alerts. A row says the processing's silence after
+    //    `last_operation` was announced; it goes when events are back. Kept
+    //    here, so a restart neither repeats the alert nor forgets it.
+    Migration {
+        sql: r#"
+    CREATE TABLE silences (
+        processing     TEXT    PRIMARY KEY,
+        last_operation INTEGER NOT NULL,
+        last_event_at  INTEGER NOT NULL,
+        alerted_at     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

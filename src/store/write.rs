@@ -394,3 +394,43 @@ pub(super) fn refresh_operation_status(conn: &Connection, operation_id: i64, now
     .execute(params![operation_id, status.as_str(), now])?;
     Ok(())
 }
+
+/// Records that `processing` has been silent since `last_operation` and
+/// queues `text`, unless that silence was already announced; whether it was
+/// new.
+pub(super) fn silence_begins(
+    conn: &Connection,
+    processing: &str,
+    (last_operation, last_event_at): (i64, i64),
+    text: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let new = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO silences (processing, last_operation, last_event_at, alerted_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![processing, last_operation, last_event_at, now])?;
+    if new == 1 {
+        queue_notification(conn, NotificationKind::Warning, processing, last_operation, text, now)?;
+    }
+    Ok(new == 1)
+}
+
+/// Ends `processing`'s announced silence, if any, and queues `text` naming
+/// `operation`, the event that ended it; whether there was one.
+pub(super) fn silence_ends(
+    conn: &Connection,
+    processing: &str,
+    operation: i64,
+    text: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let ended = conn
+        .prepare_cached("DELETE FROM silences WHERE processing = ?1")?
+        .execute([processing])?;
+    if ended == 1 {
+        queue_notification(conn, NotificationKind::Warning, processing, operation, text, now)?;
+    }
+    Ok(ended == 1)
+}

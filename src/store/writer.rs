@@ -11,7 +11,10 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::write::{claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, warn_once};
+use super::write::{
+    claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
+    warn_once,
+};
 use super::{open_for_writing, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
 use crate::model::{notice_day, AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome};
@@ -193,6 +196,23 @@ impl Writer {
     ) -> Result<bool, StoreError> {
         self.run_blocking(false, move |conn| {
             warn_once(conn, &processing, kind, notice_day(now), operation_id, &text, now)
+        })
+    }
+
+    /// Announces `processing`'s silence since its `last` event (operation
+    /// id, received at) with `text`, once per silence; whether this call
+    /// announced it. Blocks: plain threads only.
+    pub fn silence_begins(&self, processing: String, last: (i64, i64), text: String) -> Result<bool, StoreError> {
+        self.run_blocking(false, move |conn| {
+            silence_begins(conn, &processing, last, &text, now_ms())
+        })
+    }
+
+    /// Ends `processing`'s announced silence with `text` about `operation`,
+    /// the event that ended it; whether there was one. Blocks: plain threads only.
+    pub fn silence_ends(&self, processing: String, operation: i64, text: String) -> Result<bool, StoreError> {
+        self.run_blocking(false, move |conn| {
+            silence_ends(conn, &processing, operation, &text, now_ms())
         })
     }
 

@@ -170,3 +170,44 @@ fn restart_does_not_resend() {
     );
     assert!(mails[1].contains("Failed deliveries: 1"), "{}", mails[1]);
 }
+
+/// A processing that goes quiet for its `silence` is announced once, not
+/// again after a restart, and its first event after that is announced too.
+#[test]
+fn silence_is_announced_once_and_its_end_too() {
+    let smtp = SmtpServer::start_on(free_port());
+    let receiver = Receiver::start();
+    // The processing's own keys go before its action's table.
+    let salon = processing("salon", &receiver.url("/pb"), "").replacen(
+        "\n\n[[processing.action]]",
+        "\nsilence = \"2s\"\nactive_hours = \"00:00-24:00\"\n\n[[processing.action]]",
+        1,
+    );
+    let mut relay = Relay::start(&format!("{}{salon}", notify_email(smtp.port, "100ms")));
+    let (_, first, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
+    let first = first.unwrap();
+    let mails = smtp.wait_for(1);
+    assert!(
+        mails[0].contains("no events for 2s") && mails[0].contains(&format!("operation {first}")),
+        "{}",
+        mails[0]
+    );
+    relay.kill9();
+    relay.restart();
+    // An absence can only be watched for: several of the notifier's ticks.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "the silence was not announced again after the restart"
+    );
+
+    let (_, second, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=2")));
+    let second = second.unwrap();
+    let mails = smtp.wait_for(2);
+    assert!(
+        mails[1].contains(&format!("events are back: operation {second}")),
+        "{}",
+        mails[1]
+    );
+}

@@ -137,6 +137,11 @@ impl RawConfig {
             let processing = raw
                 .resolve(&delivery, &server.allow_from)
                 .map_err(|e| format!("processing `{name}`: {e}"))?;
+            if processing.silence.is_some() && notify.is_none() {
+                return Err(format!(
+                    "processing `{name}`: silence: a silence alert is sent through [notify], which is not configured"
+                ));
+            }
             processings.push(processing);
         }
         if processings.is_empty() {
@@ -526,8 +531,40 @@ impl RawProcessing {
                 Some(list) => networks("allow_from", list)?,
                 None => default_allow.to_vec(),
             },
+            silence: silence(self.silence, self.active_hours.as_deref(), self.active_days.as_deref())?,
         })
     }
+}
+
+/// `silence`, with the `active_hours` and `active_days` it is measured in.
+fn silence(after: Option<Dur>, hours: Option<&str>, days: Option<&[String]>) -> Result<Option<Silence>, String> {
+    let Some(after) = after else {
+        if hours.is_some() || days.is_some() {
+            return Err("active_hours and active_days: they only shape `silence`, which is not set".into());
+        }
+        return Ok(None);
+    };
+    if after.0 < Duration::from_secs(1) {
+        return Err("silence: must be at least 1s".into());
+    }
+    let mut active = clock::ActiveTime::always();
+    if let Some(hours) = hours {
+        (active.start, active.end) = clock::ActiveTime::parse_hours(hours).map_err(|e| format!("active_hours: {e}"))?;
+    }
+    if let Some(days) = days {
+        active.days = [false; 7];
+        for day in days {
+            let index = clock::DAY_NAMES
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(day.trim()))
+                .ok_or_else(|| format!("active_days: `{day}` is not one of {}", clock::DAY_NAMES.join(", ")))?;
+            active.days[index] = true;
+        }
+        if days.is_empty() {
+            return Err("active_days: name at least one day".into());
+        }
+    }
+    Ok(Some(Silence { after: after.0, active }))
 }
 
 impl RawAction {
