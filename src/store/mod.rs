@@ -226,6 +226,9 @@ mod tests {
             ],
         );
         let ids: Vec<i64> = ops.iter().map(|o| o.id).collect();
+        // The writer indexes about once a second; a test need not wait.
+        writer.index_search().unwrap();
+        assert_eq!(writer.index_search().unwrap(), 0, "each operation is indexed once");
         let reader = Reader::open(&path).unwrap();
         let found = |search: &str, within: Option<&[&str]>, before: Option<i64>| -> Vec<i64> {
             let filter = HistoryFilter {

@@ -12,7 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The `meta` key holding the newest operation id the search has indexed.
+const META_INDEXED_THROUGH: &str = "search_indexed_through";
 
 /// Digits in a Russian phone number with its country code.
 const PHONE_DIGITS: usize = 11;
@@ -74,7 +77,7 @@ pub(super) fn match_expression(typed: &str) -> Option<String> {
 }
 
 /// Indexes one operation's field values (an operation without fields has no row).
-pub(super) fn index<'a>(conn: &Connection, id: i64, values: impl IntoIterator<Item = &'a str>) -> rusqlite::Result<()> {
+fn index<'a>(conn: &Connection, id: i64, values: impl IntoIterator<Item = &'a str>) -> rusqlite::Result<()> {
     let text = index_text(values);
     if text.is_empty() {
         return Ok(());
@@ -84,19 +87,59 @@ pub(super) fn index<'a>(conn: &Connection, id: i64, values: impl IntoIterator<It
     Ok(())
 }
 
-/// Migration 6: indexes the operations recorded before it.
-pub(super) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
-    let mut read = conn.prepare("SELECT id, fields FROM operations WHERE fields != '{}'")?;
-    let mut rows = read.query([])?;
+/// Indexes up to `limit` operations past the last one indexed, oldest
+/// first, and moves the mark past them; how many it indexed.
+///
+/// The writer calls it ten times a second, in the transaction of whatever
+/// batch it is committing, rather than indexing each operation as it is
+/// stored: FTS5 writes a new segment per transaction, and one per group
+/// commit cost a quarter of the acknowledgement rate (BENCHMARKS.md). An
+/// operation is therefore searchable a moment after it is stored.
+pub(super) fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result<usize> {
+    let through: i64 = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([META_INDEXED_THROUGH], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut read = conn.prepare_cached("SELECT id, fields FROM operations WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let mut rows = read.query(params![through, limit as i64])?;
+    let mut last = through;
+    let mut indexed = 0;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         let text: String = row.get(1)?;
-        // A row the migration cannot read is left out of the search, not
-        // a reason to refuse the upgrade.
+        // A row that cannot be read is left out of the search, not a
+        // reason to stop indexing the others.
         if let Ok(fields) = serde_json::from_str::<BTreeMap<String, String>>(&text) {
             index(conn, id, fields.values().map(String::as_str))?;
         }
+        last = id;
+        indexed += 1;
     }
+    if last > through {
+        conn.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![META_INDEXED_THROUGH, last])?;
+    }
+    Ok(indexed)
+}
+
+/// Migration 6: indexes the operations recorded before it.
+pub(super) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
+    while index_pending(conn, 10_000)? > 0 {}
+    Ok(())
+}
+
+/// Marks every operation so far as indexed (the benchmark's seed indexes
+/// its own in bulk).
+#[cfg(feature = "bench")]
+pub(super) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) SELECT ?1, COALESCE(MAX(id), 0) FROM operations WHERE true
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [META_INDEXED_THROUGH],
+    )?;
     Ok(())
 }
 

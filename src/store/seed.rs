@@ -85,6 +85,7 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
              FROM deliveries WHERE id > ?1",
             [first_delivery],
         )?;
+        super::search::mark_all_indexed(&tx)?;
         tx.commit()?;
         done += count;
     }

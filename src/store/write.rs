@@ -56,7 +56,6 @@ pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, S
         dedupe_key,
     ])?;
     let id = conn.last_insert_rowid();
-    super::search::index(conn, id, op.fields.iter().map(|(_, v)| v.as_str()))?;
     if status == OpStatus::Queued {
         for (position, delivery) in op.deliveries.iter().enumerate() {
             insert_delivery(conn, id, position as i64, delivery, op.received_at)?;

@@ -84,7 +84,15 @@ fn admin_signs_in_searches_reads_and_replays() {
     );
     browser.screenshot("overview-ru");
 
-    // A phone typed another way finds the operation; the hostile field is text.
+    // A phone typed another way finds the operation (once the writer has
+    // indexed it, within about a second); the hostile field is text.
+    assert!(
+        wait_until(|| {
+            browser.goto("/operations?q=79991234567");
+            browser.count("#rows tr") == 1
+        }),
+        "indexed for the search"
+    );
     browser.goto("/operations");
     browser.fill("input[name=q]", "+7 999 123 45 67");
     browser.click("form.filter button");
