@@ -16,6 +16,10 @@
 //!   on a database seeded with `--history N` operations (default 10 000 000);
 //! - **the web console** on that database: each page, and field-value
 //!   searches, timed as whole requests;
+//! - **export and online backup**: `--archive N` (default 1 000 000)
+//!   operations exported as JSON lines (peak RSS, beside an export of 1 %
+//!   of them), then backed up with `hookrelay backup` while 32 connections
+//!   send webhooks (the acknowledgement latencies meanwhile);
 //! - **pruning under load**: a daemon started on `--prune N` operations past
 //!   `keep_days` (default 1 000 000) prunes them while taking webhooks at 32
 //!   connections: the acknowledgement latencies meanwhile.
@@ -54,6 +58,8 @@ struct Opts {
     backlog: usize,
     history: u64,
     prune: u64,
+    /// Operations seeded for the export and online-backup runs.
+    archive: u64,
 }
 
 impl Opts {
@@ -77,6 +83,7 @@ fn opts() -> Result<Opts, String> {
         backlog: if smoke { 200 } else { 100_000 },
         history: if smoke { 2_000 } else { 10_000_000 },
         prune: if smoke { 1_000 } else { 1_000_000 },
+        archive: if smoke { 1_000 } else { 1_000_000 },
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -94,6 +101,7 @@ fn opts() -> Result<Opts, String> {
             "--backlog" => opts.backlog = value()?.parse().map_err(|e| format!("--backlog: {e}"))?,
             "--history" => opts.history = value()?.parse().map_err(|e| format!("--history: {e}"))?,
             "--prune" => opts.prune = value()?.parse().map_err(|e| format!("--prune: {e}"))?,
+            "--archive" => opts.archive = value()?.parse().map_err(|e| format!("--archive: {e}"))?,
             "--bench" => {}
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
             _ => {} // test-harness filters when run by `cargo test`
@@ -632,6 +640,10 @@ async fn run(opts: Opts) -> Result<u64, String> {
         0 => None,
         n => Some(prune_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
     };
+    let archive = match opts.archive {
+        0 => None,
+        n => Some(archive_phase(dir.path(), n, &opts, &counter).await?),
+    };
     // Last: writing gigabytes disturbs what runs after it.
     let history = match opts.history {
         0 => None,
@@ -643,6 +655,9 @@ async fn run(opts: Opts) -> Result<u64, String> {
     };
     if let Some(p) = &pruning {
         failed += p.stats.failed;
+    }
+    if let Some(a) = &archive {
+        failed += a.during_backup.failed;
     }
 
     // The table.
@@ -736,12 +751,40 @@ async fn run(opts: Opts) -> Result<u64, String> {
             p.worst_at.unwrap_or_default().as_secs_f64()
         );
     }
+    if let Some(a) = &archive {
+        let l = &a.during_backup.latencies;
+        println!(
+            "export: {} operations as JSON lines ({:.0} MB) in {:.1} s, peak RSS {:.1} MB; {} operations: peak RSS {:.1} MB",
+            a.exported,
+            a.export_bytes as f64 / 1e6,
+            a.export_took.as_secs_f64(),
+            a.export_peak_kb as f64 / 1024.0,
+            a.small_exported,
+            a.small_peak_kb as f64 / 1024.0
+        );
+        println!(
+            "backup: {:.0} MB copied in {:.1} s while 32 connections sent webhooks: {} at {:.0}/s, \
+             ack p50 {} ms, p99 {} ms, max {} ms",
+            a.backup_bytes as f64 / 1e6,
+            a.backup_took.as_secs_f64(),
+            a.during_backup.ok,
+            a.during_backup.rate(),
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.99)),
+            ms(l.last().copied().unwrap_or(0))
+        );
+    }
     failed += rows.iter().map(|r| r.stats.failed).sum::<u64>();
     // One line a test runner reads: each measured run, and the backlog, passed or failed.
     let failed_runs = rows.iter().filter(|r| r.stats.failed > 0).count()
         + usize::from(stored.failed > 0)
-        + usize::from(pruning.as_ref().is_some_and(|p| p.stats.failed > 0));
-    let runs = rows.len() + 1 + usize::from(history.is_some()) + usize::from(pruning.is_some());
+        + usize::from(pruning.as_ref().is_some_and(|p| p.stats.failed > 0))
+        + usize::from(archive.as_ref().is_some_and(|a| a.during_backup.failed > 0));
+    let runs = rows.len()
+        + 1
+        + usize::from(history.is_some())
+        + usize::from(pruning.is_some())
+        + usize::from(archive.is_some());
     println!("load: {} passed, {failed_runs} failed", runs - failed_runs);
     Ok(failed)
 }
@@ -1016,6 +1059,146 @@ fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<Vec<(&'stat
         ));
     }
     Ok(timings)
+}
+
+/// The export and online-backup runs.
+struct Archive {
+    exported: u64,
+    export_bytes: u64,
+    export_took: Duration,
+    export_peak_kb: u64,
+    small_exported: u64,
+    small_peak_kb: u64,
+    backup_bytes: u64,
+    backup_took: Duration,
+    during_backup: Stats,
+}
+
+/// Runs `hookrelay` with `args`, counting (and dropping) what it prints
+/// and sampling its peak RSS: lines printed, bytes, time, peak RSS in kB.
+fn measured_command(config: &Path, args: &[&str]) -> Result<(u64, u64, Duration, u64), String> {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let counting = std::thread::spawn(move || {
+        let (mut lines, mut bytes) = (0u64, 0u64);
+        let mut buffer = vec![0u8; 1 << 16];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            lines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        (lines, bytes)
+    });
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        // VmHWM is the peak so far; the last read before the exit is the run's.
+        if let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        }) {
+            peak = peak.max(kb);
+        }
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (lines, bytes) = counting.join().map_err(|_| "the counting thread panicked")?;
+    Ok((lines, bytes, started.elapsed(), peak))
+}
+
+/// Seeds `operations` over the last 30 days; exports them all, and about
+/// 1 % of them, measuring the export's peak RSS; then starts the daemon on
+/// them and takes an online backup while 32 connections send webhooks.
+async fn archive_phase(dir: &Path, operations: u64, opts: &Opts, counter: &Arc<AtomicU64>) -> Result<Archive, String> {
+    let dir = dir.join("archive");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = relay_config(&dir, free_addr(), true);
+    let now = now_ms();
+    let plan = hookrelay::store::seed::Seed {
+        operations,
+        oldest: now - 30 * DAY_MS,
+        newest: now,
+        failed_every: 100,
+        query: QUERY.to_string(),
+    };
+    tokio::task::block_in_place(|| hookrelay::store::seed::seed(&dir.join("bench.db"), &plan))
+        .map_err(|e| format!("seeding: {e}"))?;
+    let (exported, export_bytes, export_took, export_peak_kb) =
+        tokio::task::block_in_place(|| measured_command(&config, &["export", "--since", "31d", "--format", "jsonl"]))?;
+    // 7.2 hours of 30 days: 1 %.
+    let (small_exported, _, _, small_peak_kb) =
+        tokio::task::block_in_place(|| measured_command(&config, &["export", "--since", "432m"]))?;
+    if exported != operations {
+        return Err(format!("export: {exported} lines for {operations} operations"));
+    }
+
+    let relay = tokio::task::block_in_place(|| start_relay(&config))?;
+    let copy = dir.join("backup.db");
+    let backup = {
+        let config = config.clone();
+        let copy = copy.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let out = Command::new(BIN)
+                .arg("-c")
+                .arg(&config)
+                .arg("backup")
+                .arg(&copy)
+                .output();
+            (out, started.elapsed())
+        })
+    };
+    let mut all = Stats::default();
+    let limit = if opts.smoke {
+        Limit::Count(50)
+    } else {
+        Limit::Time(Duration::from_millis(500))
+    };
+    while !backup.is_finished() {
+        let stats = load(
+            relay.addr,
+            &format!("/hook/{TOKEN}?{QUERY}&n="),
+            32,
+            limit,
+            Arc::clone(counter),
+        )
+        .await;
+        all.ok += stats.ok;
+        all.failed += stats.failed;
+        all.elapsed += stats.elapsed;
+        all.latencies.extend(stats.latencies);
+    }
+    all.latencies.sort_unstable();
+    let (out, backup_took) = backup.join().map_err(|_| "the backup thread panicked")?;
+    let out = out.map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("backup failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    drop(relay);
+    Ok(Archive {
+        exported,
+        export_bytes,
+        export_took,
+        export_peak_kb,
+        small_exported,
+        small_peak_kb,
+        backup_bytes: std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0),
+        backup_took,
+        during_backup: all,
+    })
 }
 
 struct Pruning {

@@ -165,6 +165,7 @@ texts!(
     stale_form,
     read_failed,
     since_hint,
+    silent,
 );
 
 static RU: Texts = Texts {
@@ -251,6 +252,7 @@ static RU: Texts = Texts {
     stale_form: "Форма устарела: обновите страницу и повторите.",
     read_failed: "Не удалось прочитать базу: {}",
     since_hint: "24h, 7d или 2026-11-25",
+    silent: "Тишина: событий нет с {} (настройка silence)",
 };
 
 static EN: Texts = Texts {
@@ -337,6 +339,7 @@ static EN: Texts = Texts {
     stale_form: "This form is out of date: reload the page and try again.",
     read_failed: "Cannot read the database: {}",
     since_hint: "24h, 7d or 2026-11-25",
+    silent: "Silent: no events since {} (the silence setting)",
 };
 
 impl Texts {

@@ -573,16 +573,17 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
         .map(|p| (p.name.clone(), p.enabled, cx.config.webhook_url(p)))
         .collect();
     let names: Vec<String> = shown.iter().map(|(name, _, _)| name.clone()).collect();
-    let overviews = read(console, move |reader| {
+    let found = read(console, move |reader| {
         let now = now_ms();
-        names
+        let overviews = names
             .iter()
             .map(|name| reader.overview(name, now, OVERVIEW_WARNINGS))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((overviews, reader.silences()?))
     })
     .await;
-    let overviews = match overviews {
-        Ok(list) => list,
+    let (overviews, silences) = match found {
+        Ok(found) => found,
         Err(err) => return cx.read_failed(signed, err),
     };
     let cards: Vec<Card> = shown
@@ -593,6 +594,7 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
             enabled: *enabled,
             address: address.clone(),
             overview,
+            silent_since: silences.iter().find(|s| &s.processing == name).map(|s| s.last_event_at),
         })
         .collect();
     cx.page(StatusCode::OK, pages::overview(&cx.frame(Some(signed)), &cards))

@@ -125,6 +125,8 @@ pub struct Card<'a> {
     pub enabled: bool,
     pub address: String,
     pub overview: Overview,
+    /// When the last event before an announced silence came.
+    pub silent_since: Option<i64>,
 }
 
 fn status_badge(t: &Texts, status: OpStatus) -> Markup {
@@ -144,6 +146,9 @@ pub fn overview(frame: &Frame, cards: &[Card]) -> Markup {
                     h2 {
                         (card.name) " "
                         @if card.enabled { span.badge.on { (t.enabled) } } @else { span.badge.off { (t.held) } }
+                    }
+                    @if let Some(since) = card.silent_since {
+                        p.problem.silent role="status" { (fill(t.silent, frame.time(since))) }
                     }
                     div.address {
                         span.label { (t.webhook_address) }

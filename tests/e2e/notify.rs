@@ -183,7 +183,12 @@ fn silence_is_announced_once_and_its_end_too() {
         "\nsilence = \"2s\"\nactive_hours = \"00:00-24:00\"\n\n[[processing.action]]",
         1,
     );
-    let mut relay = Relay::start(&format!("{}{salon}", notify_email(smtp.port, "100ms")));
+    let admin = "silence-admin-token-0123456789";
+    let text = crate::support::config_text(&format!("{}{salon}", notify_email(smtp.port, "100ms"))).replace(
+        "max_body_bytes = 1024\n",
+        &format!("max_body_bytes = 1024\nadmin_token = \"{admin}\"\n"),
+    );
+    let mut relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
     let (_, first, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
     let first = first.unwrap();
     let mails = smtp.wait_for(1);
@@ -192,6 +197,9 @@ fn silence_is_announced_once_and_its_end_too() {
         "{}",
         mails[0]
     );
+    let cookie = crate::support::console_session(&relay, admin);
+    let (_, page) = crate::support::console_get(&relay, &cookie, "/");
+    assert!(page.contains("Silent: no events since"), "the console shows it: {page}");
     relay.kill9();
     relay.restart();
     // An absence can only be watched for: several of the notifier's ticks.

@@ -644,3 +644,34 @@ fn parse_exposition(text: &str, module: &str) -> Vec<Sample> {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Signs in to the relay's console with `token`; the session cookie (`name=value`).
+pub fn console_session(relay: &Relay, token: &str) -> String {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    let response = agent
+        .post(&format!("http://{}/login", relay.admin))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={token}"))
+        .unwrap();
+    assert_eq!(response.status(), 303, "signed in");
+    let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// GETs a console page in English with the session `cookie`: status and body.
+pub fn console_get(relay: &Relay, cookie: &str, path: &str) -> (u16, String) {
+    let mut response = client()
+        .get(&format!("http://{}{path}", relay.admin))
+        .header("Cookie", cookie)
+        .header("Accept-Language", "en")
+        .call()
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_to_string().unwrap(),
+    )
+}
