@@ -1074,8 +1074,8 @@ struct Archive {
     during_backup: Stats,
 }
 
-/// Runs `hookrelay` with `args`, counting (and dropping) what it prints
-/// and sampling its peak RSS: lines printed, bytes, time, peak RSS in kB.
+/// Runs `hookrelay` with `args`, counting (and dropping) what it prints:
+/// lines printed, bytes, time, and its peak RSS in kB.
 fn measured_command(config: &Path, args: &[&str]) -> Result<(u64, u64, Duration, u64), String> {
     let started = Instant::now();
     let mut child = Command::new(BIN)
@@ -1099,22 +1099,21 @@ fn measured_command(config: &Path, args: &[&str]) -> Result<(u64, u64, Duration,
         }
         (lines, bytes)
     });
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        // VmHWM is the peak so far; the last read before the exit is the run's.
-        if let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        }) {
-            peak = peak.max(kb);
-        }
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    // wait4 reports the child's own peak RSS, however short it lived
+    // (sampling /proc misses a process that ends within the interval).
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if reaped != pid {
+        return Err(format!("waiting for {args:?}: {}", std::io::Error::last_os_error()));
     }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{args:?} failed (status {status})"));
+    }
+    // Linux reports ru_maxrss in kilobytes.
+    let peak = usage.ru_maxrss as u64;
     let (lines, bytes) = counting.join().map_err(|_| "the counting thread panicked")?;
     Ok((lines, bytes, started.elapsed(), peak))
 }
