@@ -284,8 +284,20 @@ mod tests {
         assert_eq!(reader.overview("salon-a", now_ms(), 5).unwrap().week, []);
         assert!(
             found("89991234567", None, None).is_empty(),
-            "pruned operations leave the search"
+            "pruned operations match nothing"
         );
+        // All three pruned: the index starts over (empty, nothing to index).
+        assert_eq!(writer.index_search().unwrap(), 0);
+        let counters: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM meta WHERE key LIKE 'search_%'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(counters, 0, "the index was emptied and its counts reset");
+        let again = insert_all(&writer, vec![with("salon-a", &[("phone", "89991234567")], &[])]);
+        writer.index_search().unwrap();
+        assert_eq!(found("89991234567", None, None), [again[0].id], "and filled again");
         drop(writer);
         thread.join().unwrap();
     }
@@ -479,7 +491,8 @@ mod tests {
         conn.execute_batch(
             "DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
              DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
-             DROP TRIGGER field_search_delete; DROP TABLE status_hours; DROP TABLE field_search; DROP TABLE silences;
+             DROP TRIGGER field_search_stale; DROP TABLE status_hours; DROP TABLE field_search;
+             DROP TABLE silences;
              PRAGMA user_version = 2;",
         )
         .unwrap();

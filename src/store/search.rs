@@ -14,8 +14,12 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// The `meta` key holding the newest operation id the search has indexed.
+/// The `meta` key holding the newest operation id the search has indexed
+/// (its name is also in migration 6's trigger).
 const META_INDEXED_THROUGH: &str = "search_indexed_through";
+/// Rows in the index, and those of them whose operation was pruned since.
+const META_ROWS: &str = "search_rows";
+const META_STALE_ROWS: &str = "search_stale_rows";
 
 /// Digits in a Russian phone number with its country code.
 const PHONE_DIGITS: usize = 11;
@@ -96,11 +100,7 @@ fn index<'a>(conn: &Connection, id: i64, values: impl IntoIterator<Item = &'a st
 /// commit cost a quarter of the acknowledgement rate (BENCHMARKS.md). An
 /// operation is therefore searchable a moment after it is stored.
 pub(super) fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result<usize> {
-    let through: i64 = conn
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([META_INDEXED_THROUGH], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
+    let through = meta(conn, META_INDEXED_THROUGH)?;
     let mut read = conn.prepare_cached("SELECT id, fields FROM operations WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     let mut rows = read.query(params![through, limit as i64])?;
     let mut last = through;
@@ -117,12 +117,45 @@ pub(super) fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result
         indexed += 1;
     }
     if last > through {
-        conn.prepare_cached(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![META_INDEXED_THROUGH, last])?;
+        add_to_meta(conn, META_INDEXED_THROUGH, last - through)?;
+        add_to_meta(conn, META_ROWS, indexed as i64)?;
     }
     Ok(indexed)
+}
+
+/// Starts the index over when the rows of pruned operations outnumber
+/// the others (they match nothing, but take space): it is emptied at once
+/// and [`index_pending`] fills it again from the oldest operation, a step
+/// at a time; meanwhile a search finds only what is indexed again.
+/// Whether it started over.
+pub(super) fn rebuild_if_stale(conn: &Connection) -> rusqlite::Result<bool> {
+    let stale = meta(conn, META_STALE_ROWS)?;
+    if stale == 0 || stale < meta(conn, META_ROWS)? {
+        return Ok(false);
+    }
+    conn.execute("INSERT INTO field_search (field_search) VALUES ('delete-all')", [])?;
+    conn.execute(
+        "DELETE FROM meta WHERE key IN (?1, ?2, ?3)",
+        params![META_INDEXED_THROUGH, META_ROWS, META_STALE_ROWS],
+    )?;
+    log::info!("search index: rows of {stale} pruned operations outnumbered the rest; rebuilding it in the background");
+    Ok(true)
+}
+
+fn meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn add_to_meta(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
 }
 
 /// Migration 6: indexes the operations recorded before it.
@@ -135,11 +168,13 @@ pub(super) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
 /// its own in bulk).
 #[cfg(feature = "bench")]
 pub(super) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO meta (key, value) SELECT ?1, COALESCE(MAX(id), 0) FROM operations WHERE true
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [META_INDEXED_THROUGH],
-    )?;
+    for key in [META_INDEXED_THROUGH, META_ROWS] {
+        conn.execute(
+            "INSERT INTO meta (key, value) SELECT ?1, COALESCE(MAX(id), 0) FROM operations WHERE true
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key],
+        )?;
+    }
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::search::index_pending;
+use super::search::{index_pending, rebuild_if_stale};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
     warn_once,
@@ -224,7 +224,10 @@ impl Writer {
     /// search now, rather than within the second; how many. Blocks: plain
     /// threads only.
     pub fn index_search(&self) -> Result<usize, StoreError> {
-        self.run_blocking(false, |conn| Ok(index_pending(conn, INDEX_STEP)?))
+        self.run_blocking(false, |conn| {
+            rebuild_if_stale(conn)?;
+            Ok(index_pending(conn, INDEX_STEP)?)
+        })
     }
 
     /// Caps the database's size in pages, so a test can run out of space.
@@ -259,6 +262,7 @@ fn index_job(behind: Arc<AtomicBool>) -> Job {
     Job::new(
         false,
         move |conn| {
+            rebuild_if_stale(conn)?;
             let indexed = index_pending(conn, INDEX_STEP)?;
             behind.store(indexed == INDEX_STEP, Ordering::Relaxed);
             Ok(())

@@ -165,7 +165,16 @@ fn a_viewer_sees_only_its_processings_and_cannot_replay() {
     let relay = start(&receiver);
     let hidden = send(&relay, TOKEN_B, &[("secret_field", "b-only")]);
     relay.wait_status(hidden, "failed");
-    let own = send(&relay, TOKEN, &[("appointment_id", "7")]);
+    let own = send(
+        &relay,
+        TOKEN,
+        &[
+            ("appointment_id", "7"),
+            ("client_name", "Анна Петрова"),
+            ("client_phone", "8 (912) 345-67-89"),
+            ("utm_content", "vesna-42"),
+        ],
+    );
     relay.wait_status(own, "delivered");
     let Some(browser) = Browser::start(&format!("http://{}", relay.admin), "ru") else {
         return;
@@ -205,8 +214,13 @@ fn a_viewer_sees_only_its_processings_and_cannot_replay() {
     let snippets = browser.js("return Array.from(document.querySelectorAll('td.snippet input')).map(i => i.value)");
     assert_eq!(
         snippets,
-        serde_json::json!(["{{appointment_id}}"]),
-        "a template snippet"
+        serde_json::json!([
+            "{{appointment_id}}",
+            "{{client_name}}",
+            "{{client_phone | phone}}",
+            "{{utm_content}}"
+        ]),
+        "a template snippet for each field, the phone through `phone`"
     );
     assert!(
         browser
