@@ -131,6 +131,15 @@ struct Stats {
 }
 
 impl Stats {
+    /// Adds the counts and latencies of a run that continued this one.
+    fn absorb(&mut self, run: Stats) {
+        self.ok += run.ok;
+        self.failed += run.failed;
+        self.elapsed += run.elapsed;
+        self.latencies.extend(run.latencies);
+        self.note_worst(run.worst);
+    }
+
     fn note_worst(&mut self, worst: Option<(u64, Instant)>) {
         if worst.is_some_and(|(w, _)| self.worst.is_none_or(|(mine, _)| w > mine)) {
             self.worst = worst;
@@ -1175,10 +1184,7 @@ async fn archive_phase(dir: &Path, operations: u64, opts: &Opts, counter: &Arc<A
             Arc::clone(counter),
         )
         .await;
-        all.ok += stats.ok;
-        all.failed += stats.failed;
-        all.elapsed += stats.elapsed;
-        all.latencies.extend(stats.latencies);
+        all.absorb(stats);
     }
     all.latencies.sort_unstable();
     let (out, backup_took) = backup.join().map_err(|_| "the backup thread panicked")?;
@@ -1247,11 +1253,7 @@ async fn prune_under_load(
             Arc::clone(counter),
         )
         .await;
-        all.ok += stats.ok;
-        all.failed += stats.failed;
-        all.elapsed += stats.elapsed;
-        all.latencies.extend(stats.latencies);
-        all.note_worst(stats.worst);
+        all.absorb(stats);
         if relay.logged(&format!("pruned {operations} operations")) {
             break started.elapsed();
         }

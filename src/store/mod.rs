@@ -182,6 +182,21 @@ mod tests {
         op
     }
 
+    /// A successful attempt of delivery `id`, started `at`.
+    fn delivered(id: i64, at: i64) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id: id,
+            started_at: at,
+            duration_ms: 1,
+            request: String::new(),
+            http_status: Some(200),
+            response_body: None,
+            error: None,
+            outcome: Outcome::Delivered,
+            failure_notice: None,
+        }
+    }
+
     fn insert_all(writer: &Writer, ops: Vec<NewOperation>) -> Vec<Inserted> {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
@@ -257,19 +272,7 @@ mod tests {
         assert_eq!(overview.waiting[0].pending, 1);
 
         let due = writer.claim_due(now_ms(), 10, Vec::new()).unwrap().due;
-        writer
-            .record(AttemptRecord {
-                delivery_id: due[0].id,
-                started_at: now_ms(),
-                duration_ms: 1,
-                request: String::new(),
-                http_status: Some(200),
-                response_body: None,
-                error: None,
-                outcome: Outcome::Delivered,
-                failure_notice: None,
-            })
-            .unwrap();
+        writer.record(delivered(due[0].id, now_ms())).unwrap();
         // Answered after the commit that carries the record queued before it.
         writer.release(Vec::new()).unwrap();
         let overview = reader.overview("salon-a", now_ms(), 5).unwrap();
@@ -515,19 +518,7 @@ mod tests {
         let due = writer.claim_due(1_000, 10, Vec::new()).unwrap().due;
         let last_delivery = due.iter().map(|d| d.id).max().unwrap();
         for d in &due {
-            writer
-                .record(AttemptRecord {
-                    delivery_id: d.id,
-                    started_at: 1_000,
-                    duration_ms: 1,
-                    request: String::new(),
-                    http_status: Some(200),
-                    response_body: None,
-                    error: None,
-                    outcome: Outcome::Delivered,
-                    failure_notice: None,
-                })
-                .unwrap();
+            writer.record(delivered(d.id, 1_000)).unwrap();
         }
         // The writer answers jobs in order: once this claim returns, the
         // results above are committed.
