@@ -29,7 +29,7 @@ use maud::Markup;
 use crate::clock::{now_ms, parse_since};
 use crate::config::Config;
 use crate::http::Reply;
-use crate::ingest::{sender::client_of, Shared};
+use crate::ingest::{sender::client_of, Shared, Throttle};
 use crate::klientiks;
 use crate::model::OpStatus;
 use crate::replay;
@@ -49,6 +49,9 @@ const MAX_FORM_BYTES: usize = 8 * 1024;
 /// Fields shown in a row of the operations list.
 const ROW_FIELDS: usize = 4;
 const SESSION_COOKIE: &str = "hookrelay_session";
+/// A guesser spreading over many addresses passes the per-address brake;
+/// the log still gets one line per this long.
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 const LANG_COOKIE: &str = "hookrelay_lang";
 /// No inline script or style, nothing from elsewhere, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -62,6 +65,8 @@ pub struct Console {
     pub shared: Arc<Shared>,
     pub reader: Arc<Mutex<Reader>>,
     sessions: Sessions,
+    /// At most one refused sign-in logged per interval, from any address.
+    refusal_log: Mutex<Throttle>,
 }
 
 impl Console {
@@ -71,6 +76,7 @@ impl Console {
             shared,
             reader,
             sessions: Sessions::default(),
+            refusal_log: Mutex::new(Throttle::new(REFUSAL_LOG_INTERVAL)),
         }
     }
 }
@@ -335,7 +341,19 @@ fn sign_in(console: &Console, cx: &Context, client: &crate::ingest::sender::Clie
         Ok(id) => return redirect("/", Some(session_cookie(&id, cx))),
         Err(refused) => refused,
     };
-    log::warn!("console: sign-in refused for {}", client.shown);
+    let admitted = console
+        .refusal_log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(Instant::now());
+    match admitted {
+        Some(0) => log::warn!("console: sign-in refused for {}", client.shown),
+        Some(held) => log::warn!(
+            "console: sign-in refused for {} ({held} more refused since the last such line)",
+            client.shown
+        ),
+        None => {}
+    }
     let (status, text, wait) = match refused {
         Refused::WrongToken => (StatusCode::UNAUTHORIZED, cx.t().wrong_token.to_string(), None),
         Refused::TooMany(wait) => (
