@@ -1070,6 +1070,34 @@ fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<Vec<(&'stat
     Ok(timings)
 }
 
+/// Keeps 32 connections sending webhooks to `addr`, a `slice` at a time,
+/// until `done` says so (or fails); the slices' figures together, latencies
+/// sorted.
+async fn load_until(
+    addr: SocketAddr,
+    slice: Limit,
+    counter: &Arc<AtomicU64>,
+    mut done: impl FnMut() -> Result<bool, String>,
+) -> Result<Stats, String> {
+    let mut all = Stats::default();
+    loop {
+        let stats = load(
+            addr,
+            &format!("/hook/{TOKEN}?{QUERY}&n="),
+            32,
+            slice,
+            Arc::clone(counter),
+        )
+        .await;
+        all.absorb(stats);
+        if done()? {
+            break;
+        }
+    }
+    all.latencies.sort_unstable();
+    Ok(all)
+}
+
 /// The export and online-backup runs.
 struct Archive {
     exported: u64,
@@ -1169,24 +1197,12 @@ async fn archive_phase(dir: &Path, operations: u64, opts: &Opts, counter: &Arc<A
             (out, started.elapsed())
         })
     };
-    let mut all = Stats::default();
-    let limit = if opts.smoke {
+    let slice = if opts.smoke {
         Limit::Count(50)
     } else {
         Limit::Time(Duration::from_millis(500))
     };
-    while !backup.is_finished() {
-        let stats = load(
-            relay.addr,
-            &format!("/hook/{TOKEN}?{QUERY}&n="),
-            32,
-            limit,
-            Arc::clone(counter),
-        )
-        .await;
-        all.absorb(stats);
-    }
-    all.latencies.sort_unstable();
+    let all = load_until(relay.addr, slice, counter, || Ok(backup.is_finished())).await?;
     let (out, backup_took) = backup.join().map_err(|_| "the backup thread panicked")?;
     let out = out.map_err(|e| e.to_string())?;
     if !out.status.success() {
@@ -1238,30 +1254,22 @@ async fn prune_under_load(
         .map_err(|e| format!("seeding: {e}"))?;
     let started = Instant::now();
     let relay = tokio::task::block_in_place(|| start_relay(&config))?;
-    let mut all = Stats::default();
-    let limit = if opts.smoke {
+    let slice = if opts.smoke {
         Limit::Count(50)
     } else {
         Limit::Time(Duration::from_secs(1))
     };
-    let took = loop {
-        let stats = load(
-            relay.addr,
-            &format!("/hook/{TOKEN}?{QUERY}&n="),
-            32,
-            limit,
-            Arc::clone(counter),
-        )
-        .await;
-        all.absorb(stats);
+    let all = load_until(relay.addr, slice, counter, || {
         if relay.logged(&format!("pruned {operations} operations")) {
-            break started.elapsed();
+            return Ok(true);
         }
         if started.elapsed() > Duration::from_secs(900) {
-            return Err("pruning did not finish within 15 minutes".into());
+            return Err("pruning did not finish within 15 minutes".to_string());
         }
-    };
-    all.latencies.sort_unstable();
+        Ok(false)
+    })
+    .await?;
+    let took = started.elapsed();
     let worst_at = all.worst.map(|(_, sent)| sent.duration_since(started));
     Ok(Pruning {
         pruned: operations,

@@ -158,23 +158,32 @@ impl Context {
     fn visible(&self, role: &Role) -> Option<Vec<String>> {
         match role {
             Role::Admin => None,
-            Role::Viewer(name) => {
-                let viewer = self.config.console.viewers.iter().find(|v| &v.name == name);
-                Some(
-                    self.config
-                        .processings
-                        .iter()
-                        .filter(|p| viewer.is_some_and(|v| v.sees(&p.name)))
-                        .map(|p| p.name.clone())
-                        .collect(),
-                )
-            }
+            Role::Viewer(_) => Some(
+                self.config
+                    .processings
+                    .iter()
+                    .filter(|p| self.may_see(role, &p.name))
+                    .map(|p| p.name.clone())
+                    .collect(),
+            ),
         }
     }
 
+    /// Whether `role` may see `processing`: a viewer only the configured
+    /// processings its patterns match.
     fn may_see(&self, role: &Role, processing: &str) -> bool {
-        self.visible(role)
-            .is_none_or(|list| list.iter().any(|p| p == processing))
+        match role {
+            Role::Admin => true,
+            Role::Viewer(name) => {
+                self.config.processing(processing).is_some()
+                    && self
+                        .config
+                        .console
+                        .viewers
+                        .iter()
+                        .any(|v| &v.name == name && v.sees(processing))
+            }
+        }
     }
 }
 
@@ -582,12 +591,11 @@ async fn replay_candidates(
 }
 
 async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
-    let visible = cx.visible(&signed.role);
     let shown: Vec<(String, bool, String)> = cx
         .config
         .processings
         .iter()
-        .filter(|p| visible.as_ref().is_none_or(|v| v.contains(&p.name)))
+        .filter(|p| cx.may_see(&signed.role, &p.name))
         .map(|p| (p.name.clone(), p.enabled, cx.config.webhook_url(p)))
         .collect();
     let names: Vec<String> = shown.iter().map(|(name, _, _)| name.clone()).collect();

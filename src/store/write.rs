@@ -97,10 +97,23 @@ pub(super) fn warn_once(
     let first = conn
         .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
         .execute(params![processing, kind, day])?;
-    if first == 1 {
+    warn_if_changed(conn, first, processing, operation_id, text, at)
+}
+
+/// Queues a warning when the mark just written (`changed` rows) was new:
+/// how each once-only warning stays once-only. Whether it was queued.
+fn warn_if_changed(
+    conn: &Connection,
+    changed: usize,
+    processing: &str,
+    operation_id: i64,
+    text: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    if changed == 1 {
         queue_notification(conn, NotificationKind::Warning, processing, operation_id, text, at)?;
     }
-    Ok(first == 1)
+    Ok(changed == 1)
 }
 
 pub(super) fn queue_notification(
@@ -410,10 +423,7 @@ pub(super) fn silence_begins(
              VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![processing, last_operation, last_event_at, now])?;
-    if new == 1 {
-        queue_notification(conn, NotificationKind::Warning, processing, last_operation, text, now)?;
-    }
-    Ok(new == 1)
+    warn_if_changed(conn, new, processing, last_operation, text, now)
 }
 
 /// Ends `processing`'s announced silence, if any, and queues `text` naming
@@ -428,8 +438,5 @@ pub(super) fn silence_ends(
     let ended = conn
         .prepare_cached("DELETE FROM silences WHERE processing = ?1")?
         .execute([processing])?;
-    if ended == 1 {
-        queue_notification(conn, NotificationKind::Warning, processing, operation, text, now)?;
-    }
-    Ok(ended == 1)
+    warn_if_changed(conn, ended, processing, operation, text, now)
 }
