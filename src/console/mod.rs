@@ -1,6 +1,7 @@
 //! The web console on the admin listener: the overview, the operations with
 //! their search, one operation, replay, fields and the Klientiks helper, in
-//! Russian and English (`i18n.rs`), rendered on the server (`pages.rs`).
+//! Russian and English (`i18n.rs`), rendered on the server (`pages.rs`);
+//! the HTTP plumbing (context, cookies, forms, headers) is `request.rs`.
 //!
 //! Everyone signs in with a token (`auth.rs`): the admin token sees and
 //! replays everything; a viewer's sees only its processings, read-only. A
@@ -12,22 +13,18 @@
 mod auth;
 mod i18n;
 mod pages;
+mod request;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{
-    HeaderValue, ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE,
-};
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use maud::Markup;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode};
 
 use crate::clock::{now_ms, parse_since};
-use crate::config::Config;
 use crate::http::Reply;
 use crate::ingest::{sender::client_of, Shared, Throttle};
 use crate::klientiks;
@@ -37,25 +34,19 @@ use crate::store::{HistoryFilter, OperationView, Reader, StoreError};
 
 pub use auth::Role;
 use auth::{Refused, Sessions, Signed};
-use i18n::{fill, Lang, Texts};
-use pages::{Card, Filter, Frame, Listing, Row};
+use i18n::fill;
+use pages::{Card, Filter, Listing, Row};
+use request::{context, cookie, read_form, redirect, session_cookie, static_file, Context, SESSION_COOKIE};
 
 /// Operations per page.
 const PAGE: usize = 50;
 /// Warnings shown per processing on the overview.
 const OVERVIEW_WARNINGS: usize = 3;
-/// Largest form body accepted (a token, a CSRF token and a filter).
-const MAX_FORM_BYTES: usize = 8 * 1024;
 /// Fields shown in a row of the operations list.
 const ROW_FIELDS: usize = 4;
-const SESSION_COOKIE: &str = "hookrelay_session";
 /// A guesser spreading over many addresses passes the per-address brake;
 /// the log still gets one line per this long.
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-const LANG_COOKIE: &str = "hookrelay_lang";
-/// No inline script or style, nothing from elsewhere, no framing.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const CSS: &str = include_str!("console.css");
 const JS: &str = include_str!("console.js");
@@ -87,152 +78,6 @@ pub fn owns(path: &str) -> bool {
     !matches!(path, "/healthz" | "/metrics")
 }
 
-/// What one request carries that every page needs.
-struct Context {
-    config: Arc<Config>,
-    lang: Lang,
-    /// Set the language cookie in the answer (it was chosen by `?lang=`).
-    lang_chosen: bool,
-    /// Reached over HTTPS through a trusted proxy: the cookie gets `Secure`.
-    secure: bool,
-    query: Vec<(String, String)>,
-    here: String,
-}
-
-impl Context {
-    fn param(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    fn frame<'a>(&'a self, signed: Option<&'a Signed>) -> Frame<'a> {
-        Frame {
-            lang: self.lang,
-            signed: signed.map(|s| (&s.role, s.csrf.as_str())),
-            tz: &self.config.server.time_zone,
-            here: self.here.clone(),
-        }
-    }
-
-    fn t(&self) -> &'static Texts {
-        self.lang.texts()
-    }
-
-    /// An HTML answer with the console's security headers.
-    fn page(&self, status: StatusCode, markup: Markup) -> Reply {
-        let mut response = Response::new(Full::new(Bytes::from(markup.into_string())));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        secure_headers(headers);
-        if self.lang_chosen {
-            let cookie = format!(
-                "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax{}",
-                self.lang.code(),
-                if self.secure { "; Secure" } else { "" }
-            );
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                headers.append(SET_COOKIE, value);
-            }
-        }
-        response
-    }
-
-    fn message(&self, status: StatusCode, signed: Option<&Signed>, text: &str) -> Reply {
-        self.page(status, pages::message(&self.frame(signed), text))
-    }
-
-    fn not_found(&self, signed: &Signed) -> Reply {
-        self.message(StatusCode::NOT_FOUND, Some(signed), self.t().not_found)
-    }
-
-    fn read_failed(&self, signed: &Signed, err: impl std::fmt::Display) -> Reply {
-        log::error!("console: reading the database: {err}");
-        self.message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(signed),
-            &fill(self.t().read_failed, err),
-        )
-    }
-
-    /// Who may see what: `None` for everything (the admin).
-    fn visible(&self, role: &Role) -> Option<Vec<String>> {
-        match role {
-            Role::Admin => None,
-            Role::Viewer(_) => Some(
-                self.config
-                    .processings
-                    .iter()
-                    .filter(|p| self.may_see(role, &p.name))
-                    .map(|p| p.name.clone())
-                    .collect(),
-            ),
-        }
-    }
-
-    /// Whether `role` may see `processing`: a viewer only the configured
-    /// processings its patterns match.
-    fn may_see(&self, role: &Role, processing: &str) -> bool {
-        match role {
-            Role::Admin => true,
-            Role::Viewer(name) => {
-                self.config.processing(processing).is_some()
-                    && self
-                        .config
-                        .console
-                        .viewers
-                        .iter()
-                        .any(|v| &v.name == name && v.sees(processing))
-            }
-        }
-    }
-}
-
-fn secure_headers(headers: &mut HeaderMap) {
-    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
-fn redirect(location: &str, cookie: Option<String>) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(LOCATION, value);
-    }
-    if let Some(value) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(SET_COOKIE, value);
-    }
-    secure_headers(response.headers_mut());
-    response
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
-fn static_file(body: &'static str, content_type: &'static str) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
-    response
-        .headers_mut()
-        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    response
-}
-
 /// Runs `read` with the console's reading connection, off the async workers.
 async fn read<T: Send + 'static>(
     console: &Arc<Console>,
@@ -247,52 +92,6 @@ async fn read<T: Send + 'static>(
     match done {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(err) => Err(format!("the reading task failed: {err}")),
-    }
-}
-
-/// What every page needs from the request and the live config.
-fn context(config: Arc<Config>, parts: &hyper::http::request::Parts, remote: SocketAddr) -> Context {
-    let path = parts.uri.path();
-    let mut query: Vec<(String, String)> = parts
-        .uri
-        .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let chosen = query
-        .iter()
-        .find(|(k, _)| k == "lang")
-        .and_then(|(_, v)| Lang::parse(v));
-    query.retain(|(k, _)| k != "lang");
-    let lang = chosen
-        .or_else(|| cookie(&parts.headers, LANG_COOKIE).and_then(Lang::parse))
-        .unwrap_or_else(|| {
-            Lang::from_accept_language(parts.headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
-        });
-    let from_proxy = config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&remote.ip().to_canonical()));
-    let secure = from_proxy
-        && parts
-            .headers
-            .get("x-forwarded-proto")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let rest = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(query.iter().filter(|(k, _)| k != "fragment"))
-        .finish();
-    let here = if rest.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{rest}")
-    };
-    Context {
-        config,
-        lang,
-        lang_chosen: chosen.is_some(),
-        secure,
-        query,
-        here,
     }
 }
 
@@ -379,26 +178,6 @@ fn sign_in(console: &Console, cx: &Context, client: &crate::ingest::sender::Clie
         reply.headers_mut().insert(RETRY_AFTER, value);
     }
     reply
-}
-
-fn session_cookie(id: &str, cx: &Context) -> String {
-    format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        cx.config.console.session_lifetime.as_secs(),
-        if cx.secure { "; Secure" } else { "" }
-    )
-}
-
-async fn read_form(body: Incoming) -> Result<BTreeMap<String, String>, Reply> {
-    match Limited::new(body, MAX_FORM_BYTES).collect().await {
-        Ok(collected) => Ok(url::form_urlencoded::parse(&collected.to_bytes())
-            .into_owned()
-            .collect()),
-        Err(_) => Err(crate::http::text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the form is larger than 8 KiB or was cut off\n",
-        )),
-    }
 }
 
 async fn get(console: &Arc<Console>, cx: &Context, signed: &Signed, path: &str) -> Reply {
