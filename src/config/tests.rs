@@ -1,0 +1,250 @@
+//! The config module's tests.
+
+use super::*;
+
+fn fixtures(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The shipped example parses and points its database beside itself.
+#[test]
+fn example_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.storage.path, path.parent().unwrap().join("hookrelay.db"));
+    assert!(config.server.listen.ip().is_loopback());
+    assert!(!config.processings.is_empty());
+}
+
+/// Each broken config fails with the message on its first line (`# error: …`).
+/// Regression: `check` and the SIGHUP log printed an action URL's
+/// `token=` value in "url: … is not an http(s) URL"; no broken fixture's
+/// error may show the secret its file holds.
+#[test]
+fn config_errors_mask_secrets() {
+    let files = fixtures("tests/config/broken");
+    let with_secret: Vec<_> = files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("s3cr3t"))
+        .collect();
+    assert!(with_secret.len() >= 3, "fixtures with a secret missing");
+    for file in with_secret {
+        let err = Config::load(file).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+}
+
+/// Regression: `smtp://user:password@host` sent the password in clear;
+/// now it needs tls=required, or tls=none said out loud (which lettre
+/// does not know, so it is removed), and `check` says which.
+#[test]
+fn smtp_credentials_need_tls_or_an_explicit_none() {
+    let transport = |smtp: &str| {
+        let text = format!(
+            "[notify]\nemail_to = [\"a@b.ru\"]\nemail_from = \"c@d.ru\"\nsmtp = \"{smtp}\"\n\
+             [[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+             [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+        );
+        Config::parse(&text, Path::new("/c.toml")).map(|c| c.notify.unwrap().email.unwrap().transport)
+    };
+    for refused in [
+        "smtp://u:pw@h:587",
+        "smtp://u:pw@h:587?tls=opportunistic",
+        "smtps://u:pw@h:465?tls=none",
+        "smtp://h:25?tls=maybe",
+    ] {
+        let err = transport(refused).unwrap_err().to_string();
+        assert!(!err.contains("pw"), "{err}");
+    }
+    let plain = transport("smtp://u:pw@h:587?tls=none").unwrap();
+    assert_eq!(plain, EmailTransport::Smtp(Secret::new("smtp://u:pw@h:587")));
+    assert!(plain.describe().contains("the password crosses the network in clear"));
+    assert!(!plain.describe().contains("pw"));
+    let starttls = transport("smtp://u:pw@h:587?tls=required").unwrap();
+    assert_eq!(
+        starttls.describe(),
+        "smtp://u:MASKED@h:587?tls=required (STARTTLS required)"
+    );
+    assert_eq!(
+        transport("smtps://u:pw@h:465").unwrap().describe(),
+        "smtps://u:MASKED@h:465 (implicit TLS)"
+    );
+    assert_eq!(
+        transport("smtp://127.0.0.1:25").unwrap().describe(),
+        "smtp://127.0.0.1:25 (no TLS)"
+    );
+}
+
+/// A reload cannot apply what is read once at start; each such key is named.
+#[test]
+fn silences_are_checked() {
+    let text = |notify: &str, keys: &str| {
+        format!(
+            "{notify}[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n{keys}\n\
+             [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+        )
+    };
+    let notify =
+        "[notify]\nemail_to = [\"a@example.ru\"]\nemail_from = \"b@example.ru\"\nsendmail = \"/usr/sbin/sendmail\"\n";
+    let parse = |t: &str| Config::parse(t, Path::new("/c.toml"));
+    let config = parse(&text(
+        notify,
+        "silence = \"3h\"\nactive_hours = \"09:00-21:00\"\nactive_days = [\"mon\", \"Fri\"]",
+    ))
+    .unwrap();
+    let silence = config.processings[0].silence.as_ref().unwrap();
+    assert_eq!(silence.after, Duration::from_secs(3 * 3600));
+    assert_eq!(silence.active.describe(), "09:00-21:00 mon,fri");
+    for (notify, keys, expected) in [
+        ("", "silence = \"3h\"", "[notify], which is not configured"),
+        (notify, "active_hours = \"09:00-21:00\"", "`silence`, which is not set"),
+        (
+            notify,
+            "silence = \"3h\"\nactive_days = [\"someday\"]",
+            "`someday` is not one of mon",
+        ),
+        (
+            notify,
+            "silence = \"3h\"\nactive_hours = \"22:00-06:00\"",
+            "across midnight",
+        ),
+    ] {
+        let err = parse(&text(notify, keys)).unwrap_err().to_string();
+        assert!(err.contains(expected), "{keys}: {err}");
+    }
+}
+
+#[test]
+fn console_viewers_are_checked() {
+    let text = |viewer: &str| {
+        format!(
+            "[server]\nadmin_token = \"admin-token-abcdefghijklmnop\"\n\
+             [[processing]]\nname = \"salon-a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+             [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n\
+             [[console.viewer]]\n{viewer}\n"
+        )
+    };
+    let parse = |t: &str| Config::parse(t, Path::new("/c.toml"));
+    let ok = parse(&text(
+        "name = \"v\"\ntoken = \"viewer-token-abcdefghijklmn\"\nprocessings = [\"salon-?\"]",
+    ))
+    .unwrap();
+    let viewer = &ok.console.viewers[0];
+    assert!(viewer.sees("salon-a") && !viewer.sees("salon-ab"));
+    for (viewer, expected) in [
+        (
+            "name = \"v\"\ntoken = \"admin-token-abcdefghijklmnop\"\nprocessings = [\"*\"]",
+            "already used",
+        ),
+        (
+            "name = \"v\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nprocessings = [\"*\"]",
+            "already used",
+        ),
+        ("name = \"v\"\ntoken = \"short\"\nprocessings = [\"*\"]", "too short"),
+        (
+            "name = \"V V\"\ntoken = \"viewer-token-abcdefghijklmn\"\nprocessings = [\"*\"]",
+            "a-z",
+        ),
+        (
+            "name = \"v\"\ntoken = \"viewer-token-abcdefghijklmn\"\nprocessings = []",
+            "at least one",
+        ),
+    ] {
+        let err = parse(&text(viewer)).unwrap_err().to_string();
+        assert!(err.contains(expected), "{viewer}: {err}");
+        assert!(!err.contains("abcdefghijklmn"), "no token in the error: {err}");
+    }
+}
+
+#[test]
+fn restart_only_keys_are_named() {
+    let text = |extra: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:8080\"\n{extra}\n[[processing]]\nname = \"p\"\n\
+             token = \"abcdefghijklmnopqrstuvwxyz\"\n[[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+        )
+    };
+    let parse = |t: &str| Config::parse(t, Path::new("/c.toml")).unwrap();
+    let running = parse(&text(""));
+    assert!(running.restart_only_changes(&parse(&text("max_fields = 5"))).is_empty());
+    assert_eq!(
+        running.restart_only_changes(&parse(&text(
+            "max_connections_per_client = 5\nadmin_listen = \"127.0.0.1:1\""
+        ))),
+        ["server.admin_listen", "server.max_connections_per_client"]
+    );
+}
+
+/// Regression: a truncated (0-byte) file loaded as "0 processing(s)" and a
+/// reload made every webhook a 404; now it is refused, blank lines too.
+#[test]
+fn empty_file_is_refused() {
+    for text in ["", "\n  \n"] {
+        let err = Config::parse(text, Path::new("/etc/hookrelay/config.toml")).unwrap_err();
+        assert_eq!(err.to_string(), "/etc/hookrelay/config.toml: the file is empty");
+    }
+}
+
+#[test]
+fn broken_configs_fail_with_their_message() {
+    let files = fixtures("tests/config/broken");
+    assert!(files.len() >= 10, "fixtures missing: found {}", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `# error: …`", file.display()));
+        let err = Config::load(&file).expect_err(&file.display().to_string()).to_string();
+        let shown = err.strip_prefix(&format!("{}", file.display())).unwrap_or(&err);
+        assert_eq!(shown, expected, "{}", file.display());
+    }
+}
+
+/// Secrets print as MASKED in Debug output of the whole config.
+#[test]
+fn debug_masks_secrets() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let config = Config::load(&path).unwrap();
+    let token = config.processings[0].token.expose().to_string();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(&token));
+    assert!(debug.contains("MASKED"));
+}
+
+/// Action settings fall back to [delivery], key by key.
+#[test]
+fn action_inherits_delivery_defaults() {
+    let text = r#"
+        [delivery]
+        timeout = "5s"
+        retry = { attempts = 3, first_delay = "1s" }
+        [[processing]]
+        name = "p"
+        token = "abcdefghijklmnopqrstuvwxyz"
+        [[processing.action]]
+        name = "a"
+        url = "http://127.0.0.1/x?{{id}}"
+        retry = { max_delay = "10m" }
+    "#;
+    let config = Config::parse(text, Path::new("/etc/hookrelay/c.toml")).unwrap();
+    let action = &config.processings[0].actions[0];
+    assert_eq!(action.timeout, Duration::from_secs(5));
+    assert_eq!(
+        action.retry,
+        Retry {
+            attempts: 3,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(600)
+        }
+    );
+    assert_eq!(config.storage.path, Path::new("/var/lib/hookrelay/hookrelay.db"));
+}
