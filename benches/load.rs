@@ -853,6 +853,31 @@ fn peer_missing(rows: &[Row]) -> bool {
     !rows.iter().any(|r| r.name == "webhook")
 }
 
+/// A folder `name` under `dir` with a config delivering to `receiver` and
+/// a database of `operations` finished operations received from `days.0`
+/// to `days.1` days ago: the folder and the config's path.
+fn seeded(
+    dir: &Path,
+    name: &str,
+    receiver: SocketAddr,
+    operations: u64,
+    days: (i64, i64),
+) -> Result<(PathBuf, PathBuf), String> {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = relay_config(&dir, receiver, true);
+    let now = now_ms();
+    let plan = hookrelay::store::seed::Seed {
+        operations,
+        oldest: now - days.0 * DAY_MS,
+        newest: now - days.1 * DAY_MS,
+        failed_every: 100,
+        query: QUERY.to_string(),
+    };
+    hookrelay::store::seed::seed(&dir.join("bench.db"), &plan).map_err(|e| format!("seeding: {e}"))?;
+    Ok((dir, config))
+}
+
 /// How often each history command is timed.
 const TIMED_RUNS: usize = 5;
 const DAY_MS: i64 = 86_400_000;
@@ -900,20 +925,9 @@ fn now_ms() -> i64 {
 /// With `cold`, first empties the page cache (not in the smoke test: no
 /// timing claims there, and other work on the machine would pay for it).
 fn history_timing(dir: &Path, operations: u64, cold: bool) -> Result<HistoryTimes, String> {
-    let dir = dir.join("history");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let config = relay_config(&dir, free_addr(), true);
-    let db = dir.join("bench.db");
     let started = Instant::now();
-    let now = now_ms();
-    let plan = hookrelay::store::seed::Seed {
-        operations,
-        oldest: now - 30 * DAY_MS,
-        newest: now,
-        failed_every: 100,
-        query: QUERY.to_string(),
-    };
-    hookrelay::store::seed::seed(&db, &plan).map_err(|e| format!("seeding: {e}"))?;
+    let (dir, config) = seeded(dir, "history", free_addr(), operations, (30, 0))?;
+    let db = dir.join("bench.db");
     let seeded = started.elapsed();
     let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     let run = |args: &[&str]| -> Result<u64, String> {
@@ -1159,19 +1173,7 @@ fn measured_command(config: &Path, args: &[&str]) -> Result<(u64, u64, Duration,
 /// 1 % of them, measuring the export's peak RSS; then starts the daemon on
 /// them and takes an online backup while 32 connections send webhooks.
 async fn archive_phase(dir: &Path, operations: u64, opts: &Opts, counter: &Arc<AtomicU64>) -> Result<Archive, String> {
-    let dir = dir.join("archive");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let config = relay_config(&dir, free_addr(), true);
-    let now = now_ms();
-    let plan = hookrelay::store::seed::Seed {
-        operations,
-        oldest: now - 30 * DAY_MS,
-        newest: now,
-        failed_every: 100,
-        query: QUERY.to_string(),
-    };
-    tokio::task::block_in_place(|| hookrelay::store::seed::seed(&dir.join("bench.db"), &plan))
-        .map_err(|e| format!("seeding: {e}"))?;
+    let (dir, config) = tokio::task::block_in_place(|| seeded(dir, "archive", free_addr(), operations, (30, 0)))?;
     let (exported, export_bytes, export_took, export_peak_kb) =
         tokio::task::block_in_place(|| measured_command(&config, &["export", "--since", "31d", "--format", "jsonl"]))?;
     // 7.2 hours of 30 days: 1 %.
@@ -1239,19 +1241,7 @@ async fn prune_under_load(
     opts: &Opts,
     counter: &Arc<AtomicU64>,
 ) -> Result<Pruning, String> {
-    let dir = dir.join("prune");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let config = relay_config(&dir, receiver, true);
-    let now = now_ms();
-    let plan = hookrelay::store::seed::Seed {
-        operations,
-        oldest: now - 120 * DAY_MS,
-        newest: now - 100 * DAY_MS,
-        failed_every: 100,
-        query: QUERY.to_string(),
-    };
-    tokio::task::block_in_place(|| hookrelay::store::seed::seed(&dir.join("bench.db"), &plan))
-        .map_err(|e| format!("seeding: {e}"))?;
+    let (_, config) = tokio::task::block_in_place(|| seeded(dir, "prune", receiver, operations, (120, 100)))?;
     let started = Instant::now();
     let relay = tokio::task::block_in_place(|| start_relay(&config))?;
     let slice = if opts.smoke {
