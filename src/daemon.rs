@@ -67,9 +67,11 @@ pub async fn run(
     // Opening SQLite blocks: off the async workers, like every database call.
     // The console reads on its own connection, so a long search there
     // never holds up /healthz or /metrics.
-    let (writer, writer_thread, reader, console_reader) = tokio::task::spawn_blocking(move || {
+    let (writer, writer_thread, indexer, reader, console_reader) = tokio::task::spawn_blocking(move || {
         let (writer, thread) = store::spawn_writer(&path, hooks)?;
-        Ok::<_, store::StoreError>((writer, thread, Reader::open(&path)?, Reader::open(&path)?))
+        // After the writer, which migrates: the indexer reads this build's schema.
+        let indexer = store::start_indexer(&path)?;
+        Ok::<_, store::StoreError>((writer, thread, indexer, Reader::open(&path)?, Reader::open(&path)?))
     })
     .await?
     .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
@@ -153,6 +155,7 @@ pub async fn run(
     let busy = tokio::task::spawn_blocking(move || {
         let busy = deliverer.stop(STOP_GRACE);
         pruner.stop();
+        indexer.stop();
         if let Some(notifier) = notifier {
             notifier.stop();
         }

@@ -2,16 +2,23 @@
 //! their deliveries and attempts, hourly, in small batches. Each batch is one
 //! short writer job, so webhooks arriving meanwhile wait milliseconds at most.
 //! Operations still `queued` (deliveries pending or retrying) are never pruned.
+//!
+//! What a batch costs is mostly what its commit writes and syncs: deleting
+//! one operation dirties about a dozen pages across the tables and their
+//! indexes, and on a small VPS disk a 600-page commit took 60-130 ms, which
+//! every webhook arriving meanwhile waits for. So the batch size is not
+//! fixed: [`Batches`] sizes each batch from how long the last one took, to
+//! keep each near [`TARGET`] (BENCHMARKS.md, "Pruning under load").
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
 use crate::store::{StoreError, Writer};
 
-/// Operations deleted per writer job.
-pub const BATCH: usize = 200;
+/// How long one batch should take, commit included.
+pub const TARGET: Duration = Duration::from_millis(15);
 /// How often pruning runs (and once at start).
 const EVERY: Duration = Duration::from_secs(3600);
 const DAY_MS: i64 = 86_400_000;
@@ -21,16 +28,58 @@ pub fn cutoff(keep_days: u32, now: i64) -> i64 {
     now - i64::from(keep_days) * DAY_MS
 }
 
-/// Deletes everything prunable before `before`, batch by batch; returns the count.
-pub fn prune(writer: &Writer, before: i64) -> Result<usize, StoreError> {
+/// The size of the next batch: halved when a batch took longer than
+/// [`TARGET`], grown by a quarter when it took less than half of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batches {
+    size: usize,
+}
+
+impl Batches {
+    const FIRST: usize = 20;
+    const MAX: usize = 1_000;
+
+    /// Operations to delete in the next batch.
+    pub fn size(self) -> usize {
+        self.size
+    }
+
+    /// Adjusts the size after a batch of the current size took `took`.
+    pub fn took(&mut self, took: Duration) {
+        if took > TARGET {
+            self.size = (self.size / 2).max(1);
+        } else if took < TARGET / 2 {
+            self.size = (self.size + self.size / 4 + 1).min(Self::MAX);
+        }
+    }
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Batches { size: Self::FIRST }
+    }
+}
+
+/// Deletes batch after batch with `batch(size)` (which returns how many it
+/// deleted) until one comes back short; returns the total.
+pub fn prune_with(mut batch: impl FnMut(usize) -> Result<usize, StoreError>) -> Result<usize, StoreError> {
+    let mut sizes = Batches::default();
     let mut total = 0;
     loop {
-        let deleted = writer.prune(before, BATCH)?;
+        let size = sizes.size();
+        let started = Instant::now();
+        let deleted = batch(size)?;
+        sizes.took(started.elapsed());
         total += deleted;
-        if deleted < BATCH {
+        if deleted < size {
             return Ok(total);
         }
     }
+}
+
+/// Deletes everything prunable before `before` through the daemon's writer.
+pub fn prune(writer: &Writer, before: i64) -> Result<usize, StoreError> {
+    prune_with(|size| writer.prune(before, size))
 }
 
 /// The running pruning thread.
@@ -69,6 +118,43 @@ pub fn start(writer: Writer, keep_days: u32) -> std::io::Result<Pruner> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_shrink_when_slow_and_grow_when_fast() {
+        let mut sizes = Batches::default();
+        assert_eq!(sizes.size(), 20);
+        sizes.took(TARGET * 3);
+        assert_eq!(sizes.size(), 10);
+        sizes.took(TARGET * 3 / 4);
+        assert_eq!(sizes.size(), 10, "near the target it stays");
+        sizes.took(TARGET / 4);
+        assert_eq!(sizes.size(), 13);
+        for _ in 0..10 {
+            sizes.took(TARGET * 10);
+        }
+        assert_eq!(sizes.size(), 1, "never below one");
+        for _ in 0..100 {
+            sizes.took(Duration::ZERO);
+        }
+        assert_eq!(sizes.size(), 1_000, "never above the cap");
+    }
+
+    /// The loop stops at the first short batch and sums what was deleted.
+    #[test]
+    fn prune_with_stops_at_a_short_batch() {
+        let mut left = 100;
+        let mut asked = Vec::new();
+        let total = prune_with(|size| {
+            asked.push(size);
+            let deleted = size.min(left);
+            left -= deleted;
+            Ok(deleted)
+        })
+        .unwrap();
+        assert_eq!(total, 100);
+        assert_eq!(left, 0);
+        assert!(asked.len() >= 2 && *asked.last().unwrap() > 0);
+    }
     use crate::model::{DeliveryRequest, NewOperation, OpStatus};
     use crate::store::{spawn_writer, HistoryFilter, Hooks, Reader};
 
@@ -80,7 +166,7 @@ mod tests {
         }
     }
 
-    /// Thousands of old operations go in batches of at most BATCH; queued and recent ones stay.
+    /// Thousands of old operations go in batches; queued and recent ones stay.
     #[test]
     fn prunes_old_finished_operations_in_batches() {
         let dir = tempfile::tempdir().unwrap();
@@ -117,8 +203,8 @@ mod tests {
 
         let before = cutoff(90, now);
         assert_eq!(Reader::open(&path).unwrap().prunable(before).unwrap(), 2_250);
-        let first = writer.prune(before, BATCH).unwrap();
-        assert_eq!(first, BATCH, "one job deletes one batch");
+        let first = writer.prune(before, 200).unwrap();
+        assert_eq!(first, 200, "one job deletes one batch");
         let rest = prune(&writer, before).unwrap();
         assert_eq!(first + rest, 2_250);
 

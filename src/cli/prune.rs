@@ -1,12 +1,13 @@
 //! `hookrelay prune [--dry-run]`: delete finished operations older than
 //! `storage.keep_days` now (the daemon also does it hourly). Operations still
-//! queued are kept. Safe while the daemon runs: it deletes in short batches.
+//! queued are kept. Safe while the daemon runs: it deletes in short batches, sized as the
+//! daemon's own retention sizes them.
 
 use super::{load_config, Cli, Failure};
 use crate::clock;
 use crate::clock::now_ms;
-use crate::retention::{cutoff, BATCH};
-use crate::store::{prune_now, Reader};
+use crate::retention::{cutoff, prune_with};
+use crate::store::{PruneConnection, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,7 +28,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let deleted = prune_now(&config.storage.path, before, BATCH)?;
+    let store = PruneConnection::open(&config.storage.path)?;
+    let deleted = prune_with(|size| store.batch(before, size))?;
     println!(
         "deleted {deleted} operation(s) received before {}",
         clock::local(before, &config.server.time_zone)

@@ -5,8 +5,10 @@
 //! connections. Times are milliseconds since the Unix epoch.
 
 mod backup;
+mod checkpoint;
 mod export;
 mod files;
+mod indexer;
 mod overview;
 mod read;
 mod replay;
@@ -28,6 +30,7 @@ use crate::model::Channel;
 pub use backup::{backup, BackupReport};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{check_folder, lock_daemon, DaemonLock};
+pub use indexer::{index_search, start_indexer, Indexer};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
@@ -116,19 +119,28 @@ fn open_existing(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Prunes from the command line, batch by batch, each in its own short
-/// transaction so a running daemon's writer is never held up for long.
-/// Returns how many operations were deleted.
-pub fn prune_now(path: &Path, before: i64, batch: usize) -> Result<usize, StoreError> {
-    let conn = open_existing(path)?;
-    let mut total = 0;
-    loop {
-        let deleted = conn.execute(PRUNE_BATCH, rusqlite::params![before, batch as i64])?;
-        write::give_back_pages(&conn)?;
-        total += deleted;
-        if deleted < batch {
-            return Ok(total);
-        }
+/// Pruning from the command line, on a connection of its own. Each batch
+/// is one short transaction, so a running daemon's writer waits for one
+/// batch at most.
+pub struct PruneConnection {
+    conn: Connection,
+}
+
+impl PruneConnection {
+    /// Opens the database, which must exist at this build's schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(PruneConnection {
+            conn: open_existing(path)?,
+        })
+    }
+
+    /// Deletes up to `batch` prunable operations received before `before`,
+    /// as the daemon's retention does; returns how many went.
+    pub fn batch(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let deleted = write::prune_batch(&tx, before, batch)?;
+        tx.commit()?;
+        Ok(deleted)
     }
 }
 

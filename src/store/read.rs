@@ -1,7 +1,8 @@
 //! Read-only queries for the command line: history and one operation.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -11,6 +12,9 @@ use crate::model::{DeliveryStatus, NotificationKind, OpStatus, RawRequest};
 /// A reading connection, separate from the writer's.
 pub struct Reader {
     pub(super) conn: Connection,
+    /// The search index's file, attached as `search` at the first search.
+    search: PathBuf,
+    search_attached: Cell<bool>,
 }
 
 /// Which operations `history` lists.
@@ -200,7 +204,24 @@ impl Reader {
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
         Ok(Reader {
             conn: open_existing(path)?,
+            search: super::search::search_path(path),
+            search_attached: Cell::new(false),
         })
+    }
+
+    /// Attaches the search index's file; false while there is none yet
+    /// (the daemon creates it at start and fills it in the background).
+    fn attach_search(&self) -> Result<bool, StoreError> {
+        if self.search_attached.get() {
+            return Ok(true);
+        }
+        if !self.search.exists() {
+            return Ok(false);
+        }
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS search", [self.search.to_string_lossy()])?;
+        self.search_attached.set(true);
+        Ok(true)
     }
 
     /// The newest operation of `processing` that has fields, if any.
@@ -352,7 +373,9 @@ impl Reader {
             None => None,
             // Typed, but nothing in it to look for: nothing matches.
             Some(None) => return Ok(Vec::new()),
-            Some(Some(expression)) => Some(expression),
+            Some(Some(expression)) if self.attach_search()? => Some(expression),
+            // No index yet: nothing found so far.
+            Some(Some(_)) => return Ok(Vec::new()),
         };
         let (from, order) = match search {
             // Driven by the search index, which yields ids newest first, so
@@ -364,7 +387,10 @@ impl Reader {
                 if let Some(before) = filter.before {
                     conditions.add("s.rowid <", before);
                 }
-                ("field_search s CROSS JOIN operations o ON o.id = s.rowid", "s.rowid")
+                (
+                    "search.field_search s CROSS JOIN operations o ON o.id = s.rowid",
+                    "s.rowid",
+                )
             }
             None => ("operations o", "o.id"),
         };

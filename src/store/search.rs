@@ -9,17 +9,59 @@
 //! typed, in whole words, or its last word as a prefix when it ends in `*`. Phones are written many ways
 //! (`8 (999) 123-45-67`, `+79991234567`), so a phone-like value is also
 //! indexed as `79991234567`, and a phone-like search looks for that.
+//!
+//! The index lives in a file of its own beside the database (its path plus
+//! `-search`), written by its own thread (store/indexer.rs), not by the
+//! writer: FTS5 merges its segments inside the commit that adds rows, and
+//! on an index of a million operations some of those commits took 40-200 ms
+//! of CPU, which every webhook in the same commit waited for (BENCHMARKS.md,
+//! "Pruning under load"). In a file of its own, a merge holds up no one.
+//! The index is derived data: it can be deleted at any time and is rebuilt.
 
-use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
-/// The `meta` key holding the newest operation id the search has indexed
-/// (its name is also in migration 6's trigger).
-const META_INDEXED_THROUGH: &str = "search_indexed_through";
-/// Rows in the index, and those of them whose operation was pruned since.
-const META_ROWS: &str = "search_rows";
-const META_STALE_ROWS: &str = "search_stale_rows";
+use super::{files, StoreError, BUSY_TIMEOUT};
+
+/// The layout of the search file; a file with another is started over.
+const SEARCH_VERSION: i64 = 1;
+
+/// The search index's file for the database at `database`.
+pub(super) fn search_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-search");
+    PathBuf::from(name)
+}
+
+/// Opens the search file beside `database`, creating it (owner-only) or
+/// starting it over when its layout is not this build's.
+pub(super) fn open_search(database: &Path) -> Result<Connection, StoreError> {
+    let path = search_path(database);
+    files::owner_only(&path);
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Rebuildable, so a power cut may cost its last commits: no fsync per commit.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version != SEARCH_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             DROP TABLE IF EXISTS field_search;
+             DROP TABLE IF EXISTS progress;
+             CREATE VIRTUAL TABLE field_search USING fts5 (text, content = '');
+             -- through: the newest operation id indexed; rows: operations indexed.
+             CREATE TABLE progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             PRAGMA user_version = {SEARCH_VERSION};
+             COMMIT;"
+        ))?;
+    }
+    Ok(conn)
+}
 
 /// Digits in a Russian phone number with its country code.
 const PHONE_DIGITS: usize = 11;
@@ -78,104 +120,6 @@ pub(super) fn match_expression(typed: &str) -> Option<String> {
         }
         _ => Some(format!("\"{}\"", typed.replace('"', "\"\""))),
     }
-}
-
-/// Indexes one operation's field values (an operation without fields has no row).
-fn index<'a>(conn: &Connection, id: i64, values: impl IntoIterator<Item = &'a str>) -> rusqlite::Result<()> {
-    let text = index_text(values);
-    if text.is_empty() {
-        return Ok(());
-    }
-    conn.prepare_cached("INSERT INTO field_search (rowid, text) VALUES (?1, ?2)")?
-        .execute(params![id, text])?;
-    Ok(())
-}
-
-/// Indexes up to `limit` operations past the last one indexed, oldest
-/// first, and moves the mark past them; how many it indexed.
-///
-/// The writer calls it ten times a second, in the transaction of whatever
-/// batch it is committing, rather than indexing each operation as it is
-/// stored: FTS5 writes a new segment per transaction, and one per group
-/// commit cost a quarter of the acknowledgement rate (BENCHMARKS.md). An
-/// operation is therefore searchable a moment after it is stored.
-pub(super) fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result<usize> {
-    let through = meta(conn, META_INDEXED_THROUGH)?;
-    let mut read = conn.prepare_cached("SELECT id, fields FROM operations WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-    let mut rows = read.query(params![through, limit as i64])?;
-    let mut last = through;
-    let mut indexed = 0;
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let text: String = row.get(1)?;
-        // A row that cannot be read is left out of the search, not a
-        // reason to stop indexing the others.
-        if let Ok(fields) = serde_json::from_str::<BTreeMap<String, String>>(&text) {
-            index(conn, id, fields.values().map(String::as_str))?;
-        }
-        last = id;
-        indexed += 1;
-    }
-    if last > through {
-        add_to_meta(conn, META_INDEXED_THROUGH, last - through)?;
-        add_to_meta(conn, META_ROWS, indexed as i64)?;
-    }
-    Ok(indexed)
-}
-
-/// Starts the index over when the rows of pruned operations outnumber
-/// the others (they match nothing, but take space): it is emptied at once
-/// and [`index_pending`] fills it again from the oldest operation, a step
-/// at a time; meanwhile a search finds only what is indexed again.
-/// Whether it started over.
-pub(super) fn rebuild_if_stale(conn: &Connection) -> rusqlite::Result<bool> {
-    let stale = meta(conn, META_STALE_ROWS)?;
-    if stale == 0 || stale < meta(conn, META_ROWS)? {
-        return Ok(false);
-    }
-    conn.execute("INSERT INTO field_search (field_search) VALUES ('delete-all')", [])?;
-    conn.execute(
-        "DELETE FROM meta WHERE key IN (?1, ?2, ?3)",
-        params![META_INDEXED_THROUGH, META_ROWS, META_STALE_ROWS],
-    )?;
-    log::info!("search index: rows of {stale} pruned operations outnumbered the rest; rebuilding it in the background");
-    Ok(true)
-}
-
-fn meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([key], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0))
-}
-
-fn add_to_meta(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-    )?
-    .execute(params![key, value])?;
-    Ok(())
-}
-
-/// Migration 6: indexes the operations recorded before it.
-pub(super) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
-    while index_pending(conn, 10_000)? > 0 {}
-    Ok(())
-}
-
-/// Marks every operation so far as indexed (the benchmark's seed indexes
-/// its own in bulk).
-#[cfg(feature = "bench")]
-pub(super) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
-    for key in [META_INDEXED_THROUGH, META_ROWS] {
-        conn.execute(
-            "INSERT INTO meta (key, value) SELECT ?1, COALESCE(MAX(id), 0) FROM operations WHERE true
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [key],
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

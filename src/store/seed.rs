@@ -31,6 +31,13 @@ pub struct Seed {
 pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
     let mut conn = open_for_writing(path)?;
     conn.pragma_update(None, "synchronous", "OFF")?;
+    // The search index is filled in the same transactions, in its own file.
+    drop(super::search::open_search(path)?);
+    conn.execute(
+        "ATTACH DATABASE ?1 AS search",
+        [super::search::search_path(path).to_string_lossy()],
+    )?;
+    conn.pragma_update(Some("search"), "synchronous", "OFF")?;
     let span = (seed.newest - seed.oldest).max(0);
     let mut done = 0;
     while done < seed.operations {
@@ -74,7 +81,7 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
         // What the writer indexes for each operation (store/search.rs): its
         // values, one per line; the seed's phones are already in normal form.
         tx.execute(
-            "INSERT INTO field_search (rowid, text)
+            "INSERT INTO search.field_search (rowid, text)
              SELECT id, (SELECT group_concat(value, char(10)) FROM json_each(fields)) FROM operations WHERE id > ?1",
             [first_op],
         )?;
@@ -85,7 +92,7 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
              FROM deliveries WHERE id > ?1",
             [first_delivery],
         )?;
-        super::search::mark_all_indexed(&tx)?;
+        super::indexer::mark_all_indexed(&tx)?;
         tx.commit()?;
         done += count;
     }
@@ -93,9 +100,12 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
     // pays for flushing the whole seed (seconds for 10 M operations).
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
-    std::fs::File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(|e| StoreError::Commit(format!("syncing {}: {e}", path.display())))?;
+    conn.pragma_update(Some("search"), "wal_checkpoint", "TRUNCATE")?;
+    for file in [path.to_path_buf(), super::search::search_path(path)] {
+        std::fs::File::open(&file)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| StoreError::Commit(format!("syncing {}: {e}", file.display())))?;
+    }
     Ok(())
 }
 

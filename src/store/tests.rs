@@ -99,9 +99,9 @@ fn search_pages_and_overview_counts() {
         ],
     );
     let ids: Vec<i64> = ops.iter().map(|o| o.id).collect();
-    // The writer indexes about once a second; a test need not wait.
-    writer.index_search().unwrap();
-    assert_eq!(writer.index_search().unwrap(), 0, "each operation is indexed once");
+    // The daemon's indexer runs ten times a second; a test need not wait.
+    assert_eq!(index_search(&path).unwrap(), 3);
+    assert_eq!(index_search(&path).unwrap(), 0, "each operation is indexed once");
     let reader = Reader::open(&path).unwrap();
     let found = |search: &str, within: Option<&[&str]>, before: Option<i64>| -> Vec<i64> {
         let filter = HistoryFilter {
@@ -148,16 +148,14 @@ fn search_pages_and_overview_counts() {
         "pruned operations match nothing"
     );
     // All three pruned: the index starts over (empty, nothing to index).
-    assert_eq!(writer.index_search().unwrap(), 0);
-    let counters: i64 = Connection::open(&path)
+    assert_eq!(index_search(&path).unwrap(), 0);
+    let counters: i64 = Connection::open(search::search_path(&path))
         .unwrap()
-        .query_row("SELECT count(*) FROM meta WHERE key LIKE 'search_%'", [], |row| {
-            row.get(0)
-        })
+        .query_row("SELECT count(*) FROM progress", [], |row| row.get(0))
         .unwrap();
     assert_eq!(counters, 0, "the index was emptied and its counts reset");
     let again = insert_all(&writer, vec![with("salon-a", &[("phone", "89991234567")], &[])]);
-    writer.index_search().unwrap();
+    assert_eq!(index_search(&path).unwrap(), 1);
     assert_eq!(found("89991234567", None, None), [again[0].id], "and filled again");
     drop(writer);
     thread.join().unwrap();
@@ -283,7 +281,7 @@ fn attempt_results_survive_a_full_database() {
             request: due[0].request.redacted.clone(),
             http_status: Some(200),
             // Overflow pages: more than the capped database can take.
-            response_body: Some("x".repeat(20_000)),
+            response_body: Some("x".repeat(200_000)),
             error: None,
             outcome: Outcome::Delivered,
             failure_notice: None,
@@ -352,7 +350,7 @@ fn migration_fills_in_receivers() {
     conn.execute_batch(
         "DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
          DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
-         DROP TRIGGER field_search_stale; DROP TABLE status_hours; DROP TABLE field_search;
+         DROP TABLE status_hours;
          DROP TABLE silences;
          PRAGMA user_version = 2;",
     )
@@ -381,7 +379,7 @@ fn ids_are_not_reused_after_pruning_everything() {
     // The writer answers jobs in order: once this claim returns, the
     // results above are committed.
     assert!(writer.claim_due(1_000, 10, Vec::new()).unwrap().due.is_empty());
-    assert_eq!(prune_now(&path, i64::MAX, 10).unwrap(), 1);
+    assert_eq!(PruneConnection::open(&path).unwrap().batch(i64::MAX, 10).unwrap(), 1);
     assert!(Reader::open(&path).unwrap().operation(first).unwrap().is_none());
 
     let second = insert_all(&writer, vec![operation(None, &["a"])])[0].id;
@@ -547,4 +545,73 @@ fn reader_checks_the_schema() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     let err = Reader::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::TooNew(99, _)), "{err}");
+}
+
+/// An idle writer leaves no WAL behind: a second after the last commit the
+/// checkpoint thread truncates it to nothing.
+#[test]
+fn an_idle_writer_truncates_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+    insert_all(&writer, (0..200).map(|_| operation(None, &["a"])).collect());
+    let wal = dir.path().join("t.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(wal_size() > 0, "the inserts went to the WAL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while wal_size() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL is still {} bytes",
+            wal_size()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// An index ahead of its database (the database restored from an older
+/// copy) starts over, so operations stored after the restore, whose ids
+/// the index had already passed, are found.
+#[test]
+fn an_index_ahead_of_a_restored_database_starts_over() {
+    let with_phone = |phone: &str| {
+        let mut op = operation(None, &[]);
+        op.status = OpStatus::Delivered;
+        op.fields = [("phone".to_string(), phone.to_string())].into();
+        op
+    };
+    let store = |path: &Path, ops: Vec<NewOperation>| -> Vec<i64> {
+        let (writer, thread) = spawn_writer(path, quiet()).unwrap();
+        let ids = insert_all(&writer, ops).iter().map(|o| o.id).collect();
+        drop(writer);
+        thread.join().unwrap();
+        ids
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let copy = dir.path().join("copy.db");
+    store(&path, vec![with_phone("89990000001")]);
+    backup(&path, &copy).unwrap();
+    store(&path, vec![with_phone("89990000002"), with_phone("89990000003")]);
+    assert_eq!(index_search(&path).unwrap(), 3);
+
+    // The restore: the copy replaces the database; the index stays.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    std::fs::copy(&copy, &path).unwrap();
+    let newer = store(&path, vec![with_phone("89990000004")])[0];
+    assert_eq!(newer, 2, "an id the index had passed");
+    index_search(&path).unwrap();
+    let found = Reader::open(&path)
+        .unwrap()
+        .history(&HistoryFilter {
+            search: Some("89990000004".into()),
+            limit: 10,
+            ..HistoryFilter::default()
+        })
+        .unwrap();
+    assert_eq!(found.iter().map(|o| o.id).collect::<Vec<_>>(), [newer]);
 }

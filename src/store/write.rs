@@ -151,15 +151,17 @@ pub(super) fn mark_notified(conn: &Connection, ids: &[i64], channel: Channel, at
     set_meta(conn, META_LAST_NOTIFIED, at)
 }
 
-/// Most free pages (4 KiB each) given back to the file system per prune
-/// batch: more than a batch of operations frees, few enough that the job
-/// stays short on the writer thread.
-const PAGES_PER_BATCH: i64 = 1024;
+/// Free pages (4 KiB each) given back to the file system per operation
+/// pruned. An operation takes about a quarter of a page, so this empties
+/// the free list each batch while keeping what one commit moves in
+/// proportion to the batch, which retention sizes to stay short.
+const PAGES_PER_OPERATION: i64 = 4;
 
-/// Gives pages that pruning freed back to the file system. SQLite frees
-/// one page per step of this pragma, so it is stepped to the end.
-pub(super) fn give_back_pages(conn: &Connection) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("PRAGMA incremental_vacuum({PAGES_PER_BATCH})"))?;
+/// Gives up to `pages` pages that pruning freed back to the file system.
+/// SQLite frees one page per step of this pragma, so it is stepped to the end.
+pub(super) fn give_back_pages(conn: &Connection, pages: i64) -> Result<(), StoreError> {
+    // Not cached: the count is part of the text, and varies.
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
     let mut rows = stmt.query([])?;
     while rows.next()?.is_some() {}
     Ok(())
@@ -176,7 +178,7 @@ pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Resul
         .execute([notice_day(before)])?;
     conn.prepare_cached("DELETE FROM status_hours WHERE n <= 0")?
         .execute([])?;
-    give_back_pages(conn)?;
+    give_back_pages(conn, batch as i64 * PAGES_PER_OPERATION)?;
     Ok(deleted)
 }
 

@@ -6,15 +6,12 @@
 //! fsync covers a whole burst of webhooks.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::search::{index_pending, rebuild_if_stale};
+use super::checkpoint::Checkpoints;
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
     warn_once,
@@ -114,10 +111,11 @@ pub fn spawn_writer(path: &Path, hooks: Hooks) -> Result<(Writer, JoinHandle<()>
     if reset > 0 {
         log::info!("{reset} deliveries were in flight when hookrelay last stopped; they will be sent again");
     }
+    let checkpoints = Checkpoints::start(&conn, path)?;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, hooks))
+        .spawn(move || run(conn, rx, hooks, checkpoints))
         .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
     Ok((Writer { tx }, handle))
 }
@@ -220,16 +218,6 @@ impl Writer {
         })
     }
 
-    /// Indexes the operations stored since the last step for the field
-    /// search now, rather than within the second; how many. Blocks: plain
-    /// threads only.
-    pub fn index_search(&self) -> Result<usize, StoreError> {
-        self.run_blocking(false, |conn| {
-            rebuild_if_stale(conn)?;
-            Ok(index_pending(conn, INDEX_STEP)?)
-        })
-    }
-
     /// Caps the database's size in pages, so a test can run out of space.
     #[cfg(test)]
     pub(super) fn limit_pages(&self, pages: i64) -> Result<i64, StoreError> {
@@ -247,36 +235,8 @@ impl Writer {
     }
 }
 
-/// How often the writer indexes new operations for the field search: in
-/// small steps, so a step adds little to the commit it rides with (larger
-/// and rarer steps measured worse: BENCHMARKS.md).
-const INDEX_EVERY: Duration = Duration::from_millis(100);
-/// Most operations indexed in one go; a step that indexed this many is
-/// followed by another at the next batch.
-const INDEX_STEP: usize = 1_000;
-
-/// A job that indexes new operations for the search, answering no one;
-/// it sets `behind` when there may be more to index.
-fn index_job(behind: Arc<AtomicBool>) -> Job {
-    let (reply, _) = oneshot::channel();
-    Job::new(
-        false,
-        move |conn| {
-            rebuild_if_stale(conn)?;
-            let indexed = index_pending(conn, INDEX_STEP)?;
-            behind.store(indexed == INDEX_STEP, Ordering::Relaxed);
-            Ok(())
-        },
-        reply,
-    )
-}
-
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks, checkpoints: Checkpoints) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Rides along with whatever batch comes next (the scheduler's claim
-    // comes at least once per poll interval, so an idle daemon indexes too).
-    let mut next_index = Instant::now();
-    let behind = Arc::new(AtomicBool::new(false));
     // Attempt results a failed commit gave back. Any job (the scheduler's
     // claim runs at least once per poll interval) makes the writer try them
     // again, in a transaction of their own so that they cannot fail new work.
@@ -286,6 +246,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
             let mut retry: Vec<Job> = std::mem::take(&mut carried).into_iter().map(Job::attempt).collect();
             let kept = retry.len();
             if commit_and_tell(&mut conn, &mut retry, &mut carried, &hooks) {
+                checkpoints.committed();
                 log::info!("saved {kept} attempt results kept since the database failed");
             }
         }
@@ -296,12 +257,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks) {
                 Err(_) => break,
             }
         }
-        if Instant::now() >= next_index || behind.load(Ordering::Relaxed) {
-            batch.push(index_job(Arc::clone(&behind)));
-            next_index = Instant::now() + INDEX_EVERY;
+        if commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks) {
+            checkpoints.committed();
         }
-        commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks);
     }
+    drop(conn);
+    checkpoints.stop();
     if !carried.is_empty() {
         log::warn!(
             "{} attempt results could not be saved; those deliveries will be sent again at the next start",
