@@ -132,14 +132,19 @@ fn run(conn: &Connection, nudges: &Receiver<()>, catch_up: &AtomicBool, caught_u
         match nudges.recv_timeout(IDLE) {
             Ok(()) => {
                 truncated = false;
-                if catch_up.swap(false, Ordering::Relaxed) {
-                    checkpoint(conn, "PASSIVE");
+                // Caught up only once what is left is small: while a reader
+                // holds an old snapshot nothing past it can be copied, and
+                // the writer must not then copy it all inline when it ends.
+                if catch_up.swap(false, Ordering::Relaxed)
+                    && checkpoint(conn, "PASSIVE")
+                        .is_some_and(|(_, log, copied)| log - copied < i64::from(CHECKPOINT_AT))
+                {
                     caught_up.store(true, Ordering::Relaxed);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if !truncated {
-                    truncated = checkpoint(conn, "TRUNCATE");
+                    truncated = checkpoint(conn, "TRUNCATE").is_some_and(|(busy, log, copied)| !busy && log == copied);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -150,18 +155,20 @@ fn run(conn: &Connection, nudges: &Receiver<()>, catch_up: &AtomicBool, caught_u
     }
 }
 
-/// Runs one checkpoint; whether it copied the whole WAL.
-fn checkpoint(conn: &Connection, mode: &str) -> bool {
+/// Runs one checkpoint: whether a reader or the writer kept it from
+/// finishing, the WAL's size and how much of it is now copied (in pages);
+/// `None` if it failed.
+fn checkpoint(conn: &Connection, mode: &str) -> Option<(bool, i64, i64)> {
     // (busy, pages in the WAL, pages copied); busy = 1 when a reader or
     // the writer kept it from finishing, which is normal and retried.
     let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
     });
     match done {
-        Ok((busy, log, copied)) => busy == 0 && log == copied,
+        Ok((busy, log, copied)) => Some((busy != 0, log, copied)),
         Err(err) => {
             log::warn!("WAL checkpoint failed (the next one will try again): {err}");
-            false
+            None
         }
     }
 }
