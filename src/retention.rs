@@ -8,7 +8,7 @@
 //! indexes, and on a small VPS disk a 600-page commit took 60-130 ms, which
 //! every webhook arriving meanwhile waits for. So the batch size is not
 //! fixed: [`Batches`] sizes each batch from how long the last one took, to
-//! keep each near [`TARGET`] (BENCHMARKS.md, "Pruning under load").
+//! keep each near [`TARGET`] (BENCHMARKS.md, "Pruning and backup stalls").
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;

@@ -12,7 +12,7 @@
 //! synced to disk before the next, and a pause as long as the step took.
 //! The first version (`VACUUM INTO`) wrote a 1.1 GB copy in 9 s in one go,
 //! and one acknowledgement waited 1.2 s behind those writes
-//! (BENCHMARKS.md, "Online backup").
+//! (BENCHMARKS.md, "Pruning and backup stalls").
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@
 //! online backup, a long export) no checkpoint can pass it, the WAL grows
 //! to hundreds of megabytes, and the first commit after the reader ends
 //! copied all of it: 244 ms of CPU inside one commit, which every webhook
-//! in it waited for (BENCHMARKS.md, "Online backup").
+//! in it waited for (BENCHMARKS.md, "Pruning and backup stalls").
 //!
 //! So the writer's connection has [`wal_pages`] in place of the automatic
 //! checkpoint: near the usual size it checkpoints inline as before, and

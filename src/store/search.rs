@@ -15,7 +15,7 @@
 //! writer: FTS5 merges its segments inside the commit that adds rows, and
 //! on an index of a million operations some of those commits took 40-200 ms
 //! of CPU, which every webhook in the same commit waited for (BENCHMARKS.md,
-//! "Pruning under load"). In a file of its own, a merge holds up no one.
+//! "Pruning and backup stalls"). In a file of its own, a merge holds up no one.
 //! The index is derived data: it can be deleted at any time and is rebuilt.
 
 use std::path::{Path, PathBuf};
