@@ -172,3 +172,31 @@ fn checkpoint(conn: &Connection, mode: &str) -> Option<(bool, i64, i64)> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::spawn_writer;
+    use super::super::tests::{insert_all, operation, quiet};
+
+    /// An idle writer leaves no WAL behind: a second after the last commit the
+    /// checkpoint thread truncates it to nothing.
+    #[test]
+    fn an_idle_writer_truncates_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        insert_all(&writer, (0..200).map(|_| operation(None, &["a"])).collect());
+        let wal = dir.path().join("t.db-wal");
+        let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(wal_size() > 0, "the inserts went to the WAL");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wal_size() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL is still {} bytes",
+                wal_size()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

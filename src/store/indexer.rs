@@ -208,3 +208,60 @@ pub(super) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::tests::{insert_all, operation, quiet};
+    use super::super::{backup, spawn_writer, HistoryFilter, Reader};
+    use super::index_search;
+    use crate::model::{NewOperation, OpStatus};
+
+    /// An index ahead of its database (the database restored from an older
+    /// copy) starts over, so operations stored after the restore, whose ids
+    /// the index had already passed, are found.
+    #[test]
+    fn an_index_ahead_of_a_restored_database_starts_over() {
+        let with_phone = |phone: &str| {
+            let mut op = operation(None, &[]);
+            op.status = OpStatus::Delivered;
+            op.fields = [("phone".to_string(), phone.to_string())].into();
+            op
+        };
+        let store = |path: &Path, ops: Vec<NewOperation>| -> Vec<i64> {
+            let (writer, thread) = spawn_writer(path, quiet()).unwrap();
+            let ids = insert_all(&writer, ops).iter().map(|o| o.id).collect();
+            drop(writer);
+            thread.join().unwrap();
+            ids
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let copy = dir.path().join("copy.db");
+        store(&path, vec![with_phone("89990000001")]);
+        backup(&path, &copy).unwrap();
+        store(&path, vec![with_phone("89990000002"), with_phone("89990000003")]);
+        assert_eq!(index_search(&path).unwrap(), 3);
+
+        // The restore: the copy replaces the database; the index stays.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+        std::fs::copy(&copy, &path).unwrap();
+        let newer = store(&path, vec![with_phone("89990000004")])[0];
+        assert_eq!(newer, 2, "an id the index had passed");
+        index_search(&path).unwrap();
+        let found = Reader::open(&path)
+            .unwrap()
+            .history(&HistoryFilter {
+                search: Some("89990000004".into()),
+                limit: 10,
+                ..HistoryFilter::default()
+            })
+            .unwrap();
+        assert_eq!(found.iter().map(|o| o.id).collect::<Vec<_>>(), [newer]);
+    }
+}

@@ -7,7 +7,7 @@ use crate::model::{
     OpStatus, Outcome, Warning, ALL_SKIPPED,
 };
 
-fn quiet() -> Hooks {
+pub(super) fn quiet() -> Hooks {
     Hooks {
         on_commit: Box::new(|| {}),
         on_error: Box::new(|_| {}),
@@ -30,7 +30,7 @@ fn delivery(action: &str) -> DeliveryRequest {
     }
 }
 
-fn operation(dedupe: Option<&str>, actions: &[&str]) -> NewOperation {
+pub(super) fn operation(dedupe: Option<&str>, actions: &[&str]) -> NewOperation {
     let mut op = NewOperation::sample(1_000);
     op.request.query = b"a=1".to_vec();
     op.fields = vec![("a".into(), "1".into())];
@@ -55,7 +55,7 @@ fn delivered(id: i64, at: i64) -> AttemptRecord {
     }
 }
 
-fn insert_all(writer: &Writer, ops: Vec<NewOperation>) -> Vec<Inserted> {
+pub(super) fn insert_all(writer: &Writer, ops: Vec<NewOperation>) -> Vec<Inserted> {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
         let pending: Vec<_> = ops.into_iter().map(|op| writer.insert(op)).collect();
@@ -545,73 +545,4 @@ fn reader_checks_the_schema() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     let err = Reader::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::TooNew(99, _)), "{err}");
-}
-
-/// An idle writer leaves no WAL behind: a second after the last commit the
-/// checkpoint thread truncates it to nothing.
-#[test]
-fn an_idle_writer_truncates_the_wal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
-    insert_all(&writer, (0..200).map(|_| operation(None, &["a"])).collect());
-    let wal = dir.path().join("t.db-wal");
-    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    assert!(wal_size() > 0, "the inserts went to the WAL");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while wal_size() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the WAL is still {} bytes",
-            wal_size()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// An index ahead of its database (the database restored from an older
-/// copy) starts over, so operations stored after the restore, whose ids
-/// the index had already passed, are found.
-#[test]
-fn an_index_ahead_of_a_restored_database_starts_over() {
-    let with_phone = |phone: &str| {
-        let mut op = operation(None, &[]);
-        op.status = OpStatus::Delivered;
-        op.fields = [("phone".to_string(), phone.to_string())].into();
-        op
-    };
-    let store = |path: &Path, ops: Vec<NewOperation>| -> Vec<i64> {
-        let (writer, thread) = spawn_writer(path, quiet()).unwrap();
-        let ids = insert_all(&writer, ops).iter().map(|o| o.id).collect();
-        drop(writer);
-        thread.join().unwrap();
-        ids
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let copy = dir.path().join("copy.db");
-    store(&path, vec![with_phone("89990000001")]);
-    backup(&path, &copy).unwrap();
-    store(&path, vec![with_phone("89990000002"), with_phone("89990000003")]);
-    assert_eq!(index_search(&path).unwrap(), 3);
-
-    // The restore: the copy replaces the database; the index stays.
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(name);
-    }
-    std::fs::copy(&copy, &path).unwrap();
-    let newer = store(&path, vec![with_phone("89990000004")])[0];
-    assert_eq!(newer, 2, "an id the index had passed");
-    index_search(&path).unwrap();
-    let found = Reader::open(&path)
-        .unwrap()
-        .history(&HistoryFilter {
-            search: Some("89990000004".into()),
-            limit: 10,
-            ..HistoryFilter::default()
-        })
-        .unwrap();
-    assert_eq!(found.iter().map(|o| o.id).collect::<Vec<_>>(), [newer]);
 }
