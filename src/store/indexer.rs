@@ -107,8 +107,7 @@ impl Index {
     /// Indexes up to `limit` operations past the last one indexed, oldest
     /// first; how many it indexed.
     fn step(&mut self, limit: usize) -> Result<usize, StoreError> {
-        self.start_over_if_stale()?;
-        let through = progress(&self.search, THROUGH)?;
+        let through = self.start_over_if_stale()?;
         let stored: Vec<(i64, String)> = self
             .database
             .prepare_cached("SELECT id, fields FROM operations WHERE id > ?1 ORDER BY id LIMIT ?2")?
@@ -137,8 +136,9 @@ impl Index {
     }
 
     /// Empties the index when it is ahead of the database, or (checked
-    /// every [`STALE_CHECK`]) when pruned operations' rows outnumber the rest.
-    fn start_over_if_stale(&mut self) -> Result<(), StoreError> {
+    /// every [`STALE_CHECK`]) when pruned operations' rows outnumber the
+    /// rest; the newest operation id indexed after that.
+    fn start_over_if_stale(&mut self) -> Result<i64, StoreError> {
         let through = progress(&self.search, THROUGH)?;
         let newest: i64 = self
             .database
@@ -169,8 +169,9 @@ impl Index {
                  COMMIT;",
             )?;
             log::info!("search index: {why}; rebuilding it in the background");
+            return Ok(0);
         }
-        Ok(())
+        Ok(through)
     }
 }
 
