@@ -78,14 +78,23 @@ pub async fn run(
     // Registered before the listener is announced, so an early SIGHUP
     // reloads instead of killing the process.
     let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
-    let deliverer = deliver::start(
-        writer.clone(),
-        config.delivery.workers,
-        (waker, signals),
-        Arc::clone(&metrics),
-    )
-    .context("starting the delivery workers")?;
     let shared = Arc::new(Shared::new(Arc::clone(&config), writer.clone(), Arc::clone(&metrics)));
+    let deliverer = {
+        let (writer, shared, metrics) = (writer.clone(), Arc::clone(&shared), Arc::clone(&metrics));
+        let workers = config.delivery.workers;
+        // Reads the kept breakers through the writer: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            deliver::start(
+                writer,
+                workers,
+                (waker, signals),
+                Box::new(move || shared.config()),
+                metrics,
+            )
+        })
+        .await?
+        .context("starting the delivery workers")?
+    };
     let notifier = match &config.notify {
         Some(notify) => Some(
             notify::start(

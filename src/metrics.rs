@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::model::Outcome;
+use crate::model::{BreakerChange, Outcome};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessingStatus {
@@ -34,6 +34,17 @@ struct ActionOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Receiver {
+    receiver: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiverChange {
+    receiver: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
     version: String,
 }
@@ -46,7 +57,9 @@ struct ChannelResult {
 
 /// How a delivery attempt ended, as `hookrelay_delivery_attempts_total`'s
 /// `outcome` label says it.
-pub const OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
+/// `parked`: failed while the receiver's breaker is open, not counted
+/// against the delivery's attempts.
+pub const OUTCOMES: [&str; 4] = ["delivered", "retry", "failed", "parked"];
 
 /// The `outcome` label of an attempt that ended with `outcome`.
 fn outcome_label(outcome: Outcome) -> &'static str {
@@ -54,6 +67,7 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Delivered => OUTCOMES[0],
         Outcome::RetryAt(_) => OUTCOMES[1],
         Outcome::Failed => OUTCOMES[2],
+        Outcome::Parked => OUTCOMES[3],
     }
 }
 
@@ -72,6 +86,8 @@ pub struct Metrics {
     queue_depth: Gauge,
     oldest_pending_seconds: Gauge<f64, AtomicU64>,
     notifications: Family<ChannelResult, Counter>,
+    breaker_open: Family<Receiver, Gauge>,
+    breaker_changes: Family<ReceiverChange, Counter>,
     last_delivered_at: AtomicI64,
 }
 
@@ -133,6 +149,18 @@ impl Metrics {
             "Notification messages by channel and result (sent, failed)",
             notifications.clone(),
         );
+        let breaker_open = Family::<Receiver, Gauge>::default();
+        registry.register(
+            "receiver_breaker_open",
+            "1 while the receiver's circuit breaker is open (its deliveries wait), else 0",
+            breaker_open.clone(),
+        );
+        let breaker_changes = Family::<ReceiverChange, Counter>::default();
+        registry.register(
+            "receiver_breaker_changes",
+            "Circuit breaker transitions by receiver and the state entered (open, closed)",
+            breaker_changes.clone(),
+        );
         Arc::new(Metrics {
             registry,
             received,
@@ -142,6 +170,8 @@ impl Metrics {
             queue_depth,
             oldest_pending_seconds,
             notifications,
+            breaker_open,
+            breaker_changes,
             last_delivered_at: AtomicI64::new(0),
         })
     }
@@ -200,6 +230,28 @@ impl Metrics {
         self.attempt_seconds.observe(seconds);
         if outcome == Outcome::Delivered {
             self.last_delivered_at.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// `receiver`'s breaker is `open` or not; `change` counts a transition.
+    pub fn breaker(&self, receiver: &str, open: bool, change: Option<BreakerChange>) {
+        let label = Receiver {
+            receiver: receiver.into(),
+        };
+        self.breaker_open.get_or_create(&label).set(i64::from(open));
+        for to in ["open", "closed"] {
+            let counter = self.breaker_changes.get_or_create(&ReceiverChange {
+                receiver: receiver.into(),
+                to: to.into(),
+            });
+            let this = match change {
+                Some(BreakerChange::Opened) => "open",
+                Some(BreakerChange::Closed { .. }) => "closed",
+                None => "",
+            };
+            if to == this {
+                counter.inc();
+            }
         }
     }
 

@@ -88,6 +88,7 @@ string_enum! {
     NotificationKind {
         Failure = "failure",
         Warning = "warning",
+        Receiver = "receiver",
     }
 }
 
@@ -304,6 +305,9 @@ pub enum Outcome {
     /// Try again at this time (ms since the epoch).
     RetryAt(i64),
     Failed,
+    /// The receiver's circuit breaker is open: the delivery waits for it to
+    /// close, and this attempt does not count against its retry budget.
+    Parked,
 }
 
 /// One finished attempt, to record.
@@ -320,6 +324,76 @@ pub struct AttemptRecord {
     /// What to tell the operator, when this attempt ended the delivery in
     /// failure: the delivery side decides, the store queues it.
     pub failure_notice: Option<String>,
+    /// The receiver's breaker after this attempt, to keep; none for
+    /// attempts made outside the daemon's scheduler.
+    pub receiver: Option<ReceiverState>,
+}
+
+/// What is kept of a receiver between restarts: its circuit breaker and
+/// when it last answered or failed. Each new state has a higher `version`,
+/// so one recorded late never replaces a newer one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverState {
+    /// `scheme://host:port/`, as [`target_of`] names it.
+    pub target: String,
+    pub version: i64,
+    /// Retryable failures in a row.
+    pub failures: u32,
+    /// When the current run of failures began.
+    pub failing_since: Option<i64>,
+    /// Set while the breaker is open.
+    pub open: Option<Open>,
+    pub last_success_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    /// The breaker opened or closed with this attempt: tell the operator.
+    pub change: Option<BreakerChange>,
+}
+
+/// An open breaker: since when the receiver failed, and the next probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Open {
+    /// When the failures that opened it began.
+    pub since: i64,
+    /// The wait before the next probe; doubles after each failed one.
+    pub probe_wait_ms: i64,
+    pub next_probe_at: i64,
+}
+
+/// A breaker's transition, told to the operator once each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerChange {
+    Opened,
+    /// Closed after being open since this time.
+    Closed {
+        since: i64,
+    },
+}
+
+/// The notification text of a breaker `change` on `state.target`, with
+/// `waiting` deliveries queued for it; `at` formats times.
+pub fn breaker_notice(
+    state: &ReceiverState,
+    change: BreakerChange,
+    waiting: i64,
+    at: impl Fn(i64) -> String,
+) -> String {
+    let target = &state.target;
+    match change {
+        BreakerChange::Opened => {
+            let since = state.open.map_or(String::new(), |o| at(o.since));
+            let error = state.last_error.as_deref().unwrap_or("unknown");
+            format!(
+                "receiver {target} fails since {since} ({} failures in a row), last error: {error}; \
+                 the breaker is open: {waiting} deliveries wait, unspent, for a probe to succeed",
+                state.failures
+            )
+        }
+        BreakerChange::Closed { since } => format!(
+            "receiver {target} answers again (failing since {}); the breaker is closed: {waiting} waiting deliveries are being sent",
+            at(since)
+        ),
+    }
 }
 
 /// The reason recorded on an operation found to duplicate `earlier`.

@@ -15,6 +15,7 @@ mod prune;
 mod replay;
 mod run;
 mod show;
+mod status;
 mod token;
 
 use std::io::IsTerminal;
@@ -51,6 +52,8 @@ pub enum Command {
     History(history::Args),
     /// Show one operation: fields, warnings, deliveries and every attempt.
     Show(show::Args),
+    /// Show each processing and receiver now: state, backlog, last success and error.
+    Status(status::Args),
     /// Show the fields of the latest request to a processing.
     Fields(fields::Args),
     /// Render a processing's actions for given fields; print, send nothing.
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Token => token::run(),
         Command::History(args) => history::run(&cli, args),
         Command::Show(args) => show::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args),
         Command::Fields(args) => fields::run(&cli, args),
         Command::Try(args) => dry_run::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),

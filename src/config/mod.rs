@@ -54,6 +54,8 @@ pub struct Config {
     pub notify: Option<Notify>,
     pub console: Console,
     pub processings: Vec<Processing>,
+    /// `[[receiver]]`: pacing and breakers set for particular receivers.
+    pub receivers: Vec<Receiver>,
 }
 
 /// `[console]`: the web console on `admin_listen`.
@@ -129,6 +131,37 @@ pub struct Delivery {
     pub workers: usize,
     pub timeout: Duration,
     pub retry: Retry,
+    /// The circuit breaker of every receiver without its own.
+    pub breaker: Breaker,
+}
+
+/// A circuit breaker's settings: how many retryable failures in a row open
+/// it (0: never), and how often a probe goes out while it is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub failures: u32,
+    /// The first wait between probes; it doubles after each failed probe.
+    pub probe: Duration,
+    /// The longest wait between probes.
+    pub max_probe: Duration,
+}
+
+/// `[[receiver]]`: one receiver's pacing and breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    /// `scheme://host:port/`, as [`crate::model::target_of`] names it.
+    pub target: String,
+    pub policy: ReceiverPolicy,
+}
+
+/// How deliveries to one receiver are paced and guarded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReceiverPolicy {
+    /// Most requests started per period; none: as fast as the workers go.
+    pub rate: Option<Rate>,
+    /// Most requests in flight at once; none: three quarters of the workers.
+    pub concurrency: Option<usize>,
+    pub breaker: Breaker,
 }
 
 /// A retry budget: total attempts and the backoff bounds.
@@ -340,6 +373,19 @@ impl Config {
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
         .collect()
+    }
+
+    /// The pacing and breaker of `target` (`scheme://host:port/`): its
+    /// `[[receiver]]`, or the `[delivery]` defaults.
+    pub fn receiver_policy(&self, target: &str) -> ReceiverPolicy {
+        self.receivers.iter().find(|r| r.target == target).map_or(
+            ReceiverPolicy {
+                rate: None,
+                concurrency: None,
+                breaker: self.delivery.breaker,
+            },
+            |r| r.policy,
+        )
     }
 
     /// The processing a token belongs to, by name.

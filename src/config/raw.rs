@@ -63,6 +63,25 @@ struct RawConfig {
     console: RawConsole,
     #[serde(default)]
     processing: Vec<RawProcessing>,
+    #[serde(default)]
+    receiver: Vec<RawReceiver>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiver {
+    url: String,
+    rate: Option<String>,
+    concurrency: Option<usize>,
+    breaker: Option<RawBreaker>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    failures: Option<u32>,
+    probe: Option<Dur>,
+    max_probe: Option<Dur>,
 }
 
 #[derive(Deserialize, Default)]
@@ -115,6 +134,8 @@ struct RawDelivery {
     timeout: Option<Dur>,
     #[serde(default)]
     retry: RawRetry,
+    #[serde(default)]
+    breaker: RawBreaker,
 }
 
 #[derive(Deserialize, Default, Clone)]

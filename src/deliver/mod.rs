@@ -6,8 +6,11 @@
 //! wakes it, or [`POLL_INTERVAL`] passes (which also picks up work queued by
 //! another process, such as `hookrelay replay`). At most
 //! [`per_target_limit`] attempts go to one receiver at a time, so a hanging
-//! receiver cannot take the whole pool.
+//! receiver cannot take the whole pool. Each receiver can also be paced
+//! ([`pace`]), and has a circuit breaker ([`breaker`]).
 
+pub mod breaker;
+mod pace;
 pub mod retry;
 mod scheduler;
 pub mod send;
@@ -19,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::model::{AttemptRecord, DueDelivery, Outcome};
+use crate::model::{AttemptRecord, BreakerChange, DueDelivery, Outcome, ReceiverState};
 use crate::store::Writer;
+use breaker::{Answer, Breakers};
 use retry::{classify, next_step, Policy, Verdict};
+pub use scheduler::ConfigSource;
 
 /// Longest the scheduler sleeps without looking at the database.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -54,6 +59,15 @@ pub fn channel() -> (Waker, Receiver<Signal>) {
     (Waker(tx), rx)
 }
 
+/// A delivery handed to a worker.
+pub struct Job {
+    pub due: DueDelivery,
+    /// The probe of an open breaker.
+    pub probe: bool,
+    /// The receiver's breaker settings when it was handed out.
+    pub breaker: crate::config::Breaker,
+}
+
 /// The running scheduler and workers.
 pub struct Deliverer {
     signals: Sender<Signal>,
@@ -62,17 +76,31 @@ pub struct Deliverer {
     workers: usize,
 }
 
-/// Starts `workers` worker threads and the scheduler that feeds them.
+/// Starts `workers` worker threads and the scheduler that feeds them. The
+/// breakers start as they were kept ([`Writer::receivers`]).
 pub fn start(
     writer: Writer,
     workers: usize,
     signals: (Waker, Receiver<Signal>),
+    config: ConfigSource,
     metrics: Arc<Metrics>,
-) -> std::io::Result<Deliverer> {
+) -> anyhow::Result<Deliverer> {
     let (waker, rx) = signals;
+    let kept = writer.receivers()?;
+    for state in &kept {
+        if let Some(open) = state.open {
+            log::warn!(
+                "receiver {}: the circuit breaker is open (failing since {}); deliveries wait for a probe",
+                state.target,
+                crate::clock::rfc3339(open.since)
+            );
+        }
+        metrics.breaker(&state.target, state.open.is_some(), None);
+    }
+    let breakers = Breakers::from(kept);
     // A rendezvous channel: a job is handed over only to a worker that is
     // waiting, so a stop never leaves claimed jobs sitting in a queue.
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<DueDelivery>(0);
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(0);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (exited_tx, exited) = mpsc::channel();
     let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
@@ -82,6 +110,7 @@ pub fn start(
             jobs: Arc::clone(&jobs_rx),
             writer: writer.clone(),
             metrics: Arc::clone(&metrics),
+            breakers: breakers.clone(),
             idle: waker.0.clone(),
             exited: exited_tx.clone(),
         };
@@ -91,7 +120,7 @@ pub fn start(
     }
     let scheduler = std::thread::Builder::new()
         .name("deliver-scheduler".into())
-        .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx).run())?;
+        .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx, (config, breakers)).run())?;
     Ok(Deliverer {
         signals: waker.0,
         scheduler,
@@ -129,9 +158,10 @@ pub fn per_target_limit(workers: usize) -> usize {
 
 struct Worker {
     agent: ureq::Agent,
-    jobs: Arc<Mutex<Receiver<DueDelivery>>>,
+    jobs: Arc<Mutex<Receiver<Job>>>,
     writer: Writer,
     metrics: Arc<Metrics>,
+    breakers: Breakers,
     idle: Sender<Signal>,
     exited: Sender<()>,
 }
@@ -144,10 +174,16 @@ impl Worker {
                 Err(_) => break,
             };
             let Ok(job) = job else { break };
-            let record = attempt(&self.agent, &job);
+            let record = attempt(&self.agent, &job, &self.breakers);
             let seconds = record.duration_ms as f64 / 1000.0;
+            let job = job.due;
             self.metrics
                 .attempt(&job.request.action, record.outcome, seconds, now_ms());
+            if let Some(state) = &record.receiver {
+                if state.change.is_some() {
+                    self.metrics.breaker(&state.target, state.open.is_some(), state.change);
+                }
+            }
             if let Err(err) = self.writer.record(record) {
                 log::error!("delivery {}: cannot record the attempt: {err}", job.id);
             }
@@ -157,8 +193,14 @@ impl Worker {
     }
 }
 
-/// Makes one attempt and decides what the delivery becomes.
-fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
+/// Makes one attempt, tells the receiver's breaker, and decides what the
+/// delivery becomes.
+fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord {
+    let Job {
+        due: job,
+        probe,
+        breaker,
+    } = job;
     let started_at = now_ms();
     let clock = Instant::now();
     let result = send::send(agent, job);
@@ -184,12 +226,28 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
         max_delay: Duration::from_millis(d.max_delay_ms),
     };
     let number = job.attempts + 1;
-    let outcome = next_step(&policy, number, &verdict, now_ms(), random_unit());
     let what = match (http_status, &error) {
         (_, Some(err)) => err.clone(),
         (Some(status), None) => format!("HTTP {status}"),
         (None, None) => String::new(),
     };
+    // A request that was never sent (it cannot be built) says nothing
+    // about the receiver.
+    let answer = match (&verdict, http_status, &error) {
+        (Verdict::Retry { .. }, _, _) => Some(Answer::Failed(what.clone())),
+        (_, None, Some(_)) => None,
+        _ => Some(Answer::Answered),
+    };
+    let receiver = answer.map(|answer| breakers.lock().record(&job.target, breaker, &answer, *probe, now_ms()));
+    let parked = matches!(verdict, Verdict::Retry { .. }) && receiver.as_ref().is_some_and(|r| r.open.is_some());
+    let outcome = if parked {
+        Outcome::Parked
+    } else {
+        next_step(&policy, number, &verdict, now_ms(), random_unit())
+    };
+    if let Some(state) = &receiver {
+        log_change(state);
+    }
     match outcome {
         Outcome::Delivered => log::info!(
             "delivery {} ({}, operation {}) delivered: {what} in {duration_ms} ms",
@@ -214,6 +272,14 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
             job.operation_id,
             d.max_attempts
         ),
+        Outcome::Parked => log::warn!(
+            "delivery {} ({}, operation {}) {}failed: {what}; it waits for the breaker of {} to close (not counted against its attempts)",
+            job.id,
+            d.action,
+            job.operation_id,
+            if *probe { "probe " } else { "attempt " },
+            job.target
+        ),
     }
     // A permanent failure is told to the operator, naming the action and
     // how many attempts it took.
@@ -231,6 +297,26 @@ fn attempt(agent: &ureq::Agent, job: &DueDelivery) -> AttemptRecord {
         error,
         outcome,
         failure_notice,
+        receiver,
+    }
+}
+
+/// Logs a breaker's opening or closing.
+fn log_change(state: &ReceiverState) {
+    match (state.change, state.open) {
+        (Some(BreakerChange::Opened), Some(open)) => log::warn!(
+            "receiver {}: circuit breaker open after {} failures in a row ({}); deliveries wait, probing in {} s",
+            state.target,
+            state.failures,
+            state.last_error.as_deref().unwrap_or("unknown error"),
+            open.probe_wait_ms / 1000
+        ),
+        (Some(BreakerChange::Closed { since }), _) => log::info!(
+            "receiver {}: answers again (failing since {}); circuit breaker closed",
+            state.target,
+            crate::clock::rfc3339(since)
+        ),
+        _ => {}
     }
 }
 

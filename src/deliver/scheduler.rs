@@ -1,15 +1,25 @@
 //! The scheduler: claims due deliveries from the store ahead of need, keeps
 //! them per receiver, and hands them to idle workers, at most
-//! [`per_target_limit`] at a time to one receiver.
+//! [`per_target_limit`] (or the receiver's `concurrency`) at a time to one
+//! receiver, no faster than its `rate`, and only a probe while its breaker
+//! is open.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{per_target_limit, Signal, POLL_INTERVAL};
+use super::breaker::{Breakers, Permit};
+use super::pace::Pace;
+use super::{per_target_limit, Job, Signal, POLL_INTERVAL};
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::model::DueDelivery;
 use crate::store::Writer;
+
+/// The running config, read again each round so a reload's `[[receiver]]`
+/// settings apply at once.
+pub type ConfigSource = Box<dyn Fn() -> Arc<Config> + Send>;
 
 /// Least time between two claims that skip busy receivers and found nothing
 /// else (each scans past their backlog).
@@ -21,8 +31,12 @@ pub(super) struct Scheduler {
     signals: Receiver<Signal>,
     /// A rendezvous channel to the workers: a delivery is handed over only
     /// to a worker that is waiting.
-    jobs: SyncSender<DueDelivery>,
-    /// Most attempts in flight to one receiver.
+    jobs: SyncSender<Job>,
+    config: ConfigSource,
+    breakers: Breakers,
+    pace: Pace,
+    workers: usize,
+    /// Most attempts in flight to a receiver without its own `concurrency`.
     cap: usize,
     /// Deliveries claimed ahead (they are `in_flight` in the database), so
     /// that one committed claim feeds several attempts.
@@ -47,12 +61,17 @@ impl Scheduler {
         writer: Writer,
         workers: usize,
         signals: Receiver<Signal>,
-        jobs: SyncSender<DueDelivery>,
+        jobs: SyncSender<Job>,
+        (config, breakers): (ConfigSource, Breakers),
     ) -> Scheduler {
         Scheduler {
             writer,
             signals,
             jobs,
+            config,
+            breakers,
+            pace: Pace::default(),
+            workers,
             cap: per_target_limit(workers),
             ahead: workers * 2,
             idle: workers,
@@ -65,10 +84,14 @@ impl Scheduler {
     /// Hands out, claims, waits; until told to stop or the workers are gone.
     pub(super) fn run(mut self) {
         loop {
-            if !self.hand_out() {
+            let config = (self.config)();
+            let Some(turn) = self.hand_out(&config) else {
                 return;
+            };
+            let mut wait = self.claim(&config);
+            if let Some(turn) = turn {
+                wait = wait.min(turn.saturating_duration_since(Instant::now()));
             }
-            let wait = self.claim();
             if !self.take_signals(wait) {
                 self.release_unsent();
                 return;
@@ -76,40 +99,121 @@ impl Scheduler {
         }
     }
 
-    /// Gives waiting deliveries to idle workers, within each receiver's cap.
-    /// False when the workers are gone.
-    fn hand_out(&mut self) -> bool {
-        for (target, queue) in &mut self.waiting {
+    /// Most attempts in flight to `target`.
+    fn cap_of(&self, config: &Config, target: &str) -> usize {
+        config
+            .receiver_policy(target)
+            .concurrency
+            .map_or(self.cap, |c| c.min(self.workers))
+    }
+
+    /// Gives waiting deliveries to idle workers, within each receiver's
+    /// cap, rate and breaker; deliveries of a receiver whose breaker is
+    /// open go back to the database. Returns when a paced receiver's next
+    /// turn comes, or None when the workers are gone.
+    fn hand_out(&mut self, config: &Config) -> Option<Option<Instant>> {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let mut turn: Option<Instant> = None;
+        let mut back = Vec::new();
+        let targets: Vec<String> = self.waiting.keys().cloned().collect();
+        for target in targets {
+            let policy = config.receiver_policy(&target);
+            let cap = self.cap_of(config, &target);
+            let Some(queue) = self.waiting.get_mut(&target) else {
+                continue;
+            };
             let in_flight = self.busy.entry(target.clone()).or_default();
-            while self.idle > 0 && *in_flight < self.cap {
+            let probe = match self.breakers.lock().permit(&target, now_ms) {
+                Permit::Send => false,
+                Permit::Probe => true,
+                Permit::Wait(_) => {
+                    back.extend(queue.drain(..).map(|due| due.id));
+                    continue;
+                }
+            };
+            while self.idle > 0 && *in_flight < cap && !queue.is_empty() {
+                if let Some(rate) = policy.rate {
+                    if let Err(at) = self.pace.take(&target, rate, now) {
+                        turn = Some(turn.map_or(at, |t| t.min(at)));
+                        break;
+                    }
+                }
                 let Some(due) = queue.pop_front() else { break };
+                if probe {
+                    self.breakers.lock().probing.insert(target.clone());
+                    log::info!("receiver {target}: probing with delivery {}", due.id);
+                }
                 *in_flight += 1;
                 self.idle -= 1;
-                if self.jobs.send(due).is_err() {
-                    return false;
+                let job = Job {
+                    due,
+                    probe,
+                    breaker: policy.breaker,
+                };
+                if self.jobs.send(job).is_err() {
+                    return None;
+                }
+                if probe {
+                    break;
                 }
             }
         }
         self.waiting.retain(|_, queue| !queue.is_empty());
         self.busy.retain(|_, n| *n > 0);
-        true
+        self.pace.forget_idle(now);
+        if !back.is_empty() {
+            if let Err(err) = self.writer.release(back) {
+                log::warn!("cannot give back deliveries to a receiver whose breaker is open: {err}");
+            }
+        }
+        Some(turn)
     }
 
-    /// Receivers with at least two rounds of work in flight or waiting:
-    /// claims pass over their backlog.
-    fn well_supplied(&self) -> Vec<String> {
-        self.busy
-            .iter()
-            .filter(|(target, n)| **n + self.waiting.get(*target).map_or(0, VecDeque::len) >= 2 * self.cap)
-            .map(|(target, _)| target.clone())
-            .collect()
+    /// Receivers with at least two rounds of work in flight or waiting, and
+    /// those whose breaker holds them back: claims pass over their backlog.
+    fn well_supplied(&self, config: &Config, now_ms: i64) -> Vec<String> {
+        let mut skip: Vec<String> = self
+            .busy
+            .keys()
+            .chain(self.waiting.keys())
+            .filter(|target| {
+                let queued =
+                    self.busy.get(*target).copied().unwrap_or(0) + self.waiting.get(*target).map_or(0, VecDeque::len);
+                queued >= 2 * self.cap_of(config, target)
+            })
+            .cloned()
+            .collect();
+        let table = self.breakers.lock();
+        skip.extend(
+            table
+                .open()
+                .filter(|(target, _)| table.permit(target, now_ms) != Permit::Probe)
+                .map(|(target, _)| target.clone()),
+        );
+        skip.sort_unstable();
+        skip.dedup();
+        skip
+    }
+
+    /// When the next probe of an open breaker falls due, if one is still
+    /// to come. (One already due waits for a delivery to probe with, which
+    /// a commit or the poll finds.)
+    fn next_probe(&self, now_ms: i64) -> Option<i64> {
+        self.breakers
+            .lock()
+            .open()
+            .map(|(_, open)| open.next_probe_at)
+            .filter(|at| *at > now_ms)
+            .min()
     }
 
     /// Claims more deliveries if workers are idle; returns how long to wait
     /// for a signal before looking again.
-    fn claim(&mut self) -> Duration {
+    fn claim(&mut self, config: &Config) -> Duration {
         let held: usize = self.waiting.values().map(VecDeque::len).sum();
-        let supplied = self.well_supplied();
+        let now = now_ms();
+        let supplied = self.well_supplied(config, now);
         let skipping = !supplied.is_empty();
         let known_empty = self.others_empty.is_some_and(|at| at.elapsed() < SKIP_RESCAN);
         // Rows held for well-supplied receivers must not block the others:
@@ -120,10 +224,12 @@ impl Scheduler {
             self.ahead.saturating_sub(held)
         };
         let mut wait = POLL_INTERVAL;
+        if let Some(probe) = self.next_probe(now) {
+            wait = wait.min(Duration::from_millis((probe - now).max(0) as u64));
+        }
         if self.idle == 0 || limit == 0 || (skipping && known_empty) {
             return wait;
         }
-        let now = now_ms();
         match self.writer.claim_due(now, limit, supplied) {
             Ok(claimed) => {
                 if skipping && claimed.due.is_empty() {

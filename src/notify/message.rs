@@ -41,8 +41,10 @@ pub struct Message {
 
 /// The digest of `items` and of storage errors (`alarms`), for `host`.
 pub fn digest(items: &[Item], alarms: &[String], host: &str, tz: &jiff::tz::TimeZone) -> Message {
-    let failures = items.iter().filter(|i| i.kind == NotificationKind::Failure).count();
-    let warnings = items.len() - failures;
+    let count = |kind| items.iter().filter(|i| i.kind == kind).count();
+    let failures = count(NotificationKind::Failure);
+    let receivers = count(NotificationKind::Receiver);
+    let warnings = items.len() - failures - receivers;
     let mut processings: Vec<&str> = items.iter().map(|i| i.processing.as_str()).collect();
     processings.dedup();
     processings.sort_unstable();
@@ -53,6 +55,9 @@ pub fn digest(items: &[Item], alarms: &[String], host: &str, tz: &jiff::tz::Time
     }
     if warnings > 0 {
         counts.push(format!("{warnings} warning(s)"));
+    }
+    if receivers > 0 {
+        counts.push(format!("{receivers} receiver change(s)"));
     }
     if !alarms.is_empty() {
         counts.push("storage error".to_string());
@@ -114,12 +119,21 @@ pub fn id_ranges(sorted: &[i64]) -> String {
 }
 
 fn describe(n: usize, item: &Item, tz: &jiff::tz::TimeZone) -> String {
-    let title = if item.kind == NotificationKind::Failure {
-        "Доставка не удалась / Delivery failed"
-    } else {
-        "Предупреждение / Warning"
+    let title = match item.kind {
+        NotificationKind::Failure => "Доставка не удалась / Delivery failed",
+        NotificationKind::Warning => "Предупреждение / Warning",
+        NotificationKind::Receiver => "Получатель / Receiver",
     };
     let mut text = format!("--- {n}. {title} ---\n");
+    if item.kind == NotificationKind::Receiver {
+        // About a server, not about the operation that happened to notice.
+        text.push_str(&format!(
+            "Когда / When: {}\nЧто / What: {}\nСостояние / Status: hookrelay status\n",
+            clock::local(item.created_at, tz),
+            item.text
+        ));
+        return text;
+    }
     text.push_str(&format!("Обработка / Processing: {}\n", item.processing));
     text.push_str(&format!(
         "Операция / Operation: {} ({})\n",

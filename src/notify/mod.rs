@@ -358,7 +358,7 @@ fn items(
             // Only the listed ones need their fields read.
             let fields = if !include_fields {
                 ItemFields::Hidden
-            } else if n < message::MAX_ITEMS {
+            } else if n < message::MAX_ITEMS && notification.kind != crate::model::NotificationKind::Receiver {
                 reader
                     .operation(notification.operation_id)?
                     .map_or(ItemFields::Gone, |op| ItemFields::Shown(op.fields))

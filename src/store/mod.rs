@@ -11,6 +11,7 @@ mod files;
 mod indexer;
 mod overview;
 mod read;
+mod receivers;
 mod replay;
 mod schema;
 mod search;
@@ -36,6 +37,7 @@ pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
     Reader,
 };
+pub use receivers::{Backlog, ProcessingStatus, ReceiverStatus};
 pub use replay::{queue_replays, Replay};
 pub use writer::{spawn_writer, Hooks, Writer};
 

@@ -334,6 +334,29 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 9: each receiver's circuit breaker and last answer (store/receivers.rs),
+    //    so an open breaker stays open across a restart. `version` orders
+    //    the states the workers report, which can reach the writer out of
+    //    order.
+    Migration {
+        sql: r#"
+    CREATE TABLE receivers (
+        target          TEXT    PRIMARY KEY,    -- scheme://host:port/
+        version         INTEGER NOT NULL,
+        failures        INTEGER NOT NULL,       -- retryable failures in a row
+        failing_since   INTEGER,
+        open_since      INTEGER,                -- set while the breaker is open
+        probe_wait_ms   INTEGER,
+        next_probe_at   INTEGER,
+        last_success_at INTEGER,
+        last_error      TEXT,
+        last_error_at   INTEGER
+    ) WITHOUT ROWID;
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

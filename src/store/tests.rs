@@ -52,6 +52,7 @@ fn delivered(id: i64, at: i64) -> AttemptRecord {
         error: None,
         outcome: Outcome::Delivered,
         failure_notice: None,
+        receiver: None,
     }
 }
 
@@ -194,6 +195,7 @@ fn insert_claim_record_read() {
         error: None,
         outcome,
         failure_notice: None,
+        receiver: None,
     };
     writer.record(record(&claimed.due[0], Outcome::Delivered, 200)).unwrap();
     writer
@@ -285,6 +287,7 @@ fn attempt_results_survive_a_full_database() {
             error: None,
             outcome: Outcome::Delivered,
             failure_notice: None,
+            receiver: None,
         })
         .unwrap();
     let reader = Reader::open(&path).unwrap();
@@ -352,6 +355,7 @@ fn migration_fills_in_receivers() {
          DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
          DROP TABLE status_hours;
          DROP TABLE silences;
+         DROP TABLE receivers;
          PRAGMA user_version = 2;",
     )
     .unwrap();

@@ -341,34 +341,51 @@ pub(super) fn release(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> 
 
 pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError> {
     let now = now_ms();
-    let (status, next_at) = match r.outcome {
-        Outcome::Delivered => (DeliveryStatus::Delivered, None),
-        Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-        Outcome::Failed => (DeliveryStatus::Failed, None),
-    };
     let last_error = match (&r.error, r.http_status) {
-        _ if status == DeliveryStatus::Delivered => None,
+        _ if r.outcome == Outcome::Delivered => None,
         (Some(err), _) => Some(err.clone()),
         (None, Some(code)) => Some(format!("HTTP {code}")),
         (None, None) => None,
     };
-    let operation_id: i64 = conn
-        .prepare_cached(
-            "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
-                 next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
-             WHERE id = ?1 RETURNING operation_id",
-        )?
-        .query_row(
-            params![r.delivery_id, status.as_str(), next_at, last_error, now],
-            |row| row.get(0),
-        )?;
+    let operation_id: i64 = match r.outcome {
+        // Due again at once, and held back by the breaker until it closes;
+        // the attempt is recorded but not counted against the budget.
+        Outcome::Parked => conn
+            .prepare_cached(
+                "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
+                     next_attempt_at = ?2, last_error = ?3, updated_at = ?2
+                 WHERE id = ?1 RETURNING operation_id",
+            )?
+            .query_row(params![r.delivery_id, now, last_error], |row| row.get(0))?,
+        _ => {
+            let (status, next_at) = match r.outcome {
+                Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                Outcome::Failed => (DeliveryStatus::Failed, None),
+                _ => (DeliveryStatus::Delivered, None),
+            };
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
+                     next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
+                 WHERE id = ?1 RETURNING operation_id",
+            )?
+            .query_row(
+                params![r.delivery_id, status.as_str(), next_at, last_error, now],
+                |row| row.get(0),
+            )?
+        }
+    };
+    let needs_processing = r.failure_notice.is_some() || r.receiver.as_ref().is_some_and(|s| s.change.is_some());
+    let processing: String = if needs_processing {
+        conn.prepare_cached("SELECT processing FROM operations WHERE id = ?1")?
+            .query_row([operation_id], |row| row.get(0))?
+    } else {
+        String::new()
+    };
     if let Some(text) = &r.failure_notice {
-        let processing: String = conn.query_row(
-            "SELECT processing FROM operations WHERE id = ?1",
-            [operation_id],
-            |row| row.get(0),
-        )?;
         queue_notification(conn, NotificationKind::Failure, &processing, operation_id, text, now)?;
+    }
+    if let Some(state) = &r.receiver {
+        super::receivers::save(conn, state, (&processing, operation_id), now)?;
     }
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)

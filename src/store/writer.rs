@@ -18,7 +18,7 @@ use super::write::{
 };
 use super::{open_for_writing, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
-use crate::model::{notice_day, AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome};
+use crate::model::{notice_day, AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome, ReceiverState};
 
 /// Commands waiting for the writer; senders wait when it is full.
 const QUEUE_CAPACITY: usize = 4096;
@@ -48,7 +48,7 @@ enum Work {
     /// An attempt's result. The request has already gone out, so a commit
     /// that fails (disk full) must not lose it: it is kept and applied again
     /// with the next batch until a commit takes it.
-    Attempt(AttemptRecord),
+    Attempt(Box<AttemptRecord>),
 }
 
 /// One command for the writer.
@@ -59,7 +59,7 @@ struct Job {
 }
 
 impl Job {
-    fn attempt(record: AttemptRecord) -> Job {
+    fn attempt(record: Box<AttemptRecord>) -> Job {
         // Only a retry needs the scheduler's attention (a new due time); the
         // worker tells it itself when it is free.
         let wakes = matches!(record.outcome, Outcome::RetryAt(_));
@@ -166,6 +166,11 @@ impl Writer {
         self.run_blocking(false, move |conn| claim(conn, now, limit, &skip))
     }
 
+    /// Every receiver's kept breaker and last answers. Blocks: plain threads only.
+    pub fn receivers(&self) -> Result<Vec<ReceiverState>, StoreError> {
+        self.run_blocking(false, super::receivers::load)
+    }
+
     /// Gives claimed deliveries back unsent. Blocks: plain threads only.
     pub fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.run_blocking(false, move |conn| release(conn, &ids))
@@ -176,7 +181,7 @@ impl Writer {
     /// full: call from a plain thread.
     pub fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
         self.tx
-            .blocking_send(Job::attempt(record))
+            .blocking_send(Job::attempt(Box::new(record)))
             .map_err(|_| StoreError::WriterGone)
     }
 
@@ -243,7 +248,10 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks, checkpoi
     let mut carried: Vec<AttemptRecord> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         if !carried.is_empty() {
-            let mut retry: Vec<Job> = std::mem::take(&mut carried).into_iter().map(Job::attempt).collect();
+            let mut retry: Vec<Job> = std::mem::take(&mut carried)
+                .into_iter()
+                .map(|r| Job::attempt(Box::new(r)))
+                .collect();
             let kept = retry.len();
             if commit_and_tell(&mut conn, &mut retry, &mut carried, &hooks) {
                 checkpoints.committed();
@@ -316,11 +324,11 @@ fn commit_batch(
                 }
                 Work::Attempt(record) => match record_attempt(&tx, &record) {
                     Ok(()) => {
-                        applied.push(record);
+                        applied.push(*record);
                         true
                     }
                     Err(err) if is_storage_fault(&err) => {
-                        carry.push(record);
+                        carry.push(*record);
                         false
                     }
                     Err(err) => {
@@ -345,7 +353,7 @@ fn commit_batch(
     // other callers get the failure.
     for job in jobs {
         match job.work {
-            Work::Attempt(record) => carry.push(record),
+            Work::Attempt(record) => carry.push(*record),
             Work::Once(work) => answers.push(work(None).1),
         }
     }

@@ -9,5 +9,6 @@ mod first_hour;
 mod ingest;
 mod notify;
 mod operator;
+mod receivers;
 mod reload;
 mod rules;

@@ -236,6 +236,8 @@ pub struct Received {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it arrived (its head was read).
+    pub at: Instant,
 }
 
 impl Received {
@@ -285,6 +287,7 @@ async fn respond(
     script: Script,
     mut gate: Gate,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let at = Instant::now();
     let method = request.method().to_string();
     let target = request.uri().to_string();
     let headers = request
@@ -308,6 +311,7 @@ async fn respond(
         target,
         headers,
         body,
+        at,
     });
     let _ = gate.wait_for(|open| *open).await;
     let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
@@ -381,6 +385,11 @@ impl Receiver {
     pub fn script(&self, answers: &[(u16, &str)]) {
         let mut script = self.script.lock().unwrap();
         script.extend(answers.iter().map(|(s, b)| (*s, b.to_string(), Vec::new())));
+    }
+
+    /// Drops the answers still scripted: from now on every request gets 200 "ok".
+    pub fn clear_script(&self) {
+        self.script.lock().unwrap().clear();
     }
 
     /// Queues one answer with extra headers.

@@ -17,6 +17,7 @@ use crate::template::{Escape, Template, TemplateError};
 
 mod console;
 mod notify;
+mod receiver;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
@@ -60,7 +61,7 @@ pub(super) fn networks(key: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, 
 }
 
 /// `50/s`, `600/m` or `1000/h`.
-fn rate(text: &str) -> Result<Rate, String> {
+pub(super) fn rate(text: &str) -> Result<Rate, String> {
     let bad = || format!("`{text}` is not a rate such as 50/s, 600/m or 1000/h");
     let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
     let count: u32 = count.trim().parse().map_err(|_| bad())?;
@@ -105,6 +106,11 @@ impl RawConfig {
                 .retry
                 .over(default_retry)
                 .map_err(|e| format!("delivery.retry: {e}"))?,
+            breaker: self
+                .delivery
+                .breaker
+                .over(receiver::DEFAULT_BREAKER)
+                .map_err(|e| format!("delivery.breaker: {e}"))?,
         };
         if !(1..=256).contains(&delivery.workers) {
             return Err("delivery.workers: must be between 1 and 256".into());
@@ -152,6 +158,7 @@ impl RawConfig {
             return Err("no [[processing]] is configured: every webhook would get 404".into());
         }
         let console = self.console.resolve(&server, &tokens)?;
+        let receivers = receiver::resolve(self.receiver, &delivery)?;
         Ok(Config {
             path: path.to_path_buf(),
             server,
@@ -160,6 +167,7 @@ impl RawConfig {
             notify,
             console,
             processings,
+            receivers,
         })
     }
 }

@@ -1,0 +1,190 @@
+//! `hookrelay status`: per processing and per receiver, what is happening
+//! now: enabled or held, silent or not, breaker open or closed, what waits
+//! and since when, the last success and the last error. It reads the
+//! database, so it works beside the running daemon and without it.
+
+use serde_json::{json, Value};
+
+use super::{load_config, rfc3339, Cli, Failure};
+use crate::clock;
+use crate::config::{Config, Rate};
+use crate::store::{Backlog, ProcessingStatus, Reader, ReceiverStatus, SilenceMark};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One processing's line of facts.
+struct ProcessingReport<'a> {
+    name: &'a str,
+    enabled: bool,
+    last_event: Option<(i64, i64)>,
+    silence: Option<SilenceMark>,
+    status: ProcessingStatus,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    let reader = Reader::open(&config.storage.path)?;
+    let silences = reader.silences()?;
+    let mut processings = Vec::new();
+    for p in &config.processings {
+        processings.push(ProcessingReport {
+            name: &p.name,
+            enabled: p.enabled,
+            last_event: reader.last_event(&p.name)?,
+            silence: silences.iter().find(|s| s.processing == p.name).cloned(),
+            status: reader.processing_status(&p.name)?,
+        });
+    }
+    let receivers = reader.receiver_statuses()?;
+    if args.json {
+        println!("{}", to_json(&config, &processings, &receivers));
+    } else {
+        print!("{}", to_text(&config, &processings, &receivers));
+    }
+    Ok(())
+}
+
+fn rate_text(rate: Rate) -> String {
+    let unit = match rate.per.as_secs() {
+        1 => "s",
+        60 => "m",
+        _ => "h",
+    };
+    format!("{}/{unit}", rate.count)
+}
+
+fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[ReceiverStatus]) -> String {
+    let tz = &config.server.time_zone;
+    let at = |ms: i64| clock::local(ms, tz);
+    let backlog = |b: &Backlog| match b.oldest {
+        Some(oldest) => format!("{} deliveries, the oldest received {}", b.waiting, at(oldest)),
+        None => "nothing".to_string(),
+    };
+    let mut out = String::new();
+    for p in processings {
+        let state = match (&p.silence, p.enabled) {
+            (_, false) => "held (enabled = false)",
+            (Some(_), true) => "silent",
+            (None, true) => "enabled",
+        };
+        out.push_str(&format!("processing {}: {state}\n", p.name));
+        let last_event = p.last_event.map_or("none yet".to_string(), |(id, when)| {
+            format!("operation {id} at {}", at(when))
+        });
+        out.push_str(&format!("  last event:     {last_event}\n"));
+        if let Some(s) = &p.silence {
+            out.push_str(&format!(
+                "  silence:        nothing since {} (alerted {})\n",
+                at(s.last_event_at),
+                at(s.alerted_at)
+            ));
+        }
+        out.push_str(&format!("  waiting:        {}\n", backlog(&p.status.backlog)));
+        let delivered = p.status.last_delivered.map_or("none".to_string(), |(id, when)| {
+            format!("operation {id} at {}", at(when))
+        });
+        out.push_str(&format!("  last delivered: {delivered}\n"));
+        let failed = p
+            .status
+            .last_failed
+            .as_ref()
+            .map_or("none".to_string(), |(id, when, error)| {
+                format!(
+                    "operation {id} at {}: {}",
+                    at(*when),
+                    error.as_deref().unwrap_or("failed")
+                )
+            });
+        out.push_str(&format!("  last failure:   {failed}\n"));
+    }
+    for r in receivers {
+        let s = &r.state;
+        let state = match s.open {
+            Some(open) => format!(
+                "breaker OPEN, failing since {}; next probe {}",
+                at(open.since),
+                at(open.next_probe_at)
+            ),
+            None => "breaker closed".to_string(),
+        };
+        out.push_str(&format!("receiver {}: {state}\n", s.target));
+        out.push_str(&format!("  waiting:        {}\n", backlog(&r.backlog)));
+        let success = s.last_success_at.map_or("none".to_string(), at);
+        out.push_str(&format!("  last success:   {success}\n"));
+        let error = match (&s.last_error, s.last_error_at) {
+            (Some(error), Some(when)) => format!("{error} at {}", at(when)),
+            _ => "none".to_string(),
+        };
+        out.push_str(&format!("  last error:     {error}\n"));
+        let policy = config.receiver_policy(&s.target);
+        let pacing = match (policy.rate, policy.concurrency) {
+            (None, None) => "none".to_string(),
+            (rate, concurrency) => [
+                rate.map(|r| format!("rate {}", rate_text(r))),
+                concurrency.map(|c| format!("concurrency {c}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+        };
+        out.push_str(&format!("  pacing:         {pacing}\n"));
+    }
+    if receivers.is_empty() {
+        out.push_str("receivers: none has been sent to yet\n");
+    }
+    out
+}
+
+fn time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
+}
+
+fn backlog_json(b: &Backlog) -> Value {
+    json!({ "waiting": b.waiting, "oldest_received_at": time(b.oldest) })
+}
+
+fn to_json(config: &Config, processings: &[ProcessingReport], receivers: &[ReceiverStatus]) -> Value {
+    let processings: Vec<Value> = processings
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "enabled": p.enabled,
+                "last_event": p.last_event.map(|(id, at)| json!({ "operation": id, "received_at": rfc3339(at) })),
+                "silent_since": p.silence.as_ref().map(|s| rfc3339(s.last_event_at)),
+                "backlog": backlog_json(&p.status.backlog),
+                "last_delivered": p.status.last_delivered.map(|(id, at)| json!({ "operation": id, "at": rfc3339(at) })),
+                "last_failed": p.status.last_failed.as_ref().map(|(id, at, error)| {
+                    json!({ "operation": id, "at": rfc3339(*at), "error": error })
+                }),
+            })
+        })
+        .collect();
+    let receivers: Vec<Value> = receivers
+        .iter()
+        .map(|r| {
+            let s = &r.state;
+            let policy = config.receiver_policy(&s.target);
+            json!({
+                "receiver": s.target,
+                "breaker": if s.open.is_some() { "open" } else { "closed" },
+                "failing_since": time(s.failing_since),
+                "next_probe_at": time(s.open.map(|o| o.next_probe_at)),
+                "failures_in_a_row": s.failures,
+                "backlog": backlog_json(&r.backlog),
+                "last_success_at": time(s.last_success_at),
+                "last_error": s.last_error,
+                "last_error_at": time(s.last_error_at),
+                "rate": policy.rate.map(rate_text),
+                "concurrency": policy.concurrency,
+            })
+        })
+        .collect();
+    json!({ "processings": processings, "receivers": receivers })
+}

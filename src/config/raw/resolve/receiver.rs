@@ -1,0 +1,78 @@
+//! `[[receiver]]` and `[delivery] breaker`: pacing and circuit breakers,
+//! keyed by the receiver (`scheme://host:port`), not by the action, because
+//! what they protect is the server: several actions, of several
+//! processings, often call one.
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::model::target_of;
+
+/// Five failures in a row; a probe after 30 s, backing off to 5 min.
+pub(super) const DEFAULT_BREAKER: Breaker = Breaker {
+    failures: 5,
+    probe: Duration::from_secs(30),
+    max_probe: Duration::from_secs(300),
+};
+
+impl RawBreaker {
+    /// Fills unset keys from `defaults` and checks the result.
+    pub(super) fn over(&self, defaults: Breaker) -> Result<Breaker, String> {
+        let breaker = Breaker {
+            failures: self.failures.unwrap_or(defaults.failures),
+            probe: self.probe.map_or(defaults.probe, |d| d.0),
+            max_probe: self.max_probe.map_or(defaults.max_probe, |d| d.0),
+        };
+        if breaker.probe.is_zero() {
+            return Err("probe: must be longer than zero".into());
+        }
+        if breaker.max_probe < breaker.probe {
+            return Err("max_probe: must not be shorter than probe".into());
+        }
+        Ok(breaker)
+    }
+}
+
+/// Resolves every `[[receiver]]`; each names a receiver once.
+pub(super) fn resolve(raw: Vec<RawReceiver>, delivery: &Delivery) -> Result<Vec<Receiver>, String> {
+    let mut seen = HashSet::new();
+    let mut receivers = Vec::new();
+    for raw in raw {
+        let key = format!("receiver `{}`", redact::url_text(&raw.url));
+        let url = Url::parse(&raw.url).map_err(|e| format!("{key}: url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("{key}: url: give http:// or https:// and a host"));
+        }
+        if url.path() != "/" || url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{key}: url: give only scheme://host[:port]; pacing and the breaker cover the whole receiver"
+            ));
+        }
+        let target = target_of(url.as_str());
+        if !seen.insert(target.clone()) {
+            return Err(format!("{key}: this receiver is configured twice"));
+        }
+        let rate = raw
+            .rate
+            .as_deref()
+            .map(rate)
+            .transpose()
+            .map_err(|e| format!("{key}: rate: {e}"))?;
+        if raw.concurrency == Some(0) {
+            return Err(format!("{key}: concurrency: must be at least 1"));
+        }
+        let breaker = match &raw.breaker {
+            Some(b) => b.over(delivery.breaker).map_err(|e| format!("{key}: breaker.{e}"))?,
+            None => delivery.breaker,
+        };
+        receivers.push(Receiver {
+            target,
+            policy: ReceiverPolicy {
+                rate,
+                concurrency: raw.concurrency,
+                breaker,
+            },
+        });
+    }
+    Ok(receivers)
+}

@@ -1,0 +1,291 @@
+//! Receivers' circuit breakers and last answers, kept between restarts,
+//! and the breaker notices queued with the attempt that changed them.
+
+use rusqlite::{params, Connection};
+
+use super::read::Reader;
+use super::write::queue_notification;
+use super::StoreError;
+use crate::clock::rfc3339;
+use crate::model::{breaker_notice, NotificationKind, Open, ReceiverState};
+
+const COLUMNS: &str = "target, version, failures, failing_since, open_since, probe_wait_ms, next_probe_at,
+     last_success_at, last_error, last_error_at";
+
+fn state_row(row: &rusqlite::Row) -> rusqlite::Result<ReceiverState> {
+    let open_since: Option<i64> = row.get(4)?;
+    Ok(ReceiverState {
+        target: row.get(0)?,
+        version: row.get(1)?,
+        failures: row.get(2)?,
+        failing_since: row.get(3)?,
+        open: match open_since {
+            Some(since) => Some(Open {
+                since,
+                probe_wait_ms: row.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                next_probe_at: row.get::<_, Option<i64>>(6)?.unwrap_or(0),
+            }),
+            None => None,
+        },
+        last_success_at: row.get(7)?,
+        last_error: row.get(8)?,
+        last_error_at: row.get(9)?,
+        change: None,
+    })
+}
+
+/// Every receiver kept, by target.
+pub(super) fn load(conn: &Connection) -> Result<Vec<ReceiverState>, StoreError> {
+    let states = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM receivers ORDER BY target"))?
+        .query_map([], state_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(states)
+}
+
+/// Deliveries to `target` waiting to be sent.
+pub(super) fn waiting(conn: &Connection, target: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')")?
+        .query_row([target], |row| row.get(0))?)
+}
+
+/// Keeps `state` unless a newer one is kept already, and queues the notice
+/// of its breaker's change, naming `processing` and `operation_id` (the
+/// delivery that changed it).
+pub(super) fn save(
+    conn: &Connection,
+    state: &ReceiverState,
+    (processing, operation_id): (&str, i64),
+    now: i64,
+) -> Result<(), StoreError> {
+    let open = state.open.as_ref();
+    conn.prepare_cached(&format!(
+        "INSERT INTO receivers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (target) DO UPDATE SET version = excluded.version, failures = excluded.failures,
+             failing_since = excluded.failing_since, open_since = excluded.open_since,
+             probe_wait_ms = excluded.probe_wait_ms, next_probe_at = excluded.next_probe_at,
+             last_success_at = excluded.last_success_at, last_error = excluded.last_error,
+             last_error_at = excluded.last_error_at
+         WHERE excluded.version > receivers.version"
+    ))?
+    .execute(params![
+        state.target,
+        state.version,
+        state.failures,
+        state.failing_since,
+        open.map(|o| o.since),
+        open.map(|o| o.probe_wait_ms),
+        open.map(|o| o.next_probe_at),
+        state.last_success_at,
+        state.last_error,
+        state.last_error_at,
+    ])?;
+    if let Some(change) = state.change {
+        let text = breaker_notice(state, change, waiting(conn, &state.target)?, rfc3339);
+        queue_notification(conn, NotificationKind::Receiver, processing, operation_id, &text, now)?;
+    }
+    Ok(())
+}
+
+/// What waits to be sent, per processing or per receiver.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Backlog {
+    /// Deliveries pending or waiting to retry.
+    pub waiting: u64,
+    /// When the oldest operation among them was received.
+    pub oldest: Option<i64>,
+}
+
+/// One processing, for `hookrelay status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessingStatus {
+    pub backlog: Backlog,
+    /// The newest operation delivered in full: id and when it finished.
+    pub last_delivered: Option<(i64, i64)>,
+    /// The newest operation that failed (in full or in part): id, when, and
+    /// the error of its last failed delivery.
+    pub last_failed: Option<(i64, i64, Option<String>)>,
+}
+
+/// One receiver, for `hookrelay status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiverStatus {
+    pub state: ReceiverState,
+    pub backlog: Backlog,
+}
+
+impl Reader {
+    /// Every receiver kept or with deliveries waiting, by target.
+    pub fn receiver_statuses(&self) -> Result<Vec<ReceiverStatus>, StoreError> {
+        let mut list: Vec<ReceiverStatus> = load(&self.conn)?
+            .into_iter()
+            .map(|state| ReceiverStatus {
+                state,
+                backlog: Backlog::default(),
+            })
+            .collect();
+        // The waiting deliveries (a partial index) drive the join; see
+        // overview.rs's `waiting`.
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT d.target, COUNT(*), MIN(o.received_at)
+                 FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
+                 WHERE d.status IN ('pending', 'retrying') GROUP BY d.target",
+            )?
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (target, waiting, oldest) in rows {
+            let backlog = Backlog { waiting, oldest };
+            match list.iter_mut().find(|r| r.state.target == target) {
+                Some(known) => known.backlog = backlog,
+                None => list.push(ReceiverStatus {
+                    state: ReceiverState {
+                        target,
+                        ..ReceiverState::default()
+                    },
+                    backlog,
+                }),
+            }
+        }
+        list.sort_by(|a, b| a.state.target.cmp(&b.state.target));
+        Ok(list)
+    }
+
+    /// `processing`'s backlog, last delivered and last failed operation.
+    pub fn processing_status(&self, processing: &str) -> Result<ProcessingStatus, StoreError> {
+        let backlog = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), MIN(o.received_at)
+                 FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
+                 WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1",
+            )?
+            .query_row([processing], |row| {
+                Ok(Backlog {
+                    waiting: row.get(0)?,
+                    oldest: row.get(1)?,
+                })
+            })?;
+        let last = |statuses: &str| -> Result<Option<(i64, i64)>, StoreError> {
+            Ok(self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT id, updated_at FROM operations
+                     WHERE processing = ?1 AND status IN ({statuses}) ORDER BY id DESC LIMIT 1"
+                ))?
+                .query_map([processing], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .next()
+                .transpose()?)
+        };
+        let last_failed = match last("'failed', 'partial'")? {
+            Some((id, at)) => {
+                let error: Option<String> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT last_error FROM deliveries WHERE operation_id = ?1 AND status = 'failed'
+                         ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_map([id], |row| row.get(0))?
+                    .next()
+                    .transpose()?
+                    .flatten();
+                Some((id, at, error))
+            }
+            None => None,
+        };
+        Ok(ProcessingStatus {
+            backlog,
+            last_delivered: last("'delivered'")?,
+            last_failed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttemptRecord, BreakerChange, DeliveryStatus, Outcome};
+    use crate::store::spawn_writer;
+    use crate::store::tests::{insert_all, operation, quiet};
+
+    fn attempt(delivery_id: i64, outcome: Outcome, receiver: ReceiverState) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id,
+            started_at: 1_000,
+            duration_ms: 2,
+            request: String::new(),
+            http_status: Some(503),
+            response_body: None,
+            error: None,
+            outcome,
+            failure_notice: None,
+            receiver: Some(receiver),
+        }
+    }
+
+    /// A parked attempt is recorded but leaves the delivery due and its
+    /// budget unspent; the breaker's state is kept, a late older state does
+    /// not replace it, and the opening is queued as a notice.
+    #[test]
+    fn parked_attempts_keep_the_budget_and_the_breaker_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
+        let id = insert_all(&writer, vec![operation(None, &["a"])])[0].id;
+        let due = writer.claim_due(i64::MAX / 2, 10, Vec::new()).unwrap().due;
+        let target = due[0].target.clone();
+        let open = ReceiverState {
+            target: target.clone(),
+            version: 7,
+            failures: 5,
+            failing_since: Some(500),
+            open: Some(Open {
+                since: 500,
+                probe_wait_ms: 30_000,
+                next_probe_at: 31_000,
+            }),
+            last_error: Some("HTTP 503".into()),
+            last_error_at: Some(1_000),
+            change: Some(BreakerChange::Opened),
+            ..ReceiverState::default()
+        };
+        writer
+            .record(attempt(due[0].id, Outcome::Parked, open.clone()))
+            .unwrap();
+        let stale = ReceiverState {
+            version: 3,
+            open: None,
+            change: None,
+            ..open.clone()
+        };
+        let again = writer.claim_due(i64::MAX / 2, 10, Vec::new()).unwrap().due;
+        assert_eq!(again.len(), 1, "a parked delivery is due again");
+        assert_eq!(again[0].attempts, 0, "and its attempt was not counted");
+        writer.record(attempt(again[0].id, Outcome::Parked, stale)).unwrap();
+        let kept = writer.receivers().unwrap();
+        drop(writer);
+        thread.join().unwrap();
+
+        assert_eq!(kept, vec![ReceiverState { change: None, ..open }]);
+        let reader = Reader::open(&path).unwrap();
+        let op = reader.operation(id).unwrap().unwrap();
+        assert_eq!(op.deliveries[0].status, DeliveryStatus::Pending);
+        assert_eq!(op.deliveries[0].attempts.len(), 2, "both attempts are recorded");
+        let mut notices = reader.pending_notifications(0, 10).unwrap();
+        notices.retain(|n| n.kind != NotificationKind::Warning);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(notices[0].kind, NotificationKind::Receiver);
+        assert!(
+            notices[0].text.contains(&format!("receiver {target} fails since"))
+                && notices[0].text.contains("1 deliveries wait"),
+            "{}",
+            notices[0].text
+        );
+        let statuses = reader.receiver_statuses().unwrap();
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(statuses[0].backlog.waiting, 1);
+        assert!(statuses[0].state.open.is_some());
+    }
+}
