@@ -64,6 +64,20 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             );
         }
     }
+    for r in &config.receivers {
+        let p = &r.policy;
+        let rate = p.rate.map_or("unpaced".to_string(), |rate| format!("rate {rate}"));
+        let concurrency = p.concurrency.map_or(String::new(), |c| format!(", concurrency {c}"));
+        let breaker = match p.breaker.failures {
+            0 => "breaker off".to_string(),
+            n => format!(
+                "breaker after {n} failures, probes every {}..{}",
+                humantime::format_duration(p.breaker.probe),
+                humantime::format_duration(p.breaker.max_probe)
+            ),
+        };
+        println!("receiver {}: {rate}{concurrency}, {breaker}", r.target);
+    }
     for warning in field_warnings(&config)? {
         println!("warning: {warning}");
     }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{load_config, rfc3339, Cli, Failure};
 use crate::clock;
-use crate::config::{Config, Rate};
+use crate::config::Config;
 use crate::store::{Backlog, ProcessingStatus, Reader, ReceiverStatus, SilenceMark};
 
 #[derive(clap::Args, Debug)]
@@ -47,15 +47,6 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         print!("{}", to_text(&config, &processings, &receivers));
     }
     Ok(())
-}
-
-fn rate_text(rate: Rate) -> String {
-    let unit = match rate.per.as_secs() {
-        1 => "s",
-        60 => "m",
-        _ => "h",
-    };
-    format!("{}/{unit}", rate.count)
 }
 
 fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[ReceiverStatus]) -> String {
@@ -125,7 +116,7 @@ fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
         let pacing = match (policy.rate, policy.concurrency) {
             (None, None) => "none".to_string(),
             (rate, concurrency) => [
-                rate.map(|r| format!("rate {}", rate_text(r))),
+                rate.map(|r| format!("rate {}", r)),
                 concurrency.map(|c| format!("concurrency {c}")),
             ]
             .into_iter()
@@ -181,7 +172,7 @@ fn to_json(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
                 "last_success_at": time(s.last_success_at),
                 "last_error": s.last_error,
                 "last_error_at": time(s.last_error_at),
-                "rate": policy.rate.map(rate_text),
+                "rate": policy.rate.map(|r| r.to_string()),
                 "concurrency": policy.concurrency,
             })
         })

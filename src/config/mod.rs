@@ -117,6 +117,18 @@ pub struct Rate {
     pub per: Duration,
 }
 
+impl std::fmt::Display for Rate {
+    /// As written in the config: `5/s`, `300/m`, `1000/h`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone)]
 pub struct Storage {

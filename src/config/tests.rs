@@ -248,3 +248,51 @@ fn action_inherits_delivery_defaults() {
     );
     assert_eq!(config.storage.path, Path::new("/var/lib/hookrelay/hookrelay.db"));
 }
+
+/// `[[receiver]]` is found by the receiver's `scheme://host:port/` whatever
+/// the URL's spelling; unset breaker keys come from `[delivery] breaker`,
+/// and receivers without a table get those defaults and no pacing.
+#[test]
+fn receivers_are_keyed_by_origin_and_inherit_the_breaker() {
+    let text = "[delivery]\nbreaker = { failures = 7, probe = \"1m\", max_probe = \"10m\" }\n\
+        [[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+        [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/pb\"\n\
+        [[receiver]]\nurl = \"HTTPS://H.example:443\"\nrate = \"600/m\"\nconcurrency = 2\nbreaker = { probe = \"2m\" }\n";
+    let config = Config::parse(text, Path::new("/c.toml")).unwrap();
+    let policy = config.receiver_policy(&crate::model::target_of("https://h.example/pb?x=1"));
+    assert_eq!(
+        policy.rate,
+        Some(Rate {
+            count: 600,
+            per: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(policy.concurrency, Some(2));
+    assert_eq!(
+        policy.breaker,
+        Breaker {
+            failures: 7,
+            probe: Duration::from_secs(120),
+            max_probe: Duration::from_secs(600)
+        }
+    );
+    let other = config.receiver_policy("http://other.example/");
+    assert_eq!((other.rate, other.concurrency), (None, None));
+    assert_eq!(other.breaker, config.delivery.breaker);
+    let defaults = Config::parse(
+        &text.replace(
+            "[delivery]\nbreaker = { failures = 7, probe = \"1m\", max_probe = \"10m\" }\n",
+            "",
+        ),
+        Path::new("/c.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        defaults.delivery.breaker,
+        Breaker {
+            failures: 5,
+            probe: Duration::from_secs(30),
+            max_probe: Duration::from_secs(300)
+        }
+    );
+}

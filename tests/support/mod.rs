@@ -169,11 +169,14 @@ impl Drop for Relay {
     }
 }
 
-/// A test config: loopback on port 0, a small body limit, fast retries.
+/// A test config: loopback on port 0, a small body limit, fast retries,
+/// and no circuit breaker unless a `[[receiver]]` sets one (tests/e2e/receivers.rs),
+/// so the retry budget is tested on its own.
 pub fn config_text(processings: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
-         [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\n{processings}"
+         [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\
+         breaker = {{ failures = 0 }}\n\n{processings}"
     )
 }
 
