@@ -1,9 +1,10 @@
 //! Queuing fresh deliveries for recorded operations, from the command line.
 //!
 //! `hookrelay replay` runs beside the daemon (or while it is stopped), so it
-//! writes through its own connection in one immediate transaction; SQLite's
-//! lock and the busy timeout order it with the daemon's writer. The daemon's
-//! scheduler finds the new deliveries at its next look (within a second).
+//! writes through its own connection, in immediate transactions of
+//! [`OPERATIONS_PER_COMMIT`] operations; SQLite's lock and the busy timeout
+//! order them with the daemon's writer. The daemon's scheduler finds the new
+//! deliveries at its next look (within a second).
 
 use std::path::Path;
 
@@ -14,6 +15,13 @@ use super::{open_existing, StoreError};
 use crate::clock::now_ms;
 use crate::model::DeliveryRequest;
 
+/// Operations queued per transaction. One transaction for a whole replay
+/// of 100 000 operations held SQLite's write lock for seconds, so the
+/// daemon's commits (and the webhooks waiting on them) waited as long, and
+/// the WAL grew by hundreds of megabytes that no checkpoint could copy
+/// back meanwhile. A few hundred take tens of milliseconds.
+const OPERATIONS_PER_COMMIT: usize = 200;
+
 /// Fresh deliveries for one operation.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -23,9 +31,20 @@ pub struct Replay {
 
 /// Adds each replay's deliveries after the operation's existing ones (whose
 /// attempts stay in history) and marks the operation `queued` again.
-/// Returns how many deliveries were queued.
+/// Returns how many deliveries were queued. Each operation is queued whole
+/// or not at all; if a later transaction fails, the operations committed
+/// before it stay queued (a second replay of the same selection skips
+/// them: they are `queued`).
 pub fn queue_replays(path: &Path, replays: &[Replay]) -> Result<usize, StoreError> {
     let mut conn = open_existing(path)?;
+    let mut queued = 0;
+    for chunk in replays.chunks(OPERATIONS_PER_COMMIT) {
+        queued += queue_chunk(&mut conn, chunk)?;
+    }
+    Ok(queued)
+}
+
+fn queue_chunk(conn: &mut rusqlite::Connection, replays: &[Replay]) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_ms();
     let mut queued = 0;
