@@ -44,6 +44,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
 const TOKEN: &str = "bench-token-0123456789abcdefgh";
+/// `delivery.workers` in the benchmark's config (hookrelay's default).
+const RELAY_WORKERS: usize = 8;
 /// Ten Klientiks-style fields, several Cyrillic, percent-encoded as senders do.
 const QUERY: &str = "event=appointment_paid&client_id=12345\
     &client_name=%D0%90%D0%BD%D0%BD%D0%B0+%D0%9F%D0%B5%D1%82%D1%80%D0%BE%D0%B2%D0%B0\
@@ -347,6 +349,37 @@ fn wal_after_idle(db: &Path, wait: Duration) -> u64 {
     }
 }
 
+/// The fan-out ceiling for the backlog drain: `threads` plain ureq threads
+/// (one shared agent, as hookrelay's workers share one) sending `count`
+/// GETs like the relay's deliveries to the same receiver, nothing stored.
+/// Requests per second.
+fn fan_out(receiver: SocketAddr, threads: usize, count: u64) -> f64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (agent, next) = (agent.clone(), Arc::clone(&next));
+            std::thread::spawn(move || loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    break;
+                }
+                // Numbers past any webhook's, so the drain's count is untouched.
+                let url = format!(
+                    "http://{receiver}/postback?token=secret&ad_id=ad-{n}&value=1500&n={}",
+                    u64::MAX / 2 + n
+                );
+                let _ = agent.get(&url).call().map(|mut r| r.body_mut().read_to_vec());
+            })
+        })
+        .collect();
+    for handle in handles {
+        let _ = handle.join();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
 struct Process {
     child: Child,
     addr: SocketAddr,
@@ -405,7 +438,7 @@ fn relay_config(dir: &Path, receiver: SocketAddr, enabled: bool) -> PathBuf {
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          max_connections_per_client = 1024\n\
          [storage]\npath = \"bench.db\"\n\
-         [delivery]\nworkers = 8\nretry = {{ attempts = 5, first_delay = \"1s\", max_delay = \"10s\" }}\n\
+         [delivery]\nworkers = {RELAY_WORKERS}\nretry = {{ attempts = 5, first_delay = \"1s\", max_delay = \"10s\" }}\n\
          [[processing]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nenabled = {enabled}\nrequire = [\"utm_content\"]\n\
          [[processing.action]]\nname = \"plarin\"\nurl = \"http://{receiver}/postback?token=secret\"\n\
          query = {{ ad_id = \"{{{{utm_content}}}}\", value = \"{{{{appointment_total_cost}}}}\", n = \"{{{{n}}}}\" }}\n"
@@ -509,6 +542,9 @@ struct Row {
     conns: usize,
     stats: Stats,
     e2e: Option<(u64, u64)>,
+    /// How long after the load ended the receiver had every webhook (to
+    /// the 50 ms the check polls at).
+    caught_up: Option<Duration>,
 }
 
 fn main() -> ExitCode {
@@ -614,6 +650,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
         // Every acknowledged webhook must reach the receiver.
         let deadline = Instant::now() + Duration::from_secs(120);
         let wanted: Vec<(u64, Instant)> = stats.sent.clone();
+        let load_ended = Instant::now();
         let e2e = loop {
             let arrived = receiver.arrived.lock().map(|a| a.clone()).unwrap_or_default();
             let missing = wanted.iter().filter(|(n, _)| !arrived.contains_key(n)).count();
@@ -637,6 +674,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
             conns,
             stats,
             e2e,
+            caught_up: Some(load_ended.elapsed()),
         });
     }
     let peak_rss = relay.status_kb("VmHWM:");
@@ -698,6 +736,8 @@ async fn run(opts: Opts) -> Result<u64, String> {
     }
     let drain = drain_started.elapsed();
     let backlog_wal_mb = backlog_wal.peak_mb();
+    // The same number of requests from as many plain threads as workers.
+    let fan_out_rate = tokio::task::block_in_place(|| fan_out(receiver_addr, RELAY_WORKERS, stored.ok.max(1)));
     let idle_wal =
         tokio::task::block_in_place(|| wal_after_idle(&backlog_dir.join("bench.db"), Duration::from_secs(5)));
     drop(relay);
@@ -754,6 +794,15 @@ async fn run(opts: Opts) -> Result<u64, String> {
             .find(|r| r.name == name && r.conns == conns)
             .map(|r| r.stats.rate())
     };
+    for row in rows.iter().filter(|r| r.name == "hookrelay") {
+        if let Some(after) = row.caught_up {
+            println!(
+                "{:>4} conns: every acknowledged webhook delivered {:.2} s after the load ended",
+                row.conns,
+                after.as_secs_f64()
+            );
+        }
+    }
     for &conns in &opts.levels {
         let relay = rate("hookrelay", conns).unwrap_or(0.0);
         let vs = |name| rate(name, conns).map_or("-".to_string(), |r| format!("{:.2}", relay / r));
@@ -774,6 +823,11 @@ async fn run(opts: Opts) -> Result<u64, String> {
         replay_took.as_secs_f64(),
         drain.as_secs_f64(),
         stored.ok as f64 / drain.as_secs_f64()
+    );
+    println!(
+        "fan-out ceiling: {RELAY_WORKERS} plain ureq threads sent as many to the same receiver at {fan_out_rate:.0}/s; \
+         drain / fan-out = {:.2}",
+        stored.ok as f64 / drain.as_secs_f64() / fan_out_rate
     );
     println!(
         "WAL peak: {levels_wal_mb:.1} MB under the load levels, {backlog_wal_mb:.1} MB storing, replaying and draining the backlog; \
@@ -907,6 +961,7 @@ async fn plain_levels(
             conns,
             stats,
             e2e: None,
+            caught_up: None,
         });
     }
     rows
