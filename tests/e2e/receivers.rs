@@ -225,3 +225,29 @@ fn an_open_breaker_survives_a_restart() {
         relay.wait_status(*id, "delivered");
     }
 }
+
+/// `concurrency = 2`: while the receiver holds its answers, a third
+/// request never goes out; every delivery arrives once it answers.
+#[test]
+fn concurrency_caps_requests_in_flight() {
+    let receiver = Receiver::start();
+    receiver.hold();
+    let relay = Relay::start(&format!(
+        "{}{}",
+        processing("klientiks-plarin", &receiver.url("/pb"), ""),
+        receiver_table(&receiver, "concurrency = 2"),
+    ));
+    let ids: Vec<i64> = (0..5)
+        .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+        .collect();
+    receiver.wait_for(2);
+    // An observation window, not a synchronisation: with 4 workers and no
+    // cap a third and fourth request would arrive within milliseconds.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.requests().len(), 2, "more than 2 in flight");
+    receiver.release();
+    for id in &ids {
+        relay.wait_status(*id, "delivered");
+    }
+    assert_eq!(receiver.requests().len(), 5);
+}
