@@ -205,7 +205,7 @@ fn a_slow_receiver_times_out_and_retries_without_starving_others() {
     );
     let fast = processing("fast", &fast_receiver.url("/pb"), "");
     let relay = Relay::start(&format!("{slow}\n{fast}"));
-    // As many as the scheduler claims ahead (2 × 4 workers).
+    // More than the pool (4 workers), so the slow receiver always has work.
     let slow_ids: Vec<i64> = (0..8)
         .map(|_| get(&relay.url("/hook/slow-token-0123456789abcdefXYZ")).1.unwrap())
         .collect();
