@@ -166,6 +166,13 @@ texts!(
     read_failed,
     since_hint,
     silent,
+    receiver_open,
+    receivers,
+    receiver,
+    state,
+    breaker_open,
+    breaker_closed,
+    last_success,
 );
 
 static RU: Texts = Texts {
@@ -253,6 +260,13 @@ static RU: Texts = Texts {
     read_failed: "Не удалось прочитать базу: {}",
     since_hint: "24h, 7d или 2026-11-25",
     silent: "Тишина: событий нет с {} (настройка silence)",
+    receiver_open: "Получатель {} не отвечает с {}: доставки ждут и не тратят попытки. Последняя ошибка: {}. Следующая проверка: {}.",
+    receivers: "Получатели",
+    receiver: "Получатель",
+    state: "Состояние",
+    breaker_open: "не отвечает, доставки ждут",
+    breaker_closed: "работает",
+    last_success: "Последний успех",
 };
 
 static EN: Texts = Texts {
@@ -340,6 +354,14 @@ static EN: Texts = Texts {
     read_failed: "Cannot read the database: {}",
     since_hint: "24h, 7d or 2026-11-25",
     silent: "Silent: no events since {} (the silence setting)",
+    receiver_open:
+        "Receiver {} fails since {}: deliveries wait without spending attempts. Last error: {}. Next probe: {}.",
+    receivers: "Receivers",
+    receiver: "Receiver",
+    state: "State",
+    breaker_open: "failing, deliveries wait",
+    breaker_closed: "working",
+    last_success: "Last success",
 };
 
 impl Texts {

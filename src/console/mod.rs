@@ -30,7 +30,7 @@ use crate::ingest::{sender::client_of, Shared, Throttle};
 use crate::klientiks;
 use crate::model::OpStatus;
 use crate::replay;
-use crate::store::{HistoryFilter, OperationView, Reader, StoreError};
+use crate::store::{HistoryFilter, OperationView, Reader, ReceiverStatus, StoreError};
 
 pub use auth::Role;
 use auth::{Refused, Sessions, Signed};
@@ -384,10 +384,10 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
             .iter()
             .map(|name| reader.overview(name, now, OVERVIEW_WARNINGS))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((overviews, reader.silences()?))
+        Ok((overviews, reader.silences()?, reader.receiver_statuses()?))
     })
     .await;
-    let (overviews, silences) = match found {
+    let (overviews, silences, receivers) = match found {
         Ok(found) => found,
         Err(err) => return cx.read_failed(signed, err),
     };
@@ -400,9 +400,39 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
             address: address.clone(),
             overview,
             silent_since: silences.iter().find(|s| &s.processing == name).map(|s| s.last_event_at),
+            open_receivers: open_receivers_of(&cx.config, name, &receivers),
         })
         .collect();
-    cx.page(StatusCode::OK, pages::overview(&cx.frame(Some(signed)), &cards))
+    // A viewer sees the breakers of its processings' receivers on their
+    // cards; the table of every receiver (with what waits for each, all
+    // processings together) is the admin's.
+    let all: &[ReceiverStatus] = if matches!(signed.role, auth::Role::Admin) {
+        &receivers
+    } else {
+        &[]
+    };
+    cx.page(StatusCode::OK, pages::overview(&cx.frame(Some(signed)), &cards, all))
+}
+
+/// The receivers `processing`'s actions call (by each URL template's
+/// literal `scheme://host:port`) whose circuit breaker is open.
+fn open_receivers_of<'a>(
+    config: &crate::config::Config,
+    processing: &str,
+    receivers: &'a [ReceiverStatus],
+) -> Vec<&'a ReceiverStatus> {
+    let Some(p) = config.processing(processing) else {
+        return Vec::new();
+    };
+    let targets: Vec<String> = p
+        .actions
+        .iter()
+        .map(|a| crate::model::target_of(a.url.source()))
+        .collect();
+    receivers
+        .iter()
+        .filter(|r| r.state.open.is_some() && targets.contains(&r.state.target))
+        .collect()
 }
 
 /// The fields worth a list row: the processing's required ones, then the
