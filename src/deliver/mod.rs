@@ -238,7 +238,17 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
         (_, None, Some(_)) => None,
         _ => Some(Answer::Answered),
     };
-    let receiver = answer.map(|answer| breakers.lock().record(&job.target, breaker, &answer, *probe, now_ms()));
+    let receiver = match answer {
+        Some(answer) => Some(breakers.lock().record(&job.target, breaker, &answer, *probe, now_ms())),
+        // A probe that could not be sent proved nothing: the next
+        // delivery is the probe.
+        None => {
+            if *probe {
+                breakers.lock().probing.remove(&job.target);
+            }
+            None
+        }
+    };
     let parked = matches!(verdict, Verdict::Retry { .. }) && receiver.as_ref().is_some_and(|r| r.open.is_some());
     let outcome = if parked {
         Outcome::Parked

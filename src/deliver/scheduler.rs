@@ -234,7 +234,13 @@ impl Scheduler {
         if let Some(probe) = self.next_probe(now) {
             wait = wait.min(Duration::from_millis((probe - now).max(0) as u64));
         }
-        if self.idle == 0 || limit == 0 || (skipping && known_empty) {
+        if skipping && known_empty {
+            // Look again when the pause is over: with idle workers (a
+            // breaker open, say) no signal may come sooner.
+            let since = self.others_empty.map_or(SKIP_RESCAN, |at| at.elapsed());
+            return wait.min(SKIP_RESCAN.saturating_sub(since));
+        }
+        if self.idle == 0 || limit == 0 {
             return wait;
         }
         match self.writer.claim_due(now, limit, supplied) {
