@@ -61,7 +61,10 @@ impl Default for Batches {
 }
 
 /// Deletes batch after batch with `batch(size)` (which returns how many it
-/// deleted) until one comes back short; returns the total.
+/// deleted) until one comes back short; returns the total. After each
+/// batch it pauses as long as the batch took, so that every other commit
+/// of the writer carries no pruning: back to back, nearly every group
+/// commit under load held a batch, and webhooks waited for it each time.
 pub fn prune_with(mut batch: impl FnMut(usize) -> Result<usize, StoreError>) -> Result<usize, StoreError> {
     let mut sizes = Batches::default();
     let mut total = 0;
@@ -69,13 +72,18 @@ pub fn prune_with(mut batch: impl FnMut(usize) -> Result<usize, StoreError>) -> 
         let size = sizes.size();
         let started = Instant::now();
         let deleted = batch(size)?;
-        sizes.took(started.elapsed());
+        let took = started.elapsed();
+        sizes.took(took);
         total += deleted;
         if deleted < size {
             return Ok(total);
         }
+        std::thread::sleep(took.min(MAX_PAUSE));
     }
 }
+
+/// The longest pause between two batches.
+const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// Deletes everything prunable before `before` through the daemon's writer.
 pub fn prune(writer: &Writer, before: i64) -> Result<usize, StoreError> {
