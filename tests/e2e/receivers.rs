@@ -251,3 +251,29 @@ fn concurrency_caps_requests_in_flight() {
     }
     assert_eq!(receiver.requests().len(), 5);
 }
+
+/// A reload applies a `[[receiver]]` change at once: raising `concurrency`
+/// from 1 to 3 lets two more requests out while the first still hangs.
+#[test]
+fn a_reload_applies_receiver_settings() {
+    let receiver = Receiver::start();
+    receiver.hold();
+    let processings = |concurrency: u32| {
+        format!(
+            "{}{}",
+            processing("klientiks-plarin", &receiver.url("/pb"), ""),
+            receiver_table(&receiver, &format!("concurrency = {concurrency}")),
+        )
+    };
+    let relay = Relay::start(&processings(1));
+    for n in 0..4 {
+        assert_eq!(get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).0, 200);
+    }
+    receiver.wait_for(1);
+    relay.rewrite(&processings(3));
+    relay.signal("HUP");
+    relay.wait_log("config reloaded");
+    receiver.wait_for(3);
+    receiver.release();
+    assert_eq!(receiver.wait_for(4).len(), 4);
+}
