@@ -15,7 +15,7 @@ use crate::console::Console;
 use crate::ingest::{self, Shared};
 use crate::metrics::Metrics;
 use crate::store::{Hooks, Reader};
-use crate::{deliver, notify, retention, store};
+use crate::{control, deliver, notify, retention, store};
 
 /// How long a stop waits for delivery attempts in flight to finish.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -139,6 +139,7 @@ pub async fn run(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }
     };
+    let writer_for_control = writer.clone();
     let admin_state = Arc::new(Admin {
         writer,
         reader: Arc::new(Mutex::new(reader)),
@@ -147,6 +148,21 @@ pub async fn run(
         console: Arc::new(Console::new(Arc::clone(&shared), Arc::new(Mutex::new(console_reader)))),
     });
     let admin_server = tokio::spawn(admin::serve(admin, admin_state, stopped()));
+    let control_server = match control::bind(&config.storage.path) {
+        Ok(listener) => Some(tokio::spawn(control::serve(
+            listener,
+            config.storage.path.clone(),
+            writer_for_control,
+            stopped(),
+        ))),
+        Err(err) => {
+            log::warn!(
+                "cannot open the control socket {}: {err}; `hookrelay backup` will copy on its own connection",
+                control::socket_path(&config.storage.path).display()
+            );
+            None
+        }
+    };
     let reloads = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&shared)));
     let webhook_server = ingest::serve(webhooks, Arc::clone(&shared), stopped());
     tokio::pin!(webhook_server);
@@ -157,6 +173,9 @@ pub async fn run(
     let _ = stopping.send(true);
     webhook_server.await;
     let _ = admin_server.await;
+    if let Some(control) = control_server {
+        let _ = control.await;
+    }
     reloads.abort();
     drop(shared);
 

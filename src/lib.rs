@@ -26,6 +26,7 @@
 //! - [`retention`]: hourly pruning.
 //! - [`console`]: the web console: sign-in, overview, operations, replay, fields.
 //! - [`admin`]: `/healthz` and `/metrics`, and the console beside them.
+//! - [`control`]: the control socket `hookrelay backup` asks the daemon through.
 //! - [`daemon`]: `hookrelay run`: wires the pieces, signals, shutdown.
 //! - [`cli`]: the command line, one file per subcommand.
 //!
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod http;

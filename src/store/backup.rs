@@ -1,4 +1,6 @@
-//! `hookrelay backup`: a consistent copy of a running daemon's database.
+//! `hookrelay backup` when no daemon answers on its control socket: a
+//! consistent copy taken on a connection of its own. (A running daemon
+//! takes the copy itself, on its writer connection: online_backup.rs.)
 //!
 //! SQLite's online backup API copies the database a few pages at a time.
 //! It starts over whenever another connection writes between two steps,
@@ -23,7 +25,7 @@ use rusqlite::Connection;
 use super::{open_existing, StoreError};
 
 /// Pages (4 KiB each) copied and synced per step.
-const STEP_PAGES: i32 = 256;
+pub(super) const STEP_PAGES: i32 = 256;
 /// How long a step that finds the copy or the database locked waits, and
 /// how many such waits in a row end the backup.
 const LOCKED_WAIT: Duration = Duration::from_millis(100);
@@ -104,7 +106,7 @@ fn copy(source: &Connection, target: &Path) -> Result<(), StoreError> {
 
 /// Creates `target` empty with mode 0600, refusing one that exists: a
 /// backup never overwrites.
-fn create_private(target: &Path) -> Result<(), StoreError> {
+pub(super) fn create_private(target: &Path) -> Result<(), StoreError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -9,6 +9,7 @@ mod checkpoint;
 mod export;
 mod files;
 mod indexer;
+mod online_backup;
 mod overview;
 mod read;
 mod receivers;
@@ -32,6 +33,7 @@ pub use backup::{backup, BackupReport};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{check_folder, lock_daemon, DaemonLock};
 pub use indexer::{index_search, start_indexer, Indexer};
+pub use online_backup::{backup_through, Step as BackupStep};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,

@@ -5,13 +5,14 @@
 //! savepoint, commits once, and only then answers the waiting callers: one
 //! fsync covers a whole burst of webhooks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpoints;
+use super::online_backup::{OnlineBackup, Step};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
     warn_once,
@@ -42,9 +43,15 @@ type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 /// before reaching it, and it only builds the answer.
 type Command = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
 
+/// A command run on the writer's connection between transactions, with
+/// the backup in progress (if any): backup steps cannot run inside one.
+type Between = Box<dyn FnOnce(&Connection, &mut Option<OnlineBackup>) + Send>;
+
 /// What a job does inside the batch's transaction.
 enum Work {
     Once(Command),
+    /// Not in the transaction: after the batch's commit.
+    Between(Between),
     /// An attempt's result. The request has already gone out, so a commit
     /// that fails (disk full) must not lose it: it is kept and applied again
     /// with the next batch until a commit takes it.
@@ -166,6 +173,56 @@ impl Writer {
         self.run_blocking(false, move |conn| claim(conn, now, limit, &skip))
     }
 
+    /// One step of an online backup into `target` (the empty file the first
+    /// step starts it in), copying up to `pages` pages. Blocks: plain
+    /// threads only. See online_backup.rs.
+    pub fn backup_step(&self, target: PathBuf, pages: i32) -> Result<Step, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let step: Between = Box::new(move |conn, backup| {
+            let result = (|| {
+                if backup.as_ref().is_none_or(|b| b.target() != target) {
+                    *backup = None;
+                    *backup = Some(OnlineBackup::start(conn, &target)?);
+                }
+                let Some(running) = backup.as_mut() else {
+                    return Err(StoreError::WriterGone);
+                };
+                let step = running.step(pages);
+                if !matches!(step, Ok(Step::More { .. })) {
+                    *backup = None;
+                }
+                step
+            })();
+            let _ = reply.send(result);
+        });
+        self.tx
+            .blocking_send(Job {
+                work: Work::Between(step),
+                wakes: false,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Ends the online backup in progress, if any. Blocks: plain threads only.
+    pub fn backup_abort(&self) {
+        let (reply, answer) = oneshot::channel();
+        let abort: Between = Box::new(move |_, backup| {
+            *backup = None;
+            let _ = reply.send(());
+        });
+        if self
+            .tx
+            .blocking_send(Job {
+                work: Work::Between(abort),
+                wakes: false,
+            })
+            .is_ok()
+        {
+            let _ = answer.blocking_recv();
+        }
+    }
+
     /// Every receiver's kept breaker and last answers. Blocks: plain threads only.
     pub fn receivers(&self) -> Result<Vec<ReceiverState>, StoreError> {
         self.run_blocking(false, super::receivers::load)
@@ -246,6 +303,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks, checkpoi
     // claim runs at least once per poll interval) makes the writer try them
     // again, in a transaction of their own so that they cannot fail new work.
     let mut carried: Vec<AttemptRecord> = Vec::new();
+    let mut backup: Option<OnlineBackup> = None;
     while let Some(first) = rx.blocking_recv() {
         if !carried.is_empty() {
             let mut retry: Vec<Job> = std::mem::take(&mut carried)
@@ -265,10 +323,22 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks, checkpoi
                 Err(_) => break,
             }
         }
-        if commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks) {
+        let between: Vec<Between> = batch
+            .extract_if(.., |job| matches!(job.work, Work::Between(_)))
+            .filter_map(|job| match job.work {
+                Work::Between(run) => Some(run),
+                _ => None,
+            })
+            .collect();
+        if !batch.is_empty() && commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks) {
             checkpoints.committed();
         }
+        for run in between {
+            run(&conn, &mut backup);
+        }
     }
+    // A backup's handle must be finished before its source is closed.
+    drop(backup);
     drop(conn);
     checkpoints.stop();
     if !carried.is_empty() {
@@ -322,6 +392,9 @@ fn commit_batch(
                     answers.push(answer);
                     ok
                 }
+                // run() takes these out of the batch; dropped, its caller
+                // hears that the writer is gone rather than nothing.
+                Work::Between(_) => false,
                 Work::Attempt(record) => match record_attempt(&tx, &record) {
                     Ok(()) => {
                         applied.push(*record);
@@ -355,6 +428,7 @@ fn commit_batch(
         match job.work {
             Work::Attempt(record) => carry.push(*record),
             Work::Once(work) => answers.push(work(None).1),
+            Work::Between(_) => {}
         }
     }
     for answer in answers {

@@ -422,7 +422,18 @@ fn backup_under_load_gives_a_copy_that_opens() {
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.starts_with("backed up ") && said.contains("by the running daemon"),
+        "{said}"
+    );
+    relay.wait_log("backup done");
+    let left: Vec<_> = std::fs::read_dir(relay.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".backup-"))
+        .collect();
+    assert!(left.is_empty(), "the daemon's copy was moved, not left: {left:?}");
     assert_eq!(
         refused.load(Ordering::Relaxed),
         0,
@@ -456,6 +467,17 @@ fn backup_under_load_gives_a_copy_that_opens() {
     let again = relay.cli(&["backup", copy.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+
+    // With the daemon stopped, the command line copies on its own.
+    let mut relay = relay;
+    assert!(relay.terminate().success());
+    let offline = relay.dir.path().join("offline.db");
+    let out = relay.cli(&["backup", offline.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && said.contains("with no daemon running"),
+        "{said}"
+    );
 }
 
 /// `export` streams the matching operations oldest first, as JSON lines or
