@@ -24,6 +24,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             args.path.display()
         )));
     }
+    // Checked before the daemon spends minutes on a copy it could not hand over.
+    let folder = match args.path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !folder.is_dir() {
+        return Err(Failure::Runtime(format!(
+            "{}: no such folder for the copy",
+            folder.display()
+        )));
+    }
     let (report, how) = match control::ask_backup(&config.storage.path) {
         control::Asked::Done(report, copy) => {
             move_into_place(&copy, &args.path)?;

@@ -468,6 +468,12 @@ fn backup_under_load_gives_a_copy_that_opens() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
 
+    // A folder that is not there is said before the daemon copies anything.
+    let nowhere = relay.dir.path().join("missing").join("x.db");
+    let out = relay.cli(&["backup", nowhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such folder for the copy"));
+
     // With the daemon stopped, the command line copies on its own.
     let mut relay = relay;
     assert!(relay.terminate().success());
