@@ -23,9 +23,7 @@ use crate::store::{self, BackupReport, Writer};
 
 /// The socket beside `database`.
 pub fn socket_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".sock");
-    PathBuf::from(name)
+    store::beside(database, ".sock")
 }
 
 /// Binds the socket owner-only: bound under a temporary name, its mode
@@ -35,9 +33,7 @@ pub fn socket_path(database: &Path) -> PathBuf {
 pub fn bind(database: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(database);
-    let mut temporary = path.clone().into_os_string();
-    temporary.push(format!(".{}", std::process::id()));
-    let temporary = PathBuf::from(temporary);
+    let temporary = store::beside(&path, &format!(".{}", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
     let listener = UnixListener::bind(&temporary)?;
     std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
@@ -95,9 +91,7 @@ fn answer(stream: UnixStream, database: &Path, writer: &Writer) {
 
 /// Takes a copy into a new file in the database's folder.
 fn backup(database: &Path, writer: &Writer) -> Result<(BackupReport, PathBuf), store::StoreError> {
-    let mut name = database.as_os_str().to_owned();
-    name.push(format!(".backup-{}", now_ms()));
-    let path = PathBuf::from(name);
+    let path = store::beside(database, &format!(".backup-{}", now_ms()));
     log::info!(
         "backup requested through the control socket: copying into {}",
         path.display()

@@ -13,11 +13,17 @@ pub struct DaemonLock {
     _file: File,
 }
 
+/// A file beside the database: its name with `suffix` appended
+/// (`.lock`, `-search`, `.sock`, …).
+pub fn beside(database: &Path, suffix: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// The lock file beside the database: `<database>.lock`.
 fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    beside(database, ".lock")
 }
 
 /// Takes the exclusive lock beside `database`, so a second daemon on the

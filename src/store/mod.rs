@@ -31,7 +31,7 @@ use crate::model::Channel;
 
 pub use backup::{backup, BackupReport};
 pub use export::{ExportFilter, ExportRow};
-pub use files::{check_folder, lock_daemon, DaemonLock};
+pub use files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use indexer::{index_search, start_indexer, Indexer};
 pub use online_backup::{backup_through, Step as BackupStep};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};

@@ -29,9 +29,7 @@ const SEARCH_VERSION: i64 = 1;
 
 /// The search index's file for the database at `database`.
 pub(super) fn search_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push("-search");
-    PathBuf::from(name)
+    super::files::beside(database, "-search")
 }
 
 /// Opens the search file beside `database`, creating it (owner-only) or
