@@ -50,12 +50,17 @@ type Between = Box<dyn FnOnce(&Connection, &mut Option<OnlineBackup>) + Send>;
 /// What a job does inside the batch's transaction.
 enum Work {
     Once(Command),
-    /// Not in the transaction: after the batch's commit.
-    Between(Between),
     /// An attempt's result. The request has already gone out, so a commit
     /// that fails (disk full) must not lose it: it is kept and applied again
     /// with the next batch until a commit takes it.
     Attempt(Box<AttemptRecord>),
+}
+
+/// What the writer's queue carries: a job for the next transaction, or a
+/// command to run after its commit.
+enum Queued {
+    Job(Job),
+    Between(Between),
 }
 
 /// One command for the writer.
@@ -104,7 +109,7 @@ impl Job {
 /// every handle is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
 }
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
@@ -135,7 +140,7 @@ impl Writer {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job::new(wakes, work, reply))
+            .send(Queued::Job(Job::new(wakes, work, reply)))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
@@ -149,7 +154,7 @@ impl Writer {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .blocking_send(Job::new(wakes, work, reply))
+            .blocking_send(Queued::Job(Job::new(wakes, work, reply)))
             .map_err(|_| StoreError::WriterGone)?;
         answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
@@ -196,10 +201,7 @@ impl Writer {
             let _ = reply.send(result);
         });
         self.tx
-            .blocking_send(Job {
-                work: Work::Between(step),
-                wakes: false,
-            })
+            .blocking_send(Queued::Between(step))
             .map_err(|_| StoreError::WriterGone)?;
         answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
@@ -213,10 +215,7 @@ impl Writer {
         });
         if self
             .tx
-            .blocking_send(Job {
-                work: Work::Between(abort),
-                wakes: false,
-            })
+            .blocking_send(Queued::Between(abort))
             .is_ok()
         {
             let _ = answer.blocking_recv();
@@ -238,7 +237,7 @@ impl Writer {
     /// full: call from a plain thread.
     pub fn record(&self, record: AttemptRecord) -> Result<(), StoreError> {
         self.tx
-            .blocking_send(Job::attempt(Box::new(record)))
+            .blocking_send(Queued::Job(Job::attempt(Box::new(record))))
             .map_err(|_| StoreError::WriterGone)
     }
 
@@ -297,8 +296,9 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks, checkpoints: Checkpoints) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, checkpoints: Checkpoints) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut between: Vec<Between> = Vec::new();
     // Attempt results a failed commit gave back. Any job (the scheduler's
     // claim runs at least once per poll interval) makes the writer try them
     // again, in a transaction of their own so that they cannot fail new work.
@@ -316,24 +316,20 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, hooks: Hooks, checkpoi
                 log::info!("saved {kept} attempt results kept since the database failed");
             }
         }
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(queued) = next.take() {
+            match queued {
+                Queued::Job(job) => batch.push(job),
+                Queued::Between(run) => between.push(run),
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        let between: Vec<Between> = batch
-            .extract_if(.., |job| matches!(job.work, Work::Between(_)))
-            .filter_map(|job| match job.work {
-                Work::Between(run) => Some(run),
-                _ => None,
-            })
-            .collect();
         if !batch.is_empty() && commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks) {
             checkpoints.committed();
         }
-        for run in between {
+        for run in between.drain(..) {
             run(&conn, &mut backup);
         }
     }
@@ -392,9 +388,6 @@ fn commit_batch(
                     answers.push(answer);
                     ok
                 }
-                // run() takes these out of the batch; dropped, its caller
-                // hears that the writer is gone rather than nothing.
-                Work::Between(_) => false,
                 Work::Attempt(record) => match record_attempt(&tx, &record) {
                     Ok(()) => {
                         applied.push(*record);
@@ -428,7 +421,6 @@ fn commit_batch(
         match job.work {
             Work::Attempt(record) => carry.push(*record),
             Work::Once(work) => answers.push(work(None).1),
-            Work::Between(_) => {}
         }
     }
     for answer in answers {
