@@ -371,13 +371,9 @@ pub enum BreakerChange {
 }
 
 /// The notification text of a breaker `change` on `state.target`, with
-/// `waiting` deliveries queued for it; `at` formats times.
-pub fn breaker_notice(
-    state: &ReceiverState,
-    change: BreakerChange,
-    waiting: i64,
-    at: impl Fn(i64) -> String,
-) -> String {
+/// `waiting` deliveries queued for it (times in UTC, RFC 3339).
+pub fn breaker_notice(state: &ReceiverState, change: BreakerChange, waiting: i64) -> String {
+    let at = crate::clock::rfc3339;
     let target = &state.target;
     match change {
         BreakerChange::Opened => {

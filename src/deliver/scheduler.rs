@@ -13,7 +13,7 @@ use super::breaker::{Breakers, Permit};
 use super::pace::Pace;
 use super::{per_target_limit, Job, Signal, POLL_INTERVAL};
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, ReceiverPolicy};
 use crate::model::DueDelivery;
 use crate::store::Writer;
 
@@ -106,12 +106,9 @@ impl Scheduler {
         }
     }
 
-    /// Most attempts in flight to `target`.
-    fn cap_of(&self, config: &Config, target: &str) -> usize {
-        config
-            .receiver_policy(target)
-            .concurrency
-            .map_or(self.cap, |c| c.min(self.workers))
+    /// Most attempts in flight to a receiver with `policy`.
+    fn cap_of(&self, policy: &ReceiverPolicy) -> usize {
+        policy.concurrency.map_or(self.cap, |c| c.min(self.workers))
     }
 
     /// Gives waiting deliveries to idle workers, within each receiver's
@@ -126,7 +123,7 @@ impl Scheduler {
         let targets: Vec<String> = self.waiting.keys().cloned().collect();
         for target in targets {
             let policy = config.receiver_policy(&target);
-            let cap = self.cap_of(config, &target);
+            let cap = self.cap_of(&policy);
             let Some(queue) = self.waiting.get_mut(&target) else {
                 continue;
             };
@@ -187,7 +184,7 @@ impl Scheduler {
             .filter(|target| {
                 let queued =
                     self.busy.get(*target).copied().unwrap_or(0) + self.waiting.get(*target).map_or(0, VecDeque::len);
-                queued >= ROUNDS_AHEAD * self.cap_of(config, target)
+                queued >= ROUNDS_AHEAD * self.cap_of(&config.receiver_policy(target))
             })
             .cloned()
             .collect();

@@ -6,7 +6,6 @@ use rusqlite::{params, Connection};
 use super::read::Reader;
 use super::write::queue_notification;
 use super::StoreError;
-use crate::clock::rfc3339;
 use crate::model::{breaker_notice, NotificationKind, Open, ReceiverState};
 
 const COLUMNS: &str = "target, version, failures, failing_since, open_since, probe_wait_ms, next_probe_at,
@@ -82,7 +81,7 @@ pub(super) fn save(
         state.last_error_at,
     ])?;
     if let Some(change) = state.change {
-        let text = breaker_notice(state, change, waiting(conn, &state.target)?, rfc3339);
+        let text = breaker_notice(state, change, waiting(conn, &state.target)?);
         queue_notification(conn, NotificationKind::Receiver, processing, operation_id, &text, now)?;
     }
     Ok(())

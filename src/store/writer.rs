@@ -213,11 +213,7 @@ impl Writer {
             *backup = None;
             let _ = reply.send(());
         });
-        if self
-            .tx
-            .blocking_send(Queued::Between(abort))
-            .is_ok()
-        {
+        if self.tx.blocking_send(Queued::Between(abort)).is_ok() {
             let _ = answer.blocking_recv();
         }
     }
