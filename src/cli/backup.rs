@@ -73,10 +73,7 @@ fn move_into_place(copy: &Path, target: &Path) -> Result<(), Failure> {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Err(failed(err)),
         Err(_) => {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut out = options.open(target).map_err(failed)?;
+            let mut out = store::create_private(target)?;
             let mut source = std::fs::File::open(copy).map_err(failed)?;
             std::io::copy(&mut source, &mut out).map_err(failed)?;
             out.sync_all().map_err(failed)?;

@@ -105,13 +105,13 @@ fn copy(source: &Connection, target: &Path) -> Result<(), StoreError> {
 }
 
 /// Creates `target` empty with mode 0600, refusing one that exists: a
-/// backup never overwrites.
-pub(super) fn create_private(target: &Path) -> Result<(), StoreError> {
+/// backup never overwrites. Returns it open for writing.
+pub fn create_private(target: &Path) -> Result<std::fs::File, StoreError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(target).map(drop).map_err(|err| {
+    options.open(target).map_err(|err| {
         StoreError::Unusable(if err.kind() == std::io::ErrorKind::AlreadyExists {
             format!(
                 "{} exists; a backup never overwrites, name a new file",

@@ -29,7 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::model::Channel;
 
-pub use backup::{backup, BackupReport};
+pub use backup::{backup, create_private, BackupReport};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use indexer::{index_search, start_indexer, Indexer};
