@@ -239,17 +239,18 @@ impl Metrics {
             receiver: receiver.into(),
         };
         self.breaker_open.get_or_create(&label).set(i64::from(open));
+        let entered = match change {
+            Some(BreakerChange::Opened) => Some("open"),
+            Some(BreakerChange::Closed { .. }) => Some("closed"),
+            None => None,
+        };
+        // Both series exist from the first sight of the receiver, at zero.
         for to in ["open", "closed"] {
             let counter = self.breaker_changes.get_or_create(&ReceiverChange {
                 receiver: receiver.into(),
                 to: to.into(),
             });
-            let this = match change {
-                Some(BreakerChange::Opened) => "open",
-                Some(BreakerChange::Closed { .. }) => "closed",
-                None => "",
-            };
-            if to == this {
+            if entered == Some(to) {
                 counter.inc();
             }
         }
