@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::Connection;
 
-use super::{open_existing, StoreError};
+use super::{open_existing_file, StoreError};
 
 /// Pages (4 KiB each) copied and synced per step.
 pub(super) const STEP_PAGES: i32 = 256;
@@ -41,14 +41,14 @@ pub struct BackupReport {
 /// Copies the database at `database` into the new file `target`, created
 /// owner-only first: the copy holds the same tokens and requests.
 pub fn backup(database: &Path, target: &Path) -> Result<BackupReport, StoreError> {
-    let source = open_existing(database)?;
+    let source = open_existing_file(database)?;
     create_private(target)?;
     if let Err(err) = copy(&source, target) {
         // Leave no half-written copy that looks like a backup.
         let _ = std::fs::remove_file(target);
         return Err(err);
     }
-    let copy = open_existing(target)?;
+    let copy = open_existing_file(target)?;
     let operations: i64 = copy.query_row("SELECT count(*) FROM operations", [], |row| row.get(0))?;
     let bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
     Ok(BackupReport {

@@ -47,19 +47,17 @@ impl Reader {
             "SELECT {SUMMARY_COLUMNS}, o.fields FROM operations o {} ORDER BY o.id",
             conditions.where_clause()
         );
-        let values = conditions.values;
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
         let mut count = 0;
-        while let Some(row) = rows.next()? {
+        let on_row = |row: &super::db::Row| {
             let summary = with_status(summary_row(row)?)?;
             let fields: String = row.get(7)?;
+            count += 1;
             each(ExportRow {
                 summary,
                 fields: parse_json("fields", &fields)?,
-            })?;
-            count += 1;
-        }
+            })
+        };
+        self.conn.for_each(&sql, &conditions.params(), on_row)?;
         Ok(count)
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::search::{index_text, open_search};
-use super::{open_existing, StoreError};
+use super::{open_existing_file, StoreError};
 
 /// How often new operations are looked for: a stored operation is
 /// searchable within about this.
@@ -120,7 +120,7 @@ struct Index {
 impl Index {
     fn open(database: &Path) -> Result<Self, StoreError> {
         Ok(Index {
-            database: open_existing(database)?,
+            database: open_existing_file(database)?,
             search: open_search(database)?,
             checked: None,
         })

@@ -1,16 +1,21 @@
-//! The SQLite store: the only module that speaks SQL.
+//! The store, on SQLite or PostgreSQL: the only module that speaks SQL.
 //!
 //! One writer thread owns the only writing connection and commits whatever
 //! is queued in one transaction (group commit); readers open their own
-//! connections. Times are milliseconds since the Unix epoch.
+//! connections. Both engines run the same statements (`db.rs`); what
+//! several instances sharing one PostgreSQL database need is in `pg.rs`.
+//! Times are milliseconds since the Unix epoch.
 
 mod backup;
 mod checkpoint;
+mod db;
 mod export;
 mod files;
 mod indexer;
 mod online_backup;
 mod overview;
+mod pg;
+mod pg_schema;
 mod read;
 mod receivers;
 mod replay;
@@ -22,12 +27,13 @@ pub mod seed;
 mod write;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::model::Channel;
+use db::{Db, Pg};
 
 pub use backup::{backup, create_private, BackupReport};
 pub use export::{ExportFilter, ExportRow};
@@ -66,6 +72,53 @@ const DUPLICATE_OF: &str = "SELECT id FROM operations
      WHERE processing = ?1 AND dedupe_key = ?2 AND received_at >= ?3
      ORDER BY id LIMIT 1";
 
+/// Where the data is kept: `[storage] path` or `[storage] url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database, shared by any number of instances.
+    Postgres(String),
+}
+
+impl Location {
+    /// The SQLite file, if that is where the data is.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Location::File(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Location {
+        Location::File(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Location {
+        Location::File(path.clone())
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(location: &Location) -> Location {
+        location.clone()
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file's path, or the URL without its password (it goes to logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&pg::without_password(url)),
+        }
+    }
+}
+
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A storage failure.
@@ -73,6 +126,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {}", pg::describe(.0))]
+    Postgres(#[from] postgres::Error),
     #[error("database schema version {0} is newer than this hookrelay understands ({1}); upgrade hookrelay")]
     TooNew(i64, i64),
     #[error("database schema version {0} is older than this hookrelay ({1}); run the daemon once to migrate it")]
@@ -111,7 +166,26 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
 
 /// Opens an existing database for the command line, which must be at this
 /// build's schema: only the daemon migrates.
-fn open_existing(path: &Path) -> Result<Connection, StoreError> {
+fn open_existing(location: &Location) -> Result<Db, StoreError> {
+    let (db, version, current) = match location {
+        Location::File(path) => (Db::Sqlite(open_existing_file(path)?), schema::VERSION, schema::VERSION),
+        Location::Postgres(url) => {
+            let db = Db::Postgres(Box::new(Pg::connect(url)?));
+            let version = pg_schema::version(&db)?;
+            (db, version, pg_schema::VERSION)
+        }
+    };
+    if version > current {
+        return Err(StoreError::TooNew(version, current));
+    }
+    if version < current {
+        return Err(StoreError::TooOld(version, current));
+    }
+    Ok(db)
+}
+
+/// [`open_existing`] for what only SQLite has (backups, the search index).
+fn open_existing_file(path: &Path) -> Result<Connection, StoreError> {
     let conn = open_connection(path, false)?;
     let version = schema::version(&conn)?;
     if version > schema::VERSION {
@@ -127,34 +201,56 @@ fn open_existing(path: &Path) -> Result<Connection, StoreError> {
 /// is one short transaction, so a running daemon's writer waits for one
 /// batch at most.
 pub struct PruneConnection {
-    conn: Connection,
+    conn: Db,
 }
 
 impl PruneConnection {
     /// Opens the database, which must exist at this build's schema.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(location: impl Into<Location>) -> Result<Self, StoreError> {
         Ok(PruneConnection {
-            conn: open_existing(path)?,
+            conn: open_existing(&location.into())?,
         })
     }
 
     /// Deletes up to `batch` prunable operations received before `before`,
     /// as the daemon's retention does; returns how many went.
     pub fn batch(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let deleted = write::prune_batch(&tx, before, batch)?;
-        tx.commit()?;
-        Ok(deleted)
+        self.conn.batch("BEGIN")?;
+        match write::prune_batch(&self.conn, before, batch) {
+            Ok(deleted) => {
+                self.conn.batch("COMMIT")?;
+                Ok(deleted)
+            }
+            Err(err) => {
+                let _ = self.conn.batch("ROLLBACK");
+                Err(err)
+            }
+        }
     }
 }
 
-/// Creates the database if needed (owner-only permissions) and migrates it.
-fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
+/// Creates the database if needed (a SQLite file with owner-only
+/// permissions) and migrates it.
+fn open_for_writing(location: &Location) -> Result<Db, StoreError> {
+    match location {
+        Location::File(path) => Ok(Db::Sqlite(open_file_for_writing(path)?)),
+        Location::Postgres(url) => {
+            let db = Db::Postgres(Box::new(Pg::connect(url)?));
+            pg_schema::migrate(&db)?;
+            Ok(db)
+        }
+    }
+}
+
+/// Creates the SQLite file if needed (owner-only permissions) and migrates it.
+fn open_file_for_writing(path: &Path) -> Result<Connection, StoreError> {
     files::owner_only(path);
     let mut conn = open_connection(path, true)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
 }
 
+#[cfg(test)]
+mod pg_tests;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{ffi, Connection};
 
 use super::backup::{create_private, BackupReport, STEP_PAGES};
-use super::{open_existing, StoreError, Writer};
+use super::{open_existing_file, StoreError, Writer};
 
 /// A backup in progress: the copy's connection and SQLite's handle.
 pub(super) struct OnlineBackup {
@@ -147,7 +147,7 @@ pub fn backup_through(writer: &Writer, target: &Path) -> Result<BackupReport, St
                 }
             }
         }
-        let copy = open_existing(target)?;
+        let copy = open_existing_file(target)?;
         let operations: i64 = copy.query_row("SELECT count(*) FROM operations", [], |row| row.get(0))?;
         Ok(BackupReport {
             operations: operations as u64,
@@ -188,7 +188,7 @@ mod tests {
             steps += 1;
         }
         assert!(steps > 3, "copied in {steps} steps: too few to test anything");
-        let copy = open_existing(&target).unwrap();
+        let copy = open_existing_file(&target).unwrap();
         let copied: i64 = copy
             .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
             .unwrap();

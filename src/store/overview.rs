@@ -1,7 +1,6 @@
 //! The console's overview of one processing: what came lately and what waits.
 
-use rusqlite::params;
-
+use super::db::Dialect;
 use super::read::Reader;
 use super::StoreError;
 use crate::model::{DeliveryStatus, OpStatus};
@@ -57,28 +56,27 @@ pub struct RecentWarning {
 impl Reader {
     /// `processing`'s newest operation: its id and when it was received.
     pub fn last_event(&self, processing: &str) -> Result<Option<(i64, i64)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT id, received_at FROM operations WHERE processing = ?1 ORDER BY id DESC LIMIT 1")?
-            .query_map([processing], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .next()
-            .transpose()?)
+        self.conn.query_opt(
+            "SELECT id, received_at FROM operations WHERE processing = ?1 ORDER BY id DESC LIMIT 1",
+            &[&processing],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     /// Every announced silence that has not ended.
     pub fn silences(&self) -> Result<Vec<SilenceMark>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT processing, last_operation, last_event_at, alerted_at FROM silences")?
-            .query_map([], |row| {
+        self.conn.query(
+            "SELECT processing, last_operation, last_event_at, alerted_at FROM silences",
+            &[],
+            |row| {
                 Ok(SilenceMark {
                     processing: row.get(0)?,
                     last_operation: row.get(1)?,
                     last_event_at: row.get(2)?,
                     alerted_at: row.get(3)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?)
+            },
+        )
     }
 
     /// `processing`'s overview as of `now`, with at most `warnings` warnings.
@@ -95,47 +93,57 @@ impl Reader {
     }
 
     fn counts(&self, processing: &str, from_hour: i64) -> Result<Vec<(OpStatus, u64)>, StoreError> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT status, SUM(n) FROM status_hours WHERE processing = ?1 AND hour >= ?2
-                 GROUP BY status HAVING SUM(n) > 0",
-            )?
-            .query_map(params![processing, from_hour], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let sql = match self.conn.dialect() {
+            Dialect::Sqlite => {
+                "SELECT status, CAST(SUM(n) AS BIGINT) FROM status_hours WHERE processing = ?1 AND hour >= ?2
+                 GROUP BY status HAVING SUM(n) > 0"
+            }
+            // No counters there (pg_schema.rs): an index-only count.
+            Dialect::Postgres => {
+                "SELECT status, COUNT(*) FROM operations WHERE processing = ?1 AND received_at >= CAST(?2 AS BIGINT) * 3600000
+                 GROUP BY status"
+            }
+        };
+        let rows = self.conn.query(sql, &[&processing, &from_hour], |row| {
+            Ok((row.get::<String>(0)?, row.get::<i64>(1)?))
+        })?;
         let mut counts = rows
             .into_iter()
-            .map(|(status, n)| Ok((status.parse().map_err(StoreError::Corrupt)?, n)))
+            .map(|(status, n)| Ok((status.parse().map_err(StoreError::Corrupt)?, n as u64)))
             .collect::<Result<Vec<(OpStatus, u64)>, StoreError>>()?;
         counts.sort_by_key(|(status, _)| OpStatus::ALL.iter().position(|s| s == status));
         Ok(counts)
     }
 
     fn waiting(&self, processing: &str) -> Result<Vec<ActionQueue>, StoreError> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                // With one max() in a group, SQLite takes the bare
-                // last_error from the row that has it: the newest. CROSS
-                // JOIN keeps the waiting deliveries (a partial index) as
-                // the outer loop; SQLite would otherwise walk every
-                // operation of the processing to find the few waiting.
+        let sql = match self.conn.dialect() {
+            // With one max() in a group, SQLite takes the bare last_error
+            // from the row that has it: the newest. CROSS JOIN keeps the
+            // waiting deliveries (a partial index) as the outer loop; SQLite
+            // would otherwise walk every operation of the processing to find
+            // the few waiting.
+            Dialect::Sqlite => {
                 "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id)
                  FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
-                 GROUP BY d.action, d.status ORDER BY d.action",
-            )?
-            .query_map([processing], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, u64>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+                 GROUP BY d.action, d.status ORDER BY d.action"
+            }
+            Dialect::Postgres => {
+                "SELECT d.action, d.status, COUNT(*),
+                        (array_agg(d.last_error ORDER BY d.id DESC))[1], MAX(d.id)
+                 FROM deliveries d JOIN operations o ON o.id = d.operation_id
+                 WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
+                 GROUP BY d.action, d.status ORDER BY d.action"
+            }
+        };
+        let rows = self.conn.query(sql, &[&processing], |row| {
+            Ok((
+                row.get::<String>(0)?,
+                row.get::<String>(1)?,
+                row.get::<i64>(2)? as u64,
+                row.get::<Option<String>>(3)?,
+            ))
+        })?;
         let mut queues: Vec<ActionQueue> = Vec::new();
         for (action, status, count, last_error) in rows {
             if queues.last().is_none_or(|q| q.action != action) {
@@ -158,19 +166,17 @@ impl Reader {
     }
 
     fn recent_warnings(&self, processing: &str, limit: usize) -> Result<Vec<RecentWarning>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT created_at, operation_id, text FROM notifications
-                 WHERE processing = ?1 AND kind = 'warning' ORDER BY id DESC LIMIT ?2",
-            )?
-            .query_map(params![processing, limit as i64], |row| {
+        self.conn.query(
+            "SELECT created_at, operation_id, text FROM notifications
+             WHERE processing = ?1 AND kind = 'warning' ORDER BY id DESC LIMIT ?2",
+            &[&processing, &(limit as i64)],
+            |row| {
                 Ok(RecentWarning {
                     created_at: row.get(0)?,
                     operation_id: row.get(1)?,
                     text: row.get(2)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?)
+            },
+        )
     }
 }

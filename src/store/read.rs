@@ -2,18 +2,17 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::{open_existing, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
+use super::db::{Db, Dialect, Param, Row, Value};
+use super::{open_existing, Location, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
 use crate::model::{DeliveryStatus, NotificationKind, OpStatus, RawRequest};
 
 /// A reading connection, separate from the writer's.
 pub struct Reader {
-    pub(super) conn: Connection,
-    /// The search index's file, attached as `search` at the first search.
-    search: PathBuf,
+    pub(super) conn: Db,
+    /// SQLite's search index file, attached as `search` at the first search.
+    search: Option<PathBuf>,
     search_attached: Cell<bool>,
 }
 
@@ -143,18 +142,18 @@ pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.s
 #[derive(Default)]
 pub(super) struct Conditions {
     pub(super) parts: Vec<String>,
-    pub(super) values: Vec<rusqlite::types::Value>,
+    pub(super) values: Vec<Value>,
 }
 
 impl Conditions {
     /// Binds `value`; returns its placeholder (`?3`).
-    pub(super) fn bind(&mut self, value: impl Into<rusqlite::types::Value>) -> String {
+    pub(super) fn bind(&mut self, value: impl Into<Value>) -> String {
         self.values.push(value.into());
         format!("?{}", self.values.len())
     }
 
     /// Adds `column_and_operator ?n` for `value`.
-    pub(super) fn add(&mut self, column_and_operator: &str, value: impl Into<rusqlite::types::Value>) {
+    pub(super) fn add(&mut self, column_and_operator: &str, value: impl Into<Value>) {
         let placeholder = self.bind(value);
         self.parts.push(format!("{column_and_operator} {placeholder}"));
     }
@@ -177,9 +176,14 @@ impl Conditions {
             format!("WHERE {}", self.parts.join(" AND "))
         }
     }
+
+    /// The bound values, as a statement takes them.
+    pub(super) fn params(&self) -> Vec<&dyn Param> {
+        self.values.iter().map(|v| v as &dyn Param).collect()
+    }
 }
 
-pub(super) fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(OperationSummary, String)> {
+pub(super) fn summary_row(row: &Row<'_>) -> Result<(OperationSummary, String), StoreError> {
     Ok((
         OperationSummary {
             id: row.get(0)?,
@@ -187,8 +191,8 @@ pub(super) fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Operatio
             received_at: row.get(2)?,
             status: OpStatus::Queued,
             reason: row.get(4)?,
-            delivered: row.get(5)?,
-            deliveries: row.get(6)?,
+            delivered: super::write::count(row.get(5)?),
+            deliveries: super::write::count(row.get(6)?),
         },
         row.get(3)?,
     ))
@@ -201,12 +205,23 @@ pub(super) fn with_status((mut summary, status): (OperationSummary, String)) -> 
 
 impl Reader {
     /// Opens an existing database; it must already be at this build's schema.
-    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+    pub fn open(location: impl Into<Location>) -> Result<Reader, StoreError> {
+        let location = location.into();
         Ok(Reader {
-            conn: open_existing(path)?,
-            search: super::search::search_path(path),
+            conn: open_existing(&location)?,
+            search: location.file().map(super::search::search_path),
             search_attached: Cell::new(false),
         })
+    }
+
+    /// How the waiting deliveries drive a join to their operations: SQLite
+    /// needs CROSS JOIN to keep them (a partial index) the outer loop;
+    /// PostgreSQL's planner finds that itself and has no such syntax.
+    pub(super) fn driving_join(&self) -> &'static str {
+        match self.conn.dialect() {
+            Dialect::Sqlite => "CROSS JOIN",
+            Dialect::Postgres => "JOIN",
+        }
     }
 
     /// Attaches the search index's file; false while there is none yet
@@ -215,11 +230,13 @@ impl Reader {
         if self.search_attached.get() {
             return Ok(true);
         }
-        if !self.search.exists() {
+        let (Some(search), Some(conn)) = (&self.search, self.conn.sqlite()) else {
+            return Ok(false);
+        };
+        if !search.exists() {
             return Ok(false);
         }
-        self.conn
-            .execute("ATTACH DATABASE ?1 AS search", [self.search.to_string_lossy()])?;
+        conn.execute("ATTACH DATABASE ?1 AS search", [search.to_string_lossy()])?;
         self.search_attached.set(true);
         Ok(true)
     }
@@ -227,14 +244,11 @@ impl Reader {
     /// The newest operation of `processing` that has fields, if any.
     pub fn latest_with_fields(&self, processing: &str) -> Result<Option<OperationView>, StoreError> {
         // A rejected (unparsed) or empty request says nothing about the fields.
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT id FROM operations WHERE processing = ?1 AND fields != '{}' ORDER BY id DESC LIMIT 1",
-                [processing],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let id: Option<i64> = self.conn.query_opt(
+            "SELECT id FROM operations WHERE processing = ?1 AND fields != '{}' ORDER BY id DESC LIMIT 1",
+            &[&processing],
+            |row| row.get(0),
+        )?;
         match id {
             Some(id) => self.operation(id),
             None => Ok(None),
@@ -243,32 +257,26 @@ impl Reader {
 
     /// Notifications created since `since` that some channel has not sent, oldest first.
     pub fn pending_notifications(&self, since: i64, limit: usize) -> Result<Vec<Notification>, StoreError> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT id, created_at, kind, processing, operation_id, text,
-                        email_sent_at IS NULL, telegram_sent_at IS NULL
-                 FROM notifications
-                 WHERE created_at >= ?1 AND (email_sent_at IS NULL OR telegram_sent_at IS NULL)
-                 ORDER BY id LIMIT ?2",
-            )?
-            .query_map(params![since, limit as i64], |row| {
-                let kind: String = row.get(2)?;
+        self.conn.query(
+            "SELECT id, created_at, kind, processing, operation_id, text,
+                    email_sent_at IS NULL, telegram_sent_at IS NULL
+             FROM notifications
+             WHERE created_at >= ?1 AND (email_sent_at IS NULL OR telegram_sent_at IS NULL)
+             ORDER BY id LIMIT ?2",
+            &[&since, &(limit as i64)],
+            |row| {
                 Ok(Notification {
                     id: row.get(0)?,
                     created_at: row.get(1)?,
-                    kind: kind.parse().map_err(|e: String| {
-                        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
-                    })?,
+                    kind: parse_status(row.get(2)?)?,
                     processing: row.get(3)?,
                     operation_id: row.get(4)?,
                     text: row.get(5)?,
                     email_pending: row.get(6)?,
                     telegram_pending: row.get(7)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// The processings that received at least `min_events` since `since`
@@ -276,66 +284,60 @@ impl Reader {
     /// A read: it scans a day of operations, which must not hold up the
     /// writer.
     pub fn all_skipped(&self, since: i64, min_events: u32) -> Result<Vec<AllSkipped>, StoreError> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT g.processing, g.n, g.latest, (SELECT reason FROM operations WHERE id = g.latest)
-                 FROM (SELECT processing, count(*) AS n, max(id) AS latest FROM operations
-                       WHERE received_at >= ?1
-                       GROUP BY processing HAVING count(*) >= ?2 AND sum(status != 'skipped') = 0) g",
-            )?
-            .query_map(params![since, min_events], |row| {
+        self.conn.query(
+            "SELECT g.processing, g.n, g.latest, (SELECT reason FROM operations WHERE id = g.latest)
+             FROM (SELECT processing, count(*) AS n, max(id) AS latest FROM operations
+                   WHERE received_at >= ?1
+                   GROUP BY processing
+                   HAVING count(*) >= ?2 AND count(CASE WHEN status != 'skipped' THEN 1 END) = 0) g",
+            &[&since, &i64::from(min_events)],
+            |row| {
                 Ok(AllSkipped {
                     processing: row.get(0)?,
-                    count: row.get(1)?,
+                    count: row.get::<i64>(1)? as u64,
                     latest: row.get(2)?,
                     latest_reason: row.get(3)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// When a notification last went out, if ever.
     pub fn last_notified_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [META_LAST_NOTIFIED], |row| {
+        self.conn
+            .query_opt("SELECT value FROM meta WHERE key = ?1", &[&META_LAST_NOTIFIED], |row| {
                 row.get(0)
             })
-            .optional()?)
     }
 
     /// Deliveries waiting (pending or retrying) and the age of the oldest.
     pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        Ok(self.conn.query_row(
+        self.conn.query_one(
             "SELECT COUNT(*), MIN(o.received_at) FROM deliveries d JOIN operations o ON o.id = d.operation_id
              WHERE d.status IN ('pending', 'retrying')",
-            [],
+            &[],
             |row| {
                 Ok(QueueStats {
-                    depth: row.get(0)?,
+                    depth: row.get::<i64>(0)? as u64,
                     oldest_received_at: row.get(1)?,
                 })
             },
-        )?)
+        )
     }
 
     /// How many operations pruning at `before` would delete.
     pub fn prunable(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.query_one(
             "SELECT COUNT(*) FROM operations WHERE received_at < ?1 AND status != 'queued'",
-            [before],
-            |row| row.get(0),
-        )?)
+            &[&before],
+            |row| row.get::<i64>(0),
+        )? as u64)
     }
 
     /// The accepted operation an event with this dedupe key would duplicate.
     pub fn duplicate_of(&self, processing: &str, key: &str, since: i64) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(DUPLICATE_OF, params![processing, key, since], |row| row.get(0))
-            .optional()?)
+        self.conn
+            .query_opt(DUPLICATE_OF, &[&processing, &key, &since], |row| row.get(0))
     }
 
     /// Operations matching `filter`, newest first.
@@ -369,7 +371,12 @@ impl Reader {
         if let Some(before) = filter.before {
             conditions.add("o.id <", before);
         }
+        if let (Some(typed), Dialect::Postgres) = (filter.search.as_deref(), self.conn.dialect()) {
+            // No search index there: the typed text anywhere in a value.
+            conditions.add("o.fields ILIKE", format!("%{}%", like_escaped(typed.trim())));
+        }
         let search = match filter.search.as_deref().map(super::search::match_expression) {
+            _ if self.conn.dialect() == Dialect::Postgres => None,
             None => None,
             // Typed, but nothing in it to look for: nothing matches.
             Some(None) => return Ok(Vec::new()),
@@ -399,12 +406,7 @@ impl Reader {
             "SELECT {SUMMARY_COLUMNS} FROM {from} {} ORDER BY {order} DESC LIMIT {limit}",
             conditions.where_clause()
         );
-        let values = conditions.values;
-        let rows = self
-            .conn
-            .prepare(&sql)?
-            .query_map(rusqlite::params_from_iter(values), summary_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self.conn.query(&sql, &conditions.params(), summary_row)?;
         rows.into_iter().map(with_status).collect()
     }
 
@@ -413,12 +415,15 @@ impl Reader {
         &self,
         ids: &[i64],
     ) -> Result<std::collections::HashMap<i64, BTreeMap<String, String>>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT fields FROM operations WHERE id = ?1")?;
         let mut found = std::collections::HashMap::new();
-        for &id in ids {
-            if let Some(text) = statement.query_row([id], |row| row.get::<_, String>(0)).optional()? {
+        for id in ids {
+            if let Some(text) = self
+                .conn
+                .query_opt("SELECT fields FROM operations WHERE id = ?1", &[id], |row| {
+                    row.get::<String>(0)
+                })?
+            {
+                let id = *id;
                 found.insert(id, parse_json("fields", &text)?);
             }
         }
@@ -432,22 +437,19 @@ impl Reader {
                     o.charset, o.fields, o.warnings
              FROM operations o WHERE o.id = ?1"
         );
-        let row = self
-            .conn
-            .query_row(&sql, [id], |row| {
-                Ok((
-                    summary_row(row)?,
-                    row.get::<_, String>(7)?,
-                    row.get::<_, String>(8)?,
-                    row.get::<_, Vec<u8>>(9)?,
-                    row.get::<_, Vec<u8>>(10)?,
-                    row.get::<_, Option<String>>(11)?,
-                    row.get::<_, String>(12)?,
-                    row.get::<_, String>(13)?,
-                    row.get::<_, String>(14)?,
-                ))
-            })
-            .optional()?;
+        let row = self.conn.query_opt(&sql, &[&id], |row| {
+            Ok((
+                summary_row(row)?,
+                row.get::<String>(7)?,
+                row.get::<String>(8)?,
+                row.get::<Vec<u8>>(9)?,
+                row.get::<Vec<u8>>(10)?,
+                row.get::<Option<String>>(11)?,
+                row.get::<String>(12)?,
+                row.get::<String>(13)?,
+                row.get::<String>(14)?,
+            ))
+        })?;
         let Some((summary, remote_addr, method, raw_query, raw_body, content_type, charset, fields, warnings)) = row
         else {
             return Ok(None);
@@ -469,23 +471,21 @@ impl Reader {
     }
 
     fn deliveries(&self, operation_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT id, action, status, next_attempt_at, last_error, redacted
-                 FROM deliveries WHERE operation_id = ?1 ORDER BY position, id",
-            )?
-            .query_map([operation_id], |row| {
+        let rows = self.conn.query(
+            "SELECT id, action, status, next_attempt_at, last_error, redacted
+             FROM deliveries WHERE operation_id = ?1 ORDER BY position, id",
+            &[&operation_id],
+            |row| {
                 Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, String>(5)?,
+                    row.get::<i64>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<i64>(3)?,
+                    row.get::<Option<String>>(4)?,
+                    row.get::<String>(5)?,
                 ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            },
+        )?;
         rows.into_iter()
             .map(|(id, action, status, next_attempt_at, last_error, request)| {
                 Ok(DeliveryView {
@@ -502,23 +502,25 @@ impl Reader {
     }
 
     fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptView>, StoreError> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT started_at, duration_ms, request, http_status, response_body, error
-                 FROM attempts WHERE delivery_id = ?1 ORDER BY id",
-            )?
-            .query_map(params![delivery_id], |row| {
+        self.conn.query(
+            "SELECT started_at, duration_ms, request, http_status, response_body, error
+             FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+            &[&delivery_id],
+            |row| {
                 Ok(AttemptView {
                     started_at: row.get(0)?,
                     duration_ms: row.get(1)?,
                     request: row.get(2)?,
-                    http_status: row.get(3)?,
+                    http_status: row.get::<Option<i64>>(3)?.and_then(|s| u16::try_from(s).ok()),
                     response_body: row.get(4)?,
                     error: row.get(5)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
+}
+
+/// `text` with LIKE's wildcards taken literally.
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

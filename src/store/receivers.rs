@@ -1,8 +1,7 @@
 //! Receivers' circuit breakers and last answers, kept between restarts,
 //! and the breaker notices queued with the attempt that changed them.
 
-use rusqlite::{params, Connection};
-
+use super::db::{Db, Row};
 use super::read::Reader;
 use super::write::queue_notification;
 use super::StoreError;
@@ -11,18 +10,18 @@ use crate::model::{breaker_notice, NotificationKind, Open, ReceiverState};
 const COLUMNS: &str = "target, version, failures, failing_since, open_since, probe_wait_ms, next_probe_at,
      last_success_at, last_error, last_error_at";
 
-fn state_row(row: &rusqlite::Row) -> rusqlite::Result<ReceiverState> {
+fn state_row(row: &Row) -> Result<ReceiverState, StoreError> {
     let open_since: Option<i64> = row.get(4)?;
     Ok(ReceiverState {
         target: row.get(0)?,
         version: row.get(1)?,
-        failures: row.get(2)?,
+        failures: super::write::count(row.get(2)?),
         failing_since: row.get(3)?,
         open: match open_since {
             Some(since) => Some(Open {
                 since,
-                probe_wait_ms: row.get::<_, Option<i64>>(5)?.unwrap_or(0),
-                next_probe_at: row.get::<_, Option<i64>>(6)?.unwrap_or(0),
+                probe_wait_ms: row.get::<Option<i64>>(5)?.unwrap_or(0),
+                next_probe_at: row.get::<Option<i64>>(6)?.unwrap_or(0),
             }),
             None => None,
         },
@@ -34,52 +33,56 @@ fn state_row(row: &rusqlite::Row) -> rusqlite::Result<ReceiverState> {
 }
 
 /// Every receiver kept, by target.
-pub(super) fn load(conn: &Connection) -> Result<Vec<ReceiverState>, StoreError> {
-    let states = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM receivers ORDER BY target"))?
-        .query_map([], state_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(states)
+pub(super) fn load(conn: &Db) -> Result<Vec<ReceiverState>, StoreError> {
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM receivers ORDER BY target"),
+        &[],
+        state_row,
+    )
 }
 
 /// Deliveries to `target` waiting to be sent.
-pub(super) fn waiting(conn: &Connection, target: &str) -> Result<i64, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')")?
-        .query_row([target], |row| row.get(0))?)
+pub(super) fn waiting(conn: &Db, target: &str) -> Result<i64, StoreError> {
+    conn.query_one(
+        "SELECT count(*) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')",
+        &[&target],
+        |row| row.get(0),
+    )
 }
 
 /// Keeps `state` unless a newer one is kept already, and queues the notice
 /// of its breaker's change, naming `processing` and `operation_id` (the
 /// delivery that changed it).
 pub(super) fn save(
-    conn: &Connection,
+    conn: &Db,
     state: &ReceiverState,
     (processing, operation_id): (&str, i64),
     now: i64,
 ) -> Result<(), StoreError> {
     let open = state.open.as_ref();
-    conn.prepare_cached(&format!(
-        "INSERT INTO receivers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    conn.execute(
+        &format!(
+            "INSERT INTO receivers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (target) DO UPDATE SET version = excluded.version, failures = excluded.failures,
              failing_since = excluded.failing_since, open_since = excluded.open_since,
              probe_wait_ms = excluded.probe_wait_ms, next_probe_at = excluded.next_probe_at,
              last_success_at = excluded.last_success_at, last_error = excluded.last_error,
              last_error_at = excluded.last_error_at
          WHERE excluded.version > receivers.version"
-    ))?
-    .execute(params![
-        state.target,
-        state.version,
-        state.failures,
-        state.failing_since,
-        open.map(|o| o.since),
-        open.map(|o| o.probe_wait_ms),
-        open.map(|o| o.next_probe_at),
-        state.last_success_at,
-        state.last_error,
-        state.last_error_at,
-    ])?;
+        ),
+        &[
+            &state.target,
+            &state.version,
+            &i64::from(state.failures),
+            &state.failing_since,
+            &open.map(|o| o.since),
+            &open.map(|o| o.probe_wait_ms),
+            &open.map(|o| o.next_probe_at),
+            &state.last_success_at,
+            &state.last_error,
+            &state.last_error_at,
+        ],
+    )?;
     if let Some(change) = state.change {
         let text = breaker_notice(state, change, waiting(conn, &state.target)?);
         queue_notification(conn, NotificationKind::Receiver, processing, operation_id, &text, now)?;
@@ -126,17 +129,21 @@ impl Reader {
             .collect();
         // The waiting deliveries (a partial index) drive the join; see
         // overview.rs's `waiting`.
-        let rows = self
-            .conn
-            .prepare_cached(
+        let rows = self.conn.query(
+            &format!(
                 "SELECT d.target, COUNT(*), MIN(o.received_at)
-                 FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
+                 FROM deliveries d {} operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') GROUP BY d.target",
-            )?
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
+                self.driving_join()
+            ),
+            &[],
+            |row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?, row.get(2)?)),
+        )?;
         for (target, waiting, oldest) in rows {
-            let backlog = Backlog { waiting, oldest };
+            let backlog = Backlog {
+                waiting: waiting as u64,
+                oldest,
+            };
             match list.iter_mut().find(|r| r.state.target == target) {
                 Some(known) => known.backlog = backlog,
                 None => list.push(ReceiverStatus {
@@ -154,41 +161,41 @@ impl Reader {
 
     /// `processing`'s backlog, last delivered and last failed operation.
     pub fn processing_status(&self, processing: &str) -> Result<ProcessingStatus, StoreError> {
-        let backlog = self
-            .conn
-            .prepare_cached(
+        let backlog = self.conn.query_one(
+            &format!(
                 "SELECT COUNT(*), MIN(o.received_at)
-                 FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
+                 FROM deliveries d {} operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1",
-            )?
-            .query_row([processing], |row| {
+                self.driving_join()
+            ),
+            &[&processing],
+            |row| {
                 Ok(Backlog {
-                    waiting: row.get(0)?,
+                    waiting: row.get::<i64>(0)? as u64,
                     oldest: row.get(1)?,
                 })
-            })?;
+            },
+        )?;
         let last = |statuses: &str| -> Result<Option<(i64, i64)>, StoreError> {
-            Ok(self
-                .conn
-                .prepare_cached(&format!(
+            self.conn.query_opt(
+                &format!(
                     "SELECT id, updated_at FROM operations
                      WHERE processing = ?1 AND status IN ({statuses}) ORDER BY id DESC LIMIT 1"
-                ))?
-                .query_map([processing], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .next()
-                .transpose()?)
+                ),
+                &[&processing],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
         };
         let last_failed = match last("'failed', 'partial'")? {
             Some((id, at)) => {
                 let error: Option<String> = self
                     .conn
-                    .prepare_cached(
+                    .query_opt(
                         "SELECT last_error FROM deliveries WHERE operation_id = ?1 AND status = 'failed'
                          ORDER BY id DESC LIMIT 1",
+                        &[&id],
+                        |row| row.get(0),
                     )?
-                    .query_map([id], |row| row.get(0))?
-                    .next()
-                    .transpose()?
                     .flatten();
                 Some((id, at, error))
             }

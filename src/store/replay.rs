@@ -6,12 +6,9 @@
 //! order them with the daemon's writer. The daemon's scheduler finds the new
 //! deliveries at its next look (within a second).
 
-use std::path::Path;
-
-use rusqlite::TransactionBehavior;
-
+use super::db::{Db, Dialect};
 use super::write::insert_delivery;
-use super::{open_existing, StoreError};
+use super::{open_existing, Location, StoreError};
 use crate::clock::now_ms;
 use crate::model::DeliveryRequest;
 
@@ -35,34 +32,49 @@ pub struct Replay {
 /// or not at all; if a later transaction fails, the operations committed
 /// before it stay queued (a second replay of the same selection skips
 /// them: they are `queued`).
-pub fn queue_replays(path: &Path, replays: &[Replay]) -> Result<usize, StoreError> {
-    let mut conn = open_existing(path)?;
+pub fn queue_replays(location: impl Into<Location>, replays: &[Replay]) -> Result<usize, StoreError> {
+    let conn = open_existing(&location.into())?;
     let mut queued = 0;
     for chunk in replays.chunks(OPERATIONS_PER_COMMIT) {
-        queued += queue_chunk(&mut conn, chunk)?;
+        conn.batch(match conn.dialect() {
+            // Takes the write lock now, not at the first write, when a
+            // deferred transaction could no longer wait for it.
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        })?;
+        match queue_chunk(&conn, chunk) {
+            Ok(n) => {
+                conn.batch("COMMIT")?;
+                queued += n;
+            }
+            Err(err) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(err);
+            }
+        }
     }
     Ok(queued)
 }
 
-fn queue_chunk(conn: &mut rusqlite::Connection, replays: &[Replay]) -> Result<usize, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn queue_chunk(conn: &Db, replays: &[Replay]) -> Result<usize, StoreError> {
     let now = now_ms();
     let mut queued = 0;
     for replay in replays {
-        let next_position: i64 = tx.query_row(
+        let next_position: i64 = conn.query_one(
             "SELECT COALESCE(MAX(position) + 1, 0) FROM deliveries WHERE operation_id = ?1",
-            [replay.operation_id],
+            &[&replay.operation_id],
             |row| row.get(0),
         )?;
         for (offset, delivery) in replay.deliveries.iter().enumerate() {
-            insert_delivery(&tx, replay.operation_id, next_position + offset as i64, delivery, now)?;
+            insert_delivery(conn, replay.operation_id, next_position + offset as i64, delivery, now)?;
             queued += 1;
         }
-        tx.execute(
+        conn.execute(
             "UPDATE operations SET status = 'queued', reason = ?2, updated_at = ?3 WHERE id = ?1",
-            rusqlite::params![replay.operation_id, "replayed", now],
+            &[&replay.operation_id, &"replayed", &now],
         )?;
     }
-    tx.commit()?;
+    // The daemons' schedulers hear of it at the commit.
+    super::pg::notify_due(conn)?;
     Ok(queued)
 }

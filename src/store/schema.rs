@@ -357,6 +357,18 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 10: the columns PostgreSQL's instances lease claimed deliveries with
+    //     (store/pg.rs), so that both engines run the same statements; a
+    //     single SQLite daemon never sets them.
+    Migration {
+        sql: r#"
+    ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;
+    ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

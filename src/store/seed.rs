@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::params;
 
-use super::{open_for_writing, StoreError};
+use super::{open_file_for_writing, StoreError};
 
 /// Operations written per transaction.
 const CHUNK: u64 = 100_000;
@@ -29,7 +29,7 @@ pub struct Seed {
 /// `synchronous=OFF`: a crash while seeding can lose the seed, which is
 /// acceptable for a benchmark's data and for nothing else.
 pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
-    let mut conn = open_for_writing(path)?;
+    let mut conn = open_file_for_writing(path)?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     // The search index is filled in the same transactions, in its own file.
     drop(super::search::open_search(path)?);

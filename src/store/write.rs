@@ -1,8 +1,7 @@
 //! The write statements the writer thread runs, each inside the batch's
 //! transaction. The engine that batches and commits them is `writer.rs`.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::db::{Db, Dialect, Row};
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::{
@@ -10,15 +9,17 @@ use crate::model::{
     DeliveryStatus, DueDelivery, Inserted, NewOperation, NotificationKind, OpStatus, Outcome,
 };
 
-pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, StoreError> {
+pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreError> {
     let mut status = op.status;
     let mut reason = op.reason.clone();
     let mut dedupe_key = None;
     if let Some((key, since)) = op.dedupe_candidate() {
-        let earlier: Option<i64> = conn
-            .prepare_cached(DUPLICATE_OF)?
-            .query_row(params![op.processing, key, since], |row| row.get(0))
-            .optional()?;
+        let earlier = match conn.dialect() {
+            Dialect::Sqlite => conn.query_opt(DUPLICATE_OF, &[&op.processing, &key, &since], |row| row.get(0))?,
+            // Several instances insert at once: a read could miss the
+            // other's uncommitted twin, a unique key cannot.
+            Dialect::Postgres => super::pg::claim_dedupe_key(conn, &op.processing, key, since, op.received_at)?,
+        };
         match earlier {
             Some(id) => {
                 status = OpStatus::Duplicate;
@@ -35,27 +36,30 @@ pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, S
     let fields = serde_json::Value::Object(fields).to_string();
     let texts: Vec<&str> = op.warnings.iter().map(|w| w.text.as_str()).collect();
     let warnings = serde_json::to_string(&texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.prepare_cached(
+    let id: i64 = conn.query_one(
         "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
              content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2)",
-    )?
-    .execute(params![
-        op.processing,
-        op.received_at,
-        op.request.remote_addr,
-        op.request.method,
-        op.request.query,
-        op.request.body,
-        op.request.content_type,
-        op.charset,
-        fields,
-        warnings,
-        status.as_str(),
-        reason,
-        dedupe_key,
-    ])?;
-    let id = conn.last_insert_rowid();
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2) RETURNING id",
+        &[
+            &op.processing,
+            &op.received_at,
+            &op.request.remote_addr,
+            &op.request.method,
+            &op.request.query,
+            &op.request.body,
+            &op.request.content_type,
+            &op.charset,
+            &fields,
+            &warnings,
+            &status.as_str(),
+            &reason,
+            &dedupe_key,
+        ],
+        |row| row.get(0),
+    )?;
+    if let (Some(key), Dialect::Postgres) = (dedupe_key, conn.dialect()) {
+        super::pg::own_dedupe_key(conn, &op.processing, key, id)?;
+    }
     if status == OpStatus::Queued {
         for (position, delivery) in op.deliveries.iter().enumerate() {
             insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
@@ -68,7 +72,7 @@ pub(super) fn insert(conn: &Connection, op: &NewOperation) -> Result<Inserted, S
 /// Queues a notification for each of the operation's warning notices that
 /// is the first of its kind that day for its processing (the mark is kept
 /// here, in `warning_days`; which warnings are notices is the model's rule).
-pub(super) fn note_first_warnings(conn: &Connection, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
+pub(super) fn note_first_warnings(conn: &Db, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
     for (warning, day) in op.warning_notices() {
         warn_once(
             conn,
@@ -86,7 +90,7 @@ pub(super) fn note_first_warnings(conn: &Connection, op: &NewOperation, operatio
 /// Queues a warning notification unless one of `kind` was already queued
 /// for `processing` on `day`; whether it was queued.
 pub(super) fn warn_once(
-    conn: &Connection,
+    conn: &Db,
     processing: &str,
     kind: &str,
     day: i64,
@@ -94,16 +98,17 @@ pub(super) fn warn_once(
     text: &str,
     at: i64,
 ) -> Result<bool, StoreError> {
-    let first = conn
-        .prepare_cached("INSERT OR IGNORE INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3)")?
-        .execute(params![processing, kind, day])?;
+    let first = conn.execute(
+        "INSERT INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        &[&processing, &kind, &day],
+    )?;
     warn_if_changed(conn, first, processing, operation_id, text, at)
 }
 
 /// Queues a warning when the mark just written (`changed` rows) was new:
 /// how each once-only warning stays once-only. Whether it was queued.
 fn warn_if_changed(
-    conn: &Connection,
+    conn: &Db,
     changed: usize,
     processing: &str,
     operation_id: i64,
@@ -117,36 +122,35 @@ fn warn_if_changed(
 }
 
 pub(super) fn queue_notification(
-    conn: &Connection,
+    conn: &Db,
     kind: NotificationKind,
     processing: &str,
     operation_id: i64,
     text: &str,
     at: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO notifications (created_at, kind, processing, operation_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![at, kind.as_str(), processing, operation_id, text])?;
+        &[&at, &kind.as_str(), &processing, &operation_id, &text],
+    )?;
     Ok(())
 }
 
-pub(super) fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(super) fn set_meta(conn: &Db, key: &str, value: i64) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![key, value])?;
+        &[&key, &value],
+    )?;
     Ok(())
 }
 
-pub(super) fn mark_notified(conn: &Connection, ids: &[i64], channel: Channel, at: i64) -> Result<(), StoreError> {
+pub(super) fn mark_notified(conn: &Db, ids: &[i64], channel: Channel, at: i64) -> Result<(), StoreError> {
     let sql = format!(
         "UPDATE notifications SET {} = ?2 WHERE id = ?1",
         channel_column(channel)
     );
-    let mut mark = conn.prepare_cached(&sql)?;
     for id in ids {
-        mark.execute(params![id, at])?;
+        conn.execute(&sql, &[id, &at])?;
     }
     set_meta(conn, META_LAST_NOTIFIED, at)
 }
@@ -159,7 +163,7 @@ const PAGES_PER_OPERATION: i64 = 4;
 
 /// Gives up to `pages` pages that pruning freed back to the file system.
 /// SQLite frees one page per step of this pragma, so it is stepped to the end.
-pub(super) fn give_back_pages(conn: &Connection, pages: i64) -> Result<(), StoreError> {
+pub(super) fn give_back_pages(conn: &rusqlite::Connection, pages: i64) -> Result<(), StoreError> {
     // Not cached: the count is part of the text, and varies.
     let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
     let mut rows = stmt.query([])?;
@@ -167,57 +171,57 @@ pub(super) fn give_back_pages(conn: &Connection, pages: i64) -> Result<(), Store
     Ok(())
 }
 
-pub(super) fn prune_batch(conn: &Connection, before: i64, batch: usize) -> Result<usize, StoreError> {
-    let deleted = conn
-        .prepare_cached(PRUNE_BATCH)?
-        .execute(params![before, batch as i64])?;
+pub(super) fn prune_batch(conn: &Db, before: i64, batch: usize) -> Result<usize, StoreError> {
+    let deleted = conn.execute(PRUNE_BATCH, &[&before, &(batch as i64)])?;
     // Notifications and warning marks are small; they go in one statement each.
-    conn.prepare_cached("DELETE FROM notifications WHERE created_at < ?1")?
-        .execute([before])?;
-    conn.prepare_cached("DELETE FROM warning_days WHERE day < ?1")?
-        .execute([notice_day(before)])?;
-    conn.prepare_cached("DELETE FROM status_hours WHERE n <= 0")?
-        .execute([])?;
-    give_back_pages(conn, batch as i64 * PAGES_PER_OPERATION)?;
+    conn.execute("DELETE FROM notifications WHERE created_at < ?1", &[&before])?;
+    conn.execute("DELETE FROM warning_days WHERE day < ?1", &[&notice_day(before)])?;
+    conn.execute("DELETE FROM status_hours WHERE n <= 0", &[])?;
+    match conn {
+        Db::Sqlite(conn) => give_back_pages(conn, batch as i64 * PAGES_PER_OPERATION)?,
+        // PostgreSQL's autovacuum reuses the space.
+        Db::Postgres(_) => super::pg::prune_dedupe_keys(conn, before)?,
+    }
     Ok(deleted)
 }
 
 pub(super) fn insert_delivery(
-    conn: &Connection,
+    conn: &Db,
     operation_id: i64,
     position: i64,
     d: &DeliveryRequest,
     now: i64,
 ) -> Result<(), StoreError> {
     let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
              updated_at, target)
          VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15)",
-    )?
-    .execute(params![
-        operation_id,
-        d.action,
-        position,
-        now,
-        d.method,
-        d.url,
-        headers,
-        d.body,
-        d.redacted,
-        d.expect_body,
-        d.timeout_ms as i64,
-        d.max_attempts,
-        d.first_delay_ms as i64,
-        d.max_delay_ms as i64,
-        target_of(&d.url),
-    ])?;
+        &[
+            &operation_id,
+            &d.action,
+            &position,
+            &now,
+            &d.method,
+            &d.url,
+            &headers,
+            &d.body,
+            &d.redacted,
+            &d.expect_body,
+            &(d.timeout_ms as i64),
+            &i64::from(d.max_attempts),
+            &(d.first_delay_ms as i64),
+            &(d.max_delay_ms as i64),
+            &target_of(&d.url),
+        ],
+    )?;
     Ok(())
 }
 
 /// What a claim reads of a delivery; [`due_row`] takes it apart.
-const DUE_COLUMNS: &str = "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
+pub(super) const DUE_COLUMNS: &str =
+    "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
      timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target";
 
 /// Waiting deliveries' receivers: a walk along `deliveries_due_by_target`
@@ -232,12 +236,12 @@ const WAITING_TARGETS: &str = "WITH RECURSIVE t(target) AS (
      SELECT target FROM t WHERE target IS NOT NULL";
 
 /// A row of [`DUE_COLUMNS`]: the delivery, its headers as JSON, when it is due.
-pub(super) fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, String, i64)> {
+pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreError> {
     Ok((
         DueDelivery {
             id: row.get(0)?,
             operation_id: row.get(1)?,
-            attempts: row.get(2)?,
+            attempts: count(row.get(2)?),
             target: row.get(15)?,
             request: DeliveryRequest {
                 action: row.get(3)?,
@@ -247,10 +251,10 @@ pub(super) fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, Str
                 body: row.get(7)?,
                 redacted: row.get(8)?,
                 expect_body: row.get(9)?,
-                timeout_ms: row.get::<_, i64>(10)? as u64,
-                max_attempts: row.get(11)?,
-                first_delay_ms: row.get::<_, i64>(12)? as u64,
-                max_delay_ms: row.get::<_, i64>(13)? as u64,
+                timeout_ms: row.get::<i64>(10)? as u64,
+                max_attempts: count(row.get(11)?),
+                first_delay_ms: row.get::<i64>(12)? as u64,
+                max_delay_ms: row.get::<i64>(13)? as u64,
             },
         },
         row.get(6)?,
@@ -258,68 +262,93 @@ pub(super) fn due_row(row: &rusqlite::Row) -> rusqlite::Result<(DueDelivery, Str
     ))
 }
 
-pub(super) fn claim(conn: &Connection, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
+/// A stored count as the model's `u32` (the store only writes small ones).
+pub(super) fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Claimed rows with their headers parsed.
+pub(super) fn with_headers(rows: Vec<(DueDelivery, String, i64)>) -> Result<Vec<DueDelivery>, StoreError> {
+    rows.into_iter()
+        .map(|(mut due, headers, _)| {
+            due.request.headers = serde_json::from_str(&headers)
+                .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
+            Ok(due)
+        })
+        .collect()
+}
+
+/// The earliest of two optional times.
+pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        return super::pg::claim(conn, now, limit, skip);
+    }
     let limit = limit as i64;
     // Deliveries to the receivers in `skip` stay where they are. Rather than
     // scan past their backlog, ask each other receiver for its due ones.
     let targets: Option<Vec<String>> = if skip.is_empty() {
         None
     } else {
-        let all: Vec<String> = conn
-            .prepare_cached(WAITING_TARGETS)?
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        let all: Vec<String> = conn.query(WAITING_TARGETS, &[], |row| row.get(0))?;
         Some(all.into_iter().filter(|t| !skip.contains(t)).collect())
     };
     let rows = match &targets {
-        None => conn
-            .prepare_cached(&format!(
+        None => conn.query(
+            &format!(
                 "SELECT {DUE_COLUMNS} FROM deliveries
                  WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
                  ORDER BY next_attempt_at, id LIMIT ?2"
-            ))?
-            .query_map(params![now, limit], due_row)?
-            .collect::<Result<Vec<_>, _>>()?,
+            ),
+            &[&now, &limit],
+            due_row,
+        )?,
         Some(targets) => {
-            let mut due = conn.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {DUE_COLUMNS} FROM deliveries
                  WHERE target = ?1 AND status IN ('pending', 'retrying') AND next_attempt_at <= ?2
                  ORDER BY next_attempt_at, id LIMIT ?3"
-            ))?;
+            );
             let mut rows = Vec::new();
             for target in targets {
-                for row in due.query_map(params![target, now, limit], due_row)? {
-                    rows.push(row?);
-                }
+                rows.extend(conn.query(&sql, &[target, &now, &limit], due_row)?);
             }
             rows.sort_by_key(|(due, _, at)| (*at, due.id));
             rows.truncate(limit as usize);
             rows
         }
     };
-    let mut claimed = Claimed::default();
-    let mut mark = conn.prepare_cached("UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1")?;
-    for (mut due, headers, _) in rows {
-        due.request.headers = serde_json::from_str(&headers)
-            .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
-        mark.execute(params![due.id, now])?;
-        claimed.due.push(due);
+    let mut claimed = Claimed {
+        due: with_headers(rows)?,
+        next_due: None,
+    };
+    for due in &claimed.due {
+        conn.execute(
+            "UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1",
+            &[&due.id, &now],
+        )?;
     }
     claimed.next_due = match &targets {
-        None => conn
-            .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')")?
-            .query_row([], |row| row.get(0))?,
+        None => conn.query_one(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')",
+            &[],
+            |row| row.get(0),
+        )?,
         Some(targets) => {
-            let mut first = conn.prepare_cached(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')",
-            )?;
             let mut next: Option<i64> = None;
             for target in targets {
-                let at: Option<i64> = first.query_row([target], |row| row.get(0))?;
-                next = match (next, at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let at: Option<i64> = conn.query_one(
+                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND status IN ('pending', 'retrying')",
+                    &[target],
+                    |row| row.get(0),
+                )?;
+                next = earliest(next, at);
             }
             next
         }
@@ -328,18 +357,19 @@ pub(super) fn claim(conn: &Connection, now: i64, limit: usize, skip: &[String]) 
 }
 
 /// Hands claimed deliveries back: `retrying` if they were tried before, else `pending`.
-pub(super) fn release(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
-    let mut release = conn.prepare_cached(
-        "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END
-         WHERE id = ?1 AND status = 'in_flight'",
-    )?;
+pub(super) fn release(conn: &Db, ids: &[i64]) -> Result<(), StoreError> {
     for id in ids {
-        release.execute([id])?;
+        conn.execute(
+            "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
+                 lease_owner = NULL
+             WHERE id = ?1 AND status = 'in_flight'",
+            &[id],
+        )?;
     }
     Ok(())
 }
 
-pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(), StoreError> {
+pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreError> {
     let now = now_ms();
     let last_error = match (&r.error, r.http_status) {
         _ if r.outcome == Outcome::Delivered => None,
@@ -350,34 +380,36 @@ pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(),
     let operation_id: i64 = match r.outcome {
         // Due again at once, and held back by the breaker until it closes;
         // the attempt is recorded but not counted against the budget.
-        Outcome::Parked => conn
-            .prepare_cached(
-                "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
-                     next_attempt_at = ?2, last_error = ?3, updated_at = ?2
-                 WHERE id = ?1 RETURNING operation_id",
-            )?
-            .query_row(params![r.delivery_id, now, last_error], |row| row.get(0))?,
+        Outcome::Parked => conn.query_one(
+            "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
+                 next_attempt_at = ?2, last_error = ?3, updated_at = ?2, lease_owner = NULL
+             WHERE id = ?1 RETURNING operation_id",
+            &[&r.delivery_id, &now, &last_error],
+            |row| row.get(0),
+        )?,
         _ => {
             let (status, next_at) = match r.outcome {
                 Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
                 Outcome::Failed => (DeliveryStatus::Failed, None),
                 _ => (DeliveryStatus::Delivered, None),
             };
-            conn.prepare_cached(
+            conn.query_one(
                 "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
-                     next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
+                     next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5,
+                     lease_owner = NULL
                  WHERE id = ?1 RETURNING operation_id",
-            )?
-            .query_row(
-                params![r.delivery_id, status.as_str(), next_at, last_error, now],
+                &[&r.delivery_id, &status.as_str(), &next_at, &last_error, &now],
                 |row| row.get(0),
             )?
         }
     };
     let needs_processing = r.failure_notice.is_some() || r.receiver.as_ref().is_some_and(|s| s.change.is_some());
     let processing: String = if needs_processing {
-        conn.prepare_cached("SELECT processing FROM operations WHERE id = ?1")?
-            .query_row([operation_id], |row| row.get(0))?
+        conn.query_one(
+            "SELECT processing FROM operations WHERE id = ?1",
+            &[&operation_id],
+            |row| row.get(0),
+        )?
     } else {
         String::new()
     };
@@ -387,42 +419,41 @@ pub(super) fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<(),
     if let Some(state) = &r.receiver {
         super::receivers::save(conn, state, (&processing, operation_id), now)?;
     }
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        r.delivery_id,
-        r.started_at,
-        r.duration_ms,
-        r.request,
-        r.http_status,
-        r.response_body,
-        r.error,
-    ])?;
+        &[
+            &r.delivery_id,
+            &r.started_at,
+            &r.duration_ms,
+            &r.request,
+            &r.http_status.map(i64::from),
+            &r.response_body,
+            &r.error,
+        ],
+    )?;
     refresh_operation_status(conn, operation_id, now)
 }
 
 /// Sets an operation's status from its deliveries' statuses. A replay adds
 /// deliveries after the old ones; for each action only the newest counts.
-pub(super) fn refresh_operation_status(conn: &Connection, operation_id: i64, now: i64) -> Result<(), StoreError> {
+pub(super) fn refresh_operation_status(conn: &Db, operation_id: i64, now: i64) -> Result<(), StoreError> {
     let mut latest = std::collections::BTreeMap::new();
-    let rows = conn
-        .prepare_cached("SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position")?
-        .query_map([operation_id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = conn.query(
+        "SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position",
+        &[&operation_id],
+        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+    )?;
     for (action, status) in rows {
         latest.insert(action, status.parse::<DeliveryStatus>().map_err(StoreError::Corrupt)?);
     }
     let statuses: Vec<DeliveryStatus> = latest.into_values().collect();
     let status = operation_status(&statuses);
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE operations SET status = ?2, updated_at = ?3
          WHERE id = ?1 AND status IN ('queued', 'delivered', 'failed', 'partial')",
-    )?
-    .execute(params![operation_id, status.as_str(), now])?;
+        &[&operation_id, &status.as_str(), &now],
+    )?;
     Ok(())
 }
 
@@ -430,32 +461,29 @@ pub(super) fn refresh_operation_status(conn: &Connection, operation_id: i64, now
 /// queues `text`, unless that silence was already announced; whether it was
 /// new.
 pub(super) fn silence_begins(
-    conn: &Connection,
+    conn: &Db,
     processing: &str,
     (last_operation, last_event_at): (i64, i64),
     text: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let new = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO silences (processing, last_operation, last_event_at, alerted_at)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![processing, last_operation, last_event_at, now])?;
+    let new = conn.execute(
+        "INSERT INTO silences (processing, last_operation, last_event_at, alerted_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        &[&processing, &last_operation, &last_event_at, &now],
+    )?;
     warn_if_changed(conn, new, processing, last_operation, text, now)
 }
 
 /// Ends `processing`'s announced silence, if any, and queues `text` naming
 /// `operation`, the event that ended it; whether there was one.
 pub(super) fn silence_ends(
-    conn: &Connection,
+    conn: &Db,
     processing: &str,
     operation: i64,
     text: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let ended = conn
-        .prepare_cached("DELETE FROM silences WHERE processing = ?1")?
-        .execute([processing])?;
+    let ended = conn.execute("DELETE FROM silences WHERE processing = ?1", &[&processing])?;
     warn_if_changed(conn, ended, processing, operation, text, now)
 }

@@ -5,19 +5,20 @@
 //! savepoint, commits once, and only then answers the waiting callers: one
 //! fsync covers a whole burst of webhooks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpoints;
+use super::db::Db;
 use super::online_backup::{OnlineBackup, Step};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
     warn_once,
 };
-use super::{open_for_writing, StoreError, META_HEALTH_PROBE};
+use super::{open_for_writing, Location, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
 use crate::model::{notice_day, AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome, ReceiverState};
 
@@ -41,10 +42,10 @@ type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A command run once inside the batch's transaction: whether it succeeded,
 /// and how to answer its caller. Given no connection, the transaction failed
 /// before reaching it, and it only builds the answer.
-type Command = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
+type Command = Box<dyn FnOnce(Option<&Db>) -> (bool, Answer) + Send>;
 
-/// A command run on the writer's connection between transactions, with
-/// the backup in progress (if any): backup steps cannot run inside one.
+/// A command run on the writer's SQLite connection between transactions,
+/// with the backup in progress (if any): backup steps cannot run inside one.
 type Between = Box<dyn FnOnce(&Connection, &mut Option<OnlineBackup>) + Send>;
 
 /// What a job does inside the batch's transaction.
@@ -83,7 +84,7 @@ impl Job {
 
     fn new<T: Send + 'static>(
         wakes: bool,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
         reply: oneshot::Sender<Result<T, StoreError>>,
     ) -> Job {
         Job {
@@ -113,17 +114,25 @@ pub struct Writer {
 }
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
-/// daemon left `in_flight` to `pending`, and starts the writer thread.
-pub fn spawn_writer(path: &Path, hooks: Hooks) -> Result<(Writer, JoinHandle<()>), StoreError> {
-    let conn = open_for_writing(path)?;
-    let reset = conn.execute(
-        "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight'",
-        [now_ms()],
-    )?;
-    if reset > 0 {
-        log::info!("{reset} deliveries were in flight when hookrelay last stopped; they will be sent again");
-    }
-    let checkpoints = Checkpoints::start(&conn, path)?;
+/// daemon left `in_flight` to `pending` (on PostgreSQL, where other
+/// instances may be sending theirs, their leases expire instead), and
+/// starts the writer thread.
+pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writer, JoinHandle<()>), StoreError> {
+    let location = location.into();
+    let conn = open_for_writing(&location)?;
+    let checkpoints = match (&conn, &location) {
+        (Db::Sqlite(sqlite), Location::File(path)) => {
+            let reset = conn.execute(
+                "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight'",
+                &[&now_ms()],
+            )?;
+            if reset > 0 {
+                log::info!("{reset} deliveries were in flight when hookrelay last stopped; they will be sent again");
+            }
+            Some(Checkpoints::start(sqlite, path)?)
+        }
+        _ => None,
+    };
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
@@ -136,7 +145,7 @@ impl Writer {
     async fn run<T: Send + 'static>(
         &self,
         wakes: bool,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -150,7 +159,7 @@ impl Writer {
     fn run_blocking<T: Send + 'static>(
         &self,
         wakes: bool,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -279,6 +288,9 @@ impl Writer {
     #[cfg(test)]
     pub(super) fn limit_pages(&self, pages: i64) -> Result<i64, StoreError> {
         self.run_blocking(false, move |conn| {
+            let Some(conn) = conn.sqlite() else {
+                return Err(StoreError::WriterGone);
+            };
             let now: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
             conn.pragma_update(None, "max_page_count", pages.max(now))?;
             Ok(now)
@@ -292,7 +304,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, checkpoints: Checkpoints) {
+fn run(conn: Db, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, checkpoints: Option<Checkpoints>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut between: Vec<Between> = Vec::new();
     // Attempt results a failed commit gave back. Any job (the scheduler's
@@ -307,8 +319,8 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, check
                 .map(|r| Job::attempt(Box::new(r)))
                 .collect();
             let kept = retry.len();
-            if commit_and_tell(&mut conn, &mut retry, &mut carried, &hooks) {
-                checkpoints.committed();
+            if commit_and_tell(&conn, &mut retry, &mut carried, &hooks) {
+                checkpoints.iter().for_each(Checkpoints::committed);
                 log::info!("saved {kept} attempt results kept since the database failed");
             }
         }
@@ -322,17 +334,22 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, check
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() && commit_and_tell(&mut conn, &mut batch, &mut carried, &hooks) {
-            checkpoints.committed();
+        if !batch.is_empty() && commit_and_tell(&conn, &mut batch, &mut carried, &hooks) {
+            checkpoints.iter().for_each(Checkpoints::committed);
         }
         for run in between.drain(..) {
-            run(&conn, &mut backup);
+            // Only SQLite's `hookrelay backup` asks for these.
+            if let Some(sqlite) = conn.sqlite() {
+                run(sqlite, &mut backup);
+            }
         }
     }
     // A backup's handle must be finished before its source is closed.
     drop(backup);
     drop(conn);
-    checkpoints.stop();
+    if let Some(checkpoints) = checkpoints {
+        checkpoints.stop();
+    }
     if !carried.is_empty() {
         log::warn!(
             "{} attempt results could not be saved; those deliveries will be sent again at the next start",
@@ -345,7 +362,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, check
 /// Commits (and empties) `jobs` with [`commit_batch`], then tells the
 /// daemon: a wake-up if a committed job may have made deliveries due, the
 /// reason if the commit failed. Returns whether it committed.
-fn commit_and_tell(conn: &mut Connection, jobs: &mut Vec<Job>, carry: &mut Vec<AttemptRecord>, hooks: &Hooks) -> bool {
+fn commit_and_tell(conn: &Db, jobs: &mut Vec<Job>, carry: &mut Vec<AttemptRecord>, hooks: &Hooks) -> bool {
     let wake = jobs.iter().any(|job| job.wakes);
     match commit_batch(conn, jobs.drain(..), carry) {
         Ok(()) => {
@@ -363,28 +380,27 @@ fn commit_and_tell(conn: &mut Connection, jobs: &mut Vec<Job>, carry: &mut Vec<A
 
 /// Applies and commits `batch`, then answers every caller. Attempt results
 /// that did not make it into the database go to `carry`.
-fn commit_batch(
-    conn: &mut Connection,
-    batch: impl Iterator<Item = Job>,
-    carry: &mut Vec<AttemptRecord>,
-) -> Result<(), String> {
+fn commit_batch(conn: &Db, batch: impl Iterator<Item = Job>, carry: &mut Vec<AttemptRecord>) -> Result<(), String> {
     let mut jobs = batch;
     let mut answers = Vec::new();
     let mut applied = Vec::new();
-    let outcome = (|| -> Result<(), rusqlite::Error> {
-        let tx = conn.transaction()?;
+    let mut wakes = false;
+    let outcome = (|| -> Result<(), StoreError> {
+        let tx = conn;
+        tx.batch("BEGIN")?;
         for job in jobs.by_ref() {
+            wakes |= job.wakes;
             // A savepoint per job: one bad command must not undo the others.
             // Cached statements, not rusqlite's Savepoint: that one parses its
             // SQL anew each time, which cost a fifth of the daemon's CPU.
-            tx.prepare_cached("SAVEPOINT job")?.execute([])?;
+            tx.batch("SAVEPOINT job")?;
             let ok = match job.work {
                 Work::Once(work) => {
-                    let (ok, answer) = work(Some(&tx));
+                    let (ok, answer) = work(Some(tx));
                     answers.push(answer);
                     ok
                 }
-                Work::Attempt(record) => match record_attempt(&tx, &record) {
+                Work::Attempt(record) => match record_attempt(tx, &record) {
                     Ok(()) => {
                         applied.push(*record);
                         true
@@ -400,15 +416,21 @@ fn commit_batch(
                 },
             };
             if !ok {
-                tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
+                tx.batch("ROLLBACK TO job")?;
             }
-            tx.prepare_cached("RELEASE job")?.execute([])?;
+            tx.batch("RELEASE job")?;
         }
-        tx.commit()
+        if wakes {
+            // Other instances' schedulers hear of it at the commit.
+            super::pg::notify_due(tx)?;
+        }
+        tx.batch("COMMIT")
     })();
     let failure = outcome.err().map(|e| e.to_string());
     if let Some(reason) = &failure {
         log::error!("database commit failed: {reason}");
+        // Nothing of it stays; a broken session has nothing to roll back.
+        let _ = conn.batch("ROLLBACK");
         carry.append(&mut applied);
     }
     // Jobs a failed transaction never reached: attempt results are kept,
@@ -429,9 +451,14 @@ fn commit_batch(
 /// than from the command, so trying the same command again later can work.
 fn is_storage_fault(err: &StoreError) -> bool {
     use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly, SystemIoFailure};
-    matches!(
-        err,
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, CannotOpen | DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure)
-    )
+    match err {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+            matches!(
+                e.code,
+                CannotOpen | DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure
+            )
+        }
+        StoreError::Postgres(e) => super::pg::is_transient(e),
+        _ => false,
+    }
 }

@@ -1,0 +1,391 @@
+//! One database connection, SQLite or PostgreSQL, behind the few calls the
+//! store makes: the statements are written once, in the SQL both engines
+//! read, with `?1`-style placeholders (rewritten to `$1` for PostgreSQL).
+//! What only one engine has (SQLite's pragmas and search file,
+//! PostgreSQL's row locks and advisory locks) is asked for by [`Db::dialect`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Which engine a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a placeholder: anything both drivers can send.
+pub trait Param: Sync {
+    fn lite(&self) -> &dyn rusqlite::ToSql;
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync);
+}
+
+/// Only the types the schema stores (64-bit integers, text, bytes) are
+/// parameters: a `u32` would reach PostgreSQL as an OID.
+macro_rules! params {
+    ($($t:ty),*) => {$(
+        impl Param for $t {
+            fn lite(&self) -> &dyn rusqlite::ToSql {
+                self
+            }
+            fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+                self
+            }
+        }
+    )*};
+}
+params!(
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+    &str,
+    Option<&str>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    &[u8]
+);
+
+/// A value for a statement built at run time (a filter's conditions).
+#[derive(Debug, Clone)]
+pub enum Value {
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Value {
+        Value::Int(n)
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Value {
+        Value::Text(text)
+    }
+}
+
+impl Param for Value {
+    fn lite(&self) -> &dyn rusqlite::ToSql {
+        match self {
+            Value::Int(n) => n,
+            Value::Text(text) => text,
+        }
+    }
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        match self {
+            Value::Int(n) => n,
+            Value::Text(text) => text,
+        }
+    }
+}
+
+/// A column type both drivers can read.
+pub trait Column: Sized {
+    fn from_lite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self>;
+    fn from_pg(row: &postgres::Row, index: usize) -> Result<Self, postgres::Error>;
+}
+
+/// The same types as [`Param`], and booleans (what `x IS NULL` gives).
+macro_rules! columns {
+    ($($t:ty),*) => {$(
+        impl Column for $t {
+            fn from_lite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self> {
+                row.get(index)
+            }
+            fn from_pg(row: &postgres::Row, index: usize) -> Result<Self, postgres::Error> {
+                row.try_get(index)
+            }
+        }
+    )*};
+}
+columns!(i64, Option<i64>, String, Option<String>, Vec<u8>, Option<Vec<u8>>, bool);
+
+/// One result row of either engine.
+pub enum Row<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `index`, as `T`.
+    pub fn get<T: Column>(&self, index: usize) -> Result<T, StoreError> {
+        Ok(match self {
+            Row::Sqlite(row) => T::from_lite(row, index)?,
+            Row::Postgres(row) => T::from_pg(row, index)?,
+        })
+    }
+}
+
+/// A connection to either engine.
+pub enum Db {
+    Sqlite(Connection),
+    Postgres(Box<Pg>),
+}
+
+impl Db {
+    /// Which engine this is.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (None on PostgreSQL).
+    pub fn sqlite(&self) -> Option<&Connection> {
+        match self {
+            Db::Sqlite(conn) => Some(conn),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// Runs one statement; how many rows it changed.
+    pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        match self {
+            Db::Sqlite(conn) => Ok(conn
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(params.iter().map(|p| p.lite())))?),
+            Db::Postgres(pg) => pg.with(sql, |client, statement| {
+                let params: Vec<_> = params.iter().map(|p| p.pg()).collect();
+                Ok(client.execute(statement, &params)? as usize)
+            }),
+        }
+    }
+
+    /// Every row of a query, each mapped by `map`.
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let mut statement = conn.prepare_cached(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params.iter().map(|p| p.lite())))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(map(&Row::Sqlite(row))?);
+                }
+                Ok(out)
+            }
+            Db::Postgres(pg) => {
+                let rows = pg.with(sql, |client, statement| {
+                    let params: Vec<_> = params.iter().map(|p| p.pg()).collect();
+                    Ok(client.query(statement, &params)?)
+                })?;
+                rows.iter().map(|row| map(&Row::Postgres(row))).collect()
+            }
+        }
+    }
+
+    /// Hands each row of a query to `each` as it arrives, without
+    /// collecting them (an export of a million rows).
+    pub fn for_each(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut each: impl FnMut(&Row<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let mut statement = conn.prepare(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params.iter().map(|p| p.lite())))?;
+                while let Some(row) = rows.next()? {
+                    each(&Row::Sqlite(row))?;
+                }
+                Ok(())
+            }
+            Db::Postgres(pg) => pg.with(sql, |client, statement| {
+                use postgres::fallible_iterator::FallibleIterator;
+                let mut rows = client.query_raw(statement, params.iter().map(|p| p.pg()))?;
+                while let Some(row) = rows.next()? {
+                    each(&Row::Postgres(&row))?;
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    /// The first row of a query, if any.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        // Statements here ask for one row (a key, LIMIT 1, an aggregate).
+        Ok(self.query(sql, params, map)?.into_iter().next())
+    }
+
+    /// The first row of a query that always returns one (an aggregate, a
+    /// RETURNING of a row known to exist).
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.query_opt(sql, params, map)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no row from: {}", first_line(sql))))
+    }
+
+    /// Runs statements without parameters or results (BEGIN, SAVEPOINT, DDL).
+    pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(conn) => {
+                // Cached: the writer runs its savepoint statements per job.
+                conn.prepare_cached(sql)?.execute([])?;
+                Ok(())
+            }
+            Db::Postgres(pg) => pg.client(|client| Ok(client.batch_execute(sql)?)),
+        }
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.trim().lines().next().unwrap_or_default()
+}
+
+/// How long connecting to PostgreSQL may take before it counts as down.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A PostgreSQL connection that reconnects by itself: after the server
+/// restarts, the next call opens a new session (the call that found the old
+/// one broken fails, so a transaction never silently spans two sessions).
+pub struct Pg {
+    url: String,
+    /// This instance, as the owner of the deliveries it claims.
+    owner: String,
+    /// When this instance's leases were last renewed.
+    renewed_at: Cell<i64>,
+    client: RefCell<Option<postgres::Client>>,
+    /// Prepared statements of the current session, by their SQLite text.
+    statements: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+impl Pg {
+    /// Connects to `url` (`postgres://user@host/db`).
+    pub fn connect(url: &str) -> Result<Pg, StoreError> {
+        let pg = Pg {
+            url: url.to_string(),
+            owner: instance_name(),
+            renewed_at: Cell::new(0),
+            client: RefCell::new(None),
+            statements: RefCell::new(HashMap::new()),
+        };
+        pg.client(|_| Ok(()))?;
+        Ok(pg)
+    }
+
+    /// The instance's name on the deliveries it claims.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// When this instance last renewed its leases.
+    pub fn renewed_at(&self) -> i64 {
+        self.renewed_at.get()
+    }
+
+    /// Notes that this instance's leases were renewed at `now`.
+    pub fn renewed(&self, now: i64) {
+        self.renewed_at.set(now);
+    }
+
+    /// The session's client, opened anew if there is none or it broke.
+    fn client<T>(&self, run: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut slot = self.client.borrow_mut();
+        if slot.as_ref().is_none_or(|client| client.is_closed()) {
+            self.statements.borrow_mut().clear();
+            *slot = None;
+            *slot = Some(connect_pg(&self.url)?);
+        }
+        let Some(client) = slot.as_mut() else {
+            return Err(StoreError::WriterGone);
+        };
+        run(client)
+    }
+
+    /// Runs `run` with the prepared form of `sql`.
+    fn with<T>(
+        &self,
+        sql: &str,
+        run: impl FnOnce(&mut postgres::Client, &postgres::Statement) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.client(|client| {
+            let cached = self.statements.borrow().get(sql).cloned();
+            let statement = match cached {
+                Some(statement) => statement,
+                None => {
+                    let statement = client.prepare(&placeholders(sql))?;
+                    self.statements.borrow_mut().insert(sql.to_string(), statement.clone());
+                    statement
+                }
+            };
+            run(client, &statement)
+        })
+    }
+}
+
+/// A name for this instance's claims: the host, the process and a random
+/// part, so that a restarted process never mistakes its predecessor's
+/// claims for its own.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{}/{}/{:08x}",
+        host.trim(),
+        std::process::id(),
+        u32::from_be_bytes(random)
+    )
+}
+
+/// Opens a session to `url`.
+pub fn connect_pg(url: &str) -> Result<postgres::Client, StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Unusable(format!("storage.url: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(PG_CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("hookrelay");
+    }
+    Ok(config.connect(postgres::NoTls)?)
+}
+
+/// `?1` placeholders as PostgreSQL's `$1`.
+fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars() {
+        assert_eq!(
+            placeholders("SELECT a FROM t WHERE b = ?1 AND c IN (?2, ?12) AND d = '?'"),
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $12) AND d = '?'"
+        );
+    }
+}

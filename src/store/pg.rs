@@ -1,0 +1,195 @@
+//! What several instances sharing one PostgreSQL database need beyond the
+//! statements both engines run: claims that lock rows and lease them, a
+//! dedupe key that is unique rather than looked up, wake-ups across
+//! instances, and one instance at a time for the cluster-wide duties.
+//!
+//! A claimed delivery carries its instance (`lease_owner`) and a lease
+//! expiry. Every claim renews the instance's leases once a third of
+//! [`LEASE_MS`] has passed, and the scheduler claims at least once a poll
+//! interval, so a live instance's leases never lapse; a killed instance's
+//! lapse, and any instance's next claim takes them over.
+
+use super::db::{Db, Dialect};
+use super::write::{due_row, earliest, with_headers, DUE_COLUMNS};
+use super::StoreError;
+use crate::model::Claimed;
+
+/// How long a claimed delivery stays an instance's without renewal.
+pub const LEASE_MS: i64 = 30_000;
+
+/// The channel on which a commit that queued or rescheduled deliveries
+/// wakes every instance's scheduler.
+pub const DUE_CHANNEL: &str = "hookrelay_due";
+
+/// Advisory lock key of the cluster-wide duties (retention, the silence
+/// watch, notifications): "hookrelay" in ASCII, folded into 63 bits.
+pub const DUTIES_LOCK: i64 = 0x686f_6f6b_7265_6c61;
+
+/// Advisory lock key that instances migrating the schema at once take turns on.
+pub const MIGRATION_LOCK: i64 = DUTIES_LOCK + 1;
+
+/// Whether a PostgreSQL error is the server or the connection failing
+/// (so the same statement can work later), not the statement.
+pub fn is_transient(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // No server answer at all: the connection broke.
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            // Connection exceptions, insufficient resources (disk full),
+            // operator intervention (shutdown), serialization failures and
+            // deadlocks between instances' batches.
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || code.starts_with("40")
+        }
+    }
+}
+
+/// The server's own message, which `postgres::Error` keeps out of its text.
+pub fn describe(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(err) {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        },
+    }
+}
+
+/// `url` with its password, if any, replaced: for logs and status lines.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("*****"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // The key=value form: drop the password pair.
+        Err(_) => url
+            .split_whitespace()
+            .filter(|pair| !pair.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Takes the dedupe key for an operation being inserted, unless an
+/// operation received since `since` holds it; returns that operation. The
+/// key's row stays locked until this transaction ends, so a twin inserted
+/// by another instance meanwhile waits and then finds it.
+pub(super) fn claim_dedupe_key(
+    conn: &Db,
+    processing: &str,
+    key: &str,
+    since: i64,
+    received_at: i64,
+) -> Result<Option<i64>, StoreError> {
+    let taken = conn.execute(
+        "INSERT INTO dedupe_keys (processing, key, operation_id, received_at) VALUES (?1, ?2, 0, ?4)
+         ON CONFLICT (processing, key) DO UPDATE SET operation_id = 0, received_at = excluded.received_at
+             WHERE dedupe_keys.received_at < ?3",
+        &[&processing, &key, &since, &received_at],
+    )?;
+    if taken == 1 {
+        return Ok(None);
+    }
+    conn.query_opt(
+        "SELECT operation_id FROM dedupe_keys WHERE processing = ?1 AND key = ?2",
+        &[&processing, &key],
+        |row| row.get(0),
+    )
+}
+
+/// Names the operation that took a dedupe key with [`claim_dedupe_key`].
+pub(super) fn own_dedupe_key(conn: &Db, processing: &str, key: &str, operation_id: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE dedupe_keys SET operation_id = ?3 WHERE processing = ?1 AND key = ?2",
+        &[&processing, &key, &operation_id],
+    )?;
+    Ok(())
+}
+
+/// Forgets dedupe keys taken before `before`, with the operations pruned.
+pub(super) fn prune_dedupe_keys(conn: &Db, before: i64) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM dedupe_keys WHERE received_at < ?1", &[&before])?;
+    Ok(())
+}
+
+/// Queues a wake-up for every instance's scheduler, sent at commit.
+pub(super) fn notify_due(conn: &Db) -> Result<(), StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        conn.batch(&format!("NOTIFY {DUE_CHANNEL}"))?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` due deliveries for this instance, skipping the
+/// receivers in `skip`: rows another instance is claiming are passed over
+/// (SKIP LOCKED), and deliveries whose lease lapsed are taken over.
+pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
+    let Db::Postgres(pg) = conn else {
+        return Err(StoreError::WriterGone);
+    };
+    let owner = pg.owner();
+    let lease_until = now + LEASE_MS;
+    if now - pg.renewed_at() >= LEASE_MS / 3 {
+        conn.execute(
+            "UPDATE deliveries SET lease_until = ?2 WHERE lease_owner = ?1 AND status = 'in_flight'",
+            &[&owner, &lease_until],
+        )?;
+        pg.renewed(now);
+    }
+    // Receivers are URLs without line breaks: one text, split by the server.
+    let skip = skip.join("\n");
+    let lapsed = conn.query(
+        &format!(
+            "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3, updated_at = ?1
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE status = 'in_flight' AND lease_until < ?1 AND lease_owner <> ?2
+                            AND target <> ALL (string_to_array(?5, E'\\n'))
+                          ORDER BY lease_until LIMIT ?4 FOR UPDATE SKIP LOCKED)
+             RETURNING {DUE_COLUMNS}"
+        ),
+        &[&now, &owner, &lease_until, &(limit as i64), &skip],
+        due_row,
+    )?;
+    if !lapsed.is_empty() {
+        log::info!(
+            "took over {} deliveries whose instance stopped renewing its lease",
+            lapsed.len()
+        );
+    }
+    let room = limit.saturating_sub(lapsed.len()) as i64;
+    let mut rows = conn.query(
+        &format!(
+            "UPDATE deliveries SET status = 'in_flight', lease_owner = ?2, lease_until = ?3, updated_at = ?1
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
+                            AND target <> ALL (string_to_array(?5, E'\\n'))
+                          ORDER BY next_attempt_at, id LIMIT ?4 FOR UPDATE SKIP LOCKED)
+             RETURNING {DUE_COLUMNS}"
+        ),
+        &[&now, &owner, &lease_until, &room, &skip],
+        due_row,
+    )?;
+    rows.extend(lapsed);
+    rows.sort_by_key(|(due, _, at)| (*at, due.id));
+    let due_next: Option<i64> = conn.query_one(
+        "SELECT MIN(next_attempt_at) FROM deliveries
+         WHERE status IN ('pending', 'retrying') AND target <> ALL (string_to_array(?1, E'\\n'))",
+        &[&skip],
+        |row| row.get(0),
+    )?;
+    // Another instance's leases: when they lapse, if it never renews them.
+    let lapses_next: Option<i64> = conn.query_one(
+        "SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight' AND lease_owner <> ?1",
+        &[&owner],
+        |row| row.get(0),
+    )?;
+    Ok(Claimed {
+        due: with_headers(rows)?,
+        next_due: earliest(due_next, lapses_next),
+    })
+}

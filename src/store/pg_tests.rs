@@ -1,0 +1,197 @@
+//! The store against a real PostgreSQL: the one `scripts/test` starts
+//! (HOOKRELAY_TEST_POSTGRES), a fresh database per test. Several writers
+//! on one database stand for several instances.
+
+use std::sync::{Arc, Barrier};
+
+use super::tests::{insert_all, operation, quiet};
+use super::*;
+use crate::clock::now_ms;
+use crate::model::{AttemptRecord, OpStatus, Outcome};
+
+/// A database of its own for one test, dropped with it.
+pub(crate) struct TestDatabase {
+    admin: String,
+    name: String,
+    pub(crate) location: Location,
+}
+
+impl TestDatabase {
+    /// A fresh database on the test cluster; None (and a line saying so)
+    /// when there is no cluster, unless under CI, where that is a failure.
+    pub(crate) fn create() -> Option<TestDatabase> {
+        let Ok(admin) = std::env::var("HOOKRELAY_TEST_POSTGRES") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "HOOKRELAY_TEST_POSTGRES is not set: run the tests with scripts/test"
+            );
+            eprintln!("skipped: no PostgreSQL (run the tests with scripts/test)");
+            return None;
+        };
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).unwrap();
+        let name = format!("t_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let mut client = db::connect_pg(&admin).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        Some(TestDatabase {
+            admin,
+            name,
+            location: Location::Postgres(url.to_string()),
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = db::connect_pg(&self.admin) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+fn delivered(id: i64) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: id,
+        started_at: 1,
+        duration_ms: 1,
+        request: String::new(),
+        http_status: Some(200),
+        response_body: None,
+        error: None,
+        outcome: Outcome::Delivered,
+        failure_notice: None,
+        receiver: None,
+    }
+}
+
+/// The whole path on PostgreSQL: stored, claimed, recorded, read back,
+/// and the schema is at this build's version for the command line.
+#[test]
+fn insert_claim_record_and_read() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (writer, thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let ids = insert_all(&writer, vec![operation(None, &["a", "b"]), operation(None, &["a"])]);
+    assert_eq!(ids[0].status, OpStatus::Queued);
+    let claimed = writer.claim_due(i64::MAX / 2, 10, Vec::new()).unwrap();
+    assert_eq!(claimed.due.len(), 3);
+    assert_eq!(
+        claimed.due[0].request.headers,
+        vec![("X-A".to_string(), "1".to_string())]
+    );
+    for due in &claimed.due {
+        writer.record(delivered(due.id)).unwrap();
+    }
+    // A claim is a job too: once it answers, the records before it are in.
+    assert!(writer.claim_due(i64::MAX / 2, 10, Vec::new()).unwrap().due.is_empty());
+    drop(writer);
+    thread.join().unwrap();
+
+    let reader = Reader::open(&db.location).unwrap();
+    let op = reader.operation(ids[0].id).unwrap().unwrap();
+    assert_eq!(op.summary.status, OpStatus::Delivered);
+    assert_eq!(op.request.query, b"a=1");
+    assert_eq!(op.deliveries[0].attempts[0].http_status, Some(200));
+    let history = reader
+        .history(&HistoryFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    let overview = reader.overview(&op.summary.processing, 1_000, 5).unwrap();
+    assert_eq!(overview.week, vec![(OpStatus::Delivered, 2)]);
+}
+
+/// Two instances claiming at once never get the same delivery, and
+/// between them get every one.
+#[test]
+fn instances_claim_disjoint_deliveries() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (a, a_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let (b, b_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    insert_all(&a, (0..200).map(|_| operation(None, &["x"])).collect());
+    let start = Arc::new(Barrier::new(2));
+    let claim_all = |writer: Writer, start: Arc<Barrier>| {
+        std::thread::spawn(move || {
+            start.wait();
+            let mut got = Vec::new();
+            loop {
+                let batch = writer.claim_due(i64::MAX / 2, 7, Vec::new()).unwrap().due;
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|d| d.id));
+            }
+        })
+    };
+    let from_a = claim_all(a.clone(), Arc::clone(&start));
+    let from_b = claim_all(b.clone(), start);
+    let (from_a, from_b) = (from_a.join().unwrap(), from_b.join().unwrap());
+    let mut all: Vec<i64> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 200, "every delivery claimed exactly once");
+    assert_eq!(from_a.len() + from_b.len(), 200, "none claimed twice");
+    assert!(!from_a.is_empty() && !from_b.is_empty(), "both instances took some");
+    drop((a, b));
+    a_thread.join().unwrap();
+    b_thread.join().unwrap();
+}
+
+/// A stopped instance's claims lapse and another instance takes them over;
+/// its own live claims it never takes twice.
+#[test]
+fn lapsed_leases_are_taken_over() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (a, a_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    insert_all(&a, vec![operation(None, &["x"])]);
+    let now = now_ms();
+    let held = a.claim_due(now, 10, Vec::new()).unwrap();
+    assert_eq!(held.due.len(), 1);
+    // Its lease lapsed by then, but it was renewed with this claim.
+    let later = now + pg::LEASE_MS * 2;
+    assert!(
+        a.claim_due(later, 10, Vec::new()).unwrap().due.is_empty(),
+        "not its own"
+    );
+    drop(a);
+    a_thread.join().unwrap();
+
+    let (b, b_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let before = b.claim_due(later + 1_000, 10, Vec::new()).unwrap();
+    assert!(before.due.is_empty(), "still leased");
+    assert_eq!(before.next_due, Some(later + pg::LEASE_MS), "when the lease lapses");
+    let after = b.claim_due(later + pg::LEASE_MS + 1, 10, Vec::new()).unwrap();
+    assert_eq!(after.due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![held.due[0].id]);
+    drop(b);
+    b_thread.join().unwrap();
+}
+
+/// Twins inserted by two instances at the same moment: exactly one is
+/// accepted, the other is its duplicate.
+#[test]
+fn dedupe_holds_across_instances() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (a, a_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let (b, b_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    for round in 0..20 {
+        let key = format!("k{round}");
+        let start = Arc::new(Barrier::new(2));
+        let insert = |writer: Writer, start: Arc<Barrier>, key: String| {
+            std::thread::spawn(move || {
+                start.wait();
+                insert_all(&writer, vec![operation(Some(&key), &["x"])]).remove(0)
+            })
+        };
+        let one = insert(a.clone(), Arc::clone(&start), key.clone());
+        let two = insert(b.clone(), start, key);
+        let mut statuses = vec![one.join().unwrap().status, two.join().unwrap().status];
+        statuses.sort_by_key(|s| s.as_str());
+        assert_eq!(statuses, vec![OpStatus::Duplicate, OpStatus::Queued], "round {round}");
+    }
+    drop((a, b));
+    a_thread.join().unwrap();
+    b_thread.join().unwrap();
+}
