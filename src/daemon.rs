@@ -31,8 +31,14 @@ pub fn main(config: Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     // Before the listeners: a second daemon is told about the first, not
     // that its port is taken. Held until the daemon has stopped.
-    store::check_folder(&config.storage.path)?;
-    let _lock = store::lock_daemon(&config.storage.path)?;
+    // On PostgreSQL, other instances are welcome: nothing to lock.
+    let _lock = match config.storage.location().file() {
+        Some(path) => {
+            store::check_folder(path)?;
+            Some(store::lock_daemon(path)?)
+        }
+        None => None,
+    };
     runtime.block_on(async {
         let webhooks = TcpListener::bind(config.server.listen)
             .await
@@ -45,7 +51,7 @@ pub fn main(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon on the given listeners until `shutdown` resolves. The
-/// caller holds the database's daemon lock ([`store::lock_daemon`]).
+/// caller holds a SQLite database's daemon lock ([`store::lock_daemon`]).
 pub async fn run(
     config: Config,
     webhooks: TcpListener,
@@ -63,18 +69,34 @@ pub async fn run(
         }),
         on_error: Box::new(move |reason| alarm.raise(reason)),
     };
-    let path = config.storage.path.clone();
-    // Opening SQLite blocks: off the async workers, like every database call.
-    // The console reads on its own connection, so a long search there
-    // never holds up /healthz or /metrics.
+    let location = config.storage.location();
+    let opening = location.clone();
+    // Opening the database blocks: off the async workers, like every
+    // database call. The console reads on its own connection, so a long
+    // search there never holds up /healthz or /metrics.
     let (writer, writer_thread, indexer, reader, console_reader) = tokio::task::spawn_blocking(move || {
-        let (writer, thread) = store::spawn_writer(&path, hooks)?;
-        // After the writer, which migrates: the indexer reads this build's schema.
-        let indexer = store::start_indexer(&path)?;
-        Ok::<_, store::StoreError>((writer, thread, indexer, Reader::open(&path)?, Reader::open(&path)?))
+        let (writer, thread) = store::spawn_writer(&opening, hooks)?;
+        // After the writer, which migrates: the indexer reads this build's
+        // schema. PostgreSQL searches without one.
+        let indexer = opening.file().map(store::start_indexer).transpose()?;
+        Ok::<_, store::StoreError>((
+            writer,
+            thread,
+            indexer,
+            Reader::open(&opening)?,
+            Reader::open(&opening)?,
+        ))
     })
     .await?
-    .with_context(|| format!("opening the database {}", config.storage.path.display()))?;
+    .with_context(|| format!("opening the database {location}"))?;
+    // Other instances' commits wake this one's scheduler; one instance at a
+    // time does the cluster's duties.
+    let cluster = store::Cluster::join(&location, {
+        let waker = waker.clone();
+        Box::new(move || waker.wake())
+    })
+    .context("joining the other instances")?;
+    let duty = cluster.as_ref().map_or_else(store::Duty::always, store::Cluster::duty);
     // Registered before the listener is announced, so an early SIGHUP
     // reloads instead of killing the process.
     let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
@@ -99,12 +121,12 @@ pub async fn run(
         Some(notify) => Some(
             notify::start(
                 notify.clone(),
-                config.server.time_zone.clone(),
                 Box::new({
                     let shared = Arc::clone(&shared);
                     move || shared.config()
                 }),
-                config.storage.path.clone(),
+                location.clone(),
+                duty.clone(),
                 writer.clone(),
                 alarms,
                 Arc::clone(&metrics),
@@ -113,12 +135,11 @@ pub async fn run(
         ),
         None => None,
     };
-    let pruner = retention::start(writer.clone(), config.storage.keep_days).context("starting retention")?;
+    let pruner = retention::start(writer.clone(), config.storage.keep_days, duty).context("starting retention")?;
 
     log::info!(
-        "listening for webhooks on {}; database {}",
+        "listening for webhooks on {}; database {location}",
         webhooks.local_addr()?,
-        config.storage.path.display()
     );
     log::info!(
         "admin endpoints (/healthz, /metrics) and the web console on {}",
@@ -139,7 +160,23 @@ pub async fn run(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }
     };
-    let writer_for_control = writer.clone();
+    // Only SQLite's backup asks the daemon (pg_dump copies PostgreSQL).
+    let control_server = match location.file().map(|path| (path, control::bind(path))) {
+        None => None,
+        Some((path, Ok(listener))) => Some(tokio::spawn(control::serve(
+            listener,
+            path.to_path_buf(),
+            writer.clone(),
+            stopped(),
+        ))),
+        Some((path, Err(err))) => {
+            log::warn!(
+                "cannot open the control socket {}: {err}; `hookrelay backup` will copy on its own connection",
+                control::socket_path(path).display()
+            );
+            None
+        }
+    };
     let admin_state = Arc::new(Admin {
         writer,
         reader: Arc::new(Mutex::new(reader)),
@@ -148,21 +185,6 @@ pub async fn run(
         console: Arc::new(Console::new(Arc::clone(&shared), Arc::new(Mutex::new(console_reader)))),
     });
     let admin_server = tokio::spawn(admin::serve(admin, admin_state, stopped()));
-    let control_server = match control::bind(&config.storage.path) {
-        Ok(listener) => Some(tokio::spawn(control::serve(
-            listener,
-            config.storage.path.clone(),
-            writer_for_control,
-            stopped(),
-        ))),
-        Err(err) => {
-            log::warn!(
-                "cannot open the control socket {}: {err}; `hookrelay backup` will copy on its own connection",
-                control::socket_path(&config.storage.path).display()
-            );
-            None
-        }
-    };
     let reloads = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&shared)));
     let webhook_server = ingest::serve(webhooks, Arc::clone(&shared), stopped());
     tokio::pin!(webhook_server);
@@ -183,9 +205,14 @@ pub async fn run(
     let busy = tokio::task::spawn_blocking(move || {
         let busy = deliverer.stop(STOP_GRACE);
         pruner.stop();
-        indexer.stop();
+        if let Some(indexer) = indexer {
+            indexer.stop();
+        }
         if let Some(notifier) = notifier {
             notifier.stop();
+        }
+        if let Some(cluster) = cluster {
+            cluster.stop();
         }
         busy
     })

@@ -44,7 +44,7 @@ pub fn run(config: &Config, operations: &[OperationView]) -> Result<Report, Stor
     }
     report.operations = replays.len();
     if !replays.is_empty() {
-        report.queued = queue_replays(&config.storage.path, &replays)?;
+        report.queued = queue_replays(config.storage.location(), &replays)?;
     }
     Ok(report)
 }

@@ -15,7 +15,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
-use crate::store::{StoreError, Writer};
+use crate::store::{Duty, StoreError, Writer};
+
+/// How often an instance not holding the duties looks again.
+const NOT_HOLDING: Duration = Duration::from_secs(10);
 
 /// How long one batch should take, commit included.
 pub const TARGET: Duration = Duration::from_millis(15);
@@ -104,18 +107,25 @@ impl Pruner {
     }
 }
 
-/// Starts pruning now and every hour.
-pub fn start(writer: Writer, keep_days: u32) -> std::io::Result<Pruner> {
+/// Starts pruning now and every hour. Of several instances on one
+/// database, the one holding the cluster's duties prunes; the others look
+/// again every [`NOT_HOLDING`] whether that became them.
+pub fn start(writer: Writer, keep_days: u32, duty: Duty) -> std::io::Result<Pruner> {
     let (stop, stopped) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("retention".into())
         .spawn(move || loop {
-            match prune(&writer, cutoff(keep_days, now_ms())) {
-                Ok(0) => {}
-                Ok(n) => log::info!("pruned {n} operations older than {keep_days} days"),
-                Err(err) => log::error!("pruning failed: {err}"),
-            }
-            match stopped.recv_timeout(EVERY) {
+            let wait = if duty.held() {
+                match prune(&writer, cutoff(keep_days, now_ms())) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("pruned {n} operations older than {keep_days} days"),
+                    Err(err) => log::error!("pruning failed: {err}"),
+                }
+                EVERY
+            } else {
+                NOT_HOLDING
+            };
+            match stopped.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }

@@ -18,6 +18,11 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let started = Instant::now();
+    if config.storage.url.is_some() {
+        return Err(Failure::Usage(
+            "backup copies a SQLite database; this one is PostgreSQL (storage.url): copy it with pg_dump".into(),
+        ));
+    }
     if args.path.exists() {
         return Err(Failure::Runtime(format!(
             "{} exists; a backup never overwrites, name a new file",

@@ -14,10 +14,22 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     // The daemon's first step, told as a warning: check runs as whoever
     // runs it, often not the service's user, and systemd creates a
     // StateDirectory= folder only when the service starts.
-    if let Err(err) = crate::store::check_folder(&config.storage.path) {
-        println!("warning: {err}; the daemon cannot start until it can write there");
+    let location = config.storage.location();
+    match location.file() {
+        Some(path) => {
+            if let Err(err) = crate::store::check_folder(path) {
+                println!("warning: {err}; the daemon cannot start until it can write there");
+            }
+        }
+        None => {
+            if let Err(err) = Reader::open(&location) {
+                if !matches!(err, StoreError::Missing(_)) {
+                    println!("warning: {err}; the daemon cannot start until it can reach the database");
+                }
+            }
+        }
     }
-    println!("database: {}", config.storage.path.display());
+    println!("database: {location}");
     if let Some(email) = config.notify.as_ref().and_then(|n| n.email.as_ref()) {
         println!("email: to {} via {}", email.to.join(", "), email.transport.describe());
     }
@@ -86,10 +98,12 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
 
 /// Fields the config reads that the latest event of each processing lacked.
 fn field_warnings(config: &Config) -> Result<Vec<String>, Failure> {
-    let reader = match Reader::open(&config.storage.path) {
+    let reader = match Reader::open(config.storage.location()) {
         Ok(reader) => reader,
         // No database yet: nothing received, nothing to compare with.
         Err(StoreError::Missing(_)) => return Ok(Vec::new()),
+        // Said above; the config itself is fine.
+        Err(_) if config.storage.url.is_some() => return Ok(Vec::new()),
         Err(err) => return Err(err.into()),
     };
     let mut warnings = Vec::new();

@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let processing = super::find_processing(&config, &args.name)?;
     // Without a database yet there is no history to read or dedupe against.
-    let reader = match Reader::open(&config.storage.path) {
+    let reader = match Reader::open(config.storage.location()) {
         Ok(reader) => Some(reader),
         Err(StoreError::Missing(_)) => None,
         Err(err) => return Err(err.into()),

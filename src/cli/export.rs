@@ -57,7 +57,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         processing: args.processing.clone(),
         status: args.status,
     };
-    let reader = Reader::open(&config.storage.path)?;
+    let reader = Reader::open(config.storage.location())?;
     let stdout = std::io::stdout().lock();
     let written = match args.format {
         Format::Jsonl => {

@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let processing = super::find_processing(&config, &args.name)?;
-    let reader = Reader::open(&config.storage.path)?;
+    let reader = Reader::open(config.storage.location())?;
     let Some(op) = reader.latest_with_fields(&processing.name)? else {
         println!(
             "no request to `{}` is recorded yet; send a test event to {}",

@@ -75,7 +75,7 @@ pub fn resolve_time(flag: &str, text: Option<&str>, config: &Config) -> Result<O
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let since = resolve_since(args.since.as_deref(), &config)?;
-    let reader = Reader::open(&config.storage.path)?;
+    let reader = Reader::open(config.storage.location())?;
     if args.follow {
         let follow = super::follow::Follow {
             processing: args.processing.clone(),

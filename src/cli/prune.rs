@@ -21,14 +21,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let keep_days = config.storage.keep_days;
     let before = cutoff(keep_days, now_ms());
     if args.dry_run {
-        let count = Reader::open(&config.storage.path)?.prunable(before)?;
+        let count = Reader::open(config.storage.location())?.prunable(before)?;
         println!(
             "would delete {count} operation(s) received before {} (keep_days = {keep_days}), with their deliveries and attempts",
             clock::local(before, &config.server.time_zone)
         );
         return Ok(());
     }
-    let store = PruneConnection::open(&config.storage.path)?;
+    let store = PruneConnection::open(config.storage.location())?;
     let deleted = prune_with(|size| store.batch(before, size))?;
     println!(
         "deleted {deleted} operation(s) received before {}",

@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     }
     let config = load_config(cli)?;
     let since = super::history::resolve_since(args.since.as_deref(), &config)?;
-    let reader = Reader::open(&config.storage.path)?;
+    let reader = Reader::open(config.storage.location())?;
     let operations: Vec<OperationView> = if args.ids.is_empty() {
         replay::select(
             &reader,

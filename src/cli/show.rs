@@ -18,7 +18,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
-    let reader = Reader::open(&config.storage.path)?;
+    let reader = Reader::open(config.storage.location())?;
     let op = reader
         .operation(args.id)?
         .ok_or_else(|| Failure::Runtime(format!("no operation {}", args.id)))?;

@@ -28,7 +28,7 @@ struct ProcessingReport<'a> {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
-    let reader = Reader::open(&config.storage.path)?;
+    let reader = Reader::open(config.storage.location())?;
     let silences = reader.silences()?;
     let mut processings = Vec::new();
     for p in &config.processings {

@@ -132,9 +132,21 @@ impl std::fmt::Display for Rate {
 /// `[storage]`.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    /// Absolute path of the SQLite file.
+    /// Absolute path of the SQLite file (unused with `url`).
     pub path: PathBuf,
+    /// The PostgreSQL database instead, shared by every instance.
+    pub url: Option<String>,
     pub keep_days: u32,
+}
+
+impl Storage {
+    /// Where the data is: the PostgreSQL database if one is set, else the file.
+    pub fn location(&self) -> crate::store::Location {
+        match &self.url {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::File(self.path.clone()),
+        }
+    }
 }
 
 /// `[delivery]`: pool size and the defaults every action inherits.
@@ -378,6 +390,7 @@ impl Config {
                 self.server.max_connections_per_client != fresh.server.max_connections_per_client,
             ),
             ("storage.path", self.storage.path != fresh.storage.path),
+            ("storage.url", self.storage.url != fresh.storage.url),
             ("storage.keep_days", self.storage.keep_days != fresh.storage.keep_days),
             ("delivery.workers", self.delivery.workers != fresh.delivery.workers),
             ("[notify]", self.notify != fresh.notify),

@@ -124,6 +124,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<PathBuf>,
+    url: Option<String>,
     keep_days: Option<u32>,
 }
 

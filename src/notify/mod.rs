@@ -11,7 +11,7 @@ pub mod email;
 pub mod message;
 pub mod telegram;
 
-use std::path::PathBuf;
+use crate::store::{Duty, Location};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -113,22 +113,25 @@ pub fn agent() -> ureq::Agent {
         .new_agent()
 }
 
-/// Starts the notifier thread.
+/// Starts the notifier thread; its messages show times in the config's
+/// `server.time_zone` as it is at the start.
 pub fn start(
     notify: Notify,
-    time_zone: jiff::tz::TimeZone,
     config: LiveConfig,
-    database: PathBuf,
+    database: Location,
+    duty: Duty,
     writer: Writer,
     alarms: Receiver<String>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<Notifier> {
     let (stop, stopped) = mpsc::channel();
+    let time_zone = config().server.time_zone.clone();
     let state = State {
         config,
         channels: channels(&notify),
         notify,
         database,
+        duty,
         writer,
         alarms,
         metrics,
@@ -152,7 +155,10 @@ struct State {
     config: LiveConfig,
     notify: Notify,
     channels: Vec<Channel>,
-    database: PathBuf,
+    database: Location,
+    /// Of several instances on one database, the holder watches and sends
+    /// what is stored; each sends its own storage errors.
+    duty: Duty,
     writer: Writer,
     alarms: Receiver<String>,
     metrics: Arc<Metrics>,
@@ -185,7 +191,7 @@ impl State {
                     .map_err(|err| log::error!("notifications: cannot read the database: {err}"))
                     .ok();
             }
-            if let Some(r) = &reader {
+            if let Some(r) = reader.as_ref().filter(|_| self.duty.held()) {
                 self.watch_all_skipped(r);
                 if let Err(err) = self.watch_silences(r) {
                     log::error!("notifications: cannot watch for silent processings: {err}");
@@ -302,7 +308,10 @@ impl State {
                 return Ok(());
             }
         }
-        let pending = reader.pending_notifications(now - MAX_AGE.as_millis() as i64, MAX_PENDING)?;
+        let pending = match self.duty.held() {
+            true => reader.pending_notifications(now - MAX_AGE.as_millis() as i64, MAX_PENDING)?,
+            false => Vec::new(),
+        };
         if pending.is_empty() && self.pending_alarms.is_empty() {
             return Ok(());
         }

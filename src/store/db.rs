@@ -349,8 +349,24 @@ fn instance_name() -> String {
     )
 }
 
+impl Drop for Pg {
+    /// The client's own drop blocks on its runtime, which panics on an
+    /// async worker (where the last handle to a reader can go): there, the
+    /// session is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("pg-close".into())
+                    .spawn(move || drop(client));
+            }
+        }
+    }
+}
+
 /// Opens a session to `url`.
 pub fn connect_pg(url: &str) -> Result<postgres::Client, StoreError> {
+    let (url, tls) = super::pg_tls::connector(url)?;
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unusable(format!("storage.url: {e}")))?;
@@ -360,7 +376,7 @@ pub fn connect_pg(url: &str) -> Result<postgres::Client, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("hookrelay");
     }
-    Ok(config.connect(postgres::NoTls)?)
+    Ok(config.connect(tls)?)
 }
 
 /// `?1` placeholders as PostgreSQL's `$1`.

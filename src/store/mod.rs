@@ -8,6 +8,7 @@
 
 mod backup;
 mod checkpoint;
+mod cluster;
 mod db;
 mod export;
 mod files;
@@ -16,6 +17,7 @@ mod online_backup;
 mod overview;
 mod pg;
 mod pg_schema;
+mod pg_tls;
 mod read;
 mod receivers;
 mod replay;
@@ -36,6 +38,7 @@ use crate::model::Channel;
 use db::{Db, Pg};
 
 pub use backup::{backup, create_private, BackupReport};
+pub use cluster::{Cluster, Duty};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use indexer::{index_search, start_indexer, Indexer};
@@ -172,6 +175,9 @@ fn open_existing(location: &Location) -> Result<Db, StoreError> {
         Location::Postgres(url) => {
             let db = Db::Postgres(Box::new(Pg::connect(url)?));
             let version = pg_schema::version(&db)?;
+            if version == 0 {
+                return Err(StoreError::Missing(location.to_string()));
+            }
             (db, version, pg_schema::VERSION)
         }
     };

@@ -34,8 +34,12 @@ const MIGRATIONS: &[&str] = &[
         status       TEXT    NOT NULL,
         reason       TEXT,
         dedupe_key   TEXT,
-        updated_at   BIGINT  NOT NULL
+        updated_at   BIGINT  NOT NULL,
+        -- The field values' words, for the console's search (SQLite keeps
+        -- them in a file of its own: store/search.rs).
+        search_text  TEXT    NOT NULL DEFAULT ''
     );
+    CREATE INDEX operations_search ON operations USING gin (to_tsvector('simple', search_text));
     CREATE INDEX operations_by_processing ON operations (processing, id);
     CREATE INDEX operations_by_status ON operations (status, id);
     CREATE INDEX operations_by_received ON operations (received_at);

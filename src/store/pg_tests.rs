@@ -195,3 +195,35 @@ fn dedupe_holds_across_instances() {
     a_thread.join().unwrap();
     b_thread.join().unwrap();
 }
+
+/// Sessions are encrypted when the server offers TLS (sslmode's default,
+/// prefer, checks no certificate, as libpq's); verify-full checks the
+/// certificate against sslrootcert, and one the public roots do not know
+/// is refused.
+#[test]
+fn tls_by_default_and_verify_full_checks_the_certificate() {
+    let Some(db) = TestDatabase::create() else { return };
+    let Location::Postgres(url) = &db.location else {
+        unreachable!()
+    };
+    let encrypted = |url: &str| -> Result<bool, StoreError> {
+        let mut client = db::connect_pg(url)?;
+        Ok(client
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?
+            .get(0))
+    };
+    let Ok(ca) = std::env::var("HOOKRELAY_TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "scripts/test sets HOOKRELAY_TEST_POSTGRES_CA"
+        );
+        eprintln!("skipped: the test cluster has no TLS");
+        return;
+    };
+    assert!(encrypted(url).unwrap(), "prefer encrypts");
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    assert!(encrypted(&verified).unwrap());
+    let unknown = encrypted(&format!("{url}?sslmode=verify-full")).unwrap_err();
+    assert!(unknown.to_string().to_lowercase().contains("certificate"), "{unknown}");
+    assert!(!encrypted(&format!("{url}?sslmode=disable")).unwrap());
+}

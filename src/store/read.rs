@@ -372,8 +372,14 @@ impl Reader {
             conditions.add("o.id <", before);
         }
         if let (Some(typed), Dialect::Postgres) = (filter.search.as_deref(), self.conn.dialect()) {
-            // No search index there: the typed text anywhere in a value.
-            conditions.add("o.fields ILIKE", format!("%{}%", like_escaped(typed.trim())));
+            // No index file there: the operations' own words (pg_schema.rs).
+            let Some(query) = super::search::pg_query(typed) else {
+                return Ok(Vec::new());
+            };
+            let placeholder = conditions.bind(query);
+            conditions.parts.push(format!(
+                "to_tsvector('simple', o.search_text) @@ to_tsquery('simple', {placeholder})"
+            ));
         }
         let search = match filter.search.as_deref().map(super::search::match_expression) {
             _ if self.conn.dialect() == Dialect::Postgres => None,
@@ -518,9 +524,4 @@ impl Reader {
             },
         )
     }
-}
-
-/// `text` with LIKE's wildcards taken literally.
-fn like_escaped(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -120,9 +120,53 @@ pub(super) fn match_expression(typed: &str) -> Option<String> {
     }
 }
 
+/// Words as FTS5's default tokenizer sees them: runs of letters and
+/// digits, lower-cased.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// PostgreSQL's searchable text of an operation's field values: the same
+/// words FTS5 indexes here, space-separated, so that PostgreSQL's `simple`
+/// parser finds exactly those (and not, say, an e-mail address as one).
+pub(super) fn pg_search_text<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    words(&index_text(values)).collect::<Vec<_>>().join(" ")
+}
+
+/// What is typed, as a PostgreSQL `tsquery` of the same meaning as
+/// [`match_expression`]: the words in a row, the last one a prefix if it
+/// ends with `*`; None when there is nothing to look for.
+pub(super) fn pg_query(typed: &str) -> Option<String> {
+    let expression = match_expression(typed)?;
+    let prefix = expression.ends_with('*');
+    let words: Vec<String> = words(&expression).map(|w| format!("'{w}'")).collect();
+    let mut query = words.join(" <-> ");
+    if words.is_empty() {
+        return None;
+    }
+    if prefix {
+        query.push_str(":*");
+    }
+    Some(query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_sees_the_same_words() {
+        assert_eq!(
+            pg_search_text(["Иван Петров", "ivan@mail.ru", "8 (999) 123-45-67"]),
+            "иван петров ivan mail ru 8 999 123 45 67 79991234567"
+        );
+        assert_eq!(pg_query("+7 999 123 45 67").as_deref(), Some("'79991234567'"));
+        assert_eq!(pg_query("Иван Пет*").as_deref(), Some("'иван' <-> 'пет':*"));
+        assert_eq!(pg_query("it's"), Some("'it' <-> 's'".to_string()));
+        assert_eq!(pg_query(" -- "), None);
+    }
 
     #[test]
     fn phones_written_any_usual_way_are_one_token() {

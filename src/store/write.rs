@@ -1,7 +1,7 @@
 //! The write statements the writer thread runs, each inside the batch's
 //! transaction. The engine that batches and commits them is `writer.rs`.
 
-use super::db::{Db, Dialect, Row};
+use super::db::{Db, Dialect, Param, Row};
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::{
@@ -36,25 +36,45 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
     let fields = serde_json::Value::Object(fields).to_string();
     let texts: Vec<&str> = op.warnings.iter().map(|w| w.text.as_str()).collect();
     let warnings = serde_json::to_string(&texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // PostgreSQL keeps the words to search with the operation; SQLite's
+    // indexer thread adds them to its own file later.
+    let search_text = match conn.dialect() {
+        Dialect::Sqlite => String::new(),
+        Dialect::Postgres => super::search::pg_search_text(op.fields.iter().map(|(_, v)| v.as_str())),
+    };
+    let status_text = status.as_str();
+    let mut params: Vec<&dyn Param> = vec![
+        &op.processing,
+        &op.received_at,
+        &op.request.remote_addr,
+        &op.request.method,
+        &op.request.query,
+        &op.request.body,
+        &op.request.content_type,
+        &op.charset,
+        &fields,
+        &warnings,
+        &status_text,
+        &reason,
+        &dedupe_key,
+    ];
+    if conn.dialect() == Dialect::Postgres {
+        params.push(&search_text);
+    }
     let id: i64 = conn.query_one(
-        "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-             content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2) RETURNING id",
-        &[
-            &op.processing,
-            &op.received_at,
-            &op.request.remote_addr,
-            &op.request.method,
-            &op.request.query,
-            &op.request.body,
-            &op.request.content_type,
-            &op.charset,
-            &fields,
-            &warnings,
-            &status.as_str(),
-            &reason,
-            &dedupe_key,
-        ],
+        match conn.dialect() {
+            Dialect::Sqlite => {
+                "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                     content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2) RETURNING id"
+            }
+            Dialect::Postgres => {
+                "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                     content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at, search_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2, ?14) RETURNING id"
+            }
+        },
+        &params,
         |row| row.get(0),
     )?;
     if let (Some(key), Dialect::Postgres) = (dedupe_key, conn.dialect()) {

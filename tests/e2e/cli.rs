@@ -137,7 +137,8 @@ fn prune_dry_run_then_prune() {
     std::fs::write(
         &config,
         format!(
-            "[storage]\npath = \"old.db\"\nkeep_days = 30\n\n{}",
+            "[storage]\n{}\nkeep_days = 30\n\n{}",
+            crate::support::storage_line().replace("relay.db", "old.db"),
             processing("p", "http://127.0.0.1:9/", "")
         ),
     )
@@ -146,7 +147,7 @@ fn prune_dry_run_then_prune() {
         on_commit: Box::new(|| {}),
         on_error: Box::new(|_| {}),
     };
-    let (writer, thread) = spawn_writer(&dir.path().join("old.db"), hooks).unwrap();
+    let (writer, thread) = spawn_writer(crate::support::storage_location(dir.path(), "old.db"), hooks).unwrap();
     let now = hookrelay::clock::now_ms();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
@@ -207,6 +208,9 @@ fn prune_dry_run_then_prune() {
 /// line naming the lock, and the first keeps serving.
 #[test]
 fn a_second_daemon_on_the_same_database_is_refused() {
+    if crate::support::sqlite_only("the daemon lock") {
+        return;
+    }
     let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
     let second = Command::new(BIN)
         .arg("-c")
@@ -227,6 +231,9 @@ fn a_second_daemon_on_the_same_database_is_refused() {
 /// it once, in one line, and `check` warns with the same words.
 #[test]
 fn a_missing_database_folder_is_one_clear_line() {
+    if crate::support::sqlite_only("the database folder") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let text = crate::support::config_text(&processing("p", "http://127.0.0.1:9/", ""))
@@ -353,17 +360,29 @@ fn a_closed_pipe_ends_the_command_quietly() {
 /// their syslog priority, and a fatal error is printed once, at `<3>`.
 #[test]
 fn under_journald_lines_carry_their_priority() {
+    // A second daemon on the first one's port: an error on either store.
     let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let taken = tempfile::tempdir().unwrap();
+    let taken_config = taken.path().join("config.toml");
+    std::fs::write(
+        &taken_config,
+        crate::support::config_text(&processing("p", "http://127.0.0.1:9/", "")).replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{}\"", relay.addr),
+            1,
+        ),
+    )
+    .unwrap();
     let second = Command::new(BIN)
         .arg("-c")
-        .arg(&relay.config)
+        .arg(&taken_config)
         .arg("run")
         .env("JOURNAL_STREAM", "8:12345")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("<3>hookrelay: another hookrelay daemon"), "{stderr}");
+    assert!(stderr.starts_with("<3>hookrelay: listening on"), "{stderr}");
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
@@ -393,6 +412,9 @@ fn under_journald_lines_carry_their_priority() {
 /// acknowledged, and never overwrites a file.
 #[test]
 fn backup_under_load_gives_a_copy_that_opens() {
+    if crate::support::sqlite_only("`hookrelay backup`") {
+        return;
+    }
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));

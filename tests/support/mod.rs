@@ -169,14 +169,96 @@ impl Drop for Relay {
     }
 }
 
+/// Whether this run is against PostgreSQL (`HOOKRELAY_E2E_STORE=postgres`,
+/// which `scripts/test` sets for its second run of this suite).
+pub fn on_postgres() -> bool {
+    std::env::var("HOOKRELAY_E2E_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// Whether a test of what only SQLite has (its file, lock, backup, search
+/// index) should stop here: true on PostgreSQL, saying so.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: {what} is SQLite's");
+    }
+    on_postgres()
+}
+
+/// A database of this test's own on the cluster `scripts/test` started,
+/// dropped when the test's thread ends.
+struct TestDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    fn create() -> TestDatabase {
+        let admin = std::env::var("HOOKRELAY_TEST_POSTGRES")
+            .expect("HOOKRELAY_TEST_POSTGRES: run the PostgreSQL suite with scripts/test");
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).unwrap();
+        let name = format!("e2e_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        TestDatabase {
+            admin,
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    /// On a thread of its own: this runs as the test's thread ends, when
+    /// the client's runtime can no longer start on it.
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropping = std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        });
+        let _ = dropping.join();
+    }
+}
+
+thread_local! {
+    /// Every relay a test starts shares one database, as instances do.
+    static DATABASE: std::cell::OnceCell<TestDatabase> = const { std::cell::OnceCell::new() };
+}
+
+/// The test's `[storage]` location: `path = "relay.db"` beside the config,
+/// or on PostgreSQL the URL of the test's own database.
+pub fn storage_line() -> String {
+    if on_postgres() {
+        DATABASE.with(|db| format!("url = \"{}\"", db.get_or_init(TestDatabase::create).url))
+    } else {
+        "path = \"relay.db\"".to_string()
+    }
+}
+
+/// Where [`storage_line`] keeps the data, for a test that opens the store
+/// itself: the test's PostgreSQL database, or `file` in `dir`.
+pub fn storage_location(dir: &std::path::Path, file: &str) -> hookrelay::store::Location {
+    if on_postgres() {
+        DATABASE.with(|db| hookrelay::store::Location::Postgres(db.get_or_init(TestDatabase::create).url.clone()))
+    } else {
+        hookrelay::store::Location::File(dir.join(file))
+    }
+}
+
 /// A test config: loopback on port 0, a small body limit, fast retries,
 /// and no circuit breaker unless a `[[receiver]]` sets one (tests/e2e/receivers.rs),
 /// so the retry budget is tested on its own.
 pub fn config_text(processings: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\npath = \"relay.db\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[storage]\n{}\n\n\
          [delivery]\nworkers = 4\ntimeout = \"5s\"\nretry = {{ attempts = 5, first_delay = \"50ms\", max_delay = \"200ms\" }}\n\
-         breaker = {{ failures = 0 }}\n\n{processings}"
+         breaker = {{ failures = 0 }}\n\n{processings}",
+        storage_line()
     )
 }
 

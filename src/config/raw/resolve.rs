@@ -86,8 +86,21 @@ impl RawConfig {
     pub(super) fn resolve(self, path: &Path) -> Result<Config, String> {
         let base = path.parent().unwrap_or(Path::new("."));
         let server = self.server.resolve()?;
+        if self.storage.path.is_some() && self.storage.url.is_some() {
+            return Err("storage: set either path (SQLite) or url (PostgreSQL), not both".into());
+        }
+        let url = match self.storage.url {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                return Err(format!(
+                    "storage.url: `{}` is not a PostgreSQL URL such as postgres://hookrelay@db.example/hookrelay",
+                    crate::store::Location::Postgres(url.clone())
+                ));
+            }
+            url => url,
+        };
         let storage = Storage {
             path: base.join(self.storage.path.unwrap_or_else(|| DEFAULT_DB_PATH.into())),
+            url,
             keep_days: self.storage.keep_days.unwrap_or(DEFAULT_KEEP_DAYS),
         };
         if storage.keep_days == 0 {
