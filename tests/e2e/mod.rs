@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod console;
 mod delivery;
 mod first_hour;

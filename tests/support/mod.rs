@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod pg_cluster;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,307 @@
+//! Several instances on one PostgreSQL database (README, "When one machine
+//! is not enough"): the drills that only a shared database has. They run in
+//! the suite's PostgreSQL pass (scripts/test) and skip on SQLite.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::pg_cluster::Cluster;
+use crate::support::{client, config_text, get, on_postgres, processing, Receiver, Relay, TOKEN};
+
+/// Longer than a lease (30 s), so a killed instance's deliveries can be
+/// taken over before a wait gives up.
+const TAKEOVER_DEADLINE: Duration = Duration::from_secs(90);
+
+fn postgres_only() -> bool {
+    if !on_postgres() {
+        eprintln!("skipped on SQLite: several instances need PostgreSQL");
+    }
+    !on_postgres()
+}
+
+/// Polls `condition` until it holds or `deadline` passes.
+fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// How often each `n` reached the receiver.
+fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for n in receiver.requests().iter().filter_map(|r| r.param("n")) {
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Webhooks acknowledged so far, by their `n`.
+type Acknowledged = Arc<Mutex<HashSet<String>>>;
+
+/// Four senders on `relay` until `stop` is set or the relay stops answering.
+fn senders(
+    relay: &Relay,
+    tag: &str,
+    acknowledged: &Acknowledged,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
+        .map(|thread| {
+            let url = relay.url(&format!("/hook/{TOKEN}"));
+            let (acknowledged, stop, tag) = (Arc::clone(acknowledged), Arc::clone(stop), tag.to_string());
+            std::thread::spawn(move || {
+                let agent = client();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let n = format!("{tag}-{thread}-{i}");
+                    match agent.get(&format!("{url}?n={n}")).call() {
+                        Ok(r) if r.status().is_success() => {
+                            acknowledged.lock().unwrap().insert(n);
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Deliveries claimed by the instance with process id `pid` and not
+/// finished: what it had in flight.
+fn in_flight_of(pid: u32) -> i64 {
+    let url = crate::support::storage_line();
+    let url = url.trim_start_matches("url = \"").trim_end_matches('"');
+    let mut db = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let owner = format!("%/{pid}/%");
+    db.query_one(
+        "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND lease_owner LIKE $1",
+        &[&owner],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Two instances, senders on both, one killed with SIGKILL at a random
+/// moment of each of 10 rounds and started again: every acknowledged
+/// webhook arrives, and no more arrive twice than the killed instances
+/// had claimed and not finished.
+#[test]
+fn killing_one_of_two_instances_loses_nothing() {
+    if postgres_only() {
+        return;
+    }
+    let receiver = Receiver::start();
+    let text = config_text(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
+    let mut relays = [
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+    ];
+    let acknowledged: Acknowledged = Arc::default();
+    let mut in_flight_at_kills = 0;
+    for round in 0..10 {
+        let before = acknowledged.lock().unwrap().len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = senders(&relays[0], &format!("{round}a"), &acknowledged, &stop);
+        threads.extend(senders(&relays[1], &format!("{round}b"), &acknowledged, &stop));
+        assert!(
+            wait_for(TAKEOVER_DEADLINE, || acknowledged.lock().unwrap().len() >= before + 100),
+            "round {round}: senders made no progress"
+        );
+        let mut random = [0u8; 2];
+        getrandom::fill(&mut random).unwrap();
+        std::thread::sleep(Duration::from_millis(u64::from(random[0]) * 2));
+        let victim = usize::from(random[1] % 2);
+        let pid = relays[victim].pid();
+        relays[victim].kill9();
+        in_flight_at_kills += in_flight_of(pid);
+        // The survivor keeps taking webhooks meanwhile.
+        let survivor_before = acknowledged.lock().unwrap().len();
+        assert!(
+            wait_for(TAKEOVER_DEADLINE, || acknowledged.lock().unwrap().len()
+                >= survivor_before + 20),
+            "round {round}: the surviving instance stopped answering"
+        );
+        stop.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        relays[victim].restart();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let all_arrived = wait_for(TAKEOVER_DEADLINE, || {
+        let arrived = arrivals(&receiver);
+        acknowledged.iter().all(|n| arrived.contains_key(n))
+    });
+    let arrived = arrivals(&receiver);
+    let lost: Vec<&String> = acknowledged.iter().filter(|n| !arrived.contains_key(*n)).collect();
+    let twice: usize = arrived.values().map(|&count| count - 1).sum();
+    eprintln!(
+        "cluster drill: 10 rounds, {} acknowledged, {} delivered, {} lost, {twice} extra deliveries, \
+         {in_flight_at_kills} in flight at the kills",
+        acknowledged.len(),
+        arrived.len(),
+        lost.len()
+    );
+    assert!(
+        all_arrived,
+        "{} acknowledged never arrived, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        twice as i64 <= in_flight_at_kills,
+        "{twice} extra deliveries, more than the {in_flight_at_kills} in flight at the kills"
+    );
+}
+
+/// Twins sent to two instances at the same moment: one is accepted, the
+/// other is its duplicate, and the receiver gets exactly one request.
+#[test]
+fn dedupe_holds_across_instances() {
+    if postgres_only() {
+        return;
+    }
+    let receiver = Receiver::start();
+    let text = config_text(
+        &processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#).replacen(
+            "\n\n[[processing.action]]",
+            "\ndedupe = \"{{n}}\"\n\n[[processing.action]]",
+            1,
+        ),
+    );
+    let relays = [
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+    ];
+    let rounds = 30;
+    for round in 0..rounds {
+        let start = Arc::new(Barrier::new(2));
+        let sends: Vec<_> = relays
+            .iter()
+            .map(|relay| {
+                let url = relay.url(&format!("/hook/{TOKEN}?n=twin{round}"));
+                let start = Arc::clone(&start);
+                std::thread::spawn(move || {
+                    start.wait();
+                    get(&url)
+                })
+            })
+            .collect();
+        for send in sends {
+            let (status, _, body) = send.join().unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    assert!(wait_for(TAKEOVER_DEADLINE, || arrivals(&receiver).len() == rounds));
+    let out = relays[0].cli(&["history", "--json", "--limit", "1000"]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "duplicate").count(),
+        rounds,
+        "{statuses:?}"
+    );
+    // Anything sent twice would have arrived by now: a queued twin is
+    // claimed within a poll interval.
+    std::thread::sleep(Duration::from_millis(1500));
+    let arrived = arrivals(&receiver);
+    assert!(arrived.values().all(|&count| count == 1), "{arrived:?}");
+}
+
+/// PostgreSQL stopped under load and started again: webhooks are answered
+/// 503 while it is down, both instances recover by themselves, and every
+/// acknowledged webhook arrives.
+#[test]
+fn a_postgresql_restart_under_load_loses_nothing() {
+    if postgres_only() {
+        return;
+    }
+    let Some(cluster) = Cluster::start() else { return };
+    let receiver = Receiver::start();
+    let text = config_text(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#)).replace(
+        &crate::support::storage_line(),
+        &format!("url = \"{}\"", cluster.url("hookrelay")),
+    );
+    let relays = [
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+    ];
+    let acknowledged: Acknowledged = Arc::default();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let url = relays[thread % 2].url(&format!("/hook/{TOKEN}"));
+            let (acknowledged, refused, stop) = (Arc::clone(&acknowledged), Arc::clone(&refused), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let agent = client();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let n = format!("{thread}-{i}");
+                    let status = agent.get(&format!("{url}?n={n}")).call().unwrap().status();
+                    match status.as_u16() {
+                        200 => {
+                            acknowledged.lock().unwrap().insert(n);
+                        }
+                        503 => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    assert!(wait_for(TAKEOVER_DEADLINE, || acknowledged.lock().unwrap().len() >= 200));
+    cluster.down();
+    assert!(
+        wait_for(TAKEOVER_DEADLINE, || refused.load(Ordering::Relaxed) >= 20),
+        "webhooks are refused while the database is down"
+    );
+    cluster.up();
+    for relay in &relays {
+        let url = relay.url(&format!("/hook/{TOKEN}?n=after"));
+        assert!(
+            wait_for(TAKEOVER_DEADLINE, || get(&url).0 == 200),
+            "an instance did not recover"
+        );
+    }
+    let before = acknowledged.lock().unwrap().len();
+    assert!(wait_for(TAKEOVER_DEADLINE, || acknowledged.lock().unwrap().len() >= before + 100));
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let all_arrived = wait_for(TAKEOVER_DEADLINE, || {
+        let arrived = arrivals(&receiver);
+        acknowledged.iter().all(|n| arrived.contains_key(n))
+    });
+    let lost = acknowledged
+        .iter()
+        .filter(|n| !arrivals(&receiver).contains_key(*n))
+        .count();
+    eprintln!(
+        "restart drill: {} acknowledged, {} refused while down, {lost} lost",
+        acknowledged.len(),
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(all_arrived, "{lost} acknowledged webhooks never arrived");
+}
