@@ -10,6 +10,7 @@ mod fields;
 mod follow;
 mod history;
 mod klientiks;
+mod migrate_store;
 mod notify_test;
 mod prune;
 mod replay;
@@ -70,6 +71,8 @@ pub enum Command {
     Export(export::Args),
     /// Write a consistent copy of the database to a new file, safe while the daemon runs.
     Backup(backup::Args),
+    /// Copy the SQLite history into an empty PostgreSQL database (the daemon stopped).
+    MigrateStore(migrate_store::Args),
     /// Print the man page (roff): `hookrelay man | man -l -`.
     Man,
     /// Print the shell completion script for a shell.
@@ -125,6 +128,7 @@ pub fn main() -> ExitCode {
         Command::Prune(args) => prune::run(&cli, args),
         Command::Export(args) => export::run(&cli, args),
         Command::Backup(args) => backup::run(&cli, args),
+        Command::MigrateStore(args) => migrate_store::run(&cli, args),
         Command::Man => docs::man(),
         Command::Completions(args) => docs::completions(args),
     };

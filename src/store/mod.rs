@@ -13,6 +13,7 @@ mod db;
 mod export;
 mod files;
 mod indexer;
+mod migrate_store;
 mod online_backup;
 mod overview;
 mod pg;
@@ -42,6 +43,7 @@ pub use cluster::{Cluster, Duty};
 pub use export::{ExportFilter, ExportRow};
 pub use files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use indexer::{index_search, start_indexer, Indexer};
+pub use migrate_store::{migrate_store, Copied};
 pub use online_backup::{backup_through, Step as BackupStep};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use read::{

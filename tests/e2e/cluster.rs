@@ -305,3 +305,73 @@ fn a_postgresql_restart_under_load_loses_nothing() {
     );
     assert!(all_arrived, "{lost} acknowledged webhooks never arrived");
 }
+
+/// `migrate-store` moves a SQLite history into an empty PostgreSQL
+/// database: refused while the daemon runs and into a database that holds
+/// data; afterwards the relay on PostgreSQL lists the same history, shows
+/// the same attempts, keeps the dedupe keys and numbers new operations
+/// past the old ones.
+#[test]
+fn migrate_store_moves_the_whole_history() {
+    if crate::support::sqlite_only("the source of migrate-store") {
+        return;
+    }
+    let Some(url) = crate::support::postgres_database() else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let processings = processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#).replacen(
+        "\n\n[[processing.action]]",
+        "\ndedupe = \"{{n}}\"\n\n[[processing.action]]",
+        1,
+    );
+    let mut relay = Relay::start(&processings);
+    let send = |relay: &Relay, n: &str| get(&relay.url(&format!("/hook/{TOKEN}?n={n}")));
+    let ids: Vec<i64> = (1..=5).map(|n| send(&relay, &n.to_string()).1.unwrap()).collect();
+    for id in &ids {
+        relay.wait_status(*id, "delivered");
+    }
+    let twin = send(&relay, "1").1.unwrap();
+    let history = |relay: &Relay| -> serde_json::Value {
+        let out = relay.cli(&["history", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = history(&relay);
+    let shown = relay.show(ids[0]);
+
+    let running = relay.cli(&["migrate-store", "--to", &url]);
+    assert_eq!(running.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&running.stderr).contains("another hookrelay daemon"),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    assert!(relay.terminate().success());
+    let moved = relay.cli(&["migrate-store", "--to", &url]);
+    let said = String::from_utf8_lossy(&moved.stdout);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    assert!(said.contains("copied 6 operation(s)"), "{said}");
+    let again = relay.cli(&["migrate-store", "--to", &url]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds hookrelay data"));
+
+    let text = std::fs::read_to_string(&relay.config)
+        .unwrap()
+        .replace("path = \"relay.db\"", &format!("url = \"{url}\""));
+    std::fs::write(&relay.config, text).unwrap();
+    relay.restart();
+    assert_eq!(history(&relay), before, "the same history");
+    assert_eq!(relay.show(ids[0]), shown, "the same operation, deliveries and attempts");
+    assert_eq!(relay.show(twin)["status"], "duplicate");
+    let (_, again_twin, _) = send(&relay, "2");
+    assert_eq!(
+        relay.show(again_twin.unwrap())["status"],
+        "duplicate",
+        "dedupe keys came along"
+    );
+    let (_, fresh, _) = send(&relay, "6");
+    let fresh = fresh.unwrap();
+    assert!(fresh > twin, "new ids continue past the old ones: {fresh} after {twin}");
+    relay.wait_status(fresh, "delivered");
+}

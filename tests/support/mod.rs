@@ -241,6 +241,16 @@ pub fn storage_line() -> String {
     }
 }
 
+/// The URL of this test's own PostgreSQL database, whichever store the
+/// suite runs on (for `migrate-store`); None, saying so, without a cluster.
+pub fn postgres_database() -> Option<String> {
+    if std::env::var_os("HOOKRELAY_TEST_POSTGRES").is_none() {
+        skip_outside_ci("HOOKRELAY_TEST_POSTGRES is not set: run the tests with scripts/test");
+        return None;
+    }
+    Some(DATABASE.with(|db| db.get_or_init(TestDatabase::create).url.clone()))
+}
+
 /// Where [`storage_line`] keeps the data, for a test that opens the store
 /// itself: the test's PostgreSQL database, or `file` in `dir`.
 pub fn storage_location(dir: &std::path::Path, file: &str) -> hookrelay::store::Location {
