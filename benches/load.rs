@@ -42,6 +42,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "load/stores.rs"]
+mod stores;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
 const TOKEN: &str = "bench-token-0123456789abcdefgh";
 /// `delivery.workers` in the benchmark's config (hookrelay's default).
@@ -62,6 +65,8 @@ struct Opts {
     prune: u64,
     /// Operations seeded for the export and online-backup runs.
     archive: u64,
+    /// An admin URL of a PostgreSQL server for the stores' comparison.
+    postgres: Option<String>,
 }
 
 impl Opts {
@@ -86,6 +91,12 @@ fn opts() -> Result<Opts, String> {
         history: if smoke { 2_000 } else { 10_000_000 },
         prune: if smoke { 1_000 } else { 1_000_000 },
         archive: if smoke { 1_000 } else { 1_000_000 },
+        // The smoke run compares the stores when scripts/test started a server.
+        postgres: if smoke {
+            std::env::var("HOOKRELAY_TEST_POSTGRES").ok()
+        } else {
+            None
+        },
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -104,6 +115,7 @@ fn opts() -> Result<Opts, String> {
             "--history" => opts.history = value()?.parse().map_err(|e| format!("--history: {e}"))?,
             "--prune" => opts.prune = value()?.parse().map_err(|e| format!("--prune: {e}"))?,
             "--archive" => opts.archive = value()?.parse().map_err(|e| format!("--archive: {e}"))?,
+            "--postgres" => opts.postgres = Some(value()?),
             "--bench" => {}
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
             _ => {} // test-harness filters when run by `cargo test`
@@ -742,6 +754,10 @@ async fn run(opts: Opts) -> Result<u64, String> {
         tokio::task::block_in_place(|| wal_after_idle(&backlog_dir.join("bench.db"), Duration::from_secs(5)));
     drop(relay);
 
+    let stores = match &opts.postgres {
+        Some(admin) => Some(stores::stores_phase(dir.path(), &receiver, receiver_addr, admin, &opts, &counter).await?),
+        None => None,
+    };
     let pruning = match opts.prune {
         0 => None,
         n => Some(prune_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
@@ -844,6 +860,9 @@ async fn run(opts: Opts) -> Result<u64, String> {
             db_bytes as f64 / operations as f64
         );
     }
+    if let Some(rows) = &stores {
+        stores::print(rows);
+    }
     if let Some(h) = &history {
         println!(
             "history: {} operations seeded in {:.0} s ({:.0} bytes/op); each the whole command, {} warm runs:\n  \
@@ -902,11 +921,20 @@ async fn run(opts: Opts) -> Result<u64, String> {
     }
     failed += rows.iter().map(|r| r.stats.failed).sum::<u64>();
     // One line a test runner reads: each measured run, and the backlog, passed or failed.
+    let store_runs = stores.as_ref().map_or(0, Vec::len);
+    let failed_store_runs = stores
+        .as_ref()
+        .map_or(0, |s| s.iter().filter(|r| r.acks.failed > 0).count());
+    failed += stores
+        .as_ref()
+        .map_or(0, |s| s.iter().map(|r| r.acks.failed).sum::<u64>());
     let failed_runs = rows.iter().filter(|r| r.stats.failed > 0).count()
+        + failed_store_runs
         + usize::from(stored.failed > 0)
         + usize::from(pruning.as_ref().is_some_and(|p| p.stats.failed > 0))
         + usize::from(archive.as_ref().is_some_and(|a| a.during_backup.failed > 0));
     let runs = rows.len()
+        + store_runs
         + 1
         + usize::from(history.is_some())
         + usize::from(pruning.is_some())
