@@ -13,7 +13,7 @@ use super::breaker::{Breakers, Permit};
 use super::pace::Pace;
 use super::{per_target_limit, Job, Signal, POLL_INTERVAL};
 use crate::clock::now_ms;
-use crate::config::{Config, ReceiverPolicy};
+use crate::config::{Config, Rate, ReceiverPolicy};
 use crate::model::DueDelivery;
 use crate::store::Writer;
 
@@ -31,6 +31,23 @@ const ROUNDS_AHEAD: usize = 8;
 /// Least time between two claims that skip busy receivers and found nothing
 /// else (each scans past their backlog).
 const SKIP_RESCAN: Duration = Duration::from_millis(250);
+
+/// [`Pace::take`] for instances sharing a database: the turn is taken in
+/// it, so a receiver's rate holds for all of them together. A database
+/// that cannot be asked gives no turn (a breach of the rate would be worse
+/// than a wait), and the turn is asked for again after one gap.
+fn shared_turn(writer: &Writer, target: &str, rate: Rate, now: Instant) -> Result<(), Instant> {
+    let gap = rate.per / rate.count.max(1);
+    let now_us = crate::clock::now_us();
+    match writer.take_turn(target.to_string(), gap.as_micros() as i64, now_us) {
+        Ok(None) => Ok(()),
+        Ok(Some(next_us)) => Err(now + Duration::from_micros(next_us.saturating_sub(now_us).max(1) as u64)),
+        Err(err) => {
+            log::warn!("receiver {target}: cannot take its turn in the database: {err}");
+            Err(now + gap)
+        }
+    }
+}
 
 /// The scheduler thread's state.
 pub(super) struct Scheduler {
@@ -138,7 +155,11 @@ impl Scheduler {
             };
             while self.idle > 0 && *in_flight < cap && !queue.is_empty() {
                 if let Some(rate) = policy.rate {
-                    if let Err(at) = self.pace.take(&target, rate, now) {
+                    let turn_taken = match self.writer.shared() {
+                        true => shared_turn(&self.writer, &target, rate, now),
+                        false => self.pace.take(&target, rate, now),
+                    };
+                    if let Err(at) = turn_taken {
                         turn = Some(turn.map_or(at, |t| t.min(at)));
                         break;
                     }

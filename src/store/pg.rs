@@ -193,3 +193,22 @@ pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Resul
         next_due: earliest(due_next, lapses_next),
     })
 }
+
+/// Takes `target`'s turn to be sent to, one every `gap_us`, if it has
+/// come at `now_us` (µs since the epoch); otherwise says when it will. The
+/// row is the cluster's one clock for that receiver, so instances take
+/// turns from it (their clocks are assumed in step, as NTP keeps them).
+pub(super) fn take_turn(conn: &Db, target: &str, gap_us: i64, now_us: i64) -> Result<Option<i64>, StoreError> {
+    // After an idle spell the turn starts from now, as `deliver::pace` does.
+    let taken = conn.execute(
+        "INSERT INTO paces (target, next_at) VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT))
+         ON CONFLICT (target) DO UPDATE SET next_at = excluded.next_at WHERE paces.next_at <= ?2",
+        &[&target, &now_us, &gap_us],
+    )?;
+    if taken == 1 {
+        return Ok(None);
+    }
+    conn.query_opt("SELECT next_at FROM paces WHERE target = ?1", &[&target], |row| {
+        row.get(0)
+    })
+}

@@ -142,6 +142,13 @@ const MIGRATIONS: &[&str] = &[
         last_error_at   BIGINT
     );
 
+    -- Each paced receiver's next turn, in µs since the epoch, taken by one
+    -- instance at a time, so a receiver's rate holds for the cluster.
+    CREATE TABLE paces (
+        target  TEXT   PRIMARY KEY,
+        next_at BIGINT NOT NULL
+    );
+
     -- The accepted operation holding each dedupe key, taken by an upsert:
     -- two instances inserting twins at once cannot both miss the other.
     CREATE TABLE dedupe_keys (

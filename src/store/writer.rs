@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpoints;
-use super::db::Db;
+use super::db::{Db, Dialect};
 use super::online_backup::{OnlineBackup, Step};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
@@ -111,6 +111,8 @@ impl Job {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
+    /// Whether other instances may share the database (PostgreSQL).
+    shared: bool,
 }
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
@@ -133,12 +135,13 @@ pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writ
         }
         _ => None,
     };
+    let shared = conn.dialect() == Dialect::Postgres;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, rx, hooks, checkpoints))
         .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-    Ok((Writer { tx }, handle))
+    Ok((Writer { tx, shared }, handle))
 }
 
 impl Writer {
@@ -225,6 +228,19 @@ impl Writer {
         if self.tx.blocking_send(Queued::Between(abort)).is_ok() {
             let _ = answer.blocking_recv();
         }
+    }
+
+    /// Whether other instances may share this database, so that what
+    /// holds for the cluster (pacing) must be decided in it.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Takes `target`'s turn, one per `gap_us` for the whole cluster, if it
+    /// has come at `now_us` (µs since the epoch); else when it will. Only on
+    /// a shared database. Blocks: plain threads only.
+    pub fn take_turn(&self, target: String, gap_us: i64, now_us: i64) -> Result<Option<i64>, StoreError> {
+        self.run_blocking(false, move |conn| super::pg::take_turn(conn, &target, gap_us, now_us))
     }
 
     /// Every receiver's kept breaker and last answers. Blocks: plain threads only.

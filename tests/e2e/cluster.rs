@@ -375,3 +375,43 @@ fn migrate_store_moves_the_whole_history() {
     assert!(fresh > twin, "new ids continue past the old ones: {fresh} after {twin}");
     relay.wait_status(fresh, "delivered");
 }
+
+/// A `[[receiver]]` rate holds for the cluster: webhooks taken by two
+/// instances reach a 5/s receiver no faster than 5 in any second.
+#[test]
+fn pacing_holds_across_instances() {
+    if postgres_only() {
+        return;
+    }
+    let paced = Receiver::start();
+    let text = config_text(&format!(
+        "{}[[receiver]]\nurl = \"http://{}\"\nrate = \"5/s\"\n",
+        processing("p", &paced.url("/pb"), r#"query = { n = "{{n}}" }"#),
+        paced.addr
+    ));
+    let relays = [
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+    ];
+    for n in 0..30 {
+        let (status, _, _) = get(&relays[n % 2].url(&format!("/hook/{TOKEN}?n={n}")));
+        assert_eq!(status, 200);
+    }
+    assert!(
+        wait_for(TAKEOVER_DEADLINE, || paced.requests().len() >= 30),
+        "{} arrived; logs:\n{}\n{}",
+        paced.requests().len(),
+        relays[0].log_text(),
+        relays[1].log_text()
+    );
+    let arrivals: Vec<Instant> = paced.requests().iter().map(|r| r.at).collect();
+    // As in receivers.rs: 30 ms for the hand-over and loopback.
+    for (i, six) in arrivals.windows(6).enumerate() {
+        let span = six[5] - six[0];
+        assert!(
+            span >= Duration::from_millis(970),
+            "requests {i}..{} came within {span:?}",
+            i + 5
+        );
+    }
+}
