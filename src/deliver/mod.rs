@@ -174,6 +174,10 @@ impl Worker {
                 Err(_) => break,
             };
             let Ok(job) = job else { break };
+            if !self.still_ours(&job) {
+                let _ = self.idle.send(Signal::WorkerIdle(job.due.target));
+                continue;
+            }
             let record = attempt(&self.agent, &job, &self.breakers);
             let seconds = record.duration_ms as f64 / 1000.0;
             let job = job.due;
@@ -192,6 +196,43 @@ impl Worker {
         let _ = self.exited.send(());
     }
 }
+
+impl Worker {
+    /// Whether this instance may send `job`: on a database shared with
+    /// other instances, a claim is this instance's only while its lease is
+    /// renewed. Normally the last renewal covers the whole attempt; if it
+    /// does not (the database was unreachable), the worker waits until a
+    /// renewal commits and asks whether the delivery is still its own:
+    /// another instance may have taken it over, and then sends it instead.
+    fn still_ours(&self, job: &Job) -> bool {
+        // Renewals keep the lease at least two thirds of its length ahead;
+        // a longer attempt relies on them going on while it runs.
+        let attempt = (job.due.request.timeout_ms as i64).min(crate::store::LEASE_MS / 2);
+        let needed = || now_ms() + attempt + LEASE_MARGIN_MS;
+        if self.writer.leases_hold(needed()) {
+            return true;
+        }
+        loop {
+            if self.writer.leases_hold(needed()) {
+                match self.writer.still_claimed(job.due.id) {
+                    Ok(true) => return true,
+                    Ok(false) => {
+                        log::info!(
+                            "delivery {}: another instance took it over while this one's lease lapsed",
+                            job.due.id
+                        );
+                        return false;
+                    }
+                    Err(err) => log::warn!("delivery {}: cannot check its claim: {err}", job.due.id),
+                }
+            }
+            std::thread::sleep(POLL_INTERVAL / 4);
+        }
+    }
+}
+
+/// Time an attempt must still be leased for beyond its timeout.
+const LEASE_MARGIN_MS: i64 = 2_000;
 
 /// Makes one attempt, tells the receiver's breaker, and decides what the
 /// delivery becomes.

@@ -6,6 +6,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -263,8 +265,12 @@ pub struct Pg {
     url: String,
     /// This instance, as the owner of the deliveries it claims.
     owner: String,
-    /// When this instance's leases were last renewed.
+    /// When this instance's leases were last renewed (in the transaction
+    /// under way: it counts once committed).
     renewed_at: Cell<i64>,
+    /// Until when every claim this instance holds is surely leased to it:
+    /// the last committed renewal plus the lease. Read by the workers.
+    leased_until: Arc<AtomicI64>,
     client: RefCell<Option<postgres::Client>>,
     /// Prepared statements of the current session, by their SQLite text.
     statements: RefCell<HashMap<String, postgres::Statement>>,
@@ -277,6 +283,7 @@ impl Pg {
             url: url.to_string(),
             owner: instance_name(),
             renewed_at: Cell::new(0),
+            leased_until: Arc::new(AtomicI64::new(0)),
             client: RefCell::new(None),
             statements: RefCell::new(HashMap::new()),
         };
@@ -297,6 +304,17 @@ impl Pg {
     /// Notes that this instance's leases were renewed at `now`.
     pub fn renewed(&self, now: i64) {
         self.renewed_at.set(now);
+    }
+
+    /// After a commit: the renewal in it holds.
+    pub fn committed(&self) {
+        let until = self.renewed_at.get() + super::pg::LEASE_MS;
+        self.leased_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// The workers' view of [`Pg::committed`]'s time.
+    pub fn leased_until(&self) -> Arc<AtomicI64> {
+        Arc::clone(&self.leased_until)
     }
 
     /// The session's client, opened anew if there is none or it broke.

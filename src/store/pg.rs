@@ -212,3 +212,15 @@ pub(super) fn take_turn(conn: &Db, target: &str, gap_us: i64, now_us: i64) -> Re
         row.get(0)
     })
 }
+
+/// Whether delivery `id` is still `in_flight` under this instance's name.
+pub(super) fn still_claimed(conn: &Db, id: i64) -> Result<bool, StoreError> {
+    let Db::Postgres(pg) = conn else {
+        return Ok(true);
+    };
+    conn.query_one(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?1 AND status = 'in_flight' AND lease_owner = ?2)",
+        &[&id, &pg.owner()],
+        |row| row.get(0),
+    )
+}

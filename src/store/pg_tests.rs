@@ -227,3 +227,33 @@ fn tls_by_default_and_verify_full_checks_the_certificate() {
     assert!(unknown.to_string().to_lowercase().contains("certificate"), "{unknown}");
     assert!(!encrypted(&format!("{url}?sslmode=disable")).unwrap());
 }
+
+/// A claim is its instance's to send while its lease is renewed; once the
+/// lease lapsed and another instance took the delivery over, the first one
+/// learns it must not send it.
+#[test]
+fn a_claim_is_sent_only_while_leased() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (a, a_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    insert_all(&a, vec![operation(None, &["x"])]);
+    let now = now_ms();
+    assert!(!a.leases_hold(now), "nothing claimed, nothing leased");
+    let held = a.claim_due(now, 10, Vec::new()).unwrap().due;
+    assert!(
+        a.leases_hold(now + pg::LEASE_MS - 1_000),
+        "the claim's renewal committed"
+    );
+    assert!(!a.leases_hold(now + pg::LEASE_MS + 1_000));
+    assert!(a.still_claimed(held[0].id).unwrap());
+
+    let (b, b_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let taken = b.claim_due(now + pg::LEASE_MS + 1, 10, Vec::new()).unwrap().due;
+    assert_eq!(taken[0].id, held[0].id);
+    assert!(
+        !a.still_claimed(held[0].id).unwrap(),
+        "taken over: not the first instance's to send"
+    );
+    drop((a, b));
+    a_thread.join().unwrap();
+    b_thread.join().unwrap();
+}

@@ -6,6 +6,8 @@
 //! fsync covers a whole burst of webhooks.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -113,6 +115,9 @@ pub struct Writer {
     tx: mpsc::Sender<Queued>,
     /// Whether other instances may share the database (PostgreSQL).
     shared: bool,
+    /// On PostgreSQL: until when this instance's claims are surely its own
+    /// (ms since the epoch).
+    leased_until: Option<Arc<AtomicI64>>,
 }
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
@@ -136,12 +141,23 @@ pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writ
         _ => None,
     };
     let shared = conn.dialect() == Dialect::Postgres;
+    let leased_until = match &conn {
+        Db::Postgres(pg) => Some(pg.leased_until()),
+        Db::Sqlite(_) => None,
+    };
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, rx, hooks, checkpoints))
         .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-    Ok((Writer { tx, shared }, handle))
+    Ok((
+        Writer {
+            tx,
+            shared,
+            leased_until,
+        },
+        handle,
+    ))
 }
 
 impl Writer {
@@ -241,6 +257,22 @@ impl Writer {
     /// a shared database. Blocks: plain threads only.
     pub fn take_turn(&self, target: String, gap_us: i64, now_us: i64) -> Result<Option<i64>, StoreError> {
         self.run_blocking(false, move |conn| super::pg::take_turn(conn, &target, gap_us, now_us))
+    }
+
+    /// Whether every delivery this instance claimed is surely still its own
+    /// until `until` (ms since the epoch): always on SQLite; on PostgreSQL,
+    /// while its lease renewals keep committing.
+    pub fn leases_hold(&self, until: i64) -> bool {
+        self.leased_until
+            .as_ref()
+            .is_none_or(|leased| leased.load(Ordering::Relaxed) >= until)
+    }
+
+    /// Whether delivery `id` is still claimed by this instance (another may
+    /// have taken it over once this one's lease lapsed). Blocks: plain
+    /// threads only.
+    pub fn still_claimed(&self, id: i64) -> Result<bool, StoreError> {
+        self.run_blocking(false, move |conn| super::pg::still_claimed(conn, id))
     }
 
     /// Every receiver's kept breaker and last answers. Blocks: plain threads only.
@@ -440,7 +472,11 @@ fn commit_batch(conn: &Db, batch: impl Iterator<Item = Job>, carry: &mut Vec<Att
             // Other instances' schedulers hear of it at the commit.
             super::pg::notify_due(tx)?;
         }
-        tx.batch("COMMIT")
+        tx.batch("COMMIT")?;
+        if let Db::Postgres(pg) = tx {
+            pg.committed();
+        }
+        Ok(())
     })();
     let failure = outcome.err().map(|e| e.to_string());
     if let Some(reason) = &failure {
