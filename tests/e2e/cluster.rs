@@ -415,3 +415,52 @@ fn pacing_holds_across_instances() {
         );
     }
 }
+
+/// Notifications go out once for the cluster: of two instances, the one
+/// holding the chores sends the digest of failures either one recorded;
+/// stopping it hands the chores to the other, which sends the next.
+#[test]
+fn notifications_are_sent_once_across_instances() {
+    if postgres_only() {
+        return;
+    }
+    let smtp = crate::support::SmtpServer::start_on(crate::support::free_port());
+    let receiver = Receiver::start();
+    receiver.script(&[(400, "bad ad"); 8]);
+    let text = config_text(&format!(
+        "[notify]\nemail_to = [\"ops@example.ru\"]\nemail_from = \"hookrelay@example.ru\"\n\
+         smtp = \"smtp://127.0.0.1:{}\"\nmin_interval = \"1s\"\n\n{}",
+        smtp.port,
+        processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#)
+    ));
+    let mut relays = [
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+    ];
+    let holds = |relay: &Relay| relay.log_text().contains("this instance does the duties");
+    assert!(wait_for(TAKEOVER_DEADLINE, || relays.iter().any(holds)));
+    let holder = usize::from(!holds(&relays[0]));
+    // A failure recorded by the instance without the chores.
+    let (_, first, _) = get(&relays[1 - holder].url(&format!("/hook/{TOKEN}?n=one")));
+    relays[1 - holder].wait_status(first.unwrap(), "failed");
+    let mails = smtp.wait_for(1);
+    assert!(mails[0].contains("Failed deliveries: 1"), "{}", mails[0]);
+    // Longer than min_interval and two notifier ticks: a second instance
+    // sending too would have by now.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(smtp.messages().len(), 1, "one digest for the cluster");
+
+    relays[holder].terminate();
+    assert!(
+        wait_for(TAKEOVER_DEADLINE, || holds(&relays[1 - holder])),
+        "the other instance takes the chores over"
+    );
+    let (_, second, _) = get(&relays[1 - holder].url(&format!("/hook/{TOKEN}?n=two")));
+    relays[1 - holder].wait_status(second.unwrap(), "failed");
+    let mails = smtp.wait_for(2);
+    assert!(
+        mails[1].contains(&format!("Operation: {} (", second.unwrap())),
+        "{}",
+        mails[1]
+    );
+}
