@@ -54,7 +54,9 @@ pub fn record(
     probe: bool,
     now: i64,
 ) -> Option<BreakerChange> {
-    state.version += 1;
+    // Versions grow with time too, so that states reached by different
+    // instances sharing one database compare by when they were reached.
+    state.version = state.version.saturating_add(1).max(now.saturating_mul(1000));
     state.change = None;
     match answer {
         Answer::Answered => {
@@ -127,6 +129,23 @@ impl Table {
         state.clone()
     }
 
+    /// Takes what other instances sharing the database reached: each kept
+    /// state newer than this instance's own replaces it (a breaker another
+    /// instance opened holds here too, and one it closed lets go here).
+    pub fn adopt(&mut self, kept: Vec<ReceiverState>) {
+        for state in kept {
+            let newer = self
+                .states
+                .get(&state.target)
+                // The same version: this instance's own state as the row
+                // merged it with the others'.
+                .is_none_or(|mine| state.version >= mine.version);
+            if newer {
+                self.states.insert(state.target.clone(), state);
+            }
+        }
+    }
+
     /// The receivers whose breaker is open.
     pub fn open(&self) -> impl Iterator<Item = (&String, &Open)> {
         self.states.iter().filter_map(|(t, s)| s.open.as_ref().map(|o| (t, o)))
@@ -182,7 +201,7 @@ mod tests {
         assert_eq!(record(&mut s, &POLICY, &failed(), false, 4_000), None);
         assert_eq!(s.open.unwrap().next_probe_at, 33_000);
         assert_eq!(s.last_error.as_deref(), Some("HTTP 503"));
-        assert_eq!(s.version, 4);
+        assert_eq!(s.version, 4_000_000, "later states have larger versions");
     }
 
     /// An answer between failures starts the count again.
@@ -230,6 +249,32 @@ mod tests {
             assert_eq!(record(&mut s, &off, &failed(), false, at), None);
         }
         assert_eq!(permit(&s, false, 100), Permit::Send);
+    }
+
+    /// Another instance's newer state replaces this one's; an older one
+    /// does not.
+    #[test]
+    fn newer_states_from_other_instances_are_adopted() {
+        let breakers = Breakers::default();
+        let mut table = breakers.lock();
+        table.record("http://a/", &POLICY, &failed(), false, 5_000);
+        let mut theirs = ReceiverState {
+            target: "http://a/".into(),
+            ..ReceiverState::default()
+        };
+        for at in 1..4 {
+            record(&mut theirs, &POLICY, &failed(), false, at);
+        }
+        table.adopt(vec![theirs.clone()]);
+        assert_eq!(table.permit("http://a/", 6_000), Permit::Send, "theirs is older");
+        for at in 6_000..6_003 {
+            record(&mut theirs, &POLICY, &failed(), false, at);
+        }
+        table.adopt(vec![theirs]);
+        assert!(
+            matches!(table.permit("http://a/", 6_010), Permit::Wait(Some(_))),
+            "opened there"
+        );
     }
 
     /// The shared table: a probe in flight blocks a second one until its

@@ -28,6 +28,9 @@ pub type ConfigSource = Box<dyn Fn() -> Arc<Config> + Send>;
 /// deliveries/s; with eight, 5 092-6 531/s (BENCHMARKS.md, session 6).
 const ROUNDS_AHEAD: usize = 8;
 
+/// How often instances sharing a database read each other's breakers.
+const BREAKERS_REFRESH: Duration = Duration::from_millis(500);
+
 /// Least time between two claims that skip busy receivers and found nothing
 /// else (each scans past their backlog).
 const SKIP_RESCAN: Duration = Duration::from_millis(250);
@@ -45,6 +48,33 @@ fn shared_turn(writer: &Writer, target: &str, rate: Rate, now: Instant) -> Resul
         Err(err) => {
             log::warn!("receiver {target}: cannot take its turn in the database: {err}");
             Err(now + gap)
+        }
+    }
+}
+
+/// Whether this instance may send `target`'s due probe: always alone on
+/// its database; with other instances, if it took the probe in the
+/// database before them. One that did not waits a probe interval (the
+/// breakers' refresh brings the real time).
+fn take_probe(writer: &Writer, breakers: &Breakers, target: &str, now_ms: i64) -> bool {
+    if !writer.shared() {
+        return true;
+    }
+    let mut table = breakers.lock();
+    let Some(open) = table.states.get_mut(target).and_then(|s| s.open.as_mut()) else {
+        return false;
+    };
+    let next = now_ms + open.probe_wait_ms.max(1);
+    match writer.take_probe(target.to_string(), now_ms, next) {
+        Ok(true) => true,
+        Ok(false) => {
+            open.next_probe_at = next;
+            false
+        }
+        Err(err) => {
+            log::warn!("receiver {target}: cannot take the probe in the database: {err}");
+            open.next_probe_at = next;
+            false
         }
     }
 }
@@ -77,6 +107,8 @@ pub(super) struct Scheduler {
     /// most every SKIP_RESCAN: work for another receiver waits that long at
     /// most.
     others_empty: Option<Instant>,
+    /// When the breakers were last read back from a shared database.
+    refreshed: Option<Instant>,
 }
 
 impl Scheduler {
@@ -102,6 +134,7 @@ impl Scheduler {
             busy: HashMap::new(),
             waiting: HashMap::new(),
             others_empty: None,
+            refreshed: None,
         }
     }
 
@@ -109,6 +142,7 @@ impl Scheduler {
     pub(super) fn run(mut self) {
         loop {
             let config = (self.config)();
+            self.refresh_breakers();
             let Some(turn) = self.hand_out(&config) else {
                 return;
             };
@@ -145,10 +179,11 @@ impl Scheduler {
                 continue;
             };
             let in_flight = self.busy.entry(target.clone()).or_default();
-            let probe = match self.breakers.lock().permit(&target, now_ms) {
+            let permit = self.breakers.lock().permit(&target, now_ms);
+            let probe = match permit {
                 Permit::Send => false,
-                Permit::Probe => true,
-                Permit::Wait(_) => {
+                Permit::Probe if take_probe(&self.writer, &self.breakers, &target, now_ms) => true,
+                Permit::Probe | Permit::Wait(_) => {
                     back.extend(queue.drain(..).map(|due| due.id));
                     continue;
                 }
@@ -193,6 +228,19 @@ impl Scheduler {
             }
         }
         Some(turn)
+    }
+
+    /// With other instances on the database: takes the breakers they
+    /// opened or closed, at most every [`BREAKERS_REFRESH`].
+    fn refresh_breakers(&mut self) {
+        if !self.writer.shared() || self.refreshed.is_some_and(|at| at.elapsed() < BREAKERS_REFRESH) {
+            return;
+        }
+        self.refreshed = Some(Instant::now());
+        match self.writer.receivers() {
+            Ok(kept) => self.breakers.lock().adopt(kept),
+            Err(err) => log::warn!("cannot read the other instances' breakers: {err}"),
+        }
     }
 
     /// Receivers with ROUNDS_AHEAD rounds of work in flight or waiting, and

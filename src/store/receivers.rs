@@ -1,11 +1,11 @@
 //! Receivers' circuit breakers and last answers, kept between restarts,
 //! and the breaker notices queued with the attempt that changed them.
 
-use super::db::{Db, Row};
+use super::db::{Db, Dialect, Row};
 use super::read::Reader;
 use super::write::queue_notification;
 use super::StoreError;
-use crate::model::{breaker_notice, NotificationKind, Open, ReceiverState};
+use crate::model::{breaker_notice, BreakerChange, NotificationKind, Open, ReceiverState};
 
 const COLUMNS: &str = "target, version, failures, failing_since, open_since, probe_wait_ms, next_probe_at,
      last_success_at, last_error, last_error_at";
@@ -53,19 +53,47 @@ pub(super) fn waiting(conn: &Db, target: &str) -> Result<i64, StoreError> {
 /// Keeps `state` unless a newer one is kept already, and queues the notice
 /// of its breaker's change, naming `processing` and `operation_id` (the
 /// delivery that changed it).
+///
+/// Instances sharing a PostgreSQL database each run the breaker on what
+/// they see and keep their states in the same row, so the row merges them:
+/// only a closing state (an answer) clears an open breaker, an opening
+/// state leaves one already open as it is, and a change is announced only
+/// by the instance whose state made it in the row. With one instance
+/// (SQLite) a state never does otherwise, so this keeps it as it is.
 pub(super) fn save(
     conn: &Db,
     state: &ReceiverState,
     (processing, operation_id): (&str, i64),
     now: i64,
 ) -> Result<(), StoreError> {
+    let closing = matches!(state.change, Some(BreakerChange::Closed { .. }));
+    // Whether the kept breaker was open before; the row stays locked until
+    // the commit, so another instance's change waits for this one.
+    let was_open = match state.change {
+        None => None,
+        Some(_) => conn
+            .query_opt(
+                match conn.dialect() {
+                    Dialect::Sqlite => "SELECT open_since IS NOT NULL FROM receivers WHERE target = ?1",
+                    Dialect::Postgres => "SELECT open_since IS NOT NULL FROM receivers WHERE target = ?1 FOR UPDATE",
+                },
+                &[&state.target],
+                |row| row.get::<bool>(0),
+            )?
+            .or(Some(false)),
+    };
     let open = state.open.as_ref();
     conn.execute(
         &format!(
             "INSERT INTO receivers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (target) DO UPDATE SET version = excluded.version, failures = excluded.failures,
-             failing_since = excluded.failing_since, open_since = excluded.open_since,
-             probe_wait_ms = excluded.probe_wait_ms, next_probe_at = excluded.next_probe_at,
+             failing_since = excluded.failing_since,
+             open_since = CASE WHEN CAST(?11 AS BIGINT) = 1 OR receivers.open_since IS NULL THEN excluded.open_since
+                               ELSE receivers.open_since END,
+             probe_wait_ms = CASE WHEN CAST(?11 AS BIGINT) = 1 OR receivers.open_since IS NULL OR excluded.open_since IS NOT NULL
+                                  THEN excluded.probe_wait_ms ELSE receivers.probe_wait_ms END,
+             next_probe_at = CASE WHEN CAST(?11 AS BIGINT) = 1 OR receivers.open_since IS NULL OR excluded.open_since IS NOT NULL
+                                  THEN excluded.next_probe_at ELSE receivers.next_probe_at END,
              last_success_at = excluded.last_success_at, last_error = excluded.last_error,
              last_error_at = excluded.last_error_at
          WHERE excluded.version > receivers.version"
@@ -81,13 +109,31 @@ pub(super) fn save(
             &state.last_success_at,
             &state.last_error,
             &state.last_error_at,
+            &i64::from(closing),
         ],
     )?;
-    if let Some(change) = state.change {
+    let announced = match (state.change, was_open) {
+        (Some(BreakerChange::Opened), Some(true)) => None,
+        (Some(BreakerChange::Closed { .. }), Some(false)) => None,
+        (change, _) => change,
+    };
+    if let Some(change) = announced {
         let text = breaker_notice(state, change, waiting(conn, &state.target)?);
         queue_notification(conn, NotificationKind::Receiver, processing, operation_id, &text, now)?;
     }
     Ok(())
+}
+
+/// Takes the open breaker's probe of `target` for this instance, if one is
+/// due at `now` and no other instance took it: the next probe then waits
+/// until `next` (the answer of this one sets the real time). Whether it
+/// was taken.
+pub(super) fn take_probe(conn: &Db, target: &str, now: i64, next: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE receivers SET next_probe_at = ?3
+         WHERE target = ?1 AND open_since IS NOT NULL AND next_probe_at <= ?2",
+        &[&target, &now, &next],
+    )? == 1)
 }
 
 /// What waits to be sent, per processing or per receiver.

@@ -275,6 +275,15 @@ impl Writer {
         self.run_blocking(false, move |conn| super::pg::still_claimed(conn, id))
     }
 
+    /// Takes the probe of `target`'s open breaker for this instance if it is
+    /// due at `now` and no other instance took it (see receivers.rs).
+    /// Blocks: plain threads only.
+    pub fn take_probe(&self, target: String, now: i64, next: i64) -> Result<bool, StoreError> {
+        self.run_blocking(false, move |conn| {
+            super::receivers::take_probe(conn, &target, now, next)
+        })
+    }
+
     /// Every receiver's kept breaker and last answers. Blocks: plain threads only.
     pub fn receivers(&self) -> Result<Vec<ReceiverState>, StoreError> {
         self.run_blocking(false, super::receivers::load)

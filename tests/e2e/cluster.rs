@@ -464,3 +464,65 @@ fn notifications_are_sent_once_across_instances() {
         mails[1]
     );
 }
+
+/// A receiver's breaker is one for the cluster: two instances sending to a
+/// receiver that is down open it once, probe it one at a time (never two
+/// probes within an interval), and close it once it answers; the opening
+/// and the closing are each announced once.
+#[test]
+fn the_breaker_is_one_for_the_cluster() {
+    if postgres_only() {
+        return;
+    }
+    let smtp = crate::support::SmtpServer::start_on(crate::support::free_port());
+    let receiver = Receiver::start();
+    receiver.script(&[(503, "down"); 400]);
+    let text = config_text(&format!(
+        "[notify]\nemail_to = [\"ops@example.ru\"]\nemail_from = \"hookrelay@example.ru\"\n\
+         smtp = \"smtp://127.0.0.1:{}\"\nmin_interval = \"1s\"\n\n{}\
+         [[receiver]]\nurl = \"http://{}\"\nbreaker = {{ failures = 3, probe = \"800ms\", max_probe = \"800ms\" }}\n",
+        smtp.port,
+        processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#),
+        receiver.addr
+    ));
+    let relays = [
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+        Relay::start_in(tempfile::tempdir().unwrap(), &text),
+    ];
+    let ids: Vec<(usize, i64)> = (0..10)
+        .map(|n| {
+            (
+                n % 2,
+                get(&relays[n % 2].url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap(),
+            )
+        })
+        .collect();
+    assert!(wait_for(TAKEOVER_DEADLINE, || relays
+        .iter()
+        .all(|r| r.log_text().contains("circuit breaker open"))
+        || relays.iter().any(|r| r.log_text().contains("probing with delivery"))));
+    // Once open, one probe per interval for both instances together.
+    let before = receiver.requests().len();
+    let probes: Vec<Instant> = receiver.wait_for(before + 5)[before..].iter().map(|r| r.at).collect();
+    for pair in probes.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(600),
+            "two probes {gap:?} apart: {probes:?}"
+        );
+    }
+    receiver.clear_script();
+    for (relay, id) in &ids {
+        relays[*relay].wait_status(*id, "delivered");
+    }
+    let all_mail = || smtp.messages().join("\n");
+    assert!(
+        wait_for(TAKEOVER_DEADLINE, || all_mail().contains("answers again")),
+        "{}",
+        all_mail()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mail = all_mail();
+    assert_eq!(mail.matches("fails since").count(), 1, "{mail}");
+    assert_eq!(mail.matches("answers again").count(), 1, "{mail}");
+}
