@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, Barrier};
 
-use super::tests::{insert_all, operation, quiet};
+use super::tests::{delivered, insert_all, operation, quiet};
 use super::*;
 use crate::clock::now_ms;
-use crate::model::{AttemptRecord, OpStatus, Outcome};
+use crate::model::OpStatus;
 
 /// A database of its own for one test, dropped with it.
 pub(crate) struct TestDatabase {
@@ -51,21 +51,6 @@ impl Drop for TestDatabase {
     }
 }
 
-fn delivered(id: i64) -> AttemptRecord {
-    AttemptRecord {
-        delivery_id: id,
-        started_at: 1,
-        duration_ms: 1,
-        request: String::new(),
-        http_status: Some(200),
-        response_body: None,
-        error: None,
-        outcome: Outcome::Delivered,
-        failure_notice: None,
-        receiver: None,
-    }
-}
-
 /// The whole path on PostgreSQL: stored, claimed, recorded, read back,
 /// and the schema is at this build's version for the command line.
 #[test]
@@ -81,7 +66,7 @@ fn insert_claim_record_and_read() {
         vec![("X-A".to_string(), "1".to_string())]
     );
     for due in &claimed.due {
-        writer.record(delivered(due.id)).unwrap();
+        writer.record(delivered(due.id, 1)).unwrap();
     }
     // A claim is a job too: once it answers, the records before it are in.
     assert!(writer.claim_due(i64::MAX / 2, 10, Vec::new()).unwrap().due.is_empty());

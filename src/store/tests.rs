@@ -41,7 +41,7 @@ pub(super) fn operation(dedupe: Option<&str>, actions: &[&str]) -> NewOperation 
 }
 
 /// A successful attempt of delivery `id`, started `at`.
-fn delivered(id: i64, at: i64) -> AttemptRecord {
+pub(super) fn delivered(id: i64, at: i64) -> AttemptRecord {
     AttemptRecord {
         delivery_id: id,
         started_at: at,

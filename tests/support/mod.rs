@@ -577,6 +577,21 @@ pub fn processing_with_token(name: &str, token: &str, url: &str, extra: &str) ->
     )
 }
 
+/// Asserts that no more than five of `arrivals` fall within any second (a
+/// `rate = "5/s"` receiver's view). 30 ms are allowed for the hand-over
+/// from the scheduler to a worker and loopback, which can bring two
+/// requests closer than they were started.
+pub fn assert_at_most_5_a_second(arrivals: &[Instant]) {
+    for (i, six) in arrivals.windows(6).enumerate() {
+        let span = six[5] - six[0];
+        assert!(
+            span >= Duration::from_millis(970),
+            "requests {i}..{} came within {span:?}",
+            i + 5
+        );
+    }
+}
+
 /// A free loopback port (bound and released: only for servers that must be
 /// started on a known port, such as the SMTP server started late).
 pub fn free_port() -> u16 {
