@@ -82,11 +82,19 @@ pub(super) fn save(
             )?
             .or(Some(false)),
     };
+    let opening = matches!(state.change, Some(BreakerChange::Opened));
     let open = state.open.as_ref();
-    conn.execute(
+    // A state older than the kept one is dropped, except one that opens a
+    // closed breaker or closes an open one: two instances' attempts reach
+    // the row in any order, and a change must not be lost to an older
+    // attempt's report that merely came later.
+    let written = conn.execute(
         &format!(
             "INSERT INTO receivers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (target) DO UPDATE SET version = excluded.version, failures = excluded.failures,
+         ON CONFLICT (target) DO UPDATE SET
+             version = CASE WHEN excluded.version > receivers.version THEN excluded.version
+                            ELSE receivers.version + 1 END,
+             failures = excluded.failures,
              failing_since = excluded.failing_since,
              open_since = CASE WHEN CAST(?11 AS BIGINT) = 1 OR receivers.open_since IS NULL THEN excluded.open_since
                                ELSE receivers.open_since END,
@@ -96,7 +104,9 @@ pub(super) fn save(
                                   THEN excluded.next_probe_at ELSE receivers.next_probe_at END,
              last_success_at = excluded.last_success_at, last_error = excluded.last_error,
              last_error_at = excluded.last_error_at
-         WHERE excluded.version > receivers.version"
+         WHERE excluded.version > receivers.version
+            OR (CAST(?11 AS BIGINT) = 1 AND receivers.open_since IS NOT NULL)
+            OR (CAST(?12 AS BIGINT) = 1 AND receivers.open_since IS NULL)"
         ),
         &[
             &state.target,
@@ -110,9 +120,11 @@ pub(super) fn save(
             &state.last_error,
             &state.last_error_at,
             &i64::from(closing),
+            &i64::from(opening),
         ],
     )?;
     let announced = match (state.change, was_open) {
+        _ if written == 0 => None,
         (Some(BreakerChange::Opened), Some(true)) => None,
         (Some(BreakerChange::Closed { .. }), Some(false)) => None,
         (change, _) => change,
