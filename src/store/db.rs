@@ -246,7 +246,20 @@ impl Db {
                 conn.prepare_cached(sql)?.execute([])?;
                 Ok(())
             }
-            Db::Postgres(pg) => pg.client(|client| Ok(client.batch_execute(sql)?)),
+            Db::Postgres(pg) => {
+                // Ends of a transaction first: a session that broke after
+                // BEGIN must not be replaced by one where COMMIT succeeds
+                // on nothing.
+                let upper = sql.trim_start().to_ascii_uppercase();
+                let ends = upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK ") || upper == "ROLLBACK";
+                let result = pg.client(|client| Ok(client.batch_execute(sql)?));
+                if upper.starts_with("BEGIN") {
+                    pg.in_transaction.set(result.is_ok());
+                } else if ends {
+                    pg.in_transaction.set(false);
+                }
+                result
+            }
         }
     }
 }
@@ -259,12 +272,15 @@ fn first_line(sql: &str) -> &str {
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A PostgreSQL connection that reconnects by itself: after the server
-/// restarts, the next call opens a new session (the call that found the old
-/// one broken fails, so a transaction never silently spans two sessions).
+/// restarts, the next call opens a new session. Within a transaction it
+/// does not: a call that finds the session gone fails, so a transaction
+/// never silently continues (or commits) in a new one.
 pub struct Pg {
     url: String,
     /// This instance, as the owner of the deliveries it claims.
     owner: String,
+    /// Whether a transaction was begun on the current session and not ended.
+    in_transaction: Cell<bool>,
     /// When this instance's leases were last renewed (in the transaction
     /// under way: it counts once committed).
     renewed_at: Cell<i64>,
@@ -282,6 +298,7 @@ impl Pg {
         let pg = Pg {
             url: url.to_string(),
             owner: instance_name(),
+            in_transaction: Cell::new(false),
             renewed_at: Cell::new(0),
             leased_until: Arc::new(AtomicI64::new(0)),
             client: RefCell::new(None),
@@ -321,6 +338,14 @@ impl Pg {
     fn client<T>(&self, run: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_none_or(|client| client.is_closed()) {
+            // The client notices a broken session only during a call, so the
+            // call that broke is the one that fails; this guard keeps any
+            // later statement of the same transaction from a fresh session.
+            if self.in_transaction.replace(false) {
+                return Err(StoreError::Commit(
+                    "the database session ended in the middle of a transaction".into(),
+                ));
+            }
             self.statements.borrow_mut().clear();
             *slot = None;
             *slot = Some(connect_pg(&self.url)?);

@@ -242,3 +242,36 @@ fn a_claim_is_sent_only_while_leased() {
     a_thread.join().unwrap();
     b_thread.join().unwrap();
 }
+
+/// A session that ends in the middle of a transaction (the server
+/// restarted, or killed it) fails that transaction's COMMIT, and the next
+/// transaction reconnects by itself.
+#[test]
+fn a_broken_session_fails_its_transaction() {
+    let Some(test) = TestDatabase::create() else { return };
+    let Location::Postgres(url) = &test.location else {
+        unreachable!()
+    };
+    let conn = db::Db::Postgres(Box::new(db::Pg::connect(url).unwrap()));
+    conn.batch("CREATE TABLE t (x BIGINT)").unwrap();
+    conn.batch("BEGIN").unwrap();
+    conn.execute("INSERT INTO t (x) VALUES (?1)", &[&1i64]).unwrap();
+    let pid: i64 = conn
+        .query_one("SELECT CAST(pg_backend_pid() AS BIGINT)", &[], |row| row.get(0))
+        .unwrap();
+    let mut admin = db::connect_pg(url).unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(CAST(CAST($1 AS TEXT) AS INTEGER))",
+            &[&pid.to_string()],
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(conn.batch("COMMIT").is_err(), "the commit of a lost transaction fails");
+    let _ = conn.batch("ROLLBACK");
+    conn.batch("BEGIN").unwrap();
+    conn.execute("INSERT INTO t (x) VALUES (?1)", &[&2i64]).unwrap();
+    conn.batch("COMMIT").unwrap();
+    let rows: Vec<i64> = conn.query("SELECT x FROM t", &[], |row| row.get(0)).unwrap();
+    assert_eq!(rows, vec![2], "only the second transaction's row");
+}
