@@ -23,7 +23,9 @@ pub enum Dialect {
 
 /// A value bound to a placeholder: anything both drivers can send.
 pub trait Param: Sync {
+    /// The value as rusqlite binds it.
     fn lite(&self) -> &dyn rusqlite::ToSql;
+    /// The value as the postgres client binds it.
     fn pg(&self) -> &(dyn postgres::types::ToSql + Sync);
 }
 
@@ -89,7 +91,9 @@ impl Param for Value {
 
 /// A column type both drivers can read.
 pub trait Column: Sized {
+    /// Reads column `index` of a SQLite row.
     fn from_lite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self>;
+    /// Reads column `index` of a PostgreSQL row.
     fn from_pg(row: &postgres::Row, index: usize) -> Result<Self, postgres::Error>;
 }
 
