@@ -420,9 +420,8 @@ fn notifications_are_sent_once_across_instances() {
     let receiver = Receiver::start();
     receiver.script(&[(400, "bad ad"); 8]);
     let text = config_text(&format!(
-        "[notify]\nemail_to = [\"ops@example.ru\"]\nemail_from = \"hookrelay@example.ru\"\n\
-         smtp = \"smtp://127.0.0.1:{}\"\nmin_interval = \"1s\"\n\n{}",
-        smtp.port,
+        "{}{}",
+        crate::support::notify_email(smtp.port, "1s"),
         processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#)
     ));
     let mut relays = [
@@ -470,10 +469,8 @@ fn the_breaker_is_one_for_the_cluster() {
     let receiver = Receiver::start();
     receiver.script(&[(503, "down"); 400]);
     let text = config_text(&format!(
-        "[notify]\nemail_to = [\"ops@example.ru\"]\nemail_from = \"hookrelay@example.ru\"\n\
-         smtp = \"smtp://127.0.0.1:{}\"\nmin_interval = \"1s\"\n\n{}\
-         [[receiver]]\nurl = \"http://{}\"\nbreaker = {{ failures = 3, probe = \"800ms\", max_probe = \"800ms\" }}\n",
-        smtp.port,
+        "{}{}[[receiver]]\nurl = \"http://{}\"\nbreaker = {{ failures = 3, probe = \"800ms\", max_probe = \"800ms\" }}\n",
+        crate::support::notify_email(smtp.port, "1s"),
         processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#),
         receiver.addr
     ));

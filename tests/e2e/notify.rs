@@ -3,14 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, get, processing, Receiver, Relay, SmtpServer, TOKEN};
-
-fn notify_email(port: u16, min_interval: &str) -> String {
-    format!(
-        "[notify]\nemail_to = [\"ops@example.ru\"]\nemail_from = \"hookrelay@example.ru\"\n\
-         smtp = \"smtp://127.0.0.1:{port}\"\nmin_interval = \"{min_interval}\"\n\n"
-    )
-}
+use crate::support::{free_port, get, notify_email, processing, Receiver, Relay, SmtpServer, TOKEN};
 
 /// A permanent failure is emailed with what to do; a second one within min_interval waits for the next digest.
 #[test]

@@ -592,6 +592,14 @@ pub fn assert_at_most_5_a_second(arrivals: &[Instant]) {
     }
 }
 
+/// A `[notify]` section emailing ops@example.ru through the SMTP server on `port`.
+pub fn notify_email(port: u16, min_interval: &str) -> String {
+    format!(
+        "[notify]\nemail_to = [\"ops@example.ru\"]\nemail_from = \"hookrelay@example.ru\"\n\
+         smtp = \"smtp://127.0.0.1:{port}\"\nmin_interval = \"{min_interval}\"\n\n"
+    )
+}
+
 /// A free loopback port (bound and released: only for servers that must be
 /// started on a known port, such as the SMTP server started late).
 pub fn free_port() -> u16 {
