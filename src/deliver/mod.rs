@@ -195,9 +195,7 @@ impl Worker {
         }
         let _ = self.exited.send(());
     }
-}
 
-impl Worker {
     /// Whether this instance may send `job`: on a database shared with
     /// other instances, a claim is this instance's only while its lease is
     /// renewed. Normally the last renewal covers the whole attempt; if it

@@ -60,23 +60,28 @@ fn take_probe(writer: &Writer, breakers: &Breakers, target: &str, now_ms: i64) -
     if !writer.shared() {
         return true;
     }
-    let mut table = breakers.lock();
-    let Some(open) = table.states.get_mut(target).and_then(|s| s.open.as_mut()) else {
-        return false;
-    };
-    let next = now_ms + open.probe_wait_ms.max(1);
-    match writer.take_probe(target.to_string(), now_ms, next) {
-        Ok(true) => true,
-        Ok(false) => {
-            open.next_probe_at = next;
-            false
-        }
+    // Not held across the database's round trip: the workers record answers in it.
+    let wait = breakers
+        .lock()
+        .states
+        .get(target)
+        .and_then(|s| s.open)
+        .map(|open| open.probe_wait_ms.max(1));
+    let Some(wait) = wait else { return false };
+    let next = now_ms + wait;
+    let taken = match writer.take_probe(target.to_string(), now_ms, next) {
+        Ok(taken) => taken,
         Err(err) => {
             log::warn!("receiver {target}: cannot take the probe in the database: {err}");
-            open.next_probe_at = next;
             false
         }
+    };
+    if !taken {
+        if let Some(open) = breakers.lock().states.get_mut(target).and_then(|s| s.open.as_mut()) {
+            open.next_probe_at = next;
+        }
     }
+    taken
 }
 
 /// The scheduler thread's state.
