@@ -43,7 +43,7 @@ impl Pace {
 }
 
 /// The time between two requests at `rate`.
-fn gap(rate: Rate) -> Duration {
+pub(super) fn gap(rate: Rate) -> Duration {
     rate.per / rate.count.max(1)
 }
 

@@ -40,7 +40,7 @@ const SKIP_RESCAN: Duration = Duration::from_millis(250);
 /// that cannot be asked gives no turn (a breach of the rate would be worse
 /// than a wait), and the turn is asked for again after one gap.
 fn shared_turn(writer: &Writer, target: &str, rate: Rate, now: Instant) -> Result<(), Instant> {
-    let gap = rate.per / rate.count.max(1);
+    let gap = super::pace::gap(rate);
     let now_us = crate::clock::now_us();
     match writer.take_turn(target.to_string(), gap.as_micros() as i64, now_us) {
         Ok(None) => Ok(()),

@@ -55,22 +55,24 @@ params!(
     &[u8]
 );
 
-/// A value for a statement built at run time (a filter's conditions).
+/// A value for a statement built at run time (a filter's conditions, a
+/// copied row): a typed NULL is still typed, as PostgreSQL needs.
 #[derive(Debug, Clone)]
 pub enum Value {
-    Int(i64),
-    Text(String),
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
 }
 
 impl From<i64> for Value {
     fn from(n: i64) -> Value {
-        Value::Int(n)
+        Value::Int(Some(n))
     }
 }
 
 impl From<String> for Value {
     fn from(text: String) -> Value {
-        Value::Text(text)
+        Value::Text(Some(text))
     }
 }
 
@@ -79,12 +81,14 @@ impl Param for Value {
         match self {
             Value::Int(n) => n,
             Value::Text(text) => text,
+            Value::Bytes(bytes) => bytes,
         }
     }
     fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
         match self {
             Value::Int(n) => n,
             Value::Text(text) => text,
+            Value::Bytes(bytes) => bytes,
         }
     }
 }
@@ -254,10 +258,10 @@ impl Db {
                 // Ends of a transaction first: a session that broke after
                 // BEGIN must not be replaced by one where COMMIT succeeds
                 // on nothing.
-                let upper = sql.trim_start().to_ascii_uppercase();
-                let ends = upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK ") || upper == "ROLLBACK";
+                // The store writes these statements in capitals, alone.
+                let ends = sql.starts_with("COMMIT") || sql == "ROLLBACK";
                 let result = pg.client(|client| Ok(client.batch_execute(sql)?));
-                if upper.starts_with("BEGIN") {
+                if sql.starts_with("BEGIN") {
                     pg.in_transaction.set(result.is_ok());
                 } else if ends {
                     pg.in_transaction.set(false);

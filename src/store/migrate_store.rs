@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::db::{Db, Param, Pg};
+use super::db::{Db, Param, Pg, Value};
 use super::{open_existing_file, pg_schema, Location, StoreError};
 
 /// What a column holds, so that a NULL is sent as the column's type.
@@ -130,30 +130,6 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
 /// the copied ids, so no id is ever handed out twice.
 const NUMBERED: &[&str] = &["operations", "deliveries", "attempts", "notifications"];
 
-/// One copied value.
-enum Cell {
-    Int(Option<i64>),
-    Text(Option<String>),
-    Bytes(Option<Vec<u8>>),
-}
-
-impl Param for Cell {
-    fn lite(&self) -> &dyn rusqlite::ToSql {
-        match self {
-            Cell::Int(v) => v,
-            Cell::Text(v) => v,
-            Cell::Bytes(v) => v,
-        }
-    }
-    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
-        match self {
-            Cell::Int(v) => v,
-            Cell::Text(v) => v,
-            Cell::Bytes(v) => v,
-        }
-    }
-}
-
 /// Rows copied, by table, in copying order.
 pub type Copied = Vec<(&'static str, u64)>;
 
@@ -239,32 +215,36 @@ fn copy_tables(
             let mut cells = Vec::with_capacity(insert_names.len());
             for (index, (_, kind)) in columns.iter().enumerate() {
                 cells.push(match kind {
-                    Int => Cell::Int(row.get(index)?),
-                    Text => Cell::Text(row.get(index)?),
-                    Bytes => Cell::Bytes(row.get(index)?),
+                    Int => Value::Int(row.get(index)?),
+                    Text => Value::Text(row.get(index)?),
+                    Bytes => Value::Bytes(row.get(index)?),
                 });
             }
             if table == "operations" {
                 let fields: String = row.get(9)?;
                 let fields: std::collections::BTreeMap<String, String> = super::read::parse_json("fields", &fields)?;
-                cells.push(Cell::Text(Some(super::search::pg_search_text(
+                cells.push(Value::Text(Some(super::search::pg_search_text(
                     fields.values().map(String::as_str),
                 ))));
             }
             if table == "deliveries" {
                 // Claimed by a daemon that stopped: waiting again.
-                if let (Cell::Text(Some(status)), Cell::Int(Some(attempts))) = (&cells[4], &cells[5]) {
+                if let (Value::Text(Some(status)), Value::Int(Some(attempts))) = (&cells[4], &cells[5]) {
                     if status == "in_flight" {
                         let waiting = if *attempts > 0 { "retrying" } else { "pending" };
-                        cells[4] = Cell::Text(Some(waiting.to_string()));
+                        cells[4] = Value::Text(Some(waiting.to_string()));
                     }
                 }
             }
             let params: Vec<&dyn Param> = cells.iter().map(|c| c as &dyn Param).collect();
             target.execute(&insert, &params)?;
             if table == "operations" {
-                if let (Cell::Int(Some(id)), Cell::Text(Some(processing)), Cell::Int(Some(at)), Cell::Text(Some(key))) =
-                    (&cells[0], &cells[1], &cells[2], &cells[13])
+                if let (
+                    Value::Int(Some(id)),
+                    Value::Text(Some(processing)),
+                    Value::Int(Some(at)),
+                    Value::Text(Some(key)),
+                ) = (&cells[0], &cells[1], &cells[2], &cells[13])
                 {
                     // The newest accepted operation holds its key.
                     target.execute(

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpoints;
-use super::db::{Db, Dialect};
+use super::db::Db;
 use super::online_backup::{OnlineBackup, Step};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
@@ -113,9 +113,7 @@ impl Job {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
-    /// Whether other instances may share the database (PostgreSQL).
-    shared: bool,
-    /// On PostgreSQL: until when this instance's claims are surely its own
+    /// On PostgreSQL, which other instances may share: until when this instance's claims are surely its own
     /// (ms since the epoch).
     leased_until: Option<Arc<AtomicI64>>,
 }
@@ -140,7 +138,6 @@ pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writ
         }
         _ => None,
     };
-    let shared = conn.dialect() == Dialect::Postgres;
     let leased_until = match &conn {
         Db::Postgres(pg) => Some(pg.leased_until()),
         Db::Sqlite(_) => None,
@@ -150,14 +147,7 @@ pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writ
         .name("store-writer".into())
         .spawn(move || run(conn, rx, hooks, checkpoints))
         .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-    Ok((
-        Writer {
-            tx,
-            shared,
-            leased_until,
-        },
-        handle,
-    ))
+    Ok((Writer { tx, leased_until }, handle))
 }
 
 impl Writer {
@@ -249,7 +239,7 @@ impl Writer {
     /// Whether other instances may share this database, so that what
     /// holds for the cluster (pacing) must be decided in it.
     pub fn shared(&self) -> bool {
-        self.shared
+        self.leased_until.is_some()
     }
 
     /// Takes `target`'s turn, one per `gap_us` for the whole cluster, if it
