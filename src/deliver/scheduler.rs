@@ -15,7 +15,7 @@ use super::{per_target_limit, Job, Signal, POLL_INTERVAL};
 use crate::clock::now_ms;
 use crate::config::{Config, Rate, ReceiverPolicy};
 use crate::model::DueDelivery;
-use crate::store::Writer;
+use crate::store::{Turns, Writer};
 
 /// The running config, read again each round so a reload's `[[receiver]]`
 /// settings apply at once.
@@ -36,17 +36,36 @@ const BREAKERS_REFRESH: Duration = Duration::from_millis(500);
 const SKIP_RESCAN: Duration = Duration::from_millis(250);
 
 /// [`Pace::take`] for instances sharing a database: the turn is taken in
-/// it, so a receiver's rate holds for all of them together. A database
-/// that cannot be asked gives no turn (a breach of the rate would be worse
-/// than a wait), and the turn is asked for again after one gap.
-fn shared_turn(writer: &Writer, target: &str, rate: Rate, now: Instant) -> Result<(), Instant> {
+/// it (its own session, `turns`, opened at the first paced request and
+/// again after an error), so a receiver's rate holds for all of them
+/// together. A database that cannot be asked gives no turn (a breach of
+/// the rate would be worse than a wait), and the turn is asked for again
+/// after one gap.
+fn shared_turn(
+    writer: &Writer,
+    turns: &mut Option<Turns>,
+    target: &str,
+    rate: Rate,
+    now: Instant,
+) -> Result<(), Instant> {
     let gap = super::pace::gap(rate);
-    let now_us = crate::clock::now_us();
-    match writer.take_turn(target.to_string(), gap.as_micros() as i64, now_us) {
+    let taken = match turns {
+        Some(turns) => turns.take(target, gap.as_micros() as i64),
+        None => writer.turns().and_then(|opened| {
+            let taken = match &opened {
+                Some(session) => session.take(target, gap.as_micros() as i64),
+                None => Ok(None),
+            };
+            *turns = opened;
+            taken
+        }),
+    };
+    match taken {
         Ok(None) => Ok(()),
-        Ok(Some(next_us)) => Err(now + Duration::from_micros(next_us.saturating_sub(now_us).max(1) as u64)),
+        Ok(Some(wait_us)) => Err(now + Duration::from_micros(wait_us.max(1) as u64)),
         Err(err) => {
             log::warn!("receiver {target}: cannot take its turn in the database: {err}");
+            *turns = None;
             Err(now + gap)
         }
     }
@@ -94,6 +113,8 @@ pub(super) struct Scheduler {
     config: ConfigSource,
     breakers: Breakers,
     pace: Pace,
+    /// With other instances on the database: the session turns are taken in.
+    turns: Option<Turns>,
     workers: usize,
     /// Most attempts in flight to a receiver without its own `concurrency`.
     cap: usize,
@@ -132,6 +153,7 @@ impl Scheduler {
             config,
             breakers,
             pace: Pace::default(),
+            turns: None,
             workers,
             cap: per_target_limit(workers),
             ahead: workers * ROUNDS_AHEAD,
@@ -196,7 +218,7 @@ impl Scheduler {
             while self.idle > 0 && *in_flight < cap && !queue.is_empty() {
                 if let Some(rate) = policy.rate {
                     let turn_taken = match self.writer.shared() {
-                        true => shared_turn(&self.writer, &target, rate, now),
+                        true => shared_turn(&self.writer, &mut self.turns, &target, rate, now),
                         false => self.pace.take(&target, rate, now),
                     };
                     if let Err(at) = turn_taken {

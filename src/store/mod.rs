@@ -46,7 +46,7 @@ pub use indexer::{index_search, start_indexer, Indexer};
 pub use migrate_store::{migrate_store, Copied};
 pub use online_backup::{backup_through, Step as BackupStep};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
-pub use pg::LEASE_MS;
+pub use pg::{Turns, LEASE_MS};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
     Reader,

@@ -194,23 +194,42 @@ pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Resul
     })
 }
 
-/// Takes `target`'s turn to be sent to, one every `gap_us`, if it has
-/// come at `now_us` (µs since the epoch); otherwise says when it will. The
-/// row is the cluster's one clock for that receiver, so instances take
-/// turns from it (their clocks are assumed in step, as NTP keeps them).
-pub(super) fn take_turn(conn: &Db, target: &str, gap_us: i64, now_us: i64) -> Result<Option<i64>, StoreError> {
-    // After an idle spell the turn starts from now, as `deliver::pace` does.
-    let taken = conn.execute(
-        "INSERT INTO paces (target, next_at) VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT))
-         ON CONFLICT (target) DO UPDATE SET next_at = excluded.next_at WHERE paces.next_at <= ?2",
-        &[&target, &now_us, &gap_us],
-    )?;
-    if taken == 1 {
-        return Ok(None);
+/// A session of its own for taking paced receivers' turns: a turn is a
+/// small write that must be quick rather than durable (lost in a crash,
+/// it allows one request early), so it stays out of the writer's
+/// fsync'd batches, whose latency would come between a turn and its send.
+pub struct Turns(Db);
+
+impl Turns {
+    /// Opens the session on `url`, its commits not waiting for the disk.
+    pub(super) fn open(url: &str) -> Result<Turns, StoreError> {
+        let db = Db::Postgres(Box::new(super::db::Pg::connect(url)?));
+        db.batch("SET synchronous_commit = off")?;
+        Ok(Turns(db))
     }
-    conn.query_opt("SELECT next_at FROM paces WHERE target = ?1", &[&target], |row| {
-        row.get(0)
-    })
+
+    /// Takes `target`'s turn, one every `gap_us` for the whole cluster, if
+    /// it has come; otherwise says in how many µs it will. The database's
+    /// clock is the one clock, so the instances' own need not agree.
+    pub fn take(&self, target: &str, gap_us: i64) -> Result<Option<i64>, StoreError> {
+        // After an idle spell the turn starts from now, as `deliver::pace` does.
+        let taken = self.0.execute(
+            "INSERT INTO paces (target, next_at)
+                 SELECT ?1, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) + CAST(?2 AS BIGINT)
+             ON CONFLICT (target) DO UPDATE SET next_at = excluded.next_at
+                 WHERE paces.next_at <= excluded.next_at - CAST(?2 AS BIGINT)",
+            &[&target, &gap_us],
+        )?;
+        if taken == 1 {
+            return Ok(None);
+        }
+        self.0.query_opt(
+            "SELECT next_at - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)
+             FROM paces WHERE target = ?1",
+            &[&target],
+            |row| row.get(0),
+        )
+    }
 }
 
 /// Whether delivery `id` is still `in_flight` under this instance's name.

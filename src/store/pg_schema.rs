@@ -142,8 +142,9 @@ const MIGRATIONS: &[&str] = &[
         last_error_at   BIGINT
     );
 
-    -- Each paced receiver's next turn, in µs since the epoch, taken by one
-    -- instance at a time, so a receiver's rate holds for the cluster.
+    -- Each paced receiver's next turn, in µs since the epoch by the
+    -- server's clock, taken by one instance at a time, so a receiver's rate
+    -- holds for the cluster.
     CREATE TABLE paces (
         target  TEXT   PRIMARY KEY,
         next_at BIGINT NOT NULL

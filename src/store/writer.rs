@@ -113,7 +113,9 @@ impl Job {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
-    /// On PostgreSQL, which other instances may share: until when this instance's claims are surely its own
+    /// On PostgreSQL, which other instances may share: its URL.
+    url: Option<String>,
+    /// On PostgreSQL: until when this instance's claims are surely its own
     /// (ms since the epoch).
     leased_until: Option<Arc<AtomicI64>>,
 }
@@ -147,7 +149,11 @@ pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writ
         .name("store-writer".into())
         .spawn(move || run(conn, rx, hooks, checkpoints))
         .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-    Ok((Writer { tx, leased_until }, handle))
+    let url = match &location {
+        Location::Postgres(url) => Some(url.clone()),
+        Location::File(_) => None,
+    };
+    Ok((Writer { tx, url, leased_until }, handle))
 }
 
 impl Writer {
@@ -242,11 +248,10 @@ impl Writer {
         self.leased_until.is_some()
     }
 
-    /// Takes `target`'s turn, one per `gap_us` for the whole cluster, if it
-    /// has come at `now_us` (µs since the epoch); else when it will. Only on
-    /// a shared database. Blocks: plain threads only.
-    pub fn take_turn(&self, target: String, gap_us: i64, now_us: i64) -> Result<Option<i64>, StoreError> {
-        self.run_blocking(false, move |conn| super::pg::take_turn(conn, &target, gap_us, now_us))
+    /// On a shared database, a session for taking paced receivers' turns
+    /// ([`Turns`](super::Turns)); None alone on SQLite. Blocks: plain threads only.
+    pub fn turns(&self) -> Result<Option<super::Turns>, StoreError> {
+        self.url.as_deref().map(super::pg::Turns::open).transpose()
     }
 
     /// Whether every delivery this instance claimed is surely still its own
