@@ -5,45 +5,10 @@
 //! `HOOKRELAY_CRASH_ROUNDS=20 cargo test crash -- --nocapture` runs the
 //! 20-round drill and prints acknowledged / delivered / lost / delivered-twice.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::support::{client, processing, wait_until, Receiver, Relay, TOKEN};
-
-/// Webhooks acknowledged so far, by their `n`.
-type Acknowledged = Arc<Mutex<HashSet<String>>>;
-
-/// Eight senders hammer the relay until `stop` is set or the relay dies.
-fn senders(
-    relay: &Relay,
-    round: usize,
-    acknowledged: &Acknowledged,
-    stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..8)
-        .map(|thread| {
-            let url = relay.url(&format!("/hook/{TOKEN}"));
-            let (acknowledged, stop) = (Arc::clone(acknowledged), Arc::clone(stop));
-            std::thread::spawn(move || {
-                let agent = client();
-                for i in 0..100_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = format!("{round}-{thread}-{i}");
-                    match agent.get(&format!("{url}?n={n}")).call() {
-                        Ok(r) if r.status().is_success() => {
-                            acknowledged.lock().unwrap().insert(n);
-                        }
-                        // After the kill: connection refused or reset.
-                        _ => break,
-                    }
-                }
-            })
-        })
-        .collect()
-}
+use crate::support::{arrivals, processing, senders, wait_until, Acknowledged, Receiver, Relay};
 
 /// Rounds of concurrent webhooks, `kill -9` in the middle, restart: nothing acknowledged is lost.
 #[test]
@@ -58,7 +23,7 @@ fn kill_9_loses_no_acknowledged_webhook() {
     for round in 0..rounds {
         let before = acknowledged.lock().unwrap().len();
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = senders(&relay, round, &acknowledged, &stop);
+        let threads = senders(&relay, &round.to_string(), 8, &acknowledged, &stop);
         assert!(
             wait_until(|| acknowledged.lock().unwrap().len() >= before + 200),
             "round {round}: senders made no progress"
@@ -71,18 +36,11 @@ fn kill_9_loses_no_acknowledged_webhook() {
         relay.restart();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let arrivals = || -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for n in receiver.requests().iter().filter_map(|r| r.param("n")) {
-            *counts.entry(n).or_insert(0) += 1;
-        }
-        counts
-    };
     let all_arrived = wait_until(|| {
-        let arrived = arrivals();
+        let arrived = arrivals(&receiver);
         acknowledged.iter().all(|n| arrived.contains_key(n))
     });
-    let arrived = arrivals();
+    let arrived = arrivals(&receiver);
     let lost: Vec<&String> = acknowledged.iter().filter(|n| !arrived.contains_key(*n)).collect();
     let twice = arrived.values().filter(|&&count| count > 1).count();
     eprintln!(

@@ -2,13 +2,15 @@
 //! is not enough"): the drills that only a shared database has. They run in
 //! the suite's PostgreSQL pass (scripts/test) and skip on SQLite.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::support::pg_cluster::Cluster;
-use crate::support::{client, config_text, get, on_postgres, processing, Receiver, Relay, TOKEN};
+use crate::support::{
+    arrivals, client, config_text, get, on_postgres, processing, senders, wait_for, Acknowledged, Receiver, Relay,
+    TOKEN,
+};
 
 /// Longer than a lease (30 s), so a killed instance's deliveries can be
 /// taken over before a wait gives up.
@@ -21,66 +23,19 @@ fn postgres_only() -> bool {
     !on_postgres()
 }
 
-/// Polls `condition` until it holds or `deadline` passes.
-fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    condition()
-}
-
-/// How often each `n` reached the receiver.
-fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for n in receiver.requests().iter().filter_map(|r| r.param("n")) {
-        *counts.entry(n).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Webhooks acknowledged so far, by their `n`.
-type Acknowledged = Arc<Mutex<HashSet<String>>>;
-
-/// Four senders on `relay` until `stop` is set or the relay stops answering.
-fn senders(
-    relay: &Relay,
-    tag: &str,
-    acknowledged: &Acknowledged,
-    stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..4)
-        .map(|thread| {
-            let url = relay.url(&format!("/hook/{TOKEN}"));
-            let (acknowledged, stop, tag) = (Arc::clone(acknowledged), Arc::clone(stop), tag.to_string());
-            std::thread::spawn(move || {
-                let agent = client();
-                for i in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = format!("{tag}-{thread}-{i}");
-                    match agent.get(&format!("{url}?n={n}")).call() {
-                        Ok(r) if r.status().is_success() => {
-                            acknowledged.lock().unwrap().insert(n);
-                        }
-                        _ => break,
-                    }
-                }
-            })
-        })
-        .collect()
+/// Two relays on `text`'s database, each in a folder of its own.
+fn two_instances(text: &str) -> [Relay; 2] {
+    [
+        Relay::start_in(tempfile::tempdir().unwrap(), text),
+        Relay::start_in(tempfile::tempdir().unwrap(), text),
+    ]
 }
 
 /// Deliveries claimed by the instance with process id `pid` and not
 /// finished: what it had in flight.
 fn in_flight_of(pid: u32) -> i64 {
-    let url = crate::support::storage_line();
-    let url = url.trim_start_matches("url = \"").trim_end_matches('"');
-    let mut db = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let url = crate::support::postgres_database().unwrap();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let owner = format!("%/{pid}/%");
     db.query_one(
         "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND lease_owner LIKE $1",
@@ -101,17 +56,14 @@ fn killing_one_of_two_instances_loses_nothing() {
     }
     let receiver = Receiver::start();
     let text = config_text(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
-    let mut relays = [
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-    ];
+    let mut relays = two_instances(&text);
     let acknowledged: Acknowledged = Arc::default();
     let mut in_flight_at_kills = 0;
     for round in 0..10 {
         let before = acknowledged.lock().unwrap().len();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = senders(&relays[0], &format!("{round}a"), &acknowledged, &stop);
-        threads.extend(senders(&relays[1], &format!("{round}b"), &acknowledged, &stop));
+        let mut threads = senders(&relays[0], &format!("{round}a"), 4, &acknowledged, &stop);
+        threads.extend(senders(&relays[1], &format!("{round}b"), 4, &acknowledged, &stop));
         assert!(
             wait_for(TAKEOVER_DEADLINE, || acknowledged.lock().unwrap().len() >= before + 100),
             "round {round}: senders made no progress"
@@ -178,10 +130,7 @@ fn dedupe_holds_across_instances() {
             1,
         ),
     );
-    let relays = [
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-    ];
+    let relays = two_instances(&text);
     let rounds = 30;
     for round in 0..rounds {
         let start = Arc::new(Barrier::new(2));
@@ -236,10 +185,7 @@ fn a_postgresql_restart_under_load_loses_nothing() {
         &crate::support::storage_line(),
         &format!("url = \"{}\"", cluster.url("hookrelay")),
     );
-    let relays = [
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-    ];
+    let relays = two_instances(&text);
     let acknowledged: Acknowledged = Arc::default();
     let refused = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -389,10 +335,7 @@ fn pacing_holds_across_instances() {
         processing("p", &paced.url("/pb"), r#"query = { n = "{{n}}" }"#),
         paced.addr
     ));
-    let relays = [
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-    ];
+    let relays = two_instances(&text);
     for n in 0..30 {
         let (status, _, _) = get(&relays[n % 2].url(&format!("/hook/{TOKEN}?n={n}")));
         assert_eq!(status, 200);
@@ -424,10 +367,7 @@ fn notifications_are_sent_once_across_instances() {
         crate::support::notify_email(smtp.port, "1s"),
         processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#)
     ));
-    let mut relays = [
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-    ];
+    let mut relays = two_instances(&text);
     let holds = |relay: &Relay| relay.log_text().contains("this instance does the duties");
     assert!(wait_for(TAKEOVER_DEADLINE, || relays.iter().any(holds)));
     let holder = usize::from(!holds(&relays[0]));
@@ -474,10 +414,7 @@ fn the_breaker_is_one_for_the_cluster() {
         processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#),
         receiver.addr
     ));
-    let relays = [
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-        Relay::start_in(tempfile::tempdir().unwrap(), &text),
-    ];
+    let relays = two_instances(&text);
     let ids: Vec<(usize, i64)> = (0..10)
         .map(|n| {
             (

@@ -26,15 +26,65 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub const TOKEN: &str = "test-token-0123456789abcdefXYZ";
 
 /// Polls `condition` until it holds or `DEADLINE` passes; returns whether it held.
-pub fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
+pub fn wait_until(condition: impl FnMut() -> bool) -> bool {
+    wait_for(DEADLINE, condition)
+}
+
+/// [`wait_until`] with a deadline of its own.
+pub fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
         if condition() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     condition()
+}
+
+/// Webhooks acknowledged so far, by their `n`.
+pub type Acknowledged = Arc<Mutex<std::collections::HashSet<String>>>;
+
+/// `threads` senders on `relay`, each sending `n = TAG-THREAD-I` back to
+/// back until `stop` is set or the relay stops answering 2xx (killed).
+pub fn senders(
+    relay: &Relay,
+    tag: &str,
+    threads: usize,
+    acknowledged: &Acknowledged,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|thread| {
+            let url = relay.url(&format!("/hook/{TOKEN}"));
+            let (acknowledged, stop, tag) = (Arc::clone(acknowledged), Arc::clone(stop), tag.to_string());
+            std::thread::spawn(move || {
+                let agent = client();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let n = format!("{tag}-{thread}-{i}");
+                    match agent.get(&format!("{url}?n={n}")).call() {
+                        Ok(r) if r.status().is_success() => {
+                            acknowledged.lock().unwrap().insert(n);
+                        }
+                        // After the kill: connection refused or reset.
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// How often each `n` reached `receiver`.
+pub fn arrivals(receiver: &Receiver) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for n in receiver.requests().iter().filter_map(|r| r.param("n")) {
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Gives up on a test that needs what this machine lacks (root, a tool),
