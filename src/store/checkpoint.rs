@@ -39,7 +39,7 @@ const CHECKPOINT_AT: c_int = 1_000;
 /// WAL pages past which the checkpoint thread does the copying.
 const CATCH_UP_AT: c_int = 4 * CHECKPOINT_AT;
 /// Time without commits after which the WAL is truncated.
-const IDLE: Duration = Duration::from_secs(1);
+pub(super) const IDLE: Duration = Duration::from_secs(1);
 /// What the WAL file is cut back to whenever it starts over.
 pub(super) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
@@ -81,7 +81,8 @@ pub(super) struct Checkpoints {
 
 impl Checkpoints {
     /// Sets up `writer`'s connection and starts the thread.
-    pub(super) fn start(writer: &Connection, path: &Path) -> Result<Self, StoreError> {
+    /// The WAL is truncated once nothing has been committed for `idle`.
+    pub(super) fn start(writer: &Connection, path: &Path, idle: Duration) -> Result<Self, StoreError> {
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         writer.wal_hook(Some(wal_pages));
         let conn = open_connection(path, false)?;
@@ -95,7 +96,7 @@ impl Checkpoints {
             .name("store-checkpoint".into())
             .spawn({
                 let flags = (Arc::clone(&catch_up), Arc::clone(&caught_up));
-                move || run(&conn, &nudges, &flags.0, &flags.1)
+                move || run(&conn, &nudges, idle, &flags.0, &flags.1)
             })
             .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpoints {
@@ -126,10 +127,10 @@ impl Checkpoints {
     }
 }
 
-fn run(conn: &Connection, nudges: &Receiver<()>, catch_up: &AtomicBool, caught_up: &AtomicBool) {
+fn run(conn: &Connection, nudges: &Receiver<()>, idle: Duration, catch_up: &AtomicBool, caught_up: &AtomicBool) {
     let mut truncated = true;
     loop {
-        match nudges.recv_timeout(IDLE) {
+        match nudges.recv_timeout(idle) {
             Ok(()) => {
                 truncated = false;
                 // Caught up only once what is left is small: while a reader
@@ -144,7 +145,7 @@ fn run(conn: &Connection, nudges: &Receiver<()>, catch_up: &AtomicBool, caught_u
             }
             Err(RecvTimeoutError::Timeout) => {
                 if !truncated {
-                    truncated = checkpoint(conn, "TRUNCATE").is_some_and(|(busy, log, copied)| !busy && log == copied);
+                    truncated = truncate(conn, nudges);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -152,6 +153,26 @@ fn run(conn: &Connection, nudges: &Receiver<()>, catch_up: &AtomicBool, caught_u
                 return;
             }
         }
+    }
+}
+
+/// Truncates the idle WAL, giving way to the writer: whether it did.
+///
+/// A TRUNCATE checkpoint holds the write lock while it copies, syncs and
+/// cuts the file, and the writer waits for it (`BEGIN IMMEDIATE` under the
+/// busy timeout). So the copying is done first by a PASSIVE checkpoint,
+/// which takes no write lock, and the truncation follows only if that
+/// copied everything and nothing was committed meanwhile: then it holds
+/// the lock only to cut an already copied file.
+fn truncate(conn: &Connection, nudges: &Receiver<()>) -> bool {
+    let copied_all = |(busy, log, copied): (bool, i64, i64)| !busy && log == copied;
+    if !checkpoint(conn, "PASSIVE").is_some_and(copied_all) {
+        return false;
+    }
+    match nudges.try_recv() {
+        // A commit came in: not idle after all.
+        Ok(()) => false,
+        Err(_) => checkpoint(conn, "TRUNCATE").is_some_and(copied_all),
     }
 }
 
@@ -175,8 +196,87 @@ fn checkpoint(conn: &Connection, mode: &str) -> Option<(bool, i64, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::spawn_writer;
+    use std::time::{Duration, Instant};
+
     use super::super::tests::{insert_all, operation, quiet};
+    use super::super::writer::spawn_writer_idle;
+    use super::super::{open_connection, spawn_writer};
+    use crate::clock::now_ms;
+
+    /// How long an idle writer waits before truncating, in these tests.
+    const IDLE: Duration = Duration::from_millis(10);
+
+    /// Sleeps for a time around [`IDLE`], from 4 ms before it to 4 ms after,
+    /// a different one each round: the next commit then meets the
+    /// truncation in each of its moments.
+    fn around_the_truncation(round: u32) {
+        std::thread::sleep(IDLE - Duration::from_millis(4) + Duration::from_micros(u64::from(round % 9) * 1000));
+    }
+
+    /// Regression: webhooks a second apart (a booking, then its payment)
+    /// got 503 "database is locked" when their commit met the idle WAL
+    /// truncation, because the writer's deferred transaction read first
+    /// (the dedupe lookup) and then could not wait for the write lock.
+    /// Hundreds of commits timed around the truncation all succeed.
+    #[test]
+    fn webhooks_around_the_idle_truncation_are_all_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, _thread) = spawn_writer_idle(&path, quiet(), IDLE).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut refused = Vec::new();
+        for round in 0..400 {
+            let op = operation(Some(&format!("booking-{round}")), &["a"]);
+            if let Err(err) = runtime.block_on(writer.insert(op)) {
+                refused.push(format!("round {round}: {err}"));
+            }
+            around_the_truncation(round);
+        }
+        assert!(refused.is_empty(), "{} of 400 refused: {refused:?}", refused.len());
+    }
+
+    /// Regression: the scheduler's claim (which reads before it writes)
+    /// failed with "database is locked" at once when another connection
+    /// held the write lock, as the idle truncation does for a moment; it
+    /// now waits for the lock. So does an insert that reads first.
+    #[test]
+    fn a_claim_waits_for_a_write_lock_held_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        insert_all(&writer, vec![operation(None, &["a"])]);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for round in 0..3 {
+            let held = hold_the_write_lock(&path, Duration::from_millis(200));
+            let claimed = writer.claim_due(now_ms() + 60_000, 10, Vec::new());
+            assert!(claimed.is_ok(), "round {round}: the claim failed: {:?}", claimed.err());
+            held.join().unwrap();
+            let held = hold_the_write_lock(&path, Duration::from_millis(200));
+            let inserted = runtime.block_on(writer.insert(operation(Some(&format!("k{round}")), &["a"])));
+            assert!(
+                inserted.is_ok(),
+                "round {round}: the insert failed: {:?}",
+                inserted.err()
+            );
+            held.join().unwrap();
+        }
+    }
+
+    /// Takes the database's write lock on a connection of its own, as a
+    /// checkpoint or another process does, and holds it for `hold` on a
+    /// thread; returns once it is taken.
+    fn hold_the_write_lock(path: &std::path::Path, hold: Duration) -> std::thread::JoinHandle<()> {
+        let conn = open_connection(path, false).unwrap();
+        let (locked, taken) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(hold);
+            conn.execute_batch("COMMIT").unwrap();
+        });
+        taken.recv().unwrap();
+        thread
+    }
 
     /// An idle writer leaves no WAL behind: a second after the last commit the
     /// checkpoint thread truncates it to nothing.
@@ -189,14 +289,10 @@ mod tests {
         let wal = dir.path().join("t.db-wal");
         let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         assert!(wal_size() > 0, "the inserts went to the WAL");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while wal_size() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the WAL is still {} bytes",
-                wal_size()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(Instant::now() < deadline, "the WAL is still {} bytes", wal_size());
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -246,6 +246,18 @@ impl Db {
             .ok_or_else(|| StoreError::Corrupt(format!("no row from: {}", first_line(sql))))
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write
+    /// lock now (`BEGIN IMMEDIATE`), waiting for it under the busy timeout:
+    /// a deferred transaction that has already read cannot wait for the
+    /// lock when its first write needs it, and fails at once with "database
+    /// is locked" if the checkpoint thread or another process holds it.
+    pub fn begin_writing(&self) -> Result<(), StoreError> {
+        self.batch(match self.dialect() {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        })
+    }
+
     /// Runs statements without parameters or results (BEGIN, SAVEPOINT, DDL).
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {

@@ -138,7 +138,9 @@ impl Index {
         let Some(&(last, _)) = stored.last() else {
             return Ok(0);
         };
-        let tx = self.search.transaction()?;
+        let tx = self
+            .search
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (id, fields) in &stored {
             // A row that cannot be read is left out of the search, not a
             // reason to stop indexing the others.
@@ -185,7 +187,7 @@ impl Index {
         }
         if let Some(why) = why {
             self.search.execute_batch(
-                "BEGIN;
+                "BEGIN IMMEDIATE;
                  INSERT INTO field_search (field_search) VALUES ('delete-all');
                  DELETE FROM progress;
                  COMMIT;",

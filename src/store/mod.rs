@@ -224,7 +224,7 @@ impl PruneConnection {
     /// Deletes up to `batch` prunable operations received before `before`,
     /// as the daemon's retention does; returns how many went.
     pub fn batch(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
-        self.conn.batch("BEGIN")?;
+        self.conn.begin_writing()?;
         match write::prune_batch(&self.conn, before, batch) {
             Ok(deleted) => {
                 self.conn.batch("COMMIT")?;

@@ -6,7 +6,7 @@
 //! order them with the daemon's writer. The daemon's scheduler finds the new
 //! deliveries at its next look (within a second).
 
-use super::db::{Db, Dialect};
+use super::db::Db;
 use super::write::insert_delivery;
 use super::{open_existing, Location, StoreError};
 use crate::clock::now_ms;
@@ -36,12 +36,7 @@ pub fn queue_replays(location: impl Into<Location>, replays: &[Replay]) -> Resul
     let conn = open_existing(&location.into())?;
     let mut queued = 0;
     for chunk in replays.chunks(OPERATIONS_PER_COMMIT) {
-        conn.batch(match conn.dialect() {
-            // Takes the write lock now, not at the first write, when a
-            // deferred transaction could no longer wait for it.
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        })?;
+        conn.begin_writing()?;
         match queue_chunk(&conn, chunk) {
             Ok(n) => {
                 conn.batch("COMMIT")?;

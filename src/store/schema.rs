@@ -455,7 +455,9 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), super::StoreErro
 }
 
 fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(), super::StoreError> {
-    let tx = conn.transaction()?;
+    // Immediate, like every transaction that writes: a deferred one that
+    // read first could not wait for a lock another process holds.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(migration.sql)?;
     if let Some(then) = migration.then {
         then(&tx)?;

@@ -48,7 +48,7 @@ pub(super) fn open_search(database: &Path) -> Result<Connection, StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version != SEARCH_VERSION {
         conn.execute_batch(&format!(
-            "BEGIN;
+            "BEGIN IMMEDIATE;
              DROP TABLE IF EXISTS field_search;
              DROP TABLE IF EXISTS progress;
              CREATE VIRTUAL TABLE field_search USING fts5 (text, content = '');

@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Checkpoints;
+use super::checkpoint::{self, Checkpoints};
 use super::db::Db;
 use super::online_backup::{OnlineBackup, Step};
 use super::write::{
@@ -125,6 +126,16 @@ pub struct Writer {
 /// instances may be sending theirs, their leases expire instead), and
 /// starts the writer thread.
 pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writer, JoinHandle<()>), StoreError> {
+    spawn_writer_idle(location, hooks, checkpoint::IDLE)
+}
+
+/// [`spawn_writer`] with the WAL truncated after `idle` without commits,
+/// so a test can meet the truncation hundreds of times in seconds.
+pub(super) fn spawn_writer_idle(
+    location: impl Into<Location>,
+    hooks: Hooks,
+    idle: Duration,
+) -> Result<(Writer, JoinHandle<()>), StoreError> {
     let location = location.into();
     let conn = open_for_writing(&location)?;
     let checkpoints = match (&conn, &location) {
@@ -136,7 +147,7 @@ pub fn spawn_writer(location: impl Into<Location>, hooks: Hooks) -> Result<(Writ
             if reset > 0 {
                 log::info!("{reset} deliveries were in flight when hookrelay last stopped; they will be sent again");
             }
-            Some(Checkpoints::start(sqlite, path)?)
+            Some(Checkpoints::start(sqlite, path, idle)?)
         }
         _ => None,
     };
@@ -439,7 +450,7 @@ fn commit_batch(conn: &Db, batch: impl Iterator<Item = Job>, carry: &mut Vec<Att
     let mut wakes = false;
     let outcome = (|| -> Result<(), StoreError> {
         let tx = conn;
-        tx.batch("BEGIN")?;
+        tx.begin_writing()?;
         for job in jobs.by_ref() {
             wakes |= job.wakes;
             // A savepoint per job: one bad command must not undo the others.
