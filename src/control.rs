@@ -1,25 +1,44 @@
 //! The daemon's control socket, `<database>.sock` beside the database:
-//! how `hookrelay backup` asks a running daemon to take the copy on its
-//! own writer connection (store/online_backup.rs), which keeps the WAL
-//! small, instead of holding a read transaction across the whole copy.
+//! how the command line asks a running daemon to do what would otherwise
+//! compete with its writer for SQLite's write lock. That lock is not fair:
+//! back-to-back transactions from another process kept the daemon's
+//! writer (and every webhook waiting on it) out for over a second. So:
+//!
+//! - `backup`: the daemon takes the copy on its writer connection
+//!   (store/online_backup.rs), which keeps the WAL small, instead of a read
+//!   transaction held across the whole copy;
+//! - `replay`: the daemon queues the named operations' deliveries through
+//!   its writer, a few operations a job, with its running config;
+//! - `prune`: the daemon deletes in its retention's short batches.
 //!
 //! A Unix socket, mode 0600 like the database: only the service's user
 //! and root can connect, so it needs no token, and no browser can reach
-//! it. One request per connection, one line each way:
-//! `backup` → `ok <operations> <bytes> <path>` or `error <reason>`. The
-//! daemon writes the copy into the database's folder (the one place its
-//! sandbox lets it write); the command line then moves it where it was
+//! it. One request per connection: a line naming it (`backup`,
+//! `replay`, `prune <before ms>`), for `replay` the operation ids after it
+//! (whitespace between them) up to the end of the stream. The answer is
+//! lines: `refused <id> <why>` for each operation a replay left alone, then
+//! one of `ok <operations> <bytes> <path>` (backup), `ok <queued>
+//! <operations>` (replay), `ok <deleted>` (prune), or `error <reason>`.
+//! The daemon writes a backup into the database's folder (the one place
+//! its sandbox lets it write); the command line then moves it where it was
 //! asked to.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
 
 use crate::clock::now_ms;
-use crate::store::{self, BackupReport, Writer};
+use crate::ingest::Shared;
+use crate::replay::{self, Queue, Report};
+use crate::store::{self, BackupReport, Reader, Writer};
+
+/// Operation ids read from the socket per step of a replay: what is
+/// read and planned at once.
+const REPLAY_STEP: usize = 500;
 
 /// The socket beside `database`.
 pub fn socket_path(database: &Path) -> PathBuf {
@@ -46,7 +65,7 @@ pub fn bind(database: &Path) -> std::io::Result<UnixListener> {
 pub async fn serve(
     listener: UnixListener,
     database: PathBuf,
-    writer: Writer,
+    shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -60,33 +79,89 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let (database, writer) = (database.clone(), writer.clone());
-        // A request is rare and its answer waits for a whole copy: plain
-        // blocking I/O on the blocking pool, like the copy itself.
+        let (database, shared) = (database.clone(), Arc::clone(&shared));
+        // A request is rare and its answer waits for a whole copy or
+        // replay: plain blocking I/O on the blocking pool, like the work.
         let Ok(stream) = stream.into_std() else { continue };
-        tokio::task::spawn_blocking(move || answer(stream, &database, &writer));
+        tokio::task::spawn_blocking(move || answer(stream, &database, &shared));
     }
     let _ = std::fs::remove_file(socket_path(&database));
 }
 
-/// Reads one request line from `stream` and writes the answer.
-fn answer(stream: UnixStream, database: &Path, writer: &Writer) {
+/// Reads one request from `stream` and writes the answer.
+fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
     if stream.set_nonblocking(false).is_err() {
         return;
     }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut request = BufReader::new(&stream);
     let mut line = String::new();
-    if BufReader::new((&stream).take(256)).read_line(&mut line).is_err() {
+    if (&mut request).take(256).read_line(&mut line).is_err() {
         return;
     }
-    let answer = match line.trim() {
-        "backup" => match backup(database, writer) {
-            Ok((report, path)) => format!("ok {} {} {}\n", report.operations, report.bytes, path.display()),
-            Err(err) => format!("error {}\n", one_line(&err.to_string())),
+    let mut out = &stream;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let last = match words.as_slice() {
+        ["backup"] => match backup(database, shared.writer()) {
+            Ok((report, path)) => format!("ok {} {} {}", report.operations, report.bytes, path.display()),
+            Err(err) => format!("error {err}"),
         },
-        other => format!("error unknown request `{}`\n", one_line(other)),
+        ["replay"] => match replay(request, database, shared, &mut out) {
+            Ok(report) => format!("ok {} {}", report.queued, report.operations),
+            Err(err) => format!("error {err}"),
+        },
+        ["prune", before] => match before.parse::<i64>() {
+            Ok(before) => match crate::retention::prune(shared.writer(), before) {
+                Ok(deleted) => {
+                    log::info!("prune requested through the control socket: deleted {deleted} operation(s)");
+                    format!("ok {deleted}")
+                }
+                Err(err) => format!("error {err}"),
+            },
+            Err(_) => format!("error `{before}` is not a time in ms"),
+        },
+        _ => format!("error unknown request `{}`", line.trim()),
     };
-    let _ = (&stream).write_all(answer.as_bytes());
+    let _ = writeln!(out, "{}", one_line(&last));
+}
+
+/// Replays the operations whose ids follow in `request` with the running
+/// config, through the writer, telling `out` of each one refused.
+fn replay(mut request: impl BufRead, database: &Path, shared: &Shared, out: &mut impl Write) -> Result<Report, String> {
+    let mut text = String::new();
+    request
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the operation ids: {e}"))?;
+    let ids = text
+        .split_whitespace()
+        .map(|id| id.parse::<i64>().map_err(|_| format!("`{id}` is not an operation id")))
+        .collect::<Result<Vec<i64>, String>>()?;
+    let reader = Reader::open(database).map_err(|e| e.to_string())?;
+    let config = shared.config();
+    let mut total = Report::default();
+    for step in ids.chunks(REPLAY_STEP) {
+        let mut operations = Vec::with_capacity(step.len());
+        for &id in step {
+            match reader.operation(id).map_err(|e| e.to_string())? {
+                Some(op) => operations.push(op),
+                None => total.refused.push((id, "no such operation".into())),
+            }
+        }
+        let report = replay::run(&config, &operations, &Queue::Writer(shared.writer())).map_err(|e| e.to_string())?;
+        total.queued += report.queued;
+        total.operations += report.operations;
+        total.refused.extend(report.refused);
+    }
+    for (id, why) in &total.refused {
+        writeln!(out, "refused {id} {}", one_line(why)).map_err(|e| e.to_string())?;
+    }
+    log::info!(
+        "replay requested through the control socket: queued {} deliveries for {} operation(s), {} refused",
+        total.queued,
+        total.operations,
+        total.refused.len()
+    );
+    Ok(total)
 }
 
 /// Takes a copy into a new file in the database's folder.
@@ -111,40 +186,106 @@ fn one_line(text: &str) -> String {
 }
 
 /// What asking the daemon gave.
-pub enum Asked {
+pub enum Asked<T> {
     /// No daemon answers on the socket: do it here.
     NoDaemon,
-    /// The daemon took the copy: its report and the file it wrote.
-    Done(BackupReport, PathBuf),
+    /// The daemon did it.
+    Done(T),
     /// The daemon tried and said why it failed.
     Failed(String),
 }
 
-/// Asks the daemon running on `database`, if any, for a backup.
-pub fn ask_backup(database: &Path) -> Asked {
+/// Sends `request` to the daemon running on `database`, if any, and reads
+/// its answer lines up to the last (`ok …`), which it returns with the
+/// lines before it.
+fn ask(database: &Path, request: &[u8]) -> Asked<(String, Vec<String>)> {
     let Ok(mut stream) = UnixStream::connect(socket_path(database)) else {
         return Asked::NoDaemon;
     };
-    // A copy of a large database takes minutes; a daemon that stops
-    // answering altogether is given an hour.
+    // A copy or replay of a large database takes minutes; a daemon that
+    // stops answering altogether is given an hour.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(3600)));
-    if stream.write_all(b"backup\n").is_err() {
+    if stream.write_all(request).is_err() || stream.shutdown(std::net::Shutdown::Write).is_err() {
         return Asked::NoDaemon;
     }
-    let mut line = String::new();
-    if BufReader::new(&stream).read_line(&mut line).is_err() || line.is_empty() {
-        return Asked::Failed("the daemon closed the control socket without answering".into());
+    let mut lines = Vec::new();
+    for line in BufReader::new(&stream).lines() {
+        match line {
+            Ok(line) => lines.push(line),
+            Err(err) => return Asked::Failed(format!("reading the daemon's answer: {err}")),
+        }
     }
-    let line = line.trim_end();
-    if let Some(reason) = line.strip_prefix("error ") {
+    let Some(last) = lines.pop() else {
+        return Asked::Failed("the daemon closed the control socket without answering".into());
+    };
+    if let Some(reason) = last.strip_prefix("error ") {
         return Asked::Failed(reason.to_string());
     }
-    let mut parts = line.splitn(4, ' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("ok"), Some(operations), Some(bytes), Some(path)) => match (operations.parse(), bytes.parse()) {
-            (Ok(operations), Ok(bytes)) => Asked::Done(BackupReport { operations, bytes }, PathBuf::from(path)),
-            _ => Asked::Failed(format!("unexpected answer from the daemon: {line}")),
+    match last.strip_prefix("ok ") {
+        Some(rest) => Asked::Done((rest.to_string(), lines)),
+        None => Asked::Failed(format!("unexpected answer from the daemon: {last}")),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, for a backup: its report
+/// and the file it wrote.
+pub fn ask_backup(database: &Path) -> Asked<(BackupReport, PathBuf)> {
+    let (rest, _) = match ask(database, b"backup\n") {
+        Asked::Done(done) => done,
+        Asked::NoDaemon => return Asked::NoDaemon,
+        Asked::Failed(why) => return Asked::Failed(why),
+    };
+    let mut parts = rest.splitn(3, ' ');
+    match (parts.next().map(str::parse), parts.next().map(str::parse), parts.next()) {
+        (Some(Ok(operations)), Some(Ok(bytes)), Some(path)) => {
+            Asked::Done((BackupReport { operations, bytes }, PathBuf::from(path)))
+        }
+        _ => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, to replay `ids` with its
+/// running config.
+pub fn ask_replay(database: &Path, ids: &[i64]) -> Asked<Report> {
+    let mut request = b"replay\n".to_vec();
+    for id in ids {
+        request.extend_from_slice(format!("{id}\n").as_bytes());
+    }
+    let (rest, lines) = match ask(database, &request) {
+        Asked::Done(done) => done,
+        Asked::NoDaemon => return Asked::NoDaemon,
+        Asked::Failed(why) => return Asked::Failed(why),
+    };
+    let mut report = Report::default();
+    for line in &lines {
+        let refused = line
+            .strip_prefix("refused ")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(id, why)| Some((id.parse().ok()?, why.to_string())));
+        match refused {
+            Some(refused) => report.refused.push(refused),
+            None => return Asked::Failed(format!("unexpected answer from the daemon: {line}")),
+        }
+    }
+    match rest.split_once(' ').map(|(q, o)| (q.parse(), o.parse())) {
+        Some((Ok(queued), Ok(operations))) => {
+            report.queued = queued;
+            report.operations = operations;
+            Asked::Done(report)
+        }
+        _ => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, to delete what is
+/// prunable before `before` (ms since the epoch): how many operations went.
+pub fn ask_prune(database: &Path, before: i64) -> Asked<usize> {
+    match ask(database, format!("prune {before}\n").as_bytes()) {
+        Asked::Done((rest, _)) => match rest.parse() {
+            Ok(deleted) => Asked::Done(deleted),
+            Err(_) => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
         },
-        _ => Asked::Failed(format!("unexpected answer from the daemon: {line}")),
+        Asked::NoDaemon => Asked::NoDaemon,
+        Asked::Failed(why) => Asked::Failed(why),
     }
 }

@@ -160,18 +160,19 @@ pub async fn run(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }
     };
-    // Only SQLite's backup asks the daemon (pg_dump copies PostgreSQL).
+    // Only SQLite's lock needs the command line to ask the daemon
+    // (PostgreSQL's row locks let both write; pg_dump copies it).
     let control_server = match location.file().map(|path| (path, control::bind(path))) {
         None => None,
         Some((path, Ok(listener))) => Some(tokio::spawn(control::serve(
             listener,
             path.to_path_buf(),
-            writer.clone(),
+            Arc::clone(&shared),
             stopped(),
         ))),
         Some((path, Err(err))) => {
             log::warn!(
-                "cannot open the control socket {}: {err}; `hookrelay backup` will copy on its own connection",
+                "cannot open the control socket {}: {err}; `hookrelay backup`, `replay` and `prune` will use connections of their own",
                 control::socket_path(path).display()
             );
             None

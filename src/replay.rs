@@ -5,7 +5,23 @@
 use crate::config::Config;
 use crate::model::{DeliveryStatus, OpStatus};
 use crate::process::{self as rules, fields::Extracted};
-use crate::store::{queue_replays, HistoryFilter, OperationView, Reader, Replay, StoreError};
+use crate::store::{queue_replays, HistoryFilter, Location, OperationView, Reader, Replay, StoreError, Writer};
+
+/// Operations queued per writer job. The webhooks committed in the same
+/// transaction wait for the whole job; 50 operations take a few
+/// milliseconds (BENCHMARKS.md, "Replay beside webhooks").
+const OPERATIONS_PER_JOB: usize = 50;
+
+/// Where a replay's deliveries are written.
+pub enum Queue<'a> {
+    /// The running daemon's writer, [`OPERATIONS_PER_JOB`] operations a job,
+    /// so webhooks' commits go between them (the console, and the command
+    /// line through the control socket).
+    Writer(&'a Writer),
+    /// A connection of the replay's own: no daemon runs on this SQLite
+    /// file, or the database is PostgreSQL.
+    Database(Location),
+}
 
 /// What a replay did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,20 +36,25 @@ pub struct Report {
 
 /// Every operation `filter` matches (its limit ignored), with what was recorded.
 pub fn select(reader: &Reader, filter: &HistoryFilter) -> Result<Vec<OperationView>, StoreError> {
-    let filter = HistoryFilter {
-        limit: i64::MAX as usize,
-        ..filter.clone()
-    };
     let mut list = Vec::new();
-    for summary in reader.history(&filter)? {
-        list.extend(reader.operation(summary.id)?);
+    for id in select_ids(reader, filter)? {
+        list.extend(reader.operation(id)?);
     }
     Ok(list)
 }
 
-/// Queues fresh deliveries for `operations` in one transaction, through its
-/// own connection to the database (beside the daemon's writer).
-pub fn run(config: &Config, operations: &[OperationView]) -> Result<Report, StoreError> {
+/// Every operation id `filter` matches (its limit ignored).
+pub fn select_ids(reader: &Reader, filter: &HistoryFilter) -> Result<Vec<i64>, StoreError> {
+    let filter = HistoryFilter {
+        limit: i64::MAX as usize,
+        ..filter.clone()
+    };
+    Ok(reader.history(&filter)?.iter().map(|summary| summary.id).collect())
+}
+
+/// Queues fresh deliveries for `operations` through `queue`. Blocks: plain
+/// threads only.
+pub fn run(config: &Config, operations: &[OperationView], queue: &Queue) -> Result<Report, StoreError> {
     let mut report = Report::default();
     let mut replays = Vec::new();
     for op in operations {
@@ -43,9 +64,18 @@ pub fn run(config: &Config, operations: &[OperationView]) -> Result<Report, Stor
         }
     }
     report.operations = replays.len();
-    if !replays.is_empty() {
-        report.queued = queue_replays(config.storage.location(), &replays)?;
-    }
+    report.queued = match queue {
+        Queue::Database(_) if replays.is_empty() => 0,
+        Queue::Database(location) => queue_replays(location, &replays)?,
+        Queue::Writer(writer) => {
+            let mut queued = 0;
+            let mut replays = replays.into_iter().peekable();
+            while replays.peek().is_some() {
+                queued += writer.queue_replays(replays.by_ref().take(OPERATIONS_PER_JOB).collect())?;
+            }
+            queued
+        }
+    };
     Ok(report)
 }
 

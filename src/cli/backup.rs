@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         )));
     }
     let (report, how) = match control::ask_backup(&config.storage.path) {
-        control::Asked::Done(report, copy) => {
+        control::Asked::Done((report, copy)) => {
             move_into_place(&copy, &args.path)?;
             (report, "by the running daemon")
         }

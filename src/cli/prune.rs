@@ -1,13 +1,15 @@
 //! `hookrelay prune [--dry-run]`: delete finished operations older than
 //! `storage.keep_days` now (the daemon also does it hourly). Operations still
-//! queued are kept. Safe while the daemon runs: it deletes in short batches, sized as the
-//! daemon's own retention sizes them.
+//! queued are kept. Safe while the daemon runs: on a SQLite file, the
+//! running daemon deletes them through its writer, asked through its
+//! control socket ([`control`]); otherwise it deletes in short batches on
+//! a connection of its own, sized as the daemon's own retention sizes them.
 
 use super::{load_config, Cli, Failure};
-use crate::clock;
 use crate::clock::now_ms;
 use crate::retention::{cutoff, prune_with};
 use crate::store::{PruneConnection, Reader};
+use crate::{clock, control};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,10 +30,22 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let store = PruneConnection::open(config.storage.location())?;
-    let deleted = prune_with(|size| store.batch(before, size))?;
+    // A running daemon deletes them through its writer; a connection of
+    // our own would keep its webhooks waiting.
+    let asked = match config.storage.location().file() {
+        Some(path) => control::ask_prune(path, before),
+        None => control::Asked::NoDaemon,
+    };
+    let (deleted, how) = match asked {
+        control::Asked::Done(deleted) => (deleted, ", by the running daemon"),
+        control::Asked::Failed(reason) => return Err(Failure::Runtime(format!("the daemon's prune failed: {reason}"))),
+        control::Asked::NoDaemon => {
+            let store = PruneConnection::open(config.storage.location())?;
+            (prune_with(|size| store.batch(before, size))?, "")
+        }
+    };
     println!(
-        "deleted {deleted} operation(s) received before {}",
+        "deleted {deleted} operation(s) received before {}{how}",
         clock::local(before, &config.server.time_zone)
     );
     Ok(())

@@ -1,11 +1,13 @@
 //! `hookrelay replay ID…` or `--status failed|held [--since] [--processing]`:
 //! queue fresh deliveries with the current config's actions. Old attempts
-//! stay in history. What is queued is [`crate::replay`]'s rule.
+//! stay in history. What is queued is [`crate::replay`]'s rule. While a
+//! daemon runs on the SQLite file, it does the queuing, with its running
+//! config, asked through its control socket ([`control`]).
 
 use super::{load_config, Cli, Failure};
 use crate::model::OpStatus;
-use crate::replay;
 use crate::store::{HistoryFilter, OperationView, Reader};
+use crate::{control, replay};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -29,8 +31,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let since = super::history::resolve_since(args.since.as_deref(), &config)?;
     let reader = Reader::open(config.storage.location())?;
-    let operations: Vec<OperationView> = if args.ids.is_empty() {
-        replay::select(
+    let ids: Vec<i64> = if args.ids.is_empty() {
+        replay::select_ids(
             &reader,
             &HistoryFilter {
                 processing: args.processing.clone(),
@@ -40,21 +42,38 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             },
         )?
     } else {
-        args.ids
-            .iter()
-            .map(|&id| {
-                reader
-                    .operation(id)?
-                    .ok_or_else(|| Failure::Runtime(format!("no operation {id}")))
-            })
-            .collect::<Result<_, _>>()?
+        for &id in &args.ids {
+            if reader.operation(id)?.is_none() {
+                return Err(Failure::Runtime(format!("no operation {id}")));
+            }
+        }
+        args.ids.clone()
     };
-    let report = replay::run(&config, &operations)?;
+    // A running daemon queues them through its writer, with its running
+    // config; a connection of our own would keep its webhooks waiting.
+    let asked = match config.storage.location().file() {
+        Some(path) if !ids.is_empty() => control::ask_replay(path, &ids),
+        _ => control::Asked::NoDaemon,
+    };
+    let (report, how) = match asked {
+        control::Asked::Done(report) => (report, ", by the running daemon"),
+        control::Asked::Failed(reason) => {
+            return Err(Failure::Runtime(format!("the daemon's replay failed: {reason}")))
+        }
+        control::Asked::NoDaemon => {
+            let mut operations: Vec<OperationView> = Vec::with_capacity(ids.len());
+            for id in ids {
+                operations.extend(reader.operation(id)?);
+            }
+            let queue = replay::Queue::Database(config.storage.location());
+            (replay::run(&config, &operations, &queue)?, "")
+        }
+    };
     for (id, why) in &report.refused {
         println!("operation {id}: not replayed: {why}");
     }
     println!(
-        "queued {} deliveries for {} operation(s)",
+        "queued {} deliveries for {} operation(s){how}",
         report.queued, report.operations
     );
     Ok(())

@@ -239,7 +239,7 @@ async fn post(
                 pages::confirm_replay(&cx.frame(Some(signed)), &filter, operations.len()),
             );
         }
-        let report = match run_replay(cx, operations).await {
+        let report = match run_replay(console, cx, operations).await {
             Ok(report) => report,
             Err(err) => return cx.read_failed(signed, err),
         };
@@ -259,7 +259,7 @@ async fn post(
             Ok(None) => return cx.not_found(signed),
             Err(err) => return cx.read_failed(signed, err),
         };
-        return match run_replay(cx, vec![op]).await {
+        return match run_replay(console, cx, vec![op]).await {
             Ok(report) => match report.refused.first() {
                 Some((_, why)) => redirect(
                     &format!(
@@ -276,9 +276,18 @@ async fn post(
     cx.not_found(signed)
 }
 
-async fn run_replay(cx: &Context, operations: Vec<OperationView>) -> Result<replay::Report, String> {
+/// Replays through the daemon's writer, a few operations a job, so that
+/// webhooks' commits go between them.
+async fn run_replay(
+    console: &Arc<Console>,
+    cx: &Context,
+    operations: Vec<OperationView>,
+) -> Result<replay::Report, String> {
     let config = Arc::clone(&cx.config);
-    let done = tokio::task::spawn_blocking(move || replay::run(&config, &operations)).await;
+    let shared = Arc::clone(&console.shared);
+    let done =
+        tokio::task::spawn_blocking(move || replay::run(&config, &operations, &replay::Queue::Writer(shared.writer())))
+            .await;
     match done {
         Ok(result) => {
             let report = result.map_err(|e| e.to_string())?;

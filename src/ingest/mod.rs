@@ -101,6 +101,11 @@ impl Shared {
         }
     }
 
+    /// The store's writer.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
     /// The config new requests use.
     pub fn config(&self) -> Arc<Config> {
         match self.config.read() {

@@ -1,10 +1,12 @@
-//! Queuing fresh deliveries for recorded operations, from the command line.
+//! Queuing fresh deliveries for recorded operations.
 //!
-//! `hookrelay replay` runs beside the daemon (or while it is stopped), so it
-//! writes through its own connection, in immediate transactions of
-//! [`OPERATIONS_PER_COMMIT`] operations; SQLite's lock and the busy timeout
-//! order them with the daemon's writer. The daemon's scheduler finds the new
-//! deliveries at its next look (within a second).
+//! A running daemon queues them through its writer
+//! ([`Writer::queue_replays`](super::Writer::queue_replays)), a few
+//! operations per job, so webhooks' commits go between them: SQLite's
+//! write lock is not fair, and back-to-back transactions from another
+//! process kept the daemon's writer out for over a second. With no daemon
+//! (or on PostgreSQL, whose row locks let both write at once), the command
+//! line writes through a connection of its own with [`queue_replays`].
 
 use super::db::Db;
 use super::write::insert_delivery;
@@ -37,7 +39,8 @@ pub fn queue_replays(location: impl Into<Location>, replays: &[Replay]) -> Resul
     let mut queued = 0;
     for chunk in replays.chunks(OPERATIONS_PER_COMMIT) {
         conn.begin_writing()?;
-        match queue_chunk(&conn, chunk) {
+        // The daemons' schedulers hear of it at the commit.
+        match queue_chunk(&conn, chunk).and_then(|n| super::pg::notify_due(&conn).map(|()| n)) {
             Ok(n) => {
                 conn.batch("COMMIT")?;
                 queued += n;
@@ -51,7 +54,8 @@ pub fn queue_replays(location: impl Into<Location>, replays: &[Replay]) -> Resul
     Ok(queued)
 }
 
-fn queue_chunk(conn: &Db, replays: &[Replay]) -> Result<usize, StoreError> {
+/// Queues `replays` inside the caller's transaction; how many deliveries.
+pub(super) fn queue_chunk(conn: &Db, replays: &[Replay]) -> Result<usize, StoreError> {
     let now = now_ms();
     let mut queued = 0;
     for replay in replays {
@@ -69,7 +73,5 @@ fn queue_chunk(conn: &Db, replays: &[Replay]) -> Result<usize, StoreError> {
             &[&replay.operation_id, &"replayed", &now],
         )?;
     }
-    // The daemons' schedulers hear of it at the commit.
-    super::pg::notify_due(conn)?;
     Ok(queued)
 }

@@ -295,6 +295,14 @@ impl Writer {
         self.run_blocking(false, super::receivers::load)
     }
 
+    /// Queues fresh deliveries for recorded operations (see replay.rs) in
+    /// one job; how many. Keep `replays` to a few dozen operations: the
+    /// webhooks committed beside them wait for the whole job. Blocks:
+    /// plain threads only.
+    pub fn queue_replays(&self, replays: Vec<super::Replay>) -> Result<usize, StoreError> {
+        self.run_blocking(true, move |conn| super::replay::queue_chunk(conn, &replays))
+    }
+
     /// Gives claimed deliveries back unsent. Blocks: plain threads only.
     pub fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.run_blocking(false, move |conn| release(conn, &ids))

@@ -1,6 +1,6 @@
 //! The operator's loop: fields, try, replay, check warnings, klientiks addresses.
 
-use crate::support::{get, processing, Receiver, Relay, TOKEN};
+use crate::support::{get, on_postgres, processing, sqlite_only, Receiver, Relay, TOKEN};
 
 fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -78,6 +78,9 @@ fn replay_a_failed_operation_after_the_receiver_recovers() {
 
     let text = stdout(&relay.cli(&["replay", "--status", "failed", "--since", "1h"]));
     assert!(text.contains("queued 1 deliveries for 1 operation(s)"), "{text}");
+    // On SQLite the daemon queues them through its writer: a connection of
+    // the command line's own would keep its webhooks waiting for the lock.
+    assert_eq!(text.contains("by the running daemon"), !on_postgres(), "{text}");
     let op = relay.wait_status(id, "delivered");
     let deliveries = op["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2);
@@ -93,6 +96,40 @@ fn replay_a_failed_operation_after_the_receiver_recovers() {
     assert!(again.contains("every action was already delivered"), "{again}");
     assert_eq!(relay.cli(&["replay"]).status.code(), Some(2));
     assert_eq!(relay.cli(&["replay", "999999"]).status.code(), Some(1));
+}
+
+/// Regression: `prune` and `replay` beside a running daemon wrote through
+/// connections of their own, whose back-to-back transactions kept the
+/// daemon's writer (and every webhook) waiting for SQLite's unfair lock
+/// for over a second. Now the daemon does them, asked through its control
+/// socket, and a replay it refuses is reported as refused.
+#[test]
+fn prune_and_replay_beside_a_daemon_go_through_it() {
+    if sqlite_only("the control socket") {
+        return;
+    }
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), r#"query = { n = "{{n}}" }"#));
+    let text = stdout(&relay.cli(&["prune"]));
+    assert!(text.contains("deleted 0 operation(s)"), "{text}");
+    assert!(text.contains("by the running daemon"), "{text}");
+    relay.wait_log("prune requested through the control socket");
+
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
+    let id = id.unwrap();
+    relay.wait_status(id, "delivered");
+    let text = stdout(&relay.cli(&["replay", &id.to_string()]));
+    assert!(
+        text.contains(&format!(
+            "operation {id}: not replayed: every action was already delivered"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("queued 0 deliveries for 0 operation(s), by the running daemon"),
+        "{text}"
+    );
+    relay.wait_log("replay requested through the control socket");
 }
 
 /// A held operation is sent once the processing is enabled (reload) and the operation replayed.
