@@ -61,6 +61,32 @@ fn framing_conflict() -> Reply {
     response
 }
 
+/// The first transfer coding of `headers` other than `chunked`, the only
+/// one hyper decodes. hyper reads `Transfer-Encoding: gzip, chunked` as
+/// chunked and hands over the still-compressed body, which would be stored
+/// as if it were the sender's text.
+fn unknown_coding(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get_all(hyper::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("(not text)").split(','))
+        .map(|coding| coding.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .find(|coding| coding != "chunked")
+}
+
+/// The answer to a transfer coding hyper cannot decode: 501, as RFC 9112
+/// (section 6.1) asks. The connection is closed: the body was not read.
+fn coding_not_implemented(coding: &str) -> Reply {
+    let mut response = text(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("transfer coding `{coding}` is not supported; send the body with Content-Length or chunked alone\n"),
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Open connections per client address, so that one address cannot hold
 /// every connection slot (idle or slowloris connections) and delay the rest.
 #[derive(Default)]
@@ -176,12 +202,16 @@ pub async fn serve<H, F>(
         };
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let smuggled = request.headers().contains_key(escape::FRAMING_CONFLICT);
-            let reply = (!smuggled).then(|| handler(remote, request));
+            let refused = if request.headers().contains_key(escape::FRAMING_CONFLICT) {
+                Some(framing_conflict())
+            } else {
+                unknown_coding(request.headers()).map(|coding| coding_not_implemented(&coding))
+            };
+            let reply = refused.is_none().then(|| handler(remote, request));
             async move {
-                Ok::<_, Infallible>(match reply {
-                    Some(reply) => reply.await,
-                    None => framing_conflict(),
+                Ok::<_, Infallible>(match (reply, refused) {
+                    (Some(reply), _) => reply.await,
+                    (None, refused) => refused.unwrap_or_else(framing_conflict),
                 })
             }
         });

@@ -223,6 +223,36 @@ fn length_with_chunked_gets_400() {
     assert_eq!(String::from_utf8_lossy(&history.stdout).trim(), "[]");
 }
 
+/// Regression: `Transfer-Encoding: gzip, chunked` was accepted, and the
+/// still-compressed body stored as the sender's fields. A transfer coding
+/// other than chunked gets 501 with the reason (RFC 9112, section 6.1)
+/// and is not stored; chunked alone is still accepted.
+#[test]
+fn a_transfer_coding_other_than_chunked_gets_501() {
+    let relay = Relay::start(&processing("p", "http://127.0.0.1:9/", ""));
+    let head = |coding: &str| {
+        format!(
+            "POST /hook/{TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: {coding}\r\n\r\n3\r\na=1\r\n0\r\n\r\n"
+        )
+    };
+    for coding in ["gzip, chunked", "deflate,chunked", "x-custom ; q=1, chunked"] {
+        let mut stream = TcpStream::connect(relay.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(head(coding).as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 501"), "{coding}: {answer:?}");
+        let name = coding.split([',', ';']).next().unwrap().trim();
+        assert!(
+            answer.contains(&format!("transfer coding `{name}` is not supported")),
+            "{coding}: {answer:?}"
+        );
+    }
+    let history = relay.cli(&["history", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&history.stdout).trim(), "[]");
+    assert_eq!(send(relay.addr, head("chunked").as_bytes()), [200]);
+}
+
 /// A connection to `addr` from the loopback address `source`.
 fn connect_from(source: &str, addr: std::net::SocketAddr) -> TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread()
