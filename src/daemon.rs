@@ -153,6 +153,9 @@ pub async fn run(
             if p.enabled { "" } else { ", disabled: requests are held" }
         );
     }
+    for warning in config.late_breakers() {
+        log::warn!("{warning}");
+    }
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stop = stop.clone();

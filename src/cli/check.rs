@@ -1,6 +1,7 @@
 //! `hookrelay check`: validate the config like `nginx -t`, print each
 //! processing's webhook address, and warn about template fields the latest
-//! recorded event of that processing did not carry. Errors exit 2;
+//! recorded event of that processing did not carry, and about breakers
+//! that open only after an action's whole retry budget. Errors exit 2;
 //! warnings are printed and exit 0.
 
 use super::{load_config, Cli, Failure};
@@ -89,6 +90,9 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             ),
         };
         println!("receiver {}: {rate}{concurrency}, {breaker}", r.target);
+    }
+    for warning in config.late_breakers() {
+        println!("warning: {warning}");
     }
     for warning in field_warnings(&config)? {
         println!("warning: {warning}");

@@ -413,6 +413,35 @@ impl Config {
         )
     }
 
+    /// Actions whose receiver's breaker opens only after the action's
+    /// whole retry budget: `breaker.failures` (its `[[receiver]]`, or
+    /// `[delivery]`) at least `retry.attempts` (the action's, or
+    /// `[delivery]`). During an outage, a sender whose events come one at a
+    /// time fails each of them for good before the breaker opens and holds
+    /// the rest. One line each, for `check` and the daemon's start.
+    pub fn late_breakers(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for p in &self.processings {
+            for action in &p.actions {
+                let target = crate::model::target_of(action.url.source());
+                let failures = self.receiver_policy(&target).breaker.failures;
+                let attempts = action.retry.attempts;
+                if failures > 0 && failures >= attempts {
+                    let whose = if self.receivers.iter().any(|r| r.target == target) {
+                        format!("[[receiver]] {target}")
+                    } else {
+                        "[delivery]".to_string()
+                    };
+                    warnings.push(format!(
+                        "processing `{}`: action `{}`: the breaker opens after {failures} failures in a row ({whose} breaker.failures), but the action gives up after {attempts} attempts (retry.attempts): in an outage, events that come one at a time fail for good before the breaker holds them; make breaker.failures less than {attempts}",
+                        p.name, action.name
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+
     /// The processing a token belongs to, by name.
     pub fn processing(&self, name: &str) -> Option<&Processing> {
         self.processings.iter().find(|p| p.name == name)

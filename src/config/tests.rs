@@ -296,3 +296,37 @@ fn receivers_are_keyed_by_origin_and_inherit_the_breaker() {
         }
     );
 }
+
+/// Regression: a breaker that opens only after an action's whole retry
+/// budget lets a sparse sender's events fail for good during an outage.
+/// `late_breakers` names each such action, after inheritance from
+/// `[delivery]` and `[[receiver]]`, and no other.
+#[test]
+fn breakers_that_open_after_the_retry_budget_are_named() {
+    let text = "[delivery]\nretry = { attempts = 5 }\n\
+        [[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+        [[processing.action]]\nname = \"default\"\nurl = \"https://a.example/pb\"\n\
+        [[processing.action]]\nname = \"more-attempts\"\nurl = \"https://a.example/pb\"\nretry = { attempts = 6 }\n\
+        [[processing.action]]\nname = \"own-receiver\"\nurl = \"https://b.example/pb\"\nretry = { attempts = 6 }\n\
+        [[processing.action]]\nname = \"no-breaker\"\nurl = \"https://c.example/pb\"\nretry = { attempts = 1 }\n\
+        [[receiver]]\nurl = \"https://b.example\"\nbreaker = { failures = 6 }\n\
+        [[receiver]]\nurl = \"https://c.example\"\nbreaker = { failures = 0 }\n";
+    let config = Config::parse(text, Path::new("/c.toml")).unwrap();
+    let warnings = config.late_breakers();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("processing `p`: action `default`: the breaker opens after 5 failures in a row ([delivery] breaker.failures), but the action gives up after 5 attempts"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].ends_with("make breaker.failures less than 5"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].starts_with("processing `p`: action `own-receiver`: the breaker opens after 6 failures in a row ([[receiver]] https://b.example/ breaker.failures)"),
+        "{}",
+        warnings[1]
+    );
+}

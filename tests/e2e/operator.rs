@@ -1,6 +1,6 @@
 //! The operator's loop: fields, try, replay, check warnings, klientiks addresses.
 
-use crate::support::{get, on_postgres, processing, sqlite_only, Receiver, Relay, TOKEN};
+use crate::support::{config_text, get, on_postgres, processing, sqlite_only, Receiver, Relay, TOKEN};
 
 fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -174,6 +174,21 @@ fn check_warns_about_fields_missing_from_the_last_event() {
         ),
         "{text}"
     );
+}
+
+/// Regression: with `breaker.failures` at least `retry.attempts`, a sparse
+/// sender's events failed for good in an outage before the breaker
+/// opened. `check` warns (and exits 0), and so does the daemon at start.
+#[test]
+fn check_warns_about_a_breaker_that_opens_after_the_retry_budget() {
+    let receiver = Receiver::start();
+    let text = config_text(&processing("p", &receiver.url("/pb"), ""))
+        .replace("breaker = { failures = 0 }", "breaker = { failures = 5 }");
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let warning = "warning: processing `p`: action `plarin`: the breaker opens after 5 failures in a row ([delivery] breaker.failures), but the action gives up after 5 attempts (retry.attempts)";
+    let out = stdout(&relay.cli(&["check"]));
+    assert!(out.contains(warning), "{out}");
+    relay.wait_log("the breaker opens after 5 failures in a row");
 }
 
 /// The Klientiks address for an event, filled in as Klientiks would, arrives with every field.
