@@ -27,9 +27,9 @@ pub struct Overview {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionQueue {
     pub action: String,
-    /// Not yet tried.
+    /// Not yet tried (claimed for a first attempt included).
     pub pending: u64,
-    /// Failed at least once and waiting to try again.
+    /// Failed at least once and waiting to try again (or claimed for it).
     pub retrying: u64,
     /// The newest error of those retrying.
     pub last_error: Option<String>,
@@ -162,6 +162,38 @@ impl Reader {
                 queue.pending = count;
             }
         }
+        // Claimed deliveries still wait (read.rs, `unsent`): a first
+        // attempt counts as pending, a later one as retrying.
+        let claimed = self.conn.query(
+            &format!(
+                "SELECT d.action, CASE WHEN d.attempts > 0 THEN 'retrying' ELSE 'pending' END AS waits, COUNT(*)
+                 FROM deliveries d {} operations o ON o.id = d.operation_id
+                 WHERE d.status = 'in_flight' AND o.processing = ?1
+                 GROUP BY d.action, waits",
+                self.driving_join()
+            ),
+            &[&processing],
+            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<i64>(2)? as u64)),
+        )?;
+        for (action, waits, count) in claimed {
+            let at = match queues.iter().position(|q| q.action == action) {
+                Some(at) => at,
+                None => {
+                    queues.push(ActionQueue {
+                        action,
+                        pending: 0,
+                        retrying: 0,
+                        last_error: None,
+                    });
+                    queues.len() - 1
+                }
+            };
+            match waits.as_str() {
+                "retrying" => queues[at].retrying += count,
+                _ => queues[at].pending += count,
+            }
+        }
+        queues.sort_by(|a, b| a.action.cmp(&b.action));
         Ok(queues)
     }
 

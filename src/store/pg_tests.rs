@@ -275,3 +275,9 @@ fn a_broken_session_fails_its_transaction() {
     let rows: Vec<i64> = conn.query("SELECT x FROM t", &[], |row| row.get(0)).unwrap();
     assert_eq!(rows, vec![2], "only the second transaction's row");
 }
+
+#[test]
+fn claimed_deliveries_still_wait_on_postgres() {
+    let Some(db) = TestDatabase::create() else { return };
+    super::tests::claimed_deliveries_still_wait(&db.location);
+}

@@ -86,10 +86,34 @@ impl Notification {
 /// How much delivery work is waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Deliveries pending or waiting to retry.
+    /// Deliveries not yet sent: pending, waiting to retry, or claimed.
     pub depth: u64,
     /// When the oldest of their operations was received.
     pub oldest_received_at: Option<i64>,
+}
+
+/// A query over the deliveries not yet sent, joined with their operations
+/// (`d`, `o`): those due or waiting to retry, then (UNION ALL) those
+/// claimed for sending. A claimed delivery (`in_flight`) is still waiting
+/// for the receiver: the scheduler claims ahead, and one can wait in its
+/// queue for a worker or a receiver's turn, as the breaker's backlog does
+/// just after it closes. Each half reads its own partial index
+/// (`deliveries_due`, `deliveries_in_flight`; on PostgreSQL
+/// `deliveries_leased`), so it costs what is waiting, not the table.
+/// `columns` are selected in both halves, `and` narrows both, `group`
+/// ends both; the caller sums the halves.
+pub(super) fn unsent(join: &str, columns: &str, and: &str, group: &str) -> String {
+    let half = |status: &str| {
+        format!(
+            "SELECT {columns} FROM deliveries d {join} operations o ON o.id = d.operation_id
+             WHERE {status}{and} {group}"
+        )
+    };
+    format!(
+        "{} UNION ALL {}",
+        half("d.status IN ('pending', 'retrying')"),
+        half("d.status = 'in_flight'")
+    )
 }
 
 /// Everything recorded about one operation.
@@ -310,11 +334,18 @@ impl Reader {
             })
     }
 
-    /// Deliveries waiting (pending or retrying) and the age of the oldest.
+    /// Deliveries not yet sent ([`unsent`]) and the age of the oldest.
     pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         self.conn.query_one(
-            "SELECT COUNT(*), MIN(o.received_at) FROM deliveries d JOIN operations o ON o.id = d.operation_id
-             WHERE d.status IN ('pending', 'retrying')",
+            &format!(
+                "SELECT CAST(SUM(n) AS BIGINT), MIN(oldest) FROM ({}) AS w",
+                unsent(
+                    self.driving_join(),
+                    "COUNT(*) AS n, MIN(o.received_at) AS oldest",
+                    "",
+                    ""
+                )
+            ),
             &[],
             |row| {
                 Ok(QueueStats {

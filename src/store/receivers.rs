@@ -2,7 +2,7 @@
 //! and the breaker notices queued with the attempt that changed them.
 
 use super::db::{Db, Dialect, Row};
-use super::read::Reader;
+use super::read::{unsent, Reader};
 use super::write::queue_notification;
 use super::StoreError;
 use crate::model::{breaker_notice, BreakerChange, NotificationKind, Open, ReceiverState};
@@ -151,7 +151,7 @@ pub(super) fn take_probe(conn: &Db, target: &str, now: i64, next: i64) -> Result
 /// What waits to be sent, per processing or per receiver.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Backlog {
-    /// Deliveries pending or waiting to retry.
+    /// Deliveries not yet sent: pending, waiting to retry, or claimed.
     pub waiting: u64,
     /// When the oldest operation among them was received.
     pub oldest: Option<i64>,
@@ -189,10 +189,13 @@ impl Reader {
         // overview.rs's `waiting`.
         let rows = self.conn.query(
             &format!(
-                "SELECT d.target, COUNT(*), MIN(o.received_at)
-                 FROM deliveries d {} operations o ON o.id = d.operation_id
-                 WHERE d.status IN ('pending', 'retrying') GROUP BY d.target",
-                self.driving_join()
+                "SELECT target, CAST(SUM(n) AS BIGINT), MIN(oldest) FROM ({}) AS w GROUP BY target",
+                unsent(
+                    self.driving_join(),
+                    "d.target AS target, COUNT(*) AS n, MIN(o.received_at) AS oldest",
+                    "",
+                    "GROUP BY d.target"
+                )
             ),
             &[],
             |row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?, row.get(2)?)),
@@ -221,10 +224,13 @@ impl Reader {
     pub fn processing_status(&self, processing: &str) -> Result<ProcessingStatus, StoreError> {
         let backlog = self.conn.query_one(
             &format!(
-                "SELECT COUNT(*), MIN(o.received_at)
-                 FROM deliveries d {} operations o ON o.id = d.operation_id
-                 WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1",
-                self.driving_join()
+                "SELECT CAST(SUM(n) AS BIGINT), MIN(oldest) FROM ({}) AS w",
+                unsent(
+                    self.driving_join(),
+                    "COUNT(*) AS n, MIN(o.received_at) AS oldest",
+                    " AND o.processing = ?1",
+                    ""
+                )
             ),
             &[&processing],
             |row| {

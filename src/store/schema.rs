@@ -369,6 +369,19 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 11: claimed deliveries (`in_flight`) by a partial index of their own,
+    //     so that what is waiting counts them (read.rs, `unsent`): the
+    //     scheduler claims ahead, and a claimed delivery can wait in its
+    //     queue for a worker or a receiver's turn. PostgreSQL's
+    //     `deliveries_leased` serves the same.
+    Migration {
+        sql: r#"
+    CREATE INDEX deliveries_in_flight ON deliveries (target) WHERE status = 'in_flight';
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

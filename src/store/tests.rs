@@ -351,7 +351,7 @@ fn migration_fills_in_receivers() {
     thread.join().unwrap();
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
+        "DROP INDEX deliveries_in_flight; DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
          DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
          DROP TABLE status_hours;
          DROP TABLE silences;
@@ -549,4 +549,44 @@ fn reader_checks_the_schema() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     let err = Reader::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::TooNew(99, _)), "{err}");
+}
+
+/// Regression: 0.8 s after a breaker closed, `status`, /healthz and
+/// `hookrelay_queue_depth` said nothing waited while 20-28 deliveries had
+/// not been sent: the scheduler had claimed them (`in_flight`) ahead of
+/// the workers. What waits counts claimed deliveries, everywhere.
+pub(super) fn claimed_deliveries_still_wait(location: &Location) {
+    let (writer, thread) = spawn_writer(location, quiet()).unwrap();
+    let received = insert_all(&writer, vec![operation(None, &["a", "b"]), operation(None, &["a"])]);
+    let processing = NewOperation::sample(0).processing;
+    let reader = Reader::open(location).unwrap();
+    let waiting = |expected: u64| {
+        assert_eq!(reader.queue_stats().unwrap().depth, expected, "queue depth");
+        let status = reader.processing_status(&processing).unwrap();
+        assert_eq!(status.backlog.waiting, expected, "the processing's backlog");
+        assert_eq!(status.backlog.oldest.is_some(), expected > 0);
+        let receivers = reader.receiver_statuses().unwrap();
+        let by_receivers: u64 = receivers.iter().map(|r| r.backlog.waiting).sum();
+        assert_eq!(by_receivers, expected, "the receivers' backlogs");
+        let queues = reader.overview(&processing, now_ms(), 0).unwrap().waiting;
+        let by_actions: u64 = queues.iter().map(|q| q.pending + q.retrying).sum();
+        assert_eq!(by_actions, expected, "the overview's per-action queues: {queues:?}");
+    };
+    waiting(3);
+    let claimed = writer.claim_due(i64::MAX / 2, 2, Vec::new()).unwrap().due;
+    assert_eq!(claimed.len(), 2);
+    waiting(3);
+    writer.record(delivered(claimed[0].id, now_ms())).unwrap();
+    // A claim is a job too: once it answers, the record before it is in.
+    writer.claim_due(0, 0, Vec::new()).unwrap();
+    waiting(2);
+    assert_eq!(received.len(), 2);
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[test]
+fn claimed_deliveries_still_wait_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    claimed_deliveries_still_wait(&Location::File(dir.path().join("t.db")));
 }
