@@ -20,6 +20,9 @@
 //!   operations exported as JSON lines (peak RSS, beside an export of 1 %
 //!   of them), then backed up with `hookrelay backup` while 32 connections
 //!   send webhooks (the acknowledgement latencies meanwhile);
+//! - **replay beside webhooks**: `--replay N` failed operations (default
+//!   100 000) replayed with `hookrelay replay --status failed` while 32
+//!   connections send webhooks: the longest acknowledgement meanwhile;
 //! - **pruning under load**: a daemon started on `--prune N` operations past
 //!   `keep_days` (default 1 000 000) prunes them while taking webhooks at 32
 //!   connections: the acknowledgement latencies meanwhile.
@@ -42,6 +45,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "load/replay.rs"]
+mod replay;
 #[path = "load/stores.rs"]
 mod stores;
 
@@ -65,6 +70,8 @@ struct Opts {
     prune: u64,
     /// Operations seeded for the export and online-backup runs.
     archive: u64,
+    /// Failed operations replayed beside webhooks (benches/load/replay.rs).
+    replay: u64,
     /// An admin URL of a PostgreSQL server for the stores' comparison.
     postgres: Option<String>,
 }
@@ -91,6 +98,7 @@ fn opts() -> Result<Opts, String> {
         history: if smoke { 2_000 } else { 10_000_000 },
         prune: if smoke { 1_000 } else { 1_000_000 },
         archive: if smoke { 1_000 } else { 1_000_000 },
+        replay: if smoke { 1_000 } else { 100_000 },
         // The smoke run compares the stores when scripts/test started a server.
         postgres: if smoke {
             std::env::var("HOOKRELAY_TEST_POSTGRES").ok()
@@ -115,6 +123,7 @@ fn opts() -> Result<Opts, String> {
             "--history" => opts.history = value()?.parse().map_err(|e| format!("--history: {e}"))?,
             "--prune" => opts.prune = value()?.parse().map_err(|e| format!("--prune: {e}"))?,
             "--archive" => opts.archive = value()?.parse().map_err(|e| format!("--archive: {e}"))?,
+            "--replay" => opts.replay = value()?.parse().map_err(|e| format!("--replay: {e}"))?,
             "--postgres" => opts.postgres = Some(value()?),
             "--bench" => {}
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
@@ -758,6 +767,10 @@ async fn run(opts: Opts) -> Result<u64, String> {
         Some(admin) => Some(stores::stores_phase(dir.path(), &receiver, receiver_addr, admin, &opts, &counter).await?),
         None => None,
     };
+    let replayed = match opts.replay {
+        0 => None,
+        n => Some(replay::replay_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
+    };
     let pruning = match opts.prune {
         0 => None,
         n => Some(prune_under_load(dir.path(), receiver_addr, n, &opts, &counter).await?),
@@ -775,6 +788,9 @@ async fn run(opts: Opts) -> Result<u64, String> {
             history_timing(dir.path(), n, !opts.smoke)
         })?),
     };
+    if let Some(r) = &replayed {
+        failed += r.stats.failed;
+    }
     if let Some(p) = &pruning {
         failed += p.stats.failed;
     }
@@ -879,6 +895,9 @@ async fn run(opts: Opts) -> Result<u64, String> {
             println!("  {name}: {timing}");
         }
     }
+    if let Some(r) = &replayed {
+        replay::print(r);
+    }
     if let Some(p) = &pruning {
         let l = &p.stats.latencies;
         println!(
@@ -931,12 +950,14 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let failed_runs = rows.iter().filter(|r| r.stats.failed > 0).count()
         + failed_store_runs
         + usize::from(stored.failed > 0)
+        + usize::from(replayed.as_ref().is_some_and(|r| r.stats.failed > 0))
         + usize::from(pruning.as_ref().is_some_and(|p| p.stats.failed > 0))
         + usize::from(archive.as_ref().is_some_and(|a| a.during_backup.failed > 0));
     let runs = rows.len()
         + store_runs
         + 1
         + usize::from(history.is_some())
+        + usize::from(replayed.is_some())
         + usize::from(pruning.is_some())
         + usize::from(archive.is_some());
     println!("load: {} passed, {failed_runs} failed", runs - failed_runs);

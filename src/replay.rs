@@ -14,7 +14,7 @@ const OPERATIONS_PER_JOB: usize = 50;
 
 /// Where a replay's deliveries are written.
 pub enum Queue<'a> {
-    /// The running daemon's writer, [`OPERATIONS_PER_JOB`] operations a job,
+    /// The running daemon's writer, `OPERATIONS_PER_JOB` operations a job,
     /// so webhooks' commits go between them (the console, and the command
     /// line through the control socket).
     Writer(&'a Writer),

@@ -5,6 +5,16 @@
 //! connections. Both engines run the same statements (`db.rs`); what
 //! several instances sharing one PostgreSQL database need is in `pg.rs`.
 //! Times are milliseconds since the Unix epoch.
+//!
+//! On SQLite, every transaction that writes takes the write lock at its
+//! start (`Db::begin_writing`'s `BEGIN IMMEDIATE`, or rusqlite's
+//! immediate behaviour) and waits for it under `BUSY_TIMEOUT`: a
+//! deferred one that has read cannot wait when its first write needs the
+//! lock, and fails at once with "database is locked" if the checkpoint
+//! thread or another process holds it. What only reads (backup's and
+//! migrate-store's snapshots, the readers) begins deferred. Bulk writes
+//! from the command line go through a running daemon's writer
+//! (`control.rs`), since SQLite's lock is not fair to a waiting writer.
 
 mod backup;
 mod checkpoint;

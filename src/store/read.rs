@@ -334,7 +334,7 @@ impl Reader {
             })
     }
 
-    /// Deliveries not yet sent ([`unsent`]) and the age of the oldest.
+    /// Deliveries not yet sent (`unsent`) and the age of the oldest.
     pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         self.conn.query_one(
             &format!(
