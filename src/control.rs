@@ -14,9 +14,11 @@
 //! A Unix socket, mode 0600 like the database: only the service's user
 //! and root can connect, so it needs no token, and no browser can reach
 //! it. One request per connection: a line naming it (`backup`,
-//! `replay`, `prune <before ms>`), for `replay` the operation ids after it
+//! `replay <1 to include stopped processings, else 0> <who asks>`,
+//! `prune <before ms>`), for `replay` the operation ids after it
 //! (whitespace between them) up to the end of the stream. The answer is
-//! lines: `refused <id> <why>` for each operation a replay left alone, then
+//! lines: `refused <id> <kind> <parameter>` for each operation a replay
+//! left alone ([`Refused`]), then
 //! one of `ok <operations> <bytes> <path>` (backup), `ok <queued>
 //! <operations>` (replay), `ok <deleted>` (prune), or `error <reason>`.
 //! The daemon writes a backup into the database's folder (the one place
@@ -33,7 +35,7 @@ use tokio::net::UnixListener;
 
 use crate::clock::now_ms;
 use crate::ingest::Shared;
-use crate::replay::{self, Queue, Report};
+use crate::replay::{self, Ask, Queue, Refused, Report};
 use crate::store::{self, BackupReport, Reader, Writer};
 
 /// Operation ids read from the socket per step of a replay: what is
@@ -106,10 +108,12 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
             Ok((report, path)) => format!("ok {} {} {}", report.operations, report.bytes, path.display()),
             Err(err) => format!("error {err}"),
         },
-        ["replay"] => match replay(request, database, shared, &mut out) {
-            Ok(report) => format!("ok {} {}", report.queued, report.operations),
-            Err(err) => format!("error {err}"),
-        },
+        ["replay", include_stopped, ..] => {
+            match replay(request, database, shared, &mut out, &replay_ask(&line, include_stopped)) {
+                Ok(report) => format!("ok {} {}", report.queued, report.operations),
+                Err(err) => format!("error {err}"),
+            }
+        }
         ["prune", before] => match before.parse::<i64>() {
             Ok(before) => match crate::retention::prune(shared.writer(), before) {
                 Ok(deleted) => {
@@ -125,9 +129,25 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
     let _ = writeln!(out, "{}", one_line(&last));
 }
 
+/// The replay's [`Ask`] from its request line: `replay <0|1> <source…>`,
+/// 1 to include stopped processings.
+fn replay_ask(line: &str, include_stopped: &str) -> Ask {
+    let source = line.trim().splitn(3, ' ').nth(2).unwrap_or("command line");
+    Ask {
+        include_stopped: include_stopped == "1",
+        source: source.to_string(),
+    }
+}
+
 /// Replays the operations whose ids follow in `request` with the running
 /// config, through the writer, telling `out` of each one refused.
-fn replay(mut request: impl BufRead, database: &Path, shared: &Shared, out: &mut impl Write) -> Result<Report, String> {
+fn replay(
+    mut request: impl BufRead,
+    database: &Path,
+    shared: &Shared,
+    out: &mut impl Write,
+    ask: &Ask,
+) -> Result<Report, String> {
     let mut text = String::new();
     request
         .read_to_string(&mut text)
@@ -144,16 +164,17 @@ fn replay(mut request: impl BufRead, database: &Path, shared: &Shared, out: &mut
         for &id in step {
             match reader.operation(id).map_err(|e| e.to_string())? {
                 Some(op) => operations.push(op),
-                None => total.refused.push((id, "no such operation".into())),
+                None => total.refused.push((id, Refused::Missing)),
             }
         }
-        let report = replay::run(&config, &operations, &Queue::Writer(shared.writer())).map_err(|e| e.to_string())?;
+        let report =
+            replay::run(&config, &operations, ask, &Queue::Writer(shared.writer())).map_err(|e| e.to_string())?;
         total.queued += report.queued;
         total.operations += report.operations;
         total.refused.extend(report.refused);
     }
     for (id, why) in &total.refused {
-        writeln!(out, "refused {id} {}", one_line(why)).map_err(|e| e.to_string())?;
+        writeln!(out, "refused {id} {} {}", why.kind(), one_line(why.param())).map_err(|e| e.to_string())?;
     }
     log::info!(
         "replay requested through the control socket: queued {} deliveries for {} operation(s), {} refused",
@@ -198,7 +219,7 @@ pub enum Asked<T> {
 /// Sends `request` to the daemon running on `database`, if any, and reads
 /// its answer lines up to the last (`ok …`), which it returns with the
 /// lines before it.
-fn ask(database: &Path, request: &[u8]) -> Asked<(String, Vec<String>)> {
+fn send(database: &Path, request: &[u8]) -> Asked<(String, Vec<String>)> {
     let Ok(mut stream) = UnixStream::connect(socket_path(database)) else {
         return Asked::NoDaemon;
     };
@@ -230,7 +251,7 @@ fn ask(database: &Path, request: &[u8]) -> Asked<(String, Vec<String>)> {
 /// Asks the daemon running on `database`, if any, for a backup: its report
 /// and the file it wrote.
 pub fn ask_backup(database: &Path) -> Asked<(BackupReport, PathBuf)> {
-    let (rest, _) = match ask(database, b"backup\n") {
+    let (rest, _) = match send(database, b"backup\n") {
         Asked::Done(done) => done,
         Asked::NoDaemon => return Asked::NoDaemon,
         Asked::Failed(why) => return Asked::Failed(why),
@@ -246,22 +267,23 @@ pub fn ask_backup(database: &Path) -> Asked<(BackupReport, PathBuf)> {
 
 /// Asks the daemon running on `database`, if any, to replay `ids` with its
 /// running config.
-pub fn ask_replay(database: &Path, ids: &[i64]) -> Asked<Report> {
-    let mut request = b"replay\n".to_vec();
+pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
+    let mut request = format!("replay {} {}\n", u8::from(ask.include_stopped), one_line(&ask.source)).into_bytes();
     for id in ids {
         request.extend_from_slice(format!("{id}\n").as_bytes());
     }
-    let (rest, lines) = match ask(database, &request) {
+    let (rest, lines) = match send(database, &request) {
         Asked::Done(done) => done,
         Asked::NoDaemon => return Asked::NoDaemon,
         Asked::Failed(why) => return Asked::Failed(why),
     };
     let mut report = Report::default();
     for line in &lines {
-        let refused = line
-            .strip_prefix("refused ")
-            .and_then(|rest| rest.split_once(' '))
-            .and_then(|(id, why)| Some((id.parse().ok()?, why.to_string())));
+        let refused = line.strip_prefix("refused ").and_then(|rest| {
+            let mut parts = rest.splitn(3, ' ');
+            let id = parts.next()?.parse().ok()?;
+            Some((id, Refused::from_parts(parts.next()?, parts.next().unwrap_or(""))?))
+        });
         match refused {
             Some(refused) => report.refused.push(refused),
             None => return Asked::Failed(format!("unexpected answer from the daemon: {line}")),
@@ -280,7 +302,7 @@ pub fn ask_replay(database: &Path, ids: &[i64]) -> Asked<Report> {
 /// Asks the daemon running on `database`, if any, to delete what is
 /// prunable before `before` (ms since the epoch): how many operations went.
 pub fn ask_prune(database: &Path, before: i64) -> Asked<usize> {
-    match ask(database, format!("prune {before}\n").as_bytes()) {
+    match send(database, format!("prune {before}\n").as_bytes()) {
         Asked::Done((rest, _)) => match rest.parse() {
             Ok(deleted) => Asked::Done(deleted),
             Err(_) => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),

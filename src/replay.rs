@@ -23,6 +23,108 @@ pub enum Queue<'a> {
     Database(Location),
 }
 
+/// How a replay was asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ask {
+    /// Send held operations of a processing that is still stopped
+    /// (`enabled = false`); without it they are refused.
+    pub include_stopped: bool,
+    /// Who asks, recorded with each replay: "command line (root)",
+    /// "console (admin)".
+    pub source: String,
+}
+
+/// Why an operation is not replayed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refused {
+    /// No operation has this id.
+    Missing,
+    /// Its deliveries are still being sent.
+    StillQueued,
+    /// Its body did not parse.
+    Rejected,
+    /// Its processing is no longer in the config.
+    ProcessingGone(String),
+    /// It is held and its processing is still stopped.
+    Stopped(String),
+    /// The current `require` or `when` skip it: the rule's reason.
+    Skipped(String),
+    /// Every action was delivered already.
+    AllDelivered,
+    /// An action cannot be rendered: which, and why.
+    Render(String),
+}
+
+impl Refused {
+    /// Every kind's name, as [`Refused::kind`] gives it.
+    pub const KINDS: &'static [&'static str] = &[
+        "missing",
+        "still_queued",
+        "rejected",
+        "processing_gone",
+        "stopped",
+        "skipped",
+        "all_delivered",
+        "render",
+    ];
+
+    /// A stable name for the kind, for the control socket and the console's words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refused::Missing => "missing",
+            Refused::StillQueued => "still_queued",
+            Refused::Rejected => "rejected",
+            Refused::ProcessingGone(_) => "processing_gone",
+            Refused::Stopped(_) => "stopped",
+            Refused::Skipped(_) => "skipped",
+            Refused::AllDelivered => "all_delivered",
+            Refused::Render(_) => "render",
+        }
+    }
+
+    /// Its one parameter (a processing, a rule's reason), or "".
+    pub fn param(&self) -> &str {
+        match self {
+            Refused::ProcessingGone(p) | Refused::Stopped(p) | Refused::Skipped(p) | Refused::Render(p) => p,
+            Refused::Missing | Refused::StillQueued | Refused::Rejected | Refused::AllDelivered => "",
+        }
+    }
+
+    /// The refusal named by [`Refused::kind`] and [`Refused::param`].
+    pub fn from_parts(kind: &str, param: &str) -> Option<Refused> {
+        let param = param.to_string();
+        Some(match kind {
+            "missing" => Refused::Missing,
+            "still_queued" => Refused::StillQueued,
+            "rejected" => Refused::Rejected,
+            "processing_gone" => Refused::ProcessingGone(param),
+            "stopped" => Refused::Stopped(param),
+            "skipped" => Refused::Skipped(param),
+            "all_delivered" => Refused::AllDelivered,
+            "render" => Refused::Render(param),
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Missing => f.write_str("no such operation"),
+            Refused::StillQueued => f.write_str("it is still being delivered"),
+            Refused::Rejected => f.write_str("its body did not parse; fix the sender and send it again"),
+            Refused::ProcessingGone(p) => write!(f, "processing `{p}` is no longer in the config"),
+            Refused::Stopped(p) => write!(
+                f,
+                "processing `{p}` is still stopped (enabled = false); replay with --include-stopped to send it anyway"
+            ),
+            Refused::Skipped(why) => write!(f, "the processing's rules skip it: {why}"),
+            Refused::AllDelivered => f.write_str("every action was already delivered"),
+            Refused::Render(why) => write!(f, "{why}"),
+        }
+    }
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -31,7 +133,64 @@ pub struct Report {
     /// Operations that got deliveries.
     pub operations: usize,
     /// Operations left alone, each with the reason.
-    pub refused: Vec<(i64, String)>,
+    pub refused: Vec<(i64, Refused)>,
+}
+
+/// What a replay of many operations would do, for its confirmation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preview {
+    /// Operations that would be sent, by processing and status.
+    pub go: Vec<((String, OpStatus), usize)>,
+    /// Held operations of stopped processings, by processing: refused
+    /// unless the replay includes them (then they are in `go`).
+    pub stopped: Vec<(String, usize)>,
+    /// Operations refused for any other reason, by reason.
+    pub refused: Vec<(Refused, usize)>,
+}
+
+impl Preview {
+    /// How many operations would be sent.
+    pub fn count(&self) -> usize {
+        self.go.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// What replaying `operations` with `ask` would send and refuse.
+pub fn preview(config: &Config, operations: &[OperationView], ask: &Ask) -> Preview {
+    use std::collections::BTreeMap;
+    let mut go: BTreeMap<(String, OpStatus), usize> = BTreeMap::new();
+    let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused: BTreeMap<Refused, usize> = BTreeMap::new();
+    let without = Ask {
+        include_stopped: false,
+        ..ask.clone()
+    };
+    for op in operations {
+        match plan(config, op, &without) {
+            Ok(_) => {
+                *go.entry((op.summary.processing.clone(), op.summary.status))
+                    .or_default() += 1
+            }
+            Err(Refused::Stopped(name)) => {
+                *stopped.entry(name).or_default() += 1;
+                if ask.include_stopped {
+                    match plan(config, op, ask) {
+                        Ok(_) => {
+                            *go.entry((op.summary.processing.clone(), op.summary.status))
+                                .or_default() += 1
+                        }
+                        Err(why) => *refused.entry(why).or_default() += 1,
+                    }
+                }
+            }
+            Err(why) => *refused.entry(why).or_default() += 1,
+        }
+    }
+    Preview {
+        go: go.into_iter().collect(),
+        stopped: stopped.into_iter().collect(),
+        refused: refused.into_iter().collect(),
+    }
 }
 
 /// Every operation `filter` matches (its limit ignored), with what was recorded.
@@ -54,11 +213,11 @@ pub fn select_ids(reader: &Reader, filter: &HistoryFilter) -> Result<Vec<i64>, S
 
 /// Queues fresh deliveries for `operations` through `queue`. Blocks: plain
 /// threads only.
-pub fn run(config: &Config, operations: &[OperationView], queue: &Queue) -> Result<Report, StoreError> {
+pub fn run(config: &Config, operations: &[OperationView], ask: &Ask, queue: &Queue) -> Result<Report, StoreError> {
     let mut report = Report::default();
     let mut replays = Vec::new();
     for op in operations {
-        match plan(config, op) {
+        match plan(config, op, ask) {
             Ok(replay) => replays.push(replay),
             Err(why) => report.refused.push((op.summary.id, why)),
         }
@@ -79,25 +238,36 @@ pub fn run(config: &Config, operations: &[OperationView], queue: &Queue) -> Resu
     Ok(report)
 }
 
-/// The deliveries to queue for `op`, or why there are none. Actions the
-/// operation already delivered are not sent again, so replaying a
-/// `partial` operation only retries what failed.
-pub fn plan(config: &Config, op: &OperationView) -> Result<Replay, String> {
+/// The deliveries to queue for `op`, or why there are none. The current
+/// config decides, as if the event arrived now: `require` and `when` run
+/// again on the recorded fields (dedupe does not: the operation would
+/// duplicate itself), and a held operation of a processing still stopped
+/// waits unless `ask` includes it. Actions the operation already delivered
+/// are not sent again, so replaying a `partial` operation only retries
+/// what failed.
+pub fn plan(config: &Config, op: &OperationView, ask: &Ask) -> Result<Replay, Refused> {
     match op.summary.status {
-        OpStatus::Queued => return Err("it is still being delivered".into()),
-        OpStatus::Rejected => return Err("its body did not parse; fix the sender and send it again".into()),
+        OpStatus::Queued => return Err(Refused::StillQueued),
+        OpStatus::Rejected => return Err(Refused::Rejected),
         _ => {}
     }
+    let name = &op.summary.processing;
     let processing = config
-        .processing(&op.summary.processing)
-        .ok_or_else(|| format!("processing `{}` is no longer in the config", op.summary.processing))?;
+        .processing(name)
+        .ok_or_else(|| Refused::ProcessingGone(name.clone()))?;
+    if op.summary.status == OpStatus::Held && !processing.enabled && !ask.include_stopped {
+        return Err(Refused::Stopped(name.clone()));
+    }
+    let extracted = Extracted::from_fields(op.fields.clone());
+    if let Some(why) = rules::skip_reason(processing, &extracted) {
+        return Err(Refused::Skipped(why));
+    }
     let delivered: Vec<&str> = op
         .deliveries
         .iter()
         .filter(|d| d.status == DeliveryStatus::Delivered)
         .map(|d| d.action.as_str())
         .collect();
-    let extracted = Extracted::from_fields(op.fields.clone());
     let lookup = |name: &str| extracted.usable(name);
     let mut deliveries = Vec::new();
     for action in processing
@@ -105,14 +275,24 @@ pub fn plan(config: &Config, op: &OperationView) -> Result<Replay, String> {
         .iter()
         .filter(|a| !delivered.contains(&a.name.as_str()))
     {
-        let (delivery, _) = rules::delivery(action, lookup).map_err(|e| format!("action `{}`: {e}", action.name))?;
+        let (delivery, _) =
+            rules::delivery(action, lookup).map_err(|e| Refused::Render(format!("action `{}`: {e}", action.name)))?;
         deliveries.push(delivery);
     }
     if deliveries.is_empty() {
-        return Err("every action was already delivered".into());
+        return Err(Refused::AllDelivered);
     }
     Ok(Replay {
         operation_id: op.summary.id,
         deliveries,
+        source: ask.source.clone(),
     })
+}
+
+/// Who runs this command, for the replay's record: "command line (USER)".
+pub fn command_line_source() -> String {
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(user) if !user.is_empty() => format!("command line ({user})"),
+        _ => "command line".to_string(),
+    }
 }

@@ -22,6 +22,9 @@ pub struct Args {
     /// With --status: only this processing.
     #[arg(long, requires = "status")]
     processing: Option<String>,
+    /// Also send held operations of processings that are still stopped (enabled = false).
+    #[arg(long)]
+    include_stopped: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
@@ -49,10 +52,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         }
         args.ids.clone()
     };
+    let ask = replay::Ask {
+        include_stopped: args.include_stopped,
+        source: replay::command_line_source(),
+    };
     // A running daemon queues them through its writer, with its running
     // config; a connection of our own would keep its webhooks waiting.
     let asked = match config.storage.location().file() {
-        Some(path) if !ids.is_empty() => control::ask_replay(path, &ids),
+        Some(path) if !ids.is_empty() => control::ask_replay(path, &ids, &ask),
         _ => control::Asked::NoDaemon,
     };
     let (report, how) = match asked {
@@ -66,7 +73,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
                 operations.extend(reader.operation(id)?);
             }
             let queue = replay::Queue::Database(config.storage.location());
-            (replay::run(&config, &operations, &queue)?, "")
+            (replay::run(&config, &operations, &ask, &queue)?, "")
         }
     };
     for (id, why) in &report.refused {

@@ -76,6 +76,11 @@ fn to_json(op: &OperationView) -> serde_json::Value {
         "fields": op.fields,
         "warnings": op.warnings,
         "deliveries": deliveries,
+        "replays": op.replays.iter().map(|r| json!({
+            "at": rfc3339(r.at),
+            "source": r.source,
+            "deliveries": r.deliveries,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -121,6 +126,14 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
     super::print_fields(&op.fields);
     for warning in &op.warnings {
         println!("warning:   {warning}");
+    }
+    for r in &op.replays {
+        println!(
+            "replayed:  {} by {}, {} deliveries queued",
+            clock::local(r.at, tz),
+            r.source,
+            r.deliveries
+        );
     }
     for d in &op.deliveries {
         println!("delivery {}  action {}  {}", d.id, d.action, d.status);

@@ -154,6 +154,15 @@ texts!(
     confirm,
     cancel,
     nothing_to_replay,
+    replay_stopped,
+    not_replayable,
+    replays,
+    replayed_by,
+    will_go,
+    will_not_go,
+    include_stopped,
+    exclude_stopped,
+    count,
     latest_fields,
     template,
     no_fields,
@@ -248,6 +257,15 @@ static RU: Texts = Texts {
     confirm: "Да, повторить",
     cancel: "Отмена",
     nothing_to_replay: "Под фильтр не попала ни одна неудачная или приостановленная операция.",
+    replay_stopped: "Повторить, хотя обработка «{}» остановлена",
+    not_replayable: "Повтор невозможен: {}",
+    replays: "Повторы",
+    replayed_by: "{}, доставок в очереди: ",
+    will_go: "Будут отправлены",
+    will_not_go: "Не будут отправлены",
+    include_stopped: "Отправить и приостановленные операции остановленных обработок ({}), хотя они остановлены",
+    exclude_stopped: "Не отправлять операции остановленных обработок",
+    count: "Операций",
     latest_fields: "Поля последнего события",
     template: "Шаблон",
     no_fields: "Событий с полями ещё не было. Отправьте тестовое событие на адрес вебхука.",
@@ -342,6 +360,15 @@ static EN: Texts = Texts {
     confirm: "Yes, replay",
     cancel: "Cancel",
     nothing_to_replay: "No failed or held operation matches this filter.",
+    replay_stopped: "Replay although processing “{}” is stopped",
+    not_replayable: "Cannot be replayed: {}",
+    replays: "Replays",
+    replayed_by: "{}, deliveries queued: ",
+    will_go: "Will be sent",
+    will_not_go: "Will not be sent",
+    include_stopped: "Send the held operations of stopped processings ({}) too, although they are stopped",
+    exclude_stopped: "Leave out the operations of stopped processings",
+    count: "Operations",
     latest_fields: "Fields of the latest event",
     template: "Template",
     no_fields: "No event with fields yet. Send a test event to the webhook address.",
@@ -378,6 +405,31 @@ impl Texts {
             (OpStatus::Held, true) => "приостановлена",
             (OpStatus::Rejected, true) => "отклонена",
             (status, false) => status.as_str(),
+        }
+    }
+
+    /// Why an operation is not replayed, as people say it.
+    pub fn refused(&self, why: &crate::replay::Refused) -> String {
+        use crate::replay::Refused;
+        let ru = std::ptr::eq(self, &RU);
+        match (why, ru) {
+            (Refused::Missing, true) => "такой операции нет".into(),
+            (Refused::Missing, false) => "no such operation".into(),
+            (Refused::StillQueued, true) => "она ещё доставляется".into(),
+            (Refused::StillQueued, false) => "it is still being delivered".into(),
+            (Refused::Rejected, true) => {
+                "тело запроса не разобрано: исправьте отправителя и отправьте событие заново".into()
+            }
+            (Refused::Rejected, false) => "its body did not parse: fix the sender and send it again".into(),
+            (Refused::ProcessingGone(p), true) => format!("обработки «{p}» больше нет в настройках"),
+            (Refused::ProcessingGone(p), false) => format!("processing “{p}” is no longer in the config"),
+            (Refused::Stopped(p), true) => format!("обработка «{p}» остановлена (enabled = false)"),
+            (Refused::Stopped(p), false) => format!("processing “{p}” is stopped (enabled = false)"),
+            (Refused::Skipped(rule), true) => format!("правила обработки по-прежнему пропускают её: {rule}"),
+            (Refused::Skipped(rule), false) => format!("the processing's rules still skip it: {rule}"),
+            (Refused::AllDelivered, true) => "все действия уже доставлены".into(),
+            (Refused::AllDelivered, false) => "every action was already delivered".into(),
+            (Refused::Render(why), _) => why.clone(),
         }
     }
 

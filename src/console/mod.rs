@@ -192,10 +192,16 @@ async fn get(console: &Arc<Console>, cx: &Context, signed: &Signed, path: &str) 
             return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
         }
         let filter = filter_of(|key| cx.param(key));
+        let ask = console_ask(cx.param("include_stopped"));
         return match replay_candidates(console, cx, signed, &filter).await {
             Ok(list) => cx.page(
                 StatusCode::OK,
-                pages::confirm_replay(&cx.frame(Some(signed)), &filter, list.len()),
+                pages::confirm_replay(
+                    &cx.frame(Some(signed)),
+                    &filter,
+                    &replay::preview(&cx.config, &list, &ask),
+                    ask.include_stopped,
+                ),
             ),
             Err(reply) => reply,
         };
@@ -231,15 +237,17 @@ async fn post(
             Ok(list) => list,
             Err(reply) => return reply,
         };
+        let ask = console_ask(form.get("include_stopped").map(String::as_str));
         let expected: usize = form.get("expected").and_then(|n| n.parse().ok()).unwrap_or(0);
-        if operations.len() > expected {
-            // More matched than the person agreed to: ask again with the new count.
+        let preview = replay::preview(&cx.config, &operations, &ask);
+        if preview.count() > expected {
+            // More would go than the person agreed to: ask again with the new count.
             return cx.page(
                 StatusCode::CONFLICT,
-                pages::confirm_replay(&cx.frame(Some(signed)), &filter, operations.len()),
+                pages::confirm_replay(&cx.frame(Some(signed)), &filter, &preview, ask.include_stopped),
             );
         }
-        let report = match run_replay(console, cx, operations).await {
+        let report = match run_replay(console, cx, operations, ask).await {
             Ok(report) => report,
             Err(err) => return cx.read_failed(signed, err),
         };
@@ -259,12 +267,14 @@ async fn post(
             Ok(None) => return cx.not_found(signed),
             Err(err) => return cx.read_failed(signed, err),
         };
-        return match run_replay(console, cx, vec![op]).await {
+        let ask = console_ask(form.get("include_stopped").map(String::as_str));
+        return match run_replay(console, cx, vec![op], ask).await {
             Ok(report) => match report.refused.first() {
                 Some((_, why)) => redirect(
                     &format!(
-                        "/operations/{id}?refused={}",
-                        url::form_urlencoded::byte_serialize(why.as_bytes()).collect::<String>()
+                        "/operations/{id}?refused={}&why={}",
+                        why.kind(),
+                        url::form_urlencoded::byte_serialize(why.param().as_bytes()).collect::<String>()
                     ),
                     None,
                 ),
@@ -282,12 +292,14 @@ async fn run_replay(
     console: &Arc<Console>,
     cx: &Context,
     operations: Vec<OperationView>,
+    ask: replay::Ask,
 ) -> Result<replay::Report, String> {
     let config = Arc::clone(&cx.config);
     let shared = Arc::clone(&console.shared);
-    let done =
-        tokio::task::spawn_blocking(move || replay::run(&config, &operations, &replay::Queue::Writer(shared.writer())))
-            .await;
+    let done = tokio::task::spawn_blocking(move || {
+        replay::run(&config, &operations, &ask, &replay::Queue::Writer(shared.writer()))
+    })
+    .await;
     match done {
         Ok(result) => {
             let report = result.map_err(|e| e.to_string())?;
@@ -299,6 +311,15 @@ async fn run_replay(
             Ok(report)
         }
         Err(err) => Err(format!("the replay task failed: {err}")),
+    }
+}
+
+/// A replay asked for in the console (only the admin can): with the
+/// stopped processings' held operations when `include_stopped` is "1".
+fn console_ask(include_stopped: Option<&str>) -> replay::Ask {
+    replay::Ask {
+        include_stopped: include_stopped == Some("1"),
+        source: "console (admin)".into(),
     }
 }
 
@@ -535,22 +556,25 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
         Ok(_) => return cx.not_found(signed),
         Err(err) => return cx.read_failed(signed, err),
     };
-    let notice = match (cx.param("queued"), cx.param("refused")) {
+    let refused = cx
+        .param("refused")
+        .and_then(|kind| replay::Refused::from_parts(kind, cx.param("why").unwrap_or("")));
+    let notice = match (cx.param("queued"), refused) {
         (Some(n), _) => Some(fill(cx.t().replay_done, n)),
-        (None, Some(why)) => Some(format!("{}: {why}", fill(cx.t().not_replayed, id))),
+        (None, Some(why)) => Some(format!("{}: {}", fill(cx.t().not_replayed, id), cx.t().refused(&why))),
         (None, None) => None,
     };
-    let replayable = replay::plan(&cx.config, &op).is_ok();
+    let replay = replay::plan(&cx.config, &op, &replay::Ask::default()).map(|_| ());
     let frame = cx.frame(Some(signed));
     if cx.param("fragment") == Some("live") {
         return cx.page(
             StatusCode::OK,
-            pages::operation_body(&frame, &op, notice.as_deref(), replayable),
+            pages::operation_body(&frame, &op, notice.as_deref(), &replay),
         );
     }
     cx.page(
         StatusCode::OK,
-        pages::operation(&frame, &op, notice.as_deref(), replayable),
+        pages::operation(&frame, &op, notice.as_deref(), &replay),
     )
 }
 

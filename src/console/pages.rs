@@ -12,6 +12,7 @@ use super::i18n::{fill, Lang, Texts};
 use crate::clock;
 use crate::klientiks::{self, EVENTS};
 use crate::model::{DeliveryStatus, OpStatus};
+use crate::replay::{Preview, Refused};
 use crate::store::{OperationSummary, OperationView};
 
 mod overview;
@@ -275,7 +276,7 @@ pub fn operations(frame: &Frame, listing: &Listing) -> Markup {
 }
 
 /// One operation, everything recorded about it.
-pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replayable: bool) -> Markup {
+pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replay: &Result<(), Refused>) -> Markup {
     let t = frame.t();
     let s = &op.summary;
     let title = fill(t.operation, s.id);
@@ -285,14 +286,16 @@ pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replay
         &title,
         html! {
             div #live data-live=[(!finished).then(|| format!("/operations/{}?fragment=live", s.id))] {
-                (operation_body(frame, op, notice, replayable))
+                (operation_body(frame, op, notice, replay))
             }
         },
     )
 }
 
 /// The part of an operation's page that changes while it is delivered.
-pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, replayable: bool) -> Markup {
+/// `replay` says whether the current rules would replay it, or why not: a
+/// held operation of a stopped processing gets a button that names it.
+pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, replay: &Result<(), Refused>) -> Markup {
     let t = frame.t();
     let s = &op.summary;
     html! {
@@ -305,10 +308,31 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
             dt { (t.from) } dd { (op.request.remote_addr) " (" (op.request.method) ")" }
             dt { (t.charset) } dd { (op.charset) }
         }
-        @if frame.is_admin() && replayable {
-            form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
-                (frame.csrf())
-                button type="submit" { (t.replay) }
+        @if frame.is_admin() {
+            @match replay {
+                Ok(()) => {
+                    form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                        (frame.csrf())
+                        button type="submit" { (t.replay) }
+                    }
+                }
+                Err(Refused::Stopped(name)) => {
+                    form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                        (frame.csrf())
+                        input type="hidden" name="include_stopped" value="1";
+                        button type="submit" { (fill(t.replay_stopped, name)) }
+                    }
+                }
+                Err(Refused::StillQueued) => {}
+                Err(why) => { p.muted { (fill(t.not_replayable, t.refused(why))) } }
+            }
+        }
+        @if !op.replays.is_empty() {
+            h2 { (t.replays) }
+            ul.replays {
+                @for r in &op.replays {
+                    li { (frame.time(r.at)) " — " (fill(t.replayed_by, &r.source)) (r.deliveries) }
+                }
             }
         }
         h2 { (t.fields) }
@@ -371,26 +395,72 @@ fn fields_table(t: &Texts, fields: &BTreeMap<String, String>) -> Markup {
     }
 }
 
-/// The confirmation before replaying every failed or held operation a filter matches.
-pub fn confirm_replay(frame: &Frame, filter: &Filter, count: usize) -> Markup {
+/// The confirmation before replaying every failed or held operation a
+/// filter matches: what will go, by processing and status; what will not,
+/// and why; and the held operations of stopped processings, sent only when
+/// the box naming those processings is ticked.
+pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include_stopped: bool) -> Markup {
     let t = frame.t();
+    let count = preview.count();
+    let back = format!("/operations?{}", filter.query());
+    let stopped: Vec<String> = preview.stopped.iter().map(|(p, n)| format!("{p}: {n}")).collect();
     layout(
         frame,
         t.replay,
         html! {
             h1 { (t.replay) }
-            @if count == 0 {
+            @if !preview.go.is_empty() {
+                h2 { (t.will_go) }
+                table {
+                    thead { tr { th { (t.processing) } th { (t.status) } th { (t.count) } } }
+                    tbody {
+                        @for ((processing, status), n) in &preview.go {
+                            tr { td { (processing) } td { (status_badge(t, *status)) } td.num { (n) } }
+                        }
+                    }
+                }
+            }
+            @if !preview.refused.is_empty() || (!preview.stopped.is_empty() && !include_stopped) {
+                h2 { (t.will_not_go) }
+                table {
+                    thead { tr { th { (t.reason) } th { (t.count) } } }
+                    tbody {
+                        @if !include_stopped {
+                            @for (processing, n) in &preview.stopped {
+                                tr { td { (t.refused(&Refused::Stopped(processing.clone()))) } td.num { (n) } }
+                            }
+                        }
+                        @for (why, n) in &preview.refused {
+                            tr { td { (t.refused(why)) } td.num { (n) } }
+                        }
+                    }
+                }
+            }
+            @if count == 0 && preview.stopped.is_empty() {
                 p { (t.nothing_to_replay) }
-                p { a href=(format!("/operations?{}", filter.query())) { (t.cancel) } }
+                p { a href=(back) { (t.cancel) } }
             } @else {
+                @if !preview.stopped.is_empty() {
+                    // Including them changes the count: the page is asked for again.
+                    p {
+                        @if include_stopped {
+                            a href=(format!("/replay?{}", filter.query())) { (t.exclude_stopped) }
+                        } @else {
+                            a href=(format!("/replay?{}&include_stopped=1", filter.query())) {
+                                (fill(t.include_stopped, stopped.join(", ")))
+                            }
+                        }
+                    }
+                }
                 form method="post" action="/replay" {
                     p { (fill(t.confirm_replay, count)) }
                     (frame.csrf())
                     (filter.hidden())
+                    @if include_stopped { input type="hidden" name="include_stopped" value="1"; }
                     input type="hidden" name="expected" value=(count);
-                    button type="submit" { (t.confirm) }
+                    button type="submit" disabled[count == 0] { (t.confirm) }
                     " "
-                    a href=(format!("/operations?{}", filter.query())) { (t.cancel) }
+                    a href=(back) { (t.cancel) }
                 }
             }
         },

@@ -115,7 +115,7 @@ pub fn delivery<'a>(
 }
 
 /// Why `require` or `when` says not to send, if they do.
-fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<String> {
+pub fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<String> {
     for field in &processing.require {
         match extracted.fields.get(field) {
             None => return Some(format!("required field `{field}` is missing")),

@@ -124,11 +124,21 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("last_error_at", Int),
         ],
     ),
+    (
+        "replays",
+        &[
+            ("id", Int),
+            ("operation_id", Int),
+            ("at", Int),
+            ("source", Text),
+            ("deliveries", Int),
+        ],
+    ),
 ];
 
 /// The tables whose ids PostgreSQL numbers: their sequences continue past
 /// the copied ids, so no id is ever handed out twice.
-const NUMBERED: &[&str] = &["operations", "deliveries", "attempts", "notifications"];
+const NUMBERED: &[&str] = &["operations", "deliveries", "attempts", "notifications", "replays"];
 
 /// Rows copied, by table, in copying order.
 pub type Copied = Vec<(&'static str, u64)>;

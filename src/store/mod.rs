@@ -59,7 +59,7 @@ pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use pg::{Turns, LEASE_MS};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
-    Reader,
+    Reader, ReplayView,
 };
 pub use receivers::{Backlog, ProcessingStatus, ReceiverStatus};
 pub use replay::{queue_replays, Replay};

@@ -125,6 +125,18 @@ pub struct OperationView {
     pub fields: BTreeMap<String, String>,
     pub warnings: Vec<String>,
     pub deliveries: Vec<DeliveryView>,
+    /// Each time it was replayed, oldest first.
+    pub replays: Vec<ReplayView>,
+}
+
+/// One replay of an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayView {
+    pub at: i64,
+    /// Who asked: "command line (root)", "console (admin)".
+    pub source: String,
+    /// How many deliveries it queued.
+    pub deliveries: i64,
 }
 
 /// One action's delivery and its attempts.
@@ -504,6 +516,17 @@ impl Reader {
             fields: parse_json("fields", &fields)?,
             warnings: parse_json("warnings", &warnings)?,
             deliveries: self.deliveries(id)?,
+            replays: self.conn.query(
+                "SELECT at, source, deliveries FROM replays WHERE operation_id = ?1 ORDER BY id",
+                &[&id],
+                |row| {
+                    Ok(ReplayView {
+                        at: row.get(0)?,
+                        source: row.get(1)?,
+                        deliveries: row.get(2)?,
+                    })
+                },
+            )?,
         }))
     }
 

@@ -26,10 +26,13 @@ const OPERATIONS_PER_COMMIT: usize = 200;
 pub struct Replay {
     pub operation_id: i64,
     pub deliveries: Vec<DeliveryRequest>,
+    /// Who asked for it, recorded with it: "command line (root)", "console (admin)".
+    pub source: String,
 }
 
 /// Adds each replay's deliveries after the operation's existing ones (whose
-/// attempts stay in history) and marks the operation `queued` again.
+/// attempts stay in history), marks the operation `queued` again and
+/// records the replay.
 /// Returns how many deliveries were queued. Each operation is queued whole
 /// or not at all; if a later transaction fails, the operations committed
 /// before it stay queued (a second replay of the same selection skips
@@ -68,9 +71,20 @@ pub(super) fn queue_chunk(conn: &Db, replays: &[Replay]) -> Result<usize, StoreE
             insert_delivery(conn, replay.operation_id, next_position + offset as i64, delivery, now)?;
             queued += 1;
         }
+        // The operation keeps its reason (why it was skipped, held or
+        // failed); the replay is an event of its own.
         conn.execute(
-            "UPDATE operations SET status = 'queued', reason = ?2, updated_at = ?3 WHERE id = ?1",
-            &[&replay.operation_id, &"replayed", &now],
+            "UPDATE operations SET status = 'queued', updated_at = ?2 WHERE id = ?1",
+            &[&replay.operation_id, &now],
+        )?;
+        conn.execute(
+            "INSERT INTO replays (operation_id, at, source, deliveries) VALUES (?1, ?2, ?3, ?4)",
+            &[
+                &replay.operation_id,
+                &now,
+                &replay.source,
+                &(replay.deliveries.len() as i64),
+            ],
         )?;
     }
     Ok(queued)

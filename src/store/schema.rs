@@ -382,6 +382,23 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 12: each replay of an operation, as an event of its own (store/replay.rs):
+    //     the operation keeps its original reason.
+    Migration {
+        sql: r#"
+    CREATE TABLE replays (
+        id           INTEGER PRIMARY KEY,
+        operation_id INTEGER NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+        at           INTEGER NOT NULL,
+        source       TEXT    NOT NULL,          -- "command line (root)", "console (admin)"
+        deliveries   INTEGER NOT NULL           -- how many it queued
+    );
+    CREATE INDEX replays_by_operation ON replays (operation_id, id);
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

@@ -351,7 +351,7 @@ fn migration_fills_in_receivers() {
     thread.join().unwrap();
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX deliveries_in_flight; DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
+        "DROP TABLE replays; DROP INDEX deliveries_in_flight; DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
          DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
          DROP TABLE status_hours;
          DROP TABLE silences;

@@ -158,6 +158,78 @@ fn the_operations_list_updates_itself_and_bulk_replay_asks_first() {
     relay.wait_status(second, "delivered");
 }
 
+/// Regression: "Повторить" on an operation `require` had skipped sent it
+/// (an empty `ad_id`, a false conversion) and wrote "replayed" over its
+/// reason. The console now offers no replay while the rules still skip it
+/// and says why; held operations of a stopped processing are sent only by a
+/// button that names it; the bulk confirmation breaks down what goes and
+/// what does not; a replay is listed with who asked.
+#[test]
+fn the_console_replays_only_what_the_rules_let_through() {
+    let receiver = Receiver::start();
+    let processings = format!(
+        "[[processing]]\nname = \"salon-a\"\ntoken = \"{TOKEN}\"\nrequire = [\"utm_content\"]\n\n\
+         [[processing.action]]\nname = \"plarin\"\nurl = \"{}\"\nquery = {{ ad_id = \"{{{{utm_content}}}}\" }}\n\n\
+         [[processing]]\nname = \"salon-b\"\ntoken = \"{TOKEN_B}\"\nenabled = false\n\n\
+         [[processing.action]]\nname = \"plarin\"\nurl = \"{}\"\n",
+        receiver.url("/a"),
+        receiver.url("/b")
+    );
+    let text = config_text(&processings).replace(
+        "max_body_bytes = 1024\n",
+        &format!("max_body_bytes = 1024\nadmin_token = \"{ADMIN}\"\n"),
+    );
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let skipped = send(&relay, TOKEN, &[("event", "appointment_paid")]);
+    relay.wait_status(skipped, "skipped");
+    let held: Vec<i64> = (0..2)
+        .map(|n| send(&relay, TOKEN_B, &[("n", &n.to_string())]))
+        .collect();
+    relay.wait_status(held[1], "held");
+    let Some(browser) = Browser::start(&format!("http://{}", relay.admin), "ru") else {
+        return;
+    };
+    sign_in(&browser, ADMIN);
+
+    browser.goto(&format!("/operations/{skipped}"));
+    browser.wait_text(
+        "Повтор невозможен: правила обработки по-прежнему пропускают её: required field `utm_content` is missing",
+    );
+    assert_eq!(browser.count("main form.inline"), 0, "no replay button");
+
+    browser.goto("/operations?status=held");
+    browser.click("form.replay button");
+    browser.wait_text("Не будут отправлены");
+    assert!(browser
+        .text("main")
+        .contains("обработка «salon-b» остановлена (enabled = false)"));
+    assert!(browser.text("main").contains("Повторить операций: 0?"));
+    browser.click("main p a");
+    browser.wait_text("Будут отправлены");
+    assert!(browser.text("main table").contains("salon-b"));
+    assert!(browser.text("main").contains("Повторить операций: 2?"));
+
+    browser.goto(&format!("/operations/{}", held[0]));
+    assert_eq!(
+        browser.text("main form.inline button"),
+        "Повторить, хотя обработка «salon-b» остановлена"
+    );
+    browser.click("main form.inline button");
+    browser.wait_text("Поставлено доставок в очередь: 1");
+    relay.wait_status(held[0], "delivered");
+    browser.goto(&format!("/operations/{}", held[0]));
+    browser.wait_text("Повторы");
+    assert!(browser
+        .text("ul.replays")
+        .contains("console (admin), доставок в очереди: 1"));
+    assert!(
+        browser.text("dl.facts").contains("enabled = false"),
+        "the original reason stays"
+    );
+    assert_eq!(receiver.wait_for(1).len(), 1, "only the held operation was sent");
+    assert_eq!(relay.show(held[1])["status"], "held");
+}
+
 #[test]
 fn a_viewer_sees_only_its_processings_and_cannot_replay() {
     let receiver = Receiver::start();

@@ -132,6 +132,86 @@ fn prune_and_replay_beside_a_daemon_go_through_it() {
     relay.wait_log("replay requested through the control socket");
 }
 
+/// The processing `p` with `extra` lines of its own (not the action's) and
+/// one action that sends `utm_content` as `ad_id`.
+fn processing_with(receiver: &Receiver, extra: &str) -> String {
+    format!(
+        "[[processing]]\nname = \"p\"\ntoken = \"{TOKEN}\"\n{extra}\n\n[[processing.action]]\nname = \"plarin\"\n\
+         method = \"GET\"\nurl = \"{}\"\nquery = {{ ad_id = \"{{{{utm_content}}}}\" }}\n",
+        receiver.url("/pb")
+    )
+}
+
+/// Regression: replaying an operation that `require` skipped sent it
+/// (`ad_id=` empty, a false conversion) and overwrote its reason with
+/// "replayed". A replay runs the current rules: refused while they still
+/// skip it, naming the rule; queued once the config is fixed. The reason
+/// stays, and the replay is recorded with who asked.
+#[test]
+fn replay_runs_the_current_rules_and_keeps_the_reason() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing_with(&receiver, "require = [\"utm_content\"]"));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
+    let id = id.unwrap();
+    let reason = "required field `utm_content` is missing";
+    assert_eq!(relay.wait_status(id, "skipped")["reason"], reason);
+
+    let text = stdout(&relay.cli(&["replay", &id.to_string()]));
+    assert!(
+        text.contains(&format!(
+            "operation {id}: not replayed: the processing's rules skip it: {reason}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("queued 0 deliveries for 0 operation(s)"), "{text}");
+    let op = relay.show(id);
+    assert_eq!(
+        (op["status"].as_str(), op["reason"].as_str()),
+        (Some("skipped"), Some(reason))
+    );
+    assert!(op["replays"].as_array().unwrap().is_empty());
+
+    // The config is fixed: the same replay is queued and sent.
+    relay.rewrite(&processing_with(&receiver, ""));
+    relay.signal("HUP");
+    relay.wait_log("config reloaded");
+    let text = stdout(&relay.cli(&["replay", &id.to_string()]));
+    assert!(text.contains("queued 1 deliveries for 1 operation(s)"), "{text}");
+    let op = relay.wait_status(id, "delivered");
+    assert_eq!(op["reason"], reason, "the original reason stays");
+    let replays = op["replays"].as_array().unwrap();
+    assert_eq!(replays.len(), 1);
+    assert!(
+        replays[0]["source"].as_str().unwrap().starts_with("command line"),
+        "{replays:?}"
+    );
+    assert_eq!(replays[0]["deliveries"], 1);
+    assert_eq!(receiver.wait_for(1).len(), 1);
+}
+
+/// Held operations of a processing that is still stopped are refused
+/// unless `--include-stopped` asks for them.
+#[test]
+fn held_operations_of_a_stopped_processing_need_include_stopped() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing_with(&receiver, "enabled = false"));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?utm_content=ad-7")));
+    let id = id.unwrap();
+    relay.wait_status(id, "held");
+    let text = stdout(&relay.cli(&["replay", "--status", "held"]));
+    assert!(
+        text.contains(&format!(
+            "operation {id}: not replayed: processing `p` is still stopped (enabled = false); replay with --include-stopped to send it anyway"
+        )),
+        "{text}"
+    );
+    assert_eq!(relay.show(id)["status"], "held");
+    let text = stdout(&relay.cli(&["replay", "--status", "held", "--include-stopped"]));
+    assert!(text.contains("queued 1 deliveries for 1 operation(s)"), "{text}");
+    relay.wait_status(id, "delivered");
+    assert_eq!(receiver.wait_for(1)[0].param("ad_id").as_deref(), Some("ad-7"));
+}
+
 /// A held operation is sent once the processing is enabled (reload) and the operation replayed.
 #[test]
 fn held_then_replayed_after_reload() {
