@@ -258,6 +258,7 @@ impl DeliveryRequest {
             max_attempts: 1,
             first_delay_ms: 1,
             max_delay_ms: 1,
+            refused: None,
         }
     }
 }
@@ -276,6 +277,9 @@ pub struct DeliveryRequest {
     pub max_attempts: u32,
     pub first_delay_ms: u64,
     pub max_delay_ms: u64,
+    /// Why it is never sent: it is stored `failed` at once with this error
+    /// (a template named a field the event does not have).
+    pub refused: Option<String>,
 }
 
 /// What storing an operation decided.

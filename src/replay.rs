@@ -268,15 +268,19 @@ pub fn plan(config: &Config, op: &OperationView, ask: &Ask) -> Result<Replay, Re
         .filter(|d| d.status == DeliveryStatus::Delivered)
         .map(|d| d.action.as_str())
         .collect();
-    let lookup = |name: &str| extracted.usable(name);
     let mut deliveries = Vec::new();
     for action in processing
         .actions
         .iter()
         .filter(|a| !delivered.contains(&a.name.as_str()))
     {
-        let (delivery, _) =
-            rules::delivery(action, lookup).map_err(|e| Refused::Render(format!("action `{}`: {e}", action.name)))?;
+        let (delivery, _) = rules::delivery(action, &extracted)
+            .map_err(|e| Refused::Render(format!("action `{}`: {e}", action.name)))?;
+        // A field the event lacks is still lacking: sending now would fail
+        // the same way, so the replay waits for the config's fix.
+        if let Some(why) = delivery.refused {
+            return Err(Refused::Render(why));
+        }
         deliveries.push(delivery);
     }
     if deliveries.is_empty() {

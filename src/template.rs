@@ -71,6 +71,9 @@ pub struct Rendered {
     pub text: String,
     /// Fields the template named that were missing or empty and had no `default`.
     pub missing: Vec<String>,
+    /// Of those, the ones the event did not have at all (`lookup` gave
+    /// `None`): a misspelled name, or an unfilled placeholder.
+    pub absent: Vec<String>,
 }
 
 impl Template {
@@ -127,7 +130,8 @@ impl Template {
             match part {
                 Part::Literal(text) => out.text.push_str(text),
                 Part::Field { name, filters } => {
-                    let original = lookup(name).unwrap_or("");
+                    let found = lookup(name);
+                    let original = found.unwrap_or("");
                     let mut value = original.to_string();
                     for filter in filters {
                         value = filter.apply(value);
@@ -135,6 +139,9 @@ impl Template {
                     let defaulted = filters.iter().any(|f| matches!(f, Filter::Default(_)));
                     if original.is_empty() && !defaulted && !out.missing.contains(name) {
                         out.missing.push(name.clone());
+                        if found.is_none() {
+                            out.absent.push(name.clone());
+                        }
                     }
                     push_escaped(&mut out.text, &value, escape);
                 }

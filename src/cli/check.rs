@@ -118,8 +118,11 @@ fn field_warnings(config: &Config) -> Result<Vec<String>, Failure> {
         let had: Vec<&str> = latest.fields.keys().map(String::as_str).collect();
         for field in processing.fields_used() {
             if !latest.fields.contains_key(field) {
+                let near = crate::process::closest_field(field, latest.fields.keys().map(String::as_str))
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
                 warnings.push(format!(
-                    "processing `{}`: `{field}` was not in the last event (operation {}); it had: {}",
+                    "processing `{}`: `{field}` was not in the last event (operation {}){near}; it had: {}",
                     processing.name,
                     latest.summary.id,
                     if had.is_empty() {

@@ -81,10 +81,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         // the user setting it up wants to see what enabling it would send.
         OpStatus::Held => {
             println!("once enabled (enabled = true), it would send:");
-            let lookup = |name: &str| extracted.usable(name);
             let mut rendered = Vec::new();
             for action in &processing.actions {
-                let (delivery, warnings) = rules::delivery(action, lookup)
+                let (delivery, warnings) = rules::delivery(action, &extracted)
                     .map_err(|e| Failure::Runtime(format!("action `{}`: {e}", action.name)))?;
                 for warning in warnings {
                     println!("warning: {warning}");
@@ -101,6 +100,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     for delivery in &deliveries {
         println!();
         println!("action {}:", delivery.action);
+        if let Some(why) = &delivery.refused {
+            println!("  would fail, not sent: {why}");
+            continue;
+        }
         println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
         for (name, value) in &delivery.headers {
             println!("  {name}: {}", redact::header(name, value));

@@ -314,6 +314,22 @@ pub struct Action {
     pub expect_body: Option<String>,
     pub timeout: Duration,
     pub retry: Retry,
+    /// What to do when a template names a field the event does not have.
+    pub on_missing: OnMissing,
+}
+
+/// `on_missing`: what an action does when a template names a field the
+/// event does not have (a misspelled name, or a placeholder Klientiks did
+/// not fill) and gives it no `default(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnMissing {
+    /// `"fail"`: nothing is sent; the delivery fails at once, naming the
+    /// field (and the closest one the event has), and can be replayed once
+    /// the config is fixed.
+    #[default]
+    Fail,
+    /// `"send_empty"`: the field is sent empty, with a warning.
+    SendEmpty,
 }
 
 impl Processing {

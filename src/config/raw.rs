@@ -225,6 +225,7 @@ struct RawAction {
     expect_body: Option<String>,
     timeout: Option<Dur>,
     retry: Option<RawRetry>,
+    on_missing: Option<String>,
 }
 
 #[cfg(test)]

@@ -370,6 +370,9 @@ async fn accept(
         content_type,
     };
     let operation = rules::operation(processing, now_ms(), request, extracted);
+    for why in operation.deliveries.iter().filter_map(|d| d.refused.as_ref()) {
+        log::warn!("processing `{}`: {why}", processing.name);
+    }
     let inserted = shared.writer.insert(operation).await.map_err(|err| {
         log::error!("processing `{}`: cannot store a webhook: {err}", processing.name);
         Refusal::Storage

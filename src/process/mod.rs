@@ -8,7 +8,7 @@ pub mod render;
 
 use fields::{ExtractError, Extracted};
 
-use crate::config::{Action, Processing};
+use crate::config::{Action, OnMissing, Processing};
 use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest, Warning};
 use crate::template::Escape;
 
@@ -56,7 +56,7 @@ pub fn operation(
         return op;
     }
     for action in &processing.actions {
-        match delivery(action, lookup) {
+        match delivery(action, &extracted) {
             Ok((delivery, warnings)) => {
                 op.warnings.extend(warnings);
                 op.deliveries.push(delivery);
@@ -69,16 +69,46 @@ pub fn operation(
             }
         }
     }
+    // Nothing will be sent: the operation has failed already.
+    if let Some(first) = op
+        .deliveries
+        .iter()
+        .map(|d| d.refused.as_ref())
+        .collect::<Option<Vec<_>>>()
+    {
+        if let Some(why) = first.first() {
+            op.status = OpStatus::Failed;
+            op.reason = Some((*why).clone());
+        }
+    }
     op
 }
 
-/// Renders `action` into a delivery to queue, with a warning per missing field.
-pub fn delivery<'a>(
-    action: &Action,
-    lookup: impl Fn(&str) -> Option<&'a str> + Copy,
-) -> Result<(DeliveryRequest, Vec<Warning>), String> {
-    let rendered = render::render(action, lookup)?;
-    let missing = rendered.missing.iter().map(|field| {
+/// Renders `action` into a delivery to queue, with a warning per field
+/// sent empty. A field the event does not have at all makes the delivery
+/// refused (stored failed, never sent) unless the action says
+/// `on_missing = "send_empty"`.
+pub fn delivery(action: &Action, extracted: &Extracted) -> Result<(DeliveryRequest, Vec<Warning>), String> {
+    let rendered = render::render(action, |name| extracted.usable(name))?;
+    let refused = match action.on_missing {
+        OnMissing::Fail if !rendered.absent.is_empty() => Some(format!(
+            "action `{}`: {}; nothing was sent (on_missing = \"fail\")",
+            action.name,
+            rendered
+                .absent
+                .iter()
+                .map(|field| absent_field(field, extracted))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        _ => None,
+    };
+    let sent_empty = if refused.is_some() {
+        &[][..]
+    } else {
+        &rendered.missing[..]
+    };
+    let missing = sent_empty.iter().map(|field| {
         Warning::new(
             MISSING_FIELD,
             format!(
@@ -110,8 +140,46 @@ pub fn delivery<'a>(
         max_attempts: action.retry.attempts,
         first_delay_ms: action.retry.first_delay.as_millis() as u64,
         max_delay_ms: action.retry.max_delay.as_millis() as u64,
+        refused,
     };
     Ok((delivery, warnings))
+}
+
+/// Why `field` cannot be filled from the event: it holds an unfilled
+/// placeholder, or the event has no such field, with the closest name it
+/// does have.
+fn absent_field(field: &str, extracted: &Extracted) -> String {
+    if extracted.fields.contains_key(field) {
+        return format!("field `{field}` holds an unfilled placeholder");
+    }
+    let names = extracted
+        .fields
+        .keys()
+        .map(String::as_str)
+        .filter(|name| extracted.usable(name).is_some());
+    match closest_field(field, names) {
+        Some(near) => format!("the event has no field `{field}` (did you mean `{near}`?)"),
+        None => format!("the event has no field `{field}`"),
+    }
+}
+
+/// The name among `names` closest to `field`, if one is close enough to be
+/// a misspelling of it: at most two edits (a transposition is one), and
+/// fewer than half its letters.
+pub fn closest_field<'a>(field: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let letters = field.chars().count();
+    names
+        .into_iter()
+        .filter(|name| *name != field)
+        .map(|name| {
+            (
+                strsim::damerau_levenshtein(&field.to_lowercase(), &name.to_lowercase()),
+                name,
+            )
+        })
+        .filter(|(distance, _)| *distance <= 2 && distance * 2 < letters)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
 /// Why `require` or `when` says not to send, if they do.
@@ -133,4 +201,119 @@ pub fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<Str
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn action(extra: &str) -> Action {
+        let text = format!(
+            "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n[[processing.action]]\nname = \"plarin\"\n\
+             url = \"https://plarin.example/pb\"\n{extra}"
+        );
+        Config::parse(&text, Path::new("/x/c.toml")).unwrap().processings[0].actions[0].clone()
+    }
+
+    fn event(fields: &[(&str, &str)]) -> Extracted {
+        Extracted::from_fields(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    }
+
+    /// Regression: `{{utm_contnet}}` sent `ad_id=` (empty) and the
+    /// operation showed delivered. A field the event does not have refuses
+    /// the delivery, naming the field and the closest one the event has.
+    #[test]
+    fn a_misspelled_field_refuses_the_delivery() {
+        let a = action("query = { ad_id = \"{{utm_contnet}}\" }");
+        let (delivery, warnings) = delivery(&a, &event(&[("utm_content", "ad-7"), ("client_id", "1")])).unwrap();
+        assert_eq!(
+            delivery.refused.as_deref(),
+            Some(
+                "action `plarin`: the event has no field `utm_contnet` (did you mean `utm_content`?); nothing was sent (on_missing = \"fail\")"
+            )
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    /// `on_missing = "send_empty"` sends it empty with a warning; a
+    /// `default(...)` fills it; a field the event has but left empty is
+    /// sent empty with a warning (`require` is how to refuse those).
+    #[test]
+    fn missing_fields_other_ways() {
+        let fields = event(&[("utm_content", ""), ("client_id", "1")]);
+        let (d, w) = delivery(
+            &action("query = { ad_id = \"{{ad}}\" }\non_missing = \"send_empty\""),
+            &fields,
+        )
+        .unwrap();
+        assert_eq!((d.refused, d.url.as_str()), (None, "https://plarin.example/pb?ad_id="));
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].text, "action `plarin`: field `ad` is missing; it was sent empty");
+        let (d, w) = delivery(&action("query = { ad_id = \"{{ad | default('none')}}\" }"), &fields).unwrap();
+        assert_eq!(
+            (d.refused, d.url.as_str(), w.len()),
+            (None, "https://plarin.example/pb?ad_id=none", 0)
+        );
+        let (d, w) = delivery(&action("query = { ad_id = \"{{utm_content}}\" }"), &fields).unwrap();
+        assert_eq!((d.refused, w.len()), (None, 1));
+        let (d, _) = delivery(&action("query = { ad_id = \"{{zzz}}\" }"), &fields).unwrap();
+        assert_eq!(
+            d.refused.as_deref(),
+            Some("action `plarin`: the event has no field `zzz`; nothing was sent (on_missing = \"fail\")"),
+            "no suggestion when nothing is close"
+        );
+        assert!(Config::parse(
+            "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n[[processing.action]]\nname = \"a\"\nurl = \"https://h/\"\non_missing = \"skip\"\n",
+            Path::new("/c.toml")
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("on_missing: `skip` is not one of fail, send_empty"));
+    }
+
+    /// Suggestions are near misses only.
+    #[test]
+    fn closest_field_is_a_near_miss() {
+        let names = ["utm_content", "client_phone", "appointment_id"];
+        assert_eq!(closest_field("utm_contnet", names), Some("utm_content"));
+        assert_eq!(closest_field("client_phon", names), Some("client_phone"));
+        assert_eq!(closest_field("Client_Phone", names), Some("client_phone"));
+        assert_eq!(closest_field("phone", names), None);
+        assert_eq!(closest_field("id", names), None);
+    }
+
+    /// Every action refused: the operation has failed already, with the
+    /// first reason; one of two refused: it is still queued.
+    #[test]
+    fn an_operation_whose_every_delivery_is_refused_has_failed() {
+        let text = "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+             [[processing.action]]\nname = \"a\"\nurl = \"https://h/\"\nquery = { x = \"{{nope}}\" }\n\
+             [[processing.action]]\nname = \"b\"\nurl = \"https://h/\"\nquery = { x = \"{{n}}\" }\n";
+        let config = Config::parse(text, Path::new("/c.toml")).unwrap();
+        let request = || crate::model::RawRequest {
+            remote_addr: "127.0.0.1:1".into(),
+            method: "GET".into(),
+            query: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        };
+        let op = operation(&config.processings[0], 1, request(), Ok(event(&[("n", "1")])));
+        assert_eq!(op.status, OpStatus::Queued);
+        assert_eq!(op.deliveries.iter().filter(|d| d.refused.is_some()).count(), 1);
+        let op = operation(&config.processings[0], 1, request(), Ok(event(&[("m", "1")])));
+        assert_eq!(op.status, OpStatus::Failed);
+        assert!(op
+            .reason
+            .unwrap()
+            .starts_with("action `a`: the event has no field `nope`"));
+    }
 }

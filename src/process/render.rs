@@ -26,6 +26,8 @@ pub struct Request {
 pub struct Rendered {
     pub request: Request,
     pub missing: Vec<String>,
+    /// Of `missing`, the fields the event does not have at all.
+    pub absent: Vec<String>,
     /// Headers whose values held control characters, sent as spaces.
     pub cleaned_headers: Vec<String>,
 }
@@ -33,11 +35,17 @@ pub struct Rendered {
 /// Renders `action` for an event whose usable fields `lookup` returns.
 pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<Rendered, String> {
     let mut missing = Vec::new();
+    let mut absent = Vec::new();
     let mut take = |template: &Template, escape: Escape| {
         let rendered = template.render(lookup, escape);
         for field in rendered.missing {
             if !missing.contains(&field) {
                 missing.push(field);
+            }
+        }
+        for field in rendered.absent {
+            if !absent.contains(&field) {
+                absent.push(field);
             }
         }
         rendered.text
@@ -93,6 +101,7 @@ pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Co
             redacted,
         },
         missing,
+        absent,
         cleaned_headers,
     })
 }

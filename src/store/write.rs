@@ -80,9 +80,14 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
     if let (Some(key), Dialect::Postgres) = (dedupe_key, conn.dialect()) {
         super::pg::own_dedupe_key(conn, &op.processing, key, id)?;
     }
-    if status == OpStatus::Queued {
+    // Failed here means every delivery was refused (a field the event
+    // lacks): they are kept, failed, so history says which and why.
+    if matches!(status, OpStatus::Queued | OpStatus::Failed) {
         for (position, delivery) in op.deliveries.iter().enumerate() {
             insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
+            if let Some(why) = &delivery.refused {
+                queue_notification(conn, NotificationKind::Failure, &op.processing, id, why, op.received_at)?;
+            }
         }
     }
     note_first_warnings(conn, op, id)?;
@@ -213,11 +218,13 @@ pub(super) fn insert_delivery(
     now: i64,
 ) -> Result<(), StoreError> {
     let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // A refused delivery is failed from the start, with why as its error.
+    let status = if d.refused.is_some() { "failed" } else { "pending" };
     conn.execute(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
-             updated_at, target)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15)",
+             updated_at, target, last_error)
+         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17)",
         &[
             &operation_id,
             &d.action,
@@ -234,6 +241,8 @@ pub(super) fn insert_delivery(
             &(d.first_delay_ms as i64),
             &(d.max_delay_ms as i64),
             &target_of(&d.url),
+            &status,
+            &d.refused,
         ],
     )?;
     Ok(())
@@ -275,6 +284,7 @@ pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreErro
                 max_attempts: count(row.get(11)?),
                 first_delay_ms: row.get::<i64>(12)? as u64,
                 max_delay_ms: row.get::<i64>(13)? as u64,
+                refused: None,
             },
         },
         row.get(6)?,

@@ -133,13 +133,11 @@ fn raw_windows_1251_bytes_in_the_target_are_accepted() {
 
 /// A value still holding a Klientiks placeholder counts as missing and warns, naming the field.
 #[test]
-fn unfilled_placeholder_warns_and_renders_empty() {
+fn unfilled_placeholder_warns_and_fails_the_delivery() {
     let (receiver, relay) = relay();
     let (status, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?id=%7B%7Bclient.id%7D%7D")));
-    assert_eq!(status, 200);
-    let got = receiver.wait_for(1);
-    assert_eq!(got[0].param("id").as_deref(), Some(""));
-    let op = relay.wait_status(id.unwrap(), "delivered");
+    assert_eq!(status, 200, "acknowledged and kept");
+    let op = relay.wait_status(id.unwrap(), "failed");
     let warnings: Vec<String> = serde_json::from_value(op["warnings"].clone()).unwrap();
     assert!(
         warnings
@@ -147,12 +145,12 @@ fn unfilled_placeholder_warns_and_renders_empty() {
             .any(|w| w.contains("`id`") && w.contains("{{client.id}}")),
         "{warnings:?}"
     );
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("action `plarin`") && w.contains("`id` is missing")),
-        "{warnings:?}"
+    assert_eq!(
+        op["deliveries"][0]["last_error"],
+        "action `plarin`: field `id` holds an unfilled placeholder; nothing was sent (on_missing = \"fail\")"
     );
+    assert!(op["deliveries"][0]["attempts"].as_array().unwrap().is_empty());
+    assert!(receiver.requests().is_empty(), "an empty id is not sent");
 }
 
 /// SIGTERM stops the daemon cleanly with exit code 0.

@@ -52,7 +52,7 @@ fn try_prints_and_sends_nothing() {
     assert_eq!(history.as_array().unwrap().len(), 0, "try writes nothing");
 
     // --from takes the fields of a recorded operation.
-    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?ad_id=77")));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?ad_id=77&name=x")));
     relay.wait_status(id.unwrap(), "delivered");
     let text = stdout(&relay.cli(&["try", "p", "--from", &id.unwrap().to_string()]));
     assert!(text.contains("ad=77"), "{text}");
@@ -133,11 +133,11 @@ fn prune_and_replay_beside_a_daemon_go_through_it() {
 }
 
 /// The processing `p` with `extra` lines of its own (not the action's) and
-/// one action that sends `utm_content` as `ad_id`.
-fn processing_with(receiver: &Receiver, extra: &str) -> String {
+/// one action that sends the field `field` as `ad_id`.
+fn processing_with(receiver: &Receiver, extra: &str, field: &str) -> String {
     format!(
         "[[processing]]\nname = \"p\"\ntoken = \"{TOKEN}\"\n{extra}\n\n[[processing.action]]\nname = \"plarin\"\n\
-         method = \"GET\"\nurl = \"{}\"\nquery = {{ ad_id = \"{{{{utm_content}}}}\" }}\n",
+         method = \"GET\"\nurl = \"{}\"\nquery = {{ ad_id = \"{{{{{field}}}}}\" }}\n",
         receiver.url("/pb")
     )
 }
@@ -150,7 +150,11 @@ fn processing_with(receiver: &Receiver, extra: &str) -> String {
 #[test]
 fn replay_runs_the_current_rules_and_keeps_the_reason() {
     let receiver = Receiver::start();
-    let relay = Relay::start(&processing_with(&receiver, "require = [\"utm_content\"]"));
+    let relay = Relay::start(&processing_with(
+        &receiver,
+        "require = [\"utm_content\"]",
+        "utm_content",
+    ));
     let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
     let id = id.unwrap();
     let reason = "required field `utm_content` is missing";
@@ -171,8 +175,9 @@ fn replay_runs_the_current_rules_and_keeps_the_reason() {
     );
     assert!(op["replays"].as_array().unwrap().is_empty());
 
-    // The config is fixed: the same replay is queued and sent.
-    relay.rewrite(&processing_with(&receiver, ""));
+    // The config is fixed (the ad id was in `n` all along): the same
+    // replay is queued and sent.
+    relay.rewrite(&processing_with(&receiver, "require = [\"n\"]", "n"));
     relay.signal("HUP");
     relay.wait_log("config reloaded");
     let text = stdout(&relay.cli(&["replay", &id.to_string()]));
@@ -189,12 +194,47 @@ fn replay_runs_the_current_rules_and_keeps_the_reason() {
     assert_eq!(receiver.wait_for(1).len(), 1);
 }
 
+/// Regression: with `ad_id = "{{utm_contnet}}"` the receiver got `ad_id=`
+/// (empty) and the operation showed delivered. Now nothing is sent, the
+/// delivery fails naming the field and the closest one the event has (so
+/// do the log and `check`), and a replay sends it once the config is fixed.
+#[test]
+fn a_misspelled_field_fails_the_delivery_and_is_named() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&processing_with(&receiver, "", "utm_contnet"));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?utm_content=ad-7")));
+    let id = id.unwrap();
+    let op = relay.wait_status(id, "failed");
+    let why = "action `plarin`: the event has no field `utm_contnet` (did you mean `utm_content`?); nothing was sent (on_missing = \"fail\")";
+    assert_eq!(op["deliveries"][0]["last_error"], why);
+    assert_eq!(op["reason"], why);
+    relay.wait_log("did you mean `utm_content`?");
+    let check = stdout(&relay.cli(&["check"]));
+    assert!(
+        check.contains(&format!(
+            "warning: processing `p`: `utm_contnet` was not in the last event (operation {id}) (did you mean `utm_content`?)"
+        )),
+        "{check}"
+    );
+    // Still misspelled: the replay is refused, not sent empty.
+    let text = stdout(&relay.cli(&["replay", &id.to_string()]));
+    assert!(text.contains(&format!("operation {id}: not replayed: {why}")), "{text}");
+    relay.rewrite(&processing_with(&receiver, "", "utm_content"));
+    relay.signal("HUP");
+    relay.wait_log("config reloaded");
+    let text = stdout(&relay.cli(&["replay", &id.to_string()]));
+    assert!(text.contains("queued 1 deliveries for 1 operation(s)"), "{text}");
+    relay.wait_status(id, "delivered");
+    let got = receiver.wait_for(1);
+    assert_eq!((got.len(), got[0].param("ad_id").as_deref()), (1, Some("ad-7")));
+}
+
 /// Held operations of a processing that is still stopped are refused
 /// unless `--include-stopped` asks for them.
 #[test]
 fn held_operations_of_a_stopped_processing_need_include_stopped() {
     let receiver = Receiver::start();
-    let relay = Relay::start(&processing_with(&receiver, "enabled = false"));
+    let relay = Relay::start(&processing_with(&receiver, "enabled = false", "utm_content"));
     let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?utm_content=ad-7")));
     let id = id.unwrap();
     relay.wait_status(id, "held");

@@ -504,6 +504,11 @@ impl RawAction {
             Some(raw) => raw.over(delivery.retry).map_err(|e| format!("retry.{e}"))?,
             None => delivery.retry,
         };
+        let on_missing = match self.on_missing.as_deref() {
+            None | Some("fail") => OnMissing::Fail,
+            Some("send_empty") => OnMissing::SendEmpty,
+            Some(other) => return Err(format!("on_missing: `{other}` is not one of fail, send_empty")),
+        };
         Ok(Action {
             name: self.name,
             method,
@@ -515,6 +520,7 @@ impl RawAction {
             expect_body: self.expect_body,
             timeout,
             retry,
+            on_missing,
         })
     }
 }
