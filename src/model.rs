@@ -354,6 +354,19 @@ pub struct ReceiverState {
     pub change: Option<BreakerChange>,
 }
 
+impl ReceiverState {
+    /// Whether the receiver answers but its newest answer was not taken
+    /// (a 4xx, or a body the action does not accept), with the breaker
+    /// closed: up, but not working.
+    pub fn refusing(&self) -> bool {
+        self.open.is_none()
+            && self
+                .last_error_at
+                .is_some_and(|at| self.last_success_at.is_none_or(|ok| at > ok))
+            && self.failures == 0
+    }
+}
+
 /// An open breaker: since when the receiver failed, and the next probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Open {

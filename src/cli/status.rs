@@ -101,6 +101,7 @@ fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
                 at(open.since),
                 at(open.next_probe_at)
             ),
+            None if s.refusing() => "breaker closed; it answers, but its last answer was not accepted".to_string(),
             None => "breaker closed".to_string(),
         };
         out.push_str(&format!("receiver {}: {state}\n", s.target));

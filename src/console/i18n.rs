@@ -181,6 +181,7 @@ texts!(
     state,
     breaker_open,
     breaker_closed,
+    breaker_refusing,
     last_success,
 );
 
@@ -284,6 +285,7 @@ static RU: Texts = Texts {
     state: "Состояние",
     breaker_open: "не отвечает, доставки ждут",
     breaker_closed: "работает",
+    breaker_refusing: "отвечает, но не принимает",
     last_success: "Последний успех",
 };
 
@@ -388,6 +390,7 @@ static EN: Texts = Texts {
     state: "State",
     breaker_open: "failing, deliveries wait",
     breaker_closed: "working",
+    breaker_refusing: "answers, but does not accept",
     last_success: "Last success",
 };
 

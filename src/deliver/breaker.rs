@@ -28,8 +28,12 @@ pub enum Permit {
 /// What an attempt's answer means to the breaker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The receiver answered (a 2xx, or a 4xx that retrying will not fix).
+    /// The receiver took it.
     Answered,
+    /// The receiver answered but did not take it (a 4xx, or a 2xx whose
+    /// body the action does not accept), with what it said: it is up, so
+    /// the breaker closes, but the answer is its last error.
+    Refused(String),
     /// A network error, timeout, 5xx, 408 or 429, with what it was.
     Failed(String),
 }
@@ -59,8 +63,14 @@ pub fn record(
     state.version = state.version.saturating_add(1).max(now.saturating_mul(1000));
     state.change = None;
     match answer {
-        Answer::Answered => {
-            state.last_success_at = Some(now);
+        Answer::Answered | Answer::Refused(_) => {
+            match answer {
+                Answer::Refused(what) => {
+                    state.last_error = Some(what.clone());
+                    state.last_error_at = Some(now);
+                }
+                _ => state.last_success_at = Some(now),
+            }
             state.failures = 0;
             state.failing_since = None;
             let was = state.open.take();
@@ -215,6 +225,29 @@ mod tests {
         record(&mut s, &POLICY, &failed(), false, 5);
         assert_eq!(s.open, None);
         assert_eq!((s.failures, s.failing_since, s.last_success_at), (2, Some(4), Some(3)));
+    }
+
+    /// Regression: a receiver that answered 400 to every postback showed
+    /// "last error: none". An answer that is not taken closes the breaker
+    /// like any answer (the receiver is up), but it is the last error, not
+    /// a success.
+    #[test]
+    fn a_refusal_is_an_answer_and_the_last_error() {
+        let mut s = ReceiverState::default();
+        for at in 0..3 {
+            record(&mut s, &POLICY, &failed(), false, at);
+        }
+        let change = record(&mut s, &POLICY, &Answer::Refused("HTTP 400".into()), true, 40_000);
+        assert_eq!(change, Some(BreakerChange::Closed { since: 0 }));
+        assert_eq!(s.open, None);
+        assert_eq!((s.failures, s.last_success_at), (0, None));
+        assert_eq!(
+            (s.last_error.as_deref(), s.last_error_at),
+            (Some("HTTP 400"), Some(40_000))
+        );
+        assert!(s.refusing());
+        record(&mut s, &POLICY, &Answer::Answered, false, 41_000);
+        assert!(!s.refusing());
     }
 
     /// Open: one probe when due, none while it is out; failed probes back

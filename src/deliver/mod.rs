@@ -275,6 +275,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
     let answer = match (&verdict, http_status, &error) {
         (Verdict::Retry { .. }, _, _) => Some(Answer::Failed(what.clone())),
         (_, None, Some(_)) => None,
+        (Verdict::Fail, Some(_), _) => Some(Answer::Refused(what.clone())),
         _ => Some(Answer::Answered),
     };
     let receiver = match answer {

@@ -229,6 +229,27 @@ fn a_misspelled_field_fails_the_delivery_and_is_named() {
     assert_eq!((got.len(), got[0].param("ad_id").as_deref()), (1, Some("ad-7")));
 }
 
+/// Regression: a receiver that answered 400 to every postback showed "last
+/// error: none" in `status`. An answer that is not accepted is the
+/// receiver's last error, and its state says it answers but does not accept.
+#[test]
+fn status_counts_a_refused_answer_as_the_last_error() {
+    let receiver = Receiver::start();
+    receiver.script(&[(400, "bad ad id")]);
+    let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=1")));
+    relay.wait_status(id.unwrap(), "failed");
+    let text = stdout(&relay.cli(&["status"]));
+    assert!(
+        text.contains("breaker closed; it answers, but its last answer was not accepted"),
+        "{text}"
+    );
+    assert!(text.contains("  last error:     HTTP 400 at "), "{text}");
+    assert!(text.contains("  last success:   none"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&relay.cli(&["status", "--json"]))).unwrap();
+    assert_eq!(json["receivers"][0]["last_error"], "HTTP 400", "{json:#}");
+}
+
 /// Held operations of a processing that is still stopped are refused
 /// unless `--include-stopped` asks for them.
 #[test]

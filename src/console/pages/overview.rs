@@ -47,7 +47,7 @@ fn receivers_table(frame: &Frame, receivers: &[ReceiverStatus]) -> Markup {
                     @for r in receivers {
                         tr {
                             td { (r.state.target) }
-                            @if r.state.open.is_some() { td.error { (t.breaker_open) } } @else { td { (t.breaker_closed) } }
+                            @if r.state.open.is_some() { td.error { (t.breaker_open) } } @else if r.state.refusing() { td.error { (t.breaker_refusing) } } @else { td { (t.breaker_closed) } }
                             td.num { (r.backlog.waiting) }
                             td { (time(r.state.last_success_at)) }
                             td.error {
