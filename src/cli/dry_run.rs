@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
+
 use super::{load_config, Cli, Failure};
 use crate::clock::now_ms;
 use crate::model::{duplicate_reason, OpStatus, RawRequest};
@@ -21,6 +23,9 @@ pub struct Args {
     /// Take the fields of this recorded operation instead.
     #[arg(long, conflicts_with = "fields")]
     from: Option<i64>,
+    /// Print one JSON object for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -62,41 +67,74 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let mut status = op.status;
     let mut reason = op.reason.clone();
     if let (Some((key, since)), Some(reader)) = (op.dedupe_candidate(), &reader) {
-        if let Some(earlier) = reader.duplicate_of(&processing.name, key, since)? {
-            status = OpStatus::Duplicate;
-            reason = Some(duplicate_reason(key, earlier));
+        // An operation does not duplicate itself: `--from ID` finds its own key.
+        match reader.duplicate_of(&processing.name, key, since)? {
+            Some(earlier) if Some(earlier) != args.from => {
+                status = OpStatus::Duplicate;
+                reason = Some(duplicate_reason(key, earlier));
+            }
+            _ => {}
         }
+    }
+    let mut warnings: Vec<String> = op.warnings.iter().map(|w| w.text.clone()).collect();
+    let deliveries = match status {
+        OpStatus::Queued | OpStatus::Failed => op.deliveries,
+        // A held processing renders nothing when it records an event, but
+        // the user setting it up wants to see what enabling it would send.
+        OpStatus::Held => {
+            let mut rendered = Vec::new();
+            for action in &processing.actions {
+                let (delivery, more) = rules::delivery(action, &extracted)
+                    .map_err(|e| Failure::Runtime(format!("action `{}`: {e}", action.name)))?;
+                warnings.extend(more.into_iter().map(|w| w.text));
+                rendered.push(delivery);
+            }
+            rendered
+        }
+        _ => Vec::new(),
+    };
+    if args.json {
+        let deliveries: Vec<_> = deliveries
+            .iter()
+            .map(|d| {
+                json!({
+                    "action": d.action,
+                    "method": d.method,
+                    "url": redact::url_text(&d.url),
+                    "headers": d.headers.iter().map(|(n, v)| json!([n, redact::header(n, v)])).collect::<Vec<_>>(),
+                    "body": d.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                    "refused": d.refused,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "processing": processing.name,
+                "status": status.as_str(),
+                "reason": reason,
+                "warnings": warnings,
+                "held": status == OpStatus::Held,
+                "deliveries": deliveries,
+            })
+        );
+        return Ok(());
     }
     println!(
         "processing {}: would be {status}{}",
         processing.name,
         reason.map(|r| format!(" ({r})")).unwrap_or_default()
     );
-    for warning in &op.warnings {
+    for warning in &warnings {
         println!("warning: {warning}");
     }
-    let deliveries = match status {
-        OpStatus::Queued => op.deliveries,
-        // A held processing renders nothing when it records an event, but
-        // the user setting it up wants to see what enabling it would send.
-        OpStatus::Held => {
-            println!("once enabled (enabled = true), it would send:");
-            let mut rendered = Vec::new();
-            for action in &processing.actions {
-                let (delivery, warnings) = rules::delivery(action, &extracted)
-                    .map_err(|e| Failure::Runtime(format!("action `{}`: {e}", action.name)))?;
-                for warning in warnings {
-                    println!("warning: {warning}");
-                }
-                rendered.push(delivery);
-            }
-            rendered
-        }
-        _ => {
-            println!("nothing would be sent");
-            return Ok(());
-        }
-    };
+    if status == OpStatus::Held {
+        println!("once enabled (enabled = true), it would send:");
+    }
+    if deliveries.is_empty() {
+        println!("nothing would be sent");
+        return Ok(());
+    }
     for delivery in &deliveries {
         println!();
         println!("action {}:", delivery.action);
