@@ -468,12 +468,23 @@ pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include
 }
 
 /// The template snippet for a field: the `phone` filter for phone numbers.
+/// Only a field named as a phone, or holding one written as people write
+/// phones, gets it: `| phone` on a 10- or 11-digit ad id or record id
+/// sent `+71234567890` to the ad platform.
 fn snippet(name: &str, value: &str) -> String {
+    let lower = name.to_lowercase();
+    let leaf = lower.rsplit(['.', '_']).next().unwrap_or(&lower);
+    let named_phone = ["phone", "tel", "mobile", "телефон"]
+        .iter()
+        .any(|word| lower.contains(word));
+    let named_otherwise = lower.starts_with("utm") || leaf == "id" || lower.ends_with("id");
     let digits = value.chars().filter(char::is_ascii_digit).count();
-    let phone_like = (10..=11).contains(&digits)
-        && value
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | ' '));
+    let phone_chars = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | ' '));
+    let written_as_phone = value.starts_with('+') || value.contains(['(', ' ', '-']);
+    let phone_like =
+        (10..=11).contains(&digits) && phone_chars && !named_otherwise && (named_phone || written_as_phone);
     if phone_like {
         format!("{{{{{name} | phone}}}}")
     } else {
@@ -552,6 +563,19 @@ mod tests {
             "{{client.phone | phone}}"
         );
         assert_eq!(snippet("ad_id", "12345"), "{{ad_id}}");
+        assert_eq!(snippet("client_phone", "79991234567"), "{{client_phone | phone}}");
+        assert_eq!(snippet("contact", "8 (999) 123-45-67"), "{{contact | phone}}");
+    }
+
+    /// Regression: a 10- or 11-digit ad id in `utm_content` was offered
+    /// `| phone`, which sends `+71234567890` to the ad platform.
+    #[test]
+    fn ids_and_utm_fields_never_get_the_phone_filter() {
+        assert_eq!(snippet("utm_content", "1234567890"), "{{utm_content}}");
+        assert_eq!(snippet("utm_content", "+7 999 123 45 67"), "{{utm_content}}");
+        assert_eq!(snippet("appointment_id", "12345678901"), "{{appointment_id}}");
+        assert_eq!(snippet("client.id", "79991234567"), "{{client.id}}");
+        assert_eq!(snippet("total", "12345678901"), "{{total}}");
     }
 
     #[test]

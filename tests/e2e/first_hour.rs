@@ -51,3 +51,52 @@ fn example_config_delivers_what_the_klientiks_address_sends() {
     assert_eq!(got[0].param("ad_id").as_deref(), Some("ad-42"));
     assert_eq!(got[0].param("value").as_deref(), Some("2500"));
 }
+
+/// Regression: `hookrelay.db-search` showed in `git status` after the quick
+/// start. `.gitignore` covers every file the relay leaves beside its config
+/// (the database, its WAL and lock, the control socket, the search index).
+#[test]
+fn gitignore_covers_what_the_quick_start_leaves() {
+    let receiver = Receiver::start();
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &example_config(&receiver));
+    let dir = relay.config.parent().unwrap().to_path_buf();
+    let (status, id, _) =
+        get(&relay.url("/hook/3q2-7wEXAMPLE-only-use-hookrelay-token?utm_content=ad-1&event=appointment_paid"));
+    assert_eq!(status, 200);
+    relay.wait_status(id.unwrap(), "delivered");
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".toml"))
+            .collect()
+    };
+    assert!(
+        crate::support::wait_until(|| names().iter().any(|n| n.ends_with("-search"))),
+        "{:?}",
+        names()
+    );
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.gitignore"),
+        repo.path().join(".gitignore"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(args)
+            .output()
+    };
+    let Ok(init) = git(&["init", "-q"]) else {
+        return crate::support::skip_outside_ci("git is not installed");
+    };
+    assert!(init.status.success());
+    let left = names();
+    assert!(left.len() >= 5, "{left:?}");
+    for name in left {
+        let ignored = git(&["check-ignore", "-q", "--no-index", &name]).unwrap();
+        assert!(ignored.status.success(), "`{name}` is not in .gitignore");
+    }
+}

@@ -257,7 +257,11 @@ fn status_counts_a_refused_answer_as_the_last_error() {
 #[test]
 fn try_from_an_operation_is_not_its_own_duplicate() {
     let receiver = Receiver::start();
-    let relay = Relay::start(&processing_with(&receiver, "dedupe = \"{{appointment_id}}\"", "utm_content"));
+    let relay = Relay::start(&processing_with(
+        &receiver,
+        "dedupe = \"{{appointment_id}}\"",
+        "utm_content",
+    ));
     let (_, first, _) = get(&relay.url(&format!("/hook/{TOKEN}?appointment_id=7&utm_content=ad-1")));
     let (_, twin, _) = get(&relay.url(&format!("/hook/{TOKEN}?appointment_id=7&utm_content=ad-1")));
     let (first, twin) = (first.unwrap(), twin.unwrap());
@@ -266,14 +270,28 @@ fn try_from_an_operation_is_not_its_own_duplicate() {
     assert!(text.contains("processing p: would be queued"), "{text}");
     let text = stdout(&relay.cli(&["try", "p", "--from", &twin.to_string()]));
     assert!(
-        text.contains(&format!("would be duplicate (same dedupe key `7` as operation {first})")),
+        text.contains(&format!(
+            "would be duplicate (same dedupe key `7` as operation {first})"
+        )),
         "{text}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&stdout(&relay.cli(&["try", "p", "--from", &first.to_string(), "--json"]))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&relay.cli(&[
+        "try",
+        "p",
+        "--from",
+        &first.to_string(),
+        "--json",
+    ])))
+    .unwrap();
     assert_eq!(json["status"], "queued", "{json:#}");
     assert_eq!(json["deliveries"][0]["action"], "plarin");
-    assert!(json["deliveries"][0]["url"].as_str().unwrap().ends_with("/pb?ad_id=ad-1"), "{json:#}");
+    assert!(
+        json["deliveries"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/pb?ad_id=ad-1"),
+        "{json:#}"
+    );
     assert_eq!(json["deliveries"][0]["refused"], serde_json::Value::Null);
 }
 

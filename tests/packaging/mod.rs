@@ -29,3 +29,20 @@ fn systemd_unit_exposure_is_at_most_2() {
         });
     assert!(score <= 2.0, "exposure {score}:\n{text}");
 }
+
+/// The .deb ships both READMEs (the Russian one is the salon's guide), and
+/// every file it takes from the source tree exists.
+#[test]
+fn the_deb_ships_both_readmes() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(manifest.join("Cargo.toml")).unwrap();
+    let cargo: toml::Table = toml::from_str(&text).unwrap();
+    let assets = cargo["package"]["metadata"]["deb"]["assets"].as_array().unwrap();
+    let sources: Vec<&str> = assets.iter().map(|a| a[0].as_str().unwrap()).collect();
+    for readme in ["README.md", "README.ru.md"] {
+        assert!(sources.contains(&readme), "{readme} is not shipped: {sources:?}");
+    }
+    for source in sources.iter().filter(|s| !s.starts_with("target/")) {
+        assert!(manifest.join(source).exists(), "{source} does not exist");
+    }
+}
