@@ -9,18 +9,22 @@
 //!   transaction held across the whole copy;
 //! - `replay`: the daemon queues the named operations' deliveries through
 //!   its writer, a few operations a job, with its running config;
-//! - `prune`: the daemon deletes in its retention's short batches.
+//! - `prune`: the daemon deletes in its retention's short batches;
+//! - `breaker-reset <target>`: the daemon closes a receiver's breaker, and
+//!   its scheduler lets the waiting deliveries go at once.
 //!
 //! A Unix socket, mode 0600 like the database: only the service's user
 //! and root can connect, so it needs no token, and no browser can reach
 //! it. One request per connection: a line naming it (`backup`,
 //! `replay <1 to include stopped processings, else 0> <who asks>`,
-//! `prune <before ms>`), for `replay` the operation ids after it
+//! `prune <before ms>`, `breaker-reset <scheme://host:port/>`), for
+//! `replay` the operation ids after it
 //! (whitespace between them) up to the end of the stream. The answer is
 //! lines: `refused <id> <kind> <parameter>` for each operation a replay
 //! left alone ([`Refused`]), then
 //! one of `ok <operations> <bytes> <path>` (backup), `ok <queued>
-//! <operations>` (replay), `ok <deleted>` (prune), or `error <reason>`.
+//! <operations>` (replay), `ok <deleted>` (prune), `ok <1 if it was open,
+//! else 0>` (breaker-reset), or `error <reason>`.
 //! The daemon writes a backup into the database's folder (the one place
 //! its sandbox lets it write); the command line then moves it where it was
 //! asked to.
@@ -123,6 +127,15 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
                 Err(err) => format!("error {err}"),
             },
             Err(_) => format!("error `{before}` is not a time in ms"),
+        },
+        ["breaker-reset", target] => match shared.writer().close_breaker(target.to_string()) {
+            Ok(was_open) => {
+                if was_open {
+                    log::info!("receiver {target}: circuit breaker closed by hand (hookrelay receiver reset)");
+                }
+                format!("ok {}", u8::from(was_open))
+            }
+            Err(err) => format!("error {err}"),
         },
         _ => format!("error unknown request `{}`", line.trim()),
     };
@@ -296,6 +309,16 @@ pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
             Asked::Done(report)
         }
         _ => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, to close `target`'s
+/// circuit breaker: whether it was open.
+pub fn ask_breaker_reset(database: &Path, target: &str) -> Asked<bool> {
+    match send(database, format!("breaker-reset {target}\n").as_bytes()) {
+        Asked::Done((rest, _)) => Asked::Done(rest == "1"),
+        Asked::NoDaemon => Asked::NoDaemon,
+        Asked::Failed(why) => Asked::Failed(why),
     }
 }
 

@@ -13,6 +13,7 @@ mod klientiks;
 mod migrate_store;
 mod notify_test;
 mod prune;
+mod receiver;
 mod replay;
 mod run;
 mod show;
@@ -61,6 +62,8 @@ pub enum Command {
     Try(dry_run::Args),
     /// Queue fresh deliveries for recorded operations.
     Replay(replay::Args),
+    /// Act on a receiver: `receiver reset URL` closes its circuit breaker by hand.
+    Receiver(receiver::Args),
     /// Print the address to paste into Klientiks for an event.
     Klientiks(klientiks::Args),
     /// Send a test message through every notification channel.
@@ -123,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Fields(args) => fields::run(&cli, args),
         Command::Try(args) => dry_run::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
+        Command::Receiver(args) => receiver::run(&cli, args),
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),

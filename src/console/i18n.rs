@@ -182,6 +182,8 @@ texts!(
     breaker_open,
     breaker_closed,
     breaker_refusing,
+    breaker_reset,
+    breaker_was_reset,
     last_success,
 );
 
@@ -286,6 +288,8 @@ static RU: Texts = Texts {
     breaker_open: "не отвечает, доставки ждут",
     breaker_closed: "работает",
     breaker_refusing: "отвечает, но не принимает",
+    breaker_reset: "Отправлять снова",
+    breaker_was_reset: "Получатель {}: ожидающие доставки отправляются снова.",
     last_success: "Последний успех",
 };
 
@@ -391,6 +395,8 @@ static EN: Texts = Texts {
     breaker_open: "failing, deliveries wait",
     breaker_closed: "working",
     breaker_refusing: "answers, but does not accept",
+    breaker_reset: "Send again",
+    breaker_was_reset: "Receiver {}: the waiting deliveries are being sent again.",
     last_success: "Last success",
 };
 

@@ -231,6 +231,28 @@ async fn post(
     if signed.role != Role::Admin {
         return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
     }
+    if path == "/receivers/reset" {
+        let Some(target) = form.get("target").cloned() else {
+            return cx.message(StatusCode::BAD_REQUEST, Some(signed), cx.t().stale_form);
+        };
+        let shared = Arc::clone(&console.shared);
+        let closing = target.clone();
+        let done = tokio::task::spawn_blocking(move || shared.writer().close_breaker(closing)).await;
+        return match done {
+            Ok(Ok(_)) => {
+                log::info!("receiver {target}: circuit breaker closed by hand (console)");
+                redirect(
+                    &format!(
+                        "/?reset={}",
+                        url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+                    ),
+                    None,
+                )
+            }
+            Ok(Err(err)) => cx.read_failed(signed, err.to_string()),
+            Err(err) => cx.read_failed(signed, format!("the reset task failed: {err}")),
+        };
+    }
     if path == "/replay" {
         let filter = filter_of(|key| form.get(key).map(String::as_str));
         let operations = match replay_candidates(console, cx, signed, &filter).await {
@@ -441,7 +463,14 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
     } else {
         &[]
     };
-    cx.page(StatusCode::OK, pages::overview(&cx.frame(Some(signed)), &cards, all))
+    let notice = cx
+        .param("reset")
+        .filter(|_| signed.role == Role::Admin)
+        .map(|target| fill(cx.t().breaker_was_reset, target));
+    cx.page(
+        StatusCode::OK,
+        pages::overview(&cx.frame(Some(signed)), &cards, all, notice.as_deref()),
+    )
 }
 
 /// The receivers `processing`'s actions call (by each URL template's

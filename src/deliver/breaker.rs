@@ -105,6 +105,16 @@ pub fn record(
     state.change
 }
 
+/// Closes `state`'s breaker by hand at `now` (nothing answered: its
+/// last success and error stay); whether it was open.
+pub fn close(state: &mut ReceiverState, now: i64) -> bool {
+    state.version = state.version.saturating_add(1).max(now.saturating_mul(1000));
+    state.failures = 0;
+    state.failing_since = None;
+    state.change = None;
+    state.open.take().is_some()
+}
+
 /// Every receiver's breaker, shared by the scheduler (which asks
 /// [`permit`]) and the workers (which [`record`] answers).
 #[derive(Clone, Default)]

@@ -133,6 +133,8 @@ pub(super) struct Scheduler {
     /// most every SKIP_RESCAN: work for another receiver waits that long at
     /// most.
     others_empty: Option<Instant>,
+    /// The config the breakers' settings were last applied from.
+    applied: Option<Arc<Config>>,
     /// When the breakers were last read back from a shared database.
     refreshed: Option<Instant>,
 }
@@ -161,6 +163,7 @@ impl Scheduler {
             busy: HashMap::new(),
             waiting: HashMap::new(),
             others_empty: None,
+            applied: None,
             refreshed: None,
         }
     }
@@ -169,6 +172,14 @@ impl Scheduler {
     pub(super) fn run(mut self) {
         loop {
             let config = (self.config)();
+            if self
+                .applied
+                .as_ref()
+                .is_none_or(|applied| !Arc::ptr_eq(applied, &config))
+            {
+                self.apply_breaker_settings(&config);
+                self.applied = Some(Arc::clone(&config));
+            }
             self.refresh_breakers();
             let Some(turn) = self.hand_out(&config) else {
                 return;
@@ -257,10 +268,54 @@ impl Scheduler {
         Some(turn)
     }
 
-    /// With other instances on the database: takes the breakers they
-    /// opened or closed, at most every [`BREAKERS_REFRESH`].
+    /// At start and after each reload: closes the open breakers that
+    /// `config` no longer wants, those turned off (`failures = 0`) and those
+    /// of receivers no action sends to any more. Their waiting deliveries
+    /// go out again (and fail through their retries, if the address is
+    /// dead, to be replayed with the new config), instead of waiting for a
+    /// probe that may never succeed.
+    fn apply_breaker_settings(&mut self, config: &Config) {
+        let used: std::collections::HashSet<String> = config
+            .processings
+            .iter()
+            .flat_map(|p| &p.actions)
+            .map(|a| crate::model::target_of(a.url.source()))
+            .collect();
+        let stale: Vec<(String, &str)> = self
+            .breakers
+            .lock()
+            .open()
+            .filter_map(|(target, _)| {
+                if config.receiver_policy(target).breaker.failures == 0 {
+                    Some((target.clone(), "its breaker is turned off (failures = 0)"))
+                } else if !used.contains(target) {
+                    Some((target.clone(), "no action sends to it any more"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (target, why) in stale {
+            {
+                let mut table = self.breakers.lock();
+                if let Some(state) = table.states.get_mut(&target) {
+                    super::breaker::close(state, now_ms());
+                }
+                table.probing.remove(&target);
+            }
+            match self.writer.close_breaker(target.clone()) {
+                Ok(_) => log::info!("receiver {target}: circuit breaker closed: {why}; its waiting deliveries go out"),
+                Err(err) => log::warn!("receiver {target}: cannot keep its breaker closed ({why}): {err}"),
+            }
+        }
+    }
+
+    /// Takes the breakers kept in the database: from other instances
+    /// sharing it, at most every [`BREAKERS_REFRESH`], and at once after one
+    /// was closed by hand (`hookrelay receiver reset`, the console).
     fn refresh_breakers(&mut self) {
-        if !self.writer.shared() || self.refreshed.is_some_and(|at| at.elapsed() < BREAKERS_REFRESH) {
+        let by_hand = self.writer.breakers_changed();
+        if !by_hand && (!self.writer.shared() || self.refreshed.is_some_and(|at| at.elapsed() < BREAKERS_REFRESH)) {
             return;
         }
         self.refreshed = Some(Instant::now());

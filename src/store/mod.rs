@@ -248,6 +248,13 @@ impl PruneConnection {
     }
 }
 
+/// Closing a receiver's breaker from the command line with no daemon
+/// running (or on PostgreSQL), on a connection of its own.
+pub fn close_breaker(location: impl Into<Location>, target: &str) -> Result<bool, StoreError> {
+    let conn = open_existing(&location.into())?;
+    receivers::close_breaker(&conn, target, crate::clock::now_ms())
+}
+
 /// Creates the database if needed (a SQLite file with owner-only
 /// permissions) and migrates it.
 fn open_for_writing(location: &Location) -> Result<Db, StoreError> {

@@ -136,6 +136,20 @@ pub(super) fn save(
     Ok(())
 }
 
+/// Closes `target`'s open breaker by hand (`hookrelay receiver reset`, the
+/// console, or a reload that turned it off): its waiting deliveries go out
+/// again. The version grows as an attempt's would, so every instance
+/// adopts the closed state. Whether it was open.
+pub(super) fn close_breaker(conn: &Db, target: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE receivers SET
+             version = CASE WHEN version + 1 > ?2 THEN version + 1 ELSE ?2 END,
+             failures = 0, failing_since = NULL, open_since = NULL, probe_wait_ms = NULL, next_probe_at = NULL
+         WHERE target = ?1 AND open_since IS NOT NULL",
+        &[&target, &now.saturating_mul(1000)],
+    )? == 1)
+}
+
 /// Takes the open breaker's probe of `target` for this instance, if one is
 /// due at `now` and no other instance took it: the next probe then waits
 /// until `next` (the answer of this one sets the real time). Whether it

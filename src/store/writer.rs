@@ -6,7 +6,7 @@
 //! fsync covers a whole burst of webhooks.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -119,6 +119,8 @@ pub struct Writer {
     /// On PostgreSQL: until when this instance's claims are surely its own
     /// (ms since the epoch).
     leased_until: Option<Arc<AtomicI64>>,
+    /// Set when a breaker was closed by hand (see [`Writer::breakers_changed`]).
+    breakers_changed: Arc<AtomicBool>,
 }
 
 /// Opens (creating and migrating) the database, returns deliveries a stopped
@@ -164,7 +166,15 @@ pub(super) fn spawn_writer_idle(
         Location::Postgres(url) => Some(url.clone()),
         Location::File(_) => None,
     };
-    Ok((Writer { tx, url, leased_until }, handle))
+    Ok((
+        Writer {
+            tx,
+            url,
+            leased_until,
+            breakers_changed: Arc::new(AtomicBool::new(false)),
+        },
+        handle,
+    ))
 }
 
 impl Writer {
@@ -288,6 +298,25 @@ impl Writer {
         self.run_blocking(false, move |conn| {
             super::receivers::take_probe(conn, &target, now, next)
         })
+    }
+
+    /// Closes `target`'s open breaker by hand; whether it was open. The
+    /// scheduler reads the breakers again at its next turn ([`Writer::breakers_changed`]).
+    /// Blocks: plain threads only.
+    pub fn close_breaker(&self, target: String) -> Result<bool, StoreError> {
+        let closed = self.run_blocking(true, move |conn| {
+            super::receivers::close_breaker(conn, &target, now_ms())
+        })?;
+        if closed {
+            self.breakers_changed.store(true, Ordering::Relaxed);
+        }
+        Ok(closed)
+    }
+
+    /// Whether a breaker was closed by hand since the last call: the
+    /// scheduler then reads the kept breakers again.
+    pub fn breakers_changed(&self) -> bool {
+        self.breakers_changed.swap(false, Ordering::Relaxed)
     }
 
     /// Every receiver's kept breaker and last answers. Blocks: plain threads only.

@@ -267,3 +267,75 @@ fn a_reload_applies_receiver_settings() {
     receiver.release();
     assert_eq!(receiver.wait_for(4).len(), 4);
 }
+
+/// Regression: deliveries stuck behind an open breaker had no way out.
+/// `breaker = { failures = 0 }` ("turns it off", applied on reload) left it
+/// open after SIGHUP and after a restart, probing with a doubling wait,
+/// and nothing closed it by hand. Now `hookrelay receiver reset URL`
+/// closes it at once; so does a reload that turns it off, and a start.
+#[test]
+fn an_open_breaker_closes_by_hand_on_reload_and_at_start() {
+    let receiver = Receiver::start();
+    let processings = |breaker: &str| {
+        format!(
+            "{}{}",
+            processing("p", &receiver.url("/pb"), ""),
+            receiver_table(&receiver, breaker)
+        )
+    };
+    let on = "breaker = { failures = 2, probe = \"1h\", max_probe = \"2h\" }";
+    let mut relay = Relay::start(&processings(on));
+    let open_with = |relay: &Relay| -> Vec<i64> {
+        receiver.script(&[(503, "down"); 200]);
+        let ids: Vec<i64> = (0..3)
+            .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+            .collect();
+        assert!(
+            wait_until(|| receiver_status(relay, &receiver)["breaker"] == "open"),
+            "the breaker opened"
+        );
+        receiver.clear_script();
+        ids
+    };
+
+    // By hand: the probe is an hour away, so a delivery now is the reset's.
+    let ids = open_with(&relay);
+    let out = relay.cli(&["receiver", "reset", &receiver.url("/any/path")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let target = format!("http://{}/", receiver.addr);
+    assert!(
+        text.contains(&format!(
+            "receiver {target}: circuit breaker closed, by the running daemon"
+        )),
+        "{text}"
+    );
+    for id in &ids {
+        relay.wait_status(*id, "delivered");
+    }
+    let again = relay.cli(&["receiver", "reset", &receiver.url("/")]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("was not open; nothing to do"));
+    assert_eq!(relay.cli(&["receiver", "reset", "not a url"]).status.code(), Some(2));
+
+    // A reload that turns the breaker off closes it.
+    let ids = open_with(&relay);
+    relay.rewrite(&processings("breaker = { failures = 0 }"));
+    relay.signal("HUP");
+    relay.wait_log("its breaker is turned off (failures = 0)");
+    for id in &ids {
+        relay.wait_status(*id, "delivered");
+    }
+
+    // And so does a start with it turned off.
+    relay.rewrite(&processings(on));
+    relay.signal("HUP");
+    assert!(wait_until(|| relay.log_text().matches("config reloaded").count() == 2));
+    let ids = open_with(&relay);
+    assert!(relay.terminate().success());
+    relay.rewrite(&processings("breaker = { failures = 0 }"));
+    relay.restart();
+    for id in &ids {
+        relay.wait_status(*id, "delivered");
+    }
+    assert_eq!(receiver_status(&relay, &receiver)["breaker"], "closed");
+}

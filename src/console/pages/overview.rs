@@ -47,7 +47,17 @@ fn receivers_table(frame: &Frame, receivers: &[ReceiverStatus]) -> Markup {
                     @for r in receivers {
                         tr {
                             td { (r.state.target) }
-                            @if r.state.open.is_some() { td.error { (t.breaker_open) } } @else if r.state.refusing() { td.error { (t.breaker_refusing) } } @else { td { (t.breaker_closed) } }
+                            @if r.state.open.is_some() {
+                                td.error {
+                                    (t.breaker_open)
+                                    // Closing it by hand lets the waiting deliveries go now.
+                                    form.inline method="post" action="/receivers/reset" {
+                                        (frame.csrf())
+                                        input type="hidden" name="target" value=(r.state.target);
+                                        button type="submit" { (t.breaker_reset) }
+                                    }
+                                }
+                            } @else if r.state.refusing() { td.error { (t.breaker_refusing) } } @else { td { (t.breaker_closed) } }
                             td.num { (r.backlog.waiting) }
                             td { (time(r.state.last_success_at)) }
                             td.error {
@@ -64,13 +74,14 @@ fn receivers_table(frame: &Frame, receivers: &[ReceiverStatus]) -> Markup {
 
 /// The overview: one card per processing the signed-in role may see, and
 /// for the admin every receiver (`receivers`).
-pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus]) -> Markup {
+pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], notice: Option<&str>) -> Markup {
     let t = frame.t();
     layout(
         frame,
         t.overview,
         html! {
             h1 { (t.overview) }
+            @if let Some(notice) = notice { p.notice role="status" { (notice) } }
             @for card in cards {
                 section.card #(format!("p-{}", card.name)) {
                     h2 {
@@ -207,7 +218,7 @@ mod tests {
             silent_since: None,
             open_receivers: vec![&open],
         };
-        let page = overview(&frame, &[card], std::slice::from_ref(&open)).into_string();
+        let page = overview(&frame, &[card], std::slice::from_ref(&open), None).into_string();
         assert!(
             page.contains("Получатель https://ads.plarin.ru/ не отвечает с 1970-01-01"),
             "{page}"
@@ -215,5 +226,11 @@ mod tests {
         assert!(page.contains("Последняя ошибка: HTTP 503 &lt;b&gt;"), "{page}");
         assert!(page.contains("не отвечает, доставки ждут"), "{page}");
         assert!(page.contains(">42<"), "{page}");
+        // A way out by hand: the button that closes the breaker.
+        assert!(
+            page.contains(r#"action="/receivers/reset""#) && page.contains(r#"value="https://ads.plarin.ru/""#),
+            "{page}"
+        );
+        assert!(page.contains("Отправлять снова"), "{page}");
     }
 }
