@@ -10,6 +10,8 @@
 //! - `replay`: the daemon queues the named operations' deliveries through
 //!   its writer, a few operations a job, with its running config;
 //! - `prune`: the daemon deletes in its retention's short batches;
+//! - `cancel operation <id> <who>` or `cancel receiver <target> <who>`: the
+//!   daemon cancels the waiting deliveries through its writer;
 //! - `breaker-reset <target>`: the daemon closes a receiver's breaker, and
 //!   its scheduler lets the waiting deliveries go at once.
 //!
@@ -24,7 +26,7 @@
 //! left alone ([`Refused`]), then
 //! one of `ok <operations> <bytes> <path>` (backup), `ok <queued>
 //! <operations>` (replay), `ok <deleted>` (prune), `ok <1 if it was open,
-//! else 0>` (breaker-reset), or `error <reason>`.
+//! else 0>` (breaker-reset), `ok <cancelled>` (cancel), or `error <reason>`.
 //! The daemon writes a backup into the database's folder (the one place
 //! its sandbox lets it write); the command line then moves it where it was
 //! asked to.
@@ -40,7 +42,7 @@ use tokio::net::UnixListener;
 use crate::clock::now_ms;
 use crate::ingest::Shared;
 use crate::replay::{self, Ask, Queue, Refused, Report};
-use crate::store::{self, BackupReport, Reader, Writer};
+use crate::store::{self, BackupReport, Reader, Waiting, Writer};
 
 /// Operation ids read from the socket per step of a replay: what is
 /// read and planned at once.
@@ -128,6 +130,22 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
             },
             Err(_) => format!("error `{before}` is not a time in ms"),
         },
+        ["cancel", kind, key, ..] => {
+            let source = line.trim().splitn(4, ' ').nth(3).unwrap_or("command line").to_string();
+            let which = match (*kind, key.parse::<i64>()) {
+                ("operation", Ok(id)) => Some(Waiting::Of(id)),
+                ("receiver", _) => Some(Waiting::To(key.to_string())),
+                _ => None,
+            };
+            match which.map(|which| shared.writer().cancel(which, source)) {
+                Some(Ok(n)) => {
+                    log::info!("cancel requested through the control socket: {n} waiting deliveries cancelled");
+                    format!("ok {n}")
+                }
+                Some(Err(err)) => format!("error {err}"),
+                None => format!("error unknown request `{}`", line.trim()),
+            }
+        }
         ["breaker-reset", target] => match shared.writer().close_breaker(target.to_string()) {
             Ok(was_open) => {
                 if was_open {
@@ -309,6 +327,26 @@ pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
             Asked::Done(report)
         }
         _ => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, to cancel the waiting
+/// deliveries `which` names, for `source`: how many.
+pub fn ask_cancel(database: &Path, which: &Waiting, source: &str) -> Asked<usize> {
+    let (kind, key) = match which {
+        Waiting::Of(id) => ("operation", id.to_string()),
+        Waiting::To(target) => ("receiver", target.clone()),
+    };
+    match send(
+        database,
+        format!("cancel {kind} {key} {}\n", one_line(source)).as_bytes(),
+    ) {
+        Asked::Done((rest, _)) => match rest.parse() {
+            Ok(n) => Asked::Done(n),
+            Err(_) => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
+        },
+        Asked::NoDaemon => Asked::NoDaemon,
+        Asked::Failed(why) => Asked::Failed(why),
     }
 }
 

@@ -71,13 +71,15 @@ string_enum! {
 }
 
 string_enum! {
-    /// Where one action's delivery stands.
+    /// Where one action's delivery stands. `cancelled`: cancelled by hand
+    /// while it waited, never sent again.
     DeliveryStatus {
         Pending = "pending",
         InFlight = "in_flight",
         Retrying = "retrying",
         Delivered = "delivered",
         Failed = "failed",
+        Cancelled = "cancelled",
     }
 }
 
@@ -425,7 +427,13 @@ pub struct Claimed {
 /// An operation is `queued` while any delivery is unfinished, then
 /// `delivered`, `failed` or `partial` by how its deliveries ended.
 pub fn operation_status(deliveries: &[DeliveryStatus]) -> OpStatus {
-    let finished = |s: &&DeliveryStatus| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Failed);
+    // A cancelled delivery is over and did not reach its receiver.
+    let finished = |s: &&DeliveryStatus| {
+        matches!(
+            s,
+            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Cancelled
+        )
+    };
     if deliveries.is_empty() || !deliveries.iter().all(|s| finished(&s)) {
         return OpStatus::Queued;
     }

@@ -2,6 +2,7 @@
 //! codes (0 success, 1 runtime failure, 2 usage or config error).
 
 mod backup;
+mod cancel;
 mod check;
 mod docs;
 mod dry_run;
@@ -62,6 +63,8 @@ pub enum Command {
     Try(dry_run::Args),
     /// Queue fresh deliveries for recorded operations.
     Replay(replay::Args),
+    /// Cancel waiting deliveries of operations, or to a receiver: never sent.
+    Cancel(cancel::Args),
     /// Act on a receiver: `receiver reset URL` closes its circuit breaker by hand.
     Receiver(receiver::Args),
     /// Print the address to paste into Klientiks for an event.
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Try(args) => dry_run::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
         Command::Receiver(args) => receiver::run(&cli, args),
+        Command::Cancel(args) => cancel::run(&cli, args),
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),

@@ -183,6 +183,8 @@ texts!(
     breaker_closed,
     breaker_refusing,
     breaker_reset,
+    cancel_waiting,
+    cancelled_done,
     breaker_was_reset,
     last_success,
 );
@@ -289,6 +291,8 @@ static RU: Texts = Texts {
     breaker_closed: "работает",
     breaker_refusing: "отвечает, но не принимает",
     breaker_reset: "Отправлять снова",
+    cancel_waiting: "Отменить ожидающие доставки",
+    cancelled_done: "Доставок отменено: {}. Они не будут отправлены.",
     breaker_was_reset: "Получатель {}: ожидающие доставки отправляются снова.",
     last_success: "Последний успех",
 };
@@ -396,6 +400,8 @@ static EN: Texts = Texts {
     breaker_closed: "working",
     breaker_refusing: "answers, but does not accept",
     breaker_reset: "Send again",
+    cancel_waiting: "Cancel the waiting deliveries",
+    cancelled_done: "Deliveries cancelled: {}. They will not be sent.",
     breaker_was_reset: "Receiver {}: the waiting deliveries are being sent again.",
     last_success: "Last success",
 };
@@ -451,6 +457,7 @@ impl Texts {
             (DeliveryStatus::Retrying, true) => "повтор",
             (DeliveryStatus::Delivered, true) => "доставлена",
             (DeliveryStatus::Failed, true) => "ошибка",
+            (DeliveryStatus::Cancelled, true) => "отменена",
             (DeliveryStatus::InFlight, false) => "in flight",
             (status, false) => status.as_str(),
         }

@@ -279,6 +279,23 @@ async fn post(
         }
         return redirect(&format!("/operations?{query}queued={}", report.queued), None);
     }
+    let cancel_id = path
+        .strip_prefix("/operations/")
+        .and_then(|rest| rest.strip_suffix("/cancel"))
+        .and_then(|id| id.parse::<i64>().ok());
+    if let Some(id) = cancel_id {
+        let shared = Arc::clone(&console.shared);
+        let which = crate::store::Waiting::Of(id);
+        let done = tokio::task::spawn_blocking(move || shared.writer().cancel(which, "console (admin)".into())).await;
+        return match done {
+            Ok(Ok(n)) => {
+                log::info!("console: cancelled {n} waiting deliveries of operation {id}");
+                redirect(&format!("/operations/{id}?cancelled={n}"), None)
+            }
+            Ok(Err(err)) => cx.read_failed(signed, err.to_string()),
+            Err(err) => cx.read_failed(signed, format!("the cancel task failed: {err}")),
+        };
+    }
     let replay_id = path
         .strip_prefix("/operations/")
         .and_then(|rest| rest.strip_suffix("/replay"))
@@ -589,6 +606,7 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
         .param("refused")
         .and_then(|kind| replay::Refused::from_parts(kind, cx.param("why").unwrap_or("")));
     let notice = match (cx.param("queued"), refused) {
+        _ if cx.param("cancelled").is_some() => cx.param("cancelled").map(|n| fill(cx.t().cancelled_done, n)),
         (Some(n), _) => Some(fill(cx.t().replay_done, n)),
         (None, Some(why)) => Some(format!("{}: {}", fill(cx.t().not_replayed, id), cx.t().refused(&why))),
         (None, None) => None,

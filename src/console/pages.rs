@@ -327,6 +327,14 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                 Err(why) => { p.muted { (fill(t.not_replayable, t.refused(why))) } }
             }
         }
+        @if frame.is_admin()
+            && op.deliveries.iter().any(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying))
+        {
+            form.inline.cancel method="post" action=(format!("/operations/{}/cancel", s.id)) {
+                (frame.csrf())
+                button type="submit" { (t.cancel_waiting) }
+            }
+        }
         @if !op.replays.is_empty() {
             h2 { (t.replays) }
             ul.replays {

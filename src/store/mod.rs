@@ -63,6 +63,7 @@ pub use read::{
 };
 pub use receivers::{Backlog, ProcessingStatus, ReceiverStatus};
 pub use replay::{queue_replays, Replay};
+pub use write::Waiting;
 pub use writer::{spawn_writer, Hooks, Writer};
 
 /// The notifications column holding a channel's "sent at".
@@ -243,6 +244,30 @@ impl PruneConnection {
             Err(err) => {
                 let _ = self.conn.batch("ROLLBACK");
                 Err(err)
+            }
+        }
+    }
+}
+
+/// Cancelling waiting deliveries from the command line with no daemon
+/// running (or on PostgreSQL), on a connection of its own, a few hundred
+/// per transaction; how many.
+pub fn cancel_waiting(location: impl Into<Location>, which: &Waiting, source: &str) -> Result<usize, StoreError> {
+    let conn = open_existing(&location.into())?;
+    let mut total = 0;
+    loop {
+        conn.begin_writing()?;
+        match write::cancel_waiting(&conn, which, source, crate::clock::now_ms()) {
+            Ok(n) => {
+                conn.batch("COMMIT")?;
+                total += n;
+                if n == 0 {
+                    return Ok(total);
+                }
+            }
+            Err(err) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(err);
             }
         }
     }

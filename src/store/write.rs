@@ -386,6 +386,46 @@ pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Resul
     Ok(claimed)
 }
 
+/// Deliveries cancelled per statement; a large backlog goes in steps, so
+/// no job holds the writer for long.
+const CANCEL_STEP: i64 = 500;
+
+/// Cancels waiting (`pending` or `retrying`) deliveries, of `operation` or
+/// to `target`, at most [`CANCEL_STEP`]: each becomes `cancelled`, with
+/// who cancelled it as its last error, and its operation's status follows.
+/// Claimed ones (`in_flight`) are being sent and stay. How many went.
+pub(super) fn cancel_waiting(conn: &Db, which: &Waiting, source: &str, now: i64) -> Result<usize, StoreError> {
+    let (column, key): (&str, &dyn Param) = match which {
+        Waiting::Of(operation) => ("operation_id", operation),
+        Waiting::To(target) => ("target", target),
+    };
+    let operations: Vec<i64> = conn.query(
+        &format!(
+            "UPDATE deliveries SET status = 'cancelled', last_error = ?2, updated_at = ?3, next_attempt_at = ?3
+             WHERE id IN (SELECT id FROM deliveries WHERE {column} = ?1 AND status IN ('pending', 'retrying') LIMIT ?4)
+             RETURNING operation_id"
+        ),
+        &[key, &format!("cancelled by {source}"), &now, &CANCEL_STEP],
+        |row| row.get(0),
+    )?;
+    let mut touched = operations.clone();
+    touched.sort_unstable();
+    touched.dedup();
+    for operation in touched {
+        refresh_operation_status(conn, operation, now)?;
+    }
+    Ok(operations.len())
+}
+
+/// Which waiting deliveries [`cancel_waiting`] cancels.
+#[derive(Debug, Clone)]
+pub enum Waiting {
+    /// Those of one operation.
+    Of(i64),
+    /// Those to one receiver (`scheme://host:port/`).
+    To(String),
+}
+
 /// Hands claimed deliveries back: `retrying` if they were tried before, else `pending`.
 pub(super) fn release(conn: &Db, ids: &[i64]) -> Result<(), StoreError> {
     for id in ids {

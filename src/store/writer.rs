@@ -332,6 +332,22 @@ impl Writer {
         self.run_blocking(true, move |conn| super::replay::queue_chunk(conn, &replays))
     }
 
+    /// Cancels every waiting delivery `which` names, in steps of a few
+    /// hundred, each its own job; how many. Blocks: plain threads only.
+    pub fn cancel(&self, which: super::Waiting, source: String) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let (which, source) = (which.clone(), source.clone());
+            let n = self.run_blocking(false, move |conn| {
+                super::write::cancel_waiting(conn, &which, &source, now_ms())
+            })?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Gives claimed deliveries back unsent. Blocks: plain threads only.
     pub fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.run_blocking(false, move |conn| release(conn, &ids))

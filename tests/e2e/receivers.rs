@@ -339,3 +339,56 @@ fn an_open_breaker_closes_by_hand_on_reload_and_at_start() {
     }
     assert_eq!(receiver_status(&relay, &receiver)["breaker"], "closed");
 }
+
+/// Deliveries waiting behind an open breaker can be cancelled, by
+/// operation or by receiver: `cancelled`, with who did it, never sent.
+#[test]
+fn waiting_deliveries_can_be_cancelled() {
+    let receiver = Receiver::start();
+    receiver.script(&[(503, "down"); 200]);
+    let relay = Relay::start(&format!(
+        "{}{}",
+        processing("p", &receiver.url("/pb"), ""),
+        receiver_table(
+            &receiver,
+            "breaker = { failures = 1, probe = \"1h\", max_probe = \"2h\" }"
+        ),
+    ));
+    let ids: Vec<i64> = (0..3)
+        .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+        .collect();
+    assert!(wait_until(|| receiver_status(&relay, &receiver)["breaker"] == "open"));
+    // Held back by the breaker, in the database, not claimed.
+    assert!(wait_until(|| ids.iter().all(|id| matches!(
+        relay.show(*id)["deliveries"][0]["status"].as_str(),
+        Some("pending" | "retrying")
+    ))));
+    let cli = |args: &[&str]| {
+        let out = relay.cli(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = cli(&["cancel", &ids[0].to_string()]);
+    assert!(text.contains("cancelled 1 waiting deliveries"), "{text}");
+    let op = relay.wait_status(ids[0], "failed");
+    assert_eq!(op["deliveries"][0]["status"], "cancelled");
+    assert!(
+        op["deliveries"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled by command line"),
+        "{op:#}"
+    );
+    let text = cli(&["cancel", "--receiver", &receiver.url("/")]);
+    assert!(text.contains("cancelled 2 waiting deliveries"), "{text}");
+    for id in &ids[1..] {
+        relay.wait_status(*id, "failed");
+    }
+    let sent = receiver.requests().len();
+    receiver.clear_script();
+    cli(&["receiver", "reset", &receiver.url("/")]);
+    let (_, fresh, _) = get(&relay.url(&format!("/hook/{TOKEN}?n=9")));
+    relay.wait_status(fresh.unwrap(), "delivered");
+    assert_eq!(receiver.requests().len(), sent + 1, "nothing cancelled was sent");
+    assert_eq!(relay.cli(&["cancel"]).status.code(), Some(2));
+}
