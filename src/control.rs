@@ -10,6 +10,8 @@
 //! - `replay`: the daemon queues the named operations' deliveries through
 //!   its writer, a few operations a job, with its running config;
 //! - `prune`: the daemon deletes in its retention's short batches;
+//! - `requeue`: the daemon renders the waiting deliveries of the operations
+//!   whose ids follow again, with its running config;
 //! - `cancel operation <id> <who>` or `cancel receiver <target> <who>`: the
 //!   daemon cancels the waiting deliveries through its writer;
 //! - `breaker-reset <target>`: the daemon closes a receiver's breaker, and
@@ -26,7 +28,8 @@
 //! left alone ([`Refused`]), then
 //! one of `ok <operations> <bytes> <path>` (backup), `ok <queued>
 //! <operations>` (replay), `ok <deleted>` (prune), `ok <1 if it was open,
-//! else 0>` (breaker-reset), `ok <cancelled>` (cancel), or `error <reason>`.
+//! else 0>` (breaker-reset), `ok <cancelled>` (cancel), `left <id> <action>
+//! <why>` lines then `ok <rendered>` (requeue), or `error <reason>`.
 //! The daemon writes a backup into the database's folder (the one place
 //! its sandbox lets it write); the command line then moves it where it was
 //! asked to.
@@ -41,7 +44,7 @@ use tokio::net::UnixListener;
 
 use crate::clock::now_ms;
 use crate::ingest::Shared;
-use crate::replay::{self, Ask, Queue, Refused, Report};
+use crate::replay::{self, Ask, Queue, Refused, Report, Rerendered};
 use crate::store::{self, BackupReport, Reader, Waiting, Writer};
 
 /// Operation ids read from the socket per step of a replay: what is
@@ -130,6 +133,10 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
             },
             Err(_) => format!("error `{before}` is not a time in ms"),
         },
+        ["requeue"] => match requeue(request, database, shared, &mut out) {
+            Ok(done) => format!("ok {}", done.rerendered),
+            Err(err) => format!("error {err}"),
+        },
         ["cancel", kind, key, ..] => {
             let source = line.trim().splitn(4, ' ').nth(3).unwrap_or("command line").to_string();
             let which = match (*kind, key.parse::<i64>()) {
@@ -212,6 +219,41 @@ fn replay(
         total.queued,
         total.operations,
         total.refused.len()
+    );
+    Ok(total)
+}
+
+/// Renders the waiting deliveries of the operations whose ids follow in
+/// `request` again with the running config, telling `out` of each left.
+fn requeue(
+    mut request: impl BufRead,
+    database: &Path,
+    shared: &Shared,
+    out: &mut impl Write,
+) -> Result<Rerendered, String> {
+    let mut text = String::new();
+    request
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the operation ids: {e}"))?;
+    let reader = Reader::open(database).map_err(|e| e.to_string())?;
+    let config = shared.config();
+    let mut total = Rerendered::default();
+    for id in text.split_whitespace() {
+        let id: i64 = id.parse().map_err(|_| format!("`{id}` is not an operation id"))?;
+        let Some(op) = reader.operation(id).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let done = replay::rerender(&config, std::slice::from_ref(&op), &Queue::Writer(shared.writer()))
+            .map_err(|e| e.to_string())?;
+        total.rerendered += done.rerendered;
+        total.left.extend(done.left);
+    }
+    for (id, action, why) in &total.left {
+        writeln!(out, "left {id} {action} {}", one_line(why)).map_err(|e| e.to_string())?;
+    }
+    log::info!(
+        "requeue requested through the control socket: {} waiting deliveries rendered again",
+        total.rerendered
     );
     Ok(total)
 }
@@ -327,6 +369,42 @@ pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
             Asked::Done(report)
         }
         _ => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, to render the waiting
+/// deliveries of `ids` again with its running config.
+pub fn ask_requeue(database: &Path, ids: &[i64]) -> Asked<Rerendered> {
+    let mut request = b"requeue\n".to_vec();
+    for id in ids {
+        request.extend_from_slice(format!("{id}\n").as_bytes());
+    }
+    let (rest, lines) = match send(database, &request) {
+        Asked::Done(done) => done,
+        Asked::NoDaemon => return Asked::NoDaemon,
+        Asked::Failed(why) => return Asked::Failed(why),
+    };
+    let mut done = Rerendered::default();
+    for line in &lines {
+        let left = line.strip_prefix("left ").and_then(|rest| {
+            let mut parts = rest.splitn(3, ' ');
+            Some((
+                parts.next()?.parse().ok()?,
+                parts.next()?.to_string(),
+                parts.next()?.to_string(),
+            ))
+        });
+        match left {
+            Some(left) => done.left.push(left),
+            None => return Asked::Failed(format!("unexpected answer from the daemon: {line}")),
+        }
+    }
+    match rest.parse() {
+        Ok(n) => {
+            done.rerendered = n;
+            Asked::Done(done)
+        }
+        Err(_) => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
     }
 }
 

@@ -242,7 +242,8 @@ pub async fn run(
 /// something other than the file says without the log saying so.
 /// Processings and their actions take effect for new requests at once;
 /// deliveries already queued keep the requests rendered when they were
-/// accepted.
+/// accepted, and a changed action's log line says how to render them
+/// again (`hookrelay requeue`).
 async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
     while hangups.recv().await.is_some() {
         let running = shared.config();
@@ -271,6 +272,7 @@ async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
         let (old, new) = (names(&running), names(&fresh));
         let added: Vec<_> = new.iter().filter(|n| !old.contains(n)).cloned().collect();
         let removed: Vec<_> = old.iter().filter(|n| !new.contains(n)).cloned().collect();
+        let changed = running.changed_actions(&fresh);
         shared.replace(Arc::new(fresh));
         log::info!(
             "SIGHUP: config reloaded: {} processing(s); added: [{}]; removed: [{}]",
@@ -278,6 +280,13 @@ async fn reload_on_hangup(mut hangups: Signal, shared: Arc<Shared>) {
             added.join(", "),
             removed.join(", ")
         );
+        // Waiting deliveries keep the request they were rendered with (a
+        // retry sends the same bytes); rendering them again is asked for.
+        for (processing, action) in changed {
+            log::info!(
+                "SIGHUP: processing `{processing}`: action `{action}` changed; deliveries already waiting keep their old request: `hookrelay requeue --processing {processing}` renders them again"
+            );
+        }
     }
 }
 

@@ -293,6 +293,62 @@ pub fn plan(config: &Config, op: &OperationView, ask: &Ask) -> Result<Replay, Re
     })
 }
 
+/// What rendering waiting deliveries again did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rerendered {
+    /// Deliveries whose request now comes from the current config.
+    pub rerendered: usize,
+    /// Waiting deliveries left as they were: operation, action and why.
+    pub left: Vec<(i64, String, String)>,
+}
+
+/// Renders the waiting (`pending` or `retrying`) deliveries of
+/// `operations` again from the current config, as `hookrelay requeue`
+/// and the console ask: each keeps its attempts, is due at once, and goes out
+/// with its action's current URL, templates and settings. One whose action
+/// is gone from the config, or that cannot be rendered now, is left as it
+/// was (cancel it, or fix the config). Deliveries being sent right now
+/// are not touched. Blocks: plain threads only.
+pub fn rerender(config: &Config, operations: &[OperationView], queue: &Queue) -> Result<Rerendered, StoreError> {
+    let mut done = Rerendered::default();
+    let mut requests = Vec::new();
+    for op in operations {
+        let waiting = op
+            .deliveries
+            .iter()
+            .filter(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying));
+        let processing = config.processing(&op.summary.processing);
+        let extracted = Extracted::from_fields(op.fields.clone());
+        for d in waiting {
+            let action = processing.and_then(|p| p.actions.iter().find(|a| a.name == d.action));
+            let Some(action) = action else {
+                let why = format!("action `{}` is no longer in the config; cancel it", d.action);
+                done.left.push((op.summary.id, d.action.clone(), why));
+                continue;
+            };
+            match rules::delivery(action, &extracted) {
+                Ok((request, _)) => match &request.refused {
+                    Some(why) => done.left.push((op.summary.id, d.action.clone(), why.clone())),
+                    None => requests.push((d.id, request)),
+                },
+                Err(err) => done.left.push((op.summary.id, d.action.clone(), err)),
+            }
+        }
+    }
+    done.rerendered = match queue {
+        Queue::Writer(writer) => {
+            let mut n = 0;
+            let mut requests = requests.into_iter().peekable();
+            while requests.peek().is_some() {
+                n += writer.rerender(requests.by_ref().take(OPERATIONS_PER_JOB).collect())?;
+            }
+            n
+        }
+        Queue::Database(location) => crate::store::rerender_waiting(location, &requests)?,
+    };
+    Ok(done)
+}
+
 /// Who runs this command, for the replay's record: "command line (USER)".
 pub fn command_line_source() -> String {
     match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {

@@ -94,10 +94,56 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     for warning in config.late_breakers() {
         println!("warning: {warning}");
     }
+    for warning in stale_waiting(&config)? {
+        println!("warning: {warning}");
+    }
     for warning in field_warnings(&config)? {
         println!("warning: {warning}");
     }
     Ok(())
+}
+
+/// Actions whose waiting deliveries were rendered with an older config:
+/// the newest waiting delivery of each processing, rendered again now,
+/// would go out differently.
+fn stale_waiting(config: &Config) -> Result<Vec<String>, Failure> {
+    let Ok(reader) = Reader::open(config.storage.location()) else {
+        return Ok(Vec::new());
+    };
+    let mut warnings = Vec::new();
+    for processing in &config.processings {
+        let newest = reader.history(&crate::store::HistoryFilter {
+            processing: Some(processing.name.clone()),
+            status: Some(crate::model::OpStatus::Queued),
+            limit: 1,
+            ..crate::store::HistoryFilter::default()
+        })?;
+        let Some(op) = newest.first().map(|s| reader.operation(s.id)).transpose()?.flatten() else {
+            continue;
+        };
+        let extracted = crate::process::fields::Extracted::from_fields(op.fields.clone());
+        let waiting = op.deliveries.iter().filter(|d| {
+            matches!(
+                d.status,
+                crate::model::DeliveryStatus::Pending | crate::model::DeliveryStatus::Retrying
+            )
+        });
+        for d in waiting {
+            let Some(action) = processing.actions.iter().find(|a| a.name == d.action) else {
+                continue;
+            };
+            let Ok((now, _)) = crate::process::delivery(action, &extracted) else {
+                continue;
+            };
+            if now.redacted != d.request {
+                warnings.push(format!(
+                    "processing `{}`: action `{}`: deliveries waiting now were rendered with an older config (operation {} would now go as {}); `hookrelay requeue --processing {}` renders them again",
+                    processing.name, d.action, op.summary.id, now.redacted, processing.name
+                ));
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 /// Fields the config reads that the latest event of each processing lacked.

@@ -16,6 +16,7 @@ mod notify_test;
 mod prune;
 mod receiver;
 mod replay;
+mod requeue;
 mod run;
 mod show;
 mod status;
@@ -63,6 +64,8 @@ pub enum Command {
     Try(dry_run::Args),
     /// Queue fresh deliveries for recorded operations.
     Replay(replay::Args),
+    /// Render waiting deliveries again from the current config (after fixing an action).
+    Requeue(requeue::Args),
     /// Cancel waiting deliveries of operations, or to a receiver: never sent.
     Cancel(cancel::Args),
     /// Act on a receiver: `receiver reset URL` closes its circuit breaker by hand.
@@ -131,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&cli, args),
         Command::Receiver(args) => receiver::run(&cli, args),
         Command::Cancel(args) => cancel::run(&cli, args),
+        Command::Requeue(args) => requeue::run(&cli, args),
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),

@@ -458,6 +458,23 @@ impl Config {
         warnings
     }
 
+    /// The actions (processing, action) present in both configs whose
+    /// request or settings differ in `fresh`: deliveries already waiting
+    /// were rendered with the old ones.
+    pub fn changed_actions(&self, fresh: &Config) -> Vec<(String, String)> {
+        let mut changed = Vec::new();
+        for p in &self.processings {
+            let Some(new) = fresh.processing(&p.name) else { continue };
+            for action in &p.actions {
+                let now = new.actions.iter().find(|a| a.name == action.name);
+                if now.is_some_and(|now| format!("{now:?}") != format!("{action:?}")) {
+                    changed.push((p.name.clone(), action.name.clone()));
+                }
+            }
+        }
+        changed
+    }
+
     /// The processing a token belongs to, by name.
     pub fn processing(&self, name: &str) -> Option<&Processing> {
         self.processings.iter().find(|p| p.name == name)

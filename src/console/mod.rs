@@ -279,6 +279,33 @@ async fn post(
         }
         return redirect(&format!("/operations?{query}queued={}", report.queued), None);
     }
+    let requeue_id = path
+        .strip_prefix("/operations/")
+        .and_then(|rest| rest.strip_suffix("/requeue"))
+        .and_then(|id| id.parse::<i64>().ok());
+    if let Some(id) = requeue_id {
+        let op = match read(console, move |r| r.operation(id)).await {
+            Ok(Some(op)) => op,
+            Ok(None) => return cx.not_found(signed),
+            Err(err) => return cx.read_failed(signed, err),
+        };
+        let (config, shared) = (Arc::clone(&cx.config), Arc::clone(&console.shared));
+        let done = tokio::task::spawn_blocking(move || {
+            replay::rerender(&config, &[op], &replay::Queue::Writer(shared.writer()))
+        })
+        .await;
+        return match done {
+            Ok(Ok(done)) => {
+                log::info!(
+                    "console: rendered {} waiting deliveries of operation {id} again",
+                    done.rerendered
+                );
+                redirect(&format!("/operations/{id}?requeued={}", done.rerendered), None)
+            }
+            Ok(Err(err)) => cx.read_failed(signed, err.to_string()),
+            Err(err) => cx.read_failed(signed, format!("the requeue task failed: {err}")),
+        };
+    }
     let cancel_id = path
         .strip_prefix("/operations/")
         .and_then(|rest| rest.strip_suffix("/cancel"))
@@ -607,6 +634,7 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
         .and_then(|kind| replay::Refused::from_parts(kind, cx.param("why").unwrap_or("")));
     let notice = match (cx.param("queued"), refused) {
         _ if cx.param("cancelled").is_some() => cx.param("cancelled").map(|n| fill(cx.t().cancelled_done, n)),
+        _ if cx.param("requeued").is_some() => cx.param("requeued").map(|n| fill(cx.t().requeued_done, n)),
         (Some(n), _) => Some(fill(cx.t().replay_done, n)),
         (None, Some(why)) => Some(format!("{}: {}", fill(cx.t().not_replayed, id), cx.t().refused(&why))),
         (None, None) => None,

@@ -330,6 +330,11 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
         @if frame.is_admin()
             && op.deliveries.iter().any(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying))
         {
+            form.inline.requeue method="post" action=(format!("/operations/{}/requeue", s.id)) {
+                (frame.csrf())
+                button type="submit" { (t.requeue_waiting) }
+            }
+            " "
             form.inline.cancel method="post" action=(format!("/operations/{}/cancel", s.id)) {
                 (frame.csrf())
                 button type="submit" { (t.cancel_waiting) }

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::model::Channel;
+use crate::model::{Channel, DeliveryRequest};
 use db::{Db, Pg};
 
 pub use backup::{backup, create_private, BackupReport};
@@ -247,6 +247,35 @@ impl PruneConnection {
             }
         }
     }
+}
+
+/// Replacing waiting deliveries' requests (see `replay::rerender`) from the
+/// command line with no daemon running (or on PostgreSQL), on a connection
+/// of its own, a few hundred per transaction; how many were still waiting.
+pub fn rerender_waiting(
+    location: impl Into<Location>,
+    requests: &[(i64, DeliveryRequest)],
+) -> Result<usize, StoreError> {
+    let conn = open_existing(&location.into())?;
+    let mut total = 0;
+    for chunk in requests.chunks(200) {
+        conn.begin_writing()?;
+        let now = crate::clock::now_ms();
+        let done: Result<usize, StoreError> = chunk.iter().try_fold(0, |n, (id, request)| {
+            Ok(n + usize::from(write::rerender(&conn, *id, request, now)?))
+        });
+        match done.and_then(|n| pg::notify_due(&conn).map(|()| n)) {
+            Ok(n) => {
+                conn.batch("COMMIT")?;
+                total += n;
+            }
+            Err(err) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(err);
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Cancelling waiting deliveries from the command line with no daemon

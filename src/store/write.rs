@@ -386,6 +386,35 @@ pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Resul
     Ok(claimed)
 }
 
+/// Replaces a waiting delivery's request with `d`, rendered again from the
+/// current config, due now (the new address or request is worth trying at
+/// once); its attempts stay. Whether it was still waiting (a claimed one
+/// is being sent and is left as it is).
+pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Result<bool, StoreError> {
+    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(conn.execute(
+        "UPDATE deliveries SET method = ?2, url = ?3, headers = ?4, body = ?5, redacted = ?6, expect_body = ?7,
+             timeout_ms = ?8, max_attempts = ?9, first_delay_ms = ?10, max_delay_ms = ?11, target = ?12,
+             updated_at = ?13, next_attempt_at = ?13
+         WHERE id = ?1 AND status IN ('pending', 'retrying')",
+        &[
+            &id,
+            &d.method,
+            &d.url,
+            &headers,
+            &d.body,
+            &d.redacted,
+            &d.expect_body,
+            &(d.timeout_ms as i64),
+            &i64::from(d.max_attempts),
+            &(d.first_delay_ms as i64),
+            &(d.max_delay_ms as i64),
+            &target_of(&d.url),
+            &now,
+        ],
+    )? == 1)
+}
+
 /// Deliveries cancelled per statement; a large backlog goes in steps, so
 /// no job holds the writer for long.
 const CANCEL_STEP: i64 = 500;

@@ -23,7 +23,9 @@ use super::write::{
 };
 use super::{open_for_writing, Location, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
-use crate::model::{notice_day, AttemptRecord, Channel, Claimed, Inserted, NewOperation, Outcome, ReceiverState};
+use crate::model::{
+    notice_day, AttemptRecord, Channel, Claimed, DeliveryRequest, Inserted, NewOperation, Outcome, ReceiverState,
+};
 
 /// Commands waiting for the writer; senders wait when it is full.
 const QUEUE_CAPACITY: usize = 4096;
@@ -330,6 +332,20 @@ impl Writer {
     /// plain threads only.
     pub fn queue_replays(&self, replays: Vec<super::Replay>) -> Result<usize, StoreError> {
         self.run_blocking(true, move |conn| super::replay::queue_chunk(conn, &replays))
+    }
+
+    /// Replaces waiting deliveries' requests (by id) with these, rendered
+    /// again from the current config, in one job; how many were still
+    /// waiting. Keep it to a few dozen. Blocks: plain threads only.
+    pub fn rerender(&self, requests: Vec<(i64, DeliveryRequest)>) -> Result<usize, StoreError> {
+        self.run_blocking(true, move |conn| {
+            let now = now_ms();
+            let mut n = 0;
+            for (id, request) in &requests {
+                n += usize::from(super::write::rerender(conn, *id, request, now)?);
+            }
+            Ok(n)
+        })
     }
 
     /// Cancels every waiting delivery `which` names, in steps of a few

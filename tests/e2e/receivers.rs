@@ -392,3 +392,48 @@ fn waiting_deliveries_can_be_cancelled() {
     assert_eq!(receiver.requests().len(), sent + 1, "nothing cancelled was sent");
     assert_eq!(relay.cli(&["cancel"]).status.code(), Some(2));
 }
+
+/// Deliveries queued while the action pointed at a wrong address keep the
+/// request they were rendered with. After the fix, the reload's log and
+/// `check` say so, and `hookrelay requeue` renders them again: they go to
+/// the fixed address at once.
+#[test]
+fn waiting_deliveries_are_rendered_again_after_a_fix() {
+    let dead = crate::support::free_port();
+    let processing_to = |url: &str| {
+        processing(
+            "p",
+            url,
+            "query = { n = \"{{n}}\" }\nretry = { attempts = 5, first_delay = \"1h\", max_delay = \"2h\" }",
+        )
+    };
+    let relay = Relay::start(&processing_to(&format!("http://127.0.0.1:{dead}/pb")));
+    let ids: Vec<i64> = (0..2)
+        .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+        .collect();
+    for id in &ids {
+        assert!(wait_until(|| relay.show(*id)["deliveries"][0]["status"] == "retrying"));
+    }
+    let receiver = Receiver::start();
+    relay.rewrite(&processing_to(&receiver.url("/pb")));
+    relay.signal("HUP");
+    relay.wait_log("action `plarin` changed; deliveries already waiting keep their old request");
+    let out = relay.cli(&["check"]);
+    let check = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        check.contains("action `plarin`: deliveries waiting now were rendered with an older config"),
+        "{check}"
+    );
+    let out = relay.cli(&["requeue", "--processing", "p"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rendered 2 waiting deliveries again from the current config"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in &ids {
+        relay.wait_status(*id, "delivered");
+    }
+    let got = receiver.wait_for(2);
+    assert_eq!(got.len(), 2);
+}
