@@ -46,14 +46,9 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
         libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
     }
     let mut watched: BTreeMap<i64, OpStatus> = BTreeMap::new();
-    let first = reader.history(&HistoryFilter {
-        ids: Vec::new(),
-        processing: follow.processing.clone(),
-        status: None,
-        since: follow.since,
-        limit: follow.limit,
-        ..HistoryFilter::default()
-    })?;
+    // The newest id first, then the listing up to it: an operation stored
+    // between the two reads is then shown by the first poll. (The other
+    // way round, one stored between them was in neither and never shown.)
     let newest_any = reader.history(&HistoryFilter {
         ids: Vec::new(),
         processing: None,
@@ -63,6 +58,14 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
         ..HistoryFilter::default()
     })?;
     let mut last_id = newest_any.first().map_or(0, |op| op.id);
+    let first = reader.history(&HistoryFilter {
+        ids: vec![(0, last_id)],
+        processing: follow.processing.clone(),
+        status: None,
+        since: follow.since,
+        limit: follow.limit,
+        ..HistoryFilter::default()
+    })?;
     if !follow.json {
         println!("{}", history::HEADER);
     }

@@ -492,15 +492,26 @@ fn history_follow_prints_new_operations_and_changes() {
     let receiver = Receiver::start();
     receiver.hold();
     let relay = Relay::start(&processing("p", &receiver.url("/pb"), ""));
-    let mut follow = Command::new(crate::support::BIN)
-        .arg("-c")
-        .arg(&relay.config)
-        .args(["history", "--follow", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// Ends the command if the test fails first: left running, it would
+    /// hold the test runner's output open.
+    struct Ends(std::process::Child);
+    impl Drop for Ends {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut follow = Ends(
+        Command::new(crate::support::BIN)
+            .arg("-c")
+            .arg(&relay.config)
+            .args(["history", "--follow", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = follow.stdout.take().unwrap();
+    let stdout = follow.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -525,9 +536,9 @@ fn history_follow_prints_new_operations_and_changes() {
     assert_eq!(events[1]["id"].as_i64(), Some(id));
     assert_eq!(events[1]["status"], "delivered");
 
-    let pid = follow.id().to_string();
+    let pid = follow.0.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let ended = crate::support::wait_until(|| matches!(follow.try_wait(), Ok(Some(_))));
+    let ended = crate::support::wait_until(|| matches!(follow.0.try_wait(), Ok(Some(_))));
     assert!(ended, "--follow did not stop on SIGINT");
-    assert_eq!(follow.wait().unwrap().code(), Some(0));
+    assert_eq!(follow.0.wait().unwrap().code(), Some(0));
 }
