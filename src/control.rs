@@ -167,6 +167,17 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
     let _ = writeln!(out, "{}", one_line(&last));
 }
 
+/// The operation ids after a request's line, up to the end of the stream.
+fn read_ids(request: &mut impl BufRead) -> Result<Vec<i64>, String> {
+    let mut text = String::new();
+    request
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the operation ids: {e}"))?;
+    text.split_whitespace()
+        .map(|id| id.parse::<i64>().map_err(|_| format!("`{id}` is not an operation id")))
+        .collect()
+}
+
 /// The replay's [`Ask`] from its request line: `replay <0|1> <source…>`,
 /// 1 to include stopped processings.
 fn replay_ask(line: &str, include_stopped: &str) -> Ask {
@@ -186,14 +197,7 @@ fn replay(
     out: &mut impl Write,
     ask: &Ask,
 ) -> Result<Report, String> {
-    let mut text = String::new();
-    request
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read the operation ids: {e}"))?;
-    let ids = text
-        .split_whitespace()
-        .map(|id| id.parse::<i64>().map_err(|_| format!("`{id}` is not an operation id")))
-        .collect::<Result<Vec<i64>, String>>()?;
+    let ids = read_ids(&mut request)?;
     let reader = Reader::open(database).map_err(|e| e.to_string())?;
     let config = shared.config();
     let mut total = Report::default();
@@ -231,15 +235,11 @@ fn requeue(
     shared: &Shared,
     out: &mut impl Write,
 ) -> Result<Rerendered, String> {
-    let mut text = String::new();
-    request
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read the operation ids: {e}"))?;
+    let ids = read_ids(&mut request)?;
     let reader = Reader::open(database).map_err(|e| e.to_string())?;
     let config = shared.config();
     let mut total = Rerendered::default();
-    for id in text.split_whitespace() {
-        let id: i64 = id.parse().map_err(|_| format!("`{id}` is not an operation id"))?;
+    for id in ids {
         let Some(op) = reader.operation(id).map_err(|e| e.to_string())? else {
             continue;
         };
@@ -338,14 +338,20 @@ pub fn ask_backup(database: &Path) -> Asked<(BackupReport, PathBuf)> {
     }
 }
 
-/// Asks the daemon running on `database`, if any, to replay `ids` with its
-/// running config.
-pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
-    let mut request = format!("replay {} {}\n", u8::from(ask.include_stopped), one_line(&ask.source)).into_bytes();
+/// [`send`]s the request line `head` followed by `ids`, one a line.
+fn send_ids(database: &Path, head: &str, ids: &[i64]) -> Asked<(String, Vec<String>)> {
+    let mut request = format!("{head}\n").into_bytes();
     for id in ids {
         request.extend_from_slice(format!("{id}\n").as_bytes());
     }
-    let (rest, lines) = match send(database, &request) {
+    send(database, &request)
+}
+
+/// Asks the daemon running on `database`, if any, to replay `ids` with its
+/// running config.
+pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
+    let head = format!("replay {} {}", u8::from(ask.include_stopped), one_line(&ask.source));
+    let (rest, lines) = match send_ids(database, &head, ids) {
         Asked::Done(done) => done,
         Asked::NoDaemon => return Asked::NoDaemon,
         Asked::Failed(why) => return Asked::Failed(why),
@@ -375,11 +381,7 @@ pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
 /// Asks the daemon running on `database`, if any, to render the waiting
 /// deliveries of `ids` again with its running config.
 pub fn ask_requeue(database: &Path, ids: &[i64]) -> Asked<Rerendered> {
-    let mut request = b"requeue\n".to_vec();
-    for id in ids {
-        request.extend_from_slice(format!("{id}\n").as_bytes());
-    }
-    let (rest, lines) = match send(database, &request) {
+    let (rest, lines) = match send_ids(database, "requeue", ids) {
         Asked::Done(done) => done,
         Asked::NoDaemon => return Asked::NoDaemon,
         Asked::Failed(why) => return Asked::Failed(why),

@@ -483,6 +483,27 @@ mod tests {
         assert_eq!(Lang::from_accept_language(Some("ru;q=0, en")), Lang::En);
     }
 
+    /// Every replay refusal reads in Russian in the Russian console (but
+    /// `render`, which carries the renderer's own text), and each kind
+    /// survives the control socket's round trip.
+    #[test]
+    fn replay_refusals_are_said_in_russian() {
+        use crate::replay::Refused;
+        for kind in Refused::KINDS {
+            let refused = Refused::from_parts(kind, "salon").unwrap();
+            assert_eq!(refused.kind(), *kind);
+            let ru = Lang::Ru.texts().refused(&refused);
+            let cyrillic = ru
+                .chars()
+                .any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap_or(c)));
+            assert!(cyrillic || *kind == "render", "{kind}: {ru}");
+            if *kind != "render" {
+                assert_ne!(ru, Lang::En.texts().refused(&refused), "{kind}");
+            }
+        }
+        assert_eq!(Refused::from_parts("nonsense", ""), None);
+    }
+
     #[test]
     fn statuses_are_translated() {
         assert_eq!(Lang::Ru.texts().op_status(OpStatus::Failed), "ошибка");
