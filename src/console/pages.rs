@@ -323,7 +323,8 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                         button type="submit" { (fill(t.replay_stopped, name)) }
                     }
                 }
-                Err(Refused::StillQueued) => {}
+                // Nothing to say: it is being delivered, or it was.
+                Err(Refused::StillQueued | Refused::AllDelivered) => {}
                 Err(why) => { p.muted { (fill(t.not_replayable, t.refused(why))) } }
             }
         }

@@ -208,6 +208,7 @@ fn the_console_replays_only_what_the_rules_let_through() {
     browser.wait_text("Будут отправлены");
     assert!(browser.text("main table").contains("salon-b"));
     assert!(browser.text("main").contains("Повторить операций: 2?"));
+    browser.screenshot("replay-confirm-ru");
 
     browser.goto(&format!("/operations/{}", held[0]));
     assert_eq!(
@@ -222,6 +223,7 @@ fn the_console_replays_only_what_the_rules_let_through() {
     assert!(browser
         .text("ul.replays")
         .contains("console (admin), доставок в очереди: 1"));
+    browser.screenshot("replayed-ru");
     assert!(
         browser.text("dl.facts").contains("enabled = false"),
         "the original reason stays"
