@@ -1,7 +1,9 @@
 //! The web console on the admin listener: the overview, the operations with
-//! their search, one operation, replay, fields and the Klientiks helper, in
+//! their search, one operation, fields and the Klientiks helper, in
 //! Russian and English (`i18n.rs`), rendered on the server (`pages.rs`);
-//! the HTTP plumbing (context, cookies, forms, headers) is `request.rs`.
+//! what the admin changes (replay, requeue, cancel, a breaker's reset) is
+//! `actions.rs`; the HTTP plumbing (context, cookies, forms, headers) is
+//! `request.rs`.
 //!
 //! Everyone signs in with a token (`auth.rs`): the admin token sees and
 //! replays everything; a viewer's sees only its processings, read-only. A
@@ -10,6 +12,7 @@
 //! carries the session's CSRF token, and the session cookie is
 //! `SameSite=Strict`.
 
+mod actions;
 mod auth;
 mod i18n;
 mod pages;
@@ -30,7 +33,7 @@ use crate::ingest::{sender::client_of, Shared, Throttle};
 use crate::klientiks;
 use crate::model::OpStatus;
 use crate::replay;
-use crate::store::{HistoryFilter, OperationView, Reader, ReceiverStatus, StoreError};
+use crate::store::{HistoryFilter, Reader, ReceiverStatus, StoreError};
 
 pub use auth::Role;
 use auth::{Refused, Sessions, Signed};
@@ -191,20 +194,7 @@ async fn get(console: &Arc<Console>, cx: &Context, signed: &Signed, path: &str) 
         if signed.role != Role::Admin {
             return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
         }
-        let filter = filter_of(|key| cx.param(key));
-        let ask = console_ask(cx.param("include_stopped"));
-        return match replay_candidates(console, cx, signed, &filter).await {
-            Ok(list) => cx.page(
-                StatusCode::OK,
-                pages::confirm_replay(
-                    &cx.frame(Some(signed)),
-                    &filter,
-                    &replay::preview(&cx.config, &list, &ask),
-                    ask.include_stopped,
-                ),
-            ),
-            Err(reply) => reply,
-        };
+        return actions::confirm_replay(console, cx, signed).await;
     }
     if let Some(id) = path.strip_prefix("/operations/").and_then(|id| id.parse::<i64>().ok()) {
         return operation(console, cx, signed, id).await;
@@ -231,162 +221,7 @@ async fn post(
     if signed.role != Role::Admin {
         return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
     }
-    if path == "/receivers/reset" {
-        let Some(target) = form.get("target").cloned() else {
-            return cx.message(StatusCode::BAD_REQUEST, Some(signed), cx.t().stale_form);
-        };
-        let shared = Arc::clone(&console.shared);
-        let closing = target.clone();
-        let done = tokio::task::spawn_blocking(move || shared.writer().close_breaker(closing)).await;
-        return match done {
-            Ok(Ok(_)) => {
-                log::info!("receiver {target}: circuit breaker closed by hand (console)");
-                redirect(
-                    &format!(
-                        "/?reset={}",
-                        url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
-                    ),
-                    None,
-                )
-            }
-            Ok(Err(err)) => cx.read_failed(signed, err.to_string()),
-            Err(err) => cx.read_failed(signed, format!("the reset task failed: {err}")),
-        };
-    }
-    if path == "/replay" {
-        let filter = filter_of(|key| form.get(key).map(String::as_str));
-        let operations = match replay_candidates(console, cx, signed, &filter).await {
-            Ok(list) => list,
-            Err(reply) => return reply,
-        };
-        let ask = console_ask(form.get("include_stopped").map(String::as_str));
-        let expected: usize = form.get("expected").and_then(|n| n.parse().ok()).unwrap_or(0);
-        let preview = replay::preview(&cx.config, &operations, &ask);
-        if preview.count() > expected {
-            // More would go than the person agreed to: ask again with the new count.
-            return cx.page(
-                StatusCode::CONFLICT,
-                pages::confirm_replay(&cx.frame(Some(signed)), &filter, &preview, ask.include_stopped),
-            );
-        }
-        let report = match run_replay(console, cx, operations, ask).await {
-            Ok(report) => report,
-            Err(err) => return cx.read_failed(signed, err),
-        };
-        let mut query = filter.query();
-        if !query.is_empty() {
-            query.push('&');
-        }
-        return redirect(&format!("/operations?{query}queued={}", report.queued), None);
-    }
-    let requeue_id = path
-        .strip_prefix("/operations/")
-        .and_then(|rest| rest.strip_suffix("/requeue"))
-        .and_then(|id| id.parse::<i64>().ok());
-    if let Some(id) = requeue_id {
-        let op = match read(console, move |r| r.operation(id)).await {
-            Ok(Some(op)) => op,
-            Ok(None) => return cx.not_found(signed),
-            Err(err) => return cx.read_failed(signed, err),
-        };
-        let (config, shared) = (Arc::clone(&cx.config), Arc::clone(&console.shared));
-        let done = tokio::task::spawn_blocking(move || {
-            replay::rerender(&config, &[op], &replay::Queue::Writer(shared.writer()))
-        })
-        .await;
-        return match done {
-            Ok(Ok(done)) => {
-                log::info!(
-                    "console: rendered {} waiting deliveries of operation {id} again",
-                    done.rerendered
-                );
-                redirect(&format!("/operations/{id}?requeued={}", done.rerendered), None)
-            }
-            Ok(Err(err)) => cx.read_failed(signed, err.to_string()),
-            Err(err) => cx.read_failed(signed, format!("the requeue task failed: {err}")),
-        };
-    }
-    let cancel_id = path
-        .strip_prefix("/operations/")
-        .and_then(|rest| rest.strip_suffix("/cancel"))
-        .and_then(|id| id.parse::<i64>().ok());
-    if let Some(id) = cancel_id {
-        let shared = Arc::clone(&console.shared);
-        let which = crate::store::Waiting::Of(id);
-        let done = tokio::task::spawn_blocking(move || shared.writer().cancel(which, "console (admin)".into())).await;
-        return match done {
-            Ok(Ok(n)) => {
-                log::info!("console: cancelled {n} waiting deliveries of operation {id}");
-                redirect(&format!("/operations/{id}?cancelled={n}"), None)
-            }
-            Ok(Err(err)) => cx.read_failed(signed, err.to_string()),
-            Err(err) => cx.read_failed(signed, format!("the cancel task failed: {err}")),
-        };
-    }
-    let replay_id = path
-        .strip_prefix("/operations/")
-        .and_then(|rest| rest.strip_suffix("/replay"))
-        .and_then(|id| id.parse::<i64>().ok());
-    if let Some(id) = replay_id {
-        let op = match read(console, move |r| r.operation(id)).await {
-            Ok(Some(op)) => op,
-            Ok(None) => return cx.not_found(signed),
-            Err(err) => return cx.read_failed(signed, err),
-        };
-        let ask = console_ask(form.get("include_stopped").map(String::as_str));
-        return match run_replay(console, cx, vec![op], ask).await {
-            Ok(report) => match report.refused.first() {
-                Some((_, why)) => redirect(
-                    &format!(
-                        "/operations/{id}?refused={}&why={}",
-                        why.kind(),
-                        url::form_urlencoded::byte_serialize(why.param().as_bytes()).collect::<String>()
-                    ),
-                    None,
-                ),
-                None => redirect(&format!("/operations/{id}?queued={}", report.queued), None),
-            },
-            Err(err) => cx.read_failed(signed, err),
-        };
-    }
-    cx.not_found(signed)
-}
-
-/// Replays through the daemon's writer, a few operations a job, so that
-/// webhooks' commits go between them.
-async fn run_replay(
-    console: &Arc<Console>,
-    cx: &Context,
-    operations: Vec<OperationView>,
-    ask: replay::Ask,
-) -> Result<replay::Report, String> {
-    let config = Arc::clone(&cx.config);
-    let shared = Arc::clone(&console.shared);
-    let done = tokio::task::spawn_blocking(move || {
-        replay::run(&config, &operations, &ask, &replay::Queue::Writer(shared.writer()))
-    })
-    .await;
-    match done {
-        Ok(result) => {
-            let report = result.map_err(|e| e.to_string())?;
-            log::info!(
-                "console: replay queued {} deliveries for {} operation(s)",
-                report.queued,
-                report.operations
-            );
-            Ok(report)
-        }
-        Err(err) => Err(format!("the replay task failed: {err}")),
-    }
-}
-
-/// A replay asked for in the console (only the admin can): with the
-/// stopped processings' held operations when `include_stopped` is "1".
-fn console_ask(include_stopped: Option<&str>) -> replay::Ask {
-    replay::Ask {
-        include_stopped: include_stopped == Some("1"),
-        source: "console (admin)".into(),
-    }
+    actions::post(console, cx, signed, path, form).await
 }
 
 /// The filter as typed, from the query string or a form.
@@ -428,41 +263,6 @@ fn history_filter(cx: &Context, signed: &Signed, filter: &Filter) -> Result<Hist
         limit: PAGE,
         ..HistoryFilter::default()
     })
-}
-
-/// What the console's "replay matching" replays: operations that did not
-/// reach every receiver.
-const REPLAYED: [OpStatus; 3] = [OpStatus::Failed, OpStatus::Held, OpStatus::Partial];
-
-/// The failed, held and partial operations `filter` matches (its status, if
-/// set, narrowing that), with what was recorded.
-async fn replay_candidates(
-    console: &Arc<Console>,
-    cx: &Context,
-    signed: &Signed,
-    filter: &Filter,
-) -> Result<Vec<OperationView>, Reply> {
-    let base = history_filter(cx, signed, filter)
-        .map_err(|problem| cx.message(StatusCode::BAD_REQUEST, Some(signed), &problem))?;
-    let statuses: Vec<OpStatus> = REPLAYED
-        .iter()
-        .copied()
-        .filter(|s| base.status.is_none_or(|wanted| wanted == *s))
-        .collect();
-    let found = read(console, move |reader| {
-        let mut all = Vec::new();
-        for status in statuses {
-            let filter = HistoryFilter {
-                status: Some(status),
-                ..base.clone()
-            };
-            all.extend(replay::select(reader, &filter)?);
-        }
-        all.sort_by_key(|op| op.summary.id);
-        Ok(all)
-    })
-    .await;
-    found.map_err(|err| cx.read_failed(signed, err))
 }
 
 async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
