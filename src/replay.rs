@@ -23,6 +23,17 @@ pub enum Queue<'a> {
     Database(Location),
 }
 
+/// Hands `items` to `job` [`OPERATIONS_PER_JOB`] at a time (one writer job
+/// each); the sum of what the jobs return.
+fn in_jobs<T>(items: Vec<T>, mut job: impl FnMut(Vec<T>) -> Result<usize, StoreError>) -> Result<usize, StoreError> {
+    let mut done = 0;
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        done += job(items.by_ref().take(OPERATIONS_PER_JOB).collect())?;
+    }
+    Ok(done)
+}
+
 /// How a replay was asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ask {
@@ -226,14 +237,7 @@ pub fn run(config: &Config, operations: &[OperationView], ask: &Ask, queue: &Que
     report.queued = match queue {
         Queue::Database(_) if replays.is_empty() => 0,
         Queue::Database(location) => queue_replays(location, &replays)?,
-        Queue::Writer(writer) => {
-            let mut queued = 0;
-            let mut replays = replays.into_iter().peekable();
-            while replays.peek().is_some() {
-                queued += writer.queue_replays(replays.by_ref().take(OPERATIONS_PER_JOB).collect())?;
-            }
-            queued
-        }
+        Queue::Writer(writer) => in_jobs(replays, |job| writer.queue_replays(job))?,
     };
     Ok(report)
 }
@@ -336,14 +340,7 @@ pub fn rerender(config: &Config, operations: &[OperationView], queue: &Queue) ->
         }
     }
     done.rerendered = match queue {
-        Queue::Writer(writer) => {
-            let mut n = 0;
-            let mut requests = requests.into_iter().peekable();
-            while requests.peek().is_some() {
-                n += writer.rerender(requests.by_ref().take(OPERATIONS_PER_JOB).collect())?;
-            }
-            n
-        }
+        Queue::Writer(writer) => in_jobs(requests, |job| writer.rerender(job))?,
         Queue::Database(location) => crate::store::rerender_waiting(location, &requests)?,
     };
     Ok(done)

@@ -258,6 +258,23 @@ impl Db {
         })
     }
 
+    /// Runs `work` in one transaction that writes ([`Db::begin_writing`]):
+    /// committed if it succeeds, rolled back if it fails. For the command
+    /// line's own connections; the writer thread batches its own.
+    pub fn write_transaction<T>(&self, work: impl FnOnce(&Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.begin_writing()?;
+        match work(self) {
+            Ok(done) => {
+                self.batch("COMMIT")?;
+                Ok(done)
+            }
+            Err(err) => {
+                let _ = self.batch("ROLLBACK");
+                Err(err)
+            }
+        }
+    }
+
     /// Runs statements without parameters or results (BEGIN, SAVEPOINT, DDL).
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {

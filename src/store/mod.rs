@@ -235,17 +235,8 @@ impl PruneConnection {
     /// Deletes up to `batch` prunable operations received before `before`,
     /// as the daemon's retention does; returns how many went.
     pub fn batch(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
-        self.conn.begin_writing()?;
-        match write::prune_batch(&self.conn, before, batch) {
-            Ok(deleted) => {
-                self.conn.batch("COMMIT")?;
-                Ok(deleted)
-            }
-            Err(err) => {
-                let _ = self.conn.batch("ROLLBACK");
-                Err(err)
-            }
-        }
+        self.conn
+            .write_transaction(|conn| write::prune_batch(conn, before, batch))
     }
 }
 
@@ -259,21 +250,12 @@ pub fn rerender_waiting(
     let conn = open_existing(&location.into())?;
     let mut total = 0;
     for chunk in requests.chunks(200) {
-        conn.begin_writing()?;
-        let now = crate::clock::now_ms();
-        let done: Result<usize, StoreError> = chunk.iter().try_fold(0, |n, (id, request)| {
-            Ok(n + usize::from(write::rerender(&conn, *id, request, now)?))
-        });
-        match done.and_then(|n| pg::notify_due(&conn).map(|()| n)) {
-            Ok(n) => {
-                conn.batch("COMMIT")?;
-                total += n;
-            }
-            Err(err) => {
-                let _ = conn.batch("ROLLBACK");
-                return Err(err);
-            }
-        }
+        total += conn.write_transaction(|conn| {
+            let n = write::rerender_all(conn, chunk, crate::clock::now_ms())?;
+            // The daemons' schedulers hear of it at the commit.
+            pg::notify_due(conn)?;
+            Ok(n)
+        })?;
     }
     Ok(total)
 }
@@ -285,19 +267,10 @@ pub fn cancel_waiting(location: impl Into<Location>, which: &Waiting, source: &s
     let conn = open_existing(&location.into())?;
     let mut total = 0;
     loop {
-        conn.begin_writing()?;
-        match write::cancel_waiting(&conn, which, source, crate::clock::now_ms()) {
-            Ok(n) => {
-                conn.batch("COMMIT")?;
-                total += n;
-                if n == 0 {
-                    return Ok(total);
-                }
-            }
-            Err(err) => {
-                let _ = conn.batch("ROLLBACK");
-                return Err(err);
-            }
+        let n = conn.write_transaction(|conn| write::cancel_waiting(conn, which, source, crate::clock::now_ms()))?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
         }
     }
 }

@@ -41,18 +41,12 @@ pub fn queue_replays(location: impl Into<Location>, replays: &[Replay]) -> Resul
     let conn = open_existing(&location.into())?;
     let mut queued = 0;
     for chunk in replays.chunks(OPERATIONS_PER_COMMIT) {
-        conn.begin_writing()?;
-        // The daemons' schedulers hear of it at the commit.
-        match queue_chunk(&conn, chunk).and_then(|n| super::pg::notify_due(&conn).map(|()| n)) {
-            Ok(n) => {
-                conn.batch("COMMIT")?;
-                queued += n;
-            }
-            Err(err) => {
-                let _ = conn.batch("ROLLBACK");
-                return Err(err);
-            }
-        }
+        queued += conn.write_transaction(|conn| {
+            let n = queue_chunk(conn, chunk)?;
+            // The daemons' schedulers hear of it at the commit.
+            super::pg::notify_due(conn)?;
+            Ok(n)
+        })?;
     }
     Ok(queued)
 }

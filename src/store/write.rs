@@ -415,6 +415,15 @@ pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Res
     )? == 1)
 }
 
+/// [`rerender`] for each of `requests`; how many were still waiting.
+pub(super) fn rerender_all(conn: &Db, requests: &[(i64, DeliveryRequest)], now: i64) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (id, request) in requests {
+        n += usize::from(rerender(conn, *id, request, now)?);
+    }
+    Ok(n)
+}
+
 /// Deliveries cancelled per statement; a large backlog goes in steps, so
 /// no job holds the writer for long.
 const CANCEL_STEP: i64 = 500;

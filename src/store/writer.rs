@@ -338,14 +338,7 @@ impl Writer {
     /// again from the current config, in one job; how many were still
     /// waiting. Keep it to a few dozen. Blocks: plain threads only.
     pub fn rerender(&self, requests: Vec<(i64, DeliveryRequest)>) -> Result<usize, StoreError> {
-        self.run_blocking(true, move |conn| {
-            let now = now_ms();
-            let mut n = 0;
-            for (id, request) in &requests {
-                n += usize::from(super::write::rerender(conn, *id, request, now)?);
-            }
-            Ok(n)
-        })
+        self.run_blocking(true, move |conn| super::write::rerender_all(conn, &requests, now_ms()))
     }
 
     /// Cancels every waiting delivery `which` names, in steps of a few
