@@ -7,7 +7,6 @@
 
 use super::{load_config, Cli, Failure};
 use crate::control;
-use crate::model::target_of;
 use crate::replay::command_line_source;
 use crate::store::{self, Waiting};
 
@@ -22,14 +21,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let which: Vec<Waiting> = match &args.receiver {
-        Some(url) => {
-            if url::Url::parse(url).map_or(true, |u| !u.has_host()) {
-                return Err(Failure::Usage(format!(
-                    "`{url}` is not a URL with a host, such as https://plarin.example"
-                )));
-            }
-            vec![Waiting::To(target_of(url))]
-        }
+        Some(url) => vec![Waiting::To(super::receiver_target(url)?)],
         None if args.ids.is_empty() => {
             return Err(Failure::Usage("name operation ids, or --receiver URL".into()));
         }
@@ -40,20 +32,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let mut total = 0;
     let mut how = "";
     for which in &which {
-        let asked = match config.storage.location().file() {
-            Some(path) => control::ask_cancel(path, which, &source),
-            None => control::Asked::NoDaemon,
-        };
-        total += match asked {
-            control::Asked::Done(n) => {
-                how = ", by the running daemon";
-                n
-            }
-            control::Asked::Failed(reason) => {
-                return Err(Failure::Runtime(format!("the daemon's cancel failed: {reason}")))
-            }
-            control::Asked::NoDaemon => store::cancel_waiting(config.storage.location(), which, &source)?,
-        };
+        let (n, by) = super::through_daemon(
+            &config,
+            "cancel",
+            |path| control::ask_cancel(path, which, &source),
+            || Ok(store::cancel_waiting(config.storage.location(), which, &source)?),
+        )?;
+        total += n;
+        how = by;
     }
     println!("cancelled {total} waiting deliveries{how}");
     Ok(())

@@ -88,6 +88,47 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
 }
 
+/// Asks a daemon running on the SQLite file to do it (`ask`), since its
+/// writer must not wait behind a connection of ours; with none (or on
+/// PostgreSQL) does it `here`. The result, and how, for the command's
+/// last line: ", by the running daemon" or "".
+fn through_daemon<T>(
+    config: &Config,
+    what: &str,
+    ask: impl FnOnce(&std::path::Path) -> crate::control::Asked<T>,
+    here: impl FnOnce() -> Result<T, Failure>,
+) -> Result<(T, &'static str), Failure> {
+    use crate::control::Asked;
+    let asked = match config.storage.location().file() {
+        Some(path) => ask(path),
+        None => Asked::NoDaemon,
+    };
+    match asked {
+        Asked::Done(done) => Ok((done, ", by the running daemon")),
+        Asked::Failed(reason) => Err(Failure::Runtime(format!("the daemon's {what} failed: {reason}"))),
+        Asked::NoDaemon => Ok((here()?, "")),
+    }
+}
+
+/// The receiver (`scheme://host:port/`) of a URL typed on the command line.
+fn receiver_target(url: &str) -> Result<String, Failure> {
+    if url::Url::parse(url).map_or(true, |u| !u.has_host()) {
+        return Err(Failure::Usage(format!(
+            "`{url}` is not a URL with a host, such as https://plarin.example"
+        )));
+    }
+    Ok(crate::model::target_of(url))
+}
+
+/// The recorded operations with these ids; ids with none are left out.
+fn operations(reader: &crate::store::Reader, ids: &[i64]) -> Result<Vec<crate::store::OperationView>, Failure> {
+    let mut operations = Vec::with_capacity(ids.len());
+    for &id in ids {
+        operations.extend(reader.operation(id)?);
+    }
+    Ok(operations)
+}
+
 /// Why a command failed, which decides the exit code.
 #[derive(Debug)]
 pub enum Failure {

@@ -32,18 +32,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     }
     // A running daemon deletes them through its writer; a connection of
     // our own would keep its webhooks waiting.
-    let asked = match config.storage.location().file() {
-        Some(path) => control::ask_prune(path, before),
-        None => control::Asked::NoDaemon,
-    };
-    let (deleted, how) = match asked {
-        control::Asked::Done(deleted) => (deleted, ", by the running daemon"),
-        control::Asked::Failed(reason) => return Err(Failure::Runtime(format!("the daemon's prune failed: {reason}"))),
-        control::Asked::NoDaemon => {
+    let (deleted, how) = super::through_daemon(
+        &config,
+        "prune",
+        |path| control::ask_prune(path, before),
+        || {
             let store = PruneConnection::open(config.storage.location())?;
-            (prune_with(|size| store.batch(before, size))?, "")
-        }
-    };
+            Ok(prune_with(|size| store.batch(before, size))?)
+        },
+    )?;
     println!(
         "deleted {deleted} operation(s) received before {}{how}",
         clock::local(before, &config.server.time_zone)

@@ -6,7 +6,6 @@
 //! daemons sharing a PostgreSQL database take it within half a second.
 
 use super::{load_config, Cli, Failure};
-use crate::model::target_of;
 use crate::{control, store};
 
 #[derive(clap::Args, Debug)]
@@ -26,22 +25,14 @@ enum Action {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let Action::Reset { url } = &args.action;
-    if url::Url::parse(url).map_or(true, |u| !u.has_host()) {
-        return Err(Failure::Usage(format!(
-            "`{url}` is not a URL with a host, such as https://plarin.example"
-        )));
-    }
-    let target = target_of(url);
+    let target = super::receiver_target(url)?;
     let config = load_config(cli)?;
-    let asked = match config.storage.location().file() {
-        Some(path) => control::ask_breaker_reset(path, &target),
-        None => control::Asked::NoDaemon,
-    };
-    let (was_open, how) = match asked {
-        control::Asked::Done(was_open) => (was_open, ", by the running daemon"),
-        control::Asked::Failed(reason) => return Err(Failure::Runtime(format!("the daemon's reset failed: {reason}"))),
-        control::Asked::NoDaemon => (store::close_breaker(config.storage.location(), &target)?, ""),
-    };
+    let (was_open, how) = super::through_daemon(
+        &config,
+        "reset",
+        |path| control::ask_breaker_reset(path, &target),
+        || Ok(store::close_breaker(config.storage.location(), &target)?),
+    )?;
     if was_open {
         println!("receiver {target}: circuit breaker closed{how}; its waiting deliveries go out now");
     } else {

@@ -6,7 +6,7 @@
 
 use super::{load_config, Cli, Failure};
 use crate::model::OpStatus;
-use crate::store::{HistoryFilter, OperationView, Reader};
+use crate::store::{HistoryFilter, Reader};
 use crate::{control, replay};
 
 #[derive(clap::Args, Debug)]
@@ -58,24 +58,19 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     };
     // A running daemon queues them through its writer, with its running
     // config; a connection of our own would keep its webhooks waiting.
-    let asked = match config.storage.location().file() {
-        Some(path) if !ids.is_empty() => control::ask_replay(path, &ids, &ask),
-        _ => control::Asked::NoDaemon,
-    };
-    let (report, how) = match asked {
-        control::Asked::Done(report) => (report, ", by the running daemon"),
-        control::Asked::Failed(reason) => {
-            return Err(Failure::Runtime(format!("the daemon's replay failed: {reason}")))
-        }
-        control::Asked::NoDaemon => {
-            let mut operations: Vec<OperationView> = Vec::with_capacity(ids.len());
-            for id in ids {
-                operations.extend(reader.operation(id)?);
-            }
+    let (report, how) = super::through_daemon(
+        &config,
+        "replay",
+        |path| match ids.is_empty() {
+            true => control::Asked::NoDaemon,
+            false => control::ask_replay(path, &ids, &ask),
+        },
+        || {
+            let operations = super::operations(&reader, &ids)?;
             let queue = replay::Queue::Database(config.storage.location());
-            (replay::run(&config, &operations, &ask, &queue)?, "")
-        }
-    };
+            Ok(replay::run(&config, &operations, &ask, &queue)?)
+        },
+    )?;
     for (id, why) in &report.refused {
         println!("operation {id}: not replayed: {why}");
     }

@@ -7,7 +7,7 @@
 
 use super::{load_config, Cli, Failure};
 use crate::model::OpStatus;
-use crate::store::{HistoryFilter, OperationView, Reader};
+use crate::store::{HistoryFilter, Reader};
 use crate::{control, replay};
 
 #[derive(clap::Args, Debug)]
@@ -34,24 +34,19 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     } else {
         args.ids.clone()
     };
-    let asked = match config.storage.location().file() {
-        Some(path) if !ids.is_empty() => control::ask_requeue(path, &ids),
-        _ => control::Asked::NoDaemon,
-    };
-    let (done, how) = match asked {
-        control::Asked::Done(done) => (done, ", by the running daemon"),
-        control::Asked::Failed(reason) => {
-            return Err(Failure::Runtime(format!("the daemon's requeue failed: {reason}")))
-        }
-        control::Asked::NoDaemon => {
-            let mut operations: Vec<OperationView> = Vec::with_capacity(ids.len());
-            for id in ids {
-                operations.extend(reader.operation(id)?);
-            }
+    let (done, how) = super::through_daemon(
+        &config,
+        "requeue",
+        |path| match ids.is_empty() {
+            true => control::Asked::NoDaemon,
+            false => control::ask_requeue(path, &ids),
+        },
+        || {
+            let operations = super::operations(&reader, &ids)?;
             let queue = replay::Queue::Database(config.storage.location());
-            (replay::rerender(&config, &operations, &queue)?, "")
-        }
-    };
+            Ok(replay::rerender(&config, &operations, &queue)?)
+        },
+    )?;
     for (id, action, why) in &done.left {
         println!("operation {id}: action {action}: left as it was: {why}");
     }
