@@ -69,16 +69,12 @@ pub fn operation(
             }
         }
     }
-    // Nothing will be sent: the operation has failed already.
-    if let Some(first) = op
-        .deliveries
-        .iter()
-        .map(|d| d.refused.as_ref())
-        .collect::<Option<Vec<_>>>()
-    {
-        if let Some(why) = first.first() {
+    // Every delivery refused: nothing will be sent, the operation has
+    // failed already, for the first one's reason.
+    if op.deliveries.iter().all(|d| d.refused.is_some()) {
+        if let Some(why) = op.deliveries.first().and_then(|d| d.refused.clone()) {
             op.status = OpStatus::Failed;
-            op.reason = Some((*why).clone());
+            op.reason = Some(why);
         }
     }
     op
