@@ -20,6 +20,7 @@ mod backup;
 mod checkpoint;
 mod cluster;
 mod db;
+mod deliveries;
 mod export;
 mod files;
 mod indexer;
@@ -251,7 +252,7 @@ pub fn rerender_waiting(
     let mut total = 0;
     for chunk in requests.chunks(200) {
         total += conn.write_transaction(|conn| {
-            let n = write::rerender_all(conn, chunk, crate::clock::now_ms())?;
+            let n = deliveries::rerender_all(conn, chunk, crate::clock::now_ms())?;
             // The daemons' schedulers hear of it at the commit.
             pg::notify_due(conn)?;
             Ok(n)

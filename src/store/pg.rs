@@ -10,7 +10,7 @@
 //! lapse, and any instance's next claim takes them over.
 
 use super::db::{Db, Dialect};
-use super::write::{due_row, earliest, with_headers, DUE_COLUMNS};
+use super::deliveries::{due_row, earliest, with_headers, DUE_COLUMNS};
 use super::StoreError;
 use crate::model::Claimed;
 

@@ -227,8 +227,8 @@ pub(super) fn summary_row(row: &Row<'_>) -> Result<(OperationSummary, String), S
             received_at: row.get(2)?,
             status: OpStatus::Queued,
             reason: row.get(4)?,
-            delivered: super::write::count(row.get(5)?),
-            deliveries: super::write::count(row.get(6)?),
+            delivered: super::deliveries::count(row.get(5)?),
+            deliveries: super::deliveries::count(row.get(6)?),
         },
         row.get(3)?,
     ))

@@ -9,7 +9,7 @@
 //! line writes through a connection of its own with [`queue_replays`].
 
 use super::db::Db;
-use super::write::insert_delivery;
+use super::deliveries::insert_delivery;
 use super::{open_existing, Location, StoreError};
 use crate::clock::now_ms;
 use crate::model::DeliveryRequest;

@@ -1,12 +1,13 @@
 //! The write statements the writer thread runs, each inside the batch's
 //! transaction. The engine that batches and commits them is `writer.rs`.
 
-use super::db::{Db, Dialect, Param, Row};
+use super::db::{Db, Dialect, Param};
+use super::deliveries::{due_row, earliest, insert_delivery, with_headers, DUE_COLUMNS};
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::{
-    duplicate_reason, notice_day, operation_status, target_of, AttemptRecord, Channel, Claimed, DeliveryRequest,
-    DeliveryStatus, DueDelivery, Inserted, NewOperation, NotificationKind, OpStatus, Outcome,
+    duplicate_reason, notice_day, operation_status, AttemptRecord, Channel, Claimed, DeliveryStatus, Inserted,
+    NewOperation, NotificationKind, OpStatus, Outcome,
 };
 
 pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreError> {
@@ -210,49 +211,6 @@ pub(super) fn prune_batch(conn: &Db, before: i64, batch: usize) -> Result<usize,
     Ok(deleted)
 }
 
-pub(super) fn insert_delivery(
-    conn: &Db,
-    operation_id: i64,
-    position: i64,
-    d: &DeliveryRequest,
-    now: i64,
-) -> Result<(), StoreError> {
-    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // A refused delivery is failed from the start, with why as its error.
-    let status = if d.refused.is_some() { "failed" } else { "pending" };
-    conn.execute(
-        "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
-             headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
-             updated_at, target, last_error)
-         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17)",
-        &[
-            &operation_id,
-            &d.action,
-            &position,
-            &now,
-            &d.method,
-            &d.url,
-            &headers,
-            &d.body,
-            &d.redacted,
-            &d.expect_body,
-            &(d.timeout_ms as i64),
-            &i64::from(d.max_attempts),
-            &(d.first_delay_ms as i64),
-            &(d.max_delay_ms as i64),
-            &target_of(&d.url),
-            &status,
-            &d.refused,
-        ],
-    )?;
-    Ok(())
-}
-
-/// What a claim reads of a delivery; [`due_row`] takes it apart.
-pub(super) const DUE_COLUMNS: &str =
-    "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
-     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target";
-
 /// Waiting deliveries' receivers: a walk along `deliveries_due_by_target`
 /// from one receiver to the next, one index seek each, however long their
 /// backlogs are.
@@ -263,58 +221,6 @@ const WAITING_TARGETS: &str = "WITH RECURSIVE t(target) AS (
                  WHERE status IN ('pending', 'retrying') AND target > t.target)
          FROM t WHERE t.target IS NOT NULL)
      SELECT target FROM t WHERE target IS NOT NULL";
-
-/// A row of [`DUE_COLUMNS`]: the delivery, its headers as JSON, when it is due.
-pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreError> {
-    Ok((
-        DueDelivery {
-            id: row.get(0)?,
-            operation_id: row.get(1)?,
-            attempts: count(row.get(2)?),
-            target: row.get(15)?,
-            request: DeliveryRequest {
-                action: row.get(3)?,
-                method: row.get(4)?,
-                url: row.get(5)?,
-                headers: Vec::new(),
-                body: row.get(7)?,
-                redacted: row.get(8)?,
-                expect_body: row.get(9)?,
-                timeout_ms: row.get::<i64>(10)? as u64,
-                max_attempts: count(row.get(11)?),
-                first_delay_ms: row.get::<i64>(12)? as u64,
-                max_delay_ms: row.get::<i64>(13)? as u64,
-                refused: None,
-            },
-        },
-        row.get(6)?,
-        row.get(14)?,
-    ))
-}
-
-/// A stored count as the model's `u32` (the store only writes small ones).
-pub(super) fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// Claimed rows with their headers parsed.
-pub(super) fn with_headers(rows: Vec<(DueDelivery, String, i64)>) -> Result<Vec<DueDelivery>, StoreError> {
-    rows.into_iter()
-        .map(|(mut due, headers, _)| {
-            due.request.headers = serde_json::from_str(&headers)
-                .map_err(|e| StoreError::Corrupt(format!("headers of delivery {}: {e}", due.id)))?;
-            Ok(due)
-        })
-        .collect()
-}
-
-/// The earliest of two optional times.
-pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
     if conn.dialect() == Dialect::Postgres {
@@ -384,44 +290,6 @@ pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Resul
         }
     };
     Ok(claimed)
-}
-
-/// Replaces a waiting delivery's request with `d`, rendered again from the
-/// current config, due now (the new address or request is worth trying at
-/// once); its attempts stay. Whether it was still waiting (a claimed one
-/// is being sent and is left as it is).
-pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Result<bool, StoreError> {
-    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(conn.execute(
-        "UPDATE deliveries SET method = ?2, url = ?3, headers = ?4, body = ?5, redacted = ?6, expect_body = ?7,
-             timeout_ms = ?8, max_attempts = ?9, first_delay_ms = ?10, max_delay_ms = ?11, target = ?12,
-             updated_at = ?13, next_attempt_at = ?13
-         WHERE id = ?1 AND status IN ('pending', 'retrying')",
-        &[
-            &id,
-            &d.method,
-            &d.url,
-            &headers,
-            &d.body,
-            &d.redacted,
-            &d.expect_body,
-            &(d.timeout_ms as i64),
-            &i64::from(d.max_attempts),
-            &(d.first_delay_ms as i64),
-            &(d.max_delay_ms as i64),
-            &target_of(&d.url),
-            &now,
-        ],
-    )? == 1)
-}
-
-/// [`rerender`] for each of `requests`; how many were still waiting.
-pub(super) fn rerender_all(conn: &Db, requests: &[(i64, DeliveryRequest)], now: i64) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for (id, request) in requests {
-        n += usize::from(rerender(conn, *id, request, now)?);
-    }
-    Ok(n)
 }
 
 /// Deliveries cancelled per statement; a large backlog goes in steps, so

@@ -338,7 +338,9 @@ impl Writer {
     /// again from the current config, in one job; how many were still
     /// waiting. Keep it to a few dozen. Blocks: plain threads only.
     pub fn rerender(&self, requests: Vec<(i64, DeliveryRequest)>) -> Result<usize, StoreError> {
-        self.run_blocking(true, move |conn| super::write::rerender_all(conn, &requests, now_ms()))
+        self.run_blocking(true, move |conn| {
+            super::deliveries::rerender_all(conn, &requests, now_ms())
+        })
     }
 
     /// Cancels every waiting delivery `which` names, in steps of a few
