@@ -1,6 +1,7 @@
 //! `hookrelay try NAME key=value…` (or `--from ID`): what the processing
 //! would decide and the exact requests it would send. Sends nothing and
-//! writes nothing.
+//! writes nothing, unless `--send ACTION` asks to send one of them for
+//! real (`try_send.rs`).
 
 use std::collections::BTreeMap;
 
@@ -24,8 +25,16 @@ pub struct Args {
     #[arg(long, conflicts_with = "fields")]
     from: Option<i64>,
     /// Print one JSON object for scripts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "send")]
     json: bool,
+    /// Send this action's request for real, after a confirmation, and
+    /// print the answer and how the action's response rules judge it.
+    /// Nothing is recorded.
+    #[arg(long, value_name = "ACTION")]
+    send: Option<String>,
+    /// With --send: do not ask for confirmation.
+    #[arg(long, requires = "send")]
+    yes: bool,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -93,6 +102,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         }
         _ => Vec::new(),
     };
+    if let Some(action) = &args.send {
+        let ask = super::try_send::Ask {
+            action,
+            confirmed: args.yes,
+        };
+        return super::try_send::run(processing, status, reason.as_deref(), &deliveries, &ask);
+    }
     if args.json {
         let deliveries: Vec<_> = deliveries
             .iter()

@@ -114,7 +114,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
 /// The table's header line.
 pub const HEADER: &str = "      ID  RECEIVED                 PROCESSING            STATUS     SENT  REASON";
 
-/// One operation as a table row, its time in `tz`.
+/// One operation as a table row, its time in `tz`. Its reason, or for
+/// one that failed in delivery, why ("answered 200, but the body says …").
 pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone) -> String {
     format!(
         "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
@@ -123,7 +124,7 @@ pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone) -> String {
         op.processing,
         op.status.as_str(),
         format!("{}/{}", op.delivered, op.deliveries),
-        op.reason.as_deref().unwrap_or("")
+        op.reason.as_deref().or(op.failure.as_deref()).unwrap_or("")
     )
 }
 
@@ -135,6 +136,7 @@ pub fn to_json(op: &OperationSummary) -> serde_json::Value {
         "received_at": rfc3339(op.received_at),
         "status": op.status.as_str(),
         "reason": op.reason,
+        "failure": op.failure,
         "deliveries": op.deliveries,
         "delivered": op.delivered,
     })

@@ -21,6 +21,7 @@ mod run;
 mod show;
 mod status;
 mod token;
+mod try_send;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -47,6 +47,7 @@ fn to_json(op: &OperationView) -> serde_json::Value {
                         "http_status": a.http_status,
                         "response_body": a.response_body,
                         "error": a.error,
+                        "verdict": a.judged,
                     })
                 })
                 .collect();
@@ -145,10 +146,11 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
             println!("  next attempt: {}", clock::local(d.next_attempt_at, tz));
         }
         for (n, a) in d.attempts.iter().enumerate() {
-            let outcome = match (a.http_status, &a.error) {
-                (_, Some(err)) => err.clone(),
-                (Some(status), None) => format!("HTTP {status}"),
-                (None, None) => "no answer".into(),
+            let outcome = match (&a.judged, a.http_status, &a.error) {
+                (Some(judged), _, _) => judged.to_string(),
+                (None, _, Some(err)) => err.clone(),
+                (None, Some(status), None) => format!("HTTP {status}"),
+                (None, None, None) => "no answer".into(),
             };
             println!(
                 "  attempt {}  {}  {} ms  {}",

@@ -311,7 +311,8 @@ pub struct Action {
     pub headers: Vec<(String, Template)>,
     pub body: Option<Template>,
     pub content_type: Option<String>,
-    pub expect_body: Option<String>,
+    /// What counts as taken, and what as "try again later".
+    pub rules: crate::model::response::ResponseRules,
     pub timeout: Duration,
     pub retry: Retry,
     /// What to do when a template names a field the event does not have.

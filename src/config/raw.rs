@@ -223,9 +223,33 @@ struct RawAction {
     body: Option<String>,
     content_type: Option<String>,
     expect_body: Option<String>,
+    accept: Option<RawAccept>,
+    retry_on: Option<RawRetryOn>,
     timeout: Option<Dur>,
     retry: Option<RawRetry>,
     on_missing: Option<String>,
+}
+
+/// `[processing.action.accept]`: what counts as taken.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccept {
+    status: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    json: toml::Table,
+    #[serde(default)]
+    json_present: Vec<String>,
+    body: Option<String>,
+}
+
+/// `[processing.action.retry_on]`: what means "try again later".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetryOn {
+    status: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    json: toml::Table,
+    delay_json: Option<String>,
 }
 
 #[cfg(test)]

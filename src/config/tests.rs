@@ -330,3 +330,36 @@ fn breakers_that_open_after_the_retry_budget_are_named() {
         warnings[1]
     );
 }
+
+/// `[accept]` and `[retry_on]` become the delivery's rules: dotted keys
+/// are paths, a list is "any of", statuses take classes and ranges, and
+/// `expect_body` alone is `accept.body`.
+#[test]
+fn response_rules_are_read() {
+    use crate::model::response::ResponseRules;
+    use serde_json::json;
+    let text = "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+        [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n\
+        accept = { status = [200, \"3xx\"], json = { ok = true, result.state = [\"new\", 2] }, json_present = [\"result.id\"] }\n\
+        retry_on = { status = [\"500-503\", 429], json = { error = \"QUERY_LIMIT_EXCEEDED\" }, delay_json = \"parameters.retry_after\" }\n\
+        [[processing.action]]\nname = \"b\"\nurl = \"https://h.example/\"\nexpect_body = \"OK\"\n";
+    let config = Config::parse(text, Path::new("/c.toml")).unwrap();
+    let actions = &config.processings[0].actions;
+    let rules = &actions[0].rules;
+    assert_eq!(rules.accept.status, Some(vec![(200, 200), (300, 399)]));
+    assert_eq!(
+        rules.accept.json,
+        [
+            ("ok".to_string(), vec![json!(true)]),
+            ("result.state".to_string(), vec![json!("new"), json!(2)])
+        ]
+    );
+    assert_eq!(rules.accept.json_present, ["result.id"]);
+    assert_eq!(rules.retry.status, Some(vec![(500, 503), (429, 429)]));
+    assert_eq!(
+        rules.retry.json,
+        [("error".to_string(), vec![json!("QUERY_LIMIT_EXCEEDED")])]
+    );
+    assert_eq!(rules.retry.delay_json.as_deref(), Some("parameters.retry_after"));
+    assert_eq!(actions[1].rules, ResponseRules::expecting(Some("OK".into())));
+}

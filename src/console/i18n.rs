@@ -1,6 +1,7 @@
 //! The console's words in Russian and English. Each language is one value
 //! of [`Texts`], so a string missing in one language does not compile.
 
+use crate::model::response::{value_text, Judged};
 use crate::model::{DeliveryStatus, OpStatus};
 
 /// A language of the console.
@@ -454,6 +455,37 @@ impl Texts {
         }
     }
 
+    /// How an attempt's answer was judged, and by which rule.
+    pub fn judged(&self, judged: &Judged) -> String {
+        if !std::ptr::eq(self, &RU) {
+            return judged.to_string();
+        }
+        let status = judged.status();
+        match judged {
+            Judged::Accepted { .. } => format!("ответ {status}: принято"),
+            Judged::StatusRefused { .. } => format!("ответ {status}: этот код не означает успех, без повторов"),
+            Judged::StatusRetry { .. } => format!("ответ {status}: повтор позже"),
+            Judged::JsonRetry { path, value, .. } => {
+                format!("ответ {status}, в теле {path} = {}: повтор позже", value_text(value))
+            }
+            Judged::JsonMismatch {
+                path, expected, found, ..
+            } => {
+                let said = match found {
+                    serde_json::Value::Null => format!("в теле нет {path}"),
+                    found => format!("в теле {path} = {}", value_text(found)),
+                };
+                let wanted = match expected.as_slice() {
+                    [] => "что поле есть".to_string(),
+                    values => values.iter().map(value_text).collect::<Vec<_>>().join(" или "),
+                };
+                format!("ответ {status}, но {said} (ожидалось {wanted}): не принято")
+            }
+            Judged::NotJson { .. } => format!("ответ {status}, но тело не JSON: не принято"),
+            Judged::BodyLacks { text, .. } => format!("ответ {status}, но в теле нет «{text}»: не принято"),
+        }
+    }
+
     /// A delivery status as people say it.
     pub fn delivery_status(&self, status: DeliveryStatus) -> &'static str {
         let ru = std::ptr::eq(self, &RU);
@@ -502,6 +534,45 @@ mod tests {
             }
         }
         assert_eq!(Refused::from_parts("nonsense", ""), None);
+    }
+
+    /// Every verdict kind reads in Russian in the Russian console, and in
+    /// English as the CLI says it.
+    #[test]
+    fn verdicts_are_said_in_russian() {
+        use serde_json::json;
+        let samples = [
+            Judged::Accepted { status: 200 },
+            Judged::StatusRefused { status: 404 },
+            Judged::StatusRetry { status: 503 },
+            Judged::JsonRetry {
+                status: 200,
+                path: "error".into(),
+                value: json!("QUERY_LIMIT_EXCEEDED"),
+            },
+            Judged::JsonMismatch {
+                status: 200,
+                path: "success".into(),
+                expected: vec![json!("POSTBACK ACCEPTED")],
+                found: json!(null),
+            },
+            Judged::NotJson { status: 200 },
+            Judged::BodyLacks {
+                status: 200,
+                text: "ok".into(),
+            },
+        ];
+        let kinds: Vec<String> = samples
+            .iter()
+            .map(|j| serde_json::to_value(j).unwrap()["kind"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(kinds, Judged::KINDS);
+        for judged in &samples {
+            let ru = Lang::Ru.texts().judged(judged);
+            assert!(ru.starts_with("ответ "), "{ru}");
+            assert_eq!(Lang::En.texts().judged(judged), judged.to_string());
+            assert_eq!(Judged::parse(&judged.to_json()).as_ref(), Some(judged));
+        }
     }
 
     #[test]

@@ -382,7 +382,12 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                                     td.num { @if let Some(code) = a.http_status { (code) } }
                                     td.num { (a.duration_ms) }
                                     td { @if let Some(body) = &a.response_body { pre.snippet { (body) } } }
-                                    td.error { (a.error.as_deref().unwrap_or("")) }
+                                    td.error {
+                                        @match &a.judged {
+                                            Some(judged) if !judged.accepted() => (t.judged(judged)),
+                                            _ => (a.error.as_deref().unwrap_or("")),
+                                        }
+                                    }
                                 }
                             }
                         }

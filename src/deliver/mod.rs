@@ -10,6 +10,7 @@
 //! ([`pace`]), and has a circuit breaker ([`breaker`]).
 
 pub mod breaker;
+pub mod judge;
 mod pace;
 pub mod retry;
 mod scheduler;
@@ -25,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::model::{AttemptRecord, BreakerChange, DueDelivery, Outcome, ReceiverState};
 use crate::store::Writer;
 use breaker::{Answer, Breakers};
-use retry::{classify, next_step, Policy, Verdict};
+use retry::{next_step, Policy, Verdict};
 pub use scheduler::ConfigSource;
 
 /// Longest the scheduler sleeps without looking at the database.
@@ -245,19 +246,29 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
     let result = send::send(agent, job);
     let duration_ms = clock.elapsed().as_millis() as i64;
     let d = &job.request;
-    let (verdict, http_status, response_body, error) = match result {
+    let (verdict, http_status, response_body, error, judged) = match result {
         Ok(answer) => {
-            let verdict = classify(answer.status, answer.expected_found, answer.retry_after);
-            let error = (!answer.expected_found && (200..300).contains(&answer.status)).then(|| {
-                format!(
-                    "response lacks the expected text `{}`",
-                    d.expect_body.as_deref().unwrap_or("")
-                )
-            });
-            (verdict, Some(answer.status), Some(answer.body_head), error)
+            let (verdict, judged) = judge::judge(&d.rules, answer.status, &answer.body, answer.retry_after);
+            // An answer the body decided says why, in the attempt's error,
+            // the delivery's last error and the failure notice alike; a
+            // status speaks for itself ("HTTP 503").
+            let error = judged.by_body().then(|| judged.to_string());
+            (
+                verdict,
+                Some(answer.status),
+                Some(answer.body_head()),
+                error,
+                Some(judged),
+            )
         }
-        Err(err @ send::SendError::Invalid(_)) => (Verdict::Fail, None, None, Some(err.to_string())),
-        Err(err) => (Verdict::Retry { retry_after: None }, None, None, Some(err.to_string())),
+        Err(err @ send::SendError::Invalid(_)) => (Verdict::Fail, None, None, Some(err.to_string()), None),
+        Err(err) => (
+            Verdict::Retry { retry_after: None },
+            None,
+            None,
+            Some(err.to_string()),
+            None,
+        ),
     };
     let policy = Policy {
         attempts: d.max_attempts,
@@ -345,6 +356,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
         http_status,
         response_body,
         error,
+        judged,
         outcome,
         failure_notice,
         receiver,

@@ -1,5 +1,5 @@
-//! The retry policy as pure functions: what an attempt's result means, and
-//! when to try again. No clock, no I/O: the caller passes `now` and the
+//! The retry policy as pure functions: when to try again (what an answer
+//! means is `judge.rs`'s). No clock, no I/O: the caller passes `now` and the
 //! random number, so the schedule is tested exactly.
 
 use std::time::{Duration, SystemTime};
@@ -28,17 +28,6 @@ pub enum Verdict {
     },
     /// Trying again will not help.
     Fail,
-}
-
-/// Classifies an HTTP answer: 2xx succeeds (if the expected text is there),
-/// 408, 429 and 5xx are retried, every other status fails for good.
-pub fn classify(status: u16, expected_body_found: bool, retry_after: Option<Duration>) -> Verdict {
-    match status {
-        200..=299 if expected_body_found => Verdict::Delivered,
-        200..=299 => Verdict::Fail,
-        408 | 429 | 500..=599 => Verdict::Retry { retry_after },
-        _ => Verdict::Fail,
-    }
 }
 
 /// The wait after failed attempt number `attempt` (1-based): full jitter
@@ -93,24 +82,6 @@ mod tests {
         first_delay: Duration::from_secs(30),
         max_delay: Duration::from_secs(300),
     };
-
-    /// 2xx succeeds, 408/429/5xx retry, other statuses fail for good.
-    #[test]
-    fn classifies_statuses() {
-        assert_eq!(classify(200, true, None), Verdict::Delivered);
-        assert_eq!(classify(204, true, None), Verdict::Delivered);
-        assert_eq!(classify(200, false, None), Verdict::Fail);
-        for status in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(
-                classify(status, true, None),
-                Verdict::Retry { retry_after: None },
-                "{status}"
-            );
-        }
-        for status in [301, 400, 401, 403, 404, 410, 422] {
-            assert_eq!(classify(status, true, None), Verdict::Fail, "{status}");
-        }
-    }
 
     /// The cap doubles from first_delay and stops at max_delay; jitter spans it.
     #[test]

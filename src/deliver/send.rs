@@ -11,7 +11,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use super::retry::parse_retry_after;
 use crate::model::{DueDelivery, RESPONSE_BODY_LIMIT};
 
-/// Response bytes read to look for `expect_body`; the rest is discarded.
+/// Response bytes read for the response rules to judge; the rest is discarded.
 const READ_LIMIT: u64 = 64 * 1024;
 /// Header every outgoing request carries so receivers can drop repeats.
 pub const DELIVERY_HEADER: &str = "X-Hookrelay-Delivery";
@@ -20,11 +20,16 @@ pub const DELIVERY_HEADER: &str = "X-Hookrelay-Delivery";
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    /// The first bytes of the body, as text.
-    pub body_head: String,
-    /// Whether `expect_body` (if any) appeared in the body.
-    pub expected_found: bool,
+    /// The body's first [`READ_LIMIT`] bytes.
+    pub body: Vec<u8>,
     pub retry_after: Option<Duration>,
+}
+
+impl Answer {
+    /// The body's first bytes as text, as the attempt record keeps them.
+    pub fn body_head(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(RESPONSE_BODY_LIMIT)]).into_owned()
+    }
 }
 
 /// Why an attempt got no answer.
@@ -114,15 +119,9 @@ pub fn send(agent: &ureq::Agent, due: &DueDelivery) -> Result<Answer, SendError>
     let mut body = Vec::new();
     // A body that breaks off midway still leaves its status meaningful.
     let _ = response.body_mut().as_reader().take(READ_LIMIT).read_to_end(&mut body);
-    let expected_found = d
-        .expect_body
-        .as_deref()
-        .is_none_or(|needle| String::from_utf8_lossy(&body).contains(needle));
-    body.truncate(RESPONSE_BODY_LIMIT);
     Ok(Answer {
         status,
-        body_head: String::from_utf8_lossy(&body).into_owned(),
-        expected_found,
+        body,
         retry_after,
     })
 }

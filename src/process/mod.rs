@@ -131,7 +131,7 @@ pub fn delivery(action: &Action, extracted: &Extracted) -> Result<(DeliveryReque
         headers: r.headers,
         body: r.body,
         redacted: r.redacted,
-        expect_body: action.expect_body.clone(),
+        rules: action.rules.clone(),
         timeout_ms: action.timeout.as_millis() as u64,
         max_attempts: action.retry.attempts,
         first_delay_ms: action.retry.first_delay.as_millis() as u64,

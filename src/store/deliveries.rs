@@ -5,6 +5,7 @@
 
 use super::db::{Db, Row};
 use super::StoreError;
+use crate::model::response::ResponseRules;
 use crate::model::{target_of, DeliveryRequest, DueDelivery};
 
 pub(super) fn insert_delivery(
@@ -20,8 +21,8 @@ pub(super) fn insert_delivery(
     conn.execute(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
-             updated_at, target, last_error)
-         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17)",
+             updated_at, target, last_error, rules)
+         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17, ?18)",
         &[
             &operation_id,
             &d.action,
@@ -32,7 +33,7 @@ pub(super) fn insert_delivery(
             &headers,
             &d.body,
             &d.redacted,
-            &d.expect_body,
+            &d.rules.accept.body,
             &(d.timeout_ms as i64),
             &i64::from(d.max_attempts),
             &(d.first_delay_ms as i64),
@@ -40,6 +41,7 @@ pub(super) fn insert_delivery(
             &target_of(&d.url),
             &status,
             &d.refused,
+            &rules_json(&d.rules),
         ],
     )?;
     Ok(())
@@ -48,7 +50,7 @@ pub(super) fn insert_delivery(
 /// What a claim reads of a delivery; [`due_row`] takes it apart.
 pub(super) const DUE_COLUMNS: &str =
     "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
-     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target";
+     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target, rules";
 
 /// A row of [`DUE_COLUMNS`]: the delivery, its headers as JSON, when it is due.
 pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreError> {
@@ -65,7 +67,7 @@ pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreErro
                 headers: Vec::new(),
                 body: row.get(7)?,
                 redacted: row.get(8)?,
-                expect_body: row.get(9)?,
+                rules: rules_of(row.get(16)?, row.get(9)?),
                 timeout_ms: row.get::<i64>(10)? as u64,
                 max_attempts: count(row.get(11)?),
                 first_delay_ms: row.get::<i64>(12)? as u64,
@@ -76,6 +78,21 @@ pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreErro
         row.get(6)?,
         row.get(14)?,
     ))
+}
+
+/// The `rules` column: none for the rules of an action that sets none or
+/// only `expect_body` (kept in its own column, which older builds read).
+fn rules_json(rules: &ResponseRules) -> Option<String> {
+    let simple = ResponseRules::expecting(rules.accept.body.clone());
+    (*rules != simple).then(|| serde_json::to_string(rules).unwrap_or_default())
+}
+
+/// A delivery's rules from its `rules` and `expect_body` columns. Rules
+/// that do not parse (written by a newer build) fall back to the status
+/// alone, which is what they would have been without the column.
+pub(super) fn rules_of(json: Option<String>, expect_body: Option<String>) -> ResponseRules {
+    json.and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| ResponseRules::expecting(expect_body))
 }
 
 /// A stored count as the model's `u32` (the store only writes small ones).
@@ -111,7 +128,7 @@ pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Res
     Ok(conn.execute(
         "UPDATE deliveries SET method = ?2, url = ?3, headers = ?4, body = ?5, redacted = ?6, expect_body = ?7,
              timeout_ms = ?8, max_attempts = ?9, first_delay_ms = ?10, max_delay_ms = ?11, target = ?12,
-             updated_at = ?13, next_attempt_at = ?13
+             updated_at = ?13, next_attempt_at = ?13, rules = ?14
          WHERE id = ?1 AND status IN ('pending', 'retrying')",
         &[
             &id,
@@ -120,13 +137,14 @@ pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Res
             &headers,
             &d.body,
             &d.redacted,
-            &d.expect_body,
+            &d.rules.accept.body,
             &(d.timeout_ms as i64),
             &i64::from(d.max_attempts),
             &(d.first_delay_ms as i64),
             &(d.max_delay_ms as i64),
             &target_of(&d.url),
             &now,
+            &rules_json(&d.rules),
         ],
     )? == 1)
 }

@@ -50,7 +50,7 @@ impl Reader {
         let mut count = 0;
         let on_row = |row: &super::db::Row| {
             let summary = with_status(summary_row(row)?)?;
-            let fields: String = row.get(7)?;
+            let fields: String = row.get(8)?;
             count += 1;
             each(ExportRow {
                 summary,

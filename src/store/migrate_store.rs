@@ -70,6 +70,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("max_delay_ms", Int),
             ("updated_at", Int),
             ("target", Text),
+            ("rules", Text),
+            ("expires_at", Int),
         ],
     ),
     (
@@ -83,6 +85,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("http_status", Int),
             ("response_body", Text),
             ("error", Text),
+            ("verdict", Text),
         ],
     ),
     (

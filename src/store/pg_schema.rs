@@ -172,6 +172,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX replays_by_operation ON replays (operation_id, id);
     "#,
+    // 3: SQLite's version 13: response rules, verdicts and expiry.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN rules TEXT;
+    ALTER TABLE deliveries ADD COLUMN expires_at BIGINT;
+    ALTER TABLE attempts ADD COLUMN verdict TEXT;
+    CREATE INDEX deliveries_expiring ON deliveries (expires_at)
+        WHERE expires_at IS NOT NULL AND status IN ('pending', 'retrying');
+    "#,
 ];
 
 /// The version this build writes and reads.

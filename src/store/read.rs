@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::db::{Db, Dialect, Param, Row, Value};
 use super::{open_existing, Location, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
+use crate::model::response::Judged;
 use crate::model::{DeliveryStatus, NotificationKind, OpStatus, RawRequest};
 
 /// A reading connection, separate from the writer's.
@@ -47,6 +48,9 @@ pub struct OperationSummary {
     /// Deliveries finished as `delivered`, and in all.
     pub delivered: u32,
     pub deliveries: u32,
+    /// Why its first failed delivery failed (the rule that judged the
+    /// answer, or the error), for a list to say.
+    pub failure: Option<String>,
 }
 
 /// A processing that received events and skipped every one of them.
@@ -160,6 +164,8 @@ pub struct AttemptView {
     pub http_status: Option<u16>,
     pub response_body: Option<String>,
     pub error: Option<String>,
+    /// How the answer was judged, by which rule; none before verdicts were kept.
+    pub judged: Option<Judged>,
 }
 
 fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
@@ -172,7 +178,9 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str)
 
 pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
     (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'),
-    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id)";
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id),
+    (SELECT d.last_error FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'failed'
+     ORDER BY d.position, d.id DESC LIMIT 1)";
 
 /// A WHERE clause built from the filters given, with its bound values.
 #[derive(Default)]
@@ -229,6 +237,7 @@ pub(super) fn summary_row(row: &Row<'_>) -> Result<(OperationSummary, String), S
             reason: row.get(4)?,
             delivered: super::deliveries::count(row.get(5)?),
             deliveries: super::deliveries::count(row.get(6)?),
+            failure: row.get(7)?,
         },
         row.get(3)?,
     ))
@@ -489,14 +498,14 @@ impl Reader {
         let row = self.conn.query_opt(&sql, &[&id], |row| {
             Ok((
                 summary_row(row)?,
-                row.get::<String>(7)?,
                 row.get::<String>(8)?,
-                row.get::<Vec<u8>>(9)?,
+                row.get::<String>(9)?,
                 row.get::<Vec<u8>>(10)?,
-                row.get::<Option<String>>(11)?,
-                row.get::<String>(12)?,
+                row.get::<Vec<u8>>(11)?,
+                row.get::<Option<String>>(12)?,
                 row.get::<String>(13)?,
                 row.get::<String>(14)?,
+                row.get::<String>(15)?,
             ))
         })?;
         let Some((summary, remote_addr, method, raw_query, raw_body, content_type, charset, fields, warnings)) = row
@@ -563,7 +572,7 @@ impl Reader {
 
     fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptView>, StoreError> {
         self.conn.query(
-            "SELECT started_at, duration_ms, request, http_status, response_body, error
+            "SELECT started_at, duration_ms, request, http_status, response_body, error, verdict
              FROM attempts WHERE delivery_id = ?1 ORDER BY id",
             &[&delivery_id],
             |row| {
@@ -574,6 +583,7 @@ impl Reader {
                     http_status: row.get::<Option<i64>>(3)?.and_then(|s| u16::try_from(s).ok()),
                     response_body: row.get(4)?,
                     error: row.get(5)?,
+                    judged: row.get::<Option<String>>(6)?.as_deref().and_then(Judged::parse),
                 })
             },
         )

@@ -303,6 +303,7 @@ mod tests {
             http_status: Some(503),
             response_body: None,
             error: None,
+            judged: None,
             outcome,
             failure_notice: None,
             receiver: Some(receiver),

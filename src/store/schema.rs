@@ -399,6 +399,23 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 13: what an action counts as taken (`rules`, JSON; NULL: any 2xx and
+    //     `expect_body`), how each answer was judged (`verdict`, JSON; NULL
+    //     for attempts before), and when a delivery stops being worth
+    //     sending (`expires_at`, from `max_age`; NULL: never), found by a
+    //     partial index of the waiting ones that can expire.
+    Migration {
+        sql: r#"
+    ALTER TABLE deliveries ADD COLUMN rules TEXT;
+    ALTER TABLE deliveries ADD COLUMN expires_at INTEGER;
+    ALTER TABLE attempts ADD COLUMN verdict TEXT;
+    CREATE INDEX deliveries_expiring ON deliveries (expires_at)
+        WHERE expires_at IS NOT NULL AND status IN ('pending', 'retrying');
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

@@ -5,6 +5,7 @@ use super::db::{Db, Dialect, Param};
 use super::deliveries::{due_row, earliest, insert_delivery, with_headers, DUE_COLUMNS};
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
+use crate::model::response::Judged;
 use crate::model::{
     duplicate_reason, notice_day, operation_status, AttemptRecord, Channel, Claimed, DeliveryStatus, Inserted,
     NewOperation, NotificationKind, OpStatus, Outcome,
@@ -396,8 +397,9 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
         super::receivers::save(conn, state, (&processing, operation_id), now)?;
     }
     conn.execute(
-        "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error,
+             verdict)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[
             &r.delivery_id,
             &r.started_at,
@@ -406,6 +408,7 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
             &r.http_status.map(i64::from),
             &r.response_body,
             &r.error,
+            &r.judged.as_ref().map(Judged::to_json),
         ],
     )?;
     refresh_operation_status(conn, operation_id, now)

@@ -10,6 +10,7 @@ mod first_hour;
 mod ingest;
 mod notify;
 mod operator;
+mod outcomes;
 mod receivers;
 mod reload;
 mod rules;

@@ -7,7 +7,7 @@ pub mod browser;
 pub mod pg_cluster;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -157,6 +157,21 @@ impl Relay {
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// Runs a CLI subcommand with `input` on its stdin (answers to prompts).
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new(BIN)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// `show ID --json`, parsed.

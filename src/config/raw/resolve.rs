@@ -18,6 +18,7 @@ use crate::template::{Escape, Template, TemplateError};
 mod console;
 mod notify;
 mod receiver;
+mod rules;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
@@ -517,7 +518,7 @@ impl RawAction {
             headers,
             body,
             content_type: self.content_type,
-            expect_body: self.expect_body,
+            rules: rules::resolve(self.expect_body, self.accept, self.retry_on)?,
             timeout,
             retry,
             on_missing,

@@ -3,9 +3,13 @@
 //! these, ingest and the CLI build them, delivery and notification read
 //! them.
 
+pub mod response;
+
 use std::str::FromStr;
 
 use serde::Serialize;
+
+use response::{Judged, ResponseRules};
 
 /// Most response-body bytes an attempt record keeps.
 pub const RESPONSE_BODY_LIMIT: usize = 2048;
@@ -255,7 +259,7 @@ impl DeliveryRequest {
             headers: Vec::new(),
             body: None,
             redacted: "GET http://127.0.0.1:1/".into(),
-            expect_body: None,
+            rules: ResponseRules::default(),
             timeout_ms: 1000,
             max_attempts: 1,
             first_delay_ms: 1,
@@ -274,7 +278,8 @@ pub struct DeliveryRequest {
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub redacted: String,
-    pub expect_body: Option<String>,
+    /// What counts as taken, and what as "try again later".
+    pub rules: ResponseRules,
     pub timeout_ms: u64,
     pub max_attempts: u32,
     pub first_delay_ms: u64,
@@ -326,6 +331,8 @@ pub struct AttemptRecord {
     pub http_status: Option<u16>,
     pub response_body: Option<String>,
     pub error: Option<String>,
+    /// How the answer was judged, and by which rule; none without an answer.
+    pub judged: Option<Judged>,
     pub outcome: Outcome,
     /// What to tell the operator, when this attempt ended the delivery in
     /// failure: the delivery side decides, the store queues it.

@@ -1,0 +1,101 @@
+//! `hookrelay try NAME … --send ACTION`: sends one rendered request for
+//! real, after a confirmation, and prints the answer and how the action's
+//! response rules judge it, so an operator can learn what a destination
+//! really answers and write the rule. Nothing is recorded: the event is
+//! not stored, and no attempt is kept. The destination, though, counts
+//! what it received (a conversion in Plarin is a conversion).
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use super::Failure;
+use crate::config::Processing;
+use crate::deliver::{judge::judge, send};
+use crate::model::{DeliveryRequest, DueDelivery, OpStatus};
+use crate::redact;
+
+/// What was asked: the action, and whether `--yes` confirmed already.
+pub struct Ask<'a> {
+    pub action: &'a str,
+    pub confirmed: bool,
+}
+
+/// Sends `ask.action`'s delivery among `deliveries` (what the event
+/// renders to) and prints the answer and the verdict.
+pub fn run(
+    processing: &Processing,
+    status: OpStatus,
+    reason: Option<&str>,
+    deliveries: &[DeliveryRequest],
+    ask: &Ask,
+) -> Result<(), Failure> {
+    if processing.actions.iter().all(|a| a.name != ask.action) {
+        let known: Vec<_> = processing.actions.iter().map(|a| a.name.as_str()).collect();
+        return Err(Failure::Usage(format!(
+            "processing `{}` has no action `{}` (it has: {})",
+            processing.name,
+            ask.action,
+            known.join(", ")
+        )));
+    }
+    let Some(delivery) = deliveries.iter().find(|d| d.action == ask.action) else {
+        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        return Err(Failure::Runtime(format!(
+            "the event would be {status}{why}: nothing to send"
+        )));
+    };
+    if let Some(why) = &delivery.refused {
+        return Err(Failure::Runtime(format!("not sent: {why}")));
+    }
+    println!("action {}:", delivery.action);
+    println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
+    for (name, value) in &delivery.headers {
+        println!("  {name}: {}", redact::header(name, value));
+    }
+    if let Some(body) = &delivery.body {
+        println!();
+        println!("  {}", String::from_utf8_lossy(body));
+    }
+    println!();
+    if !ask.confirmed && !confirm(&delivery.url)? {
+        return Err(Failure::Runtime("not sent: not confirmed".into()));
+    }
+    let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
+    let due = DueDelivery {
+        // No delivery is stored; 0 tells a receiver that reads the header
+        // that this one is not a real delivery's.
+        id: 0,
+        operation_id: 0,
+        attempts: 0,
+        target: crate::model::target_of(&delivery.url),
+        request: delivery.clone(),
+    };
+    let clock = Instant::now();
+    let answer = send::send(&agent, &due).map_err(|e| Failure::Runtime(format!("sent, but no answer: {e}")))?;
+    let took = clock.elapsed().as_millis();
+    let (_, judged) = judge(&delivery.rules, answer.status, &answer.body, answer.retry_after);
+    println!("answer: HTTP {} in {took} ms", answer.status);
+    let body = answer.body_head();
+    if !body.is_empty() {
+        println!("body: {body}");
+    }
+    println!("verdict: {judged}");
+    println!("(sent for real; nothing was recorded)");
+    Ok(())
+}
+
+/// Asks on the terminal (or reads stdin) whether to send; only `y` or
+/// `yes` sends.
+fn confirm(url: &str) -> Result<bool, Failure> {
+    eprint!(
+        "send this request for real to {}? The destination counts it. [y/N] ",
+        crate::model::target_of(url)
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Runtime(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
