@@ -178,12 +178,15 @@ fn read_ids(request: &mut impl BufRead) -> Result<Vec<i64>, String> {
         .collect()
 }
 
-/// The replay's [`Ask`] from its request line: `replay <0|1> <source…>`,
-/// 1 to include stopped processings.
-fn replay_ask(line: &str, include_stopped: &str) -> Ask {
+/// The replay's [`Ask`] from its request line: `replay <flags> <source…>`,
+/// flags a number: 1 to include stopped processings, plus 2 to send
+/// operations past an action's `max_age` (`--force`).
+fn replay_ask(line: &str, flags: &str) -> Ask {
     let source = line.trim().splitn(3, ' ').nth(2).unwrap_or("command line");
+    let flags: u8 = flags.parse().unwrap_or(0);
     Ask {
-        include_stopped: include_stopped == "1",
+        include_stopped: flags & 1 != 0,
+        force: flags & 2 != 0,
         source: source.to_string(),
     }
 }
@@ -350,7 +353,8 @@ fn send_ids(database: &Path, head: &str, ids: &[i64]) -> Asked<(String, Vec<Stri
 /// Asks the daemon running on `database`, if any, to replay `ids` with its
 /// running config.
 pub fn ask_replay(database: &Path, ids: &[i64], ask: &Ask) -> Asked<Report> {
-    let head = format!("replay {} {}", u8::from(ask.include_stopped), one_line(&ask.source));
+    let flags = u8::from(ask.include_stopped) | (u8::from(ask.force) << 1);
+    let head = format!("replay {flags} {}", one_line(&ask.source));
     let (rest, lines) = match send_ids(database, &head, ids) {
         Asked::Done(done) => done,
         Asked::NoDaemon => return Asked::NoDaemon,

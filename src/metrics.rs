@@ -34,6 +34,11 @@ struct ActionOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Action {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Receiver {
     receiver: String,
 }
@@ -88,6 +93,7 @@ pub struct Metrics {
     notifications: Family<ChannelResult, Counter>,
     breaker_open: Family<Receiver, Gauge>,
     breaker_changes: Family<ReceiverChange, Counter>,
+    expired: Family<Action, Counter>,
     last_delivered_at: AtomicI64,
 }
 
@@ -161,6 +167,12 @@ impl Metrics {
             "Circuit breaker transitions by receiver and the state entered (open, closed)",
             breaker_changes.clone(),
         );
+        let expired = Family::<Action, Counter>::default();
+        registry.register(
+            "deliveries_expired",
+            "Deliveries that expired unsent because their max_age passed, by action",
+            expired.clone(),
+        );
         Arc::new(Metrics {
             registry,
             received,
@@ -172,6 +184,7 @@ impl Metrics {
             notifications,
             breaker_open,
             breaker_changes,
+            expired,
             last_delivered_at: AtomicI64::new(0),
         })
     }
@@ -186,6 +199,9 @@ impl Metrics {
             });
         }
         for action in actions {
+            let _ = self.expired.get_or_create(&Action {
+                action: (*action).into(),
+            });
             for outcome in OUTCOMES {
                 let _ = self.attempts.get_or_create(&ActionOutcome {
                     action: (*action).into(),
@@ -231,6 +247,11 @@ impl Metrics {
         if outcome == Outcome::Delivered {
             self.last_delivered_at.store(now_ms, Ordering::Relaxed);
         }
+    }
+
+    /// `n` deliveries of `action` expired unsent.
+    pub fn expired(&self, action: &str, n: u64) {
+        self.expired.get_or_create(&Action { action: action.into() }).inc_by(n);
     }
 
     /// `receiver`'s breaker is `open` or not; `change` counts a transition.

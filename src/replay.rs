@@ -40,6 +40,9 @@ pub struct Ask {
     /// Send held operations of a processing that is still stopped
     /// (`enabled = false`); without it they are refused.
     pub include_stopped: bool,
+    /// Send operations older than an action's `max_age` anyway (the
+    /// destination may refuse them); without it they are refused.
+    pub force: bool,
     /// Who asks, recorded with each replay: "command line (root)",
     /// "console (admin)".
     pub source: String,
@@ -64,6 +67,8 @@ pub enum Refused {
     AllDelivered,
     /// An action cannot be rendered: which, and why.
     Render(String),
+    /// The event is older than this action's `max_age`.
+    Expired(String),
 }
 
 impl Refused {
@@ -77,6 +82,7 @@ impl Refused {
         "skipped",
         "all_delivered",
         "render",
+        "expired",
     ];
 
     /// A stable name for the kind, for the control socket and the console's words.
@@ -90,13 +96,18 @@ impl Refused {
             Refused::Skipped(_) => "skipped",
             Refused::AllDelivered => "all_delivered",
             Refused::Render(_) => "render",
+            Refused::Expired(_) => "expired",
         }
     }
 
     /// Its one parameter (a processing, a rule's reason), or "".
     pub fn param(&self) -> &str {
         match self {
-            Refused::ProcessingGone(p) | Refused::Stopped(p) | Refused::Skipped(p) | Refused::Render(p) => p,
+            Refused::ProcessingGone(p)
+            | Refused::Stopped(p)
+            | Refused::Skipped(p)
+            | Refused::Render(p)
+            | Refused::Expired(p) => p,
             Refused::Missing | Refused::StillQueued | Refused::Rejected | Refused::AllDelivered => "",
         }
     }
@@ -113,6 +124,7 @@ impl Refused {
             "skipped" => Refused::Skipped(param),
             "all_delivered" => Refused::AllDelivered,
             "render" => Refused::Render(param),
+            "expired" => Refused::Expired(param),
             _ => return None,
         })
     }
@@ -132,6 +144,10 @@ impl std::fmt::Display for Refused {
             Refused::Skipped(why) => write!(f, "the processing's rules skip it: {why}"),
             Refused::AllDelivered => f.write_str("every action was already delivered"),
             Refused::Render(why) => write!(f, "{why}"),
+            Refused::Expired(action) => write!(
+                f,
+                "the event is older than action `{action}`'s max_age, so the destination would likely refuse it; replay with --force to send it anyway"
+            ),
         }
     }
 }
@@ -155,6 +171,9 @@ pub struct Preview {
     /// Held operations of stopped processings, by processing: refused
     /// unless the replay includes them (then they are in `go`).
     pub stopped: Vec<(String, usize)>,
+    /// Operations older than an action's `max_age`, by action: refused
+    /// unless the replay forces them (then they are in `go`).
+    pub expired: Vec<(String, usize)>,
     /// Operations refused for any other reason, by reason.
     pub refused: Vec<(Refused, usize)>,
 }
@@ -171,35 +190,49 @@ pub fn preview(config: &Config, operations: &[OperationView], ask: &Ask) -> Prev
     use std::collections::BTreeMap;
     let mut go: BTreeMap<(String, OpStatus), usize> = BTreeMap::new();
     let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut expired: BTreeMap<String, usize> = BTreeMap::new();
     let mut refused: BTreeMap<Refused, usize> = BTreeMap::new();
-    let without = Ask {
+    let plain = Ask {
         include_stopped: false,
+        force: false,
         ..ask.clone()
     };
     for op in operations {
-        match plan(config, op, &without) {
+        // Stopped and too old are counted whether or not they are asked
+        // for, so the page can offer them; then the asked-for ones go.
+        let mut outcome = plan(config, op, &plain);
+        if let Err(Refused::Stopped(name)) = &outcome {
+            *stopped.entry(name.clone()).or_default() += 1;
+            if ask.include_stopped {
+                outcome = plan(
+                    config,
+                    op,
+                    &Ask {
+                        force: false,
+                        ..ask.clone()
+                    },
+                );
+            }
+        }
+        if let Err(Refused::Expired(action)) = &outcome {
+            *expired.entry(action.clone()).or_default() += 1;
+            if ask.force {
+                outcome = plan(config, op, ask);
+            }
+        }
+        match outcome {
             Ok(_) => {
                 *go.entry((op.summary.processing.clone(), op.summary.status))
                     .or_default() += 1
             }
-            Err(Refused::Stopped(name)) => {
-                *stopped.entry(name).or_default() += 1;
-                if ask.include_stopped {
-                    match plan(config, op, ask) {
-                        Ok(_) => {
-                            *go.entry((op.summary.processing.clone(), op.summary.status))
-                                .or_default() += 1
-                        }
-                        Err(why) => *refused.entry(why).or_default() += 1,
-                    }
-                }
-            }
+            Err(Refused::Stopped(_) | Refused::Expired(_)) => {}
             Err(why) => *refused.entry(why).or_default() += 1,
         }
     }
     Preview {
         go: go.into_iter().collect(),
         stopped: stopped.into_iter().collect(),
+        expired: expired.into_iter().collect(),
         refused: refused.into_iter().collect(),
     }
 }
@@ -273,13 +306,21 @@ pub fn plan(config: &Config, op: &OperationView, ask: &Ask) -> Result<Replay, Re
         .map(|d| d.action.as_str())
         .collect();
     let mut deliveries = Vec::new();
+    let now = crate::clock::now_ms();
     for action in processing
         .actions
         .iter()
         .filter(|a| !delivered.contains(&a.name.as_str()))
     {
-        let (delivery, _) = rules::delivery(action, &extracted)
+        let (mut delivery, _) = rules::delivery(action, &extracted, op.summary.received_at)
             .map_err(|e| Refused::Render(format!("action `{}`: {e}", action.name)))?;
+        if delivery.expires_at.is_some_and(|at| at <= now) {
+            if !ask.force {
+                return Err(Refused::Expired(action.name.clone()));
+            }
+            // Forced: sent however old, as asked, and never expired.
+            delivery.expires_at = None;
+        }
         // A field the event lacks is still lacking: sending now would fail
         // the same way, so the replay waits for the config's fix.
         if let Some(why) = delivery.refused {
@@ -330,7 +371,7 @@ pub fn rerender(config: &Config, operations: &[OperationView], queue: &Queue) ->
                 done.left.push((op.summary.id, d.action.clone(), why));
                 continue;
             };
-            match rules::delivery(action, &extracted) {
+            match rules::delivery(action, &extracted, op.summary.received_at) {
                 Ok((request, _)) => match &request.refused {
                     Some(why) => done.left.push((op.summary.id, d.action.clone(), why.clone())),
                     None => requests.push((d.id, request)),

@@ -132,7 +132,7 @@ fn stale_waiting(config: &Config) -> Result<Vec<String>, Failure> {
             let Some(action) = processing.actions.iter().find(|a| a.name == d.action) else {
                 continue;
             };
-            let Ok((now, _)) = crate::process::delivery(action, &extracted) else {
+            let Ok((now, _)) = crate::process::delivery(action, &extracted, op.summary.received_at) else {
                 continue;
             };
             if now.redacted != d.request {

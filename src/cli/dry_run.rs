@@ -93,7 +93,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         OpStatus::Held => {
             let mut rendered = Vec::new();
             for action in &processing.actions {
-                let (delivery, more) = rules::delivery(action, &extracted)
+                let (delivery, more) = rules::delivery(action, &extracted, now_ms())
                     .map_err(|e| Failure::Runtime(format!("action `{}`: {e}", action.name)))?;
                 warnings.extend(more.into_iter().map(|w| w.text));
                 rendered.push(delivery);

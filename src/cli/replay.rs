@@ -25,6 +25,9 @@ pub struct Args {
     /// Also send held operations of processings that are still stopped (enabled = false).
     #[arg(long)]
     include_stopped: bool,
+    /// Also send operations older than an action's max_age (the destination may refuse them).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
@@ -54,6 +57,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     };
     let ask = replay::Ask {
         include_stopped: args.include_stopped,
+        force: args.force,
         source: replay::command_line_source(),
     };
     // A running daemon queues them through its writer, with its running

@@ -155,6 +155,9 @@ pub struct Delivery {
     pub workers: usize,
     pub timeout: Duration,
     pub retry: Retry,
+    /// How long after the event a delivery is still worth sending, for
+    /// every action without its own; none: always.
+    pub max_age: Option<Duration>,
     /// The circuit breaker of every receiver without its own.
     pub breaker: Breaker,
 }
@@ -315,6 +318,10 @@ pub struct Action {
     pub rules: crate::model::response::ResponseRules,
     pub timeout: Duration,
     pub retry: Retry,
+    /// How long after the event its delivery is still worth sending (an ad
+    /// platform refuses older conversions); past it, an unsent delivery
+    /// becomes `expired`. None: always.
+    pub max_age: Option<Duration>,
     /// What to do when a template names a field the event does not have.
     pub on_missing: OnMissing,
 }

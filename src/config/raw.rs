@@ -133,6 +133,7 @@ struct RawStorage {
 struct RawDelivery {
     workers: Option<usize>,
     timeout: Option<Dur>,
+    max_age: Option<Dur>,
     #[serde(default)]
     retry: RawRetry,
     #[serde(default)]
@@ -226,6 +227,7 @@ struct RawAction {
     accept: Option<RawAccept>,
     retry_on: Option<RawRetryOn>,
     timeout: Option<Dur>,
+    max_age: Option<Dur>,
     retry: Option<RawRetry>,
     on_missing: Option<String>,
 }

@@ -29,7 +29,7 @@ const REPLAYED: [OpStatus; 3] = [OpStatus::Failed, OpStatus::Held, OpStatus::Par
 /// the query string.
 pub(super) async fn confirm_replay(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
     let filter = filter_of(|key| cx.param(key));
-    let ask = ask(cx.param("include_stopped"));
+    let ask = ask(cx.param("include_stopped"), cx.param("force"));
     match replay_candidates(console, cx, signed, &filter).await {
         Ok(list) => cx.page(
             StatusCode::OK,
@@ -37,7 +37,7 @@ pub(super) async fn confirm_replay(console: &Arc<Console>, cx: &Context, signed:
                 &cx.frame(Some(signed)),
                 &filter,
                 &replay::preview(&cx.config, &list, &ask),
-                ask.include_stopped,
+                &ask,
             ),
         ),
         Err(reply) => reply,
@@ -111,14 +111,17 @@ async fn replay_matching(
         Ok(list) => list,
         Err(reply) => return reply,
     };
-    let ask = ask(form.get("include_stopped").map(String::as_str));
+    let ask = ask(
+        form.get("include_stopped").map(String::as_str),
+        form.get("force").map(String::as_str),
+    );
     let expected: usize = form.get("expected").and_then(|n| n.parse().ok()).unwrap_or(0);
     let preview = replay::preview(&cx.config, &operations, &ask);
     if preview.count() > expected {
         // More would go than the person agreed to: ask again with the new count.
         return cx.page(
             StatusCode::CONFLICT,
-            pages::confirm_replay(&cx.frame(Some(signed)), &filter, &preview, ask.include_stopped),
+            pages::confirm_replay(&cx.frame(Some(signed)), &filter, &preview, &ask),
         );
     }
     let report = match run_replay(console, cx, operations, ask).await {
@@ -144,7 +147,10 @@ async fn replay_one(
         Ok(None) => return cx.not_found(signed),
         Err(err) => return cx.read_failed(signed, err),
     };
-    let ask = ask(form.get("include_stopped").map(String::as_str));
+    let ask = ask(
+        form.get("include_stopped").map(String::as_str),
+        form.get("force").map(String::as_str),
+    );
     match run_replay(console, cx, vec![op], ask).await {
         Ok(report) => match report.refused.first() {
             Some((_, why)) => redirect(
@@ -219,10 +225,12 @@ async fn run_replay(
 }
 
 /// A replay asked for in the console: with the stopped processings' held
-/// operations when `include_stopped` is "1".
-fn ask(include_stopped: Option<&str>) -> replay::Ask {
+/// operations when `include_stopped` is "1", and operations past an
+/// action's `max_age` when `force` is "1".
+fn ask(include_stopped: Option<&str>, force: Option<&str>) -> replay::Ask {
     replay::Ask {
         include_stopped: include_stopped == Some("1"),
+        force: force == Some("1"),
         source: SOURCE.into(),
     }
 }

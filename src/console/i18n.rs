@@ -111,6 +111,7 @@ texts!(
     retrying,
     last_error,
     nothing_waiting,
+    aging,
     warnings,
     fields_and_templates,
     processing,
@@ -163,6 +164,9 @@ texts!(
     will_not_go,
     include_stopped,
     exclude_stopped,
+    include_expired,
+    exclude_expired,
+    replay_expired,
     count,
     latest_fields,
     template,
@@ -221,6 +225,7 @@ static RU: Texts = Texts {
     retrying: "повторяются",
     last_error: "Последняя ошибка",
     nothing_waiting: "Очередь пуста",
+    aging: "Доставок, ждущих дольше половины max_age: {}. Если не уйдут вовремя, они просрочатся и не будут отправлены",
     warnings: "Предупреждения",
     fields_and_templates: "Поля и шаблоны",
     processing: "Обработка",
@@ -273,6 +278,9 @@ static RU: Texts = Texts {
     will_not_go: "Не будут отправлены",
     include_stopped: "Отправить и приостановленные операции остановленных обработок ({}), хотя они остановлены",
     exclude_stopped: "Не отправлять операции остановленных обработок",
+    include_expired: "Отправить и операции старше max_age ({}), хотя получатель, скорее всего, их отклонит",
+    exclude_expired: "Не отправлять операции старше max_age",
+    replay_expired: "Отправить всё равно, хотя событие старше max_age действия «{}»",
     count: "Операций",
     latest_fields: "Поля последнего события",
     template: "Шаблон",
@@ -331,6 +339,7 @@ static EN: Texts = Texts {
     retrying: "retrying",
     last_error: "Last error",
     nothing_waiting: "Nothing waiting",
+    aging: "{} deliveries have waited past half their max_age; if they cannot go in time, they expire unsent",
     warnings: "Warnings",
     fields_and_templates: "Fields and templates",
     processing: "Processing",
@@ -383,6 +392,10 @@ static EN: Texts = Texts {
     will_not_go: "Will not be sent",
     include_stopped: "Send the held operations of stopped processings ({}) too, although they are stopped",
     exclude_stopped: "Leave out the operations of stopped processings",
+    include_expired:
+        "Send the operations older than max_age ({}) too, although the destination will likely refuse them",
+    exclude_expired: "Leave out the operations older than max_age",
+    replay_expired: "Send anyway, although the event is older than action “{}”'s max_age",
     count: "Operations",
     latest_fields: "Fields of the latest event",
     template: "Template",
@@ -452,6 +465,12 @@ impl Texts {
             (Refused::AllDelivered, true) => "все действия уже доставлены".into(),
             (Refused::AllDelivered, false) => "every action was already delivered".into(),
             (Refused::Render(why), _) => why.clone(),
+            (Refused::Expired(a), true) => {
+                format!("событие старше max_age действия «{a}»: получатель, скорее всего, его отклонит")
+            }
+            (Refused::Expired(a), false) => {
+                format!("the event is older than action “{a}”'s max_age: the destination would likely refuse it")
+            }
         }
     }
 
@@ -496,6 +515,7 @@ impl Texts {
             (DeliveryStatus::Delivered, true) => "доставлена",
             (DeliveryStatus::Failed, true) => "ошибка",
             (DeliveryStatus::Cancelled, true) => "отменена",
+            (DeliveryStatus::Expired, true) => "просрочена",
             (DeliveryStatus::InFlight, false) => "in flight",
             (status, false) => status.as_str(),
         }

@@ -325,6 +325,14 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                         button type="submit" { (fill(t.replay_stopped, name)) }
                     }
                 }
+                Err(why @ Refused::Expired(action)) => {
+                    p.muted { (fill(t.not_replayable, t.refused(why))) }
+                    form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                        (frame.csrf())
+                        input type="hidden" name="force" value="1";
+                        button type="submit" { (fill(t.replay_expired, action)) }
+                    }
+                }
                 // Nothing to say: it is being delivered, or it was.
                 Err(Refused::StillQueued | Refused::AllDelivered) => {}
                 Err(why) => { p.muted { (fill(t.not_replayable, t.refused(why))) } }

@@ -121,7 +121,7 @@ pub fn start(
     }
     let scheduler = std::thread::Builder::new()
         .name("deliver-scheduler".into())
-        .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx, (config, breakers)).run())?;
+        .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx, (config, breakers), metrics).run())?;
     Ok(Deliverer {
         signals: waker.0,
         scheduler,

@@ -14,6 +14,7 @@ use super::pace::Pace;
 use super::{per_target_limit, Job, Signal, POLL_INTERVAL};
 use crate::clock::now_ms;
 use crate::config::{Config, Rate, ReceiverPolicy};
+use crate::metrics::Metrics;
 use crate::model::DueDelivery;
 use crate::store::{Turns, Writer};
 
@@ -30,6 +31,13 @@ const ROUNDS_AHEAD: usize = 8;
 
 /// How often instances sharing a database read each other's breakers.
 const BREAKERS_REFRESH: Duration = Duration::from_millis(500);
+
+/// How often waiting deliveries past their `max_age` are expired.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often deliveries past half their `max_age` are looked for (a
+/// warning, once a day per processing).
+const AGING_EVERY: Duration = Duration::from_secs(60);
 
 /// Least time between two claims that skip busy receivers and found nothing
 /// else (each scans past their backlog).
@@ -137,6 +145,10 @@ pub(super) struct Scheduler {
     applied: Option<Arc<Config>>,
     /// When the breakers were last read back from a shared database.
     refreshed: Option<Instant>,
+    metrics: Arc<Metrics>,
+    /// When deliveries were last expired, and looked at for the aging warning.
+    expired: Option<Instant>,
+    aged: Option<Instant>,
 }
 
 impl Scheduler {
@@ -147,6 +159,7 @@ impl Scheduler {
         signals: Receiver<Signal>,
         jobs: SyncSender<Job>,
         (config, breakers): (ConfigSource, Breakers),
+        metrics: Arc<Metrics>,
     ) -> Scheduler {
         Scheduler {
             writer,
@@ -165,6 +178,9 @@ impl Scheduler {
             others_empty: None,
             applied: None,
             refreshed: None,
+            metrics,
+            expired: None,
+            aged: None,
         }
     }
 
@@ -181,6 +197,7 @@ impl Scheduler {
                 self.applied = Some(Arc::clone(&config));
             }
             self.refresh_breakers();
+            self.expire();
             let Some(turn) = self.hand_out(&config) else {
                 return;
             };
@@ -191,6 +208,32 @@ impl Scheduler {
             if !self.take_signals(wait) {
                 self.release_unsent();
                 return;
+            }
+        }
+    }
+
+    /// Expires the waiting deliveries past their `max_age`, every
+    /// [`EXPIRE_EVERY`], and warns about those past half of it, every
+    /// [`AGING_EVERY`].
+    fn expire(&mut self) {
+        if self.expired.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
+            self.expired = Some(Instant::now());
+            match self.writer.expire() {
+                Ok(expired) => {
+                    for (processing, action, n) in expired {
+                        log::warn!(
+                            "processing {processing}, action {action}: {n} deliveries expired unsent (max_age passed)"
+                        );
+                        self.metrics.expired(&action, n);
+                    }
+                }
+                Err(err) => log::warn!("cannot expire deliveries past their max_age: {err}"),
+            }
+        }
+        if self.aged.is_none_or(|at| at.elapsed() >= AGING_EVERY) {
+            self.aged = Some(Instant::now());
+            if let Err(err) = self.writer.warn_aging() {
+                log::warn!("cannot look for deliveries past half their max_age: {err}");
             }
         }
     }
@@ -238,6 +281,12 @@ impl Scheduler {
                     }
                 }
                 let Some(due) = queue.pop_front() else { break };
+                // Claimed ahead and past its max_age while it waited for a
+                // turn: it goes back, and the next sweep expires it.
+                if due.request.expires_at.is_some_and(|at| at <= now_ms) {
+                    back.push(due.id);
+                    continue;
+                }
                 if probe {
                     self.breakers.lock().probing.insert(target.clone());
                     log::info!("receiver {target}: probing with delivery {}", due.id);

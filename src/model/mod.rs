@@ -76,7 +76,8 @@ string_enum! {
 
 string_enum! {
     /// Where one action's delivery stands. `cancelled`: cancelled by hand
-    /// while it waited, never sent again.
+    /// while it waited, never sent again. `expired`: its `max_age` passed
+    /// before it could be sent, and it never will be.
     DeliveryStatus {
         Pending = "pending",
         InFlight = "in_flight",
@@ -84,6 +85,7 @@ string_enum! {
         Delivered = "delivered",
         Failed = "failed",
         Cancelled = "cancelled",
+        Expired = "expired",
     }
 }
 
@@ -264,6 +266,7 @@ impl DeliveryRequest {
             max_attempts: 1,
             first_delay_ms: 1,
             max_delay_ms: 1,
+            expires_at: None,
             refused: None,
         }
     }
@@ -284,6 +287,9 @@ pub struct DeliveryRequest {
     pub max_attempts: u32,
     pub first_delay_ms: u64,
     pub max_delay_ms: u64,
+    /// When it stops being worth sending (the event's time plus the
+    /// action's `max_age`); none: never.
+    pub expires_at: Option<i64>,
     /// Why it is never sent: it is stored `failed` at once with this error
     /// (a template named a field the event does not have).
     pub refused: Option<String>,
@@ -434,11 +440,11 @@ pub struct Claimed {
 /// An operation is `queued` while any delivery is unfinished, then
 /// `delivered`, `failed` or `partial` by how its deliveries ended.
 pub fn operation_status(deliveries: &[DeliveryStatus]) -> OpStatus {
-    // A cancelled delivery is over and did not reach its receiver.
+    // A cancelled or expired delivery is over and did not reach its receiver.
     let finished = |s: &&DeliveryStatus| {
         matches!(
             s,
-            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Cancelled
+            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Cancelled | DeliveryStatus::Expired
         )
     };
     if deliveries.is_empty() || !deliveries.iter().all(|s| finished(&s)) {

@@ -56,7 +56,7 @@ pub fn operation(
         return op;
     }
     for action in &processing.actions {
-        match delivery(action, &extracted) {
+        match delivery(action, &extracted, received_at) {
             Ok((delivery, warnings)) => {
                 op.warnings.extend(warnings);
                 op.deliveries.push(delivery);
@@ -80,11 +80,16 @@ pub fn operation(
     op
 }
 
-/// Renders `action` into a delivery to queue, with a warning per field
+/// Renders `action` into a delivery to queue for an event received at
+/// `received_at` (its `max_age` counts from then), with a warning per field
 /// sent empty. A field the event does not have at all makes the delivery
 /// refused (stored failed, never sent) unless the action says
 /// `on_missing = "send_empty"`.
-pub fn delivery(action: &Action, extracted: &Extracted) -> Result<(DeliveryRequest, Vec<Warning>), String> {
+pub fn delivery(
+    action: &Action,
+    extracted: &Extracted,
+    received_at: i64,
+) -> Result<(DeliveryRequest, Vec<Warning>), String> {
     let rendered = render::render(action, |name| extracted.usable(name))?;
     let refused = match action.on_missing {
         OnMissing::Fail if !rendered.absent.is_empty() => Some(format!(
@@ -136,6 +141,9 @@ pub fn delivery(action: &Action, extracted: &Extracted) -> Result<(DeliveryReque
         max_attempts: action.retry.attempts,
         first_delay_ms: action.retry.first_delay.as_millis() as u64,
         max_delay_ms: action.retry.max_delay.as_millis() as u64,
+        expires_at: action
+            .max_age
+            .map(|age| received_at.saturating_add(age.as_millis() as i64)),
         refused,
     };
     Ok((delivery, warnings))
@@ -230,7 +238,7 @@ mod tests {
     #[test]
     fn a_misspelled_field_refuses_the_delivery() {
         let a = action("query = { ad_id = \"{{utm_contnet}}\" }");
-        let (delivery, warnings) = delivery(&a, &event(&[("utm_content", "ad-7"), ("client_id", "1")])).unwrap();
+        let (delivery, warnings) = delivery(&a, &event(&[("utm_content", "ad-7"), ("client_id", "1")]), 0).unwrap();
         assert_eq!(
             delivery.refused.as_deref(),
             Some(
@@ -249,19 +257,20 @@ mod tests {
         let (d, w) = delivery(
             &action("query = { ad_id = \"{{ad}}\" }\non_missing = \"send_empty\""),
             &fields,
+            0,
         )
         .unwrap();
         assert_eq!((d.refused, d.url.as_str()), (None, "https://plarin.example/pb?ad_id="));
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].text, "action `plarin`: field `ad` is missing; it was sent empty");
-        let (d, w) = delivery(&action("query = { ad_id = \"{{ad | default('none')}}\" }"), &fields).unwrap();
+        let (d, w) = delivery(&action("query = { ad_id = \"{{ad | default('none')}}\" }"), &fields, 0).unwrap();
         assert_eq!(
             (d.refused, d.url.as_str(), w.len()),
             (None, "https://plarin.example/pb?ad_id=none", 0)
         );
-        let (d, w) = delivery(&action("query = { ad_id = \"{{utm_content}}\" }"), &fields).unwrap();
+        let (d, w) = delivery(&action("query = { ad_id = \"{{utm_content}}\" }"), &fields, 0).unwrap();
         assert_eq!((d.refused, w.len()), (None, 1));
-        let (d, _) = delivery(&action("query = { ad_id = \"{{zzz}}\" }"), &fields).unwrap();
+        let (d, _) = delivery(&action("query = { ad_id = \"{{zzz}}\" }"), &fields, 0).unwrap();
         assert_eq!(
             d.refused.as_deref(),
             Some("action `plarin`: the event has no field `zzz`; nothing was sent (on_missing = \"fail\")"),

@@ -21,8 +21,8 @@ pub(super) fn insert_delivery(
     conn.execute(
         "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
              headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
-             updated_at, target, last_error, rules)
-         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17, ?18)",
+             updated_at, target, last_error, rules, expires_at)
+         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17, ?18, ?19)",
         &[
             &operation_id,
             &d.action,
@@ -42,6 +42,7 @@ pub(super) fn insert_delivery(
             &status,
             &d.refused,
             &rules_json(&d.rules),
+            &d.expires_at,
         ],
     )?;
     Ok(())
@@ -50,7 +51,7 @@ pub(super) fn insert_delivery(
 /// What a claim reads of a delivery; [`due_row`] takes it apart.
 pub(super) const DUE_COLUMNS: &str =
     "id, operation_id, attempts, action, method, url, headers, body, redacted, expect_body,
-     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target, rules";
+     timeout_ms, max_attempts, first_delay_ms, max_delay_ms, next_attempt_at, target, rules, expires_at";
 
 /// A row of [`DUE_COLUMNS`]: the delivery, its headers as JSON, when it is due.
 pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreError> {
@@ -72,6 +73,7 @@ pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreErro
                 max_attempts: count(row.get(11)?),
                 first_delay_ms: row.get::<i64>(12)? as u64,
                 max_delay_ms: row.get::<i64>(13)? as u64,
+                expires_at: row.get(17)?,
                 refused: None,
             },
         },
@@ -128,7 +130,7 @@ pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Res
     Ok(conn.execute(
         "UPDATE deliveries SET method = ?2, url = ?3, headers = ?4, body = ?5, redacted = ?6, expect_body = ?7,
              timeout_ms = ?8, max_attempts = ?9, first_delay_ms = ?10, max_delay_ms = ?11, target = ?12,
-             updated_at = ?13, next_attempt_at = ?13, rules = ?14
+             updated_at = ?13, next_attempt_at = ?13, rules = ?14, expires_at = ?15
          WHERE id = ?1 AND status IN ('pending', 'retrying')",
         &[
             &id,
@@ -145,6 +147,7 @@ pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Res
             &target_of(&d.url),
             &now,
             &rules_json(&d.rules),
+            &d.expires_at,
         ],
     )? == 1)
 }

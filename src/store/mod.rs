@@ -21,6 +21,7 @@ mod checkpoint;
 mod cluster;
 mod db;
 mod deliveries;
+mod expiry;
 mod export;
 mod files;
 mod indexer;

@@ -33,6 +33,9 @@ pub struct ActionQueue {
     pub retrying: u64,
     /// The newest error of those retrying.
     pub last_error: Option<String>,
+    /// Those pending or retrying past half their `max_age`: they may
+    /// expire unsent.
+    pub aging: u64,
 }
 
 /// A processing's announced silence.
@@ -123,38 +126,43 @@ impl Reader {
             // would otherwise walk every operation of the processing to find
             // the few waiting.
             Dialect::Sqlite => {
-                "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id)
+                "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id),
+                        SUM(CASE WHEN 2 * ?2 >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
                  FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action"
             }
             Dialect::Postgres => {
                 "SELECT d.action, d.status, COUNT(*),
-                        (array_agg(d.last_error ORDER BY d.id DESC))[1], MAX(d.id)
+                        (array_agg(d.last_error ORDER BY d.id DESC))[1], MAX(d.id),
+                        SUM(CASE WHEN 2 * ?2 >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
                  FROM deliveries d JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action"
             }
         };
-        let rows = self.conn.query(sql, &[&processing], |row| {
+        let rows = self.conn.query(sql, &[&processing, &crate::clock::now_ms()], |row| {
             Ok((
                 row.get::<String>(0)?,
                 row.get::<String>(1)?,
                 row.get::<i64>(2)? as u64,
                 row.get::<Option<String>>(3)?,
+                row.get::<Option<i64>>(5)?.unwrap_or(0) as u64,
             ))
         })?;
         let mut queues: Vec<ActionQueue> = Vec::new();
-        for (action, status, count, last_error) in rows {
+        for (action, status, count, last_error, aging) in rows {
             if queues.last().is_none_or(|q| q.action != action) {
                 queues.push(ActionQueue {
                     action,
                     pending: 0,
                     retrying: 0,
                     last_error: None,
+                    aging: 0,
                 });
             }
             let Some(queue) = queues.last_mut() else { continue };
+            queue.aging += aging;
             if status == DeliveryStatus::Retrying.as_str() {
                 queue.retrying = count;
                 queue.last_error = last_error;
@@ -184,6 +192,7 @@ impl Reader {
                         pending: 0,
                         retrying: 0,
                         last_error: None,
+                        aging: 0,
                     });
                     queues.len() - 1
                 }

@@ -169,6 +169,9 @@ pub struct Backlog {
     pub waiting: u64,
     /// When the oldest operation among them was received.
     pub oldest: Option<i64>,
+    /// Those past half their `max_age`: they may expire unsent (counted
+    /// per processing only).
+    pub aging: u64,
 }
 
 /// One processing, for `hookrelay status`.
@@ -218,6 +221,7 @@ impl Reader {
             let backlog = Backlog {
                 waiting: waiting as u64,
                 oldest,
+                aging: 0,
             };
             match list.iter_mut().find(|r| r.state.target == target) {
                 Some(known) => known.backlog = backlog,
@@ -238,19 +242,21 @@ impl Reader {
     pub fn processing_status(&self, processing: &str) -> Result<ProcessingStatus, StoreError> {
         let backlog = self.conn.query_one(
             &format!(
-                "SELECT CAST(SUM(n) AS BIGINT), MIN(oldest) FROM ({}) AS w",
+                "SELECT CAST(SUM(n) AS BIGINT), MIN(oldest), CAST(SUM(aging) AS BIGINT) FROM ({}) AS w",
                 unsent(
                     self.driving_join(),
-                    "COUNT(*) AS n, MIN(o.received_at) AS oldest",
+                    "COUNT(*) AS n, MIN(o.received_at) AS oldest,
+                     SUM(CASE WHEN 2 * ?2 >= o.received_at + d.expires_at THEN 1 ELSE 0 END) AS aging",
                     " AND o.processing = ?1",
                     ""
                 )
             ),
-            &[&processing],
+            &[&processing, &crate::clock::now_ms()],
             |row| {
                 Ok(Backlog {
-                    waiting: row.get::<i64>(0)? as u64,
+                    waiting: row.get::<Option<i64>>(0)?.unwrap_or(0) as u64,
                     oldest: row.get(1)?,
+                    aging: row.get::<Option<i64>>(2)?.unwrap_or(0) as u64,
                 })
             },
         )?;

@@ -27,6 +27,7 @@ fn delivery(action: &str) -> DeliveryRequest {
         max_attempts: 3,
         first_delay_ms: 10,
         max_delay_ms: 100,
+        expires_at: None,
         refused: None,
     }
 }

@@ -194,7 +194,7 @@ impl Writer {
     }
 
     /// Blocks until the job is committed: call from a plain thread only.
-    fn run_blocking<T: Send + 'static>(
+    pub(super) fn run_blocking<T: Send + 'static>(
         &self,
         wakes: bool,
         work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,

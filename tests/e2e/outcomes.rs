@@ -1,7 +1,7 @@
 //! Honest outcomes: "delivered" is what the destination's answer says, by
 //! the action's response rules, seen at the receiver and in history.
 
-use crate::support::{get, processing, Receiver, Relay, TOKEN};
+use crate::support::{admin_get, get, processing, Receiver, Relay, TOKEN};
 
 /// Regression: a 200 whose body says no was recorded `delivered`. With
 /// Plarin's rule (`{"success": "POSTBACK ACCEPTED"}`), a 200 saying
@@ -130,4 +130,46 @@ fn try_send_asks_then_sends_and_judges() {
     let op = relay.show(id.parse().unwrap());
     assert_eq!(op["status"], "held");
     assert_eq!(op["deliveries"].as_array().unwrap().len(), 0);
+}
+
+/// A delivery that cannot go within its action's `max_age` expires: it is
+/// never sent after, the operation fails, the metric counts it. Replaying
+/// it is refused as too old unless forced.
+#[test]
+fn a_delivery_past_its_max_age_expires_unsent() {
+    let receiver = Receiver::start();
+    receiver.script(&[(503, "busy"); 40]);
+    let relay = Relay::start(&processing(
+        "p",
+        &receiver.url("/pb"),
+        "max_age = \"1s\"\nretry = { attempts = 100, first_delay = \"300ms\", max_delay = \"300ms\" }",
+    ));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?id=1")));
+    let id = id.unwrap();
+    let op = relay.wait_status(id, "failed");
+    let delivery = &op["deliveries"][0];
+    assert_eq!(delivery["status"], "expired");
+    assert!(delivery["last_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("expired: max_age passed"));
+    let tried = receiver.requests().len();
+    assert!((1..=6).contains(&tried), "{tried} attempts within the second");
+    relay.wait_log("1 deliveries expired unsent (max_age passed)");
+    let (_, metrics) = admin_get(&relay, "/metrics", None);
+    assert!(
+        metrics.contains("hookrelay_deliveries_expired_total{action=\"plarin\"} 1"),
+        "{metrics}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(receiver.requests().len(), tried, "an expired delivery is never sent");
+
+    let refused = relay.cli(&["replay", &id.to_string()]);
+    let said = String::from_utf8_lossy(&refused.stdout).to_string() + &String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("older than action `plarin`'s max_age"), "{said}");
+    receiver.script(&[(200, "ok")]);
+    let forced = relay.cli(&["replay", "--force", &id.to_string()]);
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+    let op = relay.wait_status(id, "delivered");
+    assert_eq!(op["deliveries"].as_array().unwrap().len(), 2);
 }

@@ -115,6 +115,7 @@ impl RawConfig {
         let delivery = Delivery {
             workers: self.delivery.workers.unwrap_or(DEFAULT_WORKERS),
             timeout: self.delivery.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            max_age: self.delivery.max_age.map(|d| d.0),
             retry: self
                 .delivery
                 .retry
@@ -131,6 +132,9 @@ impl RawConfig {
         }
         if delivery.timeout.is_zero() {
             return Err("delivery.timeout: must be longer than zero".into());
+        }
+        if delivery.max_age.is_some_and(|age| age.is_zero()) {
+            return Err("delivery.max_age: must be longer than zero".into());
         }
         let notify = self.notify.map(|n| n.resolve(base)).transpose()?;
 
@@ -505,6 +509,10 @@ impl RawAction {
             Some(raw) => raw.over(delivery.retry).map_err(|e| format!("retry.{e}"))?,
             None => delivery.retry,
         };
+        let max_age = self.max_age.map(|d| d.0).or(delivery.max_age);
+        if max_age.is_some_and(|age| age.is_zero()) {
+            return Err("max_age: must be longer than zero".into());
+        }
         let on_missing = match self.on_missing.as_deref() {
             None | Some("fail") => OnMissing::Fail,
             Some("send_empty") => OnMissing::SendEmpty,
@@ -521,6 +529,7 @@ impl RawAction {
             rules: rules::resolve(self.expect_body, self.accept, self.retry_on)?,
             timeout,
             retry,
+            max_age,
             on_missing,
         })
     }

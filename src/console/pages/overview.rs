@@ -121,6 +121,9 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                                         td.num { (q.retrying) }
                                         td.error { (q.last_error.as_deref().unwrap_or("")) }
                                     }
+                                    @if q.aging > 0 {
+                                        tr.aging { td.problem colspan="4" role="status" { (fill(t.aging, q.aging)) } }
+                                    }
                                 }
                             }
                         }
@@ -208,6 +211,7 @@ mod tests {
             backlog: Backlog {
                 waiting: 42,
                 oldest: Some(0),
+                aging: 0,
             },
         };
         let card = Card {

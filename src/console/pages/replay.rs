@@ -1,20 +1,35 @@
 //! The confirmation before a bulk replay: what will go, what will not and
-//! why, and the held operations of stopped processings.
+//! why, the held operations of stopped processings, and those older than
+//! an action's `max_age`.
 
 use maud::{html, Markup};
 
 use super::{fill, layout, status_badge, Filter, Frame};
-use crate::replay::{Preview, Refused};
+use crate::replay::{Ask, Preview, Refused};
 
 /// The confirmation before replaying every failed or held operation a
 /// filter matches: what will go, by processing and status; what will not,
-/// and why; and the held operations of stopped processings, sent only when
-/// the box naming those processings is ticked.
-pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include_stopped: bool) -> Markup {
+/// and why; and the held operations of stopped processings, and those
+/// older than an action's `max_age`, each sent only when the link naming
+/// them was followed.
+pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, ask: &Ask) -> Markup {
     let t = frame.t();
     let count = preview.count();
     let back = format!("/operations?{}", filter.query());
     let stopped: Vec<String> = preview.stopped.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+    let expired: Vec<String> = preview.expired.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+    let include_stopped = ask.include_stopped;
+    // The page asked for again with one choice changed, the other kept.
+    let with = |include_stopped: bool, force: bool| {
+        let mut query = format!("/replay?{}", filter.query());
+        if include_stopped {
+            query.push_str("&include_stopped=1");
+        }
+        if force {
+            query.push_str("&force=1");
+        }
+        query
+    };
     layout(
         frame,
         t.replay,
@@ -31,7 +46,10 @@ pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include
                     }
                 }
             }
-            @if !preview.refused.is_empty() || (!preview.stopped.is_empty() && !include_stopped) {
+            @if !preview.refused.is_empty()
+                || (!preview.stopped.is_empty() && !include_stopped)
+                || (!preview.expired.is_empty() && !ask.force)
+            {
                 h2 { (t.will_not_go) }
                 table {
                     thead { tr { th { (t.reason) } th { (t.count) } } }
@@ -41,13 +59,18 @@ pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include
                                 tr { td { (t.refused(&Refused::Stopped(processing.clone()))) } td.num { (n) } }
                             }
                         }
+                        @if !ask.force {
+                            @for (action, n) in &preview.expired {
+                                tr { td { (t.refused(&Refused::Expired(action.clone()))) } td.num { (n) } }
+                            }
+                        }
                         @for (why, n) in &preview.refused {
                             tr { td { (t.refused(why)) } td.num { (n) } }
                         }
                     }
                 }
             }
-            @if count == 0 && preview.stopped.is_empty() {
+            @if count == 0 && preview.stopped.is_empty() && preview.expired.is_empty() {
                 p { (t.nothing_to_replay) }
                 p { a href=(back) { (t.cancel) } }
             } @else {
@@ -55,11 +78,18 @@ pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include
                     // Including them changes the count: the page is asked for again.
                     p {
                         @if include_stopped {
-                            a href=(format!("/replay?{}", filter.query())) { (t.exclude_stopped) }
+                            a href=(with(false, ask.force)) { (t.exclude_stopped) }
                         } @else {
-                            a href=(format!("/replay?{}&include_stopped=1", filter.query())) {
-                                (fill(t.include_stopped, stopped.join(", ")))
-                            }
+                            a href=(with(true, ask.force)) { (fill(t.include_stopped, stopped.join(", "))) }
+                        }
+                    }
+                }
+                @if !preview.expired.is_empty() {
+                    p {
+                        @if ask.force {
+                            a href=(with(include_stopped, false)) { (t.exclude_expired) }
+                        } @else {
+                            a href=(with(include_stopped, true)) { (fill(t.include_expired, expired.join(", "))) }
                         }
                     }
                 }
@@ -68,6 +98,7 @@ pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, include
                     (frame.csrf())
                     (filter.hidden())
                     @if include_stopped { input type="hidden" name="include_stopped" value="1"; }
+                    @if ask.force { input type="hidden" name="force" value="1"; }
                     input type="hidden" name="expected" value=(count);
                     button type="submit" disabled[count == 0] { (t.confirm) }
                     " "
