@@ -219,7 +219,7 @@ fn replay(
         total.refused.extend(report.refused);
     }
     for (id, why) in &total.refused {
-        writeln!(out, "refused {id} {} {}", why.kind(), one_line(why.param())).map_err(|e| e.to_string())?;
+        writeln!(out, "refused {id} {} {}", why.kind(), one_line(&why.param())).map_err(|e| e.to_string())?;
     }
     log::info!(
         "replay requested through the control socket: queued {} deliveries for {} operation(s), {} refused",
@@ -252,7 +252,7 @@ fn requeue(
         total.left.extend(done.left);
     }
     for (id, action, why) in &total.left {
-        writeln!(out, "left {id} {action} {}", one_line(why)).map_err(|e| e.to_string())?;
+        writeln!(out, "left {id} {action} {}", one_line(&why.store())).map_err(|e| e.to_string())?;
     }
     log::info!(
         "requeue requested through the control socket: {} waiting deliveries rendered again",
@@ -397,7 +397,7 @@ pub fn ask_requeue(database: &Path, ids: &[i64]) -> Asked<Rerendered> {
             Some((
                 parts.next()?.parse().ok()?,
                 parts.next()?.to_string(),
-                parts.next()?.to_string(),
+                crate::model::said::Said::read(parts.next()?),
             ))
         });
         match left {

@@ -7,7 +7,9 @@
 //!
 //! - [`clock`]: time: now, RFC 3339, and as people read and type it.
 //! - [`model`]: the domain's vocabulary: statuses, requests, operations,
-//!   deliveries, attempts and their outcomes, notification kinds. No I/O.
+//!   deliveries, attempts and their outcomes, response rules and verdicts
+//!   (`response.rs`), what is said as kinds in two languages (`said/`),
+//!   notification kinds. No I/O.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
 //! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
 //! - [`klientiks`]: Klientiks events and the addresses to paste into it.
@@ -21,7 +23,8 @@
 //! - [`metrics`]: the counters the rooms below bump, and the exposition.
 //! - [`http`]: the accept loop both listeners share: limits, drain.
 //! - [`ingest`]: the webhook listener: routing, limits, the answer after commit.
-//! - [`deliver`]: the scheduler (`scheduler.rs`), the workers, the retry policy.
+//! - [`deliver`]: the scheduler (`scheduler.rs`), the workers, the retry
+//!   policy, the response rules' judge (`judge.rs`).
 //! - [`notify`]: email and Telegram digests.
 //! - [`retention`]: hourly pruning.
 //! - [`console`]: the web console: sign-in, overview, operations, replay, fields.

@@ -3,6 +3,7 @@
 //! console's replay buttons share it, so both mean the same.
 
 use crate::config::Config;
+use crate::model::said::Said;
 use crate::model::{DeliveryStatus, OpStatus};
 use crate::process::{self as rules, fields::Extracted};
 use crate::store::{queue_replays, HistoryFilter, Location, OperationView, Reader, Replay, StoreError, Writer};
@@ -49,7 +50,7 @@ pub struct Ask {
 }
 
 /// Why an operation is not replayed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Refused {
     /// No operation has this id.
     Missing,
@@ -62,11 +63,11 @@ pub enum Refused {
     /// It is held and its processing is still stopped.
     Stopped(String),
     /// The current `require` or `when` skip it: the rule's reason.
-    Skipped(String),
+    Skipped(Said),
     /// Every action was delivered already.
     AllDelivered,
     /// An action cannot be rendered: which, and why.
-    Render(String),
+    Render(Said),
     /// The event is older than this action's `max_age`.
     Expired(String),
 }
@@ -100,15 +101,13 @@ impl Refused {
         }
     }
 
-    /// Its one parameter (a processing, a rule's reason), or "".
-    pub fn param(&self) -> &str {
+    /// Its one parameter (a processing, an action, a rule's reason as
+    /// stored), or "".
+    pub fn param(&self) -> String {
         match self {
-            Refused::ProcessingGone(p)
-            | Refused::Stopped(p)
-            | Refused::Skipped(p)
-            | Refused::Render(p)
-            | Refused::Expired(p) => p,
-            Refused::Missing | Refused::StillQueued | Refused::Rejected | Refused::AllDelivered => "",
+            Refused::ProcessingGone(p) | Refused::Stopped(p) | Refused::Expired(p) => p.clone(),
+            Refused::Skipped(said) | Refused::Render(said) => said.store(),
+            Refused::Missing | Refused::StillQueued | Refused::Rejected | Refused::AllDelivered => String::new(),
         }
     }
 
@@ -121,12 +120,28 @@ impl Refused {
             "rejected" => Refused::Rejected,
             "processing_gone" => Refused::ProcessingGone(param),
             "stopped" => Refused::Stopped(param),
-            "skipped" => Refused::Skipped(param),
+            "skipped" => Refused::Skipped(Said::read(&param)),
             "all_delivered" => Refused::AllDelivered,
-            "render" => Refused::Render(param),
+            "render" => Refused::Render(Said::read(&param)),
             "expired" => Refused::Expired(param),
             _ => return None,
         })
+    }
+}
+
+/// Refusals are counted by kind and parameter (the bulk confirmation's
+/// rows).
+impl Eq for Refused {}
+
+impl Ord for Refused {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.kind(), self.param()).cmp(&(other.kind(), other.param()))
+    }
+}
+
+impl PartialOrd for Refused {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -312,8 +327,12 @@ pub fn plan(config: &Config, op: &OperationView, ask: &Ask) -> Result<Replay, Re
         .iter()
         .filter(|a| !delivered.contains(&a.name.as_str()))
     {
-        let (mut delivery, _) = rules::delivery(action, &extracted, op.summary.received_at)
-            .map_err(|e| Refused::Render(format!("action `{}`: {e}", action.name)))?;
+        let (mut delivery, _) = rules::delivery(action, &extracted, op.summary.received_at).map_err(|error| {
+            Refused::Render(Said::RenderFailed {
+                action: action.name.clone(),
+                error,
+            })
+        })?;
         if delivery.expires_at.is_some_and(|at| at <= now) {
             if !ask.force {
                 return Err(Refused::Expired(action.name.clone()));
@@ -344,7 +363,7 @@ pub struct Rerendered {
     /// Deliveries whose request now comes from the current config.
     pub rerendered: usize,
     /// Waiting deliveries left as they were: operation, action and why.
-    pub left: Vec<(i64, String, String)>,
+    pub left: Vec<(i64, String, Said)>,
 }
 
 /// Renders the waiting (`pending` or `retrying`) deliveries of
@@ -367,7 +386,7 @@ pub fn rerender(config: &Config, operations: &[OperationView], queue: &Queue) ->
         for d in waiting {
             let action = processing.and_then(|p| p.actions.iter().find(|a| a.name == d.action));
             let Some(action) = action else {
-                let why = format!("action `{}` is no longer in the config; cancel it", d.action);
+                let why = Said::text(format!("action `{}` is no longer in the config; cancel it", d.action));
                 done.left.push((op.summary.id, d.action.clone(), why));
                 continue;
             };
@@ -376,7 +395,13 @@ pub fn rerender(config: &Config, operations: &[OperationView], queue: &Queue) ->
                     Some(why) => done.left.push((op.summary.id, d.action.clone(), why.clone())),
                     None => requests.push((d.id, request)),
                 },
-                Err(err) => done.left.push((op.summary.id, d.action.clone(), err)),
+                Err(error) => {
+                    let why = Said::RenderFailed {
+                        action: d.action.clone(),
+                        error,
+                    };
+                    done.left.push((op.summary.id, d.action.clone(), why));
+                }
             }
         }
     }

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::{load_config, Cli, Failure};
 use crate::clock::now_ms;
-use crate::model::{duplicate_reason, OpStatus, RawRequest};
+use crate::model::said::Said;
+use crate::model::{duplicate_reason, DeliveryRequest, OpStatus, RawRequest};
 use crate::process::{self as rules, fields::Extracted};
 use crate::redact;
 use crate::store::{Reader, StoreError};
@@ -85,7 +86,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             _ => {}
         }
     }
-    let mut warnings: Vec<String> = op.warnings.iter().map(|w| w.text.clone()).collect();
+    let mut warnings: Vec<Said> = op.warnings.iter().map(|w| w.said.clone()).collect();
     let deliveries = match status {
         OpStatus::Queued | OpStatus::Failed => op.deliveries,
         // A held processing renders nothing when it records an event, but
@@ -95,7 +96,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             for action in &processing.actions {
                 let (delivery, more) = rules::delivery(action, &extracted, now_ms())
                     .map_err(|e| Failure::Runtime(format!("action `{}`: {e}", action.name)))?;
-                warnings.extend(more.into_iter().map(|w| w.text));
+                warnings.extend(more.into_iter().map(|w| w.said));
                 rendered.push(delivery);
             }
             rendered
@@ -106,8 +107,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         let ask = super::try_send::Ask {
             action,
             confirmed: args.yes,
+            lang: config.server.language,
         };
-        return super::try_send::run(processing, status, reason.as_deref(), &deliveries, &ask);
+        return super::try_send::run(processing, status, reason.as_ref(), &deliveries, &ask);
     }
     if args.json {
         let deliveries: Vec<_> = deliveries
@@ -119,7 +121,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
                     "url": redact::url_text(&d.url),
                     "headers": d.headers.iter().map(|(n, v)| json!([n, redact::header(n, v)])).collect::<Vec<_>>(),
                     "body": d.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
-                    "refused": d.refused,
+                    "refused": d.refused.as_ref().map(ToString::to_string),
                 })
             })
             .collect();
@@ -128,21 +130,22 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             json!({
                 "processing": processing.name,
                 "status": status.as_str(),
-                "reason": reason,
-                "warnings": warnings,
+                "reason": reason.as_ref().map(ToString::to_string),
+                "warnings": warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "held": status == OpStatus::Held,
                 "deliveries": deliveries,
             })
         );
         return Ok(());
     }
+    let lang = config.server.language;
     println!(
         "processing {}: would be {status}{}",
         processing.name,
-        reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        reason.map(|r| format!(" ({})", r.say(lang))).unwrap_or_default()
     );
     for warning in &warnings {
-        println!("warning: {warning}");
+        println!("warning: {}", warning.say(lang));
     }
     if status == OpStatus::Held {
         println!("once enabled (enabled = true), it would send:");
@@ -155,19 +158,24 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         println!();
         println!("action {}:", delivery.action);
         if let Some(why) = &delivery.refused {
-            println!("  would fail, not sent: {why}");
+            println!("  would fail, not sent: {}", why.say(lang));
             continue;
         }
-        println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
-        for (name, value) in &delivery.headers {
-            println!("  {name}: {}", redact::header(name, value));
-        }
-        if let Some(body) = &delivery.body {
-            println!();
-            println!("  {}", String::from_utf8_lossy(body));
-        }
+        print_request(delivery);
     }
     println!();
     println!("(nothing was sent)");
     Ok(())
+}
+
+/// The request a delivery sends, secrets masked, indented under its action.
+pub fn print_request(delivery: &DeliveryRequest) {
+    println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
+    for (name, value) in &delivery.headers {
+        println!("  {name}: {}", redact::header(name, value));
+    }
+    if let Some(body) = &delivery.body {
+        println!();
+        println!("  {}", String::from_utf8_lossy(body));
+    }
 }

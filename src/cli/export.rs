@@ -89,7 +89,8 @@ fn to_json(row: &ExportRow) -> serde_json::Value {
         "processing": s.processing,
         "received_at": rfc3339(s.received_at),
         "status": s.status.as_str(),
-        "reason": s.reason,
+        "reason": s.reason.as_ref().map(ToString::to_string),
+        "failure": s.failure.as_ref().map(ToString::to_string),
         "deliveries": s.deliveries,
         "delivered": s.delivered,
         "fields": row.fields,
@@ -104,7 +105,7 @@ fn csv_record(row: &ExportRow) -> [String; 8] {
         s.processing.clone(),
         rfc3339(s.received_at),
         s.status.as_str().to_string(),
-        s.reason.clone().unwrap_or_default(),
+        s.reason.as_ref().map(ToString::to_string).unwrap_or_default(),
         s.deliveries.to_string(),
         s.delivered.to_string(),
         serde_json::Value::from(serde_json::Map::from_iter(

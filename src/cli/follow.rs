@@ -36,6 +36,8 @@ pub struct Follow {
     pub limit: usize,
     pub json: bool,
     pub tz: jiff::tz::TimeZone,
+    /// The language reasons are said in.
+    pub lang: crate::model::said::Lang,
 }
 
 /// Prints, then follows until a stop signal.
@@ -135,7 +137,7 @@ impl Follow {
             line["event"] = event.into();
             println!("{line}");
         } else {
-            println!("{}", history::row(op, &self.tz));
+            println!("{}", history::row(op, &self.tz, self.lang));
         }
         // A pipe gets each line as it happens, not when a buffer fills.
         let _ = std::io::stdout().flush();

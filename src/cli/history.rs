@@ -6,6 +6,7 @@ use super::{load_config, rfc3339, Cli, Failure};
 use crate::clock;
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::model::said::Lang;
 use crate::model::OpStatus;
 use crate::store::{HistoryFilter, OperationSummary, Reader};
 
@@ -84,6 +85,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             limit: args.limit,
             json: args.json,
             tz: config.server.time_zone.clone(),
+            lang: config.server.language,
         };
         return super::follow::run(&reader, &follow);
     }
@@ -106,7 +108,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     }
     println!("{HEADER}");
     for op in &operations {
-        println!("{}", row(op, &config.server.time_zone));
+        println!("{}", row(op, &config.server.time_zone, config.server.language));
     }
     Ok(())
 }
@@ -114,9 +116,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
 /// The table's header line.
 pub const HEADER: &str = "      ID  RECEIVED                 PROCESSING            STATUS     SENT  REASON";
 
-/// One operation as a table row, its time in `tz`. Its reason, or for
+/// One operation as a table row, its time in `tz`, its words in `lang`. Its reason, or for
 /// one that failed in delivery, why ("answered 200, but the body says …").
-pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone) -> String {
+pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone, lang: Lang) -> String {
     format!(
         "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
         op.id,
@@ -124,7 +126,11 @@ pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone) -> String {
         op.processing,
         op.status.as_str(),
         format!("{}/{}", op.delivered, op.deliveries),
-        op.reason.as_deref().or(op.failure.as_deref()).unwrap_or("")
+        op.reason
+            .as_ref()
+            .or(op.failure.as_ref())
+            .map(|s| s.say(lang))
+            .unwrap_or_default()
     )
 }
 
@@ -135,8 +141,8 @@ pub fn to_json(op: &OperationSummary) -> serde_json::Value {
         "processing": op.processing,
         "received_at": rfc3339(op.received_at),
         "status": op.status.as_str(),
-        "reason": op.reason,
-        "failure": op.failure,
+        "reason": op.reason.as_ref().map(ToString::to_string),
+        "failure": op.failure.as_ref().map(ToString::to_string),
         "deliveries": op.deliveries,
         "delivered": op.delivered,
     })

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{load_config, rfc3339, Cli, Failure};
 use crate::clock;
+use crate::model::said::{Lang, Said};
 use crate::store::{OperationView, Reader};
 
 #[derive(clap::Args, Debug)]
@@ -25,7 +26,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     if args.json {
         println!("{}", to_json(&op));
     } else {
-        print_text(&op, &config.server.time_zone);
+        print_text(&op, &config.server.time_zone, config.server.language);
     }
     Ok(())
 }
@@ -46,7 +47,7 @@ fn to_json(op: &OperationView) -> serde_json::Value {
                         "request": a.request,
                         "http_status": a.http_status,
                         "response_body": a.response_body,
-                        "error": a.error,
+                        "error": a.error.as_ref().map(ToString::to_string),
                         "verdict": a.judged,
                     })
                 })
@@ -57,7 +58,7 @@ fn to_json(op: &OperationView) -> serde_json::Value {
                 "status": d.status.as_str(),
                 "request": d.request,
                 "next_attempt_at": rfc3339(d.next_attempt_at),
-                "last_error": d.last_error,
+                "last_error": d.last_error.as_ref().map(ToString::to_string),
                 "attempts": attempts,
             })
         })
@@ -67,7 +68,7 @@ fn to_json(op: &OperationView) -> serde_json::Value {
         "processing": op.summary.processing,
         "received_at": rfc3339(op.summary.received_at),
         "status": op.summary.status.as_str(),
-        "reason": op.summary.reason,
+        "reason": op.summary.reason.as_ref().map(ToString::to_string),
         "remote_addr": op.request.remote_addr,
         "method": op.request.method,
         "query": String::from_utf8_lossy(&op.request.query),
@@ -75,7 +76,7 @@ fn to_json(op: &OperationView) -> serde_json::Value {
         "body": String::from_utf8_lossy(&op.request.body),
         "charset": op.charset,
         "fields": op.fields,
-        "warnings": op.warnings,
+        "warnings": op.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "deliveries": deliveries,
         "replays": op.replays.iter().map(|r| json!({
             "at": rfc3339(r.at),
@@ -88,11 +89,11 @@ fn to_json(op: &OperationView) -> serde_json::Value {
 /// Characters of a raw body the text view prints.
 const SHOWN_BODY_CHARS: usize = 4096;
 
-fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
+fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone, lang: Lang) {
     let s = &op.summary;
     println!("operation {}  {}  {}", s.id, s.processing, s.status);
     if let Some(reason) = &s.reason {
-        println!("reason:    {reason}");
+        println!("reason:    {}", reason.say(lang));
     }
     println!(
         "received:  {} from {} ({} {})",
@@ -126,7 +127,7 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
     println!("fields:");
     super::print_fields(&op.fields);
     for warning in &op.warnings {
-        println!("warning:   {warning}");
+        println!("warning:   {}", warning.say(lang));
     }
     for r in &op.replays {
         println!(
@@ -145,10 +146,16 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone) {
         ) {
             println!("  next attempt: {}", clock::local(d.next_attempt_at, tz));
         }
+        if let Some(error) = &d.last_error {
+            println!("  last error: {}", error.say(lang));
+        }
         for (n, a) in d.attempts.iter().enumerate() {
             let outcome = match (&a.judged, a.http_status, &a.error) {
-                (Some(judged), _, _) => judged.to_string(),
-                (None, _, Some(err)) => err.clone(),
+                (Some(judged), _, _) => Said::Answer {
+                    verdict: judged.clone(),
+                }
+                .say(lang),
+                (None, _, Some(err)) => err.say(lang),
                 (None, Some(status), None) => format!("HTTP {status}"),
                 (None, None, None) => "no answer".into(),
             };

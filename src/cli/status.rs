@@ -94,7 +94,9 @@ fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
                 format!(
                     "operation {id} at {}: {}",
                     at(*when),
-                    error.as_deref().unwrap_or("failed")
+                    error
+                        .as_ref()
+                        .map_or("failed".to_string(), |e| e.say(config.server.language))
                 )
             });
         out.push_str(&format!("  last failure:   {failed}\n"));
@@ -115,7 +117,7 @@ fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
         let success = s.last_success_at.map_or("none".to_string(), at);
         out.push_str(&format!("  last success:   {success}\n"));
         let error = match (&s.last_error, s.last_error_at) {
-            (Some(error), Some(when)) => format!("{error} at {}", at(when)),
+            (Some(error), Some(when)) => format!("{} at {}", error.say(config.server.language), at(when)),
             _ => "none".to_string(),
         };
         out.push_str(&format!("  last error:     {error}\n"));
@@ -159,7 +161,7 @@ fn to_json(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
                 "backlog": backlog_json(&p.status.backlog),
                 "last_delivered": p.status.last_delivered.map(|(id, at)| json!({ "operation": id, "at": rfc3339(at) })),
                 "last_failed": p.status.last_failed.as_ref().map(|(id, at, error)| {
-                    json!({ "operation": id, "at": rfc3339(*at), "error": error })
+                    json!({ "operation": id, "at": rfc3339(*at), "error": error.as_ref().map(ToString::to_string) })
                 }),
             })
         })
@@ -177,7 +179,7 @@ fn to_json(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
                 "failures_in_a_row": s.failures,
                 "backlog": backlog_json(&r.backlog),
                 "last_success_at": time(s.last_success_at),
-                "last_error": s.last_error,
+                "last_error": s.last_error.as_ref().map(ToString::to_string),
                 "last_error_at": time(s.last_error_at),
                 "rate": policy.rate.map(|r| r.to_string()),
                 "concurrency": policy.concurrency,

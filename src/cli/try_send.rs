@@ -11,13 +11,15 @@ use std::time::Instant;
 use super::Failure;
 use crate::config::Processing;
 use crate::deliver::{judge::judge, send};
+use crate::model::said::{Lang, Said};
 use crate::model::{DeliveryRequest, DueDelivery, OpStatus};
-use crate::redact;
 
-/// What was asked: the action, and whether `--yes` confirmed already.
+/// What was asked: the action, whether `--yes` confirmed already, and
+/// the language reasons are said in.
 pub struct Ask<'a> {
     pub action: &'a str,
     pub confirmed: bool,
+    pub lang: Lang,
 }
 
 /// Sends `ask.action`'s delivery among `deliveries` (what the event
@@ -25,7 +27,7 @@ pub struct Ask<'a> {
 pub fn run(
     processing: &Processing,
     status: OpStatus,
-    reason: Option<&str>,
+    reason: Option<&Said>,
     deliveries: &[DeliveryRequest],
     ask: &Ask,
 ) -> Result<(), Failure> {
@@ -39,23 +41,16 @@ pub fn run(
         )));
     }
     let Some(delivery) = deliveries.iter().find(|d| d.action == ask.action) else {
-        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        let why = reason.map(|r| format!(" ({})", r.say(ask.lang))).unwrap_or_default();
         return Err(Failure::Runtime(format!(
             "the event would be {status}{why}: nothing to send"
         )));
     };
     if let Some(why) = &delivery.refused {
-        return Err(Failure::Runtime(format!("not sent: {why}")));
+        return Err(Failure::Runtime(format!("not sent: {}", why.say(ask.lang))));
     }
     println!("action {}:", delivery.action);
-    println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
-    for (name, value) in &delivery.headers {
-        println!("  {name}: {}", redact::header(name, value));
-    }
-    if let Some(body) = &delivery.body {
-        println!();
-        println!("  {}", String::from_utf8_lossy(body));
-    }
+    super::dry_run::print_request(delivery);
     println!();
     if !ask.confirmed && !confirm(&delivery.url)? {
         return Err(Failure::Runtime("not sent: not confirmed".into()));
@@ -79,7 +74,7 @@ pub fn run(
     if !body.is_empty() {
         println!("body: {body}");
     }
-    println!("verdict: {judged}");
+    println!("verdict: {}", Said::Answer { verdict: judged }.say(ask.lang));
     println!("(sent for real; nothing was recorded)");
     Ok(())
 }

@@ -102,6 +102,9 @@ pub struct Server {
     pub max_connections_per_client: usize,
     /// The zone times are shown in to people (CLI text; JSON stays UTC).
     pub time_zone: jiff::tz::TimeZone,
+    /// The language the command line's text and the notifications say
+    /// reasons, warnings and errors in (`--json` and logs stay English).
+    pub language: crate::model::said::Lang,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` names the client (a reverse proxy).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// At most this many webhook requests per client address; more get 429.

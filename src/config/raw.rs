@@ -113,6 +113,7 @@ struct RawServer {
     max_fields_bytes: Option<usize>,
     max_connections_per_client: Option<usize>,
     time_zone: Option<String>,
+    language: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
     #[serde(default)]

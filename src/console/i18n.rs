@@ -1,63 +1,13 @@
 //! The console's words in Russian and English. Each language is one value
 //! of [`Texts`], so a string missing in one language does not compile.
 
-use crate::model::response::{value_text, Judged};
+use crate::model::response::Judged;
+use crate::model::said::Said;
 use crate::model::{DeliveryStatus, OpStatus};
 
-/// A language of the console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ru,
-    En,
-}
+pub use crate::model::said::Lang;
 
 impl Lang {
-    /// The code used in `?lang=`, the cookie and `<html lang>`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Ru => "ru",
-            Lang::En => "en",
-        }
-    }
-
-    /// A code as given in `?lang=` or the cookie.
-    pub fn parse(code: &str) -> Option<Lang> {
-        match code {
-            "ru" => Some(Lang::Ru),
-            "en" => Some(Lang::En),
-            _ => None,
-        }
-    }
-
-    /// The language `Accept-Language` prefers among ours; Russian when it
-    /// names neither, since the console's users are Russian-speaking.
-    pub fn from_accept_language(header: Option<&str>) -> Lang {
-        let mut best: Option<(f32, Lang)> = None;
-        for item in header.unwrap_or("").split(',') {
-            let mut parts = item.trim().split(';');
-            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            let primary = tag.split('-').next().unwrap_or("");
-            if let Some(lang) = Lang::parse(primary) {
-                if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
-                    best = Some((q, lang));
-                }
-            }
-        }
-        best.map_or(Lang::Ru, |(_, lang)| lang)
-    }
-
-    /// The other language, for the switch.
-    pub fn other(self) -> Lang {
-        match self {
-            Lang::Ru => Lang::En,
-            Lang::En => Lang::Ru,
-        }
-    }
-
     /// This language's words.
     pub fn texts(self) -> &'static Texts {
         match self {
@@ -460,11 +410,13 @@ impl Texts {
             (Refused::ProcessingGone(p), false) => format!("processing “{p}” is no longer in the config"),
             (Refused::Stopped(p), true) => format!("обработка «{p}» остановлена (enabled = false)"),
             (Refused::Stopped(p), false) => format!("processing “{p}” is stopped (enabled = false)"),
-            (Refused::Skipped(rule), true) => format!("правила обработки по-прежнему пропускают её: {rule}"),
+            (Refused::Skipped(rule), true) => {
+                format!("правила обработки по-прежнему пропускают её: {}", self.said(rule))
+            }
             (Refused::Skipped(rule), false) => format!("the processing's rules still skip it: {rule}"),
             (Refused::AllDelivered, true) => "все действия уже доставлены".into(),
             (Refused::AllDelivered, false) => "every action was already delivered".into(),
-            (Refused::Render(why), _) => why.clone(),
+            (Refused::Render(why), _) => self.said(why),
             (Refused::Expired(a), true) => {
                 format!("событие старше max_age действия «{a}»: получатель, скорее всего, его отклонит")
             }
@@ -474,34 +426,16 @@ impl Texts {
         }
     }
 
+    /// A reason, warning or error, in this language.
+    pub fn said(&self, said: &Said) -> String {
+        said.say(if std::ptr::eq(self, &RU) { Lang::Ru } else { Lang::En })
+    }
+
     /// How an attempt's answer was judged, and by which rule.
     pub fn judged(&self, judged: &Judged) -> String {
-        if !std::ptr::eq(self, &RU) {
-            return judged.to_string();
-        }
-        let status = judged.status();
-        match judged {
-            Judged::Accepted { .. } => format!("ответ {status}: принято"),
-            Judged::StatusRefused { .. } => format!("ответ {status}: этот код не означает успех, без повторов"),
-            Judged::StatusRetry { .. } => format!("ответ {status}: повтор позже"),
-            Judged::JsonRetry { path, value, .. } => {
-                format!("ответ {status}, в теле {path} = {}: повтор позже", value_text(value))
-            }
-            Judged::JsonMismatch {
-                path, expected, found, ..
-            } => {
-                let said = match found {
-                    serde_json::Value::Null => format!("в теле нет {path}"),
-                    found => format!("в теле {path} = {}", value_text(found)),
-                };
-                let wanted = match expected.as_slice() {
-                    [] => "что поле есть".to_string(),
-                    values => values.iter().map(value_text).collect::<Vec<_>>().join(" или "),
-                };
-                format!("ответ {status}, но {said} (ожидалось {wanted}): не принято")
-            }
-            Judged::NotJson { .. } => format!("ответ {status}, но тело не JSON: не принято"),
-            Judged::BodyLacks { text, .. } => format!("ответ {status}, но в теле нет «{text}»: не принято"),
+        match std::ptr::eq(self, &RU) {
+            true => judged.russian(),
+            false => judged.to_string(),
         }
     }
 

@@ -306,7 +306,7 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
         dl.facts {
             dt { (t.processing) } dd { (s.processing) }
             dt { (t.received) } dd { (frame.time(s.received_at)) }
-            @if let Some(reason) = &s.reason { dt { (t.reason) } dd { (reason) } }
+            @if let Some(reason) = &s.reason { dt { (t.reason) } dd { (t.said(reason)) } }
             dt { (t.from) } dd { (op.request.remote_addr) " (" (op.request.method) ")" }
             dt { (t.charset) } dd { (op.charset) }
         }
@@ -363,7 +363,7 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
         (fields_table(t, &op.fields))
         @if !op.warnings.is_empty() {
             h2 { (t.warnings) }
-            ul.warnings { @for w in &op.warnings { li { (w) } } }
+            ul.warnings { @for w in &op.warnings { li { (t.said(w)) } } }
         }
         h2 { (t.deliveries) }
         @for d in &op.deliveries {
@@ -393,7 +393,7 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                                     td.error {
                                         @match &a.judged {
                                             Some(judged) if !judged.accepted() => (t.judged(judged)),
-                                            _ => (a.error.as_deref().unwrap_or("")),
+                                            _ => (a.error.as_ref().map(|e| t.said(e)).unwrap_or_default()),
                                         }
                                     }
                                 }
@@ -533,6 +533,53 @@ mod tests {
         assert_eq!(snippet("appointment_id", "12345678901"), "{{appointment_id}}");
         assert_eq!(snippet("client.id", "79991234567"), "{{client.id}}");
         assert_eq!(snippet("total", "12345678901"), "{{total}}");
+    }
+
+    /// An operation older than an action's max_age says so in Russian,
+    /// and the admin gets a button of its own that forces the replay.
+    #[test]
+    fn an_expired_operation_offers_a_forced_replay() {
+        use crate::model::{said::Said, RawRequest};
+        let tz = jiff::tz::TimeZone::UTC;
+        let frame = Frame {
+            lang: Lang::Ru,
+            signed: Some((&Role::Admin, "c")),
+            tz: &tz,
+            here: "/operations/1".into(),
+        };
+        let op = OperationView {
+            summary: OperationSummary {
+                id: 1,
+                processing: "p".into(),
+                received_at: 0,
+                status: OpStatus::Failed,
+                reason: Some(Said::RequiredEmpty { field: "x".into() }),
+                delivered: 0,
+                deliveries: 1,
+                failure: Some(Said::Expired),
+            },
+            request: RawRequest {
+                remote_addr: "127.0.0.1:1".into(),
+                method: "GET".into(),
+                query: Vec::new(),
+                body: Vec::new(),
+                content_type: None,
+            },
+            charset: "utf-8".into(),
+            fields: BTreeMap::new(),
+            warnings: vec![Said::MissingField {
+                action: "plarin".into(),
+                field: "x".into(),
+            }],
+            deliveries: Vec::new(),
+            replays: Vec::new(),
+        };
+        let page = operation_body(&frame, &op, None, &Err(Refused::Expired("plarin".into()))).into_string();
+        assert!(page.contains("событие старше max_age действия «plarin»"), "{page}");
+        assert!(page.contains(r#"name="force" value="1""#), "{page}");
+        assert!(page.contains("Отправить всё равно"), "{page}");
+        assert!(page.contains("обязательное поле «x» пустое"), "{page}");
+        assert!(page.contains("поля «x» нет, оно отправлено пустым"), "{page}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::Breaker as Policy;
+use crate::model::said::Said;
 use crate::model::{BreakerChange, Open, ReceiverState};
 
 /// Whether a delivery to a receiver may go out now.
@@ -26,16 +27,16 @@ pub enum Permit {
 }
 
 /// What an attempt's answer means to the breaker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// The receiver took it.
     Answered,
     /// The receiver answered but did not take it (a 4xx, or a 2xx whose
     /// body the action does not accept), with what it said: it is up, so
     /// the breaker closes, but the answer is its last error.
-    Refused(String),
+    Refused(Said),
     /// A network error, timeout, 5xx, 408 or 429, with what it was.
-    Failed(String),
+    Failed(Said),
 }
 
 /// Whether `state` lets a delivery go out at `now`; `probing` says a
@@ -201,7 +202,7 @@ mod tests {
     };
 
     fn failed() -> Answer {
-        Answer::Failed("HTTP 503".into())
+        Answer::Failed(Said::Http { status: 503 })
     }
 
     /// Failures in a row open it, once; the run's start is kept as `since`.
@@ -220,7 +221,7 @@ mod tests {
         // A late failure of an attempt already in flight changes nothing.
         assert_eq!(record(&mut s, &POLICY, &failed(), false, 4_000), None);
         assert_eq!(s.open.unwrap().next_probe_at, 33_000);
-        assert_eq!(s.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(s.last_error, Some(Said::Http { status: 503 }));
         assert_eq!(s.version, 4_000_000, "later states have larger versions");
     }
 
@@ -247,13 +248,19 @@ mod tests {
         for at in 0..3 {
             record(&mut s, &POLICY, &failed(), false, at);
         }
-        let change = record(&mut s, &POLICY, &Answer::Refused("HTTP 400".into()), true, 40_000);
+        let change = record(
+            &mut s,
+            &POLICY,
+            &Answer::Refused(Said::Http { status: 400 }),
+            true,
+            40_000,
+        );
         assert_eq!(change, Some(BreakerChange::Closed { since: 0 }));
         assert_eq!(s.open, None);
         assert_eq!((s.failures, s.last_success_at), (0, None));
         assert_eq!(
-            (s.last_error.as_deref(), s.last_error_at),
-            (Some("HTTP 400"), Some(40_000))
+            (s.last_error.clone(), s.last_error_at),
+            (Some(Said::Http { status: 400 }), Some(40_000))
         );
         assert!(s.refusing());
         record(&mut s, &POLICY, &Answer::Answered, false, 41_000);

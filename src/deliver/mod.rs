@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
+use crate::model::said::Said;
 use crate::model::{AttemptRecord, BreakerChange, DueDelivery, Outcome, ReceiverState};
 use crate::store::Writer;
 use breaker::{Answer, Breakers};
@@ -252,7 +253,9 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
             // An answer the body decided says why, in the attempt's error,
             // the delivery's last error and the failure notice alike; a
             // status speaks for itself ("HTTP 503").
-            let error = judged.by_body().then(|| judged.to_string());
+            let error = judged.by_body().then(|| Said::Answer {
+                verdict: judged.clone(),
+            });
             (
                 verdict,
                 Some(answer.status),
@@ -261,12 +264,12 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
                 Some(judged),
             )
         }
-        Err(err @ send::SendError::Invalid(_)) => (Verdict::Fail, None, None, Some(err.to_string()), None),
-        Err(err) => (
+        Err(send::SendError::Invalid(error)) => (Verdict::Fail, None, None, Some(Said::InvalidRequest { error }), None),
+        Err(send::SendError::Network(error)) => (
             Verdict::Retry { retry_after: None },
             None,
             None,
-            Some(err.to_string()),
+            Some(Said::Network { error }),
             None,
         ),
     };
@@ -276,17 +279,19 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
         max_delay: Duration::from_millis(d.max_delay_ms),
     };
     let number = job.attempts + 1;
-    let what = match (http_status, &error) {
+    // What it was, for the breaker, the logs and the failure notice.
+    let said = match (http_status, &error) {
         (_, Some(err)) => err.clone(),
-        (Some(status), None) => format!("HTTP {status}"),
-        (None, None) => String::new(),
+        (Some(status), None) => Said::Http { status },
+        (None, None) => Said::text("failed"),
     };
+    let what = said.to_string();
     // A request that was never sent (it cannot be built) says nothing
     // about the receiver.
     let answer = match (&verdict, http_status, &error) {
-        (Verdict::Retry { .. }, _, _) => Some(Answer::Failed(what.clone())),
+        (Verdict::Retry { .. }, _, _) => Some(Answer::Failed(said.clone())),
         (_, None, Some(_)) => None,
-        (Verdict::Fail, Some(_), _) => Some(Answer::Refused(what.clone())),
+        (Verdict::Fail, Some(_), _) => Some(Answer::Refused(said.clone())),
         _ => Some(Answer::Answered),
     };
     let receiver = match answer {
@@ -344,9 +349,10 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
     }
     // A permanent failure is told to the operator, naming the action and
     // how many attempts it took.
-    let failure_notice = (outcome == Outcome::Failed).then(|| {
-        let what = if what.is_empty() { "failed" } else { &what };
-        format!("action `{}`: {what} (attempt {number})", d.action)
+    let failure_notice = (outcome == Outcome::Failed).then(|| Said::DeliveryFailed {
+        action: d.action.clone(),
+        error: Box::new(said),
+        attempt: number,
     });
     AttemptRecord {
         delivery_id: job.id,
@@ -370,7 +376,10 @@ fn log_change(state: &ReceiverState) {
             "receiver {}: circuit breaker open after {} failures in a row ({}); deliveries wait, probing in {} s",
             state.target,
             state.failures,
-            state.last_error.as_deref().unwrap_or("unknown error"),
+            state
+                .last_error
+                .as_ref()
+                .map_or("unknown error".to_string(), Said::to_string),
             open.probe_wait_ms / 1000
         ),
         (Some(BreakerChange::Closed { since }), _) => log::info!(

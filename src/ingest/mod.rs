@@ -383,14 +383,11 @@ async fn accept(
         processing.name,
         inserted.id,
         inserted.status,
-        inserted
-            .reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
+        inserted.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
     );
     let mut response = if inserted.status == OpStatus::Rejected {
-        let reason = inserted.reason.unwrap_or_default();
+        // The sender's answer is in English, whatever server.language says.
+        let reason = inserted.reason.as_ref().map(ToString::to_string).unwrap_or_default();
         if too_large {
             Refusal::FieldsTooLarge(reason).response()
         } else {

@@ -4,12 +4,14 @@
 //! them.
 
 pub mod response;
+pub mod said;
 
 use std::str::FromStr;
 
 use serde::Serialize;
 
 use response::{Judged, ResponseRules};
+use said::Said;
 
 /// Most response-body bytes an attempt record keeps.
 pub const RESPONSE_BODY_LIMIT: usize = 2048;
@@ -100,27 +102,28 @@ string_enum! {
     }
 }
 
-/// A warning recorded on an operation. Its `kind` groups warnings for
-/// notifications: the first of each kind per processing per day is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A warning recorded on an operation. Its `kind` (the said kind) groups
+/// warnings for notifications: the first of each kind per processing per
+/// day is sent.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Warning {
     pub kind: &'static str,
-    pub text: String,
+    pub said: Said,
 }
 
 impl Warning {
-    /// A warning of `kind` saying `text`.
-    pub fn new(kind: &'static str, text: impl Into<String>) -> Warning {
+    /// A warning saying `said`.
+    pub fn new(said: Said) -> Warning {
         Warning {
-            kind,
-            text: text.into(),
+            kind: said.kind(),
+            said,
         }
     }
 }
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
+        self.said.fmt(f)
     }
 }
 
@@ -161,7 +164,7 @@ pub struct NewOperation {
     pub fields: Vec<(String, String)>,
     pub warnings: Vec<Warning>,
     pub status: OpStatus,
-    pub reason: Option<String>,
+    pub reason: Option<Said>,
     /// A rendered dedupe key and the oldest `received_at` it is compared with.
     pub dedupe: Option<(String, i64)>,
     pub deliveries: Vec<DeliveryRequest>,
@@ -172,12 +175,12 @@ pub const ALL_SKIPPED: &str = "all_skipped";
 
 /// What the operator is told about a processing that skipped all of its
 /// `count` events of the last day, the latest for `latest_reason`.
-pub fn all_skipped_notice(processing: &str, count: u64, latest_reason: Option<&str>) -> String {
-    format!(
-        "every one of the {count} events of the last 24 h was skipped, nothing was sent \
-         (the latest: {}); check `require` and `when` against `hookrelay fields {processing}`",
-        latest_reason.unwrap_or("no reason recorded")
-    )
+pub fn all_skipped_notice(processing: &str, count: u64, latest_reason: Option<&Said>) -> Said {
+    Said::AllSkipped {
+        processing: processing.to_string(),
+        count,
+        latest: latest_reason.map(|r| Box::new(r.clone())),
+    }
 }
 
 /// A notice day: days since the Unix epoch (UTC), the unit "once a day" counts in.
@@ -292,7 +295,7 @@ pub struct DeliveryRequest {
     pub expires_at: Option<i64>,
     /// Why it is never sent: it is stored `failed` at once with this error
     /// (a template named a field the event does not have).
-    pub refused: Option<String>,
+    pub refused: Option<Said>,
 }
 
 /// What storing an operation decided.
@@ -300,7 +303,7 @@ pub struct DeliveryRequest {
 pub struct Inserted {
     pub id: i64,
     pub status: OpStatus,
-    pub reason: Option<String>,
+    pub reason: Option<Said>,
 }
 
 /// A delivery claimed for an attempt: everything a worker needs to send it.
@@ -336,13 +339,13 @@ pub struct AttemptRecord {
     pub request: String,
     pub http_status: Option<u16>,
     pub response_body: Option<String>,
-    pub error: Option<String>,
+    pub error: Option<Said>,
     /// How the answer was judged, and by which rule; none without an answer.
     pub judged: Option<Judged>,
     pub outcome: Outcome,
     /// What to tell the operator, when this attempt ended the delivery in
     /// failure: the delivery side decides, the store queues it.
-    pub failure_notice: Option<String>,
+    pub failure_notice: Option<Said>,
     /// The receiver's breaker after this attempt, to keep; none for
     /// attempts made outside the daemon's scheduler.
     pub receiver: Option<ReceiverState>,
@@ -351,7 +354,7 @@ pub struct AttemptRecord {
 /// What is kept of a receiver between restarts: its circuit breaker and
 /// when it last answered or failed. Each new state has a higher `version`,
 /// so one recorded late never replaces a newer one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReceiverState {
     /// `scheme://host:port/`, as [`target_of`] names it.
     pub target: String,
@@ -363,7 +366,7 @@ pub struct ReceiverState {
     /// Set while the breaker is open.
     pub open: Option<Open>,
     pub last_success_at: Option<i64>,
-    pub last_error: Option<String>,
+    pub last_error: Option<Said>,
     pub last_error_at: Option<i64>,
     /// The breaker opened or closed with this attempt: tell the operator.
     pub change: Option<BreakerChange>,
@@ -402,31 +405,33 @@ pub enum BreakerChange {
     },
 }
 
-/// The notification text of a breaker `change` on `state.target`, with
+/// The notification of a breaker `change` on `state.target`, with
 /// `waiting` deliveries queued for it (times in UTC, RFC 3339).
-pub fn breaker_notice(state: &ReceiverState, change: BreakerChange, waiting: i64) -> String {
+pub fn breaker_notice(state: &ReceiverState, change: BreakerChange, waiting: i64) -> Said {
     let at = crate::clock::rfc3339;
-    let target = &state.target;
+    let target = state.target.clone();
     match change {
-        BreakerChange::Opened => {
-            let since = state.open.map_or(String::new(), |o| at(o.since));
-            let error = state.last_error.as_deref().unwrap_or("unknown");
-            format!(
-                "receiver {target} fails since {since} ({} failures in a row), last error: {error}; \
-                 the breaker is open: {waiting} deliveries wait, unspent, for a probe to succeed",
-                state.failures
-            )
-        }
-        BreakerChange::Closed { since } => format!(
-            "receiver {target} answers again (failing since {}); the breaker is closed: {waiting} waiting deliveries are being sent",
-            at(since)
-        ),
+        BreakerChange::Opened => Said::BreakerOpened {
+            target,
+            since: state.open.map_or(String::new(), |o| at(o.since)),
+            failures: state.failures,
+            error: state.last_error.clone().map(Box::new),
+            waiting,
+        },
+        BreakerChange::Closed { since } => Said::BreakerClosed {
+            target,
+            since: at(since),
+            waiting,
+        },
     }
 }
 
 /// The reason recorded on an operation found to duplicate `earlier`.
-pub fn duplicate_reason(key: &str, earlier: i64) -> String {
-    format!("same dedupe key `{key}` as operation {earlier}")
+pub fn duplicate_reason(key: &str, earlier: i64) -> Said {
+    Said::Duplicate {
+        key: key.to_string(),
+        earlier,
+    }
 }
 
 /// Deliveries handed out by the store's `Writer::claim_due`, now `in_flight`.
@@ -468,18 +473,23 @@ mod tests {
     fn warning_notices_are_the_first_of_each_kind() {
         let op = NewOperation {
             warnings: vec![
-                Warning::new("placeholder", "a"),
-                Warning::new("missing_field", "b"),
-                Warning::new("placeholder", "c"),
+                Warning::new(said::Said::Placeholder {
+                    field: "a".into(),
+                    value: "{{a}}".into(),
+                }),
+                Warning::new(said::Said::MissingField {
+                    action: "b".into(),
+                    field: "b".into(),
+                }),
+                Warning::new(said::Said::Placeholder {
+                    field: "c".into(),
+                    value: "{{c}}".into(),
+                }),
             ],
             ..NewOperation::sample(86_400_000 + 5)
         };
-        let notices: Vec<(&str, i64)> = op
-            .warning_notices()
-            .iter()
-            .map(|(w, d)| (w.text.as_str(), *d))
-            .collect();
-        assert_eq!(notices, [("a", 1), ("b", 1)]);
+        let notices: Vec<(&str, i64)> = op.warning_notices().iter().map(|(w, d)| (w.kind, *d)).collect();
+        assert_eq!(notices, [("placeholder", 1), ("missing_field", 1)]);
     }
 
     /// The operation's status follows its deliveries.

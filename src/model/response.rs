@@ -181,6 +181,36 @@ pub fn value_text(value: &Value) -> String {
     }
 }
 
+impl Judged {
+    /// In Russian, for the console and `server.language = "ru"`.
+    pub fn russian(&self) -> String {
+        let status = self.status();
+        match self {
+            Judged::Accepted { .. } => format!("ответ {status}: принято"),
+            Judged::StatusRefused { .. } => format!("ответ {status}: этот код не означает успех, без повторов"),
+            Judged::StatusRetry { .. } => format!("ответ {status}: повтор позже"),
+            Judged::JsonRetry { path, value, .. } => {
+                format!("ответ {status}, в теле {path} = {}: повтор позже", value_text(value))
+            }
+            Judged::JsonMismatch {
+                path, expected, found, ..
+            } => {
+                let said = match found {
+                    Value::Null => format!("в теле нет {path}"),
+                    found => format!("в теле {path} = {}", value_text(found)),
+                };
+                let wanted = match expected.as_slice() {
+                    [] => "что поле есть".to_string(),
+                    values => values.iter().map(value_text).collect::<Vec<_>>().join(" или "),
+                };
+                format!("ответ {status}, но {said} (ожидалось {wanted}): не принято")
+            }
+            Judged::NotJson { .. } => format!("ответ {status}, но тело не JSON: не принято"),
+            Judged::BodyLacks { text, .. } => format!("ответ {status}, но в теле нет «{text}»: не принято"),
+        }
+    }
+}
+
 impl std::fmt::Display for Judged {
     /// In English, for the CLI, logs and the attempt's `error`: "answered
     /// 200, but the body says error = "x": not accepted".

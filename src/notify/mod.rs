@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::clock::{self, now_ms};
 use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
+use crate::model::said::Said;
 use crate::model::{all_skipped_notice, Channel, ALL_SKIPPED};
 use crate::store::{AllSkipped, Notification, Reader, Writer};
 use message::{Item, ItemFields, Message};
@@ -220,7 +221,7 @@ impl State {
         self.next_watch = now + ALL_SKIPPED_WATCH.as_millis() as i64;
         let since = now - ALL_SKIPPED_WINDOW.as_millis() as i64;
         let warn = |found: AllSkipped| {
-            let text = all_skipped_notice(&found.processing, found.count, found.latest_reason.as_deref());
+            let text = all_skipped_notice(&found.processing, found.count, found.latest_reason.as_ref());
             let queued = self
                 .writer
                 .warn_once(found.processing.clone(), ALL_SKIPPED, found.latest, text, now)?;
@@ -256,12 +257,12 @@ impl State {
                 continue;
             };
             if id > mark.last_operation {
-                let text = format!(
-                    "events are back: operation {id} at {}, the first since operation {} at {}",
-                    clock::local(at, &self.time_zone),
-                    mark.last_operation,
-                    clock::local(mark.last_event_at, &self.time_zone)
-                );
+                let text = Said::SilenceEnded {
+                    operation: id,
+                    at: clock::local(at, &self.time_zone),
+                    last_operation: mark.last_operation,
+                    last_at: clock::local(mark.last_event_at, &self.time_zone),
+                };
                 if self.writer.silence_ends(mark.processing.clone(), id, text)? {
                     log::info!("processing `{}`: events are back (operation {id})", mark.processing);
                 }
@@ -279,14 +280,13 @@ impl State {
             if silence.active.between(at, now, &self.time_zone) < silence.after.as_millis() as i64 {
                 continue;
             }
-            let text = format!(
-                "no events for {} within active hours ({}, {}); the last was operation {id} at {}. \
-                 Has the webhook address in the sender changed, or has it stopped sending?",
-                humantime::format_duration(silence.after),
-                silence.active.describe(),
-                self.time_zone.iana_name().unwrap_or("UTC"),
-                clock::local(at, &self.time_zone)
-            );
+            let text = Said::SilenceBegan {
+                after: humantime::format_duration(silence.after).to_string(),
+                hours: silence.active.describe(),
+                zone: self.time_zone.iana_name().unwrap_or("UTC").to_string(),
+                operation: id,
+                at: clock::local(at, &self.time_zone),
+            };
             if self.writer.silence_begins(processing.name.clone(), (id, at), text)? {
                 log::warn!(
                     "processing `{}`: silent for {} of active time since operation {id}",
@@ -322,7 +322,8 @@ impl State {
             if mine.is_empty() && self.pending_alarms.is_empty() {
                 continue;
             }
-            let items = items(reader, &mine, self.notify.include_fields)?;
+            let lang = (self.config)().server.language;
+            let items = items(reader, &mine, self.notify.include_fields, lang)?;
             let message = message::digest(&items, &self.pending_alarms, &self.host, &self.time_zone);
             match send(&self.notify, &self.agent, channel, &message) {
                 Ok(()) => {
@@ -359,6 +360,7 @@ fn items(
     reader: &Reader,
     notifications: &[&Notification],
     include_fields: bool,
+    lang: crate::model::said::Lang,
 ) -> Result<Vec<Item>, crate::store::StoreError> {
     notifications
         .iter()
@@ -379,7 +381,7 @@ fn items(
                 processing: notification.processing.clone(),
                 operation_id: notification.operation_id,
                 created_at: notification.created_at,
-                text: notification.text.clone(),
+                text: notification.text.say(lang),
                 fields,
             })
         })

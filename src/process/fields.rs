@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::said::Said;
 use crate::model::Warning;
 use crate::template::holds_placeholder;
 
@@ -26,14 +27,14 @@ pub struct Limits {
 }
 
 /// Why a request's fields could not be read; the variant picks the answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExtractError {
     /// The body does not parse (400).
     #[error("{0}")]
-    Malformed(String),
+    Malformed(Said),
     /// The fields exceed [`Limits`] (413).
     #[error("{0}")]
-    TooLarge(String),
+    TooLarge(Said),
 }
 
 /// Which charset the request's text turned out to be in.
@@ -78,12 +79,10 @@ impl Extracted {
     fn note_placeholders(&mut self) {
         for (name, value) in &self.fields {
             if holds_placeholder(value) {
-                self.warnings.push(Warning::new(
-                    PLACEHOLDER,
-                    format!(
-                    "field `{name}` holds an unfilled placeholder `{}`: the sender's address has a typo; the field counts as missing",
-                    shorten(value)
-                )));
+                self.warnings.push(Warning::new(Said::Placeholder {
+                    field: name.clone(),
+                    value: shorten(value),
+                }));
             }
         }
     }
@@ -129,13 +128,9 @@ pub fn extract(
             m if m == "application/json" || m.ends_with("+json") => parse_json(body, &mut sink)?,
             "" | "text/plain" if sniff_json => parse_json(body, &mut sink)?,
             "" | "text/plain" if body.contains(&b'=') => parse_urlencoded(body, &mut sink)?,
-            other => sink.out.warnings.push(Warning::new(
-                BODY_NOT_READ,
-                format!(
-                    "the body ({}) was kept but not read for fields: only form and JSON bodies are",
-                    if other.is_empty() { "no content type" } else { other }
-                ),
-            )),
+            other => sink.out.warnings.push(Warning::new(Said::BodyNotRead {
+                content_type: if other.is_empty() { "no content type" } else { other }.to_string(),
+            })),
         }
     }
     let mut out = sink.out;
@@ -155,11 +150,10 @@ impl Sink {
     /// Refuses a name past the length limit before anything is built from it.
     fn check_name(&self, name: &str) -> Result<(), ExtractError> {
         if name.len() > self.limits.max_name_bytes {
-            return Err(ExtractError::TooLarge(format!(
-                "field name `{}` is longer than {} bytes",
-                shorten(name),
-                self.limits.max_name_bytes
-            )));
+            return Err(ExtractError::TooLarge(Said::NameTooLong {
+                name: shorten(name),
+                limit: self.limits.max_name_bytes,
+            }));
         }
         Ok(())
     }
@@ -168,16 +162,14 @@ impl Sink {
         self.check_name(&name)?;
         self.total = self.total.saturating_add(name.len() + value.len());
         if self.total > self.limits.max_total_bytes {
-            return Err(ExtractError::TooLarge(format!(
-                "the fields come to more than {} bytes",
-                self.limits.max_total_bytes
-            )));
+            return Err(ExtractError::TooLarge(Said::FieldsTooBig {
+                limit: self.limits.max_total_bytes,
+            }));
         }
         if self.out.fields.len() >= self.limits.max_fields && !self.out.fields.contains_key(&name) {
-            return Err(ExtractError::TooLarge(format!(
-                "more than {} fields",
-                self.limits.max_fields
-            )));
+            return Err(ExtractError::TooLarge(Said::TooManyFields {
+                limit: self.limits.max_fields,
+            }));
         }
         self.out.fields.insert(name, value);
         Ok(())
@@ -252,12 +244,10 @@ fn decode_text(bytes: &[u8], charset: &mut Charset) -> String {
 
 fn parse_json(body: &[u8], sink: &mut Sink) -> Result<(), ExtractError> {
     let text = decode_text(body, &mut sink.out.charset);
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ExtractError::Malformed(format!("the JSON body does not parse: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ExtractError::Malformed(Said::BodyNotJson { error: e.to_string() }))?;
     if !value.is_object() {
-        return Err(ExtractError::Malformed(
-            "the JSON body must be an object such as {\"client_id\": \"1\"}".into(),
-        ));
+        return Err(ExtractError::Malformed(Said::BodyNotObject));
     }
     flatten("", &value, sink)
 }
@@ -403,7 +393,7 @@ mod tests {
         let e = extract(b"a=1", Some("application/xml"), b"<a/>").unwrap();
         assert_eq!(fields(&e), [("a", "1")]);
         assert_eq!(e.warnings.len(), 1);
-        assert!(e.warnings[0].text.contains("application/xml"));
+        assert!(e.warnings[0].to_string().contains("application/xml"));
         assert_eq!(e.warnings[0].kind, BODY_NOT_READ);
     }
 
@@ -423,11 +413,11 @@ mod tests {
         assert!(e
             .warnings
             .iter()
-            .any(|w| w.text.contains("`phone`") && w.text.contains("{{client.phone}}")));
+            .any(|w| w.to_string().contains("`phone`") && w.to_string().contains("{{client.phone}}")));
         assert!(e
             .warnings
             .iter()
-            .any(|w| w.text.contains("`status`") && w.kind == PLACEHOLDER));
+            .any(|w| w.to_string().contains("`status`") && w.kind == PLACEHOLDER));
     }
 
     /// Regression: 40 levels of 1 000-character keys around 10 000 zeros
@@ -449,7 +439,7 @@ mod tests {
     fn too_many_fields_is_refused() {
         let body = format!("{{\"a\": [{}]}}", vec!["0"; 101].join(","));
         let err = extract(b"", Some("application/json"), body.as_bytes()).unwrap_err();
-        assert_eq!(err, ExtractError::TooLarge("more than 100 fields".into()));
+        assert_eq!(err, ExtractError::TooLarge(Said::TooManyFields { limit: 100 }));
         // The query string counts too.
         let query = (0..101).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join("&");
         assert!(extract(query.as_bytes(), None, b"").is_err());

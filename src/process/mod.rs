@@ -9,13 +9,9 @@ pub mod render;
 use fields::{ExtractError, Extracted};
 
 use crate::config::{Action, OnMissing, Processing};
+use crate::model::said::{Absent, Said};
 use crate::model::{DeliveryRequest, NewOperation, OpStatus, RawRequest, Warning};
 use crate::template::Escape;
-
-/// Warning kind: a template named a field the event lacked.
-pub const MISSING_FIELD: &str = "missing_field";
-/// Warning kind: a header value held control characters, sent as spaces.
-pub const HEADER_CONTROL: &str = "header_control";
 
 /// Decides what `processing` does with a request and builds the operation.
 /// `extracted` is an `Err` with the reason when the body did not parse or
@@ -31,7 +27,9 @@ pub fn operation(
         Ok(extracted) => extracted,
         Err(reason) => {
             op.status = OpStatus::Rejected;
-            op.reason = Some(reason.to_string());
+            op.reason = Some(match reason {
+                ExtractError::Malformed(said) | ExtractError::TooLarge(said) => said,
+            });
             return op;
         }
     };
@@ -52,7 +50,7 @@ pub fn operation(
     }
     if !processing.enabled {
         op.status = OpStatus::Held;
-        op.reason = Some("the processing is disabled (enabled = false); replay to send".into());
+        op.reason = Some(Said::Disabled);
         return op;
     }
     for action in &processing.actions {
@@ -63,7 +61,10 @@ pub fn operation(
             }
             Err(err) => {
                 op.status = OpStatus::Failed;
-                op.reason = Some(format!("action `{}`: {err}", action.name));
+                op.reason = Some(Said::RenderFailed {
+                    action: action.name.clone(),
+                    error: err,
+                });
                 op.deliveries.clear();
                 return op;
             }
@@ -92,16 +93,14 @@ pub fn delivery(
 ) -> Result<(DeliveryRequest, Vec<Warning>), String> {
     let rendered = render::render(action, |name| extracted.usable(name))?;
     let refused = match action.on_missing {
-        OnMissing::Fail if !rendered.absent.is_empty() => Some(format!(
-            "action `{}`: {}; nothing was sent (on_missing = \"fail\")",
-            action.name,
-            rendered
+        OnMissing::Fail if !rendered.absent.is_empty() => Some(Said::Absent {
+            action: action.name.clone(),
+            fields: rendered
                 .absent
                 .iter()
                 .map(|field| absent_field(field, extracted))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
+                .collect(),
+        }),
         _ => None,
     };
     let sent_empty = if refused.is_some() {
@@ -110,22 +109,16 @@ pub fn delivery(
         &rendered.missing[..]
     };
     let missing = sent_empty.iter().map(|field| {
-        Warning::new(
-            MISSING_FIELD,
-            format!(
-                "action `{}`: field `{field}` is missing; it was sent empty",
-                action.name
-            ),
-        )
+        Warning::new(Said::MissingField {
+            action: action.name.clone(),
+            field: field.clone(),
+        })
     });
     let cleaned = rendered.cleaned_headers.iter().map(|header| {
-        Warning::new(
-            HEADER_CONTROL,
-            format!(
-                "action `{}`: header `{header}` held control characters; they were sent as spaces",
-                action.name
-            ),
-        )
+        Warning::new(Said::HeaderControl {
+            action: action.name.clone(),
+            header: header.clone(),
+        })
     });
     let warnings = missing.chain(cleaned).collect();
     let r = rendered.request;
@@ -152,18 +145,19 @@ pub fn delivery(
 /// Why `field` cannot be filled from the event: it holds an unfilled
 /// placeholder, or the event has no such field, with the closest name it
 /// does have.
-fn absent_field(field: &str, extracted: &Extracted) -> String {
-    if extracted.fields.contains_key(field) {
-        return format!("field `{field}` holds an unfilled placeholder");
-    }
+fn absent_field(field: &str, extracted: &Extracted) -> Absent {
+    let placeholder = extracted.fields.contains_key(field);
     let names = extracted
         .fields
         .keys()
         .map(String::as_str)
         .filter(|name| extracted.usable(name).is_some());
-    match closest_field(field, names) {
-        Some(near) => format!("the event has no field `{field}` (did you mean `{near}`?)"),
-        None => format!("the event has no field `{field}`"),
+    Absent {
+        field: field.to_string(),
+        placeholder,
+        near: (!placeholder)
+            .then(|| closest_field(field, names).map(str::to_string))
+            .flatten(),
     }
 }
 
@@ -187,13 +181,14 @@ pub fn closest_field<'a>(field: &str, names: impl IntoIterator<Item = &'a str>) 
 }
 
 /// Why `require` or `when` says not to send, if they do.
-pub fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<String> {
+pub fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<Said> {
     for field in &processing.require {
+        let field_name = || field.clone();
         match extracted.fields.get(field) {
-            None => return Some(format!("required field `{field}` is missing")),
-            Some(v) if v.trim().is_empty() => return Some(format!("required field `{field}` is empty")),
+            None => return Some(Said::RequiredMissing { field: field_name() }),
+            Some(v) if v.trim().is_empty() => return Some(Said::RequiredEmpty { field: field_name() }),
             Some(_) if extracted.usable(field).is_none() => {
-                return Some(format!("required field `{field}` holds an unfilled placeholder"))
+                return Some(Said::RequiredPlaceholder { field: field_name() })
             }
             Some(_) => {}
         }
@@ -201,7 +196,11 @@ pub fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<Str
     for (field, wanted) in &processing.when {
         let actual = extracted.usable(field).unwrap_or("");
         if actual != wanted {
-            return Some(format!("when: `{field}` is `{actual}`, not `{wanted}`"));
+            return Some(Said::WhenMismatch {
+                field: field.clone(),
+                actual: actual.to_string(),
+                wanted: wanted.clone(),
+            });
         }
     }
     None
@@ -240,7 +239,7 @@ mod tests {
         let a = action("query = { ad_id = \"{{utm_contnet}}\" }");
         let (delivery, warnings) = delivery(&a, &event(&[("utm_content", "ad-7"), ("client_id", "1")]), 0).unwrap();
         assert_eq!(
-            delivery.refused.as_deref(),
+            delivery.refused.as_ref().map(ToString::to_string).as_deref(),
             Some(
                 "action `plarin`: the event has no field `utm_contnet` (did you mean `utm_content`?); nothing was sent (on_missing = \"fail\")"
             )
@@ -262,7 +261,10 @@ mod tests {
         .unwrap();
         assert_eq!((d.refused, d.url.as_str()), (None, "https://plarin.example/pb?ad_id="));
         assert_eq!(w.len(), 1);
-        assert_eq!(w[0].text, "action `plarin`: field `ad` is missing; it was sent empty");
+        assert_eq!(
+            w[0].to_string(),
+            "action `plarin`: field `ad` is missing; it was sent empty"
+        );
         let (d, w) = delivery(&action("query = { ad_id = \"{{ad | default('none')}}\" }"), &fields, 0).unwrap();
         assert_eq!(
             (d.refused, d.url.as_str(), w.len()),
@@ -272,7 +274,7 @@ mod tests {
         assert_eq!((d.refused, w.len()), (None, 1));
         let (d, _) = delivery(&action("query = { ad_id = \"{{zzz}}\" }"), &fields, 0).unwrap();
         assert_eq!(
-            d.refused.as_deref(),
+            d.refused.as_ref().map(ToString::to_string).as_deref(),
             Some("action `plarin`: the event has no field `zzz`; nothing was sent (on_missing = \"fail\")"),
             "no suggestion when nothing is close"
         );
@@ -319,6 +321,7 @@ mod tests {
         assert!(op
             .reason
             .unwrap()
+            .to_string()
             .starts_with("action `a`: the event has no field `nope`"));
     }
 }

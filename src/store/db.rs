@@ -13,6 +13,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::StoreError;
+use crate::model::said::Said;
 
 /// Which engine a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,17 @@ macro_rules! columns {
     )*};
 }
 columns!(i64, Option<i64>, String, Option<String>, Vec<u8>, Option<Vec<u8>>, bool);
+
+/// What was said, from the text column it is kept in: its JSON, or the
+/// English text rows written before kinds were kept hold.
+impl Column for Option<Said> {
+    fn from_lite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self> {
+        Ok(row.get::<_, Option<String>>(index)?.map(|text| Said::read(&text)))
+    }
+    fn from_pg(row: &postgres::Row, index: usize) -> Result<Self, postgres::Error> {
+        Ok(row.try_get::<_, Option<String>>(index)?.map(|text| Said::read(&text)))
+    }
+}
 
 /// One result row of either engine.
 pub enum Row<'a> {

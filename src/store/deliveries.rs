@@ -4,8 +4,10 @@
 //! so the claims import this module and it imports neither.
 
 use super::db::{Db, Row};
+use super::read::{parse_status, AttemptView, DeliveryView, Reader};
 use super::StoreError;
-use crate::model::response::ResponseRules;
+use crate::model::response::{Judged, ResponseRules};
+use crate::model::said::Said;
 use crate::model::{target_of, DeliveryRequest, DueDelivery};
 
 pub(super) fn insert_delivery(
@@ -40,7 +42,7 @@ pub(super) fn insert_delivery(
             &(d.max_delay_ms as i64),
             &target_of(&d.url),
             &status,
-            &d.refused,
+            &d.refused.as_ref().map(Said::store),
             &rules_json(&d.rules),
             &d.expires_at,
         ],
@@ -159,4 +161,57 @@ pub(super) fn rerender_all(conn: &Db, requests: &[(i64, DeliveryRequest)], now: 
         n += usize::from(rerender(conn, *id, request, now)?);
     }
     Ok(n)
+}
+
+impl Reader {
+    /// An operation's deliveries, in action order, each with every attempt.
+    pub(super) fn deliveries(&self, operation_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT id, action, status, next_attempt_at, last_error, redacted
+             FROM deliveries WHERE operation_id = ?1 ORDER BY position, id",
+            &[&operation_id],
+            |row| {
+                Ok((
+                    row.get::<i64>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<i64>(3)?,
+                    row.get::<Option<Said>>(4)?,
+                    row.get::<String>(5)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(id, action, status, next_attempt_at, last_error, request)| {
+                Ok(DeliveryView {
+                    id,
+                    action,
+                    status: parse_status(status)?,
+                    next_attempt_at,
+                    last_error,
+                    request,
+                    attempts: self.attempts(id)?,
+                })
+            })
+            .collect()
+    }
+
+    fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptView>, StoreError> {
+        self.conn.query(
+            "SELECT started_at, duration_ms, request, http_status, response_body, error, verdict
+             FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+            &[&delivery_id],
+            |row| {
+                Ok(AttemptView {
+                    started_at: row.get(0)?,
+                    duration_ms: row.get(1)?,
+                    request: row.get(2)?,
+                    http_status: row.get::<Option<i64>>(3)?.and_then(|s| u16::try_from(s).ok()),
+                    response_body: row.get(4)?,
+                    error: row.get(5)?,
+                    judged: row.get::<Option<String>>(6)?.as_deref().and_then(Judged::parse),
+                })
+            },
+        )
+    }
 }

@@ -9,6 +9,7 @@ use super::db::Db;
 use super::write::{queue_notification, refresh_operation_status, warn_once};
 use super::{StoreError, Writer};
 use crate::clock::now_ms;
+use crate::model::said::Said;
 use crate::model::{notice_day, NotificationKind};
 
 /// Deliveries expired per sweep; the rest go at the next one, a second on.
@@ -16,9 +17,6 @@ const EXPIRE_STEP: i64 = 500;
 
 /// Warning kind: deliveries have waited past half their `max_age`.
 pub const AGING: &str = "aging";
-
-/// The last error an expired delivery keeps.
-pub const EXPIRED_ERROR: &str = "expired: max_age passed before it could be sent; it will not be sent";
 
 /// Deliveries one sweep expired: processing, action, how many.
 pub type Expired = Vec<(String, String, u64)>;
@@ -45,7 +43,7 @@ pub(super) fn expire(conn: &Db, now: i64) -> Result<Expired, StoreError> {
         let changed = conn.execute(
             "UPDATE deliveries SET status = 'expired', last_error = ?2, updated_at = ?3, lease_owner = NULL
              WHERE id = ?1 AND status IN ('pending', 'retrying')",
-            &[&id, &EXPIRED_ERROR, &now],
+            &[&id, &Said::Expired.store(), &now],
         )?;
         if changed == 0 {
             continue;
@@ -60,23 +58,13 @@ pub(super) fn expire(conn: &Db, now: i64) -> Result<Expired, StoreError> {
         refresh_operation_status(conn, operation_id, now)?;
     }
     for (processing, operation_id) in &first_of {
-        let by_action: Vec<String> = counts
+        let by_action: Vec<(String, u64)> = counts
             .iter()
             .filter(|((p, _), _)| p == processing)
-            .map(|((_, action), n)| format!("action `{action}`: {n}"))
+            .map(|((_, action), n)| (action.clone(), *n))
             .collect();
-        let total: u64 = counts
-            .iter()
-            .filter(|((p, _), _)| p == processing)
-            .map(|(_, n)| n)
-            .sum();
-        let text = format!(
-            "{total} deliveries expired unsent ({}): max_age passed before they could be sent; \
-             `hookrelay history --status failed --processing {processing}` lists them, \
-             `hookrelay replay --force ID` sends one anyway",
-            by_action.join(", ")
-        );
-        queue_notification(conn, NotificationKind::Failure, processing, *operation_id, &text, now)?;
+        let said = Said::ExpiredBatch { by_action };
+        queue_notification(conn, NotificationKind::Failure, processing, *operation_id, &said, now)?;
     }
     Ok(counts.into_iter().map(|((p, a), n)| (p, a, n)).collect())
 }
@@ -89,18 +77,15 @@ pub(super) fn warn_aging(conn: &Db, now: i64) -> Result<usize, StoreError> {
         "SELECT o.processing, COUNT(*), MIN(o.id)
          FROM deliveries d JOIN operations o ON o.id = d.operation_id
          WHERE d.status IN ('pending', 'retrying') AND d.expires_at > ?1
-           AND 2 * ?1 >= o.received_at + d.expires_at
+           AND 2 * CAST(?1 AS BIGINT) >= o.received_at + d.expires_at
          GROUP BY o.processing",
         &[&now],
         |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
     let mut warned = 0;
     for (processing, n, operation_id) in rows {
-        let text = format!(
-            "{n} deliveries have waited past half their max_age and will expire unsent if they cannot go \
-             in time; `hookrelay status` shows the receivers' state"
-        );
-        if warn_once(conn, &processing, AGING, notice_day(now), operation_id, &text, now)? {
+        let said = Said::Aging { count: n as u64 };
+        if warn_once(conn, &processing, AGING, notice_day(now), operation_id, &said, now)? {
             warned += 1;
         }
     }
@@ -160,9 +145,10 @@ mod tests {
         let reader = Reader::open(&path).unwrap();
         let op = reader.operation(ids[0].id).unwrap().unwrap();
         assert_eq!(op.summary.status, OpStatus::Failed);
-        assert!(op.deliveries.iter().all(
-            |d| d.status == crate::model::DeliveryStatus::Expired && d.last_error.as_deref() == Some(EXPIRED_ERROR)
-        ));
+        assert!(op
+            .deliveries
+            .iter()
+            .all(|d| d.status == crate::model::DeliveryStatus::Expired && d.last_error == Some(Said::Expired)));
         let young = reader.operation(ids[1].id).unwrap().unwrap();
         assert_eq!(young.summary.status, OpStatus::Queued);
 
@@ -179,7 +165,9 @@ mod tests {
         };
         let failures = texts("failure");
         assert_eq!(failures.len(), 1, "one notice for the sweep: {failures:?}");
-        assert!(failures[0].starts_with("2 deliveries expired unsent (action `crm`: 1, action `plarin`: 1)"));
+        assert!(Said::read(&failures[0])
+            .to_string()
+            .starts_with("2 deliveries expired unsent (action `crm`: 1, action `plarin`: 1)"));
 
         // The young one (10 s old, expiring in 5 s) is past half its age.
         assert_eq!(reader.processing_status("p").unwrap().backlog.aging, 1);
@@ -188,7 +176,7 @@ mod tests {
         assert_eq!(
             texts("warning")
                 .iter()
-                .filter(|t| t.contains("half their max_age"))
+                .filter(|t| Said::read(t).kind() == AGING)
                 .count(),
             1
         );

@@ -3,6 +3,7 @@
 use super::db::Dialect;
 use super::read::Reader;
 use super::StoreError;
+use crate::model::said::Said;
 use crate::model::{DeliveryStatus, OpStatus};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -32,7 +33,7 @@ pub struct ActionQueue {
     /// Failed at least once and waiting to try again (or claimed for it).
     pub retrying: u64,
     /// The newest error of those retrying.
-    pub last_error: Option<String>,
+    pub last_error: Option<Said>,
     /// Those pending or retrying past half their `max_age`: they may
     /// expire unsent.
     pub aging: u64,
@@ -53,7 +54,7 @@ pub struct SilenceMark {
 pub struct RecentWarning {
     pub created_at: i64,
     pub operation_id: i64,
-    pub text: String,
+    pub text: Said,
 }
 
 impl Reader {
@@ -127,7 +128,7 @@ impl Reader {
             // the few waiting.
             Dialect::Sqlite => {
                 "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id),
-                        SUM(CASE WHEN 2 * ?2 >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
+                        SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
                  FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action"
@@ -135,7 +136,7 @@ impl Reader {
             Dialect::Postgres => {
                 "SELECT d.action, d.status, COUNT(*),
                         (array_agg(d.last_error ORDER BY d.id DESC))[1], MAX(d.id),
-                        SUM(CASE WHEN 2 * ?2 >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
+                        SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
                  FROM deliveries d JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action"
@@ -146,7 +147,7 @@ impl Reader {
                 row.get::<String>(0)?,
                 row.get::<String>(1)?,
                 row.get::<i64>(2)? as u64,
-                row.get::<Option<String>>(3)?,
+                row.get::<Option<Said>>(3)?,
                 row.get::<Option<i64>>(5)?.unwrap_or(0) as u64,
             ))
         })?;
@@ -215,7 +216,7 @@ impl Reader {
                 Ok(RecentWarning {
                     created_at: row.get(0)?,
                     operation_id: row.get(1)?,
-                    text: row.get(2)?,
+                    text: row.get::<Option<Said>>(2)?.unwrap_or_else(|| Said::text("")),
                 })
             },
         )

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::db::{Db, Dialect, Param, Row, Value};
 use super::{open_existing, Location, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED};
 use crate::model::response::Judged;
+use crate::model::said::Said;
 use crate::model::{DeliveryStatus, NotificationKind, OpStatus, RawRequest};
 
 /// A reading connection, separate from the writer's.
@@ -44,13 +45,13 @@ pub struct OperationSummary {
     pub processing: String,
     pub received_at: i64,
     pub status: OpStatus,
-    pub reason: Option<String>,
+    pub reason: Option<Said>,
     /// Deliveries finished as `delivered`, and in all.
     pub delivered: u32,
     pub deliveries: u32,
     /// Why its first failed delivery failed (the rule that judged the
     /// answer, or the error), for a list to say.
-    pub failure: Option<String>,
+    pub failure: Option<Said>,
 }
 
 /// A processing that received events and skipped every one of them.
@@ -60,7 +61,7 @@ pub struct AllSkipped {
     pub count: u64,
     /// The newest of those operations, and why it was skipped.
     pub latest: i64,
-    pub latest_reason: Option<String>,
+    pub latest_reason: Option<Said>,
 }
 
 /// A notification not yet sent on every channel.
@@ -72,7 +73,7 @@ pub struct Notification {
     pub kind: NotificationKind,
     pub processing: String,
     pub operation_id: i64,
-    pub text: String,
+    pub text: Said,
     pub email_pending: bool,
     pub telegram_pending: bool,
 }
@@ -127,7 +128,7 @@ pub struct OperationView {
     pub request: RawRequest,
     pub charset: String,
     pub fields: BTreeMap<String, String>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Said>,
     pub deliveries: Vec<DeliveryView>,
     /// Each time it was replayed, oldest first.
     pub replays: Vec<ReplayView>,
@@ -150,7 +151,7 @@ pub struct DeliveryView {
     pub action: String,
     pub status: DeliveryStatus,
     pub next_attempt_at: i64,
-    pub last_error: Option<String>,
+    pub last_error: Option<Said>,
     pub request: String,
     pub attempts: Vec<AttemptView>,
 }
@@ -163,13 +164,26 @@ pub struct AttemptView {
     pub request: String,
     pub http_status: Option<u16>,
     pub response_body: Option<String>,
-    pub error: Option<String>,
+    pub error: Option<Said>,
     /// How the answer was judged, by which rule; none before verdicts were kept.
     pub judged: Option<Judged>,
 }
 
-fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
+pub(super) fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
+}
+
+/// An operation's warnings: a JSON array of said things, or (rows written
+/// before kinds were kept) of English text.
+fn said_list(json: &str) -> Result<Vec<Said>, StoreError> {
+    let items: Vec<serde_json::Value> = parse_json("warnings", json)?;
+    Ok(items
+        .into_iter()
+        .map(|item| match item {
+            serde_json::Value::String(text) => Said::text(text),
+            other => serde_json::from_value(other.clone()).unwrap_or_else(|_| Said::text(other.to_string())),
+        })
+        .collect())
 }
 
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
@@ -316,7 +330,7 @@ impl Reader {
                     kind: parse_status(row.get(2)?)?,
                     processing: row.get(3)?,
                     operation_id: row.get(4)?,
-                    text: row.get(5)?,
+                    text: row.get::<Option<Said>>(5)?.unwrap_or_else(|| Said::text("")),
                     email_pending: row.get(6)?,
                     telegram_pending: row.get(7)?,
                 })
@@ -523,7 +537,7 @@ impl Reader {
             },
             charset,
             fields: parse_json("fields", &fields)?,
-            warnings: parse_json("warnings", &warnings)?,
+            warnings: said_list(&warnings)?,
             deliveries: self.deliveries(id)?,
             replays: self.conn.query(
                 "SELECT at, source, deliveries FROM replays WHERE operation_id = ?1 ORDER BY id",
@@ -538,54 +552,40 @@ impl Reader {
             )?,
         }))
     }
+}
 
-    fn deliveries(&self, operation_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
-        let rows = self.conn.query(
-            "SELECT id, action, status, next_attempt_at, last_error, redacted
-             FROM deliveries WHERE operation_id = ?1 ORDER BY position, id",
-            &[&operation_id],
-            |row| {
-                Ok((
-                    row.get::<i64>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<String>(2)?,
-                    row.get::<i64>(3)?,
-                    row.get::<Option<String>>(4)?,
-                    row.get::<String>(5)?,
-                ))
-            },
-        )?;
-        rows.into_iter()
-            .map(|(id, action, status, next_attempt_at, last_error, request)| {
-                Ok(DeliveryView {
-                    id,
-                    action,
-                    status: parse_status(status)?,
-                    next_attempt_at,
-                    last_error,
-                    request,
-                    attempts: self.attempts(id)?,
-                })
-            })
-            .collect()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::spawn_writer;
+    use crate::store::tests::{insert_all, operation, quiet};
 
-    fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptView>, StoreError> {
-        self.conn.query(
-            "SELECT started_at, duration_ms, request, http_status, response_body, error, verdict
-             FROM attempts WHERE delivery_id = ?1 ORDER BY id",
-            &[&delivery_id],
-            |row| {
-                Ok(AttemptView {
-                    started_at: row.get(0)?,
-                    duration_ms: row.get(1)?,
-                    request: row.get(2)?,
-                    http_status: row.get::<Option<i64>>(3)?.and_then(|s| u16::try_from(s).ok()),
-                    response_body: row.get(4)?,
-                    error: row.get(5)?,
-                    judged: row.get::<Option<String>>(6)?.as_deref().and_then(Judged::parse),
-                })
-            },
-        )
+    /// Rows written before reasons, warnings and errors were kept as kinds
+    /// hold English text; they read back as that text.
+    #[test]
+    fn old_rows_read_as_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+        let id = insert_all(&writer, vec![operation(None, &["plarin"])])[0].id;
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "UPDATE operations SET reason = 'required field `a` is missing', warnings = '[\"field `b` holds x\"]'
+                 WHERE id = {id};
+             UPDATE deliveries SET last_error = 'HTTP 400' WHERE operation_id = {id};"
+        ))
+        .unwrap();
+        let op = Reader::open(&path).unwrap().operation(id).unwrap().unwrap();
+        assert_eq!(op.summary.reason, Some(Said::text("required field `a` is missing")));
+        assert_eq!(op.warnings, [Said::text("field `b` holds x")]);
+        assert_eq!(op.deliveries[0].last_error, Some(Said::text("HTTP 400")));
+        assert_eq!(
+            op.deliveries[0]
+                .last_error
+                .as_ref()
+                .map(|e| e.say(crate::model::said::Lang::Ru))
+                .as_deref(),
+            Some("HTTP 400")
+        );
     }
 }

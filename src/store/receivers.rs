@@ -5,6 +5,7 @@ use super::db::{Db, Dialect, Row};
 use super::read::{unsent, Reader};
 use super::write::queue_notification;
 use super::StoreError;
+use crate::model::said::Said;
 use crate::model::{breaker_notice, BreakerChange, NotificationKind, Open, ReceiverState};
 
 const COLUMNS: &str = "target, version, failures, failing_since, open_since, probe_wait_ms, next_probe_at,
@@ -117,7 +118,7 @@ pub(super) fn save(
             &open.map(|o| o.probe_wait_ms),
             &open.map(|o| o.next_probe_at),
             &state.last_success_at,
-            &state.last_error,
+            &state.last_error.as_ref().map(Said::store),
             &state.last_error_at,
             &i64::from(closing),
             &i64::from(opening),
@@ -182,7 +183,7 @@ pub struct ProcessingStatus {
     pub last_delivered: Option<(i64, i64)>,
     /// The newest operation that failed (in full or in part): id, when, and
     /// the error of its last failed delivery.
-    pub last_failed: Option<(i64, i64, Option<String>)>,
+    pub last_failed: Option<(i64, i64, Option<Said>)>,
 }
 
 /// One receiver, for `hookrelay status`.
@@ -246,7 +247,7 @@ impl Reader {
                 unsent(
                     self.driving_join(),
                     "COUNT(*) AS n, MIN(o.received_at) AS oldest,
-                     SUM(CASE WHEN 2 * ?2 >= o.received_at + d.expires_at THEN 1 ELSE 0 END) AS aging",
+                     SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END) AS aging",
                     " AND o.processing = ?1",
                     ""
                 )
@@ -272,7 +273,7 @@ impl Reader {
         };
         let last_failed = match last("'failed', 'partial'")? {
             Some((id, at)) => {
-                let error: Option<String> = self
+                let error: Option<Said> = self
                     .conn
                     .query_opt(
                         "SELECT last_error FROM deliveries WHERE operation_id = ?1 AND status = 'failed'
@@ -369,8 +370,11 @@ mod tests {
         assert_eq!(notices.len(), 1, "{notices:?}");
         assert_eq!(notices[0].kind, NotificationKind::Receiver);
         assert!(
-            notices[0].text.contains(&format!("receiver {target} fails since"))
-                && notices[0].text.contains("1 deliveries wait"),
+            notices[0]
+                .text
+                .to_string()
+                .contains(&format!("receiver {target} fails since"))
+                && notices[0].text.to_string().contains("1 deliveries wait"),
             "{}",
             notices[0].text
         );

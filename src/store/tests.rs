@@ -3,8 +3,8 @@
 use super::*;
 use crate::clock::now_ms;
 use crate::model::{
-    all_skipped_notice, target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted, NewOperation,
-    OpStatus, Outcome, Warning, ALL_SKIPPED,
+    all_skipped_notice, said::Said, target_of, AttemptRecord, DeliveryRequest, DeliveryStatus, DueDelivery, Inserted,
+    NewOperation, OpStatus, Outcome, Warning, ALL_SKIPPED,
 };
 
 pub(super) fn quiet() -> Hooks {
@@ -36,7 +36,7 @@ pub(super) fn operation(dedupe: Option<&str>, actions: &[&str]) -> NewOperation 
     let mut op = NewOperation::sample(1_000);
     op.request.query = b"a=1".to_vec();
     op.fields = vec![("a".into(), "1".into())];
-    op.warnings = vec![Warning::new("test", "w")];
+    op.warnings = vec![Warning::new("w".into())];
     op.dedupe = dedupe.map(|k| (k.to_string(), 0));
     op.deliveries = actions.iter().map(|a| delivery(a)).collect();
     op
@@ -219,12 +219,12 @@ fn insert_claim_record_read() {
     let op = reader.operation(id).unwrap().unwrap();
     assert_eq!(op.summary.status, OpStatus::Partial);
     assert_eq!(op.fields.get("a").map(String::as_str), Some("1"));
-    assert_eq!(op.warnings, ["w"]);
+    assert_eq!(op.warnings, [Said::text("w")]);
     assert_eq!(op.request.query, b"a=1");
     assert_eq!(op.deliveries[0].attempts.len(), 1);
     let statuses: Vec<_> = op.deliveries[1].attempts.iter().map(|a| a.http_status).collect();
     assert_eq!(statuses, [Some(503), Some(400)]);
-    assert_eq!(op.deliveries[1].last_error.as_deref(), Some("HTTP 400"));
+    assert_eq!(op.deliveries[1].last_error, Some(Said::Http { status: 400 }));
     assert_eq!(reader.operation(id + 1).unwrap().map(|o| o.summary.id), None);
 }
 
@@ -244,8 +244,8 @@ fn dedupe_by_key() {
     assert_eq!(out[0].status, OpStatus::Queued);
     assert_eq!(out[1].status, OpStatus::Duplicate);
     assert_eq!(
-        out[1].reason.as_deref(),
-        Some(&*format!("same dedupe key `k` as operation {}", out[0].id))
+        out[1].reason.as_ref().map(ToString::to_string),
+        Some(format!("same dedupe key `k` as operation {}", out[0].id))
     );
     assert_eq!(out[2].status, OpStatus::Queued, "an empty key never dedupes");
     assert_eq!(
@@ -466,7 +466,7 @@ fn all_skipped_processings_are_warned_once_a_day() {
     let warn_all_skipped = |since: i64, min_events: u32, now: i64| -> Vec<String> {
         let mut warned = Vec::new();
         for found in reader.all_skipped(since, min_events).unwrap() {
-            let text = all_skipped_notice(&found.processing, found.count, found.latest_reason.as_deref());
+            let text = all_skipped_notice(&found.processing, found.count, found.latest_reason.as_ref());
             if writer
                 .warn_once(found.processing.clone(), ALL_SKIPPED, found.latest, text, now)
                 .unwrap()
@@ -482,12 +482,15 @@ fn all_skipped_processings_are_warned_once_a_day() {
     let pending = reader.pending_notifications(0, 10).unwrap();
     assert_eq!(pending.len(), 2);
     assert!(
-        pending[0].text.contains("every one of the 3 events"),
+        pending[0].text.to_string().contains("every one of the 3 events"),
         "{}",
         pending[0].text
     );
     assert!(
-        pending[0].text.contains("required field `ad_id` is missing"),
+        pending[0]
+            .text
+            .to_string()
+            .contains("required field `ad_id` is missing"),
         "{}",
         pending[0].text
     );

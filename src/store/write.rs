@@ -6,6 +6,7 @@ use super::deliveries::{due_row, earliest, insert_delivery, with_headers, DUE_CO
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::response::Judged;
+use crate::model::said::Said;
 use crate::model::{
     duplicate_reason, notice_day, operation_status, AttemptRecord, Channel, Claimed, DeliveryStatus, Inserted,
     NewOperation, NotificationKind, OpStatus, Outcome,
@@ -36,8 +37,9 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     let fields = serde_json::Value::Object(fields).to_string();
-    let texts: Vec<&str> = op.warnings.iter().map(|w| w.text.as_str()).collect();
-    let warnings = serde_json::to_string(&texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let said: Vec<&Said> = op.warnings.iter().map(|w| &w.said).collect();
+    let warnings = serde_json::to_string(&said).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let reason_text = reason.as_ref().map(Said::store);
     // PostgreSQL keeps the words to search with the operation; SQLite's
     // indexer thread adds them to its own file later.
     let search_text = match conn.dialect() {
@@ -57,7 +59,7 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         &fields,
         &warnings,
         &status_text,
-        &reason,
+        &reason_text,
         &dedupe_key,
     ];
     if conn.dialect() == Dialect::Postgres {
@@ -107,7 +109,7 @@ pub(super) fn note_first_warnings(conn: &Db, op: &NewOperation, operation_id: i6
             warning.kind,
             day,
             operation_id,
-            &warning.text,
+            &warning.said,
             op.received_at,
         )?;
     }
@@ -122,7 +124,7 @@ pub(super) fn warn_once(
     kind: &str,
     day: i64,
     operation_id: i64,
-    text: &str,
+    text: &Said,
     at: i64,
 ) -> Result<bool, StoreError> {
     let first = conn.execute(
@@ -139,7 +141,7 @@ fn warn_if_changed(
     changed: usize,
     processing: &str,
     operation_id: i64,
-    text: &str,
+    text: &Said,
     at: i64,
 ) -> Result<bool, StoreError> {
     if changed == 1 {
@@ -153,12 +155,12 @@ pub(super) fn queue_notification(
     kind: NotificationKind,
     processing: &str,
     operation_id: i64,
-    text: &str,
+    text: &Said,
     at: i64,
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO notifications (created_at, kind, processing, operation_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        &[&at, &kind.as_str(), &processing, &operation_id, &text],
+        &[&at, &kind.as_str(), &processing, &operation_id, &text.store()],
     )?;
     Ok(())
 }
@@ -312,7 +314,12 @@ pub(super) fn cancel_waiting(conn: &Db, which: &Waiting, source: &str, now: i64)
              WHERE id IN (SELECT id FROM deliveries WHERE {column} = ?1 AND status IN ('pending', 'retrying') LIMIT ?4)
              RETURNING operation_id"
         ),
-        &[key, &format!("cancelled by {source}"), &now, &CANCEL_STEP],
+        &[
+            key,
+            &Said::Cancelled { by: source.to_string() }.store(),
+            &now,
+            &CANCEL_STEP,
+        ],
         |row| row.get(0),
     )?;
     let mut touched = operations.clone();
@@ -350,8 +357,8 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
     let now = now_ms();
     let last_error = match (&r.error, r.http_status) {
         _ if r.outcome == Outcome::Delivered => None,
-        (Some(err), _) => Some(err.clone()),
-        (None, Some(code)) => Some(format!("HTTP {code}")),
+        (Some(err), _) => Some(err.store()),
+        (None, Some(status)) => Some(Said::Http { status }.store()),
         (None, None) => None,
     };
     let operation_id: i64 = match r.outcome {
@@ -407,7 +414,7 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
             &r.request,
             &r.http_status.map(i64::from),
             &r.response_body,
-            &r.error,
+            &r.error.as_ref().map(Said::store),
             &r.judged.as_ref().map(Judged::to_json),
         ],
     )?;
@@ -443,7 +450,7 @@ pub(super) fn silence_begins(
     conn: &Db,
     processing: &str,
     (last_operation, last_event_at): (i64, i64),
-    text: &str,
+    text: &Said,
     now: i64,
 ) -> Result<bool, StoreError> {
     let new = conn.execute(
@@ -460,7 +467,7 @@ pub(super) fn silence_ends(
     conn: &Db,
     processing: &str,
     operation: i64,
-    text: &str,
+    text: &Said,
     now: i64,
 ) -> Result<bool, StoreError> {
     let ended = conn.execute("DELETE FROM silences WHERE processing = ?1", &[&processing])?;

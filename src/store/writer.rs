@@ -23,6 +23,7 @@ use super::write::{
 };
 use super::{open_for_writing, Location, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
+use crate::model::said::Said;
 use crate::model::{
     notice_day, AttemptRecord, Channel, Claimed, DeliveryRequest, Inserted, NewOperation, Outcome, ReceiverState,
 };
@@ -386,7 +387,7 @@ impl Writer {
         processing: String,
         kind: &'static str,
         operation_id: i64,
-        text: String,
+        text: Said,
         now: i64,
     ) -> Result<bool, StoreError> {
         self.run_blocking(false, move |conn| {
@@ -397,7 +398,7 @@ impl Writer {
     /// Announces `processing`'s silence since its `last` event (operation
     /// id, received at) with `text`, once per silence; whether this call
     /// announced it. Blocks: plain threads only.
-    pub fn silence_begins(&self, processing: String, last: (i64, i64), text: String) -> Result<bool, StoreError> {
+    pub fn silence_begins(&self, processing: String, last: (i64, i64), text: Said) -> Result<bool, StoreError> {
         self.run_blocking(false, move |conn| {
             silence_begins(conn, &processing, last, &text, now_ms())
         })
@@ -405,7 +406,7 @@ impl Writer {
 
     /// Ends `processing`'s announced silence with `text` about `operation`,
     /// the event that ended it; whether there was one. Blocks: plain threads only.
-    pub fn silence_ends(&self, processing: String, operation: i64, text: String) -> Result<bool, StoreError> {
+    pub fn silence_ends(&self, processing: String, operation: i64, text: Said) -> Result<bool, StoreError> {
         self.run_blocking(false, move |conn| {
             silence_ends(conn, &processing, operation, &text, now_ms())
         })

@@ -193,7 +193,7 @@ fn the_console_replays_only_what_the_rules_let_through() {
 
     browser.goto(&format!("/operations/{skipped}"));
     browser.wait_text(
-        "Повтор невозможен: правила обработки по-прежнему пропускают её: required field `utm_content` is missing",
+        "Повтор невозможен: правила обработки по-прежнему пропускают её: обязательного поля «utm_content» нет",
     );
     assert_eq!(browser.count("main form.inline"), 0, "no replay button");
 

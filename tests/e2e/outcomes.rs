@@ -173,3 +173,29 @@ fn a_delivery_past_its_max_age_expires_unsent() {
     let op = relay.wait_status(id, "delivered");
     assert_eq!(op["deliveries"].as_array().unwrap().len(), 2);
 }
+
+/// Reasons are kept as kinds and said in `server.language` by the text
+/// output, while `--json` stays English for scripts.
+#[test]
+fn reasons_are_said_in_the_configured_language() {
+    let receiver = Receiver::start();
+    let text = crate::support::config_text(&format!(
+        "[[processing]]\nname = \"p\"\ntoken = \"{TOKEN}\"\nrequire = [\"utm_content\"]\n\n\
+         [[processing.action]]\nname = \"plarin\"\nurl = \"{}\"\n",
+        receiver.url("/pb")
+    ))
+    .replace("[server]\n", "[server]\nlanguage = \"ru\"\n");
+    let relay = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}?id=1")));
+    let id = id.unwrap();
+    relay.wait_status(id, "skipped");
+    let history = String::from_utf8_lossy(&relay.cli(&["history"]).stdout).to_string();
+    assert!(history.contains("обязательного поля «utm_content» нет"), "{history}");
+    let show = String::from_utf8_lossy(&relay.cli(&["show", &id.to_string()]).stdout).to_string();
+    assert!(
+        show.contains("reason:    обязательного поля «utm_content» нет"),
+        "{show}"
+    );
+    let json = relay.show(id);
+    assert_eq!(json["reason"], "required field `utm_content` is missing");
+}

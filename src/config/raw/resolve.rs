@@ -242,6 +242,11 @@ impl RawServer {
         )?;
         let time_zone = clock::time_zone(self.time_zone.as_deref().unwrap_or(clock::DEFAULT_TIME_ZONE))
             .map_err(|e| format!("server.time_zone: {e}"))?;
+        let language = match self.language.as_deref() {
+            None => crate::model::said::Lang::En,
+            Some(code) => crate::model::said::Lang::parse(code)
+                .ok_or_else(|| format!("server.language: `{code}` is not en or ru"))?,
+        };
         let trusted_proxies = networks("server.trusted_proxies", &self.trusted_proxies)?;
         let allow_from = networks("server.allow_from", &self.allow_from)?;
         let max_per_ip = self
@@ -260,6 +265,7 @@ impl RawServer {
             max_fields_bytes,
             max_connections_per_client,
             time_zone,
+            language,
             trusted_proxies,
             max_per_ip,
             allow_from,

@@ -27,7 +27,7 @@ fn receiver_problem(frame: &Frame, r: &ReceiverStatus) -> Markup {
     let text = fill(
         &fill(
             &fill(&fill(t.receiver_open, &s.target), frame.time(open.since)),
-            s.last_error.as_deref().unwrap_or("-"),
+            s.last_error.as_ref().map_or("-".to_string(), |e| t.said(e)),
         ),
         frame.time(open.next_probe_at),
     );
@@ -61,7 +61,7 @@ fn receivers_table(frame: &Frame, receivers: &[ReceiverStatus]) -> Markup {
                             td.num { (r.backlog.waiting) }
                             td { (time(r.state.last_success_at)) }
                             td.error {
-                                (r.state.last_error.as_deref().unwrap_or(""))
+                                (r.state.last_error.as_ref().map(|e| t.said(e)).unwrap_or_default())
                                 @if let Some(at) = r.state.last_error_at { " (" (frame.time(at)) ")" }
                             }
                         }
@@ -119,7 +119,7 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                                         td { (q.action) }
                                         td.num { (q.pending) }
                                         td.num { (q.retrying) }
-                                        td.error { (q.last_error.as_deref().unwrap_or("")) }
+                                        td.error { (q.last_error.as_ref().map(|e| t.said(e)).unwrap_or_default()) }
                                     }
                                     @if q.aging > 0 {
                                         tr.aging { td.problem colspan="4" role="status" { (fill(t.aging, q.aging)) } }
@@ -134,7 +134,7 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                             @for w in &card.overview.warnings {
                                 li {
                                     a href=(format!("/operations/{}", w.operation_id)) { (frame.time(w.created_at)) }
-                                    ": " (w.text)
+                                    ": " (t.said(&w.text))
                                 }
                             }
                         }
