@@ -49,8 +49,9 @@ pub struct OperationSummary {
     /// Deliveries finished as `delivered`, and in all.
     pub delivered: u32,
     pub deliveries: u32,
-    /// Why its first failed delivery failed (the rule that judged the
-    /// answer, or the error), for a list to say.
+    /// For a `failed` or `partial` operation: why its first delivery that
+    /// did not arrive failed, expired or was cancelled (the rule that
+    /// judged the answer, or the error), for a list to say.
     pub failure: Option<Said>,
 }
 
@@ -193,7 +194,7 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str)
 pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
     (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'),
     (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id),
-    (SELECT d.last_error FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'failed'
+    (SELECT d.last_error FROM deliveries d WHERE d.operation_id = o.id AND d.status IN ('failed', 'expired', 'cancelled')
      ORDER BY d.position, d.id DESC LIMIT 1)";
 
 /// A WHERE clause built from the filters given, with its bound values.
@@ -259,6 +260,11 @@ pub(super) fn summary_row(row: &Row<'_>) -> Result<(OperationSummary, String), S
 
 pub(super) fn with_status((mut summary, status): (OperationSummary, String)) -> Result<OperationSummary, StoreError> {
     summary.status = parse_status(status)?;
+    // An operation a replay delivered since keeps its old failed delivery:
+    // its failure is no longer the news.
+    if !matches!(summary.status, OpStatus::Failed | OpStatus::Partial) {
+        summary.failure = None;
+    }
     Ok(summary)
 }
 

@@ -276,7 +276,7 @@ impl Reader {
                 let error: Option<Said> = self
                     .conn
                     .query_opt(
-                        "SELECT last_error FROM deliveries WHERE operation_id = ?1 AND status = 'failed'
+                        "SELECT last_error FROM deliveries WHERE operation_id = ?1 AND status IN ('failed', 'expired', 'cancelled')
                          ORDER BY id DESC LIMIT 1",
                         &[&id],
                         |row| row.get(0),

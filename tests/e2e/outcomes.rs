@@ -153,6 +153,11 @@ fn a_delivery_past_its_max_age_expires_unsent() {
         .as_str()
         .unwrap()
         .starts_with("expired: max_age passed"));
+    let history: serde_json::Value = serde_json::from_slice(&relay.cli(&["history", "--json"]).stdout).unwrap();
+    assert!(
+        history[0]["failure"].as_str().unwrap().starts_with("expired: "),
+        "{history}"
+    );
     let tried = receiver.requests().len();
     assert!((1..=6).contains(&tried), "{tried} attempts within the second");
     relay.wait_log("1 deliveries expired unsent (max_age passed)");
@@ -167,7 +172,7 @@ fn a_delivery_past_its_max_age_expires_unsent() {
     let refused = relay.cli(&["replay", &id.to_string()]);
     let said = String::from_utf8_lossy(&refused.stdout).to_string() + &String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("older than action `plarin`'s max_age"), "{said}");
-    receiver.script(&[(200, "ok")]);
+    receiver.clear_script();
     let forced = relay.cli(&["replay", "--force", &id.to_string()]);
     assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
     let op = relay.wait_status(id, "delivered");
