@@ -78,8 +78,9 @@ fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
         out.push_str(&format!("  waiting:        {}\n", backlog(&p.status.backlog)));
         if p.status.backlog.aging > 0 {
             out.push_str(&format!(
-                "  warning:        {} of them waited past half their max_age; they expire unsent if they cannot go in time\n",
-                p.status.backlog.aging
+                "  warning:        {} of them waited past half their max_age; they expire unsent if they cannot go in time, the first at {}\n",
+                p.status.backlog.aging,
+                p.status.backlog.first_expiry.map_or("?".to_string(), at)
             ));
         }
         let delivered = p.status.last_delivered.map_or("none".to_string(), |(id, when)| {
@@ -146,7 +147,12 @@ fn time(ms: Option<i64>) -> Value {
 }
 
 fn backlog_json(b: &Backlog) -> Value {
-    json!({ "waiting": b.waiting, "oldest_received_at": time(b.oldest), "past_half_max_age": b.aging })
+    json!({
+        "waiting": b.waiting,
+        "oldest_received_at": time(b.oldest),
+        "past_half_max_age": b.aging,
+        "first_expires_at": time(b.first_expiry),
+    })
 }
 
 fn to_json(config: &Config, processings: &[ProcessingReport], receivers: &[ReceiverStatus]) -> Value {

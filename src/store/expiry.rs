@@ -73,18 +73,21 @@ pub(super) fn expire(conn: &Db, now: i64) -> Result<Expired, StoreError> {
 /// deliveries still waiting past half their `max_age` at `now`: they may
 /// expire unsent. How many processings were warned.
 pub(super) fn warn_aging(conn: &Db, now: i64) -> Result<usize, StoreError> {
-    let rows: Vec<(String, i64, i64)> = conn.query(
-        "SELECT o.processing, COUNT(*), MIN(o.id)
+    let rows: Vec<(String, i64, i64, i64)> = conn.query(
+        "SELECT o.processing, COUNT(*), MIN(o.id), MIN(d.expires_at)
          FROM deliveries d JOIN operations o ON o.id = d.operation_id
          WHERE d.status IN ('pending', 'retrying') AND d.expires_at > ?1
            AND 2 * CAST(?1 AS BIGINT) >= o.received_at + d.expires_at
          GROUP BY o.processing",
         &[&now],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
     )?;
     let mut warned = 0;
-    for (processing, n, operation_id) in rows {
-        let said = Said::Aging { count: n as u64 };
+    for (processing, n, operation_id, first) in rows {
+        let said = Said::Aging {
+            count: n as u64,
+            first_expires: crate::clock::rfc3339(first),
+        };
         if warn_once(conn, &processing, AGING, notice_day(now), operation_id, &said, now)? {
             warned += 1;
         }
@@ -170,7 +173,8 @@ mod tests {
             .starts_with("2 deliveries expired unsent (action `crm`: 1, action `plarin`: 1)"));
 
         // The young one (10 s old, expiring in 5 s) is past half its age.
-        assert_eq!(reader.processing_status("p").unwrap().backlog.aging, 1);
+        let backlog = reader.processing_status("p").unwrap().backlog;
+        assert_eq!((backlog.aging, backlog.first_expiry), (1, Some(now + 5_000)));
         assert_eq!(writer.warn_aging().unwrap(), 1);
         assert_eq!(writer.warn_aging().unwrap(), 0, "once a day");
         assert_eq!(

@@ -37,6 +37,8 @@ pub struct ActionQueue {
     /// Those pending or retrying past half their `max_age`: they may
     /// expire unsent.
     pub aging: u64,
+    /// When the first of its waiting deliveries that can expire does.
+    pub first_expiry: Option<i64>,
 }
 
 /// A processing's announced silence.
@@ -128,7 +130,8 @@ impl Reader {
             // the few waiting.
             Dialect::Sqlite => {
                 "SELECT d.action, d.status, COUNT(*), d.last_error, MAX(d.id),
-                        SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
+                        SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END),
+                        MIN(d.expires_at)
                  FROM deliveries d CROSS JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action"
@@ -136,7 +139,8 @@ impl Reader {
             Dialect::Postgres => {
                 "SELECT d.action, d.status, COUNT(*),
                         (array_agg(d.last_error ORDER BY d.id DESC))[1], MAX(d.id),
-                        SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END)
+                        SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END),
+                        MIN(d.expires_at)
                  FROM deliveries d JOIN operations o ON o.id = d.operation_id
                  WHERE d.status IN ('pending', 'retrying') AND o.processing = ?1
                  GROUP BY d.action, d.status ORDER BY d.action"
@@ -149,10 +153,11 @@ impl Reader {
                 row.get::<i64>(2)? as u64,
                 row.get::<Option<Said>>(3)?,
                 row.get::<Option<i64>>(5)?.unwrap_or(0) as u64,
+                row.get::<Option<i64>>(6)?,
             ))
         })?;
         let mut queues: Vec<ActionQueue> = Vec::new();
-        for (action, status, count, last_error, aging) in rows {
+        for (action, status, count, last_error, aging, expiry) in rows {
             if queues.last().is_none_or(|q| q.action != action) {
                 queues.push(ActionQueue {
                     action,
@@ -160,10 +165,15 @@ impl Reader {
                     retrying: 0,
                     last_error: None,
                     aging: 0,
+                    first_expiry: None,
                 });
             }
             let Some(queue) = queues.last_mut() else { continue };
             queue.aging += aging;
+            queue.first_expiry = match (queue.first_expiry, expiry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if status == DeliveryStatus::Retrying.as_str() {
                 queue.retrying = count;
                 queue.last_error = last_error;
@@ -194,6 +204,7 @@ impl Reader {
                         retrying: 0,
                         last_error: None,
                         aging: 0,
+                        first_expiry: None,
                     });
                     queues.len() - 1
                 }

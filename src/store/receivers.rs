@@ -173,6 +173,8 @@ pub struct Backlog {
     /// Those past half their `max_age`: they may expire unsent (counted
     /// per processing only).
     pub aging: u64,
+    /// When the first of them that can expire does (per processing only).
+    pub first_expiry: Option<i64>,
 }
 
 /// One processing, for `hookrelay status`.
@@ -223,6 +225,7 @@ impl Reader {
                 waiting: waiting as u64,
                 oldest,
                 aging: 0,
+                first_expiry: None,
             };
             match list.iter_mut().find(|r| r.state.target == target) {
                 Some(known) => known.backlog = backlog,
@@ -243,11 +246,12 @@ impl Reader {
     pub fn processing_status(&self, processing: &str) -> Result<ProcessingStatus, StoreError> {
         let backlog = self.conn.query_one(
             &format!(
-                "SELECT CAST(SUM(n) AS BIGINT), MIN(oldest), CAST(SUM(aging) AS BIGINT) FROM ({}) AS w",
+                "SELECT CAST(SUM(n) AS BIGINT), MIN(oldest), CAST(SUM(aging) AS BIGINT), MIN(expiry) FROM ({}) AS w",
                 unsent(
                     self.driving_join(),
                     "COUNT(*) AS n, MIN(o.received_at) AS oldest,
-                     SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END) AS aging",
+                     SUM(CASE WHEN 2 * CAST(?2 AS BIGINT) >= o.received_at + d.expires_at THEN 1 ELSE 0 END) AS aging,
+                     MIN(d.expires_at) AS expiry",
                     " AND o.processing = ?1",
                     ""
                 )
@@ -258,6 +262,7 @@ impl Reader {
                     waiting: row.get::<Option<i64>>(0)?.unwrap_or(0) as u64,
                     oldest: row.get(1)?,
                     aging: row.get::<Option<i64>>(2)?.unwrap_or(0) as u64,
+                    first_expiry: row.get(3)?,
                 })
             },
         )?;

@@ -122,7 +122,11 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                                         td.error { (q.last_error.as_ref().map(|e| t.said(e)).unwrap_or_default()) }
                                     }
                                     @if q.aging > 0 {
-                                        tr.aging { td.problem colspan="4" role="status" { (fill(t.aging, q.aging)) } }
+                                        tr.aging {
+                                            td.problem colspan="4" role="status" {
+                                                (fill(&fill(t.aging, q.aging), q.first_expiry.map(|at| frame.time(at)).unwrap_or_default()))
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -212,6 +216,7 @@ mod tests {
                 waiting: 42,
                 oldest: Some(0),
                 aging: 0,
+                first_expiry: None,
             },
         };
         let card = Card {

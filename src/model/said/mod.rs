@@ -142,8 +142,9 @@ pub enum Said {
     },
     /// Deliveries expired in one sweep, by action.
     ExpiredBatch { by_action: Vec<(String, u64)> },
-    /// Deliveries waiting past half their `max_age`.
-    Aging { count: u64 },
+    /// Deliveries waiting past half their `max_age`, and when the first
+    /// of them expires (UTC, RFC 3339).
+    Aging { count: u64, first_expires: String },
     /// A processing skipped every event of the last day.
     AllSkipped {
         processing: String,
@@ -314,9 +315,9 @@ impl Said {
                     each.join(", ")
                 )
             }
-            Said::Aging { count } => format!(
+            Said::Aging { count, first_expires } => format!(
                 "{count} deliveries have waited past half their max_age and will expire unsent if they cannot go \
-                 in time; `hookrelay status` shows the receivers' state"
+                 in time, the first at {first_expires}; `hookrelay status` shows the receivers' state"
             ),
             Said::AllSkipped {
                 processing,

@@ -69,9 +69,9 @@ impl Said {
                     each.join(", ")
                 )
             }
-            Said::Aging { count } => format!(
-                "доставок, ждущих дольше половины max_age: {count}; если не уйдут вовремя, они просрочатся. \
-                 Состояние получателей: `hookrelay status`"
+            Said::Aging { count, first_expires } => format!(
+                "доставок, ждущих дольше половины max_age: {count}; если не уйдут вовремя, они просрочатся, \
+                 первая — в {first_expires}. Состояние получателей: `hookrelay status`"
             ),
             Said::AllSkipped {
                 processing,

@@ -86,7 +86,10 @@ fn samples() -> Vec<Said> {
         Said::ExpiredBatch {
             by_action: vec![(action(), 3)],
         },
-        Said::Aging { count: 2 },
+        Said::Aging {
+            count: 2,
+            first_expires: "2026-12-02T10:00:00Z".into(),
+        },
         Said::AllSkipped {
             processing: "p".into(),
             count: 3,
