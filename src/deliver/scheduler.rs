@@ -218,23 +218,29 @@ impl Scheduler {
     fn expire(&mut self) {
         if self.expired.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
             self.expired = Some(Instant::now());
-            match self.writer.expire() {
-                Ok(expired) => {
-                    for (processing, action, n) in expired {
-                        log::warn!(
-                            "processing {processing}, action {action}: {n} deliveries expired unsent (max_age passed)"
-                        );
-                        self.metrics.expired(&action, n);
-                    }
-                }
-                Err(err) => log::warn!("cannot expire deliveries past their max_age: {err}"),
-            }
+            let expired = self.writer.expire();
+            self.count_expired(expired);
         }
         if self.aged.is_none_or(|at| at.elapsed() >= AGING_EVERY) {
             self.aged = Some(Instant::now());
             if let Err(err) = self.writer.warn_aging() {
                 log::warn!("cannot look for deliveries past half their max_age: {err}");
             }
+        }
+    }
+
+    /// Logs and counts what a sweep expired.
+    fn count_expired(&self, expired: Result<crate::store::Expired, crate::store::StoreError>) {
+        match expired {
+            Ok(expired) => {
+                for (processing, action, n) in expired {
+                    log::warn!(
+                        "processing {processing}, action {action}: {n} deliveries expired unsent (max_age passed)"
+                    );
+                    self.metrics.expired(&action, n);
+                }
+            }
+            Err(err) => log::warn!("cannot expire deliveries past their max_age: {err}"),
         }
     }
 
@@ -252,6 +258,7 @@ impl Scheduler {
         let now_ms = now_ms();
         let mut turn: Option<Instant> = None;
         let mut back = Vec::new();
+        let mut expired = Vec::new();
         let targets: Vec<String> = self.waiting.keys().cloned().collect();
         for target in targets {
             let policy = config.receiver_policy(&target);
@@ -259,6 +266,15 @@ impl Scheduler {
             let Some(queue) = self.waiting.get_mut(&target) else {
                 continue;
             };
+            // Past its max_age while it waited here for a worker, a turn
+            // or a probe: expired, never sent.
+            queue.retain(|due| {
+                let gone = due.request.expires_at.is_some_and(|at| at <= now_ms);
+                if gone {
+                    expired.push(due.id);
+                }
+                !gone
+            });
             let in_flight = self.busy.entry(target.clone()).or_default();
             let permit = self.breakers.lock().permit(&target, now_ms);
             let probe = match permit {
@@ -281,12 +297,6 @@ impl Scheduler {
                     }
                 }
                 let Some(due) = queue.pop_front() else { break };
-                // Claimed ahead and past its max_age while it waited for a
-                // turn: it goes back, and the next sweep expires it.
-                if due.request.expires_at.is_some_and(|at| at <= now_ms) {
-                    back.push(due.id);
-                    continue;
-                }
                 if probe {
                     self.breakers.lock().probing.insert(target.clone());
                     log::info!("receiver {target}: probing with delivery {}", due.id);
@@ -313,6 +323,10 @@ impl Scheduler {
             if let Err(err) = self.writer.release(back) {
                 log::warn!("cannot give back deliveries to a receiver whose breaker is open: {err}");
             }
+        }
+        if !expired.is_empty() {
+            let expired = self.writer.expire_claimed(expired);
+            self.count_expired(expired);
         }
         Some(turn)
     }

@@ -24,10 +24,10 @@ pub type Expired = Vec<(String, String, u64)>;
 /// Expires up to [`EXPIRE_STEP`] waiting deliveries whose `expires_at` has
 /// passed at `now`: each becomes `expired` (never sent after), its
 /// operation's status follows, and each processing gets one notification
-/// for the whole sweep. Claimed ones (`in_flight`) are being sent; the
-/// scheduler gives back those it still holds, and they expire here next.
+/// for the whole sweep. Claimed ones (`in_flight`) are the scheduler's:
+/// it expires those it holds through [`expire_claimed`].
 pub(super) fn expire(conn: &Db, now: i64) -> Result<Expired, StoreError> {
-    let rows: Vec<(i64, i64, String, String)> = conn.query(
+    let rows = conn.query(
         "SELECT d.id, d.operation_id, d.action, o.processing
          FROM deliveries d JOIN operations o ON o.id = d.operation_id
          WHERE d.status IN ('pending', 'retrying') AND d.expires_at <= ?1
@@ -35,17 +35,47 @@ pub(super) fn expire(conn: &Db, now: i64) -> Result<Expired, StoreError> {
         &[&now, &EXPIRE_STEP],
         |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
     )?;
+    expire_rows(conn, rows, "'pending', 'retrying'", now)
+}
+
+/// Expires these claimed deliveries, which the scheduler held until past
+/// their `expires_at`: as [`expire`] does, if they are still claimed and
+/// past it.
+/// (Given back instead, the next claim would take them again before a
+/// sweep could see them.)
+pub(super) fn expire_claimed(conn: &Db, ids: &[i64], now: i64) -> Result<Expired, StoreError> {
+    let mut rows = Vec::new();
+    for id in ids {
+        rows.extend(conn.query(
+            "SELECT d.id, d.operation_id, d.action, o.processing
+             FROM deliveries d JOIN operations o ON o.id = d.operation_id
+             WHERE d.id = ?1 AND d.status = 'in_flight' AND d.expires_at <= ?2",
+            &[id, &now],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?);
+    }
+    expire_rows(conn, rows, "'in_flight'", now)
+}
+
+/// Marks `rows` (delivery, operation, action, processing) expired when
+/// their status is still one of `statuses` (SQL), refreshes their
+/// operations, and tells each processing once.
+fn expire_rows(
+    conn: &Db,
+    rows: Vec<(i64, i64, String, String)>,
+    statuses: &str,
+    now: i64,
+) -> Result<Expired, StoreError> {
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut first_of: BTreeMap<String, i64> = BTreeMap::new();
     let mut operations = Vec::new();
+    let update = format!(
+        "UPDATE deliveries SET status = 'expired', last_error = ?2, updated_at = ?3, lease_owner = NULL
+         WHERE id = ?1 AND status IN ({statuses})"
+    );
     for (id, operation_id, action, processing) in rows {
         // Another instance may have sent or expired it since the SELECT.
-        let changed = conn.execute(
-            "UPDATE deliveries SET status = 'expired', last_error = ?2, updated_at = ?3, lease_owner = NULL
-             WHERE id = ?1 AND status IN ('pending', 'retrying')",
-            &[&id, &Said::Expired.store(), &now],
-        )?;
-        if changed == 0 {
+        if conn.execute(&update, &[&id, &Said::Expired.store(), &now])? == 0 {
             continue;
         }
         first_of.entry(processing.clone()).or_insert(operation_id);
@@ -100,6 +130,12 @@ impl Writer {
     /// a job; what it expired. Blocks: plain threads only.
     pub fn expire(&self) -> Result<Expired, StoreError> {
         self.run_blocking(false, |conn| expire(conn, now_ms()))
+    }
+
+    /// Expires claimed deliveries the scheduler held past their
+    /// `max_age`; what it expired. Blocks: plain threads only.
+    pub fn expire_claimed(&self, ids: Vec<i64>) -> Result<Expired, StoreError> {
+        self.run_blocking(false, move |conn| expire_claimed(conn, &ids, now_ms()))
     }
 
     /// Warns, once a day per processing, about deliveries waiting past half
@@ -173,6 +209,22 @@ mod tests {
             .starts_with("2 deliveries expired unsent (action `crm`: 1, action `plarin`: 1)"));
 
         // The young one (10 s old, expiring in 5 s) is past half its age.
+        // Claimed (the scheduler holds it) and past its age: expired when
+        // the scheduler says so, not by the sweep, which leaves it alone.
+        let mut held = operation(None, &["plarin"]);
+        held.deliveries[0].expires_at = Some(now - 1);
+        let held = insert_all(&writer, vec![held])[0].id;
+        let claimed = writer.claim_due(now_ms(), 10, Vec::new()).unwrap();
+        let ids: Vec<i64> = claimed.due.iter().map(|d| d.id).collect();
+        assert_eq!(claimed.due.len(), 2, "the young one and the held one");
+        assert!(writer.expire().unwrap().is_empty());
+        let expired = writer.expire_claimed(ids.clone()).unwrap();
+        assert_eq!(expired, [("p".to_string(), "plarin".to_string(), 1)]);
+        let op = reader.operation(held).unwrap().unwrap();
+        assert_eq!(op.deliveries[0].status, crate::model::DeliveryStatus::Expired);
+        // The young one goes back to waiting.
+        writer.release(ids).unwrap();
+
         let backlog = reader.processing_status("p").unwrap().backlog;
         assert_eq!((backlog.aging, backlog.first_expiry), (1, Some(now + 5_000)));
         assert_eq!(writer.warn_aging().unwrap(), 1);

@@ -52,6 +52,7 @@ use db::{Db, Pg};
 
 pub use backup::{backup, create_private, BackupReport};
 pub use cluster::{Cluster, Duty};
+pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};
 pub use files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use indexer::{index_search, start_indexer, Indexer};

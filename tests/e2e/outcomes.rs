@@ -204,3 +204,27 @@ fn reasons_are_said_in_the_configured_language() {
     let json = relay.show(id);
     assert_eq!(json["reason"], "required field `utm_content` is missing");
 }
+
+/// Regression: deliveries the scheduler had claimed ahead and held for a
+/// paced receiver's turn were given back and claimed again at once, so
+/// no sweep saw them waiting: they never expired. Now they expire where
+/// they wait, unsent.
+#[test]
+fn deliveries_held_for_a_turn_expire_too() {
+    let receiver = Receiver::start();
+    let relay = Relay::start(&format!(
+        "{}\n[[receiver]]\nurl = \"{}\"\nrate = \"1/m\"\n",
+        processing("p", &receiver.url("/pb"), "max_age = \"1s\""),
+        receiver.url("/")
+    ));
+    let ids: Vec<i64> = (0..3)
+        .map(|n| get(&relay.url(&format!("/hook/{TOKEN}?n={n}"))).1.unwrap())
+        .collect();
+    relay.wait_status(ids[0], "delivered");
+    for id in &ids[1..] {
+        let op = relay.wait_status(*id, "failed");
+        assert_eq!(op["deliveries"][0]["status"], "expired", "{op:#}");
+        assert!(op["deliveries"][0]["attempts"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(receiver.requests().len(), 1);
+}
