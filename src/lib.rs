@@ -6,12 +6,12 @@
 //! Lowest first; a module imports only those above it in this list.
 //!
 //! - [`clock`]: time: now, RFC 3339, and as people read and type it.
+//! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
 //! - [`model`]: the domain's vocabulary: statuses, requests, operations,
 //!   deliveries, attempts and their outcomes, response rules and verdicts
 //!   (`response.rs`), what is said as kinds in two languages (`said/`),
-//!   notification kinds. No I/O.
+//!   notification kinds, where the data is kept (`location.rs`). No I/O.
 //! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
-//! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
 //! - [`klientiks`]: Klientiks events and the addresses to paste into it.
 //! - [`config`]: the resolved config (`mod.rs`), the serde schema (`raw.rs`)
 //!   and its resolution (`raw/resolve.rs`), [`config::Secret`].

@@ -114,6 +114,24 @@ pub fn header<'a>(name: &str, value: &'a str) -> &'a str {
     }
 }
 
+/// A database URL with its password, if any, replaced: for logs and
+/// status lines. The key=value form loses its `password=` pair.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("*****"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // The key=value form: drop the password pair.
+        Err(_) => url
+            .split_whitespace()
+            .filter(|pair| !pair.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

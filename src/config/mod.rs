@@ -144,10 +144,10 @@ pub struct Storage {
 
 impl Storage {
     /// Where the data is: the PostgreSQL database if one is set, else the file.
-    pub fn location(&self) -> crate::store::Location {
+    pub fn location(&self) -> crate::model::location::Location {
         match &self.url {
-            Some(url) => crate::store::Location::Postgres(url.clone()),
-            None => crate::store::Location::File(self.path.clone()),
+            Some(url) => crate::model::location::Location::Postgres(url.clone()),
+            None => crate::model::location::Location::File(self.path.clone()),
         }
     }
 }

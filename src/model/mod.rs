@@ -3,6 +3,7 @@
 //! these, ingest and the CLI build them, delivery and notification read
 //! them.
 
+pub mod location;
 pub mod response;
 pub mod said;
 

@@ -42,11 +42,12 @@ pub mod seed;
 mod write;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use crate::model::location::Location;
 use crate::model::{Channel, DeliveryRequest};
 use db::{Db, Pg};
 
@@ -91,53 +92,6 @@ const PRUNE_BATCH: &str = "DELETE FROM operations WHERE id IN (
 const DUPLICATE_OF: &str = "SELECT id FROM operations
      WHERE processing = ?1 AND dedupe_key = ?2 AND received_at >= ?3
      ORDER BY id LIMIT 1";
-
-/// Where the data is kept: `[storage] path` or `[storage] url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    /// A SQLite file.
-    File(PathBuf),
-    /// A PostgreSQL database, shared by any number of instances.
-    Postgres(String),
-}
-
-impl Location {
-    /// The SQLite file, if that is where the data is.
-    pub fn file(&self) -> Option<&Path> {
-        match self {
-            Location::File(path) => Some(path),
-            Location::Postgres(_) => None,
-        }
-    }
-}
-
-impl From<&Path> for Location {
-    fn from(path: &Path) -> Location {
-        Location::File(path.to_path_buf())
-    }
-}
-
-impl From<&PathBuf> for Location {
-    fn from(path: &PathBuf) -> Location {
-        Location::File(path.clone())
-    }
-}
-
-impl From<&Location> for Location {
-    fn from(location: &Location) -> Location {
-        location.clone()
-    }
-}
-
-impl std::fmt::Display for Location {
-    /// The file's path, or the URL without its password (it goes to logs).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::File(path) => write!(f, "{}", path.display()),
-            Location::Postgres(url) => f.write_str(&pg::without_password(url)),
-        }
-    }
-}
 
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

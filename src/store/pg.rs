@@ -58,23 +58,6 @@ pub fn describe(err: &postgres::Error) -> String {
     }
 }
 
-/// `url` with its password, if any, replaced: for logs and status lines.
-pub fn without_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("*****"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        // The key=value form: drop the password pair.
-        Err(_) => url
-            .split_whitespace()
-            .filter(|pair| !pair.starts_with("password="))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
 /// Takes the dedupe key for an operation being inserted, unless an
 /// operation received since `since` holds it; returns that operation. The
 /// key's row stays locked until this transaction ends, so a twin inserted

@@ -94,7 +94,7 @@ impl RawConfig {
             Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
                 return Err(format!(
                     "storage.url: `{}` is not a PostgreSQL URL such as postgres://hookrelay@db.example/hookrelay",
-                    crate::store::Location::Postgres(url.clone())
+                    crate::model::location::Location::Postgres(url.clone())
                 ));
             }
             url => url,
