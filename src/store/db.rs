@@ -320,6 +320,10 @@ fn first_line(sql: &str) -> &str {
 /// How long connecting to PostgreSQL may take before it counts as down.
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a claimed delivery stays an instance's without renewal
+/// (PostgreSQL's leases, `pg.rs`).
+pub const LEASE_MS: i64 = 30_000;
+
 /// A PostgreSQL connection that reconnects by itself: after the server
 /// restarts, the next call opens a new session. Within a transaction it
 /// does not: a call that finds the session gone fails, so a transaction
@@ -374,7 +378,7 @@ impl Pg {
 
     /// After a commit: the renewal in it holds.
     pub fn committed(&self) {
-        let until = self.renewed_at.get() + super::pg::LEASE_MS;
+        let until = self.renewed_at.get() + LEASE_MS;
         self.leased_until.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -483,6 +487,11 @@ fn placeholders(sql: &str) -> String {
         }
     }
     out
+}
+
+/// A stored count as the model's `u32` (the store only writes small ones).
+pub(super) fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

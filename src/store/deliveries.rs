@@ -3,7 +3,7 @@
 //! claims (`write.rs`'s and `pg.rs`'s) read rows with the same columns,
 //! so the claims import this module and it imports neither.
 
-use super::db::{Db, Row};
+use super::db::{count, Db, Row};
 use super::read::{parse_status, AttemptView, DeliveryView, Reader};
 use super::StoreError;
 use crate::model::response::{Judged, ResponseRules};
@@ -97,11 +97,6 @@ fn rules_json(rules: &ResponseRules) -> Option<String> {
 pub(super) fn rules_of(json: Option<String>, expect_body: Option<String>) -> ResponseRules {
     json.and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_else(|| ResponseRules::expecting(expect_body))
-}
-
-/// A stored count as the model's `u32` (the store only writes small ones).
-pub(super) fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Claimed rows with their headers parsed.

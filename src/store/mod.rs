@@ -53,6 +53,7 @@ use db::{Db, Pg};
 
 pub use backup::{backup, create_private, BackupReport};
 pub use cluster::{Cluster, Duty};
+pub use db::LEASE_MS;
 pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};
 pub use files::{beside, check_folder, lock_daemon, DaemonLock};
@@ -60,7 +61,7 @@ pub use indexer::{index_search, start_indexer, Indexer};
 pub use migrate_store::{migrate_store, Copied};
 pub use online_backup::{backup_through, Step as BackupStep};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
-pub use pg::{Turns, LEASE_MS};
+pub use pg::Turns;
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
     Reader, ReplayView,

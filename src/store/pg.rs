@@ -9,13 +9,10 @@
 //! interval, so a live instance's leases never lapse; a killed instance's
 //! lapse, and any instance's next claim takes them over.
 
-use super::db::{Db, Dialect};
+use super::db::{Db, Dialect, LEASE_MS};
 use super::deliveries::{due_row, earliest, with_headers, DUE_COLUMNS};
 use super::StoreError;
 use crate::model::Claimed;
-
-/// How long a claimed delivery stays an instance's without renewal.
-pub const LEASE_MS: i64 = 30_000;
 
 /// The channel on which a commit that queued or rescheduled deliveries
 /// wakes every instance's scheduler.

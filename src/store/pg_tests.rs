@@ -136,7 +136,7 @@ fn lapsed_leases_are_taken_over() {
     let held = a.claim_due(now, 10, Vec::new()).unwrap();
     assert_eq!(held.due.len(), 1);
     // Its lease lapsed by then, but it was renewed with this claim.
-    let later = now + pg::LEASE_MS * 2;
+    let later = now + super::LEASE_MS * 2;
     assert!(
         a.claim_due(later, 10, Vec::new()).unwrap().due.is_empty(),
         "not its own"
@@ -147,8 +147,8 @@ fn lapsed_leases_are_taken_over() {
     let (b, b_thread) = spawn_writer(&db.location, quiet()).unwrap();
     let before = b.claim_due(later + 1_000, 10, Vec::new()).unwrap();
     assert!(before.due.is_empty(), "still leased");
-    assert_eq!(before.next_due, Some(later + pg::LEASE_MS), "when the lease lapses");
-    let after = b.claim_due(later + pg::LEASE_MS + 1, 10, Vec::new()).unwrap();
+    assert_eq!(before.next_due, Some(later + super::LEASE_MS), "when the lease lapses");
+    let after = b.claim_due(later + super::LEASE_MS + 1, 10, Vec::new()).unwrap();
     assert_eq!(after.due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![held.due[0].id]);
     drop(b);
     b_thread.join().unwrap();
@@ -225,14 +225,14 @@ fn a_claim_is_sent_only_while_leased() {
     assert!(!a.leases_hold(now), "nothing claimed, nothing leased");
     let held = a.claim_due(now, 10, Vec::new()).unwrap().due;
     assert!(
-        a.leases_hold(now + pg::LEASE_MS - 1_000),
+        a.leases_hold(now + super::LEASE_MS - 1_000),
         "the claim's renewal committed"
     );
-    assert!(!a.leases_hold(now + pg::LEASE_MS + 1_000));
+    assert!(!a.leases_hold(now + super::LEASE_MS + 1_000));
     assert!(a.still_claimed(held[0].id).unwrap());
 
     let (b, b_thread) = spawn_writer(&db.location, quiet()).unwrap();
-    let taken = b.claim_due(now + pg::LEASE_MS + 1, 10, Vec::new()).unwrap().due;
+    let taken = b.claim_due(now + super::LEASE_MS + 1, 10, Vec::new()).unwrap().due;
     assert_eq!(taken[0].id, held[0].id);
     assert!(
         !a.still_claimed(held[0].id).unwrap(),

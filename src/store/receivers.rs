@@ -16,7 +16,7 @@ fn state_row(row: &Row) -> Result<ReceiverState, StoreError> {
     Ok(ReceiverState {
         target: row.get(0)?,
         version: row.get(1)?,
-        failures: super::deliveries::count(row.get(2)?),
+        failures: super::db::count(row.get(2)?),
         failing_since: row.get(3)?,
         open: match open_since {
             Some(since) => Some(Open {
