@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::db::Db;
-use super::write::{queue_notification, refresh_operation_status, warn_once};
+use super::notices::{queue_notification, warn_once};
+use super::write::refresh_operation_status;
 use super::{StoreError, Writer};
 use crate::clock::now_ms;
 use crate::model::said::Said;

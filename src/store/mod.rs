@@ -26,6 +26,7 @@ mod export;
 mod files;
 mod indexer;
 mod migrate_store;
+mod notices;
 mod online_backup;
 mod overview;
 mod pg;

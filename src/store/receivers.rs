@@ -2,8 +2,8 @@
 //! and the breaker notices queued with the attempt that changed them.
 
 use super::db::{Db, Dialect, Row};
+use super::notices::queue_notification;
 use super::read::{unsent, Reader};
-use super::write::queue_notification;
 use super::StoreError;
 use crate::model::said::Said;
 use crate::model::{breaker_notice, BreakerChange, NotificationKind, Open, ReceiverState};

@@ -3,6 +3,7 @@
 
 use super::db::{Db, Dialect, Param};
 use super::deliveries::{due_row, earliest, insert_delivery, with_headers, DUE_COLUMNS};
+use super::notices::{note_first_warnings, queue_notification, warn_if_changed};
 use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::response::Judged;
@@ -96,73 +97,6 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
     }
     note_first_warnings(conn, op, id)?;
     Ok(Inserted { id, status, reason })
-}
-
-/// Queues a notification for each of the operation's warning notices that
-/// is the first of its kind that day for its processing (the mark is kept
-/// here, in `warning_days`; which warnings are notices is the model's rule).
-pub(super) fn note_first_warnings(conn: &Db, op: &NewOperation, operation_id: i64) -> Result<(), StoreError> {
-    for (warning, day) in op.warning_notices() {
-        warn_once(
-            conn,
-            &op.processing,
-            warning.kind,
-            day,
-            operation_id,
-            &warning.said,
-            op.received_at,
-        )?;
-    }
-    Ok(())
-}
-
-/// Queues a warning notification unless one of `kind` was already queued
-/// for `processing` on `day`; whether it was queued.
-pub(super) fn warn_once(
-    conn: &Db,
-    processing: &str,
-    kind: &str,
-    day: i64,
-    operation_id: i64,
-    text: &Said,
-    at: i64,
-) -> Result<bool, StoreError> {
-    let first = conn.execute(
-        "INSERT INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        &[&processing, &kind, &day],
-    )?;
-    warn_if_changed(conn, first, processing, operation_id, text, at)
-}
-
-/// Queues a warning when the mark just written (`changed` rows) was new:
-/// how each once-only warning stays once-only. Whether it was queued.
-fn warn_if_changed(
-    conn: &Db,
-    changed: usize,
-    processing: &str,
-    operation_id: i64,
-    text: &Said,
-    at: i64,
-) -> Result<bool, StoreError> {
-    if changed == 1 {
-        queue_notification(conn, NotificationKind::Warning, processing, operation_id, text, at)?;
-    }
-    Ok(changed == 1)
-}
-
-pub(super) fn queue_notification(
-    conn: &Db,
-    kind: NotificationKind,
-    processing: &str,
-    operation_id: i64,
-    text: &Said,
-    at: i64,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO notifications (created_at, kind, processing, operation_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        &[&at, &kind.as_str(), &processing, &operation_id, &text.store()],
-    )?;
-    Ok(())
 }
 
 pub(super) fn set_meta(conn: &Db, key: &str, value: i64) -> Result<(), StoreError> {

@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{self, Checkpoints};
 use super::db::Db;
+use super::notices::warn_once;
 use super::online_backup::{OnlineBackup, Step};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
-    warn_once,
 };
 use super::{open_for_writing, Location, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
