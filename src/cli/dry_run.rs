@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{load_config, Cli, Failure};
 use crate::clock::now_ms;
 use crate::model::said::Said;
-use crate::model::{duplicate_reason, DeliveryRequest, OpStatus, RawRequest};
+use crate::model::{duplicate_reason, OpStatus, RawRequest};
 use crate::process::{self as rules, fields::Extracted};
 use crate::redact;
 use crate::store::{Reader, StoreError};
@@ -161,21 +161,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             println!("  would fail, not sent: {}", why.say(lang));
             continue;
         }
-        print_request(delivery);
+        super::try_send::print_request(delivery);
     }
     println!();
     println!("(nothing was sent)");
     Ok(())
-}
-
-/// The request a delivery sends, secrets masked, indented under its action.
-pub fn print_request(delivery: &DeliveryRequest) {
-    println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
-    for (name, value) in &delivery.headers {
-        println!("  {name}: {}", redact::header(name, value));
-    }
-    if let Some(body) = &delivery.body {
-        println!();
-        println!("  {}", String::from_utf8_lossy(body));
-    }
 }

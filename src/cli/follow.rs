@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{history, Failure};
+use super::{rows, Failure};
 use crate::model::OpStatus;
 use crate::store::{HistoryFilter, OperationSummary, Reader};
 
@@ -69,7 +69,7 @@ pub fn run(reader: &Reader, follow: &Follow) -> Result<(), Failure> {
         ..HistoryFilter::default()
     })?;
     if !follow.json {
-        println!("{}", history::HEADER);
+        println!("{}", rows::HEADER);
     }
     for op in first.iter().rev() {
         follow.show(op, "new");
@@ -133,11 +133,11 @@ impl Follow {
             return;
         }
         if self.json {
-            let mut line = history::to_json(op);
+            let mut line = rows::to_json(op);
             line["event"] = event.into();
             println!("{line}");
         } else {
-            println!("{}", history::row(op, &self.tz, self.lang));
+            println!("{}", rows::row(op, &self.tz, self.lang));
         }
         // A pipe gets each line as it happens, not when a buffer fills.
         let _ = std::io::stdout().flush();

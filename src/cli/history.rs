@@ -1,14 +1,11 @@
 //! `hookrelay history`: received operations, newest first, as a table or JSON.
 
-use serde_json::json;
-
-use super::{load_config, rfc3339, Cli, Failure};
+use super::{load_config, rows, Cli, Failure};
 use crate::clock;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::model::said::Lang;
 use crate::model::OpStatus;
-use crate::store::{HistoryFilter, OperationSummary, Reader};
+use crate::store::{HistoryFilter, Reader};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -98,7 +95,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         ..HistoryFilter::default()
     })?;
     if args.json {
-        let list: Vec<_> = operations.iter().map(to_json).collect();
+        let list: Vec<_> = operations.iter().map(rows::to_json).collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
@@ -106,44 +103,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         println!("no operations match");
         return Ok(());
     }
-    println!("{HEADER}");
+    println!("{}", rows::HEADER);
     for op in &operations {
-        println!("{}", row(op, &config.server.time_zone, config.server.language));
+        println!("{}", rows::row(op, &config.server.time_zone, config.server.language));
     }
     Ok(())
-}
-
-/// The table's header line.
-pub const HEADER: &str = "      ID  RECEIVED                 PROCESSING            STATUS     SENT  REASON";
-
-/// One operation as a table row, its time in `tz`, its words in `lang`. Its reason, or for
-/// one that failed in delivery, why ("answered 200, but the body says …").
-pub fn row(op: &OperationSummary, tz: &jiff::tz::TimeZone, lang: Lang) -> String {
-    format!(
-        "{:>8}  {:<23}  {:<20}  {:<9}  {:>4}  {}",
-        op.id,
-        clock::local(op.received_at, tz),
-        op.processing,
-        op.status.as_str(),
-        format!("{}/{}", op.delivered, op.deliveries),
-        op.reason
-            .as_ref()
-            .or(op.failure.as_ref())
-            .map(|s| s.say(lang))
-            .unwrap_or_default()
-    )
-}
-
-/// One operation as `history --json` prints it (stable keys).
-pub fn to_json(op: &OperationSummary) -> serde_json::Value {
-    json!({
-        "id": op.id,
-        "processing": op.processing,
-        "received_at": rfc3339(op.received_at),
-        "status": op.status.as_str(),
-        "reason": op.reason.as_ref().map(ToString::to_string),
-        "failure": op.failure.as_ref().map(ToString::to_string),
-        "deliveries": op.deliveries,
-        "delivered": op.delivered,
-    })
 }

@@ -17,6 +17,7 @@ mod prune;
 mod receiver;
 mod replay;
 mod requeue;
+mod rows;
 mod run;
 mod show;
 mod status;

@@ -13,6 +13,7 @@ use crate::config::Processing;
 use crate::deliver::{judge::judge, send};
 use crate::model::said::{Lang, Said};
 use crate::model::{DeliveryRequest, DueDelivery, OpStatus};
+use crate::redact;
 
 /// What was asked: the action, whether `--yes` confirmed already, and
 /// the language reasons are said in.
@@ -50,7 +51,7 @@ pub fn run(
         return Err(Failure::Runtime(format!("not sent: {}", why.say(ask.lang))));
     }
     println!("action {}:", delivery.action);
-    super::dry_run::print_request(delivery);
+    print_request(delivery);
     println!();
     if !ask.confirmed && !confirm(&delivery.url)? {
         return Err(Failure::Runtime("not sent: not confirmed".into()));
@@ -93,4 +94,16 @@ fn confirm(url: &str) -> Result<bool, Failure> {
         .read_line(&mut line)
         .map_err(|e| Failure::Runtime(format!("cannot read the answer: {e}")))?;
     Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// The request a delivery sends, secrets masked, indented under its action.
+pub fn print_request(delivery: &DeliveryRequest) {
+    println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
+    for (name, value) in &delivery.headers {
+        println!("  {name}: {}", redact::header(name, value));
+    }
+    if let Some(body) = &delivery.body {
+        println!();
+        println!("  {}", String::from_utf8_lossy(body));
+    }
 }
