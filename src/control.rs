@@ -5,7 +5,7 @@
 //! writer (and every webhook waiting on it) out for over a second. So:
 //!
 //! - `backup`: the daemon takes the copy on its writer connection
-//!   (store/online_backup.rs), which keeps the WAL small, instead of a read
+//!   (store/sqlite/online_backup.rs), which keeps the WAL small, instead of a read
 //!   transaction held across the whole copy;
 //! - `replay`: the daemon queues the named operations' deliveries through
 //!   its writer, a few operations a job, with its running config;

@@ -1,5 +1,6 @@
 //! hookrelay: a self-hosted webhook relay. Webhooks in, stored durably in
-//! SQLite, forwarded by HTTP with retries, every attempt kept.
+//! SQLite (or PostgreSQL, shared by several instances), forwarded by HTTP
+//! with retries, every attempt kept.
 //!
 //! # Layout
 //!
@@ -17,8 +18,10 @@
 //!   and its resolution (`raw/resolve.rs`), [`config::Secret`].
 //! - [`process`]: what happens to a request, for ingest and the CLI alike:
 //!   fields (`fields.rs`), `require`/`when`/dedupe, rendering (`render.rs`).
-//! - [`store`]: the only SQL: schema and migrations, the writer's engine
-//!   (`writer.rs`) and its statements (`write.rs`), queries (`read.rs`).
+//! - [`store`]: the only SQL. What both engines share at its top (the
+//!   writer's engine `writer.rs` and its statements, the queries), what
+//!   only SQLite has in `store/sqlite/`, what only PostgreSQL has in
+//!   `store/postgres/`.
 //! - [`replay`]: what replaying an operation queues, for the CLI and the console.
 //! - [`metrics`]: the counters the rooms below bump, and the exposition.
 //! - [`http`]: the accept loop both listeners share: limits, drain.

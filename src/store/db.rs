@@ -321,7 +321,7 @@ fn first_line(sql: &str) -> &str {
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a claimed delivery stays an instance's without renewal
-/// (PostgreSQL's leases, `pg.rs`).
+/// (PostgreSQL's leases, `postgres/claims.rs`).
 pub const LEASE_MS: i64 = 30_000;
 
 /// A PostgreSQL connection that reconnects by itself: after the server
@@ -462,7 +462,7 @@ impl Drop for Pg {
 
 /// Opens a session to `url`.
 pub fn connect_pg(url: &str) -> Result<postgres::Client, StoreError> {
-    let (url, tls) = super::pg_tls::connector(url)?;
+    let (url, tls) = super::postgres::tls::connector(url)?;
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unusable(format!("storage.url: {e}")))?;

@@ -1,6 +1,6 @@
 //! A delivery's row: how it is written, read back, claimed and rendered
 //! again. Both engines' writers use these statements; both engines'
-//! claims (`write.rs`'s and `pg.rs`'s) read rows with the same columns,
+//! claims (`write.rs`'s and `postgres/claims.rs`'s) read rows with the same columns,
 //! so the claims import this module and it imports neither.
 
 use super::db::{count, Db, Row};

@@ -3,8 +3,24 @@
 //! One writer thread owns the only writing connection and commits whatever
 //! is queued in one transaction (group commit); readers open their own
 //! connections. Both engines run the same statements (`db.rs`); what
-//! several instances sharing one PostgreSQL database need is in `pg.rs`.
+//! several instances sharing one PostgreSQL database need is in `postgres/`.
 //! Times are milliseconds since the Unix epoch.
+//!
+//! # Rooms
+//!
+//! - The top of `store/` is what both engines share: the connection
+//!   (`db.rs`), the writer (`writer.rs`) and its statements (`write.rs`, a
+//!   delivery's row in `deliveries.rs`, notifications in `notices.rs`, the
+//!   `max_age` sweep in `expiry.rs`), the reads (`read.rs`, `overview.rs`,
+//!   `receivers.rs`, `export.rs`) and replay's inserts (`replay.rs`). A new
+//!   table both engines keep (destination tokens, batches) goes here, with
+//!   its statements in a file of its own, written once with `?1`
+//!   placeholders; each engine's schema adds it as a migration.
+//! - `sqlite/`: what only SQLite has: schema and migrations, WAL
+//!   checkpoints, the database's files and modes, both backups, the
+//!   search index and its indexer.
+//! - `postgres/`: what only PostgreSQL has: schema, leases and SKIP LOCKED
+//!   claims, TLS, the cluster session, `migrate-store`.
 //!
 //! On SQLite, every transaction that writes takes the write lock at its
 //! start (`Db::begin_writing`'s `BEGIN IMMEDIATE`, or rusqlite's
@@ -16,30 +32,20 @@
 //! from the command line go through a running daemon's writer
 //! (`control.rs`), since SQLite's lock is not fair to a waiting writer.
 
-mod backup;
-mod checkpoint;
-mod cluster;
 mod db;
 mod deliveries;
 mod expiry;
 mod export;
-mod files;
-mod indexer;
-mod migrate_store;
 mod notices;
-mod online_backup;
 mod overview;
-mod pg;
-mod pg_schema;
-mod pg_tls;
+mod postgres;
 mod read;
 mod receivers;
 mod replay;
-mod schema;
-mod search;
 /// Bulk-seeding for the benchmark; not in the daemon's build.
 #[cfg(feature = "bench")]
 pub mod seed;
+mod sqlite;
 mod write;
 mod writer;
 
@@ -52,23 +58,23 @@ pub use crate::model::location::Location;
 use crate::model::{Channel, DeliveryRequest};
 use db::{Db, Pg};
 
-pub use backup::{backup, create_private, BackupReport};
-pub use cluster::{Cluster, Duty};
 pub use db::LEASE_MS;
 pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};
-pub use files::{beside, check_folder, lock_daemon, DaemonLock};
-pub use indexer::{index_search, start_indexer, Indexer};
-pub use migrate_store::{migrate_store, Copied};
-pub use online_backup::{backup_through, Step as BackupStep};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
-pub use pg::Turns;
+pub use postgres::claims::Turns;
+pub use postgres::cluster::{Cluster, Duty};
+pub use postgres::migrate::{migrate_store, Copied};
 pub use read::{
     AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
     Reader, ReplayView,
 };
 pub use receivers::{Backlog, ProcessingStatus, ReceiverStatus};
 pub use replay::{queue_replays, Replay};
+pub use sqlite::backup::{backup, create_private, BackupReport};
+pub use sqlite::files::{beside, check_folder, lock_daemon, DaemonLock};
+pub use sqlite::indexer::{index_search, start_indexer, Indexer};
+pub use sqlite::online_backup::{backup_through, Step as BackupStep};
 pub use write::Waiting;
 pub use writer::{spawn_writer, Hooks, Writer};
 
@@ -102,8 +108,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database: {}", pg::describe(.0))]
-    Postgres(#[from] postgres::Error),
+    #[error("database: {}", postgres::claims::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
     #[error("database schema version {0} is newer than this hookrelay understands ({1}); upgrade hookrelay")]
     TooNew(i64, i64),
     #[error("database schema version {0} is older than this hookrelay ({1}); run the daemon once to migrate it")]
@@ -144,14 +150,18 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
 /// build's schema: only the daemon migrates.
 fn open_existing(location: &Location) -> Result<Db, StoreError> {
     let (db, version, current) = match location {
-        Location::File(path) => (Db::Sqlite(open_existing_file(path)?), schema::VERSION, schema::VERSION),
+        Location::File(path) => (
+            Db::Sqlite(open_existing_file(path)?),
+            sqlite::schema::VERSION,
+            sqlite::schema::VERSION,
+        ),
         Location::Postgres(url) => {
             let db = Db::Postgres(Box::new(Pg::connect(url)?));
-            let version = pg_schema::version(&db)?;
+            let version = postgres::schema::version(&db)?;
             if version == 0 {
                 return Err(StoreError::Missing(location.to_string()));
             }
-            (db, version, pg_schema::VERSION)
+            (db, version, postgres::schema::VERSION)
         }
     };
     if version > current {
@@ -166,12 +176,12 @@ fn open_existing(location: &Location) -> Result<Db, StoreError> {
 /// [`open_existing`] for what only SQLite has (backups, the search index).
 fn open_existing_file(path: &Path) -> Result<Connection, StoreError> {
     let conn = open_connection(path, false)?;
-    let version = schema::version(&conn)?;
-    if version > schema::VERSION {
-        return Err(StoreError::TooNew(version, schema::VERSION));
+    let version = sqlite::schema::version(&conn)?;
+    if version > sqlite::schema::VERSION {
+        return Err(StoreError::TooNew(version, sqlite::schema::VERSION));
     }
-    if version < schema::VERSION {
-        return Err(StoreError::TooOld(version, schema::VERSION));
+    if version < sqlite::schema::VERSION {
+        return Err(StoreError::TooOld(version, sqlite::schema::VERSION));
     }
     Ok(conn)
 }
@@ -212,7 +222,7 @@ pub fn rerender_waiting(
         total += conn.write_transaction(|conn| {
             let n = deliveries::rerender_all(conn, chunk, crate::clock::now_ms())?;
             // The daemons' schedulers hear of it at the commit.
-            pg::notify_due(conn)?;
+            postgres::claims::notify_due(conn)?;
             Ok(n)
         })?;
     }
@@ -248,7 +258,7 @@ fn open_for_writing(location: &Location) -> Result<Db, StoreError> {
         Location::File(path) => Ok(Db::Sqlite(open_file_for_writing(path)?)),
         Location::Postgres(url) => {
             let db = Db::Postgres(Box::new(Pg::connect(url)?));
-            pg_schema::migrate(&db)?;
+            postgres::schema::migrate(&db)?;
             Ok(db)
         }
     }
@@ -256,9 +266,9 @@ fn open_for_writing(location: &Location) -> Result<Db, StoreError> {
 
 /// Creates the SQLite file if needed (owner-only permissions) and migrates it.
 fn open_file_for_writing(path: &Path) -> Result<Connection, StoreError> {
-    files::owner_only(path);
+    sqlite::files::owner_only(path);
     let mut conn = open_connection(path, true)?;
-    schema::migrate(&mut conn)?;
+    sqlite::schema::migrate(&mut conn)?;
     Ok(conn)
 }
 

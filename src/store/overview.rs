@@ -104,7 +104,7 @@ impl Reader {
                 "SELECT status, CAST(SUM(n) AS BIGINT) FROM status_hours WHERE processing = ?1 AND hour >= ?2
                  GROUP BY status HAVING SUM(n) > 0"
             }
-            // No counters there (pg_schema.rs): an index-only count.
+            // No counters there (postgres/schema.rs): an index-only count.
             Dialect::Postgres => {
                 "SELECT status, COUNT(*) FROM operations WHERE processing = ?1 AND received_at >= CAST(?2 AS BIGINT) * 3600000
                  GROUP BY status"

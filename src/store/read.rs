@@ -274,7 +274,7 @@ impl Reader {
         let location = location.into();
         Ok(Reader {
             conn: open_existing(&location)?,
-            search: location.file().map(super::search::search_path),
+            search: location.file().map(super::sqlite::search::search_path),
             search_attached: Cell::new(false),
         })
     }
@@ -444,8 +444,8 @@ impl Reader {
             conditions.add("o.id <", before);
         }
         if let (Some(typed), Dialect::Postgres) = (filter.search.as_deref(), self.conn.dialect()) {
-            // No index file there: the operations' own words (pg_schema.rs).
-            let Some(query) = super::search::pg_query(typed) else {
+            // No index file there: the operations' own words (postgres/schema.rs).
+            let Some(query) = super::sqlite::search::pg_query(typed) else {
                 return Ok(Vec::new());
             };
             let placeholder = conditions.bind(query);
@@ -453,7 +453,7 @@ impl Reader {
                 "to_tsvector('simple', o.search_text) @@ to_tsquery('simple', {placeholder})"
             ));
         }
-        let search = match filter.search.as_deref().map(super::search::match_expression) {
+        let search = match filter.search.as_deref().map(super::sqlite::search::match_expression) {
             _ if self.conn.dialect() == Dialect::Postgres => None,
             None => None,
             // Typed, but nothing in it to look for: nothing matches.

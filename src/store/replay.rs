@@ -44,7 +44,7 @@ pub fn queue_replays(location: impl Into<Location>, replays: &[Replay]) -> Resul
         queued += conn.write_transaction(|conn| {
             let n = queue_chunk(conn, chunk)?;
             // The daemons' schedulers hear of it at the commit.
-            super::pg::notify_due(conn)?;
+            super::postgres::claims::notify_due(conn)?;
             Ok(n)
         })?;
     }

@@ -32,10 +32,10 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
     let mut conn = open_file_for_writing(path)?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     // The search index is filled in the same transactions, in its own file.
-    drop(super::search::open_search(path)?);
+    drop(super::sqlite::search::open_search(path)?);
     conn.execute(
         "ATTACH DATABASE ?1 AS search",
-        [super::search::search_path(path).to_string_lossy()],
+        [super::sqlite::search::search_path(path).to_string_lossy()],
     )?;
     conn.pragma_update(Some("search"), "synchronous", "OFF")?;
     let span = (seed.newest - seed.oldest).max(0);
@@ -78,7 +78,7 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
              FROM operations WHERE id > ?1",
             [first_op],
         )?;
-        // What the writer indexes for each operation (store/search.rs): its
+        // What the writer indexes for each operation (store/sqlite/search.rs): its
         // values, one per line; the seed's phones are already in normal form.
         tx.execute(
             "INSERT INTO search.field_search (rowid, text)
@@ -92,7 +92,7 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
              FROM deliveries WHERE id > ?1",
             [first_delivery],
         )?;
-        super::indexer::mark_all_indexed(&tx)?;
+        super::sqlite::indexer::mark_all_indexed(&tx)?;
         tx.commit()?;
         done += count;
     }
@@ -101,7 +101,7 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
     conn.pragma_update(Some("search"), "wal_checkpoint", "TRUNCATE")?;
-    for file in [path.to_path_buf(), super::search::search_path(path)] {
+    for file in [path.to_path_buf(), super::sqlite::search::search_path(path)] {
         std::fs::File::open(&file)
             .and_then(|file| file.sync_all())
             .map_err(|e| StoreError::Commit(format!("syncing {}: {e}", file.display())))?;

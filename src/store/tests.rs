@@ -153,7 +153,7 @@ fn search_pages_and_overview_counts() {
     );
     // All three pruned: the index starts over (empty, nothing to index).
     assert_eq!(index_search(&path).unwrap(), 0);
-    let counters: i64 = Connection::open(search::search_path(&path))
+    let counters: i64 = Connection::open(sqlite::search::search_path(&path))
         .unwrap()
         .query_row("SELECT count(*) FROM progress", [], |row| row.get(0))
         .unwrap();
@@ -534,7 +534,7 @@ fn pruning_returns_disk() {
     let old = dir.path().join("old.db");
     {
         let mut conn = Connection::open(&old).unwrap();
-        schema::migrate_to_without_vacuum(&mut conn, 4);
+        sqlite::schema::migrate_to_without_vacuum(&mut conn, 4);
     }
     fill(&old);
     let full = size(&old);

@@ -22,7 +22,9 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
             Dialect::Sqlite => conn.query_opt(DUPLICATE_OF, &[&op.processing, &key, &since], |row| row.get(0))?,
             // Several instances insert at once: a read could miss the
             // other's uncommitted twin, a unique key cannot.
-            Dialect::Postgres => super::pg::claim_dedupe_key(conn, &op.processing, key, since, op.received_at)?,
+            Dialect::Postgres => {
+                super::postgres::claims::claim_dedupe_key(conn, &op.processing, key, since, op.received_at)?
+            }
         };
         match earlier {
             Some(id) => {
@@ -45,7 +47,7 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
     // indexer thread adds them to its own file later.
     let search_text = match conn.dialect() {
         Dialect::Sqlite => String::new(),
-        Dialect::Postgres => super::search::pg_search_text(op.fields.iter().map(|(_, v)| v.as_str())),
+        Dialect::Postgres => super::sqlite::search::pg_search_text(op.fields.iter().map(|(_, v)| v.as_str())),
     };
     let status_text = status.as_str();
     let mut params: Vec<&dyn Param> = vec![
@@ -83,7 +85,7 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         |row| row.get(0),
     )?;
     if let (Some(key), Dialect::Postgres) = (dedupe_key, conn.dialect()) {
-        super::pg::own_dedupe_key(conn, &op.processing, key, id)?;
+        super::postgres::claims::own_dedupe_key(conn, &op.processing, key, id)?;
     }
     // Failed here means every delivery was refused (a field the event
     // lacks): they are kept, failed, so history says which and why.
@@ -143,7 +145,7 @@ pub(super) fn prune_batch(conn: &Db, before: i64, batch: usize) -> Result<usize,
     match conn {
         Db::Sqlite(conn) => give_back_pages(conn, batch as i64 * PAGES_PER_OPERATION)?,
         // PostgreSQL's autovacuum reuses the space.
-        Db::Postgres(_) => super::pg::prune_dedupe_keys(conn, before)?,
+        Db::Postgres(_) => super::postgres::claims::prune_dedupe_keys(conn, before)?,
     }
     Ok(deleted)
 }
@@ -161,7 +163,7 @@ const WAITING_TARGETS: &str = "WITH RECURSIVE t(target) AS (
 
 pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
     if conn.dialect() == Dialect::Postgres {
-        return super::pg::claim(conn, now, limit, skip);
+        return super::postgres::claims::claim(conn, now, limit, skip);
     }
     let limit = limit as i64;
     // Deliveries to the receivers in `skip` stay where they are. Rather than

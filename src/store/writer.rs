@@ -14,10 +14,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::{self, Checkpoints};
 use super::db::Db;
 use super::notices::warn_once;
-use super::online_backup::{OnlineBackup, Step};
+use super::sqlite::checkpoint::{self, Checkpoints};
+use super::sqlite::online_backup::{OnlineBackup, Step};
 use super::write::{
     claim, insert, mark_notified, prune_batch, record_attempt, release, set_meta, silence_begins, silence_ends,
 };
@@ -275,7 +275,10 @@ impl Writer {
     /// On a shared database, a session for taking paced receivers' turns
     /// ([`Turns`](super::Turns)); None alone on SQLite. Blocks: plain threads only.
     pub fn turns(&self) -> Result<Option<super::Turns>, StoreError> {
-        self.url.as_deref().map(super::pg::Turns::open).transpose()
+        self.url
+            .as_deref()
+            .map(super::postgres::claims::Turns::open)
+            .transpose()
     }
 
     /// Whether every delivery this instance claimed is surely still its own
@@ -291,7 +294,7 @@ impl Writer {
     /// have taken it over once this one's lease lapsed). Blocks: plain
     /// threads only.
     pub fn still_claimed(&self, id: i64) -> Result<bool, StoreError> {
-        self.run_blocking(false, move |conn| super::pg::still_claimed(conn, id))
+        self.run_blocking(false, move |conn| super::postgres::claims::still_claimed(conn, id))
     }
 
     /// Takes the probe of `target`'s open breaker for this instance if it is
@@ -550,7 +553,7 @@ fn commit_batch(conn: &Db, batch: impl Iterator<Item = Job>, carry: &mut Vec<Att
         }
         if wakes {
             // Other instances' schedulers hear of it at the commit.
-            super::pg::notify_due(tx)?;
+            super::postgres::claims::notify_due(tx)?;
         }
         tx.batch("COMMIT")?;
         if let Db::Postgres(pg) = tx {
@@ -590,7 +593,7 @@ fn is_storage_fault(err: &StoreError) -> bool {
                 CannotOpen | DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure
             )
         }
-        StoreError::Postgres(e) => super::pg::is_transient(e),
+        StoreError::Postgres(e) => super::postgres::claims::is_transient(e),
         _ => false,
     }
 }

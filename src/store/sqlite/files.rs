@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// Held by the running daemon for its whole life; dropping it releases the
 /// lock (as does the process ending, however it ends).
@@ -146,7 +146,7 @@ fn who_am_i() -> String {
 /// readable by others, with its -wal and -shm, is tightened, and the log
 /// says so.
 #[cfg(unix)]
-pub(super) fn owner_only(path: &Path) {
+pub(in crate::store) fn owner_only(path: &Path) {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let created = std::fs::OpenOptions::new()
         .write(true)
@@ -178,7 +178,7 @@ pub(super) fn owner_only(path: &Path) {
 }
 
 #[cfg(not(unix))]
-pub(super) fn owner_only(_path: &Path) {}
+pub(in crate::store) fn owner_only(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {

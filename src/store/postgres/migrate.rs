@@ -11,8 +11,9 @@
 
 use std::path::Path;
 
-use super::db::{Db, Param, Pg, Value};
-use super::{open_existing_file, pg_schema, Location, StoreError};
+use crate::store::db::{Db, Param, Pg, Value};
+use crate::store::postgres::schema as pg_schema;
+use crate::store::{open_existing_file, Location, StoreError};
 
 /// What a column holds, so that a NULL is sent as the column's type.
 #[derive(Clone, Copy)]
@@ -235,8 +236,9 @@ fn copy_tables(
             }
             if table == "operations" {
                 let fields: String = row.get(9)?;
-                let fields: std::collections::BTreeMap<String, String> = super::read::parse_json("fields", &fields)?;
-                cells.push(Value::Text(Some(super::search::pg_search_text(
+                let fields: std::collections::BTreeMap<String, String> =
+                    crate::store::read::parse_json("fields", &fields)?;
+                cells.push(Value::Text(Some(crate::store::sqlite::search::pg_search_text(
                     fields.values().map(String::as_str),
                 ))));
             }

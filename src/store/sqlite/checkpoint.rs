@@ -32,16 +32,16 @@ use std::time::Duration;
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
-use super::{open_connection, StoreError};
+use crate::store::{open_connection, StoreError};
 
 /// WAL pages at which the writer checkpoints inline (SQLite's default).
 const CHECKPOINT_AT: c_int = 1_000;
 /// WAL pages past which the checkpoint thread does the copying.
 const CATCH_UP_AT: c_int = 4 * CHECKPOINT_AT;
 /// Time without commits after which the WAL is truncated.
-pub(super) const IDLE: Duration = Duration::from_secs(1);
+pub(in crate::store) const IDLE: Duration = Duration::from_secs(1);
 /// What the WAL file is cut back to whenever it starts over.
-pub(super) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+pub(in crate::store) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 thread_local! {
     /// Set on the writer's thread by [`wal_pages`] when the WAL is past
@@ -71,7 +71,7 @@ fn wal_pages(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
 }
 
 /// The writer's side of the checkpoint thread.
-pub(super) struct Checkpoints {
+pub(in crate::store) struct Checkpoints {
     nudge: SyncSender<()>,
     /// Writer to thread: copy the WAL. Thread to writer: copied.
     catch_up: Arc<AtomicBool>,
@@ -82,7 +82,7 @@ pub(super) struct Checkpoints {
 impl Checkpoints {
     /// Sets up `writer`'s connection and starts the thread.
     /// The WAL is truncated once nothing has been committed for `idle`.
-    pub(super) fn start(writer: &Connection, path: &Path, idle: Duration) -> Result<Self, StoreError> {
+    pub(in crate::store) fn start(writer: &Connection, path: &Path, idle: Duration) -> Result<Self, StoreError> {
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         writer.wal_hook(Some(wal_pages));
         let conn = open_connection(path, false)?;
@@ -108,7 +108,7 @@ impl Checkpoints {
     }
 
     /// Called on the writer's thread after each commit. Never blocks.
-    pub(super) fn committed(&self) {
+    pub(in crate::store) fn committed(&self) {
         if self.caught_up.swap(false, Ordering::Relaxed) {
             CAUGHT_UP.set(true);
         }
@@ -121,7 +121,7 @@ impl Checkpoints {
     }
 
     /// Stops the thread after a last checkpoint that truncates the WAL.
-    pub(super) fn stop(self) {
+    pub(in crate::store) fn stop(self) {
         drop(self.nudge);
         let _ = self.handle.join();
     }
@@ -198,10 +198,10 @@ fn checkpoint(conn: &Connection, mode: &str) -> Option<(bool, i64, i64)> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::super::tests::{insert_all, operation, quiet};
-    use super::super::writer::spawn_writer_idle;
-    use super::super::{open_connection, spawn_writer};
     use crate::clock::now_ms;
+    use crate::store::tests::{insert_all, operation, quiet};
+    use crate::store::writer::spawn_writer_idle;
+    use crate::store::{open_connection, spawn_writer};
 
     /// How long an idle writer waits before truncating, in these tests.
     const IDLE: Duration = Duration::from_millis(10);

@@ -9,10 +9,10 @@
 //! interval, so a live instance's leases never lapse; a killed instance's
 //! lapse, and any instance's next claim takes them over.
 
-use super::db::{Db, Dialect, LEASE_MS};
-use super::deliveries::{due_row, earliest, with_headers, DUE_COLUMNS};
-use super::StoreError;
 use crate::model::Claimed;
+use crate::store::db::{Db, Dialect, LEASE_MS};
+use crate::store::deliveries::{due_row, earliest, with_headers, DUE_COLUMNS};
+use crate::store::StoreError;
 
 /// The channel on which a commit that queued or rescheduled deliveries
 /// wakes every instance's scheduler.
@@ -59,7 +59,7 @@ pub fn describe(err: &postgres::Error) -> String {
 /// operation received since `since` holds it; returns that operation. The
 /// key's row stays locked until this transaction ends, so a twin inserted
 /// by another instance meanwhile waits and then finds it.
-pub(super) fn claim_dedupe_key(
+pub(in crate::store) fn claim_dedupe_key(
     conn: &Db,
     processing: &str,
     key: &str,
@@ -83,7 +83,12 @@ pub(super) fn claim_dedupe_key(
 }
 
 /// Names the operation that took a dedupe key with [`claim_dedupe_key`].
-pub(super) fn own_dedupe_key(conn: &Db, processing: &str, key: &str, operation_id: i64) -> Result<(), StoreError> {
+pub(in crate::store) fn own_dedupe_key(
+    conn: &Db,
+    processing: &str,
+    key: &str,
+    operation_id: i64,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE dedupe_keys SET operation_id = ?3 WHERE processing = ?1 AND key = ?2",
         &[&processing, &key, &operation_id],
@@ -92,13 +97,13 @@ pub(super) fn own_dedupe_key(conn: &Db, processing: &str, key: &str, operation_i
 }
 
 /// Forgets dedupe keys taken before `before`, with the operations pruned.
-pub(super) fn prune_dedupe_keys(conn: &Db, before: i64) -> Result<(), StoreError> {
+pub(in crate::store) fn prune_dedupe_keys(conn: &Db, before: i64) -> Result<(), StoreError> {
     conn.execute("DELETE FROM dedupe_keys WHERE received_at < ?1", &[&before])?;
     Ok(())
 }
 
 /// Queues a wake-up for every instance's scheduler, sent at commit.
-pub(super) fn notify_due(conn: &Db) -> Result<(), StoreError> {
+pub(in crate::store) fn notify_due(conn: &Db) -> Result<(), StoreError> {
     if conn.dialect() == Dialect::Postgres {
         conn.batch(&format!("NOTIFY {DUE_CHANNEL}"))?;
     }
@@ -108,7 +113,7 @@ pub(super) fn notify_due(conn: &Db) -> Result<(), StoreError> {
 /// Claims up to `limit` due deliveries for this instance, skipping the
 /// receivers in `skip`: rows another instance is claiming are passed over
 /// (SKIP LOCKED), and deliveries whose lease lapsed are taken over.
-pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
+pub(in crate::store) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Result<Claimed, StoreError> {
     let Db::Postgres(pg) = conn else {
         return Err(StoreError::WriterGone);
     };
@@ -182,8 +187,8 @@ pub struct Turns(Db);
 
 impl Turns {
     /// Opens the session on `url`, its commits not waiting for the disk.
-    pub(super) fn open(url: &str) -> Result<Turns, StoreError> {
-        let db = Db::Postgres(Box::new(super::db::Pg::connect(url)?));
+    pub(in crate::store) fn open(url: &str) -> Result<Turns, StoreError> {
+        let db = Db::Postgres(Box::new(crate::store::db::Pg::connect(url)?));
         db.batch("SET synchronous_commit = off")?;
         Ok(Turns(db))
     }
@@ -213,7 +218,7 @@ impl Turns {
 }
 
 /// Whether delivery `id` is still `in_flight` under this instance's name.
-pub(super) fn still_claimed(conn: &Db, id: i64) -> Result<bool, StoreError> {
+pub(in crate::store) fn still_claimed(conn: &Db, id: i64) -> Result<bool, StoreError> {
     let Db::Postgres(pg) = conn else {
         return Ok(true);
     };

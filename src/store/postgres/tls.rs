@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// `url` as the client library takes it, and the TLS connector it asks for.
 pub fn connector(url: &str) -> Result<(String, MakeRustlsConnect), StoreError> {

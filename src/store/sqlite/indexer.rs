@@ -1,5 +1,5 @@
 //! The search index's own thread: it reads what the writer stored and
-//! indexes it into the search file (store/search.rs), a step at a time.
+//! indexes it into the search file (store/sqlite/search.rs), a step at a time.
 //!
 //! Pruned operations' rows stay in the index (an FTS5 delete per pruned
 //! operation made pruning twice as slow); they match nothing, since a
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::search::{index_text, open_search};
-use super::{open_existing_file, StoreError};
+use crate::store::sqlite::search::{index_text, open_search};
+use crate::store::{open_existing_file, StoreError};
 
 /// How often new operations are looked for: a stored operation is
 /// searchable within about this.
@@ -218,7 +218,7 @@ fn set_progress(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()
 /// Marks every operation so far as indexed (the benchmark's seed indexes
 /// its own in bulk, on a connection with the search file attached as `search`).
 #[cfg(feature = "bench")]
-pub(super) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
+pub(in crate::store) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO search.progress (key, value)
          SELECT 'through', COALESCE(MAX(id), 0) FROM main.operations WHERE true
@@ -238,10 +238,10 @@ pub(super) fn mark_all_indexed(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use std::path::Path;
 
-    use super::super::tests::{insert_all, operation, quiet};
-    use super::super::{backup, spawn_writer, HistoryFilter, Reader};
-    use super::index_search;
     use crate::model::{NewOperation, OpStatus};
+    use crate::store::index_search;
+    use crate::store::tests::{insert_all, operation, quiet};
+    use crate::store::{backup, spawn_writer, HistoryFilter, Reader};
 
     /// An index ahead of its database (the database restored from an older
     /// copy) starts over, so operations stored after the restore, whose ids

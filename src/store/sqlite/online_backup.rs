@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{ffi, Connection};
 
-use super::backup::{create_private, BackupReport, STEP_PAGES};
-use super::{open_existing_file, StoreError, Writer};
+use crate::store::sqlite::backup::{create_private, BackupReport, STEP_PAGES};
+use crate::store::{open_existing_file, StoreError, Writer};
 
 /// A backup in progress: the copy's connection and SQLite's handle.
-pub(super) struct OnlineBackup {
+pub(in crate::store) struct OnlineBackup {
     target: PathBuf,
     file: std::fs::File,
     handle: NonNull<ffi::sqlite3_backup>,
@@ -46,7 +46,7 @@ pub enum Step {
 impl OnlineBackup {
     /// Starts copying `source` (the writer's connection) into the empty
     /// file `target`.
-    pub(super) fn start(source: &Connection, target: &Path) -> Result<OnlineBackup, StoreError> {
+    pub(in crate::store) fn start(source: &Connection, target: &Path) -> Result<OnlineBackup, StoreError> {
         let copy = Connection::open(target)?;
         // Synced by hand after each step; a copy cut short is deleted.
         copy.pragma_update(None, "journal_mode", "OFF")?;
@@ -75,13 +75,13 @@ impl OnlineBackup {
     }
 
     /// The file being written.
-    pub(super) fn target(&self) -> &Path {
+    pub(in crate::store) fn target(&self) -> &Path {
         &self.target
     }
 
     /// Copies up to `pages` pages and syncs them. Call between the
     /// writer's transactions, never inside one.
-    pub(super) fn step(&mut self, pages: i32) -> Result<Step, StoreError> {
+    pub(in crate::store) fn step(&mut self, pages: i32) -> Result<Step, StoreError> {
         // SAFETY: the handle is live until Drop.
         let rc = unsafe { ffi::sqlite3_backup_step(self.handle.as_ptr(), pages) };
         self.file

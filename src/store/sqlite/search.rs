@@ -11,7 +11,7 @@
 //! indexed as `79991234567`, and a phone-like search looks for that.
 //!
 //! The index lives in a file of its own beside the database (its path plus
-//! `-search`), written by its own thread (store/indexer.rs), not by the
+//! `-search`), written by its own thread (store/sqlite/indexer.rs), not by the
 //! writer: FTS5 merges its segments inside the commit that adds rows, and
 //! on an index of a million operations some of those commits took 40-200 ms
 //! of CPU, which every webhook in the same commit waited for (BENCHMARKS.md,
@@ -22,19 +22,20 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{files, StoreError, BUSY_TIMEOUT};
+use crate::store::sqlite::files;
+use crate::store::{StoreError, BUSY_TIMEOUT};
 
 /// The layout of the search file; a file with another is started over.
 const SEARCH_VERSION: i64 = 1;
 
 /// The search index's file for the database at `database`.
-pub(super) fn search_path(database: &Path) -> PathBuf {
-    super::files::beside(database, "-search")
+pub(in crate::store) fn search_path(database: &Path) -> PathBuf {
+    crate::store::sqlite::files::beside(database, "-search")
 }
 
 /// Opens the search file beside `database`, creating it (owner-only) or
 /// starting it over when its layout is not this build's.
-pub(super) fn open_search(database: &Path) -> Result<Connection, StoreError> {
+pub(in crate::store) fn open_search(database: &Path) -> Result<Connection, StoreError> {
     let path = search_path(database);
     files::owner_only(&path);
     let conn = Connection::open_with_flags(
@@ -66,7 +67,7 @@ const PHONE_DIGITS: usize = 11;
 
 /// The text indexed for an operation with these fields: the values, then
 /// the normal form of each phone among them.
-pub(super) fn index_text<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+pub(in crate::store) fn index_text<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
     let mut text = String::new();
     for value in values {
         text.push_str(value);
@@ -99,7 +100,7 @@ fn phone(value: &str) -> Option<String> {
 
 /// The FTS5 query for what a person typed, or `None` when it holds no
 /// word to look for.
-pub(super) fn match_expression(typed: &str) -> Option<String> {
+pub(in crate::store) fn match_expression(typed: &str) -> Option<String> {
     if let Some(phone) = phone(typed) {
         return Some(format!("\"{phone}\""));
     }
@@ -131,14 +132,14 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// PostgreSQL's searchable text of an operation's field values: the same
 /// words FTS5 indexes here, space-separated, so that PostgreSQL's `simple`
 /// parser finds exactly those (and not, say, an e-mail address as one).
-pub(super) fn pg_search_text<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+pub(in crate::store) fn pg_search_text<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
     words(&index_text(values)).collect::<Vec<_>>().join(" ")
 }
 
 /// What is typed, as a PostgreSQL `tsquery` of the same meaning as
 /// [`match_expression`]: the words in a row, the last one a prefix if it
 /// ends with `*`; None when there is nothing to look for.
-pub(super) fn pg_query(typed: &str) -> Option<String> {
+pub(in crate::store) fn pg_query(typed: &str) -> Option<String> {
     let expression = match_expression(typed)?;
     let prefix = expression.ends_with('*');
     let words: Vec<String> = words(&expression).map(|w| format!("'{w}'")).collect();

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::db::connect_pg;
-use super::pg::{DUE_CHANNEL, DUTIES_LOCK};
-use super::{Location, StoreError};
+use crate::store::db::connect_pg;
+use crate::store::postgres::claims::{DUE_CHANNEL, DUTIES_LOCK};
+use crate::store::{Location, StoreError};
 
 /// How often the session is checked, and the lock tried for when another
 /// instance holds it.

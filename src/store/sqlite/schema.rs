@@ -254,7 +254,7 @@ const MIGRATIONS: &[Migration] = &[
     //    hour received and status, kept by triggers on every path that
     //    writes operations, so the overview's 24-hour and 7-day counts read
     //    a few hundred rows instead of scanning a week of operations.
-    //    `field_search` finds operations by a field's value (store/search.rs);
+    //    `field_search` finds operations by a field's value (store/sqlite/search.rs);
     //    the writer adds operations' rows a few at a time, and rebuilds it
     //    when pruned operations' rows outnumber the others.
     Migration {
@@ -291,7 +291,7 @@ const MIGRATIONS: &[Migration] = &[
     -- searches join the index to operations) and only counts them; an FTS5
     -- delete per row made pruning twice as slow and stalled
     -- acknowledgements for over a second. When most of the index is such
-    -- rows, the writer rebuilds it (store/search.rs).
+    -- rows, the writer rebuilds it (store/sqlite/search.rs).
     CREATE TRIGGER field_search_stale AFTER DELETE ON operations
         WHEN OLD.id <= (SELECT value FROM meta WHERE key = 'search_indexed_through') BEGIN
         INSERT INTO meta (key, value) VALUES ('search_stale_rows', 1)
@@ -320,7 +320,7 @@ const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
-    // 8: the search index moves to a file of its own (store/search.rs),
+    // 8: the search index moves to a file of its own (store/sqlite/search.rs),
     //    written by its own thread: FTS5's merges inside the writer's
     //    commits held webhooks up for up to 200 ms. The new file is filled
     //    from scratch in the background.
@@ -358,7 +358,7 @@ const MIGRATIONS: &[Migration] = &[
         before: None,
     },
     // 10: the columns PostgreSQL's instances lease claimed deliveries with
-    //     (store/pg.rs), so that both engines run the same statements; a
+    //     (store/postgres/claims.rs), so that both engines run the same statements; a
     //     single SQLite daemon never sets them.
     Migration {
         sql: r#"
@@ -465,15 +465,15 @@ fn fill_in_targets(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Applies every migration the database has not seen, each in its own transaction.
-pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
+pub fn migrate(conn: &mut Connection) -> Result<(), crate::store::StoreError> {
     migrate_to(conn, VERSION)
 }
 
 /// Applies the migrations up to schema version `target`.
-fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), super::StoreError> {
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), crate::store::StoreError> {
     let current = version(conn)?;
     if current > VERSION {
-        return Err(super::StoreError::TooNew(current, VERSION));
+        return Err(crate::store::StoreError::TooNew(current, VERSION));
     }
     if current == 0 {
         // Before the first table: the only moment it costs nothing.
@@ -501,7 +501,7 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), super::StoreErro
     Ok(())
 }
 
-fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(), super::StoreError> {
+fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(), crate::store::StoreError> {
     // Immediate, like every transaction that writes: a deferred one that
     // read first could not wait for a lock another process holds.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -512,7 +512,7 @@ fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(
     if migration.rebuilds {
         let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))?;
         if broken > 0 {
-            return Err(super::StoreError::Corrupt(format!(
+            return Err(crate::store::StoreError::Corrupt(format!(
                 "migration {version} would leave {broken} rows pointing at nothing; not applied"
             )));
         }
@@ -525,7 +525,7 @@ fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(
 /// A database as builds before migration 5 made it: `target`'s schema and
 /// no auto-vacuum.
 #[cfg(test)]
-pub(super) fn migrate_to_without_vacuum(conn: &mut Connection, target: i64) {
+pub(in crate::store) fn migrate_to_without_vacuum(conn: &mut Connection, target: i64) {
     for (index, migration) in MIGRATIONS.iter().enumerate().take(target as usize) {
         if migration.rebuilds {
             conn.pragma_update(None, "foreign_keys", "OFF").unwrap();

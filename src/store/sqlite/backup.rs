@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::Connection;
 
-use super::{open_existing_file, StoreError};
+use crate::store::{open_existing_file, StoreError};
 
 /// Pages (4 KiB each) copied and synced per step.
-pub(super) const STEP_PAGES: i32 = 256;
+pub(in crate::store) const STEP_PAGES: i32 = 256;
 /// How long a step that finds the copy or the database locked waits, and
 /// how many such waits in a row end the backup.
 const LOCKED_WAIT: Duration = Duration::from_millis(100);

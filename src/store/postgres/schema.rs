@@ -1,5 +1,5 @@
 //! PostgreSQL's schema, numbered by `meta`'s `schema_version`, beside
-//! SQLite's (`schema.rs`): the same tables and columns, so both run the
+//! SQLite's (`sqlite/schema.rs`): the same tables and columns, so both run the
 //! same statements, in PostgreSQL's types (BIGINT for SQLite's INTEGER,
 //! BYTEA for BLOB). Version 1 is SQLite's version 10 (11 adds an index
 //! PostgreSQL's `deliveries_leased` already serves), version 2 its 12.
@@ -8,8 +8,8 @@
 //! Never edit a shipped entry: append a new one. Instances starting
 //! together migrate one at a time (an advisory lock).
 
-use super::db::Db;
-use super::StoreError;
+use crate::store::db::Db;
+use crate::store::StoreError;
 
 /// Every migration, oldest first.
 const MIGRATIONS: &[&str] = &[
@@ -37,7 +37,7 @@ const MIGRATIONS: &[&str] = &[
         dedupe_key   TEXT,
         updated_at   BIGINT  NOT NULL,
         -- The field values' words, for the console's search (SQLite keeps
-        -- them in a file of its own: store/search.rs).
+        -- them in a file of its own: store/sqlite/search.rs).
         search_text  TEXT    NOT NULL DEFAULT ''
     );
     CREATE INDEX operations_search ON operations USING gin (to_tsvector('simple', search_text));
@@ -205,7 +205,10 @@ pub fn migrate(db: &Db) -> Result<(), StoreError> {
         let next = index as i64 + 1;
         db.batch("BEGIN")?;
         let applied = (|| {
-            db.execute("SELECT pg_advisory_xact_lock(?1)", &[&super::pg::MIGRATION_LOCK])?;
+            db.execute(
+                "SELECT pg_advisory_xact_lock(?1)",
+                &[&crate::store::postgres::claims::MIGRATION_LOCK],
+            )?;
             let current = version(db)?;
             if current > VERSION {
                 return Err(StoreError::TooNew(current, VERSION));
