@@ -297,6 +297,36 @@ pub fn holds_placeholder(value: &str) -> bool {
     value.contains("{{") || value.contains("}}") || value.find("<<").is_some_and(|open| value[open..].contains(">>"))
 }
 
+/// Whether a value still holds an ad platform's unfilled macro: `{ad_id}`,
+/// `{campaign_id}` (Yandex Direct, VK Ads: one pair of braces around a
+/// lower-case name) or `__CID__` (TikTok-style: upper-case between double
+/// underscores). The click went through a link whose macro the platform
+/// did not fill, so the value is not an id. (`{{...}}` is a Klientiks
+/// placeholder, [`holds_placeholder`].)
+pub fn holds_macro(value: &str) -> bool {
+    let braced = value.match_indices('{').any(|(open, _)| {
+        let rest = &value[open + 1..];
+        let name_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+            .count();
+        name_len >= 2
+            && rest.as_bytes().get(name_len) == Some(&b'}')
+            && rest.as_bytes()[0].is_ascii_lowercase()
+            && !value[..open].ends_with('{')
+    });
+    let underscored = value.match_indices("__").any(|(open, _)| {
+        let rest = &value[open + 2..];
+        let name_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+            .count();
+        // The name, then the closing `__` (the last two of a run of `_`).
+        name_len >= 4 && rest[..name_len].ends_with("__") && rest.as_bytes()[0].is_ascii_uppercase()
+    });
+    braced || underscored
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +444,36 @@ mod tests {
         }
         for v in ["", "79123456789", "a{b}c", "<<", "x >> y", "{x}"] {
             assert!(!holds_placeholder(v), "{v}");
+        }
+    }
+
+    /// Ad platforms' unfilled macros are told from ids and from text with
+    /// braces in it.
+    #[test]
+    fn detects_ad_platform_macros() {
+        for v in [
+            "{ad_id}",
+            "{campaign_id}",
+            "vk_{banner_id}",
+            "__CID__",
+            "ad__AID__x",
+            "__CAMPAIGN_ID__",
+        ] {
+            assert!(holds_macro(v), "{v}");
+        }
+        for v in [
+            "",
+            "12345",
+            "a{b}c",
+            "{x}",
+            "{Ad}",
+            "{{ad_id}}",
+            "__x__",
+            "a__b",
+            "__ID",
+            "{ad id}",
+        ] {
+            assert!(!holds_macro(v), "{v}");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::model::said::Said;
 use crate::model::Warning;
-use crate::template::holds_placeholder;
+use crate::template::{holds_macro, holds_placeholder};
 
 /// Warning kind: a field still holds the sender's `{{placeholder}}`.
 pub const PLACEHOLDER: &str = "placeholder";
@@ -83,16 +83,22 @@ impl Extracted {
                     field: name.clone(),
                     value: shorten(value),
                 }));
+            } else if holds_macro(value) {
+                self.warnings.push(Warning::new(Said::AdMacro {
+                    field: name.clone(),
+                    value: shorten(value),
+                }));
             }
         }
     }
 
-    /// A field's value if it is usable: present, and not an unfilled placeholder.
+    /// A field's value if it is usable: present, and not an unfilled
+    /// placeholder or ad platform macro.
     pub fn usable(&self, name: &str) -> Option<&str> {
         self.fields
             .get(name)
             .map(String::as_str)
-            .filter(|v| !holds_placeholder(v))
+            .filter(|v| !holds_placeholder(v) && !holds_macro(v))
     }
 }
 

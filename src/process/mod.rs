@@ -187,6 +187,12 @@ pub fn skip_reason(processing: &Processing, extracted: &Extracted) -> Option<Sai
         match extracted.fields.get(field) {
             None => return Some(Said::RequiredMissing { field: field_name() }),
             Some(v) if v.trim().is_empty() => return Some(Said::RequiredEmpty { field: field_name() }),
+            Some(v) if crate::template::holds_macro(v) && !crate::template::holds_placeholder(v) => {
+                return Some(Said::RequiredMacro {
+                    field: field_name(),
+                    value: v.chars().take(80).collect(),
+                })
+            }
             Some(_) if extracted.usable(field).is_none() => {
                 return Some(Said::RequiredPlaceholder { field: field_name() })
             }
@@ -323,5 +329,29 @@ mod tests {
             .unwrap()
             .to_string()
             .starts_with("action `a`: the event has no field `nope`"));
+    }
+
+    /// Regression: an ad platform's unfilled macro in `utm_content`
+    /// (`{ad_id}`) was forwarded as the ad's id and got a 400. It is a
+    /// warning of its own kind, the field counts as missing, and `require`
+    /// skips the event, naming the macro.
+    #[test]
+    fn an_unfilled_ad_macro_is_not_an_id() {
+        let fields = event(&[("utm_content", "{ad_id}")]);
+        assert_eq!(fields.warnings.iter().map(|w| w.kind).collect::<Vec<_>>(), ["ad_macro"]);
+        assert_eq!(fields.usable("utm_content"), None);
+        let (d, _) = delivery(&action("query = { ad_id = \"{{utm_content}}\" }"), &fields, 0).unwrap();
+        assert!(d.refused.is_some(), "not sent as an id");
+        let text =
+            "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nrequire = [\"utm_content\"]\n\
+             [[processing.action]]\nname = \"a\"\nurl = \"https://h/\"\n";
+        let config = Config::parse(text, Path::new("/c.toml")).unwrap();
+        assert_eq!(
+            skip_reason(&config.processings[0], &fields),
+            Some(Said::RequiredMacro {
+                field: "utm_content".into(),
+                value: "{ad_id}".into()
+            })
+        );
     }
 }

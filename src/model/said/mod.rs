@@ -90,6 +90,8 @@ pub enum Said {
     RequiredEmpty { field: String },
     /// Skipped: a `require`d field holds an unfilled placeholder.
     RequiredPlaceholder { field: String },
+    /// Skipped: a `require`d field holds an ad platform's unfilled macro.
+    RequiredMacro { field: String, value: String },
     /// Skipped: a `when` field has another value.
     WhenMismatch {
         field: String,
@@ -116,6 +118,8 @@ pub enum Said {
     Absent { action: String, fields: Vec<Absent> },
     /// Warning: a field holds an unfilled placeholder.
     Placeholder { field: String, value: String },
+    /// Warning: a field holds an ad platform's unfilled macro (`{ad_id}`).
+    AdMacro { field: String, value: String },
     /// Warning: a body kept but not read for fields.
     BodyNotRead { content_type: String },
     /// Warning: a field an action uses was missing and sent empty.
@@ -191,6 +195,7 @@ impl Said {
         "required_missing",
         "required_empty",
         "required_placeholder",
+        "required_macro",
         "when_mismatch",
         "disabled",
         "duplicate",
@@ -202,6 +207,7 @@ impl Said {
         "render_failed",
         "absent",
         "placeholder",
+        "ad_macro",
         "body_not_read",
         "missing_field",
         "header_control",
@@ -258,6 +264,9 @@ impl Said {
             Said::RequiredPlaceholder { field } => {
                 format!("required field `{field}` holds an unfilled placeholder")
             }
+            Said::RequiredMacro { field, value } => {
+                format!("required field `{field}` holds an ad platform's unfilled macro `{value}`")
+            }
             Said::WhenMismatch { field, actual, wanted } => {
                 format!("when: `{field}` is `{actual}`, not `{wanted}`")
             }
@@ -287,6 +296,9 @@ impl Said {
             }
             Said::Placeholder { field, value } => format!(
                 "field `{field}` holds an unfilled placeholder `{value}`: the sender's address has a typo; the field counts as missing"
+            ),
+            Said::AdMacro { field, value } => format!(
+                "field `{field}` holds an ad platform's unfilled macro `{value}`: the ad's link did not get its value; the field counts as missing"
             ),
             Said::BodyNotRead { content_type } => format!(
                 "the body ({content_type}) was kept but not read for fields: only form and JSON bodies are"
@@ -370,6 +382,7 @@ impl Said {
             Said::RequiredMissing { .. } => "required_missing",
             Said::RequiredEmpty { .. } => "required_empty",
             Said::RequiredPlaceholder { .. } => "required_placeholder",
+            Said::RequiredMacro { .. } => "required_macro",
             Said::WhenMismatch { .. } => "when_mismatch",
             Said::Disabled => "disabled",
             Said::Duplicate { .. } => "duplicate",
@@ -381,6 +394,7 @@ impl Said {
             Said::RenderFailed { .. } => "render_failed",
             Said::Absent { .. } => "absent",
             Said::Placeholder { .. } => "placeholder",
+            Said::AdMacro { .. } => "ad_macro",
             Said::BodyNotRead { .. } => "body_not_read",
             Said::MissingField { .. } => "missing_field",
             Said::HeaderControl { .. } => "header_control",

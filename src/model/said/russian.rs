@@ -12,6 +12,9 @@ impl Said {
             Said::RequiredPlaceholder { field } => {
                 format!("в обязательном поле «{field}» незаполненная подстановка")
             }
+            Said::RequiredMacro { field, value } => {
+                format!("в обязательном поле «{field}» незаполненный макрос рекламной площадки «{value}»")
+            }
             Said::WhenMismatch { field, actual, wanted } => {
                 format!("условие when: в поле «{field}» «{actual}», а нужно «{wanted}»")
             }
@@ -41,6 +44,9 @@ impl Said {
             }
             Said::Placeholder { field, value } => format!(
                 "в поле «{field}» незаполненная подстановка «{value}»: в адресе у отправителя опечатка; поле считается отсутствующим"
+            ),
+            Said::AdMacro { field, value } => format!(
+                "в поле «{field}» незаполненный макрос рекламной площадки «{value}»: ссылка объявления не получила значения; поле считается отсутствующим"
             ),
             Said::BodyNotRead { content_type } => format!(
                 "тело ({content_type}) сохранено, но поля из него не читались: читаются только формы и JSON"

@@ -10,6 +10,10 @@ fn samples() -> Vec<Said> {
         Said::RequiredMissing { field: field() },
         Said::RequiredEmpty { field: field() },
         Said::RequiredPlaceholder { field: field() },
+        Said::RequiredMacro {
+            field: field(),
+            value: "{ad_id}".into(),
+        },
         Said::WhenMismatch {
             field: "event".into(),
             actual: "client_new".into(),
@@ -52,6 +56,10 @@ fn samples() -> Vec<Said> {
         Said::Placeholder {
             field: "status".into(),
             value: "{{appointment.status}}".into(),
+        },
+        Said::AdMacro {
+            field: field(),
+            value: "{ad_id}".into(),
         },
         Said::BodyNotRead {
             content_type: "text/xml".into(),
