@@ -73,6 +73,9 @@ pub struct Viewer {
     pub token: Secret,
     /// Glob patterns (`*`, `?`) of the processing names it may see.
     pub processings: Vec<String>,
+    /// Whether it sees the webhook addresses (they hold the token that
+    /// lets anyone send events); by default it does not.
+    pub show_address: bool,
 }
 
 impl Viewer {

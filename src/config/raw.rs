@@ -98,6 +98,8 @@ struct RawViewer {
     name: String,
     token: Secret,
     processings: Vec<String>,
+    #[serde(default)]
+    show_address: bool,
 }
 
 #[derive(Deserialize, Default)]

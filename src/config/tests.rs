@@ -363,3 +363,25 @@ fn response_rules_are_read() {
     assert_eq!(rules.retry.delay_json.as_deref(), Some("parameters.retry_after"));
     assert_eq!(actions[1].rules, ResponseRules::expecting(Some("OK".into())));
 }
+
+/// A viewer sees webhook addresses (they hold the token) only when its
+/// `show_address` says so.
+#[test]
+fn viewers_see_addresses_only_when_told() {
+    let text = |extra: &str| {
+        format!(
+            "[[console.viewer]]\nname = \"v\"\ntoken = \"viewer-token-abcdefghijklmnop\"\nprocessings = [\"p\"]\n{extra}\n\
+             [[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+             [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n"
+        )
+    };
+    let shown = |extra: &str| {
+        Config::parse(&text(extra), Path::new("/c.toml"))
+            .unwrap()
+            .console
+            .viewers[0]
+            .show_address
+    };
+    assert!(!shown(""));
+    assert!(shown("show_address = true"));
+}

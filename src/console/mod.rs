@@ -266,12 +266,15 @@ fn history_filter(cx: &Context, signed: &Signed, filter: &Filter) -> Result<Hist
 }
 
 async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
-    let shown: Vec<(String, bool, String)> = cx
+    let shown: Vec<(String, bool, Option<String>)> = cx
         .config
         .processings
         .iter()
         .filter(|p| cx.may_see(&signed.role, &p.name))
-        .map(|p| (p.name.clone(), p.enabled, cx.config.webhook_url(p)))
+        .map(|p| {
+            let address = cx.may_see_address(&signed.role).then(|| cx.config.webhook_url(p));
+            (p.name.clone(), p.enabled, address)
+        })
         .collect();
     let names: Vec<String> = shown.iter().map(|(name, _, _)| name.clone()).collect();
     let found = read(console, move |reader| {
@@ -470,7 +473,9 @@ async fn fields(console: &Arc<Console>, cx: &Context, signed: &Signed, name: &st
             &processing.name,
             latest.as_ref(),
             event,
-            &cx.config.webhook_url(processing),
+            cx.may_see_address(&signed.role)
+                .then(|| cx.config.webhook_url(processing))
+                .as_deref(),
         ),
     )
 }

@@ -456,7 +456,8 @@ pub fn fields(
     processing: &str,
     latest: Option<&OperationView>,
     event: Option<&klientiks::Event>,
-    webhook: &str,
+    // None for a viewer who may not see the address (it holds the token).
+    webhook: Option<&str>,
 ) -> Markup {
     let t = frame.t();
     layout(
@@ -486,6 +487,7 @@ pub fn fields(
                     }
                 }
             }
+            @if let Some(webhook) = webhook {
             h2 { (t.klientiks_address) }
             form.filter method="get" action=(format!("/fields/{processing}")) {
                 label { (t.event)
@@ -504,6 +506,7 @@ pub fn fields(
                     textarea.copyable readonly rows="4" { (event.address(webhook)) }
                     button.copy type="button" hidden { (t.copy) }
                 }
+            }
             }
         },
     )

@@ -126,6 +126,22 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Whether `role` may see webhook addresses, which carry the token:
+    /// the admin, and a viewer whose config says `show_address = true`.
+    pub(super) fn may_see_address(&self, role: &Role) -> bool {
+        match role {
+            Role::Admin => true,
+            Role::Viewer(name) => self
+                .config
+                .console
+                .viewers
+                .iter()
+                .any(|v| &v.name == name && v.show_address),
+        }
+    }
+}
+
 fn secure_headers(headers: &mut HeaderMap) {
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));

@@ -11,7 +11,8 @@ use crate::store::{Overview, ReceiverStatus};
 pub struct Card<'a> {
     pub name: &'a str,
     pub enabled: bool,
-    pub address: String,
+    /// The webhook address, for those who may see it (it holds the token).
+    pub address: Option<String>,
     pub overview: Overview,
     /// When the last event before an announced silence came.
     pub silent_since: Option<i64>,
@@ -94,10 +95,12 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                     @for r in &card.open_receivers {
                         (receiver_problem(frame, r))
                     }
-                    div.address {
-                        span.label { (t.webhook_address) }
-                        input.copyable readonly value=(card.address) aria-label=(t.webhook_address);
-                        button.copy type="button" hidden { (t.copy) }
+                    @if let Some(address) = &card.address {
+                        div.address {
+                            span.label { (t.webhook_address) }
+                            input.copyable readonly value=(address) aria-label=(t.webhook_address);
+                            button.copy type="button" hidden { (t.copy) }
+                        }
                     }
                     p {
                         span.label { (t.last_event) ": " }
@@ -222,7 +225,7 @@ mod tests {
         let card = Card {
             name: "salon",
             enabled: true,
-            address: String::new(),
+            address: None,
             overview: Overview::default(),
             silent_since: None,
             open_receivers: vec![&open],

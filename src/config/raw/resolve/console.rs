@@ -38,6 +38,7 @@ impl RawConsole {
                 name,
                 token: raw.token,
                 processings: raw.processings,
+                show_address: raw.show_address,
             });
         }
         Ok(Console {
