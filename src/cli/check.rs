@@ -2,7 +2,7 @@
 //! processing's webhook address, and warn about template fields the latest
 //! recorded event of that processing did not carry, and about breakers
 //! that open only after an action's whole retry budget. Errors exit 2;
-//! warnings are printed and exit 0.
+//! warnings are printed and exit 0. The verdict is the last line.
 
 use super::{load_config, Cli, Failure};
 use crate::config::Config;
@@ -11,7 +11,7 @@ use crate::store::{Reader, StoreError};
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
-    println!("{}: ok", config.path.display());
+    let mut warned = 0;
     // The daemon's first step, told as a warning: check runs as whoever
     // runs it, often not the service's user, and systemd creates a
     // StateDirectory= folder only when the service starts.
@@ -20,12 +20,14 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Some(path) => {
             if let Err(err) = crate::store::check_folder(path) {
                 println!("warning: {err}; the daemon cannot start until it can write there");
+                warned += 1;
             }
         }
         None => {
             if let Err(err) = Reader::open(&location) {
                 if !matches!(err, StoreError::Missing(_)) {
                     println!("warning: {err}; the daemon cannot start until it can reach the database");
+                    warned += 1;
                 }
             }
         }
@@ -91,14 +93,20 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         };
         println!("receiver {}: {rate}{concurrency}, {breaker}", r.target);
     }
-    for warning in config.late_breakers() {
+    let warnings: Vec<String> = config
+        .late_breakers()
+        .into_iter()
+        .chain(stale_waiting(&config)?)
+        .chain(field_warnings(&config)?)
+        .collect();
+    for warning in &warnings {
         println!("warning: {warning}");
     }
-    for warning in stale_waiting(&config)? {
-        println!("warning: {warning}");
-    }
-    for warning in field_warnings(&config)? {
-        println!("warning: {warning}");
+    // The verdict comes last, as `nginx -t` says it: below the warnings it
+    // sums up, not above one that `run` would stop on.
+    match warned + warnings.len() {
+        0 => println!("{}: ok", config.path.display()),
+        n => println!("{}: ok, with {n} warning(s) above", config.path.display()),
     }
     Ok(())
 }

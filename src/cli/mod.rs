@@ -245,8 +245,19 @@ fn init_logging() {
     builder.init();
 }
 
+/// The config `-c`, `HOOKRELAY_CONFIG` or the default path names; a file
+/// that is not there says how to name another.
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
-    Ok(Config::load(&cli.config)?)
+    match Config::load(&cli.config) {
+        Err(crate::config::ConfigError::Read { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Failure::Usage(format!(
+                "no config at {}: name one with -c PATH or the HOOKRELAY_CONFIG environment variable \
+                 (config.example.toml is a start)",
+                path.display()
+            )))
+        }
+        loaded => Ok(loaded?),
+    }
 }
 
 /// The processing called `name`, or a usage error listing the known ones.

@@ -22,6 +22,12 @@ fn check_reports_a_broken_config_in_one_line_and_exits_2() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
+    // It says how to name another file.
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("no config at /nonexistent/hookrelay.toml: name one with -c PATH or the HOOKRELAY_CONFIG"),
+        "{stderr}"
+    );
 }
 
 /// Regression: `check` on an empty file exited 0; an empty file and one
@@ -254,6 +260,8 @@ fn a_missing_database_folder_is_one_clear_line() {
         .find(|l| l.starts_with("warning: database folder"))
         .unwrap_or_default();
     assert!(warning.contains("missing does not exist"), "{stdout}");
+    // The verdict is the last line, below the warning it sums up.
+    assert!(stdout.trim_end().ends_with("ok, with 1 warning(s) above"), "{stdout}");
 }
 
 /// `history --id` lists exactly the operations named, by id and range, as
