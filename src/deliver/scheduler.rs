@@ -39,6 +39,10 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 /// warning, once a day per processing).
 const AGING_EVERY: Duration = Duration::from_secs(60);
 
+/// How often, on a shared database and with nothing in hand, this
+/// instance gives back what it claimed and lost track of.
+const ORPHANS_EVERY: Duration = Duration::from_secs(5);
+
 /// Least time between two claims that skip busy receivers and found nothing
 /// else (each scans past their backlog).
 const SKIP_RESCAN: Duration = Duration::from_millis(250);
@@ -149,6 +153,8 @@ pub(super) struct Scheduler {
     /// When deliveries were last expired, and looked at for the aging warning.
     expired: Option<Instant>,
     aged: Option<Instant>,
+    /// When orphaned claims were last given back.
+    orphans: Option<Instant>,
 }
 
 impl Scheduler {
@@ -181,6 +187,7 @@ impl Scheduler {
             metrics,
             expired: None,
             aged: None,
+            orphans: None,
         }
     }
 
@@ -202,6 +209,7 @@ impl Scheduler {
                 return;
             };
             let mut wait = self.claim(&config);
+            self.release_orphans();
             if let Some(turn) = turn {
                 wait = wait.min(turn.saturating_duration_since(Instant::now()));
             }
@@ -226,6 +234,28 @@ impl Scheduler {
             if let Err(err) = self.writer.warn_aging() {
                 log::warn!("cannot look for deliveries past half their max_age: {err}");
             }
+        }
+    }
+
+    /// On a shared database, with no delivery in its queues or at its
+    /// workers, gives back any this instance still has claimed: a claim
+    /// whose answer was lost to a database error left them claimed, and
+    /// the lease renewal with each claim would keep them so for good.
+    fn release_orphans(&mut self) {
+        if !self.writer.shared()
+            || !self.waiting.is_empty()
+            || self.idle < self.workers
+            || self.orphans.is_some_and(|at| at.elapsed() < ORPHANS_EVERY)
+        {
+            return;
+        }
+        self.orphans = Some(Instant::now());
+        match self.writer.release_orphans() {
+            Ok(0) => {}
+            Ok(n) => log::warn!(
+                "gave back {n} deliveries this instance had claimed but no longer held (a database error lost track of them); they go out again"
+            ),
+            Err(err) => log::warn!("cannot give back deliveries this instance lost track of: {err}"),
         }
     }
 

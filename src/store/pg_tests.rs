@@ -154,6 +154,36 @@ fn lapsed_leases_are_taken_over() {
     b_thread.join().unwrap();
 }
 
+/// Regression (found by a CI run of the restart drill): a claim whose
+/// answer an instance lost kept its rows claimed, their lease renewed
+/// with every later claim, so no one ever sent them. With nothing in
+/// hand, the instance gives them back, and they are claimed again.
+#[test]
+fn orphaned_claims_are_given_back() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (a, a_thread) = spawn_writer(&db.location, quiet()).unwrap();
+    insert_all(&a, vec![operation(None, &["x", "y"])]);
+    let now = now_ms();
+    let lost = a.claim_due(now, 10, Vec::new()).unwrap();
+    assert_eq!(lost.due.len(), 2);
+    // As if the answer never came: the scheduler holds nothing.
+    let later = now + super::LEASE_MS * 2;
+    assert!(
+        a.claim_due(later, 10, Vec::new()).unwrap().due.is_empty(),
+        "renewed, still its own"
+    );
+    assert_eq!(a.release_orphans().unwrap(), 2);
+    let again = a.claim_due(later, 10, Vec::new()).unwrap();
+    assert_eq!(again.due.len(), 2, "due again, and claimed again");
+    assert_eq!(
+        a.release_orphans().unwrap(),
+        2,
+        "what it holds now is its own too: only the scheduler knows"
+    );
+    drop(a);
+    a_thread.join().unwrap();
+}
+
 /// Twins inserted by two instances at the same moment: exactly one is
 /// accepted, the other is its duplicate.
 #[test]

@@ -110,6 +110,33 @@ pub(in crate::store) fn notify_due(conn: &Db) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Gives back every delivery this instance has claimed. The scheduler
+/// asks only when it holds none (its queues and its workers are empty),
+/// so each one found is an orphan: a claim whose commit went through but
+/// whose answer was lost with the connection, or a give-back that failed
+/// while the database was away. Its lease, renewed with every claim,
+/// would otherwise never lapse. How many.
+pub(in crate::store) fn release_owned(conn: &Db) -> Result<usize, StoreError> {
+    let Db::Postgres(pg) = conn else {
+        return Ok(0);
+    };
+    let owner = pg.owner().to_string();
+    conn.execute(
+        "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END, lease_owner = NULL
+         WHERE lease_owner = ?1 AND status = 'in_flight'",
+        &[&owner],
+    )
+}
+
+impl crate::store::Writer {
+    /// On a shared database, gives back the deliveries this instance
+    /// claimed but no longer holds ([`release_owned`]); call only while
+    /// the scheduler holds none. Blocks: plain threads only.
+    pub fn release_orphans(&self) -> Result<usize, StoreError> {
+        self.run_blocking(false, release_owned)
+    }
+}
+
 /// Claims up to `limit` due deliveries for this instance, skipping the
 /// receivers in `skip`: rows another instance is claiming are passed over
 /// (SKIP LOCKED), and deliveries whose lease lapsed are taken over.
