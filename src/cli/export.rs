@@ -83,18 +83,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
 
 /// One operation as an export line: `history --json`'s keys and `fields`.
 fn to_json(row: &ExportRow) -> serde_json::Value {
-    let s = &row.summary;
-    json!({
-        "id": s.id,
-        "processing": s.processing,
-        "received_at": rfc3339(s.received_at),
-        "status": s.status.as_str(),
-        "reason": s.reason.as_ref().map(ToString::to_string),
-        "failure": s.failure.as_ref().map(ToString::to_string),
-        "deliveries": s.deliveries,
-        "delivered": s.delivered,
-        "fields": row.fields,
-    })
+    let mut line = super::rows::to_json(&row.summary);
+    line["fields"] = json!(row.fields);
+    line
 }
 
 /// One operation as a CSV record, in [`CSV_COLUMNS`] order.
