@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long)]
     processing: Option<String>,
     /// Only this status.
-    #[arg(long, value_parser = parse_status)]
+    #[arg(long, value_parser = parse_status())]
     status: Option<OpStatus>,
     /// jsonl (one JSON object per line) or csv.
     #[arg(long, value_enum, default_value = "jsonl")]

@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long)]
     processing: Option<String>,
     /// Only this status (queued, delivered, failed, partial, skipped, duplicate, held, rejected).
-    #[arg(long, value_parser = parse_status)]
+    #[arg(long, value_parser = parse_status())]
     status: Option<OpStatus>,
     /// Only operations received within this long (24h, 7d), or since a date
     /// (2026-11-25) or time (2026-11-25 10:00) in server.time_zone.
@@ -52,8 +52,12 @@ pub fn parse_ids(text: &str) -> Result<Ids, String> {
         .map(Ids)
 }
 
-pub fn parse_status(text: &str) -> Result<OpStatus, String> {
-    text.parse()
+/// `--status`'s parser: the statuses are its possible values, so shell
+/// completions offer them.
+pub fn parse_status() -> impl clap::builder::TypedValueParser<Value = OpStatus> {
+    use clap::builder::TypedValueParser;
+    let names: Vec<&'static str> = OpStatus::ALL.iter().map(|s| s.as_str()).collect();
+    clap::builder::PossibleValuesParser::new(names).try_map(|text| text.parse::<OpStatus>())
 }
 
 /// A `--since` read in the config's time zone (see [`clock::parse_since`]);

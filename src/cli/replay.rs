@@ -14,7 +14,7 @@ pub struct Args {
     /// Operation ids, as `history` lists them.
     ids: Vec<i64>,
     /// Instead of ids: every operation with this status (failed, held, partial, …).
-    #[arg(long, value_parser = super::history::parse_status, conflicts_with = "ids")]
+    #[arg(long, value_parser = super::history::parse_status(), conflicts_with = "ids")]
     status: Option<OpStatus>,
     /// With --status: only operations received within this long (e.g. 24h) or since a time.
     #[arg(long, requires = "status")]

@@ -341,6 +341,10 @@ fn man_page_and_completions_come_from_the_parser() {
         assert!(script.contains(marker), "{shell}: {script}");
         assert!(script.contains("replay"), "{shell}");
     }
+    // Regression: `history --status <TAB>` offered file names.
+    let bash = Command::new(BIN).args(["completions", "bash"]).output().unwrap();
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    assert!(bash.contains("queued delivered failed partial skipped duplicate held rejected"));
     let bad = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
