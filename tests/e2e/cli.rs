@@ -324,6 +324,22 @@ fn man_page_and_completions_come_from_the_parser() {
     assert!(out.status.success());
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH hookrelay 1"), "{page}");
+    // Regression: the page was a bare list pointing at hookrelay-run(1) and
+    // other pages that are not shipped. It now has every command with its
+    // options, and the sections a man page has.
+    assert!(!page.contains("hookrelay\\-run(1)"), "no pages that are not shipped");
+    for section in [
+        ".SH COMMANDS",
+        ".SS \"hookrelay history\"",
+        "\\-\\-status <STATUS>",
+        ".SH FILES",
+        ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        ".SH EXAMPLES",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(page.contains(section), "{section}");
+    }
     for command in ["run", "check", "replay", "klientiks", "completions"] {
         assert!(
             page.contains(&format!("hookrelay\\-{command}")) || page.contains(command),
