@@ -1,0 +1,214 @@
+//! One operation's page: what it is, why it stands where it stands, its
+//! deliveries with every attempt, its fields and the raw request, and the
+//! admin's buttons (replay, requeue, cancel).
+
+use std::collections::BTreeMap;
+
+use maud::{html, Markup};
+
+use super::{fill, layout, status_badge, Frame, Texts};
+use crate::model::{DeliveryStatus, OpStatus};
+use crate::replay::Refused;
+use crate::store::OperationView;
+
+/// One operation, everything recorded about it.
+pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replay: &Result<(), Refused>) -> Markup {
+    let t = frame.t();
+    let s = &op.summary;
+    let title = fill(t.operation, s.id);
+    let finished = !matches!(s.status, OpStatus::Queued);
+    layout(
+        frame,
+        &title,
+        html! {
+            div #live data-live=[(!finished).then(|| format!("/operations/{}?fragment=live", s.id))] {
+                (operation_body(frame, op, notice, replay))
+            }
+        },
+    )
+}
+
+/// The part of an operation's page that changes while it is delivered.
+/// `replay` says whether the current rules would replay it, or why not: a
+/// held operation of a stopped processing gets a button that names it.
+pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, replay: &Result<(), Refused>) -> Markup {
+    let t = frame.t();
+    let s = &op.summary;
+    html! {
+        h1 { (fill(t.operation, s.id)) " " (status_badge(t, s.status)) }
+        @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+        dl.facts {
+            dt { (t.processing) } dd { (s.processing) }
+            dt { (t.received) } dd { (frame.time(s.received_at)) }
+            @if let Some(reason) = &s.reason { dt { (t.reason) } dd { (t.said(reason)) } }
+            dt { (t.from) } dd { (op.request.remote_addr) " (" (op.request.method) ")" }
+            dt { (t.charset) } dd { (op.charset) }
+        }
+        @if frame.is_admin() {
+            @match replay {
+                Ok(()) => {
+                    form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                        (frame.csrf())
+                        button type="submit" { (t.replay) }
+                    }
+                }
+                Err(Refused::Stopped(name)) => {
+                    form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                        (frame.csrf())
+                        input type="hidden" name="include_stopped" value="1";
+                        button type="submit" { (fill(t.replay_stopped, name)) }
+                    }
+                }
+                Err(why @ Refused::Expired(action)) => {
+                    p.muted { (fill(t.not_replayable, t.refused(why))) }
+                    form.inline method="post" action=(format!("/operations/{}/replay", s.id)) {
+                        (frame.csrf())
+                        input type="hidden" name="force" value="1";
+                        button type="submit" { (fill(t.replay_expired, action)) }
+                    }
+                }
+                // Nothing to say: it is being delivered, or it was.
+                Err(Refused::StillQueued | Refused::AllDelivered) => {}
+                Err(why) => { p.muted { (fill(t.not_replayable, t.refused(why))) } }
+            }
+        }
+        @if frame.is_admin()
+            && op.deliveries.iter().any(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying))
+        {
+            form.inline.requeue method="post" action=(format!("/operations/{}/requeue", s.id)) {
+                (frame.csrf())
+                button type="submit" { (t.requeue_waiting) }
+            }
+            " "
+            form.inline.cancel method="post" action=(format!("/operations/{}/cancel", s.id)) {
+                (frame.csrf())
+                button type="submit" { (t.cancel_waiting) }
+            }
+        }
+        @if !op.replays.is_empty() {
+            h2 { (t.replays) }
+            ul.replays {
+                @for r in &op.replays {
+                    li { (frame.time(r.at)) " — " (fill(t.replayed_by, &r.source)) (r.deliveries) }
+                }
+            }
+        }
+        h2 { (t.fields) }
+        (fields_table(t, &op.fields))
+        @if !op.warnings.is_empty() {
+            h2 { (t.warnings) }
+            ul.warnings { @for w in &op.warnings { li { (t.said(w)) } } }
+        }
+        h2 { (t.deliveries) }
+        @for d in &op.deliveries {
+            section.delivery {
+                h3 {
+                    (fill(t.delivery, d.id)) ": " (d.action) " "
+                    span class=(format!("status d-{}", d.status.as_str())) { (t.delivery_status(d.status)) }
+                }
+                p { span.label { (t.request) ": " } code { (d.request) } }
+                @if matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+                    p { span.label { (t.next_attempt) ": " } (frame.time(d.next_attempt_at)) }
+                }
+                @if d.attempts.is_empty() {
+                    p.quiet { (t.no_attempts) }
+                } @else {
+                    h4.label { (t.attempts) }
+                    table.attempts {
+                        thead { tr { th { (t.started) } th { (t.request) } th { (t.answer) } th { (t.latency_ms) } th { (t.response) } th { (t.error) } } }
+                        tbody {
+                            @for a in &d.attempts {
+                                tr {
+                                    td.time { (frame.time(a.started_at)) }
+                                    td { code { (a.request) } }
+                                    td.num { @if let Some(code) = a.http_status { (code) } }
+                                    td.num { (a.duration_ms) }
+                                    td { @if let Some(body) = &a.response_body { pre.snippet { (body) } } }
+                                    td.error {
+                                        @match &a.judged {
+                                            Some(judged) if !judged.accepted() => (t.judged(judged)),
+                                            _ => (a.error.as_ref().map(|e| t.said(e)).unwrap_or_default()),
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (t.raw_request) }
+        @if !op.request.query.is_empty() {
+            h3 { (t.query) }
+            pre.raw { (String::from_utf8_lossy(&op.request.query)) }
+        }
+        @if !op.request.body.is_empty() {
+            h3 { (t.body) " (" (op.request.content_type.as_deref().unwrap_or("")) ", " (op.request.body.len()) " B)" }
+            pre.raw { (String::from_utf8_lossy(&op.request.body)) }
+        }
+    }
+}
+
+fn fields_table(t: &Texts, fields: &BTreeMap<String, String>) -> Markup {
+    html! {
+        table.fields {
+            thead { tr { th { (t.name) } th { (t.value) } } }
+            tbody { @for (name, value) in fields { tr { td { code { (name) } } td { (value) } } } }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::auth::Role;
+    use crate::console::i18n::Lang;
+    use crate::store::OperationSummary;
+
+    /// An operation older than an action's max_age says so in Russian,
+    /// and the admin gets a button of its own that forces the replay.
+    #[test]
+    fn an_expired_operation_offers_a_forced_replay() {
+        use crate::model::{said::Said, RawRequest};
+        let tz = jiff::tz::TimeZone::UTC;
+        let frame = Frame {
+            lang: Lang::Ru,
+            signed: Some((&Role::Admin, "c")),
+            tz: &tz,
+            here: "/operations/1".into(),
+        };
+        let op = OperationView {
+            summary: OperationSummary {
+                id: 1,
+                processing: "p".into(),
+                received_at: 0,
+                status: OpStatus::Failed,
+                reason: Some(Said::RequiredEmpty { field: "x".into() }),
+                delivered: 0,
+                deliveries: 1,
+                failure: Some(Said::Expired),
+            },
+            request: RawRequest {
+                remote_addr: "127.0.0.1:1".into(),
+                method: "GET".into(),
+                query: Vec::new(),
+                body: Vec::new(),
+                content_type: None,
+            },
+            charset: "utf-8".into(),
+            fields: BTreeMap::new(),
+            warnings: vec![Said::MissingField {
+                action: "plarin".into(),
+                field: "x".into(),
+            }],
+            deliveries: Vec::new(),
+            replays: Vec::new(),
+        };
+        let page = operation_body(&frame, &op, None, &Err(Refused::Expired("plarin".into()))).into_string();
+        assert!(page.contains("событие старше max_age действия «plarin»"), "{page}");
+        assert!(page.contains(r#"name="force" value="1""#), "{page}");
+        assert!(page.contains("Отправить всё равно"), "{page}");
+        assert!(page.contains("обязательное поле «x» пустое"), "{page}");
+        assert!(page.contains("поля «x» нет, оно отправлено пустым"), "{page}");
+    }
+}
