@@ -19,15 +19,19 @@ pub(super) fn resolve(
         rules.accept = Accept {
             status: raw.status.map(|s| statuses("accept.status", &s)).transpose()?,
             json: json_rules("accept.json", raw.json)?,
-            json_present: paths("accept.json_present", raw.json_present)?,
+            json_present: raw
+                .json_present
+                .into_iter()
+                .map(|path| json_path("accept.json_present", path))
+                .collect::<Result<_, _>>()?,
             body: raw.body.filter(|t| !t.is_empty()).or(rules.accept.body),
         };
     }
     if let Some(raw) = retry_on {
-        let delay_json = match raw.delay_json {
-            Some(path) => Some(paths("retry_on.delay_json", vec![path])?.pop().unwrap_or_default()),
-            None => None,
-        };
+        let delay_json = raw
+            .delay_json
+            .map(|path| json_path("retry_on.delay_json", path))
+            .transpose()?;
         rules.retry = RetryOn {
             status: raw.status.map(|s| statuses("retry_on.status", &s)).transpose()?,
             json: json_rules("retry_on.json", raw.json)?,
@@ -95,8 +99,7 @@ fn flatten(key: &str, prefix: &str, table: toml::Table, into: &mut Vec<(String, 
             .into_iter()
             .map(|v| json_value(&v).ok_or_else(|| format!("{key}.{path}: `{v}` is not a string, number or boolean")))
             .collect::<Result<Vec<_>, _>>()?;
-        paths(key, vec![path.clone()])?;
-        into.push((path, values));
+        into.push((json_path(key, path)?, values));
     }
     Ok(())
 }
@@ -111,14 +114,12 @@ fn json_value(value: &toml::Value) -> Option<Value> {
     }
 }
 
-/// Dotted JSON paths: no empty step.
-fn paths(key: &str, paths: Vec<String>) -> Result<Vec<String>, String> {
-    for path in &paths {
-        if path.split('.').any(str::is_empty) {
-            return Err(format!(
-                "{key}: `{path}` is not a JSON path (names and array indexes joined by dots: parameters.retry_after, result.0.id)"
-            ));
-        }
+/// A dotted JSON path, checked: no empty step.
+fn json_path(key: &str, path: String) -> Result<String, String> {
+    if path.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{key}: `{path}` is not a JSON path (names and array indexes joined by dots: parameters.retry_after, result.0.id)"
+        ));
     }
-    Ok(paths)
+    Ok(path)
 }
