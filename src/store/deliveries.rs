@@ -3,12 +3,58 @@
 //! claims (`write.rs`'s and `postgres/claims.rs`'s) read rows with the same columns,
 //! so the claims import this module and it imports neither.
 
-use super::db::{count, Db, Row};
+use super::db::{count, Db, Param, Row};
 use super::read::{parse_status, AttemptView, DeliveryView, Reader};
 use super::StoreError;
 use crate::model::response::{Judged, ResponseRules};
 use crate::model::said::Said;
 use crate::model::{target_of, DeliveryRequest, DueDelivery};
+
+/// A rendered request's columns as stored, bound in this order by both
+/// statements that write them (the insert and the re-render): `method,
+/// url, headers, body, redacted, expect_body, timeout_ms, max_attempts,
+/// first_delay_ms, max_delay_ms, target, rules, expires_at`.
+struct RequestColumns<'a> {
+    d: &'a DeliveryRequest,
+    headers: String,
+    numbers: [i64; 4],
+    target: String,
+    rules: Option<String>,
+}
+
+impl<'a> RequestColumns<'a> {
+    fn of(d: &'a DeliveryRequest) -> Result<RequestColumns<'a>, StoreError> {
+        Ok(RequestColumns {
+            d,
+            headers: serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            numbers: [
+                d.timeout_ms as i64,
+                i64::from(d.max_attempts),
+                d.first_delay_ms as i64,
+                d.max_delay_ms as i64,
+            ],
+            target: target_of(&d.url),
+            rules: rules_json(&d.rules),
+        })
+    }
+
+    /// The 13 values, after `before` (the statement's own first ones).
+    fn after<'b>(&'b self, before: &[&'b dyn Param]) -> Vec<&'b dyn Param> {
+        let d = self.d;
+        let mut params = before.to_vec();
+        params.extend_from_slice(&[
+            &d.method,
+            &d.url,
+            &self.headers,
+            &d.body,
+            &d.redacted,
+            &d.rules.accept.body,
+        ]);
+        params.extend(self.numbers.iter().map(|n| n as &dyn Param));
+        params.extend_from_slice(&[&self.target, &self.rules, &d.expires_at]);
+        params
+    }
+}
 
 pub(super) fn insert_delivery(
     conn: &Db,
@@ -17,35 +63,16 @@ pub(super) fn insert_delivery(
     d: &DeliveryRequest,
     now: i64,
 ) -> Result<(), StoreError> {
-    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let columns = RequestColumns::of(d)?;
     // A refused delivery is failed from the start, with why as its error.
     let status = if d.refused.is_some() { "failed" } else { "pending" };
+    let refused = d.refused.as_ref().map(Said::store);
     conn.execute(
-        "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, method, url,
-             headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms, max_delay_ms,
-             updated_at, target, last_error, rules, expires_at)
-         VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?17, ?18, ?19)",
-        &[
-            &operation_id,
-            &d.action,
-            &position,
-            &now,
-            &d.method,
-            &d.url,
-            &headers,
-            &d.body,
-            &d.redacted,
-            &d.rules.accept.body,
-            &(d.timeout_ms as i64),
-            &i64::from(d.max_attempts),
-            &(d.first_delay_ms as i64),
-            &(d.max_delay_ms as i64),
-            &target_of(&d.url),
-            &status,
-            &d.refused.as_ref().map(Said::store),
-            &rules_json(&d.rules),
-            &d.expires_at,
-        ],
+        "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, updated_at, last_error,
+             method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms,
+             max_delay_ms, target, rules, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+        &columns.after(&[&operation_id, &d.action, &position, &status, &now, &refused]),
     )?;
     Ok(())
 }
@@ -123,29 +150,13 @@ pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 /// once); its attempts stay. Whether it was still waiting (a claimed one
 /// is being sent and is left as it is).
 pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Result<bool, StoreError> {
-    let headers = serde_json::to_string(&d.headers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let columns = RequestColumns::of(d)?;
     Ok(conn.execute(
-        "UPDATE deliveries SET method = ?2, url = ?3, headers = ?4, body = ?5, redacted = ?6, expect_body = ?7,
-             timeout_ms = ?8, max_attempts = ?9, first_delay_ms = ?10, max_delay_ms = ?11, target = ?12,
-             updated_at = ?13, next_attempt_at = ?13, rules = ?14, expires_at = ?15
+        "UPDATE deliveries SET updated_at = ?2, next_attempt_at = ?2,
+             method = ?3, url = ?4, headers = ?5, body = ?6, redacted = ?7, expect_body = ?8, timeout_ms = ?9,
+             max_attempts = ?10, first_delay_ms = ?11, max_delay_ms = ?12, target = ?13, rules = ?14, expires_at = ?15
          WHERE id = ?1 AND status IN ('pending', 'retrying')",
-        &[
-            &id,
-            &d.method,
-            &d.url,
-            &headers,
-            &d.body,
-            &d.redacted,
-            &d.rules.accept.body,
-            &(d.timeout_ms as i64),
-            &i64::from(d.max_attempts),
-            &(d.first_delay_ms as i64),
-            &(d.max_delay_ms as i64),
-            &target_of(&d.url),
-            &now,
-            &rules_json(&d.rules),
-            &d.expires_at,
-        ],
+        &columns.after(&[&id, &now]),
     )? == 1)
 }
 
