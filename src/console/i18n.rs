@@ -1,7 +1,6 @@
 //! The console's words in Russian and English. Each language is one value
 //! of [`Texts`], so a string missing in one language does not compile.
 
-use crate::model::response::Judged;
 use crate::model::said::Said;
 use crate::model::{DeliveryStatus, OpStatus};
 
@@ -431,14 +430,6 @@ impl Texts {
         said.say(if std::ptr::eq(self, &RU) { Lang::Ru } else { Lang::En })
     }
 
-    /// How an attempt's answer was judged, and by which rule.
-    pub fn judged(&self, judged: &Judged) -> String {
-        match std::ptr::eq(self, &RU) {
-            true => judged.russian(),
-            false => judged.to_string(),
-        }
-    }
-
     /// A delivery status as people say it.
     pub fn delivery_status(&self, status: DeliveryStatus) -> &'static str {
         let ru = std::ptr::eq(self, &RU);
@@ -459,6 +450,7 @@ impl Texts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::response::Judged;
 
     #[test]
     fn accept_language_picks_ours_by_weight() {
@@ -522,9 +514,12 @@ mod tests {
             .collect();
         assert_eq!(kinds, Judged::KINDS);
         for judged in &samples {
-            let ru = Lang::Ru.texts().judged(judged);
+            let answer = Said::Answer {
+                verdict: judged.clone(),
+            };
+            let ru = Lang::Ru.texts().said(&answer);
             assert!(ru.starts_with("ответ "), "{ru}");
-            assert_eq!(Lang::En.texts().judged(judged), judged.to_string());
+            assert_eq!(Lang::En.texts().said(&answer), judged.to_string());
             assert_eq!(Judged::parse(&judged.to_json()).as_ref(), Some(judged));
         }
     }

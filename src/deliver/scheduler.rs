@@ -115,6 +115,16 @@ fn take_probe(writer: &Writer, breakers: &Breakers, target: &str, now_ms: i64) -
     taken
 }
 
+/// Whether a chore last done at `last` is due again after `every`; if so,
+/// notes it done now.
+fn due(last: &mut Option<Instant>, every: Duration) -> bool {
+    if last.is_some_and(|at| at.elapsed() < every) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
+}
+
 /// The scheduler thread's state.
 pub(super) struct Scheduler {
     writer: Writer,
@@ -224,13 +234,11 @@ impl Scheduler {
     /// [`EXPIRE_EVERY`], and warns about those past half of it, every
     /// [`AGING_EVERY`].
     fn expire(&mut self) {
-        if self.expired.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
-            self.expired = Some(Instant::now());
+        if due(&mut self.expired, EXPIRE_EVERY) {
             let expired = self.writer.expire();
             self.count_expired(expired);
         }
-        if self.aged.is_none_or(|at| at.elapsed() >= AGING_EVERY) {
-            self.aged = Some(Instant::now());
+        if due(&mut self.aged, AGING_EVERY) {
             if let Err(err) = self.writer.warn_aging() {
                 log::warn!("cannot look for deliveries past half their max_age: {err}");
             }
@@ -245,11 +253,10 @@ impl Scheduler {
         if !self.writer.shared()
             || !self.waiting.is_empty()
             || self.idle < self.workers
-            || self.orphans.is_some_and(|at| at.elapsed() < ORPHANS_EVERY)
+            || !due(&mut self.orphans, ORPHANS_EVERY)
         {
             return;
         }
-        self.orphans = Some(Instant::now());
         match self.writer.release_orphans() {
             Ok(0) => {}
             Ok(n) => log::warn!(

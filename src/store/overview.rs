@@ -170,10 +170,7 @@ impl Reader {
             }
             let Some(queue) = queues.last_mut() else { continue };
             queue.aging += aging;
-            queue.first_expiry = match (queue.first_expiry, expiry) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            queue.first_expiry = super::deliveries::earliest(queue.first_expiry, expiry);
             if status == DeliveryStatus::Retrying.as_str() {
                 queue.retrying = count;
                 queue.last_error = last_error;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use maud::{html, Markup};
 
 use super::{fill, layout, status_badge, Frame, Texts};
+use crate::model::said::Said;
 use crate::model::{DeliveryStatus, OpStatus};
 use crate::replay::Refused;
 use crate::store::OperationView;
@@ -126,7 +127,7 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                                     td { @if let Some(body) = &a.response_body { pre.snippet { (body) } } }
                                     td.error {
                                         @match &a.judged {
-                                            Some(judged) if !judged.accepted() => (t.judged(judged)),
+                                            Some(judged) if !judged.accepted() => (t.said(&Said::Answer { verdict: judged.clone() })),
                                             _ => (a.error.as_ref().map(|e| t.said(e)).unwrap_or_default()),
                                         }
                                     }
