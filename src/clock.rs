@@ -66,6 +66,47 @@ pub fn parse_since(text: &str, now_ms: i64, tz: &TimeZone) -> Result<i64, String
     }
 }
 
+/// A day as people type it: `сегодня`/`today`, `вчера`/`yesterday`,
+/// `01.12.2026` (what Klientiks itself sends, and how Russians write
+/// dates) or `2026-12-01`; `None` for anything else. `today` is the
+/// current day in the reader's zone.
+pub fn parse_day(text: &str, today: Date) -> Option<Date> {
+    let text = text.trim().to_lowercase();
+    match text.as_str() {
+        "сегодня" | "today" => return Some(today),
+        "вчера" | "yesterday" => return today.yesterday().ok(),
+        _ => {}
+    }
+    if let Ok(date) = text.parse::<Date>() {
+        return Some(date);
+    }
+    let mut parts = text.split('.');
+    let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || year.len() != 4 {
+        return None;
+    }
+    Date::new(year.parse().ok()?, month.parse().ok()?, day.parse().ok()?).ok()
+}
+
+/// The day `ms` falls on in `tz`.
+pub fn day_of(ms: i64, tz: &TimeZone) -> Date {
+    Timestamp::from_millisecond(ms)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(tz.clone())
+        .date()
+}
+
+/// Milliseconds since the epoch at the start of `day` in `tz`.
+pub fn day_start(day: Date, tz: &TimeZone) -> i64 {
+    day.to_zoned_datetime(tz.clone())
+        .map_or(0, |z| z.start_of_day().map_or(0, |s| s.timestamp().as_millisecond()))
+}
+
+/// `01.12.2026`: a day as Russians (and the console in either language) write it.
+pub fn dotted(day: Date) -> String {
+    day.strftime("%d.%m.%Y").to_string()
+}
+
 /// Day names as `active_days` takes them, Monday first.
 pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 /// Longest span [`ActiveTime::between`] walks day by day; past it the span
@@ -172,6 +213,28 @@ impl ActiveTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Days typed the ways people type them; anything else is no day.
+    #[test]
+    fn days_as_people_type_them() {
+        let today = Date::new(2026, 12, 2).unwrap();
+        let day = |text: &str| parse_day(text, today);
+        assert_eq!(day("сегодня"), Some(today));
+        assert_eq!(day(" Вчера "), Some(Date::new(2026, 12, 1).unwrap()));
+        assert_eq!(day("yesterday"), Some(Date::new(2026, 12, 1).unwrap()));
+        assert_eq!(day("01.12.2026"), Some(Date::new(2026, 12, 1).unwrap()));
+        assert_eq!(day("1.12.2026"), Some(Date::new(2026, 12, 1).unwrap()));
+        assert_eq!(day("2026-12-01"), Some(Date::new(2026, 12, 1).unwrap()));
+        for not_a_day in ["31.02.2026", "01.12.26", "01.12", "24h", "завтра", ""] {
+            assert_eq!(day(not_a_day), None, "{not_a_day}");
+        }
+        let tz = moscow();
+        let start = day_start(Date::new(2026, 12, 1).unwrap(), &tz);
+        assert_eq!(start, parse_since("2026-12-01", 0, &tz).unwrap());
+        assert_eq!(day_of(start, &tz), Date::new(2026, 12, 1).unwrap());
+        assert_eq!(day_of(start - 1, &tz), Date::new(2026, 11, 30).unwrap());
+        assert_eq!(dotted(Date::new(2026, 12, 1).unwrap()), "01.12.2026");
+    }
 
     /// Only the active hours of active days count, in the zone's local time.
     #[test]
