@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::read::{parse_json, summary_row, with_status, Conditions, SUMMARY_COLUMNS};
+use super::history::Conditions;
+use super::read::{parse_json, summary_row, with_status, SUMMARY_COLUMNS};
 use super::{OperationSummary, Reader, StoreError};
 use crate::model::OpStatus;
 

@@ -36,6 +36,7 @@ mod db;
 mod deliveries;
 mod expiry;
 mod export;
+mod history;
 mod notices;
 mod overview;
 mod postgres;
@@ -61,13 +62,14 @@ use db::{Db, Pg};
 pub use db::LEASE_MS;
 pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};
+pub use history::HistoryFilter;
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use postgres::claims::Turns;
 pub use postgres::cluster::{Cluster, Duty};
 pub use postgres::migrate::{migrate_store, Copied};
 pub use read::{
-    AllSkipped, AttemptView, DeliveryView, HistoryFilter, Notification, OperationSummary, OperationView, QueueStats,
-    Reader, ReplayView,
+    AllSkipped, AttemptView, DeliveryView, Notification, OperationSummary, OperationView, QueueStats, Reader,
+    ReplayView,
 };
 pub use receivers::{Backlog, ProcessingStatus, ReceiverStatus};
 pub use replay::{queue_replays, Replay};
@@ -95,6 +97,10 @@ const META_HEALTH_PROBE: &str = "health_probe_at";
 /// deliveries and attempts go with them (ON DELETE CASCADE).
 const PRUNE_BATCH: &str = "DELETE FROM operations WHERE id IN (
      SELECT id FROM operations WHERE received_at < ?1 AND status != 'queued' ORDER BY received_at LIMIT ?2)";
+
+/// The field an operation's event is read from, as Klientiks's addresses
+/// send it (`event=appointment_paid`): the console filters and counts by it.
+pub const EVENT_FIELD: &str = "event";
 
 /// The earliest accepted operation of a processing with a dedupe key, since a time.
 const DUPLICATE_OF: &str = "SELECT id FROM operations

@@ -101,7 +101,7 @@ impl Reader {
     fn counts(&self, processing: &str, from_hour: i64) -> Result<Vec<(OpStatus, u64)>, StoreError> {
         let sql = match self.conn.dialect() {
             Dialect::Sqlite => {
-                "SELECT status, CAST(SUM(n) AS BIGINT) FROM status_hours WHERE processing = ?1 AND hour >= ?2
+                "SELECT status, CAST(SUM(n) AS BIGINT) FROM hour_counts WHERE processing = ?1 AND hour >= ?2 AND action = ''
                  GROUP BY status HAVING SUM(n) > 0"
             }
             // No counters there (postgres/schema.rs): an index-only count.

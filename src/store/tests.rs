@@ -357,8 +357,10 @@ fn migration_fills_in_receivers() {
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE replays; DROP INDEX deliveries_in_flight; DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
-         DROP TRIGGER status_hours_insert; DROP TRIGGER status_hours_update; DROP TRIGGER status_hours_delete;
-         DROP TABLE status_hours;
+         DROP TRIGGER hour_counts_operation_insert; DROP TRIGGER hour_counts_operation_update;
+         DROP TRIGGER hour_counts_operation_delete; DROP TRIGGER hour_counts_delivery_supersede;
+         DROP TRIGGER hour_counts_delivery_insert; DROP TRIGGER hour_counts_delivery_update;
+         DROP TABLE hour_counts; ALTER TABLE operations DROP COLUMN event;
          DROP TABLE silences;
          DROP TABLE receivers;
          PRAGMA user_version = 2;",

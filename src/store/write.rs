@@ -4,7 +4,7 @@
 use super::db::{Db, Dialect, Param};
 use super::deliveries::{due_row, earliest, insert_delivery, with_headers, DUE_COLUMNS};
 use super::notices::{note_first_warnings, queue_notification, warn_if_changed};
-use super::{channel_column, StoreError, DUPLICATE_OF, META_LAST_NOTIFIED, PRUNE_BATCH};
+use super::{channel_column, StoreError, DUPLICATE_OF, EVENT_FIELD, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
 use crate::model::response::Judged;
 use crate::model::said::Said;
@@ -50,6 +50,11 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         Dialect::Postgres => super::sqlite::search::pg_search_text(op.fields.iter().map(|(_, v)| v.as_str())),
     };
     let status_text = status.as_str();
+    let event = op
+        .fields
+        .iter()
+        .find(|(name, _)| name == EVENT_FIELD)
+        .map(|(_, v)| v.as_str());
     let mut params: Vec<&dyn Param> = vec![
         &op.processing,
         &op.received_at,
@@ -64,6 +69,7 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         &status_text,
         &reason_text,
         &dedupe_key,
+        &event,
     ];
     if conn.dialect() == Dialect::Postgres {
         params.push(&search_text);
@@ -72,13 +78,13 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         match conn.dialect() {
             Dialect::Sqlite => {
                 "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-                     content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2) RETURNING id"
+                     content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2) RETURNING id"
             }
             Dialect::Postgres => {
                 "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-                     content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at, search_text)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?2, ?14) RETURNING id"
+                     content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at, search_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2, ?15) RETURNING id"
             }
         },
         &params,
@@ -141,9 +147,12 @@ pub(super) fn prune_batch(conn: &Db, before: i64, batch: usize) -> Result<usize,
     // Notifications and warning marks are small; they go in one statement each.
     conn.execute("DELETE FROM notifications WHERE created_at < ?1", &[&before])?;
     conn.execute("DELETE FROM warning_days WHERE day < ?1", &[&notice_day(before)])?;
-    conn.execute("DELETE FROM status_hours WHERE n <= 0", &[])?;
     match conn {
-        Db::Sqlite(conn) => give_back_pages(conn, batch as i64 * PAGES_PER_OPERATION)?,
+        Db::Sqlite(sqlite) => {
+            // Counters the pruned operations emptied (PostgreSQL keeps none).
+            conn.execute("DELETE FROM hour_counts WHERE n <= 0", &[])?;
+            give_back_pages(sqlite, batch as i64 * PAGES_PER_OPERATION)?
+        }
         // PostgreSQL's autovacuum reuses the space.
         Db::Postgres(_) => super::postgres::claims::prune_dedupe_keys(conn, before)?,
     }

@@ -46,6 +46,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("reason", Text),
             ("dedupe_key", Text),
             ("updated_at", Int),
+            ("event", Text),
         ],
     ),
     (

@@ -2,7 +2,7 @@
 //! SQLite's (`sqlite/schema.rs`): the same tables and columns, so both run the
 //! same statements, in PostgreSQL's types (BIGINT for SQLite's INTEGER,
 //! BYTEA for BLOB). Version 1 is SQLite's version 10 (11 adds an index
-//! PostgreSQL's `deliveries_leased` already serves), version 2 its 12.
+//! PostgreSQL's `deliveries_leased` already serves), version 2 its 12, and each later one SQLite's next.
 //!
 //! Each entry moves the database from version `index` to `index + 1`.
 //! Never edit a shipped entry: append a new one. Instances starting
@@ -179,6 +179,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE attempts ADD COLUMN verdict TEXT;
     CREATE INDEX deliveries_expiring ON deliveries (expires_at)
         WHERE expires_at IS NOT NULL AND status IN ('pending', 'retrying');
+    "#,
+    // 4: SQLite's version 14: the operation's event, for the console's
+    //    event filter and totals (counted here from the operations, as the
+    //    overview's are: no counter rows for instances to contend on).
+    r#"
+    ALTER TABLE operations ADD COLUMN event TEXT;
+    UPDATE operations SET event = fields::jsonb ->> 'event' WHERE fields::jsonb ? 'event';
+    CREATE INDEX operations_by_event ON operations (processing, event, received_at);
+    -- Pruning no longer clears counters here.
+    DROP TABLE status_hours;
     "#,
 ];
 

@@ -415,6 +415,108 @@ const MIGRATIONS: &[Migration] = &[
         then: None,
         rebuilds: false,
         before: None,
+    }, // 14: the console's totals. `event` is the operation's `event` field
+    //     (what Klientiks's addresses send), for the event filter.
+    //     `hour_counts` replaces `status_hours`: by processing, hour
+    //     received and event, the operations by status (action `''`) and,
+    //     per action, the deliveries that finished (delivered, failed,
+    //     expired, cancelled), counting only an operation's newest delivery
+    //     for each action: after a replay, its new delivery's outcome
+    //     replaces the old one's. So "did yesterday's paid visits reach
+    //     Plarin?" reads a few hundred rows instead of a day of operations.
+    //     An operation's rows go in a BEFORE DELETE trigger, while its
+    //     deliveries are still there to count (the cascade removes them
+    //     after; deliveries are never deleted otherwise).
+    Migration {
+        sql: r#"
+    ALTER TABLE operations ADD COLUMN event TEXT;
+    UPDATE operations SET event = json_extract(fields, '$.event')
+        WHERE json_type(fields, '$.event') = 'text';
+    DROP TRIGGER status_hours_insert;
+    DROP TRIGGER status_hours_update;
+    DROP TRIGGER status_hours_delete;
+    DROP TABLE status_hours;
+    CREATE TABLE hour_counts (
+        processing TEXT    NOT NULL,
+        hour       INTEGER NOT NULL,            -- received_at in hours since the Unix epoch
+        event      TEXT    NOT NULL,            -- '' when the operation has none
+        action     TEXT    NOT NULL,            -- '': the operations themselves
+        status     TEXT    NOT NULL,
+        n          INTEGER NOT NULL,
+        PRIMARY KEY (processing, hour, event, action, status)
+    ) WITHOUT ROWID;
+    INSERT INTO hour_counts (processing, hour, event, action, status, n)
+        SELECT processing, received_at / 3600000, COALESCE(event, ''), '', status, count(*)
+        FROM operations GROUP BY 1, 2, 3, 5;
+    INSERT INTO hour_counts (processing, hour, event, action, status, n)
+        SELECT o.processing, o.received_at / 3600000, COALESCE(o.event, ''), d.action, d.status, count(*)
+        FROM deliveries d JOIN operations o ON o.id = d.operation_id
+        WHERE d.status IN ('delivered', 'failed', 'expired', 'cancelled')
+          AND d.id = (SELECT MAX(l.id) FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action)
+        GROUP BY 1, 2, 3, 4, 5;
+    CREATE TRIGGER hour_counts_operation_insert AFTER INSERT ON operations BEGIN
+        INSERT INTO hour_counts (processing, hour, event, action, status, n)
+            VALUES (NEW.processing, NEW.received_at / 3600000, COALESCE(NEW.event, ''), '', NEW.status, 1)
+            ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER hour_counts_operation_update AFTER UPDATE OF status ON operations
+        WHEN OLD.status != NEW.status BEGIN
+        UPDATE hour_counts SET n = n - 1
+            WHERE processing = OLD.processing AND hour = OLD.received_at / 3600000
+              AND event = COALESCE(OLD.event, '') AND action = '' AND status = OLD.status;
+        INSERT INTO hour_counts (processing, hour, event, action, status, n)
+            VALUES (NEW.processing, NEW.received_at / 3600000, COALESCE(NEW.event, ''), '', NEW.status, 1)
+            ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER hour_counts_operation_delete BEFORE DELETE ON operations BEGIN
+        UPDATE hour_counts SET n = n - 1
+            WHERE processing = OLD.processing AND hour = OLD.received_at / 3600000
+              AND event = COALESCE(OLD.event, '') AND action = '' AND status = OLD.status;
+        UPDATE hour_counts SET n = n - (
+                SELECT count(*) FROM deliveries d
+                WHERE d.operation_id = OLD.id AND d.action = hour_counts.action AND d.status = hour_counts.status
+                  AND NOT EXISTS (SELECT 1 FROM deliveries l
+                                  WHERE l.operation_id = OLD.id AND l.action = d.action AND l.id > d.id))
+            WHERE processing = OLD.processing AND hour = OLD.received_at / 3600000
+              AND event = COALESCE(OLD.event, '') AND action != '';
+    END;
+    -- A replay's delivery takes the place of the action's previous one.
+    CREATE TRIGGER hour_counts_delivery_supersede AFTER INSERT ON deliveries
+        WHEN (SELECT p.status FROM deliveries p
+              WHERE p.operation_id = NEW.operation_id AND p.action = NEW.action AND p.id < NEW.id
+              ORDER BY p.id DESC LIMIT 1) IN ('delivered', 'failed', 'expired', 'cancelled') BEGIN
+        UPDATE hour_counts SET n = n - 1
+            WHERE (processing, hour, event) = (SELECT processing, received_at / 3600000, COALESCE(event, '')
+                                               FROM operations WHERE id = NEW.operation_id)
+              AND action = NEW.action
+              AND status = (SELECT p.status FROM deliveries p
+                            WHERE p.operation_id = NEW.operation_id AND p.action = NEW.action AND p.id < NEW.id
+                            ORDER BY p.id DESC LIMIT 1);
+    END;
+    CREATE TRIGGER hour_counts_delivery_insert AFTER INSERT ON deliveries
+        WHEN NEW.status IN ('delivered', 'failed', 'expired', 'cancelled') BEGIN
+        INSERT INTO hour_counts (processing, hour, event, action, status, n)
+            SELECT processing, received_at / 3600000, COALESCE(event, ''), NEW.action, NEW.status, 1
+            FROM operations WHERE id = NEW.operation_id
+            ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER hour_counts_delivery_update AFTER UPDATE OF status ON deliveries
+        WHEN OLD.status != NEW.status
+         AND (OLD.status IN ('delivered', 'failed', 'expired', 'cancelled')
+              OR NEW.status IN ('delivered', 'failed', 'expired', 'cancelled')) BEGIN
+        UPDATE hour_counts SET n = n - 1
+            WHERE (processing, hour, event) = (SELECT processing, received_at / 3600000, COALESCE(event, '')
+                                               FROM operations WHERE id = OLD.operation_id)
+              AND action = OLD.action AND status = OLD.status;
+        INSERT INTO hour_counts (processing, hour, event, action, status, n)
+            SELECT processing, received_at / 3600000, COALESCE(event, ''), NEW.action, NEW.status, 1
+            FROM operations WHERE id = NEW.operation_id AND NEW.status IN ('delivered', 'failed', 'expired', 'cancelled')
+            ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
     },
 ];
 
