@@ -13,6 +13,8 @@ pub struct HistoryFilter {
     pub ids: Vec<(i64, i64)>,
     pub processing: Option<String>,
     pub status: Option<OpStatus>,
+    /// Only operations whose `event` field is this.
+    pub event: Option<String>,
     /// Only operations received at or after this time.
     pub since: Option<i64>,
     /// Only operations received before this time.
@@ -90,6 +92,9 @@ impl Reader {
             conditions.parts.push(format!("({})", any.join(" OR ")));
         }
         conditions.add_matches(filter.processing.as_deref(), filter.status);
+        if let Some(event) = &filter.event {
+            conditions.add("o.event =", event.clone());
+        }
         if let Some(since) = filter.since {
             conditions.add("o.received_at >=", since);
         }

@@ -47,6 +47,7 @@ mod replay;
 #[cfg(feature = "bench")]
 pub mod seed;
 mod sqlite;
+mod totals;
 mod write;
 mod writer;
 
@@ -77,6 +78,7 @@ pub use sqlite::backup::{backup, create_private, BackupReport};
 pub use sqlite::files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use sqlite::indexer::{index_search, start_indexer, Indexer};
 pub use sqlite::online_backup::{backup_through, Step as BackupStep};
+pub use totals::{Counted, HourCount, TotalsFilter};
 pub use write::Waiting;
 pub use writer::{spawn_writer, Hooks, Writer};
 
@@ -282,3 +284,5 @@ fn open_file_for_writing(path: &Path) -> Result<Connection, StoreError> {
 mod pg_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod totals_tests;

@@ -1,0 +1,142 @@
+//! The console's totals on both engines: SQLite's trigger-kept counters
+//! and PostgreSQL's counts must say the same.
+
+use super::tests::{delivered, insert_all, operation, quiet};
+use super::*;
+use crate::model::{AttemptRecord, NewOperation, Outcome};
+
+fn with_event(event: &str, actions: &[&str]) -> NewOperation {
+    let mut op = operation(None, actions);
+    op.fields.push(("event".into(), event.into()));
+    op
+}
+
+fn failed(id: i64) -> AttemptRecord {
+    AttemptRecord {
+        http_status: Some(400),
+        outcome: Outcome::Failed,
+        ..delivered(id, 1_000)
+    }
+}
+
+/// The hour's counts for `event`, sorted, as `(what, n)` strings.
+fn counts(reader: &Reader, event: Option<&str>) -> Vec<String> {
+    let mut found: Vec<String> = reader
+        .totals(&TotalsFilter {
+            processings: vec!["p".into(), "other".into()],
+            event: event.map(str::to_string),
+            since: 0,
+            until: 3_600_000,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            assert_eq!(c.hour, 0);
+            match c.what {
+                Counted::Operations(status) => format!("{status} {}", c.n),
+                Counted::Action(action, status) => format!("{action}:{status} {}", c.n),
+            }
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Operations by status and each action's outcomes, by event; a replay's
+/// delivery replaces the outcome it replays; pruning takes its counts.
+pub(super) fn totals_follow_outcomes(location: &Location) {
+    let (writer, thread) = spawn_writer(location, quiet()).unwrap();
+    let ids = insert_all(
+        &writer,
+        vec![
+            with_event("appointment_paid", &["plarin", "tg"]),
+            with_event("appointment_paid", &["plarin"]),
+            with_event("client_added", &["plarin"]),
+        ],
+    );
+    let due = writer.claim_due(1_000, 10, Vec::new()).unwrap().due;
+    assert_eq!(due.len(), 4);
+    let by = |op: i64, action: &str| {
+        due.iter()
+            .find(|d| d.operation_id == op && d.request.action == action)
+            .unwrap()
+            .id
+    };
+    writer.record(delivered(by(ids[0].id, "plarin"), 1_000)).unwrap();
+    writer.record(failed(by(ids[0].id, "tg"))).unwrap();
+    writer.record(failed(by(ids[1].id, "plarin"))).unwrap();
+    writer.record(delivered(by(ids[2].id, "plarin"), 1_000)).unwrap();
+    // Records are queued; a blocking job behind them waits for their commit.
+    writer.receivers().unwrap();
+
+    let reader = Reader::open(location.clone()).unwrap();
+    assert_eq!(
+        counts(&reader, Some("appointment_paid")),
+        [
+            "failed 1",
+            "partial 1",
+            "plarin:delivered 1",
+            "plarin:failed 1",
+            "tg:failed 1"
+        ]
+    );
+    assert_eq!(counts(&reader, None).len(), 6, "{:?}", counts(&reader, None));
+    assert_eq!(
+        reader.events_seen(&["p".into()], 0).unwrap(),
+        ["appointment_paid", "client_added"]
+    );
+    let listed = reader
+        .history(&HistoryFilter {
+            event: Some("client_added".into()),
+            limit: 10,
+            ..HistoryFilter::default()
+        })
+        .unwrap();
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[2].id]);
+
+    // Replayed: its new delivery waits, so the old failure no longer counts.
+    let mut again = operation(None, &["plarin"]).deliveries;
+    again[0].action = "plarin".into();
+    writer
+        .queue_replays(vec![Replay {
+            operation_id: ids[1].id,
+            deliveries: again,
+            source: "test".into(),
+        }])
+        .unwrap();
+    assert_eq!(
+        counts(&reader, Some("appointment_paid")),
+        ["partial 1", "plarin:delivered 1", "queued 1", "tg:failed 1"]
+    );
+    let due = writer.claim_due(crate::clock::now_ms(), 10, Vec::new()).unwrap().due;
+    assert_eq!(due.len(), 1);
+    writer.record(delivered(due[0].id, 1_000)).unwrap();
+    writer.receivers().unwrap();
+    assert_eq!(
+        counts(&reader, Some("appointment_paid")),
+        ["delivered 1", "partial 1", "plarin:delivered 2", "tg:failed 1"]
+    );
+
+    writer.prune(crate::clock::now_ms(), 100).unwrap();
+    assert_eq!(
+        counts(&reader, None),
+        Vec::<String>::new(),
+        "pruned with their operations"
+    );
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[test]
+fn totals_follow_outcomes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    totals_follow_outcomes(&Location::File(dir.path().join("t.db")));
+}
+
+#[test]
+fn totals_follow_outcomes_on_postgres() {
+    let Some(db) = super::pg_tests::TestDatabase::create() else {
+        return;
+    };
+    totals_follow_outcomes(&db.location);
+}
