@@ -4,7 +4,10 @@
 use super::db::{Dialect, Param, Value};
 use super::read::{summary_row, with_status, OperationSummary, Reader, SUMMARY_COLUMNS};
 use super::StoreError;
-use crate::model::OpStatus;
+use std::collections::HashMap;
+
+use crate::model::said::Said;
+use crate::model::{DeliveryStatus, OpStatus};
 
 /// Which operations `history` lists.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +18,12 @@ pub struct HistoryFilter {
     pub status: Option<OpStatus>,
     /// Only operations whose `event` field is this.
     pub event: Option<String>,
+    /// Only operations with an action whose newest delivery did not arrive
+    /// and failed (or is failing) this way.
+    pub outcome: Option<Failing>,
+    /// Only operations with an action whose newest delivery's error holds
+    /// this text (as recorded: English, with the receiver's own words).
+    pub error_text: Option<String>,
     /// Only operations received at or after this time.
     pub since: Option<i64>,
     /// Only operations received before this time.
@@ -27,6 +36,82 @@ pub struct HistoryFilter {
     pub search: Option<String>,
     pub limit: usize,
 }
+
+/// One action's newest delivery of a listed operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chip {
+    pub action: String,
+    pub status: DeliveryStatus,
+    /// Its last attempt's HTTP status, if it got an answer.
+    pub http_status: Option<u16>,
+    /// Why it did not arrive (yet): the rule that judged the answer, or the error.
+    pub error: Option<Said>,
+}
+
+/// How an action's newest delivery failed or is failing: the console's
+/// outcome filter, so "replay only what the receiver's outage broke" is
+/// one filter away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failing {
+    /// Its last answer was 4xx.
+    Http4xx,
+    /// Its last answer was 5xx.
+    Http5xx,
+    /// No answer: connection, DNS, TLS or timeout.
+    Network,
+    /// 5xx or no answer: what a receiver's outage leaves, worth a replay.
+    Outage,
+    /// A 2xx its response rules did not accept.
+    NotAccepted,
+    /// Its `max_age` passed before it could be sent.
+    Expired,
+}
+
+impl Failing {
+    /// Every kind, as the console's filter offers them.
+    pub const ALL: &[Failing] = &[
+        Failing::Http4xx,
+        Failing::Http5xx,
+        Failing::Network,
+        Failing::Outage,
+        Failing::NotAccepted,
+        Failing::Expired,
+    ];
+
+    /// The name in a query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failing::Http4xx => "4xx",
+            Failing::Http5xx => "5xx",
+            Failing::Network => "network",
+            Failing::Outage => "outage",
+            Failing::NotAccepted => "not_accepted",
+            Failing::Expired => "expired",
+        }
+    }
+
+    /// The kind named `text`, if any.
+    pub fn parse(text: &str) -> Option<Failing> {
+        Failing::ALL.iter().copied().find(|f| f.as_str() == text)
+    }
+
+    /// The condition on `d` (the newest delivery) and `a` (its last attempt).
+    fn condition(self) -> &'static str {
+        match self {
+            Failing::Http4xx => "a.http_status BETWEEN 400 AND 499",
+            Failing::Http5xx => "a.http_status >= 500",
+            Failing::Network => "a.http_status IS NULL AND a.error IS NOT NULL",
+            Failing::Outage => "(a.http_status >= 500 OR (a.http_status IS NULL AND a.error IS NOT NULL))",
+            Failing::NotAccepted => "a.http_status BETWEEN 200 AND 299",
+            Failing::Expired => "d.status = 'expired'",
+        }
+    }
+}
+
+/// An operation's deliveries that stand for their action: the newest of
+/// each (a replay's takes the place of the one it replays).
+pub(super) const NEWEST_PER_ACTION: &str =
+    "NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)";
 
 /// A WHERE clause built from the filters given, with its bound values.
 #[derive(Default)]
@@ -95,6 +180,30 @@ impl Reader {
         if let Some(event) = &filter.event {
             conditions.add("o.event =", event.clone());
         }
+        if filter.outcome.is_some() || filter.error_text.is_some() {
+            let mut how = vec!["d.status != 'delivered'".to_string()];
+            if let Some(outcome) = filter.outcome {
+                how.push(outcome.condition().to_string());
+            }
+            if let Some(text) = &filter.error_text {
+                let like = conditions.bind(format!(
+                    "%{}%",
+                    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                ));
+                // lower() on both sides: PostgreSQL's LIKE minds case.
+                how.push(format!(
+                    "(lower(d.last_error) LIKE lower({like}) ESCAPE '\\'
+                      OR lower(a.error) LIKE lower({like}) ESCAPE '\\'
+                      OR lower(a.response_body) LIKE lower({like}) ESCAPE '\\')"
+                ));
+            }
+            conditions.parts.push(format!(
+                "EXISTS (SELECT 1 FROM deliveries d LEFT JOIN attempts a ON a.id = (
+                     SELECT MAX(x.id) FROM attempts x WHERE x.delivery_id = d.id)
+                 WHERE d.operation_id = o.id AND {NEWEST_PER_ACTION} AND {})",
+                how.join(" AND ")
+            ));
+        }
         if let Some(since) = filter.since {
             conditions.add("o.received_at >=", since);
         }
@@ -151,5 +260,39 @@ impl Reader {
         );
         let rows = self.conn.query(&sql, &conditions.params(), summary_row)?;
         rows.into_iter().map(with_status).collect()
+    }
+
+    /// Each of `ids`' actions as a list row shows it: the newest delivery's
+    /// status, its last answer's HTTP status and its error, in action order.
+    pub fn outcomes_of(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Chip>>, StoreError> {
+        let mut found: HashMap<i64, Vec<Chip>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let mut conditions = Conditions::default();
+        let listed: Vec<String> = ids.iter().map(|id| conditions.bind(*id)).collect();
+        let sql = format!(
+            "SELECT d.operation_id, d.action, d.status, d.last_error,
+                    (SELECT a.http_status FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
+             FROM deliveries d
+             WHERE d.operation_id IN ({}) AND {NEWEST_PER_ACTION}
+             ORDER BY d.operation_id, d.position",
+            listed.join(", ")
+        );
+        let rows = self.conn.query(&sql, &conditions.params(), |row| {
+            Ok((
+                row.get::<i64>(0)?,
+                Chip {
+                    action: row.get(1)?,
+                    status: row.get::<String>(2)?.parse().map_err(StoreError::Corrupt)?,
+                    error: row.get(3)?,
+                    http_status: row.get::<Option<i64>>(4)?.map(|s| s as u16),
+                },
+            ))
+        })?;
+        for (id, chip) in rows {
+            found.entry(id).or_default().push(chip);
+        }
+        Ok(found)
     }
 }

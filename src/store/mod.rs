@@ -63,7 +63,7 @@ use db::{Db, Pg};
 pub use db::LEASE_MS;
 pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};
-pub use history::HistoryFilter;
+pub use history::{Chip, Failing, HistoryFilter};
 pub use overview::{ActionQueue, Overview, RecentWarning, SilenceMark};
 pub use postgres::claims::Turns;
 pub use postgres::cluster::{Cluster, Duty};

@@ -171,9 +171,13 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str)
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// Delivered counts only each action's newest delivery: after a replay,
+/// "1/1", not "1/2" with the replayed failure still counted.
 pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
-    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'),
-    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'
+        AND NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id
+        AND NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)),
     (SELECT d.last_error FROM deliveries d WHERE d.operation_id = o.id AND d.status IN ('failed', 'expired', 'cancelled')
      ORDER BY d.position, d.id DESC LIMIT 1)";
 

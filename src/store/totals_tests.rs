@@ -3,7 +3,7 @@
 
 use super::tests::{delivered, insert_all, operation, quiet};
 use super::*;
-use crate::model::{AttemptRecord, NewOperation, Outcome};
+use crate::model::{AttemptRecord, DeliveryStatus, NewOperation, Outcome};
 
 fn with_event(event: &str, actions: &[&str]) -> NewOperation {
     let mut op = operation(None, actions);
@@ -94,6 +94,32 @@ pub(super) fn totals_follow_outcomes(location: &Location) {
         .unwrap();
     assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[2].id]);
 
+    let failing = |outcome: Option<Failing>, text: Option<&str>| -> Vec<i64> {
+        let filter = HistoryFilter {
+            outcome,
+            error_text: text.map(str::to_string),
+            limit: 10,
+            ..HistoryFilter::default()
+        };
+        reader.history(&filter).unwrap().iter().map(|s| s.id).collect()
+    };
+    assert_eq!(failing(Some(Failing::Http4xx), None), [ids[1].id, ids[0].id]);
+    assert_eq!(failing(Some(Failing::Outage), None), Vec::<i64>::new());
+    assert_eq!(failing(None, Some("HTTP")), [ids[1].id, ids[0].id], "the error as recorded");
+    assert_eq!(failing(None, Some("nothing like it")), Vec::<i64>::new());
+    let chips = reader.outcomes_of(&[ids[0].id]).unwrap();
+    let chips: Vec<(&str, DeliveryStatus, Option<u16>)> = chips[&ids[0].id]
+        .iter()
+        .map(|c| (c.action.as_str(), c.status, c.http_status))
+        .collect();
+    assert_eq!(
+        chips,
+        [
+            ("plarin", DeliveryStatus::Delivered, Some(200)),
+            ("tg", DeliveryStatus::Failed, Some(400))
+        ]
+    );
+
     // Replayed: its new delivery waits, so the old failure no longer counts.
     let mut again = operation(None, &["plarin"]).deliveries;
     again[0].action = "plarin".into();
@@ -116,6 +142,9 @@ pub(super) fn totals_follow_outcomes(location: &Location) {
         counts(&reader, Some("appointment_paid")),
         ["delivered 1", "partial 1", "plarin:delivered 2", "tg:failed 1"]
     );
+    let replayed = reader.operation(ids[1].id).unwrap().unwrap().summary;
+    assert_eq!((replayed.delivered, replayed.deliveries), (1, 1), "the replayed failure no longer counts");
+    assert_eq!(failing(Some(Failing::Http4xx), None), [ids[0].id]);
 
     writer.prune(crate::clock::now_ms(), 100).unwrap();
     assert_eq!(
