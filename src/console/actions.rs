@@ -28,7 +28,21 @@ const REPLAYED: [OpStatus; 3] = [OpStatus::Failed, OpStatus::Held, OpStatus::Par
 /// The confirmation before a bulk replay (GET /replay), for the filter in
 /// the query string.
 pub(super) async fn confirm_replay(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
-    let filter = filter_of(|key| cx.param(key));
+    let mut filter = filter_of(|key| cx.param(key));
+    // Ticked rows come as `id=1&id=2`: the chosen operations, whatever else
+    // the list was filtered by.
+    let ticked: Vec<&str> = cx
+        .query
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if !ticked.is_empty() {
+        filter = super::pages::Filter {
+            ids: ticked.join(","),
+            ..super::pages::Filter::default()
+        };
+    }
     let ask = ask(cx.param("include_stopped"), cx.param("force"));
     match replay_candidates(console, cx, signed, &filter).await {
         Ok(list) => cx.page(
@@ -124,15 +138,27 @@ async fn replay_matching(
             pages::confirm_replay(&cx.frame(Some(signed)), &filter, &preview, &ask),
         );
     }
+    let candidates: Vec<i64> = operations.iter().map(|op| op.summary.id).collect();
     let report = match run_replay(console, cx, operations, ask).await {
         Ok(report) => report,
         Err(err) => return cx.read_failed(signed, err),
     };
+    let queued: Vec<String> = candidates
+        .iter()
+        .filter(|id| !report.refused.iter().any(|(refused, _)| refused == *id))
+        .map(i64::to_string)
+        .collect();
+    let said = format!("requeued_ops={}&refused_ops={}", queued.len(), report.refused.len());
+    if !queued.is_empty() && queued.len() <= super::listing::MAX_CHOSEN {
+        // The operations just queued, as they go: the filter that found
+        // them (failed ones, say) would now find none of them.
+        return redirect(&format!("/operations?ids={}&{said}", queued.join(",")), None);
+    }
     let mut query = filter.query();
     if !query.is_empty() {
         query.push('&');
     }
-    redirect(&format!("/operations?{query}queued={}", report.queued), None)
+    redirect(&format!("/operations?{query}{said}"), None)
 }
 
 async fn replay_one(

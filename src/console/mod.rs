@@ -15,8 +15,10 @@
 mod actions;
 mod auth;
 mod i18n;
+mod listing;
 mod pages;
 mod request;
+mod totals;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,26 +29,24 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
 
-use crate::clock::{now_ms, parse_since};
+use crate::clock::now_ms;
 use crate::http::Reply;
 use crate::ingest::{sender::client_of, Shared, Throttle};
 use crate::klientiks;
-use crate::model::OpStatus;
 use crate::replay;
-use crate::store::{HistoryFilter, Reader, ReceiverStatus, StoreError};
+use crate::store::{Reader, ReceiverStatus, StoreError};
 
 pub use auth::Role;
 use auth::{Refused, Sessions, Signed};
 use i18n::fill;
-use pages::{Card, Filter, Listing, Row};
+use listing::{filter_of, history_filter};
+use pages::Card;
 use request::{context, cookie, read_form, redirect, session_cookie, static_file, Context, SESSION_COOKIE};
 
 /// Operations per page.
 const PAGE: usize = 50;
 /// Warnings shown per processing on the overview.
 const OVERVIEW_WARNINGS: usize = 3;
-/// Fields shown in a row of the operations list.
-const ROW_FIELDS: usize = 4;
 /// A guesser spreading over many addresses passes the per-address brake;
 /// the log still gets one line per this long.
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -188,7 +188,7 @@ async fn get(console: &Arc<Console>, cx: &Context, signed: &Signed, path: &str) 
         return overview(console, cx, signed).await;
     }
     if path == "/operations" {
-        return operations(console, cx, signed).await;
+        return listing::operations(console, cx, signed).await;
     }
     if path == "/replay" {
         if signed.role != Role::Admin {
@@ -222,47 +222,6 @@ async fn post(
         return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
     }
     actions::post(console, cx, signed, path, form).await
-}
-
-/// The filter as typed, from the query string or a form.
-fn filter_of<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Filter {
-    let value = |key: &str| get(key).unwrap_or("").trim().to_string();
-    Filter {
-        processing: value("processing"),
-        status: value("status"),
-        since: value("since"),
-        until: value("until"),
-        q: value("q"),
-    }
-}
-
-/// The store's filter for `filter` within what `signed` may see, or the
-/// problem with what was typed.
-fn history_filter(cx: &Context, signed: &Signed, filter: &Filter) -> Result<HistoryFilter, String> {
-    let now = now_ms();
-    let tz = &cx.config.server.time_zone;
-    let time = |key: &str, text: &str| {
-        if text.is_empty() {
-            Ok(None)
-        } else {
-            parse_since(text, now, tz).map(Some).map_err(|e| format!("{key}: {e}"))
-        }
-    };
-    let status = if filter.status.is_empty() {
-        None
-    } else {
-        Some(filter.status.parse::<OpStatus>().map_err(|e| format!("status: {e}"))?)
-    };
-    Ok(HistoryFilter {
-        processing: (!filter.processing.is_empty()).then(|| filter.processing.clone()),
-        status,
-        since: time(cx.t().since, &filter.since)?,
-        until: time(cx.t().until, &filter.until)?,
-        within: cx.visible(&signed.role),
-        search: (!filter.q.is_empty()).then(|| filter.q.clone()),
-        limit: PAGE,
-        ..HistoryFilter::default()
-    })
 }
 
 async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
@@ -339,91 +298,6 @@ fn open_receivers_of<'a>(
         .iter()
         .filter(|r| r.state.open.is_some() && targets.contains(&r.state.target))
         .collect()
-}
-
-/// The fields worth a list row: the processing's required ones, then the
-/// rest in name order.
-fn row_fields(cx: &Context, processing: &str, fields: BTreeMap<String, String>) -> Vec<(String, String)> {
-    let required: &[String] = cx.config.processing(processing).map_or(&[], |p| p.require.as_slice());
-    let mut picked: Vec<(String, String)> = required
-        .iter()
-        .filter_map(|name| fields.get(name).map(|v| (name.clone(), v.clone())))
-        .collect();
-    for (name, value) in fields {
-        if picked.len() >= ROW_FIELDS {
-            break;
-        }
-        if !required.contains(&name) && !value.is_empty() {
-            picked.push((name, value));
-        }
-    }
-    picked.truncate(ROW_FIELDS);
-    picked
-}
-
-async fn operations(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Reply {
-    let filter = filter_of(|key| cx.param(key));
-    let mut listing = Listing {
-        filter: &filter,
-        processings: cx
-            .config
-            .processings
-            .iter()
-            .filter(|p| cx.may_see(&signed.role, &p.name))
-            .map(|p| p.name.as_str())
-            .collect(),
-        rows: Vec::new(),
-        next: None,
-        first_page: cx.param("before").is_none(),
-        notice: cx.param("queued").map(|n| fill(cx.t().replay_done, n)),
-        problem: None,
-    };
-    let mut store_filter = match history_filter(cx, signed, &filter) {
-        Ok(f) => f,
-        Err(problem) => {
-            listing.problem = Some(problem);
-            return cx.page(
-                StatusCode::BAD_REQUEST,
-                pages::operations(&cx.frame(Some(signed)), &listing),
-            );
-        }
-    };
-    store_filter.before = cx.param("before").and_then(|b| b.parse().ok());
-    let live = cx.param("fragment") == Some("rows");
-    if live {
-        // The rows newer than the newest shown. A burst of more than a page
-        // between two polls shows its newest page; a reload shows the rest.
-        let after: i64 = cx.param("after").and_then(|a| a.parse().ok()).unwrap_or(i64::MAX);
-        store_filter.ids = vec![(after.saturating_add(1), i64::MAX)];
-    }
-    let found = read(console, move |reader| {
-        let summaries = reader.history(&store_filter)?;
-        let ids: Vec<i64> = summaries.iter().map(|s| s.id).collect();
-        let fields = reader.fields_of(&ids)?;
-        Ok((summaries, fields))
-    })
-    .await;
-    let (summaries, mut fields) = match found {
-        Ok(found) => found,
-        Err(err) => return cx.read_failed(signed, err),
-    };
-    listing.next = (summaries.len() == PAGE)
-        .then(|| summaries.last().map(|s| s.id))
-        .flatten();
-    listing.rows = summaries
-        .into_iter()
-        .map(|summary| {
-            let own = fields.remove(&summary.id).unwrap_or_default();
-            Row {
-                fields: row_fields(cx, &summary.processing, own),
-                summary,
-            }
-        })
-        .collect();
-    if live {
-        return cx.page(StatusCode::OK, pages::rows(&cx.frame(Some(signed)), &listing.rows));
-    }
-    cx.page(StatusCode::OK, pages::operations(&cx.frame(Some(signed)), &listing))
 }
 
 async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i64) -> Reply {

@@ -9,13 +9,15 @@ use super::auth::Role;
 use super::i18n::{fill, Lang, Texts};
 use crate::clock;
 use crate::model::OpStatus;
-use crate::store::OperationSummary;
 
 mod fields;
+mod list;
 mod operation;
 mod overview;
 mod replay;
+mod totals;
 pub use fields::fields;
+pub use list::{operations, progress, rows, Filter, Listing, Row, Totaled, ROW_FIELDS, ROW_NAMED};
 pub use operation::{operation, operation_body};
 pub use overview::{overview, Card};
 pub use replay::confirm_replay;
@@ -62,7 +64,8 @@ pub fn layout(frame: &Frame, title: &str, content: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · hookrelay" }
+                // A sentence as a title keeps no full stop: "Не найдено · hookrelay".
+                title { (title.trim_end_matches('.')) " · hookrelay" }
                 link rel="stylesheet" href="/static/console.css";
                 script src="/static/console.js" defer {}
             }
@@ -127,154 +130,6 @@ pub fn message(frame: &Frame, text: &str) -> Markup {
 
 fn status_badge(t: &Texts, status: OpStatus) -> Markup {
     html! { span class=(format!("status s-{}", status.as_str())) { (t.op_status(status)) } }
-}
-
-/// The operations page's filter, as given in the query string.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub processing: String,
-    pub status: String,
-    pub since: String,
-    pub until: String,
-    pub q: String,
-}
-
-impl Filter {
-    /// The filter as query parameters (empty ones left out), `&`-joined.
-    pub fn query(&self) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [
-            ("processing", &self.processing),
-            ("status", &self.status),
-            ("since", &self.since),
-            ("until", &self.until),
-            ("q", &self.q),
-        ] {
-            if !value.is_empty() {
-                query.append_pair(key, value);
-            }
-        }
-        query.finish()
-    }
-
-    fn hidden(&self) -> Markup {
-        html! {
-            input type="hidden" name="processing" value=(self.processing);
-            input type="hidden" name="status" value=(self.status);
-            input type="hidden" name="since" value=(self.since);
-            input type="hidden" name="until" value=(self.until);
-            input type="hidden" name="q" value=(self.q);
-        }
-    }
-}
-
-/// One row of the operations list, with the fields worth showing in it.
-pub struct Row {
-    pub summary: OperationSummary,
-    pub fields: Vec<(String, String)>,
-}
-
-/// Longest field value shown in a list row.
-const ROW_VALUE_CHARS: usize = 40;
-
-/// The rows of the operations table (also what live updates insert).
-pub fn rows(frame: &Frame, rows: &[Row]) -> Markup {
-    let t = frame.t();
-    html! {
-        @for row in rows {
-            @let s = &row.summary;
-            tr data-id=(s.id) {
-                td.num { a href=(format!("/operations/{}", s.id)) { (s.id) } }
-                td.time { (frame.time(s.received_at)) }
-                td { (s.processing) }
-                td { (status_badge(t, s.status)) }
-                td.fields {
-                    @for (name, value) in &row.fields {
-                        span.field { span.name { (name) } "=" (value.chars().take(ROW_VALUE_CHARS).collect::<String>()) }
-                    }
-                }
-                td.num { @if s.deliveries > 0 { (s.delivered) "/" (s.deliveries) } }
-            }
-        }
-    }
-}
-
-/// What the operations page shows.
-pub struct Listing<'a> {
-    pub filter: &'a Filter,
-    /// The processings the filter may name.
-    pub processings: Vec<&'a str>,
-    pub rows: Vec<Row>,
-    /// The next page's `before`, when there may be one.
-    pub next: Option<i64>,
-    /// Whether this is the first page (live updates add rows only there).
-    pub first_page: bool,
-    pub notice: Option<String>,
-    pub problem: Option<String>,
-}
-
-/// The operations list with its filter.
-pub fn operations(frame: &Frame, listing: &Listing) -> Markup {
-    let t = frame.t();
-    let filter = listing.filter;
-    let live_src = format!(
-        "/operations?{}{}fragment=rows",
-        filter.query(),
-        if filter.query().is_empty() { "" } else { "&" }
-    );
-    layout(
-        frame,
-        t.operations,
-        html! {
-            h1 { (t.operations) }
-            form.filter method="get" action="/operations" {
-                label { (t.processing)
-                    select name="processing" {
-                        option value="" { (t.any) }
-                        @for name in &listing.processings {
-                            option value=(name) selected[filter.processing == *name] { (name) }
-                        }
-                    }
-                }
-                label { (t.status)
-                    select name="status" {
-                        option value="" { (t.any) }
-                        @for status in OpStatus::ALL {
-                            option value=(status.as_str()) selected[filter.status == status.as_str()] { (t.op_status(*status)) }
-                        }
-                    }
-                }
-                label { (t.since) input name="since" value=(filter.since) placeholder=(t.since_hint) size="12"; }
-                label { (t.until) input name="until" value=(filter.until) placeholder=(t.since_hint) size="12"; }
-                label { (t.field_value) input type="search" name="q" value=(filter.q) placeholder=(t.field_value_hint); }
-                button type="submit" { (t.show) }
-                a href="/operations" { (t.reset) }
-            }
-            @if let Some(notice) = &listing.notice { p.notice role="status" { (notice) } }
-            @if let Some(problem) = &listing.problem { p.problem role="alert" { (problem) } }
-            table.operations {
-                thead { tr {
-                    th { (t.id) } th { (t.received) } th { (t.processing) } th { (t.status) } th { (t.fields) } th { (t.deliveries) }
-                } }
-                tbody #rows data-live=[listing.first_page.then_some(&live_src)] {
-                    (rows(frame, &listing.rows))
-                }
-            }
-            @if listing.rows.is_empty() { p.quiet { (t.no_operations) } }
-            @if listing.first_page { p.quiet.live-note hidden { (t.live) } }
-            @if let Some(before) = listing.next {
-                p.pages {
-                    a rel="next" href=(format!("/operations?{}{}before={before}", filter.query(), if filter.query().is_empty() { "" } else { "&" })) { (t.older) }
-                }
-            }
-            @if frame.is_admin() {
-                form.replay method="get" action="/replay" {
-                    (filter.hidden())
-                    button type="submit" { (t.replay_matching) }
-                }
-            }
-        },
-    )
 }
 
 #[cfg(test)]

@@ -105,7 +105,11 @@ pub(super) fn totals_follow_outcomes(location: &Location) {
     };
     assert_eq!(failing(Some(Failing::Http4xx), None), [ids[1].id, ids[0].id]);
     assert_eq!(failing(Some(Failing::Outage), None), Vec::<i64>::new());
-    assert_eq!(failing(None, Some("HTTP")), [ids[1].id, ids[0].id], "the error as recorded");
+    assert_eq!(
+        failing(None, Some("HTTP")),
+        [ids[1].id, ids[0].id],
+        "the error as recorded"
+    );
     assert_eq!(failing(None, Some("nothing like it")), Vec::<i64>::new());
     let chips = reader.outcomes_of(&[ids[0].id]).unwrap();
     let chips: Vec<(&str, DeliveryStatus, Option<u16>)> = chips[&ids[0].id]
@@ -143,7 +147,11 @@ pub(super) fn totals_follow_outcomes(location: &Location) {
         ["delivered 1", "partial 1", "plarin:delivered 2", "tg:failed 1"]
     );
     let replayed = reader.operation(ids[1].id).unwrap().unwrap().summary;
-    assert_eq!((replayed.delivered, replayed.deliveries), (1, 1), "the replayed failure no longer counts");
+    assert_eq!(
+        (replayed.delivered, replayed.deliveries),
+        (1, 1),
+        "the replayed failure no longer counts"
+    );
     assert_eq!(failing(Some(Failing::Http4xx), None), [ids[0].id]);
 
     writer.prune(crate::clock::now_ms(), 100).unwrap();

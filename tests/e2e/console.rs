@@ -113,7 +113,7 @@ fn admin_signs_in_searches_reads_and_replays() {
     browser.goto(&format!("/operations/{refused}"));
     assert!(browser.text(".delivery").contains("bad ad id"), "the response snippet");
     browser.click("form.inline button[type=submit]:not(header button)");
-    browser.wait_text("Поставлено доставок в очередь: 1");
+    browser.wait_text("Доставки снова в очереди: 1");
     relay.wait_status(refused, "delivered");
     assert_eq!(receiver.wait_for(3).len(), 3);
 
@@ -153,9 +153,21 @@ fn the_operations_list_updates_itself_and_bulk_replay_asks_first() {
     browser.click("form.replay button");
     browser.wait_text("Replay 2 operations?");
     browser.click("main form button");
-    browser.wait_text("Deliveries queued: 2");
+    // The list then shows what was replayed, as it goes, not the (now
+    // empty) filter that found it.
+    browser.wait_text("2 operations queued again.");
+    assert_eq!(browser.count("#rows tr"), 2, "the two replayed");
     relay.wait_status(first, "delivered");
     relay.wait_status(second, "delivered");
+    assert!(
+        wait_until(|| browser.count("#rows tr[data-status=\"delivered\"]") == 2),
+        "the rows' statuses changed without a reload"
+    );
+    assert!(
+        wait_until(|| browser.text("#progress").contains("delivered 2")),
+        "the progress says so: {}",
+        browser.text("#progress")
+    );
 }
 
 /// Regression: "Повторить" on an operation `require` had skipped sent it
@@ -203,11 +215,11 @@ fn the_console_replays_only_what_the_rules_let_through() {
     assert!(browser
         .text("main")
         .contains("обработка «salon-b» остановлена (enabled = false)"));
-    assert!(browser.text("main").contains("Повторить операций: 0?"));
+    assert!(browser.text("main").contains("Повторить 0 операций?"));
     browser.click("main p a");
     browser.wait_text("Будут отправлены");
     assert!(browser.text("main table").contains("salon-b"));
-    assert!(browser.text("main").contains("Повторить операций: 2?"));
+    assert!(browser.text("main").contains("Повторить 2 операции?"));
     browser.screenshot("replay-confirm-ru");
 
     browser.goto(&format!("/operations/{}", held[0]));
@@ -216,7 +228,7 @@ fn the_console_replays_only_what_the_rules_let_through() {
         "Повторить, хотя обработка «salon-b» остановлена"
     );
     browser.click("main form.inline button");
-    browser.wait_text("Поставлено доставок в очередь: 1");
+    browser.wait_text("Доставки снова в очереди: 1");
     relay.wait_status(held[0], "delivered");
     browser.goto(&format!("/operations/{}", held[0]));
     browser.wait_text("Повторы");

@@ -101,7 +101,6 @@ texts!(
     replay,
     replay_done,
     not_replayed,
-    confirm_replay,
     confirm,
     cancel,
     nothing_to_replay,
@@ -143,14 +142,66 @@ texts!(
     cancelled_done,
     breaker_was_reset,
     last_success,
+    client,
+    amount,
+    day,
+    today,
+    yesterday,
+    days_7,
+    days_30,
+    outcome,
+    error_text,
+    error_text_hint,
+    until_inclusive,
+    shown_range,
+    beginning,
+    now,
+    bad_time,
+    bad_choice,
+    not_accepted_chip,
+    replay_chosen,
+    replay_outage,
+    totals,
+    for_days,
+    totals_default,
+    received_n,
+    delivered_n,
+    failed_n,
+    expired_n,
+    by_day,
+    by_day_hint,
+    totals_narrowed,
+    too_many_chosen,
 );
 
 mod en;
+mod plural;
 mod ru;
 use en::EN;
+pub use plural::{say, Counted};
 use ru::RU;
 
 impl Texts {
+    /// How a delivery fails, as the outcome filter offers it.
+    pub fn failing(&self, failing: crate::store::Failing) -> &'static str {
+        use crate::store::Failing;
+        let ru = std::ptr::eq(self, &RU);
+        match (failing, ru) {
+            (Failing::Http4xx, true) => "ответ 4xx (отказ)",
+            (Failing::Http5xx, true) => "ответ 5xx (сбой получателя)",
+            (Failing::Network, true) => "нет ответа (сеть, тайм-аут)",
+            (Failing::Outage, true) => "5xx или нет ответа",
+            (Failing::NotAccepted, true) => "ответ 2xx, но не принят",
+            (Failing::Expired, true) => "просрочена",
+            (Failing::Http4xx, false) => "4xx answer (refused)",
+            (Failing::Http5xx, false) => "5xx answer (receiver fault)",
+            (Failing::Network, false) => "no answer (network, timeout)",
+            (Failing::Outage, false) => "5xx or no answer",
+            (Failing::NotAccepted, false) => "2xx answer, not accepted",
+            (Failing::Expired, false) => "expired",
+        }
+    }
+
     /// An operation status as people say it.
     pub fn op_status(&self, status: OpStatus) -> &'static str {
         let ru = std::ptr::eq(self, &RU);

@@ -4,6 +4,7 @@
 
 use maud::{html, Markup};
 
+use super::super::i18n::{say, Counted};
 use super::{fill, layout, status_badge, Filter, Frame};
 use crate::replay::{Ask, Preview, Refused};
 
@@ -94,7 +95,7 @@ pub fn confirm_replay(frame: &Frame, filter: &Filter, preview: &Preview, ask: &A
                     }
                 }
                 form method="post" action="/replay" {
-                    p { (fill(t.confirm_replay, count)) }
+                    p { (say(frame.lang, Counted::ReplayAsk, count as u64)) }
                     (frame.csrf())
                     (filter.hidden())
                     @if include_stopped { input type="hidden" name="include_stopped" value="1"; }
