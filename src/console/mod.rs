@@ -301,8 +301,9 @@ fn open_receivers_of<'a>(
 }
 
 async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i64) -> Reply {
-    let op = match read(console, move |r| r.operation(id)).await {
-        Ok(Some(op)) if cx.may_see(&signed.role, &op.summary.processing) => op,
+    let found = read(console, move |r| Ok((r.operation(id)?, r.receiver_states()?))).await;
+    let (op, receivers) = match found {
+        Ok((Some(op), receivers)) if cx.may_see(&signed.role, &op.summary.processing) => (op, receivers),
         Ok(_) => return cx.not_found(signed),
         Err(err) => return cx.read_failed(signed, err),
     };
@@ -321,12 +322,12 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
     if cx.param("fragment") == Some("live") {
         return cx.page(
             StatusCode::OK,
-            pages::operation_body(&frame, &op, notice.as_deref(), &replay),
+            pages::operation_body(&frame, &op, notice.as_deref(), &replay, &receivers),
         );
     }
     cx.page(
         StatusCode::OK,
-        pages::operation(&frame, &op, notice.as_deref(), &replay),
+        pages::operation(&frame, &op, notice.as_deref(), &replay, &receivers),
     )
 }
 

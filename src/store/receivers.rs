@@ -196,6 +196,11 @@ pub struct ReceiverStatus {
 }
 
 impl Reader {
+    /// Every receiver's breaker as kept, without what waits for each.
+    pub fn receiver_states(&self) -> Result<Vec<ReceiverState>, StoreError> {
+        load(&self.conn)
+    }
+
     /// Every receiver kept or with deliveries waiting, by target.
     pub fn receiver_statuses(&self) -> Result<Vec<ReceiverStatus>, StoreError> {
         let mut list: Vec<ReceiverStatus> = load(&self.conn)?

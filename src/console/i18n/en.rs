@@ -145,4 +145,13 @@ pub(super) static EN: Texts = Texts {
     by_day_hint: "For each action: delivered, failed, expired. After a replay, its outcome counts.",
     totals_narrowed: "The totals count every status and pass over the search, outcome and error text: those narrow the list only.",
     too_many_chosen: "At most {} operations can be chosen at once.",
+    verdict_delivered: "{}: delivered, answer {}.",
+    verdict_failed: "{}: not delivered — {}.",
+    verdict_expired: "{}: expired — its max_age passed before it could be sent; it will not be.",
+    verdict_cancelled: "{}: cancelled by hand; it will not be sent.",
+    verdict_breaker: "{}: waiting — receiver {} has failed since {}; next probe {}. No attempts are spent meanwhile.",
+    verdict_sending: "{}: being sent now.",
+    verdict_turn: "{}: waiting its turn (the receiver's pace) since {}.",
+    verdict_retry: "{}: next try {} after: {}.",
+    verdict_pending: "{}: to be sent {}.",
 };

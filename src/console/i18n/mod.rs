@@ -172,6 +172,15 @@ texts!(
     by_day_hint,
     totals_narrowed,
     too_many_chosen,
+    verdict_delivered,
+    verdict_failed,
+    verdict_expired,
+    verdict_cancelled,
+    verdict_breaker,
+    verdict_sending,
+    verdict_turn,
+    verdict_retry,
+    verdict_pending,
 );
 
 mod en;

@@ -161,14 +161,18 @@ pub fn rows(frame: &Frame, rows: &[Row]) -> Markup {
                 td.num data-label=(t.id) { a href=(format!("/operations/{}", s.id)) { (s.id) } }
                 td.time data-label=(t.received) { (frame.time(s.received_at)) }
                 td data-label=(t.event) {
-                    @if let Some(event) = row.fields.get(EVENT_FIELD) { (event_name(frame, event)) br; }
-                    span.quiet { (s.processing) }
+                    div.lines {
+                        @if let Some(event) = row.fields.get(EVENT_FIELD) { span { (event_name(frame, event)) } }
+                        span.quiet { (s.processing) }
+                    }
                 }
                 td data-label=(t.client) {
-                    (cut(row.named(0)))
-                    @if !row.named(1).is_empty() { br; span.phone { (row.named(1)) } }
-                    @for (name, value) in &row.extra {
-                        br; span.field { span.name { (name) } "=" (cut(value)) }
+                    div.lines {
+                        @if !row.named(0).is_empty() { span { (cut(row.named(0))) } }
+                        @if !row.named(1).is_empty() { span.phone { (row.named(1)) } }
+                        @for (name, value) in &row.extra {
+                            span.field { span.name { (name) } "=" (cut(value)) }
+                        }
                     }
                 }
                 td.num data-label=(t.amount) { (row.named(2)) }

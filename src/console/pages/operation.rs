@@ -8,12 +8,85 @@ use maud::{html, Markup};
 
 use super::{fill, layout, status_badge, Frame, Texts};
 use crate::model::said::Said;
+use crate::model::ReceiverState;
 use crate::model::{DeliveryStatus, OpStatus};
 use crate::replay::Refused;
-use crate::store::OperationView;
+use crate::store::{DeliveryView, OperationView};
+
+/// Why an operation stands where it does, one line per action, before
+/// anything else on its page: skipped because, failed with, waiting for
+/// (a receiver's open breaker, its turn, the next try), expired.
+fn verdict(frame: &Frame, op: &OperationView, receivers: &[ReceiverState]) -> Markup {
+    let t = frame.t();
+    let s = &op.summary;
+    let now = crate::clock::now_ms();
+    // Each action's newest delivery: a replay's stands for the one it replays.
+    let mut newest: Vec<&DeliveryView> = Vec::new();
+    for d in op.deliveries.iter().rev() {
+        if !newest.iter().any(|n| n.action == d.action) {
+            newest.insert(0, d);
+        }
+    }
+    let answer = |d: &DeliveryView| d.attempts.last().and_then(|a| a.http_status);
+    let line = |d: &DeliveryView| -> String {
+        let error = d.last_error.as_ref().map_or_else(String::new, |e| t.said(e));
+        match d.status {
+            DeliveryStatus::Delivered => fill(
+                &fill(t.verdict_delivered, &d.action),
+                answer(d).map_or_else(|| "✓".to_string(), |code| code.to_string()),
+            ),
+            DeliveryStatus::Failed => fill(&fill(t.verdict_failed, &d.action), error),
+            DeliveryStatus::Expired => fill(t.verdict_expired, &d.action),
+            DeliveryStatus::Cancelled => fill(t.verdict_cancelled, &d.action),
+            DeliveryStatus::Pending | DeliveryStatus::Retrying | DeliveryStatus::InFlight => {
+                let target = d.request.split(' ').nth(1).map(crate::model::target_of);
+                let open = receivers
+                    .iter()
+                    .find(|r| Some(&r.target) == target.as_ref())
+                    .and_then(|r| r.open.map(|open| (r, open)));
+                if let Some((r, open)) = open {
+                    fill(
+                        &fill(
+                            &fill(&fill(t.verdict_breaker, &d.action), &r.target),
+                            frame.time(open.since),
+                        ),
+                        frame.time(open.next_probe_at),
+                    )
+                } else if d.status == DeliveryStatus::InFlight {
+                    fill(t.verdict_sending, &d.action)
+                } else if d.next_attempt_at <= now {
+                    fill(&fill(t.verdict_turn, &d.action), frame.time(d.next_attempt_at))
+                } else if d.status == DeliveryStatus::Retrying {
+                    fill(
+                        &fill(&fill(t.verdict_retry, &d.action), frame.time(d.next_attempt_at)),
+                        error,
+                    )
+                } else {
+                    fill(&fill(t.verdict_pending, &d.action), frame.time(d.next_attempt_at))
+                }
+            }
+        }
+    };
+    html! {
+        div.verdict role="status" {
+            @if let (Some(reason), true) = (&s.reason, newest.is_empty()) {
+                p { (status_badge(t, s.status)) " " (t.said(reason)) }
+            }
+            @for d in &newest {
+                p class=(format!("d-{}", d.status.as_str())) { (line(d)) }
+            }
+        }
+    }
+}
 
 /// One operation, everything recorded about it.
-pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replay: &Result<(), Refused>) -> Markup {
+pub fn operation(
+    frame: &Frame,
+    op: &OperationView,
+    notice: Option<&str>,
+    replay: &Result<(), Refused>,
+    receivers: &[ReceiverState],
+) -> Markup {
     let t = frame.t();
     let s = &op.summary;
     let title = fill(t.operation, s.id);
@@ -23,7 +96,7 @@ pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replay
         &title,
         html! {
             div #live data-live=[(!finished).then(|| format!("/operations/{}?fragment=live", s.id))] {
-                (operation_body(frame, op, notice, replay))
+                (operation_body(frame, op, notice, replay, receivers))
             }
         },
     )
@@ -32,12 +105,19 @@ pub fn operation(frame: &Frame, op: &OperationView, notice: Option<&str>, replay
 /// The part of an operation's page that changes while it is delivered.
 /// `replay` says whether the current rules would replay it, or why not: a
 /// held operation of a stopped processing gets a button that names it.
-pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, replay: &Result<(), Refused>) -> Markup {
+pub fn operation_body(
+    frame: &Frame,
+    op: &OperationView,
+    notice: Option<&str>,
+    replay: &Result<(), Refused>,
+    receivers: &[ReceiverState],
+) -> Markup {
     let t = frame.t();
     let s = &op.summary;
     html! {
         h1 { (fill(t.operation, s.id)) " " (status_badge(t, s.status)) }
         @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+        (verdict(frame, op, receivers))
         dl.facts {
             dt { (t.processing) } dd { (s.processing) }
             dt { (t.received) } dd { (frame.time(s.received_at)) }
@@ -94,12 +174,6 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                 }
             }
         }
-        h2 { (t.fields) }
-        (fields_table(t, &op.fields))
-        @if !op.warnings.is_empty() {
-            h2 { (t.warnings) }
-            ul.warnings { @for w in &op.warnings { li { (t.said(w)) } } }
-        }
         h2 { (t.deliveries) }
         @for d in &op.deliveries {
             section.delivery {
@@ -137,6 +211,12 @@ pub fn operation_body(frame: &Frame, op: &OperationView, notice: Option<&str>, r
                     }
                 }
             }
+        }
+        h2 { (t.fields) }
+        (fields_table(t, &op.fields))
+        @if !op.warnings.is_empty() {
+            h2 { (t.warnings) }
+            ul.warnings { @for w in &op.warnings { li { (t.said(w)) } } }
         }
         h2 { (t.raw_request) }
         @if !op.request.query.is_empty() {
@@ -205,11 +285,98 @@ mod tests {
             deliveries: Vec::new(),
             replays: Vec::new(),
         };
-        let page = operation_body(&frame, &op, None, &Err(Refused::Expired("plarin".into()))).into_string();
+        let page = operation_body(&frame, &op, None, &Err(Refused::Expired("plarin".into())), &[]).into_string();
         assert!(page.contains("событие старше max_age действия «plarin»"), "{page}");
         assert!(page.contains(r#"name="force" value="1""#), "{page}");
         assert!(page.contains("Отправить всё равно"), "{page}");
         assert!(page.contains("обязательное поле «x» пустое"), "{page}");
         assert!(page.contains("поля «x» нет, оно отправлено пустым"), "{page}");
+    }
+
+    /// The page leads with why: a delivery waiting behind an open breaker
+    /// says since when and when the next probe is, not a "next try" in the past.
+    #[test]
+    fn the_verdict_comes_first_and_names_the_breaker() {
+        use crate::model::{Open, RawRequest};
+        use crate::store::{AttemptView, DeliveryView};
+        let tz = jiff::tz::TimeZone::UTC;
+        let frame = Frame {
+            lang: Lang::Ru,
+            signed: None,
+            tz: &tz,
+            here: "/operations/1".into(),
+        };
+        let delivery = |id: i64, action: &str, status: DeliveryStatus, code: Option<u16>| DeliveryView {
+            id,
+            action: action.into(),
+            status,
+            next_attempt_at: 1_000,
+            last_error: code.map(|status| crate::model::said::Said::Http { status }),
+            request: "GET http://plarin.example/pb?token=MASKED".into(),
+            attempts: vec![AttemptView {
+                started_at: 0,
+                duration_ms: 1,
+                request: String::new(),
+                http_status: code,
+                response_body: None,
+                error: None,
+                judged: None,
+            }],
+        };
+        let op = OperationView {
+            summary: OperationSummary {
+                id: 1,
+                processing: "p".into(),
+                received_at: 0,
+                status: OpStatus::Queued,
+                reason: None,
+                delivered: 0,
+                deliveries: 2,
+                failure: None,
+            },
+            request: RawRequest {
+                remote_addr: "127.0.0.1:1".into(),
+                method: "GET".into(),
+                query: Vec::new(),
+                body: Vec::new(),
+                content_type: None,
+            },
+            charset: "utf-8".into(),
+            fields: BTreeMap::from([("client_phone".into(), "+79991234567".into())]),
+            warnings: Vec::new(),
+            deliveries: vec![
+                delivery(1, "plarin", DeliveryStatus::Failed, Some(503)),
+                // The replay's delivery stands for the action now.
+                delivery(2, "plarin", DeliveryStatus::Retrying, Some(503)),
+                delivery(3, "tg", DeliveryStatus::Delivered, Some(200)),
+            ],
+            replays: Vec::new(),
+        };
+        let receivers = [ReceiverState {
+            target: "http://plarin.example/".into(),
+            version: 1,
+            failures: 5,
+            failing_since: Some(0),
+            open: Some(Open {
+                since: 0,
+                probe_wait_ms: 1_000,
+                next_probe_at: 60_000,
+            }),
+            last_success_at: None,
+            last_error: None,
+            last_error_at: None,
+            change: None,
+        }];
+        let page = operation_body(&frame, &op, None, &Err(Refused::StillQueued), &receivers).into_string();
+        let verdict =
+            page.find("plarin: ждёт — получатель http://plarin.example/ не отвечает с 1970-01-01 00:00:00 UTC");
+        assert!(verdict.is_some(), "{page}");
+        assert!(page.contains("tg: доставлена, ответ 200."), "{page}");
+        assert!(
+            !page.contains("plarin: не доставлена"),
+            "the replayed failure is history: {page}"
+        );
+        let fields = page.find("+79991234567").unwrap();
+        assert!(verdict < Some(fields), "the verdict before the fields");
     }
 }
