@@ -7,22 +7,9 @@ use std::io::{BufWriter, Write};
 use serde_json::json;
 
 use super::history::{parse_status, resolve_since, resolve_time};
-use super::{load_config, rfc3339, Cli, Failure};
+use super::{load_config, Cli, Failure};
 use crate::model::OpStatus;
 use crate::store::{ExportFilter, ExportRow, Reader, StoreError};
-
-/// The CSV columns, in order. `fields` is a JSON object: the fields differ
-/// from event to event, and one column keeps the file's shape stable.
-pub const CSV_COLUMNS: [&str; 8] = [
-    "id",
-    "processing",
-    "received_at",
-    "status",
-    "reason",
-    "deliveries",
-    "delivered",
-    "fields",
-];
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Format {
@@ -71,8 +58,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         Format::Csv => {
             let mut out = csv::Writer::from_writer(BufWriter::new(stdout));
             let written = |e: csv::Error| StoreError::Unusable(format!("writing: {e}"));
-            out.write_record(CSV_COLUMNS).map_err(written)?;
-            let count = reader.export(&filter, |row| out.write_record(csv_record(&row)).map_err(written))?;
+            out.write_record(ExportRow::CSV_COLUMNS).map_err(written)?;
+            let count = reader.export(&filter, |row| out.write_record(row.csv_record()).map_err(written))?;
             out.flush()?;
             count
         }
@@ -86,24 +73,4 @@ fn to_json(row: &ExportRow) -> serde_json::Value {
     let mut line = super::rows::to_json(&row.summary);
     line["fields"] = json!(row.fields);
     line
-}
-
-/// One operation as a CSV record, in [`CSV_COLUMNS`] order.
-fn csv_record(row: &ExportRow) -> [String; 8] {
-    let s = &row.summary;
-    [
-        s.id.to_string(),
-        s.processing.clone(),
-        rfc3339(s.received_at),
-        s.status.as_str().to_string(),
-        s.reason.as_ref().map(ToString::to_string).unwrap_or_default(),
-        s.deliveries.to_string(),
-        s.delivered.to_string(),
-        serde_json::Value::from(serde_json::Map::from_iter(
-            row.fields
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))),
-        ))
-        .to_string(),
-    ]
 }

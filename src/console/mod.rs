@@ -14,6 +14,7 @@
 
 mod actions;
 mod auth;
+mod export;
 mod i18n;
 mod listing;
 mod pages;
@@ -34,7 +35,7 @@ use crate::http::Reply;
 use crate::ingest::{sender::client_of, Shared, Throttle};
 use crate::klientiks;
 use crate::replay;
-use crate::store::{Reader, ReceiverStatus, StoreError};
+use crate::store::{Reader, ReceiverStatus, StoreError, TotalsFilter};
 
 pub use auth::Role;
 use auth::{Refused, Sessions, Signed};
@@ -45,6 +46,8 @@ use request::{context, cookie, read_form, redirect, session_cookie, static_file,
 
 /// Operations per page.
 const PAGE: usize = 50;
+/// Days the overview's chart shows.
+const CHART_DAYS: i64 = 30;
 /// Warnings shown per processing on the overview.
 const OVERVIEW_WARNINGS: usize = 3;
 /// A guesser spreading over many addresses passes the per-address brake;
@@ -190,6 +193,9 @@ async fn get(console: &Arc<Console>, cx: &Context, signed: &Signed, path: &str) 
     if path == "/operations" {
         return listing::operations(console, cx, signed).await;
     }
+    if path == "/export.csv" {
+        return export::export(console, cx, signed).await;
+    }
     if path == "/replay" {
         if signed.role != Role::Admin {
             return cx.message(StatusCode::FORBIDDEN, Some(signed), cx.t().forbidden);
@@ -236,12 +242,26 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
         })
         .collect();
     let names: Vec<String> = shown.iter().map(|(name, _, _)| name.clone()).collect();
+    let tz = cx.config.server.time_zone.clone();
+    let today = crate::clock::day_of(now_ms(), &tz);
+    let first_day = today
+        .checked_sub(jiff::Span::new().days(CHART_DAYS - 1))
+        .unwrap_or(today);
+    let chart_since = crate::clock::day_start(first_day, &tz);
     let found = read(console, move |reader| {
         let now = now_ms();
         let overviews = names
             .iter()
-            .map(|name| reader.overview(name, now, OVERVIEW_WARNINGS))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|name| {
+                let counted = TotalsFilter {
+                    processings: vec![name.clone()],
+                    event: None,
+                    since: chart_since,
+                    until: now,
+                };
+                Ok((reader.overview(name, now, OVERVIEW_WARNINGS)?, reader.totals(&counted)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((overviews, reader.silences()?, reader.receiver_statuses()?))
     })
     .await;
@@ -252,13 +272,14 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
     let cards: Vec<Card> = shown
         .iter()
         .zip(overviews)
-        .map(|((name, enabled, address), overview)| Card {
+        .map(|((name, enabled, address), (overview, counts))| Card {
             name,
             enabled: *enabled,
             address: address.clone(),
             overview,
             silent_since: silences.iter().find(|s| &s.processing == name).map(|s| s.last_event_at),
             open_receivers: open_receivers_of(&cx.config, name, &receivers),
+            days: Some(totals::by_day(&counts, first_day, today, &tz)),
         })
         .collect();
     // A viewer sees the breakers of its processings' receivers on their

@@ -10,6 +10,7 @@ use super::i18n::{fill, Lang, Texts};
 use crate::clock;
 use crate::model::OpStatus;
 
+mod chart;
 mod fields;
 mod list;
 mod operation;

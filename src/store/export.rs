@@ -26,6 +26,42 @@ pub struct ExportRow {
     pub fields: BTreeMap<String, String>,
 }
 
+impl ExportRow {
+    /// The CSV columns, in order. `fields` is a JSON object: the fields differ
+    /// from event to event, and one column keeps the file's shape stable.
+    pub const CSV_COLUMNS: [&str; 8] = [
+        "id",
+        "processing",
+        "received_at",
+        "status",
+        "reason",
+        "deliveries",
+        "delivered",
+        "fields",
+    ];
+
+    /// This operation as a CSV record, in [`Self::CSV_COLUMNS`] order
+    /// (`hookrelay export --format csv`, and the console's export).
+    pub fn csv_record(&self) -> [String; 8] {
+        let s = &self.summary;
+        [
+            s.id.to_string(),
+            s.processing.clone(),
+            crate::clock::rfc3339(s.received_at),
+            s.status.as_str().to_string(),
+            s.reason.as_ref().map(ToString::to_string).unwrap_or_default(),
+            s.deliveries.to_string(),
+            s.delivered.to_string(),
+            serde_json::Value::from(serde_json::Map::from_iter(
+                self.fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))),
+            ))
+            .to_string(),
+        ]
+    }
+}
+
 impl Reader {
     /// Hands each operation matching `filter` to `each`, oldest first,
     /// without collecting them; returns how many. It reads in one

@@ -154,4 +154,8 @@ pub(super) static EN: Texts = Texts {
     verdict_turn: "{}: waiting its turn (the receiver's pace) since {}.",
     verdict_retry: "{}: next try {} after: {}.",
     verdict_pending: "{}: to be sent {}.",
+    day_counts: "received {}, delivered {}, failed {}",
+    chart_label: "Operations over {} days: received, delivered, failed",
+    chart_days: "the last 30 days",
+    export_csv: "Download CSV of this filter",
 };

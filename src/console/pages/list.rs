@@ -346,6 +346,7 @@ pub fn operations(frame: &Frame, listing: &Listing) -> Markup {
             }
             @if listing.rows.is_empty() { p.quiet { (t.no_operations) } }
             @if listing.first_page { p.quiet.live-note hidden { (t.live) } }
+            p.export { a href=(format!("/export.csv?{}", filter.query())) download { (t.export_csv) } }
             @if let Some(before) = listing.next {
                 p.pages {
                     a rel="next" href=(format!("/operations?{}before={before}", joined(filter.query()))) { (t.older) }

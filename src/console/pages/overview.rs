@@ -4,6 +4,7 @@
 use maud::{html, Markup};
 
 use super::{fill, layout, status_badge, Frame, Texts};
+use crate::console::totals::Totals;
 use crate::model::OpStatus;
 use crate::store::{Overview, ReceiverStatus};
 
@@ -18,6 +19,8 @@ pub struct Card<'a> {
     pub silent_since: Option<i64>,
     /// The receivers its actions call whose circuit breaker is open.
     pub open_receivers: Vec<&'a ReceiverStatus>,
+    /// The last 30 days, newest first.
+    pub days: Option<Totals>,
 }
 
 /// One receiver's breaker, as a problem line of a card.
@@ -109,6 +112,7 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                             None => { (t.no_events) },
                         }
                     }
+                    @if let Some(days) = &card.days { (super::chart::last_days(frame, days)) }
                     (counts_table(t, &card.overview))
                     h3 { (t.waiting) }
                     @if card.overview.waiting.is_empty() {
@@ -229,6 +233,7 @@ mod tests {
             overview: Overview::default(),
             silent_since: None,
             open_receivers: vec![&open],
+            days: None,
         };
         let page = overview(&frame, &[card], std::slice::from_ref(&open), None).into_string();
         assert!(
