@@ -234,7 +234,7 @@ fn the_console_replays_only_what_the_rules_let_through() {
     browser.wait_text("Повторы");
     assert!(browser
         .text("ul.replays")
-        .contains("console (admin), доставок в очереди: 1"));
+        .contains("консоль (администратор), доставок в очереди: 1"));
     browser.screenshot("replayed-ru");
     assert!(
         browser.text("dl.facts").contains("enabled = false"),

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod cluster;
 mod console;
+mod console_tasks;
 mod delivery;
 mod first_hour;
 mod ingest;

@@ -143,6 +143,13 @@ impl Browser {
         })
     }
 
+    /// Makes the window `width` × `height` CSS pixels (headless: the viewport).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.runtime
+            .block_on(self.client().set_window_size(width, height))
+            .unwrap();
+    }
+
     /// Runs `script` in the page and returns its value.
     pub fn js(&self, script: &str) -> serde_json::Value {
         self.runtime

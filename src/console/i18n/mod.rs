@@ -195,6 +195,21 @@ pub use plural::{say, Counted};
 use ru::RU;
 
 impl Texts {
+    /// Who asked for a replay, as recorded ("console (admin)", "command
+    /// line (root)"), in this language; anything else as it was recorded.
+    pub fn source(&self, recorded: &str) -> String {
+        if !std::ptr::eq(self, &RU) {
+            return recorded.to_string();
+        }
+        if recorded == "console (admin)" {
+            return "консоль (администратор)".to_string();
+        }
+        match recorded.strip_prefix("command line") {
+            Some(rest) => format!("командная строка{rest}"),
+            None => recorded.to_string(),
+        }
+    }
+
     /// How a delivery fails, as the outcome filter offers it.
     pub fn failing(&self, failing: crate::store::Failing) -> &'static str {
         use crate::store::Failing;

@@ -170,7 +170,7 @@ pub fn operation_body(
             h2 { (t.replays) }
             ul.replays {
                 @for r in &op.replays {
-                    li { (frame.time(r.at)) " — " (fill(t.replayed_by, &r.source)) (r.deliveries) }
+                    li { (frame.time(r.at)) " — " (fill(t.replayed_by, t.source(&r.source))) (r.deliveries) }
                 }
             }
         }
