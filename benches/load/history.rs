@@ -175,7 +175,18 @@ pub(super) fn console_timing(dir: &Path, operations: u64, cold: bool) -> Result<
             "operations, last 7 days of `bench`",
             "/operations?processing=bench&since=7d".into(),
         ),
+        (
+            "operations, yesterday's paid visits, with totals",
+            "/operations?processing=bench&event=appointment_paid&since=%D0%B2%D1%87%D0%B5%D1%80%D0%B0&until=%D0%B2%D1%87%D0%B5%D1%80%D0%B0"
+                .into(),
+        ),
+        ("operations, failed with a 4xx", "/operations?outcome=4xx".into()),
+        ("operations, error text `bad`", "/operations?error=bad".into()),
         ("operation page", format!("/operations/{middle}")),
+        (
+            "CSV export of one match",
+            format!("/export.csv?q={n}"),
+        ),
         ("fields page", "/fields/bench".into()),
         ("search: an appointment id (one match)", format!("/operations?q={n}")),
         ("search: a phone typed another way (one match)", searched_phone),

@@ -24,7 +24,8 @@ pub struct Seed {
     pub query: String,
 }
 
-/// Appends `seed.operations` finished operations, each with one delivery and
+/// Appends `seed.operations` finished operations (Klientiks's paid visits,
+/// bookings and new clients in turn), each with one delivery and
 /// one attempt, to the database at `path` (created if missing). Runs with
 /// `synchronous=OFF`: a crash while seeding can lose the seed, which is
 /// acceptable for a benchmark's data and for nothing else.
@@ -48,13 +49,15 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
         tx.execute(
             "WITH RECURSIVE n(x) AS (SELECT ?1 UNION ALL SELECT x + 1 FROM n WHERE x < ?2)
              INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-                 content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at)
+                 content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at, event)
              SELECT 'bench', ?3 + x * ?4 / ?5, '127.0.0.1:40000', 'GET', CAST(?6 AS BLOB), X'', NULL, 'utf-8',
-                 json_object('n', CAST(x AS TEXT), 'client_phone', printf('79%09d', x),
+                 json_object('event', e.event, 'n', CAST(x AS TEXT), 'client_phone', printf('79%09d', x),
                      'utm_content', 'весна-42', 'appointment_total_cost', '2500'), '[]',
                  CASE WHEN x % ?7 = 0 THEN 'failed' ELSE 'delivered' END,
-                 NULL, NULL, ?3 + x * ?4 / ?5
-             FROM n",
+                 NULL, NULL, ?3 + x * ?4 / ?5, e.event
+             FROM n, (SELECT 0 AS k, 'appointment_paid' AS event UNION ALL SELECT 1, 'appointment_created'
+                      UNION ALL SELECT 2, 'client_added') e
+             WHERE e.k = x % 3",
             params![
                 done as i64,
                 (done + count - 1) as i64,

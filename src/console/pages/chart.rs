@@ -37,7 +37,9 @@ pub fn last_days(frame: &Frame, totals: &Totals) -> Markup {
     let days = &totals.days;
     let most = days.iter().map(|(_, tally)| tally.received()).max().unwrap_or(0).max(1);
     let width = days.len() as u64 * STEP;
-    let scale = |n: u64| (n * HEIGHT).div_ceil(most);
+    // Rounded down, so delivered and failed stacked never top the day's bar;
+    // a day with any at all gets at least a sliver.
+    let scale = |n: u64| if n == 0 { 0 } else { (n * HEIGHT / most).max(1) };
     html! {
         p.days {
             @if let Some((_, today)) = days.first() { span { strong { (t.today) ": " } (words(frame, today)) } }
@@ -52,14 +54,14 @@ pub fn last_days(frame: &Frame, totals: &Totals) -> Markup {
                     @let x = i as u64 * STEP;
                     g {
                         title { (clock::dotted(*day)) ": " (words(frame, tally)) }
-                        rect.received x=(x) y=(HEIGHT - scale(received)) width=(BAR) height=(scale(received)) {}
-                        rect.delivered x=(x) y=(HEIGHT - scale(delivered)) width=(BAR) height=(scale(delivered)) {}
-                        rect.failed x=(x) y=(HEIGHT - scale(delivered) - scale(failed)) width=(BAR) height=(scale(failed)) {}
+                        rect.received x=(x) y=(HEIGHT.saturating_sub(scale(received))) width=(BAR) height=(scale(received)) {}
+                        rect.delivered x=(x) y=(HEIGHT.saturating_sub(scale(delivered))) width=(BAR) height=(scale(delivered)) {}
+                        rect.failed x=(x) y=(HEIGHT.saturating_sub(scale(delivered) + scale(failed))) width=(BAR) height=(scale(failed)) {}
                     }
                 }
             }
             p.legend.quiet {
-                span.key.received {} (t.received_n) " "
+                span.key.received {} (t.received_n.trim_end_matches(':')) " "
                 span.key.delivered {} (t.delivered_n) " "
                 span.key.failed {} (t.failed_n) " · " (t.chart_days)
             }
@@ -117,5 +119,32 @@ mod tests {
         assert_eq!(page.matches("<g>").count(), 30, "{page}");
         assert!(page.contains("<title>02.12.2026: получено 12"), "{page}");
         assert!(page.find("03.11.2026") < page.find("02.12.2026: "), "oldest first");
+    }
+
+    /// Regression: a day whose delivered and failed bars rounded up past
+    /// the chart's height underflowed and took the overview down.
+    #[test]
+    fn bars_stay_inside_the_chart() {
+        let tz = jiff::tz::TimeZone::UTC;
+        let frame = Frame {
+            lang: Lang::En,
+            signed: None,
+            tz: &tz,
+            here: "/".into(),
+        };
+        let today = Date::new(2026, 12, 2).unwrap();
+        let hour = clock::day_start(today, &tz) / 3_600_000;
+        let count = |status, n| HourCount {
+            hour,
+            what: Counted::Operations(status),
+            n,
+        };
+        let counts = [
+            count(OpStatus::Delivered, 333_333),
+            count(OpStatus::Failed, 33_334),
+            count(OpStatus::Partial, 1),
+        ];
+        let page = last_days(&frame, &by_day(&counts, today.yesterday().unwrap(), today, &tz)).into_string();
+        assert!(!page.contains("y=\"-"), "{page}");
     }
 }
