@@ -18,6 +18,9 @@ use crate::model::OpStatus;
 use crate::replay;
 use crate::store::{HistoryFilter, OperationView, StoreError, Waiting, Writer};
 
+/// Reasons a bulk replay's summary names, at most (the rest are counted only).
+const MAX_REASONS: usize = 10;
+
 /// Who the console's changes are recorded as: only the admin makes them.
 const SOURCE: &str = "console (admin)";
 
@@ -148,7 +151,21 @@ async fn replay_matching(
         .filter(|id| !report.refused.iter().any(|(refused, _)| refused == *id))
         .map(i64::to_string)
         .collect();
-    let said = format!("requeued_ops={}&refused_ops={}", queued.len(), report.refused.len());
+    // Left alone, by reason: each reason once, with its count.
+    let mut reasons: Vec<((&str, String), usize)> = Vec::new();
+    for (_, why) in &report.refused {
+        let key = (why.kind(), why.param());
+        match reasons.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((key, 1)),
+        }
+    }
+    let mut said = url::form_urlencoded::Serializer::new(String::new());
+    said.append_pair("requeued_ops", &queued.len().to_string());
+    for ((kind, param), n) in reasons.iter().take(MAX_REASONS) {
+        said.append_pair("why", &format!("{n} {kind} {param}"));
+    }
+    let said = said.finish();
     if !queued.is_empty() && queued.len() <= super::listing::MAX_CHOSEN {
         // The operations just queued, as they go: the filter that found
         // them (failed ones, say) would now find none of them.

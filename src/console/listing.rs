@@ -66,6 +66,7 @@ fn bound(cx: &Context, text: &str, end: bool, now: i64) -> Result<Option<i64>, S
         return Ok(Some(clock::day_start(day, tz)));
     }
     // `01.12.2026 10:00`: the day as Russians write it, then a time.
+    let typed = text;
     let text = match text.split_once(' ') {
         Some((day, time)) => match clock::parse_day(day, today) {
             Some(day) => format!("{day} {}", time.trim()),
@@ -75,7 +76,7 @@ fn bound(cx: &Context, text: &str, end: bool, now: i64) -> Result<Option<i64>, S
     };
     parse_since(&text, now, tz)
         .map(Some)
-        .map_err(|_| fill(cx.t().bad_time, &text))
+        .map_err(|_| fill(cx.t().bad_time, typed))
 }
 
 /// The store's filter for `filter` within what `signed` may see, or the
@@ -127,16 +128,16 @@ pub(super) fn history_filter(cx: &Context, signed: &Signed, filter: &Filter) -> 
 /// dates (by whole hours), or the last 30 days when it names none.
 fn totals_filter(cx: &Context, signed: &Signed, store: &HistoryFilter, now: i64) -> (TotalsFilter, Date, Date) {
     let tz = &cx.config.server.time_zone;
-    let processings: Vec<String> = match &store.processing {
-        Some(one) => vec![one.clone()],
-        None => cx
-            .config
-            .processings
-            .iter()
-            .filter(|p| cx.may_see(&signed.role, &p.name))
-            .map(|p| p.name.clone())
-            .collect(),
-    };
+    // Only what the reader may see: a viewer naming another salon in the
+    // address gets no counts of it, as it gets no rows.
+    let processings: Vec<String> = cx
+        .config
+        .processings
+        .iter()
+        .filter(|p| cx.may_see(&signed.role, &p.name))
+        .filter(|p| store.processing.as_ref().is_none_or(|one| *one == p.name))
+        .map(|p| p.name.clone())
+        .collect();
     let today = clock::day_of(now, tz);
     let since = store.since.unwrap_or_else(|| {
         let first = today
@@ -190,11 +191,29 @@ fn replay_notice(cx: &Context) -> Option<String> {
     if let Some(n) = count("requeued_ops") {
         said.push(say(cx.lang, Counted::ReplayQueued, n));
     }
-    if let Some(n) = count("refused_ops").filter(|n| *n > 0) {
-        said.push(say(cx.lang, Counted::ReplayRefused, n));
+    // `why=3 stopped salon-b`: how many were left alone for one reason.
+    let reasons: Vec<(u64, String)> = cx
+        .query
+        .iter()
+        .filter(|(key, _)| key == "why")
+        .filter_map(|(_, value)| {
+            let mut parts = value.splitn(3, ' ');
+            let n = parts.next()?.parse().ok()?;
+            let why = crate::replay::Refused::from_parts(parts.next()?, parts.next().unwrap_or(""))?;
+            Some((n, cx.t().refused(&why)))
+        })
+        .collect();
+    let refused: u64 = reasons.iter().map(|(n, _)| n).sum();
+    if refused > 0 {
+        let each: Vec<String> = reasons.iter().map(|(n, why)| format!("{why} ({n})")).collect();
+        said.push(format!(
+            "{} {}.",
+            say(cx.lang, Counted::ReplayRefused, refused),
+            each.join("; ")
+        ));
     }
-    if let Some(n) = cx.param("queued") {
-        said.push(fill(cx.t().replay_done, n));
+    if let Some(n) = count("queued") {
+        said.push(say(cx.lang, Counted::DeliveriesQueued, n));
     }
     (!said.is_empty()).then(|| said.join(" "))
 }

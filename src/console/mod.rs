@@ -334,7 +334,10 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
     let notice = match (cx.param("queued"), refused) {
         _ if cx.param("cancelled").is_some() => cx.param("cancelled").map(|n| fill(cx.t().cancelled_done, n)),
         _ if cx.param("requeued").is_some() => cx.param("requeued").map(|n| fill(cx.t().requeued_done, n)),
-        (Some(n), _) => Some(fill(cx.t().replay_done, n)),
+        (Some(n), _) => n
+            .parse()
+            .ok()
+            .map(|n| i18n::say(cx.lang, i18n::Counted::DeliveriesQueued, n)),
         (None, Some(why)) => Some(format!("{}: {}", fill(cx.t().not_replayed, id), cx.t().refused(&why))),
         (None, None) => None,
     };

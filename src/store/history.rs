@@ -1,11 +1,11 @@
 //! The operations a filter lists, newest first: `history`, the console's
 //! list, and the WHERE clause they and the export share.
 
+use std::collections::HashMap;
+
 use super::db::{Dialect, Param, Value};
 use super::read::{summary_row, with_status, OperationSummary, Reader, SUMMARY_COLUMNS};
 use super::StoreError;
-use std::collections::HashMap;
-
 use crate::model::said::Said;
 use crate::model::{DeliveryStatus, OpStatus};
 
@@ -209,6 +209,18 @@ impl Reader {
         }
         if let Some(until) = filter.until {
             conditions.add("o.received_at <", until);
+        }
+        if (filter.since.is_some() || filter.until.is_some()) && self.conn.dialect() == Dialect::Sqlite {
+            // The ids received then, so a walk newest first starts at the
+            // range's end (store/sqlite/received.rs). PostgreSQL's planner
+            // uses its index on the time instead.
+            let (from, below) = super::sqlite::received::id_range(&self.conn, filter.since, filter.until)?;
+            if let Some(from) = from {
+                conditions.add("o.id >=", from);
+            }
+            if let Some(below) = below {
+                conditions.add("o.id <", below);
+            }
         }
         if let Some(within) = &filter.within {
             let names: Vec<String> = within.iter().map(|name| conditions.bind(name.clone())).collect();

@@ -113,7 +113,7 @@ fn admin_signs_in_searches_reads_and_replays() {
     browser.goto(&format!("/operations/{refused}"));
     assert!(browser.text(".delivery").contains("bad ad id"), "the response snippet");
     browser.click("form.inline button[type=submit]:not(header button)");
-    browser.wait_text("Доставки снова в очереди: 1");
+    browser.wait_text("1 доставка снова в очереди.");
     relay.wait_status(refused, "delivered");
     assert_eq!(receiver.wait_for(3).len(), 3);
 
@@ -228,7 +228,7 @@ fn the_console_replays_only_what_the_rules_let_through() {
         "Повторить, хотя обработка «salon-b» остановлена"
     );
     browser.click("main form.inline button");
-    browser.wait_text("Доставки снова в очереди: 1");
+    browser.wait_text("1 доставка снова в очереди.");
     relay.wait_status(held[0], "delivered");
     browser.goto(&format!("/operations/{}", held[0]));
     browser.wait_text("Повторы");

@@ -72,8 +72,9 @@ fn today(relay: &Relay) -> String {
     now.strftime("%d.%m.%Y").to_string()
 }
 
-/// No page wider than the screen: at a phone's width and a laptop's.
-fn fits(browser: &Browser, paths: &[String]) {
+/// No page wider than the screen: at a phone's width and a laptop's; then
+/// back to `at`.
+fn fits(browser: &Browser, paths: &[String], at: (u32, u32)) {
     for (width, height) in [(390, 844), (1280, 900)] {
         browser.resize(width, height);
         for path in paths {
@@ -96,7 +97,7 @@ fn fits(browser: &Browser, paths: &[String]) {
             );
         }
     }
-    browser.resize(1280, 900);
+    browser.resize(at.0, at.1);
 }
 
 /// Words a Russian page may show in Latin letters: names from the config
@@ -176,7 +177,18 @@ fn russian_only(browser: &Browser, path: &str) {
 }
 
 #[test]
-fn a_marketer_and_a_viewer_get_their_answers() {
+fn the_tasks_on_a_laptop() {
+    tasks((1280, 900), true);
+}
+
+#[test]
+fn the_tasks_on_a_phone() {
+    tasks((390, 844), false);
+}
+
+/// The six tasks at `size`; with `walk`, every page is also checked at
+/// both widths and walked for English.
+fn tasks(size: (u32, u32), walk: bool) {
     let receiver = Receiver::start();
     // Anna's visit goes through; Boris's and Galina's are refused (a wrong
     // ad id, say); Vera is a new client; salon-b's Dmitry goes through.
@@ -217,7 +229,8 @@ fn a_marketer_and_a_viewer_get_their_answers() {
         return;
     };
     let day = today(&relay);
-    fits(&browser, &["/login".to_string()]);
+    browser.resize(size.0, size.1);
+    let phone = if size.0 < 700 { "-phone" } else { "" };
     sign_in(&browser, ADMIN);
 
     // 1. Did today's (yesterday's works the same way) paid visits reach Plarin?
@@ -237,7 +250,7 @@ fn a_marketer_and_a_viewer_get_their_answers() {
         "{}",
         browser.text("#totals")
     );
-    browser.screenshot("tasks-totals-ru");
+    browser.screenshot(&format!("tasks-totals{phone}-ru"));
     // "с … по …" typed as people write it includes its last day.
     browser.goto(&format!("/operations?processing=salon-a&since={day}&until={day}"));
     assert_eq!(browser.count("#rows tr"), 4, "по {day} includes {day}");
@@ -281,10 +294,17 @@ fn a_marketer_and_a_viewer_get_their_answers() {
         order[0].as_i64() < order[1].as_i64(),
         "the verdict before the fields: {order}"
     );
-    browser.screenshot("tasks-why-ru");
+    browser.screenshot(&format!("tasks-why{phone}-ru"));
     browser.click("form.inline button[type=submit]:not(header button)");
-    browser.wait_text("Доставки снова в очереди: 1");
+    browser.wait_text("1 доставка снова в очереди.");
     relay.wait_status(boris, "delivered");
+
+    // Ticked rows: only the failed among them would go.
+    browser.goto("/operations");
+    browser.click(&format!("#rows tr[data-id=\"{galina}\"] input[type=checkbox]"));
+    browser.click(&format!("#rows tr[data-id=\"{anna}\"] input[type=checkbox]"));
+    browser.click("#chosen button");
+    browser.wait_text("Повторить 1 операцию?");
 
     // 4. The cause fixed: replay everything that still failed.
     browser.goto("/operations?status=failed");
@@ -297,6 +317,17 @@ fn a_marketer_and_a_viewer_get_their_answers() {
     assert!(
         wait_until(|| browser.count(&format!("#rows tr[data-id=\"{galina}\"][data-status=\"delivered\"]")) == 1),
         "the replayed row turned delivered without a reload"
+    );
+
+    // A bulk replay's summary names why the ones left alone were.
+    browser.goto(&format!(
+        "/operations?ids={galina}&requeued_ops=1&why=2+stopped+salon-b"
+    ));
+    let notice = browser.text("p.notice");
+    assert!(
+        notice.contains("1 операция снова в очереди.")
+            && notice.contains("2 операции не повторены: обработка «salon-b» остановлена"),
+        "{notice}"
     );
 
     // 5. The address to paste into Klientiks.
@@ -322,19 +353,20 @@ fn a_marketer_and_a_viewer_get_their_answers() {
         "/fields/salon-a?event=appointment_paid".to_string(),
         "/replay?status=delivered".to_string(),
         "/operations/999999".to_string(),
+        "/login".to_string(),
     ];
-    fits(&browser, &pages);
-    browser.resize(390, 844);
-    browser.goto("/operations");
-    browser.screenshot("tasks-phone-operations-ru");
-    browser.goto("/");
-    browser.screenshot("tasks-phone-overview-ru");
-    browser.resize(1280, 900);
-    for path in &pages {
-        russian_only(&browser, path);
+    if walk {
+        fits(&browser, &pages, size);
+        browser.resize(390, 844);
+        browser.goto("/operations");
+        browser.screenshot("tasks-phone-operations-ru");
+        browser.resize(size.0, size.1);
+        for path in &pages {
+            russian_only(&browser, path);
+        }
     }
     browser.goto("/");
-    browser.screenshot("tasks-overview-ru");
+    browser.screenshot(&format!("tasks-overview{phone}-ru"));
 
     // 6. The viewer sees its own salon only, and no webhook address.
     browser.click("header form.inline button");
@@ -365,5 +397,15 @@ fn a_marketer_and_a_viewer_get_their_answers() {
     assert!(!csv.contains("salon-b") && csv.contains("Анна Смирнова"), "{csv}");
     browser.goto(&format!("/operations/{dmitry}"));
     browser.wait_text("Не найдено");
-    fits(&browser, &["/".to_string(), "/operations".to_string()]);
+    // Naming the other salon in the address shows none of it, totals included.
+    browser.goto("/operations?processing=salon-b");
+    assert_eq!(browser.count("#rows tr"), 0);
+    assert!(
+        browser.text("#totals").contains("Получено: 0"),
+        "{}",
+        browser.text("#totals")
+    );
+    if walk {
+        fits(&browser, &["/".to_string(), "/operations".to_string()], size);
+    }
 }

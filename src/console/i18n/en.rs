@@ -70,7 +70,6 @@ pub(super) static EN: Texts = Texts {
     error: "Error",
     no_attempts: "No attempts yet.",
     replay: "Replay",
-    replay_done: "Deliveries queued: {}.",
     not_replayed: "Not replayed: operation {}",
     confirm: "Yes, replay",
     cancel: "Cancel",

@@ -99,7 +99,6 @@ texts!(
     error,
     no_attempts,
     replay,
-    replay_done,
     not_replayed,
     confirm,
     cancel,

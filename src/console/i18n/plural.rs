@@ -17,6 +17,8 @@ pub enum Counted {
     ReplayRefused,
     /// A replay's progress: operations still waiting.
     StillWaiting,
+    /// After one operation's replay: its deliveries queued.
+    DeliveriesQueued,
 }
 
 #[cfg(test)]
@@ -27,6 +29,7 @@ impl Counted {
         Counted::ReplayQueued,
         Counted::ReplayRefused,
         Counted::StillWaiting,
+        Counted::DeliveriesQueued,
     ];
 }
 
@@ -48,15 +51,12 @@ fn forms(lang: Lang, counted: Counted) -> &'static [&'static str] {
         ],
         (Lang::En, Counted::ReplayQueued) => &["{} operation queued again.", "{} operations queued again."],
         (Lang::Ru, Counted::ReplayRefused) => &[
-            "{} операция не повторена: причины были на странице подтверждения.",
-            "{} операции не повторены: причины были на странице подтверждения.",
-            "{} операций не повторено: причины были на странице подтверждения.",
-            "{} операции не повторено: причины были на странице подтверждения.",
+            "{} операция не повторена:",
+            "{} операции не повторены:",
+            "{} операций не повторено:",
+            "{} операции не повторено:",
         ],
-        (Lang::En, Counted::ReplayRefused) => &[
-            "{} operation not replayed: the confirmation said why.",
-            "{} operations not replayed: the confirmation said why.",
-        ],
+        (Lang::En, Counted::ReplayRefused) => &["{} operation not replayed:", "{} operations not replayed:"],
         (Lang::Ru, Counted::StillWaiting) => &[
             "Ещё ждёт отправки {} операция.",
             "Ещё ждут отправки {} операции.",
@@ -67,6 +67,13 @@ fn forms(lang: Lang, counted: Counted) -> &'static [&'static str] {
             "{} operation still waiting to be sent.",
             "{} operations still waiting to be sent.",
         ],
+        (Lang::Ru, Counted::DeliveriesQueued) => &[
+            "{} доставка снова в очереди.",
+            "{} доставки снова в очереди.",
+            "{} доставок снова в очереди.",
+            "{} доставки снова в очереди.",
+        ],
+        (Lang::En, Counted::DeliveriesQueued) => &["{} delivery queued again.", "{} deliveries queued again."],
     }
 }
 

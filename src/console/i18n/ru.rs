@@ -70,7 +70,6 @@ pub(super) static RU: Texts = Texts {
     error: "Ошибка",
     no_attempts: "Попыток ещё не было.",
     replay: "Повторить",
-    replay_done: "Доставки снова в очереди: {}.",
     not_replayed: "Не повторена операция {}",
     confirm: "Да, повторить",
     cancel: "Отмена",

@@ -8,5 +8,6 @@ pub(super) mod checkpoint;
 pub(super) mod files;
 pub(super) mod indexer;
 pub(super) mod online_backup;
+pub(super) mod received;
 pub(super) mod schema;
 pub(super) mod search;
