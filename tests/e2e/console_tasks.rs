@@ -104,6 +104,11 @@ fn fits(browser: &Browser, paths: &[String], at: (u32, u32)) {
 /// and the data, units, and terms the config itself uses.
 const LATIN_ALLOWED: &[&str] = &[
     "hookrelay",
+    // Config keys the pages name.
+    "server",
+    "admin_token",
+    "console",
+    "show_address",
     "salon",
     "a",
     "b",
