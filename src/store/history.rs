@@ -95,18 +95,26 @@ impl Failing {
         Failing::ALL.iter().copied().find(|f| f.as_str() == text)
     }
 
-    /// The condition on `d` (the newest delivery) and `a` (its last attempt).
-    fn condition(self) -> &'static str {
+    /// The condition on `d` (the newest delivery, one that did not arrive).
+    fn condition(self) -> String {
+        let last = |what: &str| format!("({LAST_ATTEMPT_OF_D} {what}))");
         match self {
-            Failing::Http4xx => "a.http_status BETWEEN 400 AND 499",
-            Failing::Http5xx => "a.http_status >= 500",
-            Failing::Network => "a.http_status IS NULL AND a.error IS NOT NULL",
-            Failing::Outage => "(a.http_status >= 500 OR (a.http_status IS NULL AND a.error IS NOT NULL))",
-            Failing::NotAccepted => "a.http_status BETWEEN 200 AND 299",
-            Failing::Expired => "d.status = 'expired'",
+            Failing::Http4xx => last("AND a.http_status BETWEEN 400 AND 499"),
+            Failing::Http5xx => last("AND a.http_status >= 500"),
+            Failing::Network => last("AND a.http_status IS NULL AND a.error IS NOT NULL"),
+            Failing::Outage => last("AND (a.http_status >= 500 OR (a.http_status IS NULL AND a.error IS NOT NULL))"),
+            Failing::NotAccepted => last("AND a.http_status BETWEEN 200 AND 299"),
+            Failing::Expired => "d.status = 'expired'".to_string(),
         }
     }
 }
+
+/// `EXISTS` of delivery `d`'s last attempt, to be completed with `AND` a
+/// condition on it (`a`). Looked up only for deliveries that did not
+/// arrive: with the failures one in ten, reading every delivery's
+/// attempts made a cold page of "failed with a 4xx" 124 ms on 10 M operations.
+const LAST_ATTEMPT_OF_D: &str = "EXISTS (SELECT 1 FROM attempts a WHERE a.id = (
+     SELECT MAX(x.id) FROM attempts x WHERE x.delivery_id = d.id)";
 
 /// An operation's deliveries that stand for their action: the newest of
 /// each (a replay's takes the place of the one it replays).
@@ -183,7 +191,7 @@ impl Reader {
         if filter.outcome.is_some() || filter.error_text.is_some() {
             let mut how = vec!["d.status != 'delivered'".to_string()];
             if let Some(outcome) = filter.outcome {
-                how.push(outcome.condition().to_string());
+                how.push(outcome.condition());
             }
             if let Some(text) = &filter.error_text {
                 let like = conditions.bind(format!(
@@ -193,14 +201,12 @@ impl Reader {
                 // lower() on both sides: PostgreSQL's LIKE minds case.
                 how.push(format!(
                     "(lower(d.last_error) LIKE lower({like}) ESCAPE '\\'
-                      OR lower(a.error) LIKE lower({like}) ESCAPE '\\'
-                      OR lower(a.response_body) LIKE lower({like}) ESCAPE '\\')"
+                      OR ({LAST_ATTEMPT_OF_D} AND (lower(a.error) LIKE lower({like}) ESCAPE '\\'
+                                                   OR lower(a.response_body) LIKE lower({like}) ESCAPE '\\'))))"
                 ));
             }
             conditions.parts.push(format!(
-                "EXISTS (SELECT 1 FROM deliveries d LEFT JOIN attempts a ON a.id = (
-                     SELECT MAX(x.id) FROM attempts x WHERE x.delivery_id = d.id)
-                 WHERE d.operation_id = o.id AND {NEWEST_PER_ACTION} AND {})",
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.operation_id = o.id AND {NEWEST_PER_ACTION} AND {})",
                 how.join(" AND ")
             ));
         }

@@ -51,13 +51,14 @@ pub fn seed(path: &Path, seed: &Seed) -> Result<(), StoreError> {
              INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
                  content_type, charset, fields, warnings, status, reason, dedupe_key, updated_at, event)
              SELECT 'bench', ?3 + x * ?4 / ?5, '127.0.0.1:40000', 'GET', CAST(?6 AS BLOB), X'', NULL, 'utf-8',
-                 json_object('event', e.event, 'n', CAST(x AS TEXT), 'client_phone', printf('79%09d', x),
+                 json_object('event', event, 'n', CAST(x AS TEXT), 'client_phone', printf('79%09d', x),
                      'utm_content', 'весна-42', 'appointment_total_cost', '2500'), '[]',
                  CASE WHEN x % ?7 = 0 THEN 'failed' ELSE 'delivered' END,
-                 NULL, NULL, ?3 + x * ?4 / ?5, e.event
-             FROM n, (SELECT 0 AS k, 'appointment_paid' AS event UNION ALL SELECT 1, 'appointment_created'
-                      UNION ALL SELECT 2, 'client_added') e
-             WHERE e.k = x % 3",
+                 NULL, NULL, ?3 + x * ?4 / ?5, event
+             FROM (SELECT x, CASE x % 3 WHEN 0 THEN 'appointment_paid' WHEN 1 THEN 'appointment_created'
+                                        ELSE 'client_added' END AS event FROM n)
+             -- Ids in the order of receipt, as the daemon numbers them.
+             ORDER BY x",
             params![
                 done as i64,
                 (done + count - 1) as i64,
@@ -154,5 +155,15 @@ mod tests {
             .unwrap();
         assert_eq!(found.len(), 1, "the seed is searchable");
         assert_eq!(found[0].id, op.summary.id);
+        // Numbered in the order received, as the daemon numbers them (a
+        // date-bounded list relies on it), with the events in turn.
+        let times: Vec<i64> = (1..=250)
+            .map(|id| reader.operation(id).unwrap().unwrap().summary.received_at)
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        let events: Vec<String> = (1..=3)
+            .map(|id| reader.operation(id).unwrap().unwrap().fields["event"].clone())
+            .collect();
+        assert_eq!(events, ["appointment_paid", "appointment_created", "client_added"]);
     }
 }
