@@ -34,6 +34,18 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
+    /// A signed-out reader's frame in UTC, for the pages' tests.
+    #[cfg(test)]
+    fn for_tests(lang: Lang, here: &str) -> Frame<'static> {
+        static UTC: jiff::tz::TimeZone = jiff::tz::TimeZone::UTC;
+        Frame {
+            lang,
+            signed: None,
+            tz: &UTC,
+            here: here.into(),
+        }
+    }
+
     fn t(&self) -> &'static Texts {
         self.lang.texts()
     }
@@ -139,13 +151,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let tz = jiff::tz::TimeZone::UTC;
-        let frame = Frame {
-            lang: Lang::En,
-            signed: None,
-            tz: &tz,
-            here: "/\"><script>".into(),
-        };
+        let frame = Frame::for_tests(Lang::En, "/\"><script>");
         let page = message(&frame, "<script>alert(1)</script>\"><img onerror=x>").into_string();
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(!page.contains("<img"), "{page}");

@@ -83,12 +83,7 @@ mod tests {
     #[test]
     fn the_last_days_in_words_and_bars() {
         let tz = jiff::tz::TimeZone::UTC;
-        let frame = Frame {
-            lang: Lang::Ru,
-            signed: None,
-            tz: &tz,
-            here: "/".into(),
-        };
+        let frame = Frame::for_tests(Lang::Ru, "/");
         let today = Date::new(2026, 12, 2).unwrap();
         let first = Date::new(2026, 11, 3).unwrap();
         let hour = |day: Date| clock::day_start(day, &tz) / 3_600_000;
@@ -126,12 +121,7 @@ mod tests {
     #[test]
     fn bars_stay_inside_the_chart() {
         let tz = jiff::tz::TimeZone::UTC;
-        let frame = Frame {
-            lang: Lang::En,
-            signed: None,
-            tz: &tz,
-            here: "/".into(),
-        };
+        let frame = Frame::for_tests(Lang::En, "/");
         let today = Date::new(2026, 12, 2).unwrap();
         let hour = clock::day_start(today, &tz) / 3_600_000;
         let count = |status, n| HourCount {

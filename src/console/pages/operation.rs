@@ -244,19 +244,27 @@ mod tests {
     use super::*;
     use crate::console::auth::Role;
     use crate::console::i18n::Lang;
+    use crate::model::RawRequest;
     use crate::store::OperationSummary;
+
+    fn request() -> RawRequest {
+        RawRequest {
+            remote_addr: "127.0.0.1:1".into(),
+            method: "GET".into(),
+            query: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        }
+    }
 
     /// An operation older than an action's max_age says so in Russian,
     /// and the admin gets a button of its own that forces the replay.
     #[test]
     fn an_expired_operation_offers_a_forced_replay() {
-        use crate::model::{said::Said, RawRequest};
-        let tz = jiff::tz::TimeZone::UTC;
+        use crate::model::said::Said;
         let frame = Frame {
-            lang: Lang::Ru,
             signed: Some((&Role::Admin, "c")),
-            tz: &tz,
-            here: "/operations/1".into(),
+            ..Frame::for_tests(Lang::Ru, "/operations/1")
         };
         let op = OperationView {
             summary: OperationSummary {
@@ -269,13 +277,7 @@ mod tests {
                 deliveries: 1,
                 failure: Some(Said::Expired),
             },
-            request: RawRequest {
-                remote_addr: "127.0.0.1:1".into(),
-                method: "GET".into(),
-                query: Vec::new(),
-                body: Vec::new(),
-                content_type: None,
-            },
+            request: request(),
             charset: "utf-8".into(),
             fields: BTreeMap::new(),
             warnings: vec![Said::MissingField {
@@ -297,15 +299,9 @@ mod tests {
     /// says since when and when the next probe is, not a "next try" in the past.
     #[test]
     fn the_verdict_comes_first_and_names_the_breaker() {
-        use crate::model::{Open, RawRequest};
+        use crate::model::Open;
         use crate::store::{AttemptView, DeliveryView};
-        let tz = jiff::tz::TimeZone::UTC;
-        let frame = Frame {
-            lang: Lang::Ru,
-            signed: None,
-            tz: &tz,
-            here: "/operations/1".into(),
-        };
+        let frame = Frame::for_tests(Lang::Ru, "/operations/1");
         let delivery = |id: i64, action: &str, status: DeliveryStatus, code: Option<u16>| DeliveryView {
             id,
             action: action.into(),
@@ -334,13 +330,7 @@ mod tests {
                 deliveries: 2,
                 failure: None,
             },
-            request: RawRequest {
-                remote_addr: "127.0.0.1:1".into(),
-                method: "GET".into(),
-                query: Vec::new(),
-                body: Vec::new(),
-                content_type: None,
-            },
+            request: request(),
             charset: "utf-8".into(),
             fields: BTreeMap::from([("client_phone".into(), "+79991234567".into())]),
             warnings: Vec::new(),

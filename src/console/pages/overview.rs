@@ -201,13 +201,7 @@ mod tests {
     fn an_open_breaker_shows_on_the_overview() {
         use crate::model::{Open, ReceiverState};
         use crate::store::Backlog;
-        let tz = jiff::tz::TimeZone::UTC;
-        let frame = Frame {
-            lang: Lang::Ru,
-            signed: None,
-            tz: &tz,
-            here: "/".into(),
-        };
+        let frame = Frame::for_tests(Lang::Ru, "/");
         let open = ReceiverStatus {
             state: ReceiverState {
                 target: "https://ads.plarin.ru/".into(),
