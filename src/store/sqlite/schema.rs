@@ -480,9 +480,12 @@ const MIGRATIONS: &[Migration] = &[
             WHERE processing = OLD.processing AND hour = OLD.received_at / 3600000
               AND event = COALESCE(OLD.event, '') AND action != '';
     END;
-    -- A replay's delivery takes the place of the action's previous one.
+    -- A replay's delivery takes the place of the action's previous one. A
+    -- replay's come after the operation's first (position 0 is always an
+    -- operation's first delivery), so an acknowledgement's inserts skip
+    -- the lookup.
     CREATE TRIGGER hour_counts_delivery_supersede AFTER INSERT ON deliveries
-        WHEN (SELECT p.status FROM deliveries p
+        WHEN NEW.position > 0 AND (SELECT p.status FROM deliveries p
               WHERE p.operation_id = NEW.operation_id AND p.action = NEW.action AND p.id < NEW.id
               ORDER BY p.id DESC LIMIT 1) IN ('delivered', 'failed', 'expired', 'cancelled') BEGIN
         UPDATE hour_counts SET n = n - 1
