@@ -359,7 +359,8 @@ fn migration_fills_in_receivers() {
         "DROP TABLE replays; DROP INDEX deliveries_in_flight; DROP INDEX deliveries_due_by_target; ALTER TABLE deliveries DROP COLUMN target;
          DROP TRIGGER hour_counts_operation_insert; DROP TRIGGER hour_counts_operation_update;
          DROP TRIGGER hour_counts_operation_delete; DROP TRIGGER hour_counts_delivery_supersede;
-         DROP TRIGGER hour_counts_delivery_insert; DROP TRIGGER hour_counts_delivery_update;
+         DROP TRIGGER hour_counts_delivery_insert; DROP TRIGGER hour_counts_delivery_leaves;
+         DROP TRIGGER hour_counts_delivery_finishes;
          DROP TABLE hour_counts; ALTER TABLE operations DROP COLUMN event;
          DROP TABLE silences;
          DROP TABLE receivers;

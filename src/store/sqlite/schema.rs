@@ -503,17 +503,21 @@ const MIGRATIONS: &[Migration] = &[
             FROM operations WHERE id = NEW.operation_id
             ON CONFLICT DO UPDATE SET n = n + 1;
     END;
-    CREATE TRIGGER hour_counts_delivery_update AFTER UPDATE OF status ON deliveries
-        WHEN OLD.status != NEW.status
-         AND (OLD.status IN ('delivered', 'failed', 'expired', 'cancelled')
-              OR NEW.status IN ('delivered', 'failed', 'expired', 'cancelled')) BEGIN
+    -- Two triggers, so a delivery's only finishing transition (pending or
+    -- in flight to delivered, say) costs one counter upsert, not a
+    -- decrement that finds nothing first.
+    CREATE TRIGGER hour_counts_delivery_leaves AFTER UPDATE OF status ON deliveries
+        WHEN OLD.status != NEW.status AND OLD.status IN ('delivered', 'failed', 'expired', 'cancelled') BEGIN
         UPDATE hour_counts SET n = n - 1
             WHERE (processing, hour, event) = (SELECT processing, received_at / 3600000, COALESCE(event, '')
                                                FROM operations WHERE id = OLD.operation_id)
               AND action = OLD.action AND status = OLD.status;
+    END;
+    CREATE TRIGGER hour_counts_delivery_finishes AFTER UPDATE OF status ON deliveries
+        WHEN OLD.status != NEW.status AND NEW.status IN ('delivered', 'failed', 'expired', 'cancelled') BEGIN
         INSERT INTO hour_counts (processing, hour, event, action, status, n)
             SELECT processing, received_at / 3600000, COALESCE(event, ''), NEW.action, NEW.status, 1
-            FROM operations WHERE id = NEW.operation_id AND NEW.status IN ('delivered', 'failed', 'expired', 'cancelled')
+            FROM operations WHERE id = NEW.operation_id
             ON CONFLICT DO UPDATE SET n = n + 1;
     END;
     "#,
