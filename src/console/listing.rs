@@ -260,7 +260,7 @@ pub(super) async fn operations(console: &Arc<Console>, cx: &Context, signed: &Si
     }
     store_filter.before = cx.param("before").and_then(|b| b.parse().ok());
     let live = cx.param("fragment") == Some("rows");
-    let chosen = !store_filter.ids.is_empty() && listing.first_page;
+    let chosen = !store_filter.ids.is_empty() && listing.first_page && !live;
     if chosen {
         // Where the chosen operations stand, all of them, not one page.
         let mut every = store_filter.clone();
@@ -359,7 +359,8 @@ pub(super) async fn operations(console: &Arc<Console>, cx: &Context, signed: &Si
             narrowed: !filter.status.is_empty()
                 || !filter.q.is_empty()
                 || !filter.outcome.is_empty()
-                || !filter.error.is_empty(),
+                || !filter.error.is_empty()
+                || !filter.ids.is_empty(),
         });
     }
     cx.page(StatusCode::OK, pages::operations(&cx.frame(Some(signed)), &listing))

@@ -142,7 +142,7 @@ pub(super) static EN: Texts = Texts {
     expired_n: "Expired",
     by_day: "By day",
     by_day_hint: "For each action: delivered, failed, expired. After a replay, its outcome counts.",
-    totals_narrowed: "The totals count every status and pass over the search, outcome and error text: those narrow the list only.",
+    totals_narrowed: "The totals count every status and pass over the search, outcome, error text and chosen operations: those narrow the list only.",
     too_many_chosen: "At most {} operations can be chosen at once.",
     verdict_delivered: "{}: delivered, answer {}.",
     verdict_failed: "{}: not delivered — {}.",
