@@ -331,9 +331,14 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
     let refused = cx
         .param("refused")
         .and_then(|kind| replay::Refused::from_parts(kind, cx.param("why").unwrap_or("")));
+    let count = |key: &str| cx.param(key).and_then(|n| n.parse::<u64>().ok());
     let notice = match (cx.param("queued"), refused) {
-        _ if cx.param("cancelled").is_some() => cx.param("cancelled").map(|n| fill(cx.t().cancelled_done, n)),
-        _ if cx.param("requeued").is_some() => cx.param("requeued").map(|n| fill(cx.t().requeued_done, n)),
+        _ if cx.param("cancelled").is_some() => {
+            count("cancelled").map(|n| i18n::say(cx.lang, i18n::Counted::DeliveriesCancelled, n))
+        }
+        _ if cx.param("requeued").is_some() => {
+            count("requeued").map(|n| i18n::say(cx.lang, i18n::Counted::DeliveriesRequeued, n))
+        }
         (Some(n), _) => n
             .parse()
             .ok()

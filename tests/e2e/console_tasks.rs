@@ -335,6 +335,12 @@ fn tasks(size: (u32, u32), walk: bool) {
         "{notice}"
     );
 
+    // Counts in notices take their Russian plural form.
+    browser.goto(&format!("/operations/{galina}?cancelled=2"));
+    browser.wait_text("2 доставки отменены и не будут отправлены.");
+    browser.goto(&format!("/operations/{galina}?requeued=5"));
+    browser.wait_text("5 доставок будет отправлено с текущими настройками.");
+
     // 5. The address to paste into Klientiks.
     browser.goto("/fields/salon-a");
     browser.click("select[name=event] option[value=appointment_paid]");

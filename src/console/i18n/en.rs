@@ -110,8 +110,6 @@ pub(super) static EN: Texts = Texts {
     breaker_reset: "Send again",
     cancel_waiting: "Cancel the waiting deliveries",
     requeue_waiting: "Send with the current config",
-    requeued_done: "Deliveries rendered again from the current config: {}.",
-    cancelled_done: "Deliveries cancelled: {}. They will not be sent.",
     breaker_was_reset: "Receiver {}: the waiting deliveries are being sent again.",
     last_success: "Last success",
     client: "Client",

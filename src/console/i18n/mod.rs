@@ -137,8 +137,6 @@ texts!(
     breaker_reset,
     cancel_waiting,
     requeue_waiting,
-    requeued_done,
-    cancelled_done,
     breaker_was_reset,
     last_success,
     client,

@@ -19,6 +19,10 @@ pub enum Counted {
     StillWaiting,
     /// After one operation's replay: its deliveries queued.
     DeliveriesQueued,
+    /// Waiting deliveries rendered again with the current config.
+    DeliveriesRequeued,
+    /// Waiting deliveries cancelled.
+    DeliveriesCancelled,
 }
 
 #[cfg(test)]
@@ -30,6 +34,8 @@ impl Counted {
         Counted::ReplayRefused,
         Counted::StillWaiting,
         Counted::DeliveriesQueued,
+        Counted::DeliveriesRequeued,
+        Counted::DeliveriesCancelled,
     ];
 }
 
@@ -74,6 +80,26 @@ fn forms(lang: Lang, counted: Counted) -> &'static [&'static str] {
             "{} доставки снова в очереди.",
         ],
         (Lang::En, Counted::DeliveriesQueued) => &["{} delivery queued again.", "{} deliveries queued again."],
+        (Lang::Ru, Counted::DeliveriesRequeued) => &[
+            "{} доставка будет отправлена с текущими настройками.",
+            "{} доставки будут отправлены с текущими настройками.",
+            "{} доставок будет отправлено с текущими настройками.",
+            "{} доставки будут отправлены с текущими настройками.",
+        ],
+        (Lang::En, Counted::DeliveriesRequeued) => &[
+            "{} delivery will go with the current settings.",
+            "{} deliveries will go with the current settings.",
+        ],
+        (Lang::Ru, Counted::DeliveriesCancelled) => &[
+            "{} доставка отменена и не будет отправлена.",
+            "{} доставки отменены и не будут отправлены.",
+            "{} доставок отменено, они не будут отправлены.",
+            "{} доставки отменено, они не будут отправлены.",
+        ],
+        (Lang::En, Counted::DeliveriesCancelled) => &[
+            "{} delivery cancelled; it will not be sent.",
+            "{} deliveries cancelled; they will not be sent.",
+        ],
     }
 }
 

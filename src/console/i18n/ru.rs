@@ -108,8 +108,6 @@ pub(super) static RU: Texts = Texts {
     breaker_reset: "Отправлять снова",
     cancel_waiting: "Отменить ожидающие доставки",
     requeue_waiting: "Отправить с текущими настройками",
-    requeued_done: "Доставок переделано по текущим настройкам: {}.",
-    cancelled_done: "Доставок отменено: {}. Они не будут отправлены.",
     breaker_was_reset: "Получатель {}: ожидающие доставки отправляются снова.",
     last_success: "Последний успех",
     client: "Клиент",
