@@ -348,16 +348,16 @@ async fn operation(console: &Arc<Console>, cx: &Context, signed: &Signed, id: i6
     };
     let replay = replay::plan(&cx.config, &op, &replay::Ask::default()).map(|_| ());
     let frame = cx.frame(Some(signed));
+    let shown = pages::Shown {
+        op: &op,
+        notice: notice.as_deref(),
+        replay: &replay,
+        receivers: &receivers,
+    };
     if cx.param("fragment") == Some("live") {
-        return cx.page(
-            StatusCode::OK,
-            pages::operation_body(&frame, &op, notice.as_deref(), &replay, &receivers),
-        );
+        return cx.page(StatusCode::OK, pages::operation_body(&frame, &shown));
     }
-    cx.page(
-        StatusCode::OK,
-        pages::operation(&frame, &op, notice.as_deref(), &replay, &receivers),
-    )
+    cx.page(StatusCode::OK, pages::operation(&frame, &shown))
 }
 
 async fn fields(console: &Arc<Console>, cx: &Context, signed: &Signed, name: &str) -> Reply {

@@ -19,7 +19,7 @@ mod replay;
 mod totals;
 pub use fields::fields;
 pub use list::{operations, progress, rows, Filter, Listing, Row, Totaled, ROW_FIELDS, ROW_NAMED};
-pub use operation::{operation, operation_body};
+pub use operation::{operation, operation_body, Shown};
 pub use overview::{overview, Card};
 pub use replay::confirm_replay;
 

@@ -79,16 +79,22 @@ fn verdict(frame: &Frame, op: &OperationView, receivers: &[ReceiverState]) -> Ma
     }
 }
 
+/// What an operation's page shows.
+pub struct Shown<'a> {
+    pub op: &'a OperationView,
+    /// What the last action did ("1 доставка снова в очереди."), if any.
+    pub notice: Option<&'a str>,
+    /// Whether the current rules would replay it, or why not: a held
+    /// operation of a stopped processing gets a button that names it.
+    pub replay: &'a Result<(), Refused>,
+    /// The receivers' breakers, for what a waiting delivery waits for.
+    pub receivers: &'a [ReceiverState],
+}
+
 /// One operation, everything recorded about it.
-pub fn operation(
-    frame: &Frame,
-    op: &OperationView,
-    notice: Option<&str>,
-    replay: &Result<(), Refused>,
-    receivers: &[ReceiverState],
-) -> Markup {
+pub fn operation(frame: &Frame, shown: &Shown) -> Markup {
     let t = frame.t();
-    let s = &op.summary;
+    let s = &shown.op.summary;
     let title = fill(t.operation, s.id);
     let finished = !matches!(s.status, OpStatus::Queued);
     layout(
@@ -96,22 +102,20 @@ pub fn operation(
         &title,
         html! {
             div #live data-live=[(!finished).then(|| format!("/operations/{}?fragment=live", s.id))] {
-                (operation_body(frame, op, notice, replay, receivers))
+                (operation_body(frame, shown))
             }
         },
     )
 }
 
 /// The part of an operation's page that changes while it is delivered.
-/// `replay` says whether the current rules would replay it, or why not: a
-/// held operation of a stopped processing gets a button that names it.
-pub fn operation_body(
-    frame: &Frame,
-    op: &OperationView,
-    notice: Option<&str>,
-    replay: &Result<(), Refused>,
-    receivers: &[ReceiverState],
-) -> Markup {
+pub fn operation_body(frame: &Frame, shown: &Shown) -> Markup {
+    let Shown {
+        op,
+        notice,
+        replay,
+        receivers,
+    } = shown;
     let t = frame.t();
     let s = &op.summary;
     html! {
@@ -287,7 +291,14 @@ mod tests {
             deliveries: Vec::new(),
             replays: Vec::new(),
         };
-        let page = operation_body(&frame, &op, None, &Err(Refused::Expired("plarin".into())), &[]).into_string();
+        let refused = Err(Refused::Expired("plarin".into()));
+        let shown = Shown {
+            op: &op,
+            notice: None,
+            replay: &refused,
+            receivers: &[],
+        };
+        let page = operation_body(&frame, &shown).into_string();
         assert!(page.contains("событие старше max_age действия «plarin»"), "{page}");
         assert!(page.contains(r#"name="force" value="1""#), "{page}");
         assert!(page.contains("Отправить всё равно"), "{page}");
@@ -357,7 +368,13 @@ mod tests {
             last_error_at: None,
             change: None,
         }];
-        let page = operation_body(&frame, &op, None, &Err(Refused::StillQueued), &receivers).into_string();
+        let shown = Shown {
+            op: &op,
+            notice: None,
+            replay: &Err(Refused::StillQueued),
+            receivers: &receivers,
+        };
+        let page = operation_body(&frame, &shown).into_string();
         let verdict =
             page.find("plarin: ждёт — получатель http://plarin.example/ не отвечает с 1970-01-01 00:00:00 UTC");
         assert!(verdict.is_some(), "{page}");
