@@ -69,7 +69,13 @@ pub fn run(
     let clock = Instant::now();
     let answer = send::send(&agent, &due).map_err(|e| Failure::Runtime(format!("sent, but no answer: {e}")))?;
     let took = clock.elapsed().as_millis();
-    let (_, judged) = judge(&delivery.rules, answer.status, &answer.body, answer.retry_after);
+    let (_, judged) = judge(
+        &delivery.rules,
+        answer.status,
+        &answer.body,
+        answer.retry_after,
+        crate::clock::now_ms(),
+    );
     println!("answer: HTTP {} in {took} ms", answer.status);
     let body = answer.body_head();
     if !body.is_empty() {

@@ -255,6 +255,7 @@ struct RawRetryOn {
     #[serde(default)]
     json: toml::Table,
     delay_json: Option<String>,
+    until_json: Option<String>,
 }
 
 #[cfg(test)]

@@ -341,7 +341,7 @@ fn response_rules_are_read() {
     let text = "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
         [[processing.action]]\nname = \"a\"\nurl = \"https://h.example/\"\n\
         accept = { status = [200, \"3xx\"], json = { ok = true, result.state = [\"new\", 2] }, json_present = [\"result.id\"] }\n\
-        retry_on = { status = [\"500-503\", 429], json = { error = \"QUERY_LIMIT_EXCEEDED\" }, delay_json = \"parameters.retry_after\" }\n\
+        retry_on = { status = [\"500-503\", 429], json = { error = \"QUERY_LIMIT_EXCEEDED\" }, delay_json = \"parameters.retry_after\", until_json = \"time.operating_reset_at\" }\n\
         [[processing.action]]\nname = \"b\"\nurl = \"https://h.example/\"\nexpect_body = \"OK\"\n";
     let config = Config::parse(text, Path::new("/c.toml")).unwrap();
     let actions = &config.processings[0].actions;
@@ -361,6 +361,7 @@ fn response_rules_are_read() {
         [("error".to_string(), vec![json!("QUERY_LIMIT_EXCEEDED")])]
     );
     assert_eq!(rules.retry.delay_json.as_deref(), Some("parameters.retry_after"));
+    assert_eq!(rules.retry.until_json.as_deref(), Some("time.operating_reset_at"));
     assert_eq!(actions[1].rules, ResponseRules::expecting(Some("OK".into())));
 }
 

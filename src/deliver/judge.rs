@@ -13,10 +13,17 @@ use serde_json::Value;
 use super::retry::Verdict;
 use crate::model::response::{status_in, Judged, ResponseRules, DEFAULT_ACCEPT_STATUSES, DEFAULT_RETRY_STATUSES};
 
-/// Judges an answer of `status` with `body`; `retry_after` is what the
-/// `Retry-After` header asked for. A wait read from the body
-/// (`retry_on.delay_json`) counts too: the longer one wins.
-pub fn judge(rules: &ResponseRules, status: u16, body: &[u8], retry_after: Option<Duration>) -> (Verdict, Judged) {
+/// Judges an answer of `status` with `body`, received at `now_ms`;
+/// `retry_after` is what the `Retry-After` header asked for. A wait read
+/// from the body counts too (`retry_on.delay_json`, seconds;
+/// `retry_on.until_json`, a time): the longest wins.
+pub fn judge(
+    rules: &ResponseRules,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    now_ms: i64,
+) -> (Verdict, Judged) {
     let json = Parsed::new(body);
     let accept = &rules.accept;
     let accepted_status = status_in(accept.status.as_deref().unwrap_or(DEFAULT_ACCEPT_STATUSES), status);
@@ -48,7 +55,12 @@ pub fn judge(rules: &ResponseRules, status: u16, body: &[u8], retry_after: Optio
                 .as_deref()
                 .and_then(|path| json.get(path))
                 .and_then(seconds);
-            let retry_after = retry_after.max(from_body);
+            let until = retry
+                .until_json
+                .as_deref()
+                .and_then(|path| json.get(path))
+                .and_then(|at| until(at, now_ms));
+            let retry_after = retry_after.max(from_body).max(until);
             (Verdict::Retry { retry_after }, judged)
         }
         None => (Verdict::Fail, broken),
@@ -128,6 +140,18 @@ fn seconds(value: &Value) -> Option<Duration> {
     (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n.min(super::retry::MAX_RETRY_AFTER.as_secs_f64())))
 }
 
+/// The wait until `at`, a Unix time in seconds (a number, or a string
+/// holding one), from `now_ms`; none when it has passed.
+fn until(at: &Value, now_ms: i64) -> Option<Duration> {
+    let at = match at {
+        Value::String(text) => text.trim().parse::<f64>().ok()?,
+        other => other.as_f64()?,
+    };
+    let wait_ms = (at * 1000.0) - now_ms as f64;
+    (wait_ms.is_finite() && wait_ms > 0.0)
+        .then(|| Duration::from_millis(wait_ms.min(super::retry::MAX_RETRY_AFTER.as_millis() as f64) as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +159,7 @@ mod tests {
     use serde_json::json;
 
     fn judged(rules: &ResponseRules, status: u16, body: &str) -> (Verdict, Judged) {
-        judge(rules, status, body.as_bytes(), None)
+        judge(rules, status, body.as_bytes(), None, 0)
     }
 
     /// With no rules: any 2xx is success, 408, 429 and 5xx are retried,
@@ -221,14 +245,14 @@ mod tests {
         };
         let limited = r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#;
         assert_eq!(
-            judge(&rules, 429, limited.as_bytes(), Some(Duration::from_secs(3))).0,
+            judge(&rules, 429, limited.as_bytes(), Some(Duration::from_secs(3)), 0).0,
             Verdict::Retry {
                 retry_after: Some(Duration::from_secs(7))
             }
         );
         // The header wins when it asks for longer.
         assert_eq!(
-            judge(&rules, 429, limited.as_bytes(), Some(Duration::from_secs(30))).0,
+            judge(&rules, 429, limited.as_bytes(), Some(Duration::from_secs(30)), 0).0,
             Verdict::Retry {
                 retry_after: Some(Duration::from_secs(30))
             }
@@ -305,5 +329,47 @@ mod tests {
         };
         assert_eq!(judged(&rules, 201, "").1, Judged::StatusRefused { status: 201 });
         assert_eq!(judged(&rules, 503, "").0, Verdict::Fail);
+    }
+
+    /// Bitrix24's operating block: the body names when the method frees
+    /// (`time.operating_reset_at`, Unix seconds); the retry waits until
+    /// then, or not at all once it has passed; the longest wait wins.
+    #[test]
+    fn bitrix_waits_until_the_time_the_body_says() {
+        let rules = ResponseRules {
+            retry: RetryOn {
+                until_json: Some("time.operating_reset_at".into()),
+                ..RetryOn::default()
+            },
+            ..ResponseRules::default()
+        };
+        let now = 1_700_000_000_000;
+        let body = |at: &str| format!(r#"{{"error":"QUERY_LIMIT_EXCEEDED","time":{{"operating_reset_at":{at}}}}}"#);
+        let wait = |body: &str, header: Option<Duration>| judge(&rules, 503, body.as_bytes(), header, now).0;
+        assert_eq!(
+            wait(&body("1700000120"), None),
+            Verdict::Retry {
+                retry_after: Some(Duration::from_secs(120))
+            }
+        );
+        assert_eq!(
+            wait(&body("\"1700000001.5\""), None),
+            Verdict::Retry {
+                retry_after: Some(Duration::from_millis(1_500))
+            },
+            "a string holding a number"
+        );
+        assert_eq!(
+            wait(&body("1600000000"), None),
+            Verdict::Retry { retry_after: None },
+            "passed"
+        );
+        assert_eq!(
+            wait(&body("1700000010"), Some(Duration::from_secs(60))),
+            Verdict::Retry {
+                retry_after: Some(Duration::from_secs(60))
+            },
+            "the header asked for longer"
+        );
     }
 }

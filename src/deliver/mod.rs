@@ -249,7 +249,13 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
     let d = &job.request;
     let (verdict, http_status, response_body, error, judged) = match result {
         Ok(answer) => {
-            let (verdict, judged) = judge::judge(&d.rules, answer.status, &answer.body, answer.retry_after);
+            let (verdict, judged) = judge::judge(
+                &d.rules,
+                answer.status,
+                &answer.body,
+                answer.retry_after,
+                started_at + duration_ms,
+            );
             // An answer the body decided says why, in the attempt's error,
             // the delivery's last error and the failure notice alike; a
             // status speaks for itself ("HTTP 503").

@@ -50,6 +50,9 @@ pub struct RetryOn {
     /// A JSON path whose number is the seconds to wait before the next
     /// attempt, like a `Retry-After` header (Telegram's `parameters.retry_after`).
     pub delay_json: Option<String>,
+    /// A JSON path whose number is the Unix time (seconds) before which the
+    /// next attempt must not go (Bitrix24's `time.operating_reset_at`).
+    pub until_json: Option<String>,
 }
 
 /// The statuses retried when `retry_on.status` is not set.

@@ -94,6 +94,36 @@ fn a_wait_read_from_the_body_is_honoured() {
     assert!(gap >= std::time::Duration::from_millis(1000), "retried after {gap:?}");
 }
 
+/// Bitrix24's way: the body says until when (`time.operating_reset_at`, a
+/// Unix time in seconds); the next attempt waits until then, not the
+/// test config's 50-200 ms backoff.
+#[test]
+fn a_time_read_from_the_body_is_waited_for() {
+    let receiver = Receiver::start();
+    let reset_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let blocked = format!(r#"{{"error":"QUERY_LIMIT_EXCEEDED","time":{{"operating_reset_at":{reset_at}}}}}"#);
+    receiver.script(&[(503, blocked.as_str()), (200, r#"{"result":17}"#)]);
+    let relay = Relay::start(&processing(
+        "p",
+        &receiver.url("/rest/1/code/crm.lead.add.json"),
+        "accept = { json_present = [\"result\"] }\nretry_on = { until_json = \"time.operating_reset_at\" }",
+    ));
+    let (_, id, _) = get(&relay.url(&format!("/hook/{TOKEN}")));
+    let op = relay.wait_status(id.unwrap(), "delivered");
+    let attempts = op["deliveries"][0]["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 2);
+    let at = |a: &serde_json::Value| humantime::parse_rfc3339(a["started_at"].as_str().unwrap()).unwrap();
+    let second = at(&attempts[1]).duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(
+        second.as_secs() >= reset_at,
+        "retried at {second:?}, before {reset_at} s"
+    );
+}
+
 /// `try --send` sends one rendered request for real only once confirmed,
 /// and prints the answer and the verdict; it records nothing.
 #[test]

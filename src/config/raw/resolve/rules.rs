@@ -32,10 +32,15 @@ pub(super) fn resolve(
             .delay_json
             .map(|path| json_path("retry_on.delay_json", path))
             .transpose()?;
+        let until_json = raw
+            .until_json
+            .map(|path| json_path("retry_on.until_json", path))
+            .transpose()?;
         rules.retry = RetryOn {
             status: raw.status.map(|s| statuses("retry_on.status", &s)).transpose()?,
             json: json_rules("retry_on.json", raw.json)?,
             delay_json,
+            until_json,
         };
     }
     Ok(rules)
