@@ -133,20 +133,22 @@ fn same(wanted: &Value, found: &Value) -> bool {
 
 /// A wait in seconds: a non-negative number, or a string holding one.
 fn seconds(value: &Value) -> Option<Duration> {
-    let n = match value {
-        Value::String(text) => text.trim().parse::<f64>().ok()?,
-        other => other.as_f64()?,
-    };
+    let n = number(value)?;
     (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n.min(super::retry::MAX_RETRY_AFTER.as_secs_f64())))
+}
+
+/// A number, or a string holding one (`7`, `"7"`, `"1.5"`).
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::String(text) => text.trim().parse::<f64>().ok(),
+        other => other.as_f64(),
+    }
 }
 
 /// The wait until `at`, a Unix time in seconds (a number, or a string
 /// holding one), from `now_ms`; none when it has passed.
 fn until(at: &Value, now_ms: i64) -> Option<Duration> {
-    let at = match at {
-        Value::String(text) => text.trim().parse::<f64>().ok()?,
-        other => other.as_f64()?,
-    };
+    let at = number(at)?;
     let wait_ms = (at * 1000.0) - now_ms as f64;
     (wait_ms.is_finite() && wait_ms > 0.0)
         .then(|| Duration::from_millis(wait_ms.min(super::retry::MAX_RETRY_AFTER.as_millis() as f64) as u64))
