@@ -31,10 +31,11 @@ enum Filter {
     Phone,
     Sha256,
     UrlEncode,
+    Html,
 }
 
 /// Names accepted after `|`, for error messages.
-pub const FILTER_NAMES: &str = "default('x'), trim, lower, upper, digits, phone, sha256, urlencode";
+pub const FILTER_NAMES: &str = "default('x'), trim, lower, upper, digits, phone, sha256, urlencode, html";
 
 /// Why a template string does not parse.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -221,6 +222,7 @@ fn parse_filter(text: &str) -> Result<Filter, TemplateError> {
         "phone" => Filter::Phone,
         "sha256" => Filter::Sha256,
         "urlencode" => Filter::UrlEncode,
+        "html" => Filter::Html,
         other => return Err(TemplateError::UnknownFilter(other.to_string())),
     };
     if arg.is_some() {
@@ -250,8 +252,26 @@ impl Filter {
                 .map(|b| format!("{b:02x}"))
                 .collect(),
             Filter::UrlEncode => url_component(&value),
+            Filter::Html => html_text(&value),
         }
     }
+}
+
+/// Text for a Telegram message sent with `parse_mode = "HTML"`: the three
+/// characters its docs say must be entities outside tags (`<`, `>`, `&`),
+/// so a client's name such as `<Аня & Co>` shows as written
+/// (core.telegram.org/bots/api#html-style).
+fn html_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Russian numbers to `+7XXXXXXXXXX`; anything else keeps its digits with a `+`.
@@ -370,6 +390,11 @@ mod tests {
         assert_eq!(
             render("{{x|sha256}}", &[("x", "abc")], Escape::None).text,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // Telegram's HTML mode: `<`, `>` and `&` as entities, the rest as is.
+        assert_eq!(
+            render("<b>{{n|html}}</b>", &[("n", "<Аня & Co> \"5★\"")], Escape::None).text,
+            "<b>&lt;Аня &amp; Co&gt; \"5★\"</b>"
         );
     }
 
