@@ -7,6 +7,7 @@ pub(super) mod backup;
 pub(super) mod checkpoint;
 pub(super) mod files;
 pub(super) mod indexer;
+mod migrations;
 pub(super) mod online_backup;
 pub(super) mod received;
 pub(super) mod schema;
