@@ -281,8 +281,8 @@ fn open_file_for_writing(path: &Path) -> Result<Connection, StoreError> {
 }
 
 #[cfg(test)]
+mod console_tests;
+#[cfg(test)]
 mod pg_tests;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod totals_tests;

@@ -1,9 +1,11 @@
-//! The console's totals on both engines: SQLite's trigger-kept counters
-//! and PostgreSQL's counts must say the same.
+//! The console's reads: the search and the overview's counts, and the
+//! totals on both engines (SQLite's trigger-kept counters and
+//! PostgreSQL's counts must say the same).
 
 use super::tests::{delivered, insert_all, operation, quiet};
 use super::*;
-use crate::model::{AttemptRecord, DeliveryStatus, NewOperation, Outcome};
+use crate::clock::now_ms;
+use crate::model::{AttemptRecord, DeliveryStatus, NewOperation, OpStatus, Outcome};
 
 fn with_event(event: &str, actions: &[&str]) -> NewOperation {
     let mut op = operation(None, actions);
@@ -138,7 +140,7 @@ pub(super) fn totals_follow_outcomes(location: &Location) {
         counts(&reader, Some("appointment_paid")),
         ["partial 1", "plarin:delivered 1", "queued 1", "tg:failed 1"]
     );
-    let due = writer.claim_due(crate::clock::now_ms(), 10, Vec::new()).unwrap().due;
+    let due = writer.claim_due(now_ms(), 10, Vec::new()).unwrap().due;
     assert_eq!(due.len(), 1);
     writer.record(delivered(due[0].id, 1_000)).unwrap();
     writer.receivers().unwrap();
@@ -154,7 +156,7 @@ pub(super) fn totals_follow_outcomes(location: &Location) {
     );
     assert_eq!(failing(Some(Failing::Http4xx), None), [ids[0].id]);
 
-    writer.prune(crate::clock::now_ms(), 100).unwrap();
+    writer.prune(now_ms(), 100).unwrap();
     assert_eq!(
         counts(&reader, None),
         Vec::<String>::new(),
@@ -176,4 +178,98 @@ fn totals_follow_outcomes_on_postgres() {
         return;
     };
     totals_follow_outcomes(&db.location);
+}
+
+/// The console's reads: a field value finds its operations newest first
+/// (a phone however written), pages continue below the last id, a
+/// viewer's processings bound every list, and the overview's counts
+/// follow status changes and pruning.
+#[test]
+fn search_pages_and_overview_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (writer, thread) = spawn_writer(&path, quiet()).unwrap();
+    let with = |processing: &str, fields: &[(&str, &str)], actions: &[&str]| {
+        let mut op = operation(None, actions);
+        op.processing = processing.into();
+        op.received_at = now_ms();
+        op.fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if actions.is_empty() {
+            op.status = OpStatus::Delivered;
+        }
+        op
+    };
+    let ops = insert_all(
+        &writer,
+        vec![
+            with(
+                "salon-a",
+                &[("phone", "8 (999) 123-45-67"), ("name", "Иванова Анна")],
+                &["plarin"],
+            ),
+            with("salon-b", &[("phone", "+79991234567")], &[]),
+            with("salon-a", &[("appointment_id", "A-77")], &[]),
+        ],
+    );
+    let ids: Vec<i64> = ops.iter().map(|o| o.id).collect();
+    // The daemon's indexer runs ten times a second; a test need not wait.
+    assert_eq!(index_search(&path).unwrap(), 3);
+    assert_eq!(index_search(&path).unwrap(), 0, "each operation is indexed once");
+    let reader = Reader::open(&path).unwrap();
+    let found = |search: &str, within: Option<&[&str]>, before: Option<i64>| -> Vec<i64> {
+        let filter = HistoryFilter {
+            search: Some(search.into()),
+            within: within.map(|w| w.iter().map(|s| s.to_string()).collect()),
+            before,
+            limit: 10,
+            ..HistoryFilter::default()
+        };
+        reader.history(&filter).unwrap().iter().map(|o| o.id).collect()
+    };
+    assert_eq!(found("89991234567", None, None), [ids[1], ids[0]], "newest first");
+    assert_eq!(found("89991234567", None, Some(ids[1])), [ids[0]], "the next page");
+    assert_eq!(found("+7 999 123 45 67", Some(&["salon-a"]), None), [ids[0]]);
+    assert_eq!(found("иванова", None, None), [ids[0]], "a whole word, any case");
+    assert!(found("иван", None, None).is_empty(), "not a word's start unless asked");
+    assert_eq!(found("иван*", None, None), [ids[0]], "a word's start when asked");
+    assert_eq!(found("a-77", None, None), [ids[2]]);
+    assert!(found("\"", None, None).is_empty(), "no word: nothing, not an error");
+    assert!(found("NEAR(a b)", None, None).is_empty(), "query syntax is just text");
+
+    let overview = reader.overview("salon-a", now_ms(), 5).unwrap();
+    assert_eq!(overview.last.map(|(id, _)| id), Some(ids[2]));
+    assert_eq!(overview.day, [(OpStatus::Queued, 1), (OpStatus::Delivered, 1)]);
+    assert_eq!(overview.waiting.len(), 1);
+    assert_eq!(overview.waiting[0].pending, 1);
+
+    let due = writer.claim_due(now_ms(), 10, Vec::new()).unwrap().due;
+    writer.record(delivered(due[0].id, now_ms())).unwrap();
+    // Answered after the commit that carries the record queued before it.
+    writer.release(Vec::new()).unwrap();
+    let overview = reader.overview("salon-a", now_ms(), 5).unwrap();
+    assert_eq!(
+        overview.week,
+        [(OpStatus::Delivered, 2)],
+        "a status change moves the count"
+    );
+    assert!(overview.waiting.is_empty());
+
+    assert_eq!(writer.prune(now_ms() + 1, 100).unwrap(), 3);
+    assert_eq!(reader.overview("salon-a", now_ms(), 5).unwrap().week, []);
+    assert!(
+        found("89991234567", None, None).is_empty(),
+        "pruned operations match nothing"
+    );
+    // All three pruned: the index starts over (empty, nothing to index).
+    assert_eq!(index_search(&path).unwrap(), 0);
+    let counters: i64 = Connection::open(sqlite::search::search_path(&path))
+        .unwrap()
+        .query_row("SELECT count(*) FROM progress", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(counters, 0, "the index was emptied and its counts reset");
+    let again = insert_all(&writer, vec![with("salon-a", &[("phone", "89991234567")], &[])]);
+    assert_eq!(index_search(&path).unwrap(), 1);
+    assert_eq!(found("89991234567", None, None), [again[0].id], "and filled again");
+    drop(writer);
+    thread.join().unwrap();
 }
