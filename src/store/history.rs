@@ -116,10 +116,9 @@ impl Failing {
 const LAST_ATTEMPT_OF_D: &str = "EXISTS (SELECT 1 FROM attempts a WHERE a.id = (
      SELECT MAX(x.id) FROM attempts x WHERE x.delivery_id = d.id)";
 
-/// An operation's deliveries that stand for their action: the newest of
-/// each (a replay's takes the place of the one it replays).
-pub(super) const NEWEST_PER_ACTION: &str =
-    "NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)";
+/// The condition on delivery `d` that it is the newest of its action (see
+/// `newest_per_action!`).
+const NEWEST_PER_ACTION: &str = newest_per_action!();
 
 /// A WHERE clause built from the filters given, with its bound values.
 #[derive(Default)]

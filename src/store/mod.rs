@@ -32,6 +32,16 @@
 //! from the command line go through a running daemon's writer
 //! (`control.rs`), since SQLite's lock is not fair to a waiting writer.
 
+/// The condition that delivery `d` stands for its action: no newer one of
+/// the same action for the same operation (a replay's delivery takes the
+/// place of the one it replays). A literal, so `concat!` can put it into
+/// constant SQL; the history, its summaries and the totals all count by it.
+macro_rules! newest_per_action {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)"
+    };
+}
+
 mod db;
 mod deliveries;
 mod expiry;

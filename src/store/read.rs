@@ -173,13 +173,17 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str)
 
 /// Delivered counts only each action's newest delivery: after a replay,
 /// "1/1", not "1/2" with the replayed failure still counted.
-pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.processing, o.received_at, o.status, o.reason,
-    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered'
-        AND NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)),
-    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id
-        AND NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.operation_id = d.operation_id AND l.action = d.action AND l.id > d.id)),
+pub(super) const SUMMARY_COLUMNS: &str = concat!(
+    "o.id, o.processing, o.received_at, o.status, o.reason,
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND d.status = 'delivered' AND ",
+    newest_per_action!(),
+    "),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.operation_id = o.id AND ",
+    newest_per_action!(),
+    "),
     (SELECT d.last_error FROM deliveries d WHERE d.operation_id = o.id AND d.status IN ('failed', 'expired', 'cancelled')
-     ORDER BY d.position, d.id DESC LIMIT 1)";
+     ORDER BY d.position, d.id DESC LIMIT 1)"
+);
 
 pub(super) fn summary_row(row: &Row<'_>) -> Result<(OperationSummary, String), StoreError> {
     Ok((

@@ -87,9 +87,9 @@ impl Reader {
                      SELECT o.received_at / 3600000, d.action, d.status, COUNT(*)
                      FROM operations o JOIN deliveries d ON d.operation_id = o.id
                      {chosen} AND d.status IN ('delivered', 'failed', 'expired', 'cancelled')
-                       AND NOT EXISTS (SELECT 1 FROM deliveries l
-                                       WHERE l.operation_id = o.id AND l.action = d.action AND l.id > d.id)
-                     GROUP BY 1, 2, 3"
+                       AND {}
+                     GROUP BY 1, 2, 3",
+                    newest_per_action!()
                 )
             }
         };
