@@ -131,8 +131,10 @@ fn chip(t: &Texts, chip: &Chip) -> Markup {
     let what = match (chip.status, chip.http_status) {
         (DeliveryStatus::Delivered, Some(status)) => status.to_string(),
         (DeliveryStatus::Delivered, None) => "✓".to_string(),
-        (DeliveryStatus::Pending | DeliveryStatus::InFlight, _) => t.delivery_status(chip.status).to_string(),
-        (DeliveryStatus::Expired | DeliveryStatus::Cancelled, _) => t.delivery_status(chip.status).to_string(),
+        (
+            DeliveryStatus::Pending | DeliveryStatus::InFlight | DeliveryStatus::Expired | DeliveryStatus::Cancelled,
+            _,
+        ) => t.delivery_status(chip.status).to_string(),
         (_, Some(status)) if (200..300).contains(&status) => fill(t.not_accepted_chip, status),
         (_, Some(status)) => status.to_string(),
         (_, None) => chip
