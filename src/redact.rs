@@ -26,11 +26,38 @@ pub fn is_secret_header(name: &str) -> bool {
     is_secret_name(name, SECRET_HEADERS)
 }
 
-/// The URL with its password and any secret-looking query values masked.
+/// A path with the secrets platforms put in paths masked: a Telegram bot's
+/// token (`/bot123456:AAE.../sendMessage` keeps the bot's number) and a
+/// Bitrix24 incoming webhook's code (`/rest/1/abc123/` keeps the user).
+pub fn path(path: &str) -> String {
+    let mut out = Vec::new();
+    let mut after_rest = 0;
+    for segment in path.split('/') {
+        let masked = match segment.strip_prefix("bot").and_then(|t| t.split_once(':')) {
+            Some((id, _)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => format!("bot{id}:{MASK}"),
+            _ if after_rest == 2 && !segment.is_empty() => MASK.to_string(),
+            _ => segment.to_string(),
+        };
+        after_rest = match (after_rest, segment) {
+            (_, "rest") => 1,
+            (1, user) if !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()) => 2,
+            _ => 0,
+        };
+        out.push(masked);
+    }
+    out.join("/")
+}
+
+/// The URL with its password, path secrets and any secret-looking query
+/// values masked.
 pub fn url(url: &Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
         let _ = shown.set_password(Some(MASK));
+    }
+    let masked = path(url.path());
+    if masked != url.path() {
+        shown.set_path(&masked);
     }
     if shown.query().is_some() {
         let pairs: Vec<(String, String)> = url
@@ -67,6 +94,14 @@ pub fn url_like_text(text: &str) -> String {
         None => (before_fragment, None),
     };
     let mut out = mask_password(base);
+    if let Some(at) = out
+        .find("://")
+        .map(|s| s + 3)
+        .and_then(|h| out[h..].find('/').map(|p| h + p))
+    {
+        let masked = path(&out[at..]);
+        out.replace_range(at.., &masked);
+    }
     if let Some(query) = query {
         out.push('?');
         let pairs: Vec<String> = query
@@ -135,6 +170,32 @@ pub fn without_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Telegram bot's token and a Bitrix24 webhook's code are masked in
+    /// paths, parsed or as text; the bot's number and the user stay.
+    #[test]
+    fn path_secrets_are_masked() {
+        let telegram = "https://api.telegram.org/bot123456:AAEhBP0av28e-Bx_y/sendMessage";
+        let shown = "https://api.telegram.org/bot123456:MASKED/sendMessage";
+        assert_eq!(url_text(telegram), shown);
+        assert_eq!(url_like_text(telegram), shown);
+        let bitrix = "https://salon.bitrix24.ru/rest/1/x7k2p9q4w1z8/crm.lead.add.json";
+        let shown = "https://salon.bitrix24.ru/rest/1/MASKED/crm.lead.add.json";
+        assert_eq!(url_text(bitrix), shown);
+        assert_eq!(url_like_text(bitrix), shown);
+        assert_eq!(
+            url_like_text("https://salon.bitrix24.ru/rest/1/x7k2p9q4w1z8/"),
+            "https://salon.bitrix24.ru/rest/1/MASKED/"
+        );
+        // Paths that only look alike are left alone.
+        for plain in [
+            "https://h.example/bot/x",
+            "https://h.example/rest/api/v1",
+            "https://h.example/robots:1/x",
+        ] {
+            assert_eq!(url_text(plain), plain);
+        }
+    }
 
     /// Passwords in the authority are masked too.
     #[test]

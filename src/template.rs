@@ -78,6 +78,14 @@ pub struct Rendered {
 }
 
 impl Template {
+    /// Fixed text, with nothing to fill (a destination kind's own URL).
+    pub fn literal(text: &str) -> Template {
+        Template {
+            source: text.to_string(),
+            parts: vec![Part::Literal(text.to_string())],
+        }
+    }
+
     /// Parses `source`; every filter must be a known one.
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();

@@ -150,12 +150,14 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone, lang: Lang) {
             println!("  last error: {}", error.say(lang));
         }
         for (n, a) in d.attempts.iter().enumerate() {
+            // The error, when kept, is the verdict with the platform's note.
             let outcome = match (&a.judged, a.http_status, &a.error) {
-                (Some(judged), _, _) => Said::Answer {
+                (_, _, Some(err)) => err.say(lang),
+                (Some(judged), _, None) => Said::Answer {
                     verdict: judged.clone(),
+                    note: None,
                 }
                 .say(lang),
-                (None, _, Some(err)) => err.say(lang),
                 (None, Some(status), None) => format!("HTTP {status}"),
                 (None, None, None) => "no answer".into(),
             };

@@ -81,7 +81,10 @@ pub fn run(
     if !body.is_empty() {
         println!("body: {body}");
     }
-    println!("verdict: {}", Said::Answer { verdict: judged }.say(ask.lang));
+    let note = (!judged.accepted())
+        .then(|| crate::deliver::judge::note(&delivery.rules, answer.status, &answer.body))
+        .flatten();
+    println!("verdict: {}", Said::Answer { verdict: judged, note }.say(ask.lang));
     println!("(sent for real; nothing was recorded)");
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! [`Config`], which has every default filled in, every template parsed and
 //! every path made absolute, so the rest of the program never re-checks it.
 
+pub mod kinds;
 mod raw;
 mod secret;
 
@@ -192,6 +193,9 @@ pub struct Receiver {
 pub struct ReceiverPolicy {
     /// Most requests started per period; none: as fast as the workers go.
     pub rate: Option<Rate>,
+    /// How many may start at once after an idle spell, before `rate`
+    /// spaces them (1: evenly from the first).
+    pub burst: u32,
     /// Most requests in flight at once; none: three quarters of the workers.
     pub concurrency: Option<usize>,
     pub breaker: Breaker,
@@ -330,6 +334,8 @@ pub struct Action {
     pub max_age: Option<Duration>,
     /// What to do when a template names a field the event does not have.
     pub on_missing: OnMissing,
+    /// What it sends: its own templates, or a platform's request.
+    pub kind: kinds::Kind,
 }
 
 /// `on_missing`: what an action does when a template names a field the
@@ -372,6 +378,7 @@ impl Processing {
             templates.extend(action.query.iter().map(|(_, t)| t));
             templates.extend(action.headers.iter().map(|(_, t)| t));
             templates.extend(action.body.iter());
+            templates.extend(action.kind.templates());
         }
         used.extend(templates.into_iter().flat_map(Template::fields));
         used
@@ -436,6 +443,7 @@ impl Config {
         self.receivers.iter().find(|r| r.target == target).map_or(
             ReceiverPolicy {
                 rate: None,
+                burst: 1,
                 concurrency: None,
                 breaker: self.delivery.breaker,
             },

@@ -72,6 +72,7 @@ struct RawConfig {
 struct RawReceiver {
     url: String,
     rate: Option<String>,
+    burst: Option<u32>,
     concurrency: Option<usize>,
     breaker: Option<RawBreaker>,
 }
@@ -218,8 +219,9 @@ struct RawResponse {
 #[serde(deny_unknown_fields)]
 struct RawAction {
     name: String,
+    kind: Option<String>,
     method: Option<String>,
-    url: String,
+    url: Option<String>,
     #[serde(default)]
     query: toml::Table,
     #[serde(default)]
@@ -233,6 +235,15 @@ struct RawAction {
     max_age: Option<Dur>,
     retry: Option<RawRetry>,
     on_missing: Option<String>,
+    // The destination kinds' keys (config/kinds.rs).
+    bot_token: Option<Secret>,
+    chat_id: Option<String>,
+    text: Option<String>,
+    parse_mode: Option<String>,
+    api_url: Option<String>,
+    webhook_url: Option<Secret>,
+    fields: Option<toml::Table>,
+    format: Option<String>,
 }
 
 /// `[processing.action.accept]`: what counts as taken.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::retry::Verdict;
+use crate::model::platform::Note;
 use crate::model::response::{status_in, Judged, ResponseRules, DEFAULT_ACCEPT_STATUSES, DEFAULT_RETRY_STATUSES};
 
 /// Judges an answer of `status` with `body`, received at `now_ms`;
@@ -29,7 +30,10 @@ pub fn judge(
     let accepted_status = status_in(accept.status.as_deref().unwrap_or(DEFAULT_ACCEPT_STATUSES), status);
     let broken = if accepted_status {
         match body_rules(rules, status, body, &json) {
-            None => return (Verdict::Delivered, Judged::Accepted { status }),
+            None => {
+                let kept = rules.keep.as_deref().and_then(|path| json.get(path)).cloned();
+                return (Verdict::Delivered, Judged::Accepted { status, kept });
+            }
             Some(broken) => broken,
         }
     } else {
@@ -65,6 +69,39 @@ pub fn judge(
         }
         None => (Verdict::Fail, broken),
     }
+}
+
+/// The platform's explanation of an answer that was not accepted: the
+/// first of the rules' notes whose statuses and `when` value the answer
+/// has, quoting its `json` value when the body holds one.
+pub fn note(rules: &ResponseRules, status: u16, body: &[u8]) -> Option<Note> {
+    if rules.notes.is_empty() {
+        return None;
+    }
+    let json = Parsed::new(body);
+    let rule = rules.notes.iter().find(|rule| {
+        let status_fits = rule.status.is_empty() || status_in(&rule.status, status);
+        let when_fits = rule.when.as_ref().is_none_or(|(path, values)| {
+            json.get(path)
+                .is_some_and(|found| !found.is_null() && (values.is_empty() || values.iter().any(|v| same(v, found))))
+        });
+        status_fits && when_fits
+    })?;
+    let value = rule
+        .json
+        .as_deref()
+        .and_then(|path| json.get(path))
+        .and_then(|found| match found {
+            Value::Null => None,
+            Value::String(text) if text.is_empty() => None,
+            Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        });
+    Some(Note {
+        about: rule.about,
+        // A body can hold anything; a note stays a line.
+        value: value.map(|v| v.chars().take(200).collect()),
+    })
 }
 
 /// The first `accept` body rule the answer breaks, if any.
@@ -215,7 +252,10 @@ mod tests {
         };
         assert_eq!(
             judged(&rules, 200, r#"{"success": "POSTBACK ACCEPTED"}"#).1,
-            Judged::Accepted { status: 200 }
+            Judged::Accepted {
+                status: 200,
+                kept: None
+            }
         );
         let (verdict, why) = judged(&rules, 200, r#"{"error": "bad token"}"#);
         assert_eq!(verdict, Verdict::Fail);
@@ -244,6 +284,7 @@ mod tests {
                 delay_json: Some("parameters.retry_after".into()),
                 ..RetryOn::default()
             },
+            ..ResponseRules::default()
         };
         let limited = r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#;
         assert_eq!(
@@ -282,6 +323,7 @@ mod tests {
                 )],
                 ..RetryOn::default()
             },
+            ..ResponseRules::default()
         };
         assert_eq!(
             judged(&rules, 200, r#"{"result": 42, "time": {}}"#).0,
@@ -328,6 +370,7 @@ mod tests {
                 status: Some(vec![]),
                 ..RetryOn::default()
             },
+            ..ResponseRules::default()
         };
         assert_eq!(judged(&rules, 201, "").1, Judged::StatusRefused { status: 201 });
         assert_eq!(judged(&rules, 503, "").0, Verdict::Fail);

@@ -11,6 +11,7 @@
 
 pub mod breaker;
 pub mod judge;
+mod lanes;
 mod pace;
 pub mod retry;
 mod scheduler;
@@ -256,11 +257,17 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
                 answer.retry_after,
                 started_at + duration_ms,
             );
-            // An answer the body decided says why, in the attempt's error,
-            // the delivery's last error and the failure notice alike; a
-            // status speaks for itself ("HTTP 503").
-            let error = judged.by_body().then(|| Said::Answer {
+            // An answer the body decided, or one the platform's kind
+            // explains, says why, in the attempt's error, the delivery's
+            // last error and the failure notice alike; a status speaks for
+            // itself ("HTTP 503").
+            let note = match verdict {
+                Verdict::Delivered => None,
+                _ => judge::note(&d.rules, answer.status, &answer.body),
+            };
+            let error = (judged.by_body() || note.is_some()).then(|| Said::Answer {
                 verdict: judged.clone(),
+                note,
             });
             (
                 verdict,

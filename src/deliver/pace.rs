@@ -2,6 +2,12 @@
 //! evenly (one every period / count) rather than in bursts, so a receiver
 //! limited to 5/s never sees more than 5 in any one second, and a replay of
 //! thousands of operations reaches it as a steady trickle.
+//!
+//! A `burst` above 1 lets that many go at once after an idle spell, then
+//! the steady rate: the leaky bucket Bitrix24 documents (50 at once, then
+//! 2/s; apidocs.bitrix24.com/settings/performance/limits.html). It is the
+//! generic cell rate algorithm: each key keeps the time its bucket would be
+//! empty, and a request may start while that is at most `burst - 1` gaps away.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,21 +22,33 @@ pub struct Pace {
 
 impl Pace {
     /// Takes `target`'s turn at `now` if it has come; otherwise says when
-    /// it will.
-    pub fn take(&mut self, target: &str, rate: Rate, now: Instant) -> Result<(), Instant> {
+    /// it will. `burst`: how many may go at once after an idle spell (1:
+    /// evenly spaced from the first).
+    pub fn take(&mut self, target: &str, rate: Rate, burst: u32, now: Instant) -> Result<(), Instant> {
         let gap = gap(rate);
+        let slack = gap * burst.max(1).saturating_sub(1);
         match self.next.get_mut(target) {
-            Some(next) if *next > now => Err(*next),
-            // After an idle spell the turn starts from now: no burst to
-            // make up for the time nothing was sent.
+            Some(next) if *next > now + slack => Err(*next - slack),
+            // After an idle spell the bucket is empty from now: no more
+            // than `burst` to make up for the time nothing was sent.
             Some(next) => {
-                *next = now + gap;
+                *next = (*next).max(now) + gap;
                 Ok(())
             }
             None => {
                 self.next.insert(target.to_string(), now + gap);
                 Ok(())
             }
+        }
+    }
+
+    /// Whether `key`'s turn has come at `now`, without taking it; else when
+    /// it will. A delivery paced on several keys checks them all first.
+    pub fn ready(&self, key: &str, rate: Rate, burst: u32, now: Instant) -> Result<(), Instant> {
+        let slack = gap(rate) * burst.max(1).saturating_sub(1);
+        match self.next.get(key) {
+            Some(next) if *next > now + slack => Err(*next - slack),
+            _ => Ok(()),
         }
     }
 
@@ -60,17 +78,17 @@ mod tests {
         };
         let start = Instant::now();
         let mut pace = Pace::default();
-        assert_eq!(pace.take("a", rate, start), Ok(()));
-        assert_eq!(pace.take("a", rate, start), Err(start + Duration::from_millis(200)));
-        assert_eq!(pace.take("b", rate, start), Ok(()), "another receiver is not slowed");
+        assert_eq!(pace.take("a", rate, 1, start), Ok(()));
+        assert_eq!(pace.take("a", rate, 1, start), Err(start + Duration::from_millis(200)));
+        assert_eq!(pace.take("b", rate, 1, start), Ok(()), "another receiver is not slowed");
         let later = start + Duration::from_millis(199);
-        assert!(pace.take("a", rate, later).is_err());
+        assert!(pace.take("a", rate, 1, later).is_err());
         let turn = start + Duration::from_millis(200);
-        assert_eq!(pace.take("a", rate, turn), Ok(()));
+        assert_eq!(pace.take("a", rate, 1, turn), Ok(()));
         // Idle for a second: the next one goes at once, and only one.
         let idle = turn + Duration::from_secs(1);
-        assert_eq!(pace.take("a", rate, idle), Ok(()));
-        assert!(pace.take("a", rate, idle).is_err());
+        assert_eq!(pace.take("a", rate, 1, idle), Ok(()));
+        assert!(pace.take("a", rate, 1, idle).is_err());
     }
 
     /// Over any second, at most `count` turns are given.
@@ -85,7 +103,7 @@ mod tests {
         let mut sent = Vec::new();
         for ms in 0..5_000u64 {
             let now = start + Duration::from_millis(ms);
-            if pace.take("a", rate, now).is_ok() {
+            if pace.take("a", rate, 1, now).is_ok() {
                 sent.push(ms);
             }
         }
@@ -93,5 +111,39 @@ mod tests {
         for pair in sent.windows(6) {
             assert!(pair[5] - pair[0] >= 1_000, "{pair:?}");
         }
+    }
+
+    /// Bitrix24's bucket: 50 at once, then one every 500 ms; after a quiet
+    /// spell, 50 again and no more.
+    #[test]
+    fn a_burst_then_the_steady_rate() {
+        let rate = Rate {
+            count: 2,
+            per: Duration::from_secs(1),
+        };
+        let start = Instant::now();
+        let mut pace = Pace::default();
+        for n in 0..50 {
+            assert_eq!(pace.take("p", rate, 50, start), Ok(()), "request {n} of the burst");
+        }
+        let refused = pace.take("p", rate, 50, start);
+        assert_eq!(refused, Err(start + Duration::from_millis(500)));
+        assert_eq!(pace.ready("p", rate, 50, start), refused, "ready says what take would");
+        assert_eq!(pace.take("p", rate, 50, start + Duration::from_millis(500)), Ok(()));
+        assert!(pace.take("p", rate, 50, start + Duration::from_millis(600)).is_err());
+        // Over any 10 s from the start: at most 50 + 2 * 10.
+        let mut sent = 51;
+        for ms in 601..10_000u64 {
+            if pace.take("p", rate, 50, start + Duration::from_millis(ms)).is_ok() {
+                sent += 1;
+            }
+        }
+        assert!(sent <= 50 + 20, "{sent}");
+        let quiet = start + Duration::from_secs(100);
+        let again = (0..60).filter(|_| pace.take("p", rate, 50, quiet).is_ok()).count();
+        assert_eq!(
+            again, 50,
+            "an idle bucket holds 50, not what the quiet spell would add up to"
+        );
     }
 }

@@ -57,15 +57,15 @@ fn shared_turn(
     writer: &Writer,
     turns: &mut Option<Turns>,
     target: &str,
-    rate: Rate,
+    (rate, burst): (Rate, u32),
     now: Instant,
 ) -> Result<(), Instant> {
     let gap = super::pace::gap(rate);
     let taken = match turns {
-        Some(turns) => turns.take(target, gap.as_micros() as i64),
+        Some(turns) => turns.take(target, gap.as_micros() as i64, burst),
         None => writer.turns().and_then(|opened| {
             let taken = match &opened {
-                Some(session) => session.take(target, gap.as_micros() as i64),
+                Some(session) => session.take(target, gap.as_micros() as i64, burst),
                 None => Ok(None),
             };
             *turns = opened;
@@ -81,6 +81,51 @@ fn shared_turn(
             Err(now + gap)
         }
     }
+}
+
+/// How far into a receiver's queue a delivery whose lanes are free is
+/// looked for: one chat at its limit does not hold up the others.
+const LANE_SCAN: usize = 32;
+
+/// The queue's next delivery to hand over, and its lanes.
+struct Pick {
+    index: usize,
+    lanes: Vec<super::lanes::Lane>,
+}
+
+/// The first delivery in `queue` whose lanes ([`super::lanes`]) all have
+/// their turn: the first one when none has lanes, so order is kept within
+/// a lane and, without lanes, within the receiver. Alone on the database
+/// the lanes are only looked at (taken once the receiver's turn is);
+/// shared, they are taken in the database as they are looked at, and a
+/// turn taken for a delivery that then waits is lost (a longer gap, never
+/// a shorter one). Otherwise, when the first lane frees.
+fn pick(
+    queue: &VecDeque<DueDelivery>,
+    pace: &mut Pace,
+    mut shared: Option<(&Writer, &mut Option<Turns>)>,
+    now: Instant,
+) -> Result<Pick, Instant> {
+    let mut first_free: Option<Instant> = None;
+    for (index, due) in queue.iter().enumerate().take(LANE_SCAN) {
+        let lanes = super::lanes::lanes(&due.request);
+        let mut blocked = None;
+        for lane in &lanes {
+            let ready = match shared.as_mut() {
+                Some((writer, turns)) => shared_turn(writer, turns, &lane.key, (lane.rate, lane.burst), now),
+                None => pace.ready(&lane.key, lane.rate, lane.burst, now),
+            };
+            if let Err(at) = ready {
+                blocked = Some(at);
+                break;
+            }
+        }
+        match blocked {
+            None => return Ok(Pick { index, lanes }),
+            Some(at) => first_free = Some(first_free.map_or(at, |t| t.min(at))),
+        }
+    }
+    Err(first_free.unwrap_or(now + Duration::from_millis(100)))
 }
 
 /// Whether this instance may send `target`'s due probe: always alone on
@@ -323,17 +368,36 @@ impl Scheduler {
                 }
             };
             while self.idle > 0 && *in_flight < cap && !queue.is_empty() {
+                let shared = self.writer.shared();
+                let pick = match pick(
+                    queue,
+                    &mut self.pace,
+                    shared.then_some((&self.writer, &mut self.turns)),
+                    now,
+                ) {
+                    Ok(pick) => pick,
+                    Err(at) => {
+                        turn = Some(turn.map_or(at, |t| t.min(at)));
+                        break;
+                    }
+                };
                 if let Some(rate) = policy.rate {
-                    let turn_taken = match self.writer.shared() {
-                        true => shared_turn(&self.writer, &mut self.turns, &target, rate, now),
-                        false => self.pace.take(&target, rate, now),
+                    let turn_taken = match shared {
+                        true => shared_turn(&self.writer, &mut self.turns, &target, (rate, policy.burst), now),
+                        false => self.pace.take(&target, rate, policy.burst, now),
                     };
                     if let Err(at) = turn_taken {
                         turn = Some(turn.map_or(at, |t| t.min(at)));
                         break;
                     }
                 }
-                let Some(due) = queue.pop_front() else { break };
+                let Some(due) = queue.remove(pick.index) else { break };
+                if !shared {
+                    for lane in &pick.lanes {
+                        // Ready a moment ago, on this thread: taken now.
+                        let _ = self.pace.take(&lane.key, lane.rate, lane.burst, now);
+                    }
+                }
                 if probe {
                     self.breakers.lock().probing.insert(target.clone());
                     log::info!("receiver {target}: probing with delivery {}", due.id);

@@ -4,6 +4,7 @@
 //! them.
 
 pub mod location;
+pub mod platform;
 pub mod response;
 pub mod said;
 

@@ -22,6 +22,31 @@ pub type Statuses = (u16, u16);
 pub struct ResponseRules {
     pub accept: Accept,
     pub retry: RetryOn,
+    /// Answers a destination kind gives a name (a Telegram bot blocked, a
+    /// group that became a supergroup), said with the failure; set by the
+    /// kind, not the config.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<NoteRule>,
+    /// A JSON path whose value an accepted answer keeps (Bitrix24's new
+    /// lead id, `result`): shown with the attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
+}
+
+/// When an answer that is not accepted gets a platform's explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteRule {
+    /// The statuses it applies to; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<Statuses>,
+    /// A JSON path that must hold one of these values (Bitrix24's `error`
+    /// code); no values: be present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<(String, Vec<Value>)>,
+    /// A JSON path whose value, when present, the note quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<String>,
+    pub about: super::platform::About,
 }
 
 /// `accept`: every condition set must hold for an answer to be success.
@@ -101,8 +126,13 @@ pub fn statuses_text(sets: &[Statuses]) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Judged {
-    /// Accepted: the status is an accepted one and every body rule held.
-    Accepted { status: u16 },
+    /// Accepted: the status is an accepted one and every body rule held;
+    /// `kept`: the value the rules' `keep` path held (a new lead's id).
+    Accepted {
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<Value>,
+    },
     /// Not accepted, not retried: the status is neither.
     StatusRefused { status: u16 },
     /// Retried: the status is one `retry_on` names (or a default one).
@@ -138,13 +168,21 @@ impl Judged {
     /// The answer's HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Judged::Accepted { status }
+            Judged::Accepted { status, .. }
             | Judged::StatusRefused { status }
             | Judged::StatusRetry { status }
             | Judged::JsonRetry { status, .. }
             | Judged::JsonMismatch { status, .. }
             | Judged::NotJson { status }
             | Judged::BodyLacks { status, .. } => *status,
+        }
+    }
+
+    /// What an accepted answer kept (the rules' `keep` path), if anything.
+    pub fn kept(&self) -> Option<&Value> {
+        match self {
+            Judged::Accepted { kept, .. } => kept.as_ref(),
+            _ => None,
         }
     }
 
@@ -189,6 +227,9 @@ impl Judged {
     pub fn russian(&self) -> String {
         let status = self.status();
         match self {
+            Judged::Accepted { kept: Some(kept), .. } => {
+                format!("ответ {status}: принято, результат {}", value_text(kept))
+            }
             Judged::Accepted { .. } => format!("ответ {status}: принято"),
             Judged::StatusRefused { .. } => format!("ответ {status}: этот код не означает успех, без повторов"),
             Judged::StatusRetry { .. } => format!("ответ {status}: повтор позже"),
@@ -220,6 +261,9 @@ impl std::fmt::Display for Judged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = self.status();
         match self {
+            Judged::Accepted { kept: Some(kept), .. } => {
+                write!(f, "answered {status}: accepted, result {}", value_text(kept))
+            }
             Judged::Accepted { .. } => write!(f, "answered {status}: accepted"),
             Judged::StatusRefused { .. } => {
                 write!(f, "answered {status}: not an accepted status, not retried")

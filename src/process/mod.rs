@@ -4,6 +4,7 @@
 //! request that goes out ([`render`]).
 
 pub mod fields;
+pub mod kinds;
 pub mod render;
 
 use fields::{ExtractError, Extracted};

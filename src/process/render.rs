@@ -6,6 +6,7 @@
 
 use url::Url;
 
+use crate::config::kinds::Kind;
 use crate::config::{Action, Method};
 use crate::redact;
 use crate::template::{Escape, Template};
@@ -73,7 +74,11 @@ pub fn render<'a>(action: &Action, lookup: impl Fn(&str) -> Option<&'a str> + Co
         Some(ct) if ct.contains("x-www-form-urlencoded") => Escape::Url,
         _ => Escape::None,
     };
-    let body = action.body.as_ref().map(|t| take(t, body_escape).into_bytes());
+    let body = match &action.kind {
+        Kind::Http => action.body.as_ref().map(|t| take(t, body_escape).into_bytes()),
+        kind => Some(super::kinds::body(kind, &mut |t| take(t, Escape::None))),
+    };
+    let content_type = content_type.or_else(|| super::kinds::content_type(&action.kind).map(String::from));
     let mut cleaned_headers = Vec::new();
     let mut headers: Vec<(String, String)> = action
         .headers

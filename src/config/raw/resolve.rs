@@ -16,6 +16,7 @@ use crate::redact;
 use crate::template::{Escape, Template, TemplateError};
 
 mod console;
+mod kinds;
 mod notify;
 mod receiver;
 mod rules;
@@ -176,7 +177,8 @@ impl RawConfig {
             return Err("no [[processing]] is configured: every webhook would get 404".into());
         }
         let console = self.console.resolve(&server, &tokens)?;
-        let receivers = receiver::resolve(self.receiver, &delivery)?;
+        let mut receivers = receiver::resolve(self.receiver, &delivery)?;
+        receiver::implied(&processings, &mut receivers, &delivery);
         Ok(Config {
             path: path.to_path_buf(),
             server,
@@ -446,67 +448,19 @@ fn silence(after: Option<Dur>, hours: Option<&str>, days: Option<&[String]>) -> 
 }
 
 impl RawAction {
-    pub(super) fn resolve(self, delivery: &Delivery) -> Result<Action, String> {
+    pub(super) fn resolve(mut self, delivery: &Delivery) -> Result<Action, String> {
         if self.name.trim().is_empty() {
             return Err("name: must not be empty".into());
         }
-        let method = match self.method.as_deref() {
-            None => Method::Get,
-            Some(text) => Method::parse(text).ok_or_else(|| format!("method: `{text}` is not GET or POST"))?,
+        let built = match self.kind.as_deref().unwrap_or("http") {
+            "http" => {
+                kinds::only_for("http", &self)?;
+                self.http()?
+            }
+            "telegram" => kinds::telegram(&mut self)?,
+            "bitrix24" => kinds::bitrix24(&mut self)?,
+            other => return Err(format!("kind: `{other}` is not one of http, telegram, bitrix24")),
         };
-        // Errors quote the URL with its secrets masked, as logs do: `check`
-        // output and the SIGHUP log line are read and pasted by people.
-        let shown_url = redact::url_like_text(&self.url);
-        let url = parse_template("url", &self.url, &shown_url)?;
-        // Every field rendered as "x" shows whether the fixed parts form a URL.
-        let sample = url.render(|_| Some("x"), Escape::Url).text;
-        match Url::parse(&sample) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(format!("url: `{shown_url}` is not an http(s) URL")),
-        }
-        let query = string_pairs("query", self.query)?
-            .into_iter()
-            .map(|(name, source)| {
-                let shown = if redact::is_secret_param(&name) {
-                    redact::MASK
-                } else {
-                    &source
-                };
-                Ok((name.clone(), parse_template(&format!("query.{name}"), &source, shown)?))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let headers = string_pairs("headers", self.headers)?
-            .into_iter()
-            .map(|(name, source)| {
-                if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                {
-                    return Err(format!("headers: `{name}` is not a valid header name"));
-                }
-                let shown = if redact::is_secret_header(&name) {
-                    redact::MASK
-                } else {
-                    &source
-                };
-                Ok((
-                    name.clone(),
-                    parse_template(&format!("headers.{name}"), &source, shown)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let body = self
-            .body
-            .as_deref()
-            .map(|source| parse_template("body", source, source))
-            .transpose()?;
-        if body.is_some() && method == Method::Get {
-            return Err("body: only a POST action sends a body".into());
-        }
-        if self.content_type.is_some() && body.is_none() {
-            return Err("content_type: set a body too".into());
-        }
         let timeout = self.timeout.map_or(delivery.timeout, |d| d.0);
         if timeout.is_zero() {
             return Err("timeout: must be longer than zero".into());
@@ -526,13 +480,14 @@ impl RawAction {
         };
         Ok(Action {
             name: self.name,
-            method,
-            url,
-            query,
-            headers,
-            body,
-            content_type: self.content_type,
-            rules: rules::resolve(self.expect_body, self.accept, self.retry_on)?,
+            method: built.method,
+            url: built.url,
+            query: built.query,
+            headers: built.headers,
+            body: built.body,
+            content_type: built.content_type,
+            rules: built.rules,
+            kind: built.kind,
             timeout,
             retry,
             max_age,

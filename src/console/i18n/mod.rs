@@ -339,7 +339,10 @@ mod tests {
     fn verdicts_are_said_in_russian() {
         use serde_json::json;
         let samples = [
-            Judged::Accepted { status: 200 },
+            Judged::Accepted {
+                status: 200,
+                kept: None,
+            },
             Judged::StatusRefused { status: 404 },
             Judged::StatusRetry { status: 503 },
             Judged::JsonRetry {
@@ -367,6 +370,7 @@ mod tests {
         for judged in &samples {
             let answer = Said::Answer {
                 verdict: judged.clone(),
+                note: None,
             };
             let ru = Lang::Ru.texts().said(&answer);
             assert!(ru.starts_with("ответ "), "{ru}");

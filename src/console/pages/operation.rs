@@ -204,9 +204,10 @@ pub fn operation_body(frame: &Frame, shown: &Shown) -> Markup {
                                     td.num { (a.duration_ms) }
                                     td { @if let Some(body) = &a.response_body { pre.snippet { (body) } } }
                                     td.error {
-                                        @match &a.judged {
-                                            Some(judged) if !judged.accepted() => (t.said(&Said::Answer { verdict: judged.clone() })),
-                                            _ => (a.error.as_ref().map(|e| t.said(e)).unwrap_or_default()),
+                                        @match (&a.judged, &a.error) {
+                                            (_, Some(error)) => (t.said(error)),
+                                            (Some(judged), None) if !judged.accepted() => (t.said(&Said::Answer { verdict: judged.clone(), note: None })),
+                                            _ => "",
                                         }
                                     }
                                 }

@@ -129,7 +129,12 @@ pub enum Said {
     /// An answer with this status (the status spoke for itself).
     Http { status: u16 },
     /// An answer judged by the action's response rules.
-    Answer { verdict: Judged },
+    Answer {
+        verdict: Judged,
+        /// The platform's explanation, when its kind knows the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<crate::model::platform::Note>,
+    },
     /// No answer: connecting, sending or reading failed.
     Network { error: String },
     /// The request could not be built.
@@ -310,7 +315,11 @@ impl Said {
                 "action `{action}`: header `{header}` held control characters; they were sent as spaces"
             ),
             Said::Http { status } => format!("HTTP {status}"),
-            Said::Answer { verdict } => verdict.to_string(),
+            Said::Answer { verdict, note: None } => verdict.to_string(),
+            Said::Answer {
+                verdict,
+                note: Some(note),
+            } => format!("{verdict}; {note}"),
             Said::Network { error } => error.clone(),
             Said::InvalidRequest { error } => format!("invalid request: {error}"),
             Said::Expired => "expired: max_age passed before it could be sent; it will not be sent".into(),

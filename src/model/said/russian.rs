@@ -58,7 +58,11 @@ impl Said {
                 "действие «{action}»: в заголовке «{header}» были управляющие символы, они заменены пробелами"
             ),
             Said::Http { status } => format!("ответ HTTP {status}"),
-            Said::Answer { verdict } => verdict.russian(),
+            Said::Answer { verdict, note: None } => verdict.russian(),
+            Said::Answer {
+                verdict,
+                note: Some(note),
+            } => format!("{}; {}", verdict.russian(), note.russian()),
             Said::Network { error } => format!("нет ответа: {error}"),
             Said::InvalidRequest { error } => format!("запрос не собрать: {error}"),
             Said::Expired => "просрочена: max_age истёк раньше, чем её удалось отправить; отправлена не будет".into(),

@@ -75,6 +75,7 @@ fn samples() -> Vec<Said> {
         Said::Http { status: 503 },
         Said::Answer {
             verdict: Judged::StatusRefused { status: 404 },
+            note: None,
         },
         Said::Network {
             error: "connection refused".into(),

@@ -220,25 +220,27 @@ impl Turns {
         Ok(Turns(db))
     }
 
-    /// Takes `target`'s turn, one every `gap_us` for the whole cluster, if
-    /// it has come; otherwise says in how many µs it will. The database's
-    /// clock is the one clock, so the instances' own need not agree.
-    pub fn take(&self, target: &str, gap_us: i64) -> Result<Option<i64>, StoreError> {
-        // After an idle spell the turn starts from now, as `deliver::pace` does.
+    /// Takes `target`'s turn, one every `gap_us` for the whole cluster
+    /// after a burst of `burst`, if it has come; otherwise says in how many
+    /// µs it will. The database's clock is the one clock, so the instances'
+    /// own need not agree. The same cell rate algorithm as `deliver::pace`.
+    pub fn take(&self, target: &str, gap_us: i64, burst: u32) -> Result<Option<i64>, StoreError> {
+        let slack_us = gap_us * i64::from(burst.max(1) - 1);
         let taken = self.0.execute(
             "INSERT INTO paces (target, next_at)
                  SELECT ?1, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) + CAST(?2 AS BIGINT)
-             ON CONFLICT (target) DO UPDATE SET next_at = excluded.next_at
-                 WHERE paces.next_at <= excluded.next_at - CAST(?2 AS BIGINT)",
-            &[&target, &gap_us],
+             ON CONFLICT (target) DO UPDATE
+                 SET next_at = GREATEST(paces.next_at, excluded.next_at - CAST(?2 AS BIGINT)) + CAST(?2 AS BIGINT)
+                 WHERE paces.next_at <= excluded.next_at - CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT)",
+            &[&target, &gap_us, &slack_us],
         )?;
         if taken == 1 {
             return Ok(None);
         }
         self.0.query_opt(
-            "SELECT next_at - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)
+            "SELECT next_at - CAST(?2 AS BIGINT) - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)
              FROM paces WHERE target = ?1",
-            &[&target],
+            &[&target, &slack_us],
             |row| row.get(0),
         )
     }

@@ -58,6 +58,12 @@ pub(super) fn resolve(raw: Vec<RawReceiver>, delivery: &Delivery) -> Result<Vec<
             .map(rate)
             .transpose()
             .map_err(|e| format!("{key}: rate: {e}"))?;
+        if raw.burst == Some(0) {
+            return Err(format!("{key}: burst: must be at least 1"));
+        }
+        if raw.burst.is_some() && rate.is_none() {
+            return Err(format!("{key}: burst: set a rate too"));
+        }
         if raw.concurrency == Some(0) {
             return Err(format!("{key}: concurrency: must be at least 1"));
         }
@@ -69,10 +75,44 @@ pub(super) fn resolve(raw: Vec<RawReceiver>, delivery: &Delivery) -> Result<Vec<
             target,
             policy: ReceiverPolicy {
                 rate,
+                burst: raw.burst.unwrap_or(1),
                 concurrency: raw.concurrency,
                 breaker,
             },
         });
     }
     Ok(receivers)
+}
+
+/// Bitrix24's documented bucket for a portal's REST calls: 50 at once,
+/// then 2 a second (apidocs.bitrix24.com/settings/performance/limits.html;
+/// Enterprise plans have 250 and 5: set a `[[receiver]]` for the portal).
+const BITRIX24_RATE: Rate = Rate {
+    count: 2,
+    per: Duration::from_secs(1),
+};
+const BITRIX24_BURST: u32 = 50;
+
+/// The pacing a destination kind implies for its receiver, for every one
+/// without a `[[receiver]]` of its own: a Bitrix24 portal's bucket, shared
+/// by every action calling that portal.
+pub(super) fn implied(processings: &[Processing], receivers: &mut Vec<Receiver>, delivery: &Delivery) {
+    for action in processings.iter().flat_map(|p| &p.actions) {
+        if !matches!(action.kind, crate::config::kinds::Kind::Bitrix24(_)) {
+            continue;
+        }
+        let target = target_of(action.url.source());
+        if receivers.iter().any(|r| r.target == target) {
+            continue;
+        }
+        receivers.push(Receiver {
+            target,
+            policy: ReceiverPolicy {
+                rate: Some(BITRIX24_RATE),
+                burst: BITRIX24_BURST,
+                concurrency: None,
+                breaker: delivery.breaker,
+            },
+        });
+    }
 }

@@ -1,0 +1,217 @@
+//! Destination kinds: an action is a templated HTTP request (`http`, the
+//! default) or a request hookrelay builds for a platform it knows, with that
+//! platform's success rule, refusals, waits and limits already set.
+//!
+//! A kind resolves into the same [`super::Action`] an `http` action is: a
+//! fixed URL, a method and response rules, plus what the kind renders
+//! itself ([`Kind`]). So retries, the breaker, pacing, `max_age`, history,
+//! the console and `try` treat every kind alike.
+
+use crate::template::Template;
+
+/// What an action sends: the request its templates describe, or a
+/// platform's request built from the kind's settings.
+#[derive(Debug, Clone, Default)]
+pub enum Kind {
+    /// `kind = "http"`: `url`, `query`, `headers` and `body` as written.
+    #[default]
+    Http,
+    /// `kind = "telegram"`: a message to a chat through the Bot API.
+    Telegram(Telegram),
+    /// `kind = "bitrix24"`: a REST call through a portal's incoming webhook.
+    Bitrix24(Bitrix24),
+}
+
+impl Kind {
+    /// The kind's name as the config writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Telegram(_) => "telegram",
+            Kind::Bitrix24(_) => "bitrix24",
+        }
+    }
+
+    /// The templates the kind renders (the `http` kind's are the action's own).
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            Kind::Http => Vec::new(),
+            Kind::Telegram(t) => vec![&t.text],
+            Kind::Bitrix24(b) => {
+                let mut all = Vec::new();
+                for (_, shape) in &b.fields {
+                    shape.collect(&mut all);
+                }
+                all
+            }
+        }
+    }
+}
+
+/// A Telegram message: `sendMessage` with `chat_id`, the rendered `text`
+/// and, when set, `parse_mode` (core.telegram.org/bots/api#sendmessage).
+#[derive(Debug, Clone)]
+pub struct Telegram {
+    /// A chat's number (`-100…` for a supergroup) or a channel's `@name`.
+    pub chat_id: String,
+    pub text: Template,
+    /// `HTML`, `MarkdownV2` or `Markdown`; none: plain text.
+    pub parse_mode: Option<String>,
+}
+
+/// A Bitrix24 REST call: `method` with `fields` (apidocs.bitrix24.com,
+/// crm.lead.add: `fields` holds the lead's fields, list fields such as
+/// `PHONE` as lists of `{VALUE, VALUE_TYPE}`).
+#[derive(Debug, Clone)]
+pub struct Bitrix24 {
+    /// The REST method, `crm.lead.add` by default.
+    pub method: String,
+    /// The `fields` table, in file order.
+    pub fields: Vec<(String, Shape)>,
+    /// Sent as nested form keys (`fields[PHONE][0][VALUE]=…`) instead of JSON.
+    pub form: bool,
+}
+
+/// A value of a table of templates: text, a list, or a table.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    Text(Template),
+    List(Vec<Shape>),
+    Table(Vec<(String, Shape)>),
+}
+
+impl Shape {
+    /// Reads a TOML value: strings are templates, numbers and booleans are
+    /// fixed text, arrays and tables nest. `key` names it in errors.
+    pub fn from_toml(key: &str, value: toml::Value) -> Result<Shape, String> {
+        let text = |source: &str| {
+            Template::parse(source)
+                .map(Shape::Text)
+                .map_err(|e| format!("{key}: template `{source}`: {e}"))
+        };
+        match value {
+            toml::Value::String(source) => text(&source),
+            toml::Value::Integer(n) => text(&n.to_string()),
+            toml::Value::Float(n) => text(&n.to_string()),
+            toml::Value::Boolean(b) => text(if b { "Y" } else { "N" }),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| Shape::from_toml(&format!("{key}[{i}]"), item))
+                .collect::<Result<_, _>>()
+                .map(Shape::List),
+            toml::Value::Table(table) => table
+                .into_iter()
+                .map(|(name, item)| Ok((name.clone(), Shape::from_toml(&format!("{key}.{name}"), item)?)))
+                .collect::<Result<_, String>>()
+                .map(Shape::Table),
+            toml::Value::Datetime(d) => text(&d.to_string()),
+        }
+    }
+
+    fn collect<'a>(&'a self, into: &mut Vec<&'a Template>) {
+        match self {
+            Shape::Text(t) => into.push(t),
+            Shape::List(items) => items.iter().for_each(|s| s.collect(into)),
+            Shape::Table(pairs) => pairs.iter().for_each(|(_, s)| s.collect(into)),
+        }
+    }
+}
+
+/// The Bot API everyone uses; tests point `api_url` at a local server.
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// Whether `token` has a bot token's shape: the bot's number, a colon and
+/// the secret part, as @BotFather gives it (`123456:AAE…`).
+pub fn bot_token_shape(token: &str) -> bool {
+    match token.split_once(':') {
+        Some((id, secret)) => {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && secret.len() >= 20
+                && secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }
+        None => false,
+    }
+}
+
+/// Whether `chat` is a chat's number or a channel's `@name`.
+pub fn chat_id_shape(chat: &str) -> bool {
+    let number = chat.strip_prefix('-').unwrap_or(chat);
+    (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        || chat
+            .strip_prefix('@')
+            .is_some_and(|name| name.len() >= 5 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+}
+
+/// A Bitrix24 incoming webhook's address, checked: `http(s)://portal/rest/USER/CODE/`
+/// (the trailing slash added when missing).
+pub fn bitrix_webhook(text: &str) -> Result<url::Url, String> {
+    let shape = "give the incoming webhook's address, https://PORTAL/rest/USER/CODE/";
+    let mut url = url::Url::parse(text).map_err(|_| shape.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.query().is_some() {
+        return Err(shape.into());
+    }
+    let segments: Vec<&str> = url.path().trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["rest", user, code] if user.bytes().all(|b| b.is_ascii_digit()) && !code.is_empty() => {}
+        _ => return Err(shape.into()),
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// Whether `method` is a REST method's name (`crm.lead.add`).
+pub fn rest_method_shape(method: &str) -> bool {
+    !method.is_empty()
+        && method.contains('.')
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_of_ids_and_addresses() {
+        assert!(bot_token_shape("123456:AAEhBP0av28e-Bx_yZZZZZZZ"));
+        for bad in [
+            "123456",
+            "abc:AAEhBP0av28e-Bx_yZZZZZZZ",
+            "1:short",
+            "1:AAEhBP0av28e/Bx_yZZZZZZZ",
+        ] {
+            assert!(!bot_token_shape(bad), "{bad}");
+        }
+        for good in ["-1001234567890", "42", "@salon_news"] {
+            assert!(chat_id_shape(good), "{good}");
+        }
+        for bad in ["", "-", "@ab", "chat", "12a"] {
+            assert!(!chat_id_shape(bad), "{bad}");
+        }
+        assert_eq!(
+            bitrix_webhook("https://salon.bitrix24.ru/rest/1/abc123")
+                .unwrap()
+                .as_str(),
+            "https://salon.bitrix24.ru/rest/1/abc123/"
+        );
+        for bad in [
+            "https://salon.bitrix24.ru/",
+            "https://salon.bitrix24.ru/rest/1/",
+            "https://salon.bitrix24.ru/rest/x/abc/",
+            "ftp://salon.bitrix24.ru/rest/1/abc/",
+            "https://salon.bitrix24.ru/rest/1/abc/crm.lead.add",
+        ] {
+            assert!(bitrix_webhook(bad).is_err(), "{bad}");
+        }
+        assert!(rest_method_shape("crm.lead.add") && rest_method_shape("crm.lead.update"));
+        assert!(!rest_method_shape("crm") && !rest_method_shape("crm.lead.add?x=1"));
+    }
+}
