@@ -307,7 +307,7 @@ fields = { TITLE = "{{client_name}}", PHONE = [{ VALUE = "{{client_phone}}" }] }
         // The portal gets Bitrix24's bucket, once for both actions.
         let policy = config.receiver_policy("https://salon.bitrix24.ru/");
         assert_eq!(policy.rate.map(|r| r.to_string()), Some("2/s".into()));
-        assert_eq!(policy.burst, 50);
+        assert_eq!(policy.burst, 48);
         assert_eq!(config.receivers.len(), 1);
     }
 

@@ -7,6 +7,7 @@ mod cluster;
 mod console;
 mod console_tasks;
 mod delivery;
+mod destinations;
 mod first_hour;
 mod ingest;
 mod notify;

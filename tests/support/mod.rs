@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod pg_cluster;
+pub mod platforms;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -441,13 +442,48 @@ pub struct Receiver {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// Records one request and answers it from the script.
-async fn respond(
-    request: hyper::Request<hyper::body::Incoming>,
-    log: Log,
-    script: Script,
-    mut gate: Gate,
-) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+/// Serves HTTP/1 on a loopback `port` (0: any free one) on a thread of its
+/// own, each request through `handle`, until the sender returned is used
+/// or dropped.
+pub fn serve<F, Fut>(port: u16, handle: F) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<hyper::Response<Full<Bytes>>, std::convert::Infallible>> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let serve = async {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let service = hyper::service::service_fn(handle.clone());
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    );
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                _ = stopped => {}
+            }
+        });
+    });
+    (addr, stop)
+}
+
+/// A request as a fake server records it, its body read whole.
+pub async fn read_request(request: hyper::Request<hyper::body::Incoming>) -> Received {
     let at = Instant::now();
     let method = request.method().to_string();
     let target = request.uri().to_string();
@@ -462,18 +498,29 @@ async fn respond(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let (status, text, extra) = script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((200, "ok".into(), Vec::new()));
-    log.lock().unwrap().push(Received {
+    Received {
         method,
         target,
         headers,
         body,
         at,
-    });
+    }
+}
+
+/// Records one request and answers it from the script.
+async fn respond(
+    request: hyper::Request<hyper::body::Incoming>,
+    log: Log,
+    script: Script,
+    mut gate: Gate,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let received = read_request(request).await;
+    let (status, text, extra) = script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, "ok".into(), Vec::new()));
+    log.lock().unwrap().push(received);
     let _ = gate.wait_for(|open| *open).await;
     let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
@@ -492,41 +539,12 @@ impl Receiver {
 
     /// Starts answering on `port` (0: any free one).
     pub fn start_on(port: u16) -> Receiver {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let requests: Log = Arc::default();
         let script: Script = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (gate, open) = tokio::sync::watch::channel(true);
         let (log, scr) = (Arc::clone(&requests), Arc::clone(&script));
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let serve = async {
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let (log, scr, open) = (Arc::clone(&log), Arc::clone(&scr), open.clone());
-                        let service = hyper::service::service_fn(move |request| {
-                            respond(request, Arc::clone(&log), Arc::clone(&scr), open.clone())
-                        });
-                        tokio::spawn(
-                            hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-                        );
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
-                }
-            });
+        let (addr, stop) = serve(port, move |request| {
+            respond(request, Arc::clone(&log), Arc::clone(&scr), open.clone())
         });
         Receiver {
             addr,

@@ -143,6 +143,7 @@ pub(super) static EN: Texts = Texts {
     totals_narrowed: "The totals count every status and pass over the search, outcome, error text and chosen operations: those narrow the list only.",
     too_many_chosen: "At most {} operations can be chosen at once.",
     verdict_delivered: "{}: delivered, answer {}.",
+    verdict_kept: "{}, result {}",
     verdict_failed: "{}: not delivered — {}.",
     verdict_expired: "{}: expired — its max_age passed before it could be sent; it will not be.",
     verdict_cancelled: "{}: cancelled by hand; it will not be sent.",

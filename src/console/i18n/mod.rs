@@ -174,6 +174,7 @@ texts!(
     chart_label,
     chart_days,
     verdict_delivered,
+    verdict_kept,
     verdict_failed,
     verdict_expired,
     verdict_cancelled,

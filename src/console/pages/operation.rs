@@ -27,13 +27,21 @@ fn verdict(frame: &Frame, op: &OperationView, receivers: &[ReceiverState]) -> Ma
             newest.insert(0, d);
         }
     }
-    let answer = |d: &DeliveryView| d.attempts.last().and_then(|a| a.http_status);
+    // The status, and what the answer kept (a new lead's id), if anything.
+    let answer = |d: &DeliveryView| {
+        let last = d.attempts.last();
+        let code = last.and_then(|a| a.http_status)?.to_string();
+        Some(match last.and_then(|a| a.judged.as_ref()).and_then(|j| j.kept()) {
+            Some(kept) => fill(&fill(t.verdict_kept, &code), &crate::model::response::value_text(kept)),
+            None => code,
+        })
+    };
     let line = |d: &DeliveryView| -> String {
         let error = d.last_error.as_ref().map_or_else(String::new, |e| t.said(e));
         match d.status {
             DeliveryStatus::Delivered => fill(
                 &fill(t.verdict_delivered, &d.action),
-                answer(d).map_or_else(|| "✓".to_string(), |code| code.to_string()),
+                answer(d).unwrap_or_else(|| "✓".to_string()),
             ),
             DeliveryStatus::Failed => fill(&fill(t.verdict_failed, &d.action), error),
             DeliveryStatus::Expired => fill(t.verdict_expired, &d.action),

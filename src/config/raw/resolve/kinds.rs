@@ -228,12 +228,20 @@ pub(super) fn bitrix24(raw: &mut RawAction) -> Result<Built, String> {
 /// helpdesk.bitrix24.com/open/15961972 for the operating block's 429): a
 /// `result` is taken and kept (the new lead's id); an `error` is not, even
 /// on a 200. `QUERY_LIMIT_EXCEEDED` (503), 429 and the other 5xx are
-/// retried with backoff; `OVERLOAD_LIMIT` and `OPERATION_TIME_LIMIT` too,
-/// not before `time.operating_reset_at` when the answer names it. Anything
-/// else (a validation error, a 400) is permanent.
+/// retried with backoff, and so are the server's own faults named on a
+/// 200 (`INTERNAL_SERVER_ERROR`, `ERROR_UNEXPECTED_ANSWER`), `OVERLOAD_LIMIT`
+/// (a 403) and `OPERATION_TIME_LIMIT`: not before `time.operating_reset_at`
+/// when the answer names it. Anything else (a validation error, a 400, a
+/// dead webhook) is permanent.
 fn bitrix_rules() -> ResponseRules {
     let description = Some("error_description".to_string());
     let error = |codes: &[&str]| Some(("error".to_string(), codes.iter().map(|c| json!(c)).collect()));
+    let note = |status: Vec<(u16, u16)>, when, about| NoteRule {
+        status,
+        when,
+        json: description.clone(),
+        about,
+    };
     ResponseRules {
         accept: Accept {
             json_present: vec!["result".into()],
@@ -242,43 +250,39 @@ fn bitrix_rules() -> ResponseRules {
         retry: RetryOn {
             json: vec![(
                 "error".into(),
-                ["QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT", "OPERATION_TIME_LIMIT"]
-                    .iter()
-                    .map(|c| json!(c))
-                    .collect(),
+                [
+                    "QUERY_LIMIT_EXCEEDED",
+                    "OVERLOAD_LIMIT",
+                    "OPERATION_TIME_LIMIT",
+                    "INTERNAL_SERVER_ERROR",
+                    "ERROR_UNEXPECTED_ANSWER",
+                ]
+                .iter()
+                .map(|c| json!(c))
+                .collect(),
             )],
             until_json: Some("time.operating_reset_at".into()),
             ..RetryOn::default()
         },
         notes: vec![
-            NoteRule {
-                status: Vec::new(),
-                when: error(&["OVERLOAD_LIMIT"]),
-                json: description.clone(),
-                about: About::BitrixOverload,
-            },
-            NoteRule {
-                status: vec![(401, 401)],
-                when: None,
-                json: description.clone(),
-                about: About::BitrixWebhook,
-            },
-            NoteRule {
-                status: vec![(403, 403)],
-                when: None,
-                json: description.clone(),
-                about: About::BitrixScope,
-            },
-            NoteRule {
-                status: Vec::new(),
-                when: error(&[]),
-                json: description,
-                about: About::BitrixSaid,
-            },
+            note(Vec::new(), error(&["OVERLOAD_LIMIT"]), About::BitrixOverload),
+            note(
+                Vec::new(),
+                error(&["INVALID_CREDENTIALS", "NO_AUTH_FOUND", "expired_token", "invalid_token"]),
+                About::BitrixWebhook,
+            ),
+            note(
+                Vec::new(),
+                error(&["insufficient_scope", "ACCESS_DENIED", "user_access_error"]),
+                About::BitrixScope,
+            ),
+            note(vec![(401, 401)], None, About::BitrixWebhook),
+            note(Vec::new(), error(&[]), About::BitrixSaid),
         ],
         keep: Some("result".into()),
     }
 }
+
 impl RawAction {
     /// The `http` kind: the request exactly as its templates say.
     pub(super) fn http(&mut self) -> Result<Built, String> {
