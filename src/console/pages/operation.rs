@@ -32,7 +32,7 @@ fn verdict(frame: &Frame, op: &OperationView, receivers: &[ReceiverState]) -> Ma
         let last = d.attempts.last();
         let code = last.and_then(|a| a.http_status)?.to_string();
         Some(match last.and_then(|a| a.judged.as_ref()).and_then(|j| j.kept()) {
-            Some(kept) => fill(&fill(t.verdict_kept, &code), &crate::model::response::value_text(kept)),
+            Some(kept) => fill(&fill(t.verdict_kept, &code), crate::model::response::value_text(kept)),
             None => code,
         })
     };
