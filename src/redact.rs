@@ -59,7 +59,10 @@ pub fn url(url: &Url) -> String {
     if masked != url.path() {
         shown.set_path(&masked);
     }
-    if shown.query().is_some() {
+    // Rewritten only when there is something to mask: the form encoder
+    // would re-encode what it does not split on (`;` in VK Ads' links), and
+    // what is shown must be what is sent.
+    if url.query_pairs().any(|(name, _)| is_secret_param(&name)) {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(name, value)| {
@@ -170,6 +173,13 @@ pub fn without_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A query with nothing secret is shown as sent, not re-encoded.
+    #[test]
+    fn a_query_without_secrets_is_left_as_sent() {
+        let vk = "https://top-fwz1.mail.ru/tracker?id=1234567;e=RG%3A1500/paid;rb_clickid=abc";
+        assert_eq!(url_text(vk), vk);
+    }
 
     /// A Telegram bot's token and a Bitrix24 webhook's code are masked in
     /// paths, parsed or as text; the bot's number and the user stay.

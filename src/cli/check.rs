@@ -81,7 +81,11 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     }
     for r in &config.receivers {
         let p = &r.policy;
-        let rate = p.rate.map_or("unpaced".to_string(), |rate| format!("rate {rate}"));
+        let rate = match (p.rate, p.burst) {
+            (None, _) => "unpaced".to_string(),
+            (Some(rate), 1) => format!("rate {rate}"),
+            (Some(rate), burst) => format!("rate {rate}, burst {burst}"),
+        };
         let concurrency = p.concurrency.map_or(String::new(), |c| format!(", concurrency {c}"));
         let breaker = match p.breaker.failures {
             0 => "breaker off".to_string(),

@@ -126,7 +126,10 @@ fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[Recei
         let pacing = match (policy.rate, policy.concurrency) {
             (None, None) => "none".to_string(),
             (rate, concurrency) => [
-                rate.map(|r| format!("rate {}", r)),
+                rate.map(|r| match policy.burst {
+                    1 => format!("rate {r}"),
+                    burst => format!("rate {r}, burst {burst}"),
+                }),
                 concurrency.map(|c| format!("concurrency {c}")),
             ]
             .into_iter()

@@ -145,6 +145,19 @@ mod tests {
     }
 
     /// Query values are URL-encoded exactly once, after the link's own parameters.
+    /// The README's VK Ads recipe: the pixel's event link, its `;`-joined
+    /// parameters sent and shown as VK documents them.
+    #[test]
+    fn the_vk_ads_recipe_renders_as_documented() {
+        let vk = action(
+            "url = \"https://top-fwz1.mail.ru/tracker?id=1234567;e=RG%3A{{appointment_total_cost | digits | default('0')}}/paid;rb_clickid={{rb_clickid}}\"",
+        );
+        let r = render_with(&vk, &[("appointment_total_cost", "1 500"), ("rb_clickid", "c1d2")]).request;
+        let sent = "https://top-fwz1.mail.ru/tracker?id=1234567;e=RG%3A1500/paid;rb_clickid=c1d2";
+        assert_eq!(r.url, sent);
+        assert_eq!(r.redacted, format!("GET {sent}"));
+    }
+
     #[test]
     fn query_values_encoded_once() {
         let a = action(
