@@ -153,7 +153,11 @@ pub async fn run(
             if p.enabled { "" } else { ", disabled: requests are held" }
         );
     }
-    for warning in config.late_breakers() {
+    for warning in config
+        .late_breakers()
+        .into_iter()
+        .chain(config.token_warnings(crate::clock::now_ms()))
+    {
         log::warn!("{warning}");
     }
     let (stopping, stop) = tokio::sync::watch::channel(false);

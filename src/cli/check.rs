@@ -100,6 +100,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     let warnings: Vec<String> = config
         .late_breakers()
         .into_iter()
+        .chain(config.token_warnings(crate::clock::now_ms()))
         .chain(stale_waiting(&config)?)
         .chain(field_warnings(&config)?)
         .collect();

@@ -20,6 +20,8 @@ pub enum Kind {
     Telegram(Telegram),
     /// `kind = "bitrix24"`: a REST call through a portal's incoming webhook.
     Bitrix24(Bitrix24),
+    /// `kind = "amocrm"`: a lead with its contact, in one `leads/complex` call.
+    AmoCrm(AmoCrm),
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Http => "http",
             Kind::Telegram(_) => "telegram",
             Kind::Bitrix24(_) => "bitrix24",
+            Kind::AmoCrm(_) => "amocrm",
         }
     }
 
@@ -44,8 +47,74 @@ impl Kind {
                 }
                 all
             }
+            Kind::AmoCrm(a) => a
+                .contact
+                .iter()
+                .chain(&a.lead)
+                .chain(&a.lead_fields)
+                .chain(&a.contact_fields)
+                .map(|(_, t)| t)
+                .collect(),
         }
     }
+}
+
+/// An amoCRM lead and its contact, made by `POST /api/v4/leads/complex`
+/// (amocrm.ru/developers/content/crm_platform/leads-api, "Комплексное
+/// добавление сделок с контактом и компанией").
+#[derive(Debug, Clone)]
+pub struct AmoCrm {
+    /// The contact's `name`, `first_name`, `last_name`, `phone`, `email`.
+    pub contact: Vec<(String, Template)>,
+    /// The lead's `name` and `price`.
+    pub lead: Vec<(String, Template)>,
+    /// The lead's `pipeline_id`, `status_id`, `responsible_user_id`.
+    pub lead_ids: Vec<(String, u64)>,
+    /// The lead's custom fields, by field id.
+    pub lead_fields: Vec<(String, Template)>,
+    /// The contact's custom fields, by field id.
+    pub contact_fields: Vec<(String, Template)>,
+    /// Tags put on the lead.
+    pub tags: Vec<String>,
+    /// A text custom field of leads that gets a key of this delivery's own,
+    /// so that a retry after an answer that never came first looks the
+    /// lead up instead of making a second one.
+    pub key_field: Option<u64>,
+    /// When the long-lived token lapses (ms since the epoch), from its
+    /// `exp`; none when it does not say.
+    pub token_expires: Option<i64>,
+}
+
+/// How long before a long-lived token lapses `check`, the log and a
+/// daily notice start saying so.
+pub const TOKEN_WARNING_MS: i64 = 14 * 24 * 3600 * 1000;
+
+/// The contact keys an amocrm action knows.
+pub const AMOCRM_CONTACT_KEYS: &[&str] = &["name", "first_name", "last_name", "phone", "email"];
+/// The lead's text keys, and its id keys.
+pub const AMOCRM_LEAD_KEYS: &[&str] = &["name", "price"];
+pub const AMOCRM_LEAD_ID_KEYS: &[&str] = &["pipeline_id", "status_id", "responsible_user_id"];
+
+/// Whether `subdomain` is an amoCRM account's subdomain (`salon` of
+/// salon.amocrm.ru).
+pub fn subdomain_shape(subdomain: &str) -> bool {
+    !subdomain.is_empty()
+        && subdomain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The `exp` (Unix seconds) of a JWT such as amoCRM's long-lived token,
+/// read without checking its signature (only amoCRM can); none when the
+/// token is not a JWT or has no `exp`.
+pub fn jwt_expiry(token: &str) -> Option<i64> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_i64()
 }
 
 /// A Telegram message: `sendMessage` with `chat_id`, the rendered `text`
@@ -178,6 +247,22 @@ pub fn rest_method_shape(method: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long-lived token's expiry is read from its payload.
+    #[test]
+    fn a_jwts_expiry_is_read() {
+        use base64::Engine;
+        let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let token = format!(
+            "{}.{}.sig",
+            part(r#"{"alg":"RS256"}"#),
+            part(r#"{"exp":1893456000,"jti":"x"}"#)
+        );
+        assert_eq!(jwt_expiry(&token), Some(1_893_456_000));
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry(&format!("a.{}.b", part("{}"))), None);
+        assert!(subdomain_shape("salon-1") && !subdomain_shape("Salon.ru") && !subdomain_shape(""));
+    }
 
     #[test]
     fn shapes_of_ids_and_addresses() {

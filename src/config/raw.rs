@@ -244,6 +244,14 @@ struct RawAction {
     webhook_url: Option<Secret>,
     fields: Option<toml::Table>,
     format: Option<String>,
+    subdomain: Option<String>,
+    access_token: Option<Secret>,
+    contact: Option<toml::Table>,
+    lead: Option<toml::Table>,
+    lead_fields: Option<toml::Table>,
+    contact_fields: Option<toml::Table>,
+    tags: Option<Vec<String>>,
+    key_field: Option<u64>,
 }
 
 /// `[processing.action.accept]`: what counts as taken.

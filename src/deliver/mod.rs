@@ -12,6 +12,7 @@
 pub mod breaker;
 pub mod judge;
 mod lanes;
+mod lookup;
 mod pace;
 pub mod retry;
 mod scheduler;
@@ -245,7 +246,10 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
     } = job;
     let started_at = now_ms();
     let clock = Instant::now();
-    let result = send::send(agent, job);
+    let (result, request) = match lookup::earlier_lead(agent, job) {
+        Some(looked) => looked,
+        None => (send::send(agent, job), job.request.redacted.clone()),
+    };
     let duration_ms = clock.elapsed().as_millis() as i64;
     let d = &job.request;
     let (verdict, http_status, response_body, error, judged) = match result {
@@ -371,7 +375,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
         delivery_id: job.id,
         started_at,
         duration_ms,
-        request: d.redacted.clone(),
+        request,
         http_status,
         response_body,
         error,

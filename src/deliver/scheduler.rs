@@ -39,6 +39,10 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 /// warning, once a day per processing).
 const AGING_EVERY: Duration = Duration::from_secs(60);
 
+/// How often long-lived tokens are looked at for the daily notice that
+/// one lapses soon.
+const TOKENS_EVERY: Duration = Duration::from_secs(3600);
+
 /// How often, on a shared database and with nothing in hand, this
 /// instance gives back what it claimed and lost track of.
 const ORPHANS_EVERY: Duration = Duration::from_secs(5);
@@ -208,6 +212,8 @@ pub(super) struct Scheduler {
     /// When deliveries were last expired, and looked at for the aging warning.
     expired: Option<Instant>,
     aged: Option<Instant>,
+    /// When long-lived tokens were last looked at.
+    tokens: Option<Instant>,
     /// When orphaned claims were last given back.
     orphans: Option<Instant>,
 }
@@ -242,6 +248,7 @@ impl Scheduler {
             metrics,
             expired: None,
             aged: None,
+            tokens: None,
             orphans: None,
         }
     }
@@ -260,6 +267,7 @@ impl Scheduler {
             }
             self.refresh_breakers();
             self.expire();
+            self.remind_tokens(&config);
             let Some(turn) = self.hand_out(&config) else {
                 return;
             };
@@ -286,6 +294,27 @@ impl Scheduler {
         if due(&mut self.aged, AGING_EVERY) {
             if let Err(err) = self.writer.warn_aging() {
                 log::warn!("cannot look for deliveries past half their max_age: {err}");
+            }
+        }
+    }
+
+    /// Every [`TOKENS_EVERY`]: a notice, once a day, for each long-lived
+    /// token that lapses within two weeks (or has).
+    fn remind_tokens(&mut self, config: &Config) {
+        if !due(&mut self.tokens, TOKENS_EVERY) {
+            return;
+        }
+        for (processing, action, expires) in config.lapsing_tokens(now_ms()) {
+            match self
+                .writer
+                .remind_token(processing.to_string(), action.to_string(), expires)
+            {
+                Ok(true) => log::warn!(
+                    "processing `{processing}`: action `{action}`: its access_token lapses at {}; notified",
+                    crate::clock::rfc3339(expires)
+                ),
+                Ok(false) => {}
+                Err(err) => log::warn!("cannot queue the notice that a token lapses: {err}"),
             }
         }
     }

@@ -33,6 +33,16 @@ pub enum About {
     BitrixWebhook,
     /// Bitrix24 403: the webhook lacks the permission the method needs.
     BitrixScope,
+    /// amoCRM 401: the long-lived token was revoked or has expired.
+    AmoToken,
+    /// amoCRM 403, code 113: the account takes API calls only from listed addresses.
+    AmoAddress,
+    /// Any other amoCRM 403, with its `detail`.
+    AmoForbidden,
+    /// amoCRM 400 with `validation-errors`: the first error's `detail`.
+    AmoInvalid,
+    /// Any other amoCRM refusal, with its `detail`.
+    AmoSaid,
 }
 
 /// A note on one answer: the explanation and the value it quotes.
@@ -55,6 +65,11 @@ impl About {
         About::BitrixOverload,
         About::BitrixWebhook,
         About::BitrixScope,
+        About::AmoToken,
+        About::AmoAddress,
+        About::AmoForbidden,
+        About::AmoInvalid,
+        About::AmoSaid,
     ];
 }
 
@@ -94,6 +109,15 @@ impl Note {
             About::BitrixScope => format!(
                 "у вебхука Битрикс24 нет нужного права (403){colon}. Добавьте вебхуку право на CRM (crm) в настройках входящего вебхука"
             ),
+            About::AmoToken => format!(
+                "amoCRM не принимает access_token (401){colon}. Долгосрочный токен отозван или истёк: выпустите новый в настройках интеграции (amoCRM → amoМаркет → ваша интеграция → Ключи и доступы) и впишите его в access_token"
+            ),
+            About::AmoAddress => format!(
+                "amoCRM не принимает запросы с адреса этого сервера{colon} (код 113). Добавьте адрес в разрешённые в настройках безопасности аккаунта amoCRM"
+            ),
+            About::AmoForbidden => format!("amoCRM запретил запрос (403){colon}. Проверьте права пользователя интеграции"),
+            About::AmoInvalid => format!("amoCRM не принял данные{colon}"),
+            About::AmoSaid => format!("amoCRM отказал{colon}"),
         }
     }
 }
@@ -130,6 +154,17 @@ impl std::fmt::Display for Note {
                 f,
                 "the Bitrix24 webhook lacks the permission the method needs (403){colon}. Give the incoming webhook the CRM (crm) permission"
             ),
+            About::AmoToken => write!(
+                f,
+                "amoCRM does not accept the access_token (401){colon}. The long-lived token was revoked or has expired: make a new one in the integration's settings (amoCRM → amoMarket → your integration → Keys and scopes) and put it in access_token"
+            ),
+            About::AmoAddress => write!(
+                f,
+                "amoCRM refuses calls from this server's address{colon} (code 113). Allow the address in the amoCRM account's security settings"
+            ),
+            About::AmoForbidden => write!(f, "amoCRM forbids the call (403){colon}. Check the integration user's rights"),
+            About::AmoInvalid => write!(f, "amoCRM did not accept the data{colon}"),
+            About::AmoSaid => write!(f, "amoCRM refused it{colon}"),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::kinds::{Bitrix24, Kind, Shape, Telegram};
+use crate::config::kinds::{AmoCrm, Bitrix24, Kind, Shape, Telegram};
 use crate::template::Template;
 
 /// Longest message text Telegram takes, in UTF-16 units ("1-4096
@@ -24,7 +24,7 @@ pub fn content_type(kind: &Kind) -> Option<&'static str> {
     match kind {
         Kind::Http => None,
         Kind::Bitrix24(Bitrix24 { form: true, .. }) => Some("application/x-www-form-urlencoded"),
-        Kind::Telegram(_) | Kind::Bitrix24(_) => Some("application/json"),
+        Kind::Telegram(_) | Kind::Bitrix24(_) | Kind::AmoCrm(_) => Some("application/json"),
     }
 }
 
@@ -38,7 +38,110 @@ pub fn body(kind: &Kind, take: &mut dyn FnMut(&Template) -> String) -> Vec<u8> {
             let fields = table(&b.fields, take);
             json!({ "fields": fields }).to_string().into_bytes()
         }
+        Kind::AmoCrm(a) => amocrm(a, take),
     }
+}
+
+/// What starts the key an amocrm action puts in its `key_field`.
+pub const AMOCRM_KEY_PREFIX: &str = "hookrelay-";
+
+/// A key of this delivery's own, made once when it is rendered: a retry
+/// sends the same bytes, so the same key, and can look the lead up by it.
+fn delivery_key() -> String {
+    let mut bytes = [0u8; 8];
+    // Without the system's randomness, the time still tells deliveries apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = (crate::clock::now_ms() as u64).to_le_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{AMOCRM_KEY_PREFIX}{hex}")
+}
+
+/// A rendered price as amoCRM's integer: the whole part's digits
+/// (`1 500,00 ₽` is 1500); none when there are none.
+fn price(text: &str) -> Option<u64> {
+    let whole = text.split(['.', ',']).next().unwrap_or("");
+    let digits: String = whole.chars().filter(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Custom fields by id, as amoCRM takes them; empty values are left out.
+fn custom_fields(pairs: &[(String, Template)], take: &mut dyn FnMut(&Template) -> String) -> Vec<Value> {
+    pairs
+        .iter()
+        .filter_map(|(id, t)| {
+            let value = take(t);
+            let id: u64 = id.parse().ok()?;
+            (!value.is_empty()).then(|| json!({"field_id": id, "values": [{"value": value}]}))
+        })
+        .collect()
+}
+
+/// `leads/complex`'s body: one lead, its contact embedded (phone and
+/// email as the contact's PHONE and EMAIL multi-fields, WORK).
+fn amocrm(a: &AmoCrm, take: &mut dyn FnMut(&Template) -> String) -> Vec<u8> {
+    let mut lead = Map::new();
+    for (name, t) in &a.lead {
+        let value = take(t);
+        match name.as_str() {
+            "price" => {
+                if let Some(p) = price(&value) {
+                    lead.insert("price".into(), Value::from(p));
+                }
+            }
+            _ => {
+                lead.insert(name.clone(), Value::String(value));
+            }
+        }
+    }
+    for (name, id) in &a.lead_ids {
+        lead.insert(name.clone(), Value::from(*id));
+    }
+    let mut lead_fields = custom_fields(&a.lead_fields, take);
+    if let Some(field) = a.key_field {
+        lead_fields.push(json!({"field_id": field, "values": [{"value": delivery_key()}]}));
+    }
+    if !lead_fields.is_empty() {
+        lead.insert("custom_fields_values".into(), Value::Array(lead_fields));
+    }
+    let mut contact = Map::new();
+    let mut contact_fields = custom_fields(&a.contact_fields, take);
+    for (name, t) in &a.contact {
+        let value = take(t);
+        match name.as_str() {
+            "phone" | "email" if value.is_empty() => {}
+            "phone" | "email" => contact_fields.push(json!({
+                "field_code": name.to_ascii_uppercase(),
+                "values": [{"value": value, "enum_code": "WORK"}],
+            })),
+            _ => {
+                contact.insert(name.clone(), Value::String(value));
+            }
+        }
+    }
+    if !contact_fields.is_empty() {
+        contact.insert("custom_fields_values".into(), Value::Array(contact_fields));
+    }
+    let mut embedded = json!({ "contacts": [contact] });
+    if !a.tags.is_empty() {
+        embedded["tags"] = a.tags.iter().map(|t| json!({"name": t})).collect();
+    }
+    lead.insert("_embedded".into(), embedded);
+    Value::Array(vec![Value::Object(lead)]).to_string().into_bytes()
+}
+
+/// The key an amocrm request carries in its lead's custom field, if any.
+pub fn amocrm_key(body: &[u8]) -> Option<String> {
+    let leads: Value = serde_json::from_slice(body).ok()?;
+    leads
+        .get(0)?
+        .get("custom_fields_values")?
+        .as_array()?
+        .iter()
+        .flat_map(|f| f["values"].as_array().into_iter().flatten())
+        .filter_map(|v| v["value"].as_str())
+        .find(|v| v.starts_with(AMOCRM_KEY_PREFIX))
+        .map(String::from)
 }
 
 /// `sendMessage`'s JSON: a numeric chat id goes as a number.
@@ -309,6 +412,25 @@ fields = { TITLE = "{{client_name}}", PHONE = [{ VALUE = "{{client_phone}}" }] }
         assert_eq!(policy.rate.map(|r| r.to_string()), Some("2/s".into()));
         assert_eq!(policy.burst, 48);
         assert_eq!(config.receivers.len(), 1);
+    }
+
+    /// amoCRM's price is a whole number read from what the template made;
+    /// the delivery's key is found again in the body it went into.
+    #[test]
+    fn amocrm_prices_and_keys() {
+        assert_eq!(price("1 500,00 ₽"), Some(1500));
+        assert_eq!(price("2500.5"), Some(2500));
+        assert_eq!(price(""), None);
+        assert_eq!(price("бесплатно"), None);
+        let key = delivery_key();
+        assert!(key.starts_with(AMOCRM_KEY_PREFIX) && key.len() == AMOCRM_KEY_PREFIX.len() + 16);
+        assert_ne!(key, delivery_key(), "each delivery its own");
+        let body = json!([{"custom_fields_values": [
+            {"field_id": 1, "values": [{"value": "ad-7"}]},
+            {"field_id": 2, "values": [{"value": key}]}
+        ]}]);
+        assert_eq!(amocrm_key(body.to_string().as_bytes()), Some(key));
+        assert_eq!(amocrm_key(b"[{}]"), None);
     }
 
     /// A `[[receiver]]` for the portal (an Enterprise plan's 5/s) wins.

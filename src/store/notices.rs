@@ -74,3 +74,39 @@ pub(super) fn queue_notification(
     )?;
     Ok(())
 }
+
+/// Queues, at most once a day per processing and action, the notice that
+/// an action's long-lived token lapses soon: about a credential, not an
+/// operation (operation 0), so it reads like a receiver's notice. Whether
+/// it was queued.
+pub(super) fn remind_token(
+    conn: &Db,
+    processing: &str,
+    action: &str,
+    expires: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let kind = format!("token:{action}");
+    let first = conn.execute(
+        "INSERT INTO warning_days (processing, kind, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        &[&processing, &kind, &crate::model::notice_day(now)],
+    )?;
+    if first == 1 {
+        let said = Said::TokenLapsing {
+            action: action.to_string(),
+            expires: crate::clock::rfc3339(expires),
+        };
+        queue_notification(conn, NotificationKind::Receiver, processing, 0, &said, now)?;
+    }
+    Ok(first == 1)
+}
+
+impl super::Writer {
+    /// Queues the daily notice that an action's long-lived token lapses at
+    /// `expires` (see [`remind_token`]). Blocks: plain threads only.
+    pub fn remind_token(&self, processing: String, action: String, expires: i64) -> Result<bool, StoreError> {
+        self.run_blocking(false, move |conn| {
+            remind_token(conn, &processing, &action, expires, crate::clock::now_ms())
+        })
+    }
+}

@@ -2,6 +2,7 @@
 //! real receiver, history read back through the CLI.
 
 mod admin;
+mod amocrm;
 mod cli;
 mod cluster;
 mod console;

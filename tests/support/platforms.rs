@@ -453,3 +453,184 @@ fn form_fields(body: &[u8]) -> Value {
     }
     root
 }
+
+/// What the amoCRM fake does with the next call, before its own rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Account {
+    /// Makes the lead, then answers only after this long (longer than the
+    /// relay waits: the answer is lost, the lead is not).
+    Slow(Duration),
+    /// 403 with code 113: the account takes calls from listed addresses only.
+    AddressNotAllowed,
+}
+
+/// A lead amoCRM made: its id, the lead as sent.
+#[derive(Debug, Clone)]
+pub struct AmoLead {
+    pub id: i64,
+    pub lead: Value,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct AccountState {
+    token: String,
+    statuses: Vec<i64>,
+    leads: Vec<AmoLead>,
+    /// Every call: method, path and status.
+    calls: Vec<(String, String, u16)>,
+    recent: Vec<Instant>,
+    next: Vec<Account>,
+}
+
+/// A fake amoCRM account (amocrm.ru/developers: leads-api's
+/// `POST /api/v4/leads/complex` and `GET /api/v4/leads?query=`, errors as
+/// problem+json, `validation-errors` on a 400; 7 requests a second, as
+/// third-party clients say, answered 429 past it; code 113 as third-party
+/// integrations report it).
+pub struct AmoCrm {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<AccountState>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl AmoCrm {
+    /// An account taking `token`, whose pipelines have `statuses`.
+    pub fn start(token: &str, statuses: &[i64]) -> AmoCrm {
+        let state = Arc::new(Mutex::new(AccountState {
+            token: token.to_string(),
+            statuses: statuses.to_vec(),
+            ..AccountState::default()
+        }));
+        let shared = Arc::clone(&state);
+        let (addr, stop) = serve(0, move |request| {
+            let state = Arc::clone(&shared);
+            async move {
+                let received = read_request(request).await;
+                let (status, body, delay) = {
+                    let mut state = state.lock().unwrap();
+                    let (status, body, delay) = account_answer(&mut state, &received);
+                    let path = received.target.split('?').next().unwrap_or("").to_string();
+                    state.calls.push((received.method.clone(), path, status));
+                    (status, body, delay)
+                };
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                if status == 204 {
+                    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                    *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+                    return Ok(response);
+                }
+                reply(status, body)
+            }
+        });
+        AmoCrm {
+            addr,
+            state,
+            _stop: stop,
+        }
+    }
+
+    /// The `api_url` that reaches this fake.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Leads made so far.
+    pub fn leads(&self) -> Vec<AmoLead> {
+        self.state.lock().unwrap().leads.clone()
+    }
+
+    /// Every call: method, path, status.
+    pub fn calls(&self) -> Vec<(String, String, u16)> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Gives `what` to the next lead, before the account's own rules.
+    pub fn next(&self, what: Account) {
+        self.state.lock().unwrap().next.push(what);
+    }
+}
+
+fn problem(status: u16, title: &str, detail: &str) -> Value {
+    json!({"title": title, "type": format!("https://httpstatus.es/{status}"), "status": status, "detail": detail})
+}
+
+fn account_answer(state: &mut AccountState, request: &Received) -> (u16, Value, Option<Duration>) {
+    let now = Instant::now();
+    state.recent.retain(|at| now - *at < Duration::from_secs(1));
+    state.recent.push(now);
+    if state.recent.len() > 7 {
+        return (429, problem(429, "Too Many Requests", "Too many requests"), None);
+    }
+    if request.header("authorization") != Some(format!("Bearer {}", state.token).as_str()) {
+        return (401, problem(401, "Unauthorized", "Unauthorized"), None);
+    }
+    let path = request.target.split('?').next().unwrap_or("");
+    if request.method == "GET" && path == "/api/v4/leads" {
+        let query = url::Url::parse(&format!("http://x{}", request.target))
+            .ok()
+            .and_then(|u| u.query_pairs().find(|(k, _)| k == "query").map(|(_, v)| v.into_owned()))
+            .unwrap_or_default();
+        let found: Vec<Value> = state
+            .leads
+            .iter()
+            .filter(|l| l.lead.to_string().contains(&format!("\"{query}\"")))
+            .map(|l| {
+                let mut lead = l.lead.clone();
+                lead["id"] = json!(l.id);
+                lead
+            })
+            .collect();
+        if found.is_empty() {
+            return (204, Value::Null, None);
+        }
+        return (200, json!({"_embedded": {"leads": found}}), None);
+    }
+    if request.method != "POST" || path != "/api/v4/leads/complex" {
+        return (404, problem(404, "Not Found", "Not found"), None);
+    }
+    let mut delay = None;
+    if !state.next.is_empty() {
+        match state.next.remove(0) {
+            Account::AddressNotAllowed => {
+                let mut body = problem(403, "Forbidden", "Access denied: IP address is not allowed");
+                body["error_code"] = json!(113);
+                body["ip"] = json!("127.0.0.1");
+                return (403, body, None);
+            }
+            Account::Slow(wait) => delay = Some(wait),
+        }
+    }
+    let Ok(Value::Array(leads)) = serde_json::from_slice::<Value>(&request.body) else {
+        return (
+            400,
+            problem(400, "Bad Request", "Request body is not a list of leads"),
+            None,
+        );
+    };
+    let Some(lead) = leads.first() else {
+        return (400, problem(400, "Bad Request", "No leads"), None);
+    };
+    if let Some(status) = lead["status_id"].as_i64() {
+        if !state.statuses.contains(&status) {
+            let mut body = problem(400, "Bad Request", "Request validation failed");
+            body["validation-errors"] = json!([{"request_id": "0", "errors": [
+                {"code": "NotSupportedChoice", "path": "status_id", "detail": "The value you selected is not a valid choice."}
+            ]}]);
+            return (400, body, None);
+        }
+    }
+    let id = 9000 + state.leads.len() as i64;
+    state.leads.push(AmoLead {
+        id,
+        lead: lead.clone(),
+        at: now,
+    });
+    (
+        200,
+        json!([{"id": id, "contact_id": id + 500, "company_id": null, "request_id": ["0"], "merged": false}]),
+        delay,
+    )
+}

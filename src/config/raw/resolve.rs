@@ -459,7 +459,12 @@ impl RawAction {
             }
             "telegram" => kinds::telegram(&mut self)?,
             "bitrix24" => kinds::bitrix24(&mut self)?,
-            other => return Err(format!("kind: `{other}` is not one of http, telegram, bitrix24")),
+            "amocrm" => kinds::amocrm(&mut self)?,
+            other => {
+                return Err(format!(
+                    "kind: `{other}` is not one of http, telegram, bitrix24, amocrm"
+                ))
+            }
         };
         let timeout = self.timeout.map_or(delivery.timeout, |d| d.0);
         if timeout.is_zero() {

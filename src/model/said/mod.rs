@@ -154,6 +154,8 @@ pub enum Said {
     /// Deliveries waiting past half their `max_age`, and when the first
     /// of them expires (UTC, RFC 3339).
     Aging { count: u64, first_expires: String },
+    /// An action's long-lived token lapses soon (UTC, RFC 3339).
+    TokenLapsing { action: String, expires: String },
     /// A processing skipped every event of the last day.
     AllSkipped {
         processing: String,
@@ -340,6 +342,10 @@ impl Said {
                 "{count} deliveries have waited past half their max_age and will expire unsent if they cannot go \
                  in time, the first at {first_expires}; `hookrelay status` shows the receivers' state"
             ),
+            Said::TokenLapsing { action, expires } => format!(
+                "action `{action}`: its amoCRM access_token (a long-lived token) expires at {expires}; \
+                 make a new one in the integration's settings and put it in access_token before then"
+            ),
             Said::AllSkipped {
                 processing,
                 count,
@@ -416,6 +422,7 @@ impl Said {
             Said::DeliveryFailed { .. } => "delivery_failed",
             Said::ExpiredBatch { .. } => "expired_batch",
             Said::Aging { .. } => "aging",
+            Said::TokenLapsing { .. } => "token_lapsing",
             Said::AllSkipped { .. } => "all_skipped",
             Said::SilenceBegan { .. } => "silence_began",
             Said::SilenceEnded { .. } => "silence_ended",

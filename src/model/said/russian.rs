@@ -83,6 +83,10 @@ impl Said {
                 "доставок, ждущих дольше половины max_age: {count}; если не уйдут вовремя, они просрочатся, \
                  первая — в {first_expires}. Состояние получателей: `hookrelay status`"
             ),
+            Said::TokenLapsing { action, expires } => format!(
+                "действие `{action}`: долгосрочный токен amoCRM (access_token) истекает {expires}; \
+                 выпустите новый в настройках интеграции и впишите его в access_token до этого"
+            ),
             Said::AllSkipped {
                 processing,
                 count,

@@ -99,6 +99,10 @@ fn samples() -> Vec<Said> {
             count: 2,
             first_expires: "2026-12-02T10:00:00Z".into(),
         },
+        Said::TokenLapsing {
+            action: action(),
+            expires: "2026-12-12T10:00:00Z".into(),
+        },
         Said::AllSkipped {
             processing: "p".into(),
             count: 3,

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::config::kinds::{self as k, Bitrix24, Kind, Shape, Telegram};
+use crate::config::kinds::{self as k, AmoCrm, Bitrix24, Kind, Shape, Telegram};
 use crate::model::platform::About;
 use crate::model::response::{Accept, NoteRule, ResponseRules, RetryOn};
 
@@ -37,10 +37,18 @@ const OWNED: &[(&str, &[&str])] = &[
     ("chat_id", &["telegram"]),
     ("text", &["telegram"]),
     ("parse_mode", &["telegram"]),
-    ("api_url", &["telegram"]),
+    ("api_url", &["telegram", "amocrm"]),
     ("webhook_url", &["bitrix24"]),
     ("fields", &["bitrix24"]),
     ("format", &["bitrix24"]),
+    ("subdomain", &["amocrm"]),
+    ("access_token", &["amocrm"]),
+    ("contact", &["amocrm"]),
+    ("lead", &["amocrm"]),
+    ("lead_fields", &["amocrm"]),
+    ("contact_fields", &["amocrm"]),
+    ("tags", &["amocrm"]),
+    ("key_field", &["amocrm"]),
 ];
 
 /// Refuses a key another kind owns, naming the key and the kind it belongs to.
@@ -63,6 +71,14 @@ pub(super) fn only_for(kind: &str, raw: &RawAction) -> Result<(), String> {
         "webhook_url" => raw.webhook_url.is_some(),
         "fields" => raw.fields.is_some(),
         "format" => raw.format.is_some(),
+        "subdomain" => raw.subdomain.is_some(),
+        "access_token" => raw.access_token.is_some(),
+        "contact" => raw.contact.is_some(),
+        "lead" => raw.lead.is_some(),
+        "lead_fields" => raw.lead_fields.is_some(),
+        "contact_fields" => raw.contact_fields.is_some(),
+        "tags" => raw.tags.is_some(),
+        "key_field" => raw.key_field.is_some(),
         _ => false,
     };
     for (key, kinds) in OWNED {
@@ -280,6 +296,181 @@ fn bitrix_rules() -> ResponseRules {
             note(Vec::new(), error(&[]), About::BitrixSaid),
         ],
         keep: Some("result".into()),
+    }
+}
+
+/// `kind = "amocrm"`: a lead and its contact through `leads/complex`,
+/// with a private integration's long-lived token.
+pub(super) fn amocrm(raw: &mut RawAction) -> Result<Built, String> {
+    only_for("amocrm", raw)?;
+    let base = match (raw.subdomain.take(), raw.api_url.take()) {
+        (Some(_), Some(_)) => return Err("api_url: set subdomain or api_url, not both".into()),
+        (None, None) => {
+            return Err("subdomain: missing (salon for salon.amocrm.ru; or api_url for a kommo.com account)".into())
+        }
+        (Some(sub), None) => {
+            if !k::subdomain_shape(&sub) {
+                return Err(format!(
+                    "subdomain: `{sub}` is not an account's subdomain (salon for salon.amocrm.ru)"
+                ));
+            }
+            format!("https://{sub}.amocrm.ru")
+        }
+        (None, Some(api)) => match Url::parse(&api) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
+                api.trim_end_matches('/').to_string()
+            }
+            _ => {
+                return Err(format!(
+                    "api_url: `{}` is not an http(s) URL",
+                    redact::url_like_text(&api)
+                ))
+            }
+        },
+    };
+    let token = raw
+        .access_token
+        .take()
+        .ok_or("access_token: missing (the private integration's long-lived token)")?;
+    if token.expose().trim().is_empty() || token.expose().contains(char::is_whitespace) {
+        return Err("access_token: not a token (paste the long-lived token whole, on one line)".into());
+    }
+    let text_table =
+        |key: &str, table: Option<toml::Table>, known: &[&str]| -> Result<Vec<(String, Template)>, String> {
+            let mut pairs = Vec::new();
+            for (name, value) in table.unwrap_or_default() {
+                if !known.is_empty() && !known.contains(&name.as_str()) {
+                    continue;
+                }
+                let source = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(n) => n.to_string(),
+                    other => return Err(format!("{key}.{name}: must be a string, found {}", other.type_str())),
+                };
+                pairs.push((
+                    name.clone(),
+                    parse_template(&format!("{key}.{name}"), &source, &source)?,
+                ));
+            }
+            Ok(pairs)
+        };
+    let by_id = |key: &str, table: Option<toml::Table>| -> Result<Vec<(String, Template)>, String> {
+        let pairs = text_table(key, table, &[])?;
+        match pairs.iter().find(|(id, _)| id.parse::<u64>().is_err()) {
+            Some((id, _)) => Err(format!(
+                "{key}.{id}: name the custom field by its number (amoCRM → Настройки → поле → ID)"
+            )),
+            None => Ok(pairs),
+        }
+    };
+    let contact_table = raw
+        .contact
+        .take()
+        .ok_or("contact: missing (name, phone, email of the client)")?;
+    if let Some(unknown) = contact_table
+        .keys()
+        .find(|n| !k::AMOCRM_CONTACT_KEYS.contains(&n.as_str()))
+    {
+        return Err(format!(
+            "contact.{unknown}: not one of {} (custom fields go in contact_fields)",
+            k::AMOCRM_CONTACT_KEYS.join(", ")
+        ));
+    }
+    let contact = text_table("contact", Some(contact_table), k::AMOCRM_CONTACT_KEYS)?;
+    let mut lead_table = raw.lead.take().unwrap_or_default();
+    let mut lead_ids = Vec::new();
+    for key in k::AMOCRM_LEAD_ID_KEYS {
+        match lead_table.remove(*key) {
+            None => {}
+            Some(toml::Value::Integer(n)) if n > 0 => lead_ids.push((key.to_string(), n as u64)),
+            Some(_) => return Err(format!("lead.{key}: must be a number (the id amoCRM shows)")),
+        }
+    }
+    if let Some(unknown) = lead_table.keys().find(|n| !k::AMOCRM_LEAD_KEYS.contains(&n.as_str())) {
+        return Err(format!(
+            "lead.{unknown}: not one of {}, {} (custom fields go in lead_fields)",
+            k::AMOCRM_LEAD_KEYS.join(", "),
+            k::AMOCRM_LEAD_ID_KEYS.join(", ")
+        ));
+    }
+    let lead = text_table("lead", Some(lead_table), k::AMOCRM_LEAD_KEYS)?;
+    let mut headers = vec![(
+        "Authorization".to_string(),
+        Template::literal(&format!("Bearer {}", token.expose().trim())),
+    )];
+    headers.push(("Accept".to_string(), Template::literal("application/json")));
+    Ok(Built {
+        method: Method::Post,
+        url: Template::literal(&format!("{base}/api/v4/leads/complex")),
+        query: Vec::new(),
+        headers,
+        body: None,
+        content_type: None,
+        rules: amocrm_rules(),
+        kind: Kind::AmoCrm(AmoCrm {
+            contact,
+            lead,
+            lead_ids,
+            lead_fields: by_id("lead_fields", raw.lead_fields.take())?,
+            contact_fields: by_id("contact_fields", raw.contact_fields.take())?,
+            tags: raw.tags.take().unwrap_or_default(),
+            key_field: raw.key_field.take(),
+            token_expires: k::jwt_expiry(token.expose().trim()).map(|secs| secs.saturating_mul(1000)),
+        }),
+    })
+}
+
+/// amoCRM's answers (amocrm.ru/developers/content/crm_platform/leads-api
+/// and api-reference: `[{"id":…,"contact_id":…}]` on success, errors as
+/// `application/problem+json` with `title`, `status`, `detail`, and
+/// `validation-errors` on a 400): the new lead's id is kept; 429 and 5xx
+/// are retried; a 400 (validation), a 401 (the token revoked or expired)
+/// and a 403 are permanent, each with a note. Code 113 in a 403 (the
+/// account allows API calls only from listed addresses) is known from
+/// third-party integrations, not from amoCRM's pages we could read.
+fn amocrm_rules() -> ResponseRules {
+    let note = |status: Vec<(u16, u16)>, when: Option<(String, Vec<serde_json::Value>)>, json: &str, about| NoteRule {
+        status,
+        when,
+        json: Some(json.to_string()),
+        about,
+    };
+    let code_113 = vec![json!(113), json!("113")];
+    ResponseRules {
+        accept: Accept {
+            json_present: vec!["0.id".into()],
+            ..Accept::default()
+        },
+        retry: RetryOn::default(),
+        notes: vec![
+            note(vec![(401, 401)], None, "detail", About::AmoToken),
+            note(
+                vec![(403, 403)],
+                Some(("error_code".into(), code_113.clone())),
+                "ip",
+                About::AmoAddress,
+            ),
+            note(
+                vec![(403, 403)],
+                Some(("response.error_code".into(), code_113)),
+                "response.ip",
+                About::AmoAddress,
+            ),
+            note(vec![(403, 403)], None, "detail", About::AmoForbidden),
+            note(
+                Vec::new(),
+                Some(("validation-errors".into(), Vec::new())),
+                "validation-errors.0.errors.0.detail",
+                About::AmoInvalid,
+            ),
+            note(
+                Vec::new(),
+                Some(("detail".into(), Vec::new())),
+                "detail",
+                About::AmoSaid,
+            ),
+        ],
+        keep: Some("0.id".into()),
     }
 }
 

@@ -95,14 +95,24 @@ const BITRIX24_RATE: Rate = Rate {
 /// arrives, and requests started on time can arrive bunched.
 const BITRIX24_BURST: u32 = 48;
 
+/// amoCRM's limit per account: 7 requests a second. Only third-party
+/// clients say so (aioamocrm's README); a `[[receiver]]` overrides it.
+const AMOCRM_RATE: Rate = Rate {
+    count: 7,
+    per: Duration::from_secs(1),
+};
+
 /// The pacing a destination kind implies for its receiver, for every one
-/// without a `[[receiver]]` of its own: a Bitrix24 portal's bucket, shared
-/// by every action calling that portal.
+/// without a `[[receiver]]` of its own: a Bitrix24 portal's bucket, an
+/// amoCRM account's rate, each shared by every action calling it.
 pub(super) fn implied(processings: &[Processing], receivers: &mut Vec<Receiver>, delivery: &Delivery) {
+    use crate::config::kinds::Kind;
     for action in processings.iter().flat_map(|p| &p.actions) {
-        if !matches!(action.kind, crate::config::kinds::Kind::Bitrix24(_)) {
-            continue;
-        }
+        let (rate, burst) = match action.kind {
+            Kind::Bitrix24(_) => (BITRIX24_RATE, BITRIX24_BURST),
+            Kind::AmoCrm(_) => (AMOCRM_RATE, 1),
+            Kind::Http | Kind::Telegram(_) => continue,
+        };
         let target = target_of(action.url.source());
         if receivers.iter().any(|r| r.target == target) {
             continue;
@@ -110,8 +120,8 @@ pub(super) fn implied(processings: &[Processing], receivers: &mut Vec<Receiver>,
         receivers.push(Receiver {
             target,
             policy: ReceiverPolicy {
-                rate: Some(BITRIX24_RATE),
-                burst: BITRIX24_BURST,
+                rate: Some(rate),
+                burst,
                 concurrency: None,
                 breaker: delivery.breaker,
             },
