@@ -15,7 +15,10 @@
 //! - `cancel operation <id> <who>` or `cancel receiver <target> <who>`: the
 //!   daemon cancels the waiting deliveries through its writer;
 //! - `breaker-reset <target>`: the daemon closes a receiver's breaker, and
-//!   its scheduler lets the waiting deliveries go at once.
+//!   its scheduler lets the waiting deliveries go at once;
+//! - `save-token`, then four lines (the integration, the access token, the
+//!   refresh token, `<expires_at> <obtained_at>`): the daemon keeps a pair
+//!   `hookrelay amocrm authorize` obtained.
 //!
 //! A Unix socket, mode 0600 like the database: only the service's user
 //! and root can connect, so it needs no token, and no browser can reach
@@ -162,9 +165,44 @@ fn answer(stream: UnixStream, database: &Path, shared: &Shared) {
             }
             Err(err) => format!("error {err}"),
         },
+        ["save-token"] => match read_token(request) {
+            Ok((integration, pair)) => match shared.writer().save_token(integration, pair) {
+                Ok(()) => {
+                    log::info!("OAuth2 tokens kept for an integration (hookrelay amocrm authorize)");
+                    "ok 1".to_string()
+                }
+                Err(err) => format!("error {err}"),
+            },
+            Err(err) => format!("error {err}"),
+        },
         _ => format!("error unknown request `{}`", line.trim()),
     };
     let _ = writeln!(out, "{}", one_line(&last));
+}
+
+/// The integration and pair after a `save-token` line.
+fn read_token(request: impl BufRead) -> Result<(String, store::TokenPair), String> {
+    let lines: Vec<String> = request
+        .take(64 * 1024)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let [integration, access, refresh, times] = lines.as_slice() else {
+        return Err("save-token takes four lines".into());
+    };
+    let (expires_at, obtained_at) = times
+        .split_once(' ')
+        .and_then(|(e, o)| Some((e.parse().ok()?, o.parse().ok()?)))
+        .ok_or("save-token: `<expires_at> <obtained_at>` expected")?;
+    Ok((
+        integration.clone(),
+        store::TokenPair {
+            access: access.clone(),
+            refresh: refresh.clone(),
+            expires_at,
+            obtained_at,
+        },
+    ))
 }
 
 /// The operation ids after a request's line, up to the end of the stream.
@@ -452,6 +490,24 @@ pub fn ask_prune(database: &Path, before: i64) -> Asked<usize> {
             Ok(deleted) => Asked::Done(deleted),
             Err(_) => Asked::Failed(format!("unexpected answer from the daemon: ok {rest}")),
         },
+        Asked::NoDaemon => Asked::NoDaemon,
+        Asked::Failed(why) => Asked::Failed(why),
+    }
+}
+
+/// Asks the daemon running on `database`, if any, to keep an
+/// integration's OAuth2 pair.
+pub fn ask_save_token(database: &Path, integration: &str, pair: &store::TokenPair) -> Asked<()> {
+    let request = format!(
+        "save-token\n{}\n{}\n{}\n{} {}\n",
+        one_line(integration),
+        one_line(&pair.access),
+        one_line(&pair.refresh),
+        pair.expires_at,
+        pair.obtained_at
+    );
+    match send(database, request.as_bytes()) {
+        Asked::Done(_) => Asked::Done(()),
         Asked::NoDaemon => Asked::NoDaemon,
         Asked::Failed(why) => Asked::Failed(why),
     }

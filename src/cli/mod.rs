@@ -1,6 +1,7 @@
 //! The command line: parsing with clap, one file per subcommand, and exit
 //! codes (0 success, 1 runtime failure, 2 usage or config error).
 
+mod amocrm;
 mod backup;
 mod cancel;
 mod check;
@@ -72,6 +73,8 @@ pub enum Command {
     Cancel(cancel::Args),
     /// Act on a receiver: `receiver reset URL` closes its circuit breaker by hand.
     Receiver(receiver::Args),
+    /// Sign an amocrm action's OAuth2 integration in: `amocrm authorize PROCESSING ACTION CODE`.
+    Amocrm(amocrm::Args),
     /// Print the address to paste into Klientiks for an event.
     Klientiks(klientiks::Args),
     /// Send a test message through every notification channel.
@@ -178,6 +181,7 @@ pub fn main() -> ExitCode {
         Command::Receiver(args) => receiver::run(&cli, args),
         Command::Cancel(args) => cancel::run(&cli, args),
         Command::Requeue(args) => requeue::run(&cli, args),
+        Command::Amocrm(args) => amocrm::run(&cli, args),
         Command::Klientiks(args) => klientiks::run(&cli, args),
         Command::NotifyTest => notify_test::run(&cli),
         Command::Prune(args) => prune::run(&cli, args),

@@ -50,6 +50,18 @@ pub fn run(
     if let Some(why) = &delivery.refused {
         return Err(Failure::Runtime(format!("not sent: {}", why.say(ask.lang))));
     }
+    let oauth = processing
+        .actions
+        .iter()
+        .any(|a| a.name == ask.action && a.kind.oauth().is_some());
+    if oauth {
+        // Its access token is the daemon's to use and refresh: spending
+        // the refresh token here would leave the daemon's spent.
+        return Err(Failure::Usage(format!(
+            "--send does not sign in with OAuth2: send a test event to the daemon instead (action `{}`)",
+            ask.action
+        )));
+    }
     println!("action {}:", delivery.action);
     print_request(delivery);
     println!();

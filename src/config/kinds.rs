@@ -21,7 +21,7 @@ pub enum Kind {
     /// `kind = "bitrix24"`: a REST call through a portal's incoming webhook.
     Bitrix24(Bitrix24),
     /// `kind = "amocrm"`: a lead with its contact, in one `leads/complex` call.
-    AmoCrm(AmoCrm),
+    AmoCrm(Box<AmoCrm>),
 }
 
 impl Kind {
@@ -32,6 +32,14 @@ impl Kind {
             Kind::Telegram(_) => "telegram",
             Kind::Bitrix24(_) => "bitrix24",
             Kind::AmoCrm(_) => "amocrm",
+        }
+    }
+
+    /// The OAuth2 integration an amocrm action signs in with, if it does.
+    pub fn oauth(&self) -> Option<&OAuth> {
+        match self {
+            Kind::AmoCrm(amo) => amo.oauth.as_ref(),
+            _ => None,
         }
     }
 
@@ -83,6 +91,28 @@ pub struct AmoCrm {
     /// When the long-lived token lapses (ms since the epoch), from its
     /// `exp`; none when it does not say.
     pub token_expires: Option<i64>,
+    /// OAuth2 instead of a long-lived token: the tokens are kept in the
+    /// database and sent when the request goes out.
+    pub oauth: Option<OAuth>,
+}
+
+/// An amoCRM integration that signs in with OAuth2
+/// (amocrm.ru/developers/content/oauth/step-by-step): an authorization
+/// code is exchanged for an access token (24 h) and a refresh token,
+/// which is single-use: each refresh hands out a new pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth {
+    /// The key its tokens are kept under: `amocrm <base URL> <client_id>`,
+    /// shared by every action of that integration on that account.
+    pub integration: String,
+    /// `https://salon.amocrm.ru`.
+    pub base: String,
+    pub client_id: String,
+    pub client_secret: super::Secret,
+    pub redirect_uri: String,
+    /// The processing and action named in `hookrelay amocrm authorize`.
+    pub processing: String,
+    pub action: String,
 }
 
 /// How long before a long-lived token lapses `check`, the log and a

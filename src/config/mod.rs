@@ -468,6 +468,16 @@ impl Config {
             .collect()
     }
 
+    /// The OAuth2 integration whose API `url` is on (an amocrm action
+    /// signing in with OAuth2 on that account), if any.
+    pub fn oauth_for(&self, url: &str) -> Option<&kinds::OAuth> {
+        self.processings
+            .iter()
+            .flat_map(|p| &p.actions)
+            .filter_map(|a| a.kind.oauth())
+            .find(|oauth| url.starts_with(&format!("{}/", oauth.base)))
+    }
+
     /// [`Config::lapsing_tokens`], one line each, for `check` and the log.
     pub fn token_warnings(&self, now_ms: i64) -> Vec<String> {
         self.lapsing_tokens(now_ms)

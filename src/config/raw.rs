@@ -252,6 +252,9 @@ struct RawAction {
     contact_fields: Option<toml::Table>,
     tags: Option<Vec<String>>,
     key_field: Option<u64>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    redirect_uri: Option<String>,
 }
 
 /// `[processing.action.accept]`: what counts as taken.

@@ -2,11 +2,14 @@
 //! `leads/complex` is not idempotent, and an attempt whose answer never
 //! came (a timeout, a dropped connection, a 5xx) may have made the lead
 //! all the same. An amocrm action with a `key_field` puts a key of the
-//! delivery's own in that custom field; before every attempt after the
-//! first, the lead is looked up by it (`GET /api/v4/leads?query=KEY`,
-//! which searches custom fields' values:
-//! amocrm.com/developers/content/api_v4/leads-2) and, when found, the
-//! delivery is done with that lead's id instead of a second lead.
+//! delivery's own in that custom field; before every attempt the lead is
+//! looked up by it (`GET /api/v4/leads?query=KEY`, which searches custom
+//! fields' values: amocrm.com/developers/content/api_v4/leads-2) and, when
+//! found, the delivery is done with that lead's id instead of a second
+//! lead. Every attempt, the first too: one cut off by a kill -9 is not
+//! recorded, so after a restart the delivery looks untried although its
+//! lead may exist. It costs a request per lead, which the account's
+//! implied pace counts (config/raw/resolve/receiver.rs).
 
 use std::time::Duration;
 
@@ -20,12 +23,12 @@ use crate::process::kinds::amocrm_key;
 /// The path amocrm actions post to.
 const COMPLEX: &str = "/api/v4/leads/complex";
 
-/// What an attempt after the first found, when it had to look: the answer
+/// What an attempt found when it looked: the answer
 /// to record (the found lead as `[{"id": N}]`, or why it could not look)
 /// and the request line that says it looked. None: send as usual.
 pub fn earlier_lead(agent: &ureq::Agent, due: &DueDelivery) -> Option<(Result<Answer, SendError>, String)> {
     let d = &due.request;
-    if due.attempts == 0 || !d.url.ends_with(COMPLEX) {
+    if !d.url.ends_with(COMPLEX) {
         return None;
     }
     let key = amocrm_key(d.body.as_deref()?)?;

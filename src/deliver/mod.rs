@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod judge;
 mod lanes;
 mod lookup;
+pub mod oauth;
 mod pace;
 pub mod retry;
 mod scheduler;
@@ -70,6 +71,8 @@ pub struct Job {
     pub probe: bool,
     /// The receiver's breaker settings when it was handed out.
     pub breaker: crate::config::Breaker,
+    /// The OAuth2 integration whose access token it goes with, if any.
+    pub auth: Option<crate::config::kinds::OAuth>,
 }
 
 /// The running scheduler and workers.
@@ -108,9 +111,11 @@ pub fn start(
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (exited_tx, exited) = mpsc::channel();
     let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
+    let tokens = Arc::new(oauth::Tokens::new(writer.clone(), agent.clone()));
     for n in 0..workers {
         let worker = Worker {
             agent: agent.clone(),
+            tokens: Arc::clone(&tokens),
             jobs: Arc::clone(&jobs_rx),
             writer: writer.clone(),
             metrics: Arc::clone(&metrics),
@@ -162,6 +167,7 @@ pub fn per_target_limit(workers: usize) -> usize {
 
 struct Worker {
     agent: ureq::Agent,
+    tokens: Arc<oauth::Tokens>,
     jobs: Arc<Mutex<Receiver<Job>>>,
     writer: Writer,
     metrics: Arc<Metrics>,
@@ -182,7 +188,7 @@ impl Worker {
                 let _ = self.idle.send(Signal::WorkerIdle(job.due.target));
                 continue;
             }
-            let record = attempt(&self.agent, &job, &self.breakers);
+            let record = attempt(&self.agent, &job, &self.breakers, &self.tokens);
             let seconds = record.duration_ms as f64 / 1000.0;
             let job = job.due;
             self.metrics
@@ -238,18 +244,16 @@ const LEASE_MARGIN_MS: i64 = 2_000;
 
 /// Makes one attempt, tells the receiver's breaker, and decides what the
 /// delivery becomes.
-fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord {
+fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::Tokens) -> AttemptRecord {
     let Job {
         due: job,
         probe,
         breaker,
+        auth,
     } = job;
     let started_at = now_ms();
     let clock = Instant::now();
-    let (result, request) = match lookup::earlier_lead(agent, job) {
-        Some(looked) => looked,
-        None => (send::send(agent, job), job.request.redacted.clone()),
-    };
+    let (result, request) = send_signed(agent, job, auth.as_ref(), tokens);
     let duration_ms = clock.elapsed().as_millis() as i64;
     let d = &job.request;
     let (verdict, http_status, response_body, error, judged) = match result {
@@ -282,6 +286,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
             )
         }
         Err(send::SendError::Invalid(error)) => (Verdict::Fail, None, None, Some(Said::InvalidRequest { error }), None),
+        Err(send::SendError::Unauthorized(said)) => (Verdict::Fail, None, None, Some(said), None),
         Err(send::SendError::Network(error)) => (
             Verdict::Retry { retry_after: None },
             None,
@@ -383,6 +388,53 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers) -> AttemptRecord
         outcome,
         failure_notice,
         receiver,
+    }
+}
+
+/// Sends `job` (or finds that an earlier attempt made its lead: see
+/// [`lookup`]), with an OAuth2 access token when `auth` names the
+/// integration; after a 401, once more with a refreshed one. Also the
+/// request line the attempt records.
+fn send_signed(
+    agent: &ureq::Agent,
+    job: &DueDelivery,
+    auth: Option<&crate::config::kinds::OAuth>,
+    tokens: &oauth::Tokens,
+) -> (Result<send::Answer, send::SendError>, String) {
+    let go = |due: &DueDelivery| {
+        lookup::earlier_lead(agent, due).unwrap_or_else(|| (send::send(agent, due), due.request.redacted.clone()))
+    };
+    let Some(oauth) = auth else { return go(job) };
+    let line = || job.request.redacted.clone();
+    let unsent = |no: oauth::NoToken| match no {
+        oauth::NoToken::Authorize(said) => Err(send::SendError::Unauthorized(said)),
+        oauth::NoToken::Later(why) => Err(send::SendError::Network(why)),
+    };
+    let bearer = match tokens.bearer(oauth, None) {
+        Ok(bearer) => bearer,
+        Err(no) => return (unsent(no), line()),
+    };
+    let signed = |bearer: &str| {
+        let mut signed = job.clone();
+        signed
+            .request
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+        signed
+            .request
+            .headers
+            .push(("Authorization".into(), format!("Bearer {bearer}")));
+        signed
+    };
+    let (result, request) = go(&signed(&bearer));
+    if !matches!(&result, Ok(answer) if answer.status == 401) {
+        return (result, request);
+    }
+    // The token may have been revoked before its time: refreshed once.
+    match tokens.bearer(oauth, Some(&bearer)) {
+        Ok(newer) => go(&signed(&newer)),
+        Err(oauth::NoToken::Authorize(said)) => (Err(send::SendError::Unauthorized(said)), request),
+        Err(oauth::NoToken::Later(_)) => (result, request),
     }
 }
 

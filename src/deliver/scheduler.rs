@@ -433,10 +433,12 @@ impl Scheduler {
                 }
                 *in_flight += 1;
                 self.idle -= 1;
+                let auth = config.oauth_for(&due.request.url).cloned();
                 let job = Job {
                     due,
                     probe,
                     breaker: policy.breaker,
+                    auth,
                 };
                 if self.jobs.send(job).is_err() {
                     return None;

@@ -42,6 +42,10 @@ pub enum SendError {
     /// Connecting, sending or reading failed; worth another try.
     #[error("{0}")]
     Network(String),
+    /// Not sent: the integration must be authorized again (no OAuth2
+    /// tokens, or a refresh token refused); permanent until it is.
+    #[error("{0}")]
+    Unauthorized(crate::model::said::Said),
 }
 
 /// The agent every worker shares: one connection pool, keep-alive, no

@@ -57,6 +57,7 @@ mod replay;
 #[cfg(feature = "bench")]
 pub mod seed;
 mod sqlite;
+mod tokens;
 mod totals;
 mod write;
 mod writer;
@@ -88,6 +89,7 @@ pub use sqlite::backup::{backup, create_private, BackupReport};
 pub use sqlite::files::{beside, check_folder, lock_daemon, DaemonLock};
 pub use sqlite::indexer::{index_search, start_indexer, Indexer};
 pub use sqlite::online_backup::{backup_through, Step as BackupStep};
+pub use tokens::{save_token, TokenPair};
 pub use totals::{Counted, HourCount, TotalsFilter};
 pub use write::Waiting;
 pub use writer::{spawn_writer, Hooks, Writer};

@@ -270,6 +270,7 @@ fn migration_fills_in_receivers() {
          DROP TABLE hour_counts; ALTER TABLE operations DROP COLUMN event;
          DROP TABLE silences;
          DROP TABLE receivers;
+         DROP TABLE oauth_tokens;
          PRAGMA user_version = 2;",
     )
     .unwrap();

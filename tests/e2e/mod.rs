@@ -3,6 +3,7 @@
 
 mod admin;
 mod amocrm;
+mod amocrm_oauth;
 mod cli;
 mod cluster;
 mod console;

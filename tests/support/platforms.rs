@@ -472,9 +472,29 @@ pub struct AmoLead {
     pub at: Instant,
 }
 
+/// The account's OAuth2 side (amocrm.ru/developers/content/oauth/step-by-step):
+/// an authorization code works once; each refresh spends its refresh token
+/// and hands out a new pair; only the newest access token works (stricter
+/// than amoCRM needs to be, so a relay using a stale one is caught).
+#[derive(Default)]
+struct Sign {
+    client_id: String,
+    secret: String,
+    redirect: String,
+    codes: Vec<String>,
+    lifetime: Duration,
+    access: Option<(String, Instant)>,
+    refresh: Option<String>,
+    issued: u64,
+    refreshes: usize,
+    /// Refresh tokens presented after they were spent.
+    reused: usize,
+}
+
 #[derive(Default)]
 struct AccountState {
     token: String,
+    sign: Option<Sign>,
     statuses: Vec<i64>,
     leads: Vec<AmoLead>,
     /// Every call: method, path and status.
@@ -551,6 +571,87 @@ impl AmoCrm {
     pub fn next(&self, what: Account) {
         self.state.lock().unwrap().next.push(what);
     }
+
+    /// An account signing in with OAuth2: `code` is the one authorization
+    /// code it will take; access tokens live `lifetime`.
+    pub fn start_oauth(client_id: &str, secret: &str, redirect: &str, code: &str, lifetime: Duration) -> AmoCrm {
+        let fake = AmoCrm::start("", &[142]);
+        fake.state.lock().unwrap().sign = Some(Sign {
+            client_id: client_id.into(),
+            secret: secret.into(),
+            redirect: redirect.into(),
+            codes: vec![code.into()],
+            lifetime,
+            ..Sign::default()
+        });
+        fake
+    }
+
+    /// Refreshes so far, and refresh tokens presented after being spent.
+    pub fn refreshes(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap();
+        let sign = state.sign.as_ref().unwrap();
+        (sign.refreshes, sign.reused)
+    }
+
+    /// Revokes the access token before its time (the next call gets 401).
+    pub fn revoke_access(&self) {
+        self.state.lock().unwrap().sign.as_mut().unwrap().access = None;
+    }
+
+    /// Revokes the refresh token too: only a new authorization helps.
+    pub fn revoke_all(&self) {
+        let mut state = self.state.lock().unwrap();
+        let sign = state.sign.as_mut().unwrap();
+        sign.access = None;
+        sign.refresh = None;
+    }
+}
+
+/// `/oauth2/access_token`: a code or a refresh token for a new pair.
+fn sign_in(sign: &mut Sign, body: &[u8]) -> (u16, Value) {
+    let refused = |hint: &str| {
+        (
+            400,
+            json!({"hint": hint, "title": "Некорректный запрос", "status": 400, "detail": hint}),
+        )
+    };
+    let Ok(asked) = serde_json::from_slice::<Value>(body) else {
+        return refused("The request is missing a required parameter");
+    };
+    if asked["client_id"] != sign.client_id.as_str()
+        || asked["client_secret"] != sign.secret.as_str()
+        || asked["redirect_uri"] != sign.redirect.as_str()
+    {
+        return refused("Client authentication failed");
+    }
+    match asked["grant_type"].as_str() {
+        Some("authorization_code") => {
+            let code = asked["code"].as_str().unwrap_or("");
+            let Some(at) = sign.codes.iter().position(|c| c == code) else {
+                return refused("Authorization code has been revoked");
+            };
+            sign.codes.remove(at);
+        }
+        Some("refresh_token") => {
+            let token = asked["refresh_token"].as_str().unwrap_or("");
+            if sign.refresh.as_deref() != Some(token) {
+                sign.reused += 1;
+                return refused("Token has been revoked");
+            }
+            sign.refreshes += 1;
+        }
+        _ => return refused("The authorization grant type is not supported"),
+    }
+    sign.issued += 1;
+    let access = format!("access-{}", sign.issued);
+    let refresh = format!("refresh-{}", sign.issued);
+    sign.access = Some((access.clone(), Instant::now() + sign.lifetime));
+    sign.refresh = Some(refresh.clone());
+    (
+        200,
+        json!({"token_type": "Bearer", "expires_in": sign.lifetime.as_secs(), "access_token": access, "refresh_token": refresh}),
+    )
 }
 
 fn problem(status: u16, title: &str, detail: &str) -> Value {
@@ -559,12 +660,30 @@ fn problem(status: u16, title: &str, detail: &str) -> Value {
 
 fn account_answer(state: &mut AccountState, request: &Received) -> (u16, Value, Option<Duration>) {
     let now = Instant::now();
+    if request.target == "/oauth2/access_token" {
+        let Some(sign) = state.sign.as_mut() else {
+            return (404, problem(404, "Not Found", "Not found"), None);
+        };
+        let (status, body) = sign_in(sign, &request.body);
+        return (status, body, None);
+    }
     state.recent.retain(|at| now - *at < Duration::from_secs(1));
     state.recent.push(now);
     if state.recent.len() > 7 {
         return (429, problem(429, "Too Many Requests", "Too many requests"), None);
     }
-    if request.header("authorization") != Some(format!("Bearer {}", state.token).as_str()) {
+    let bearer = request
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let signed_in = match &state.sign {
+        Some(sign) => sign
+            .access
+            .as_ref()
+            .is_some_and(|(token, until)| token == bearer && now < *until),
+        None => bearer == state.token,
+    };
+    if !signed_in {
         return (401, problem(401, "Unauthorized", "Unauthorized"), None);
     }
     let path = request.target.split('?').next().unwrap_or("");

@@ -393,7 +393,13 @@ impl RawProcessing {
             if actions.iter().any(|a: &Action| a.name == name) {
                 return Err(format!("action `{name}`: the name is used twice"));
             }
-            actions.push(raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?);
+            let mut action = raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?;
+            if let crate::config::kinds::Kind::AmoCrm(amo) = &mut action.kind {
+                if let Some(oauth) = &mut amo.oauth {
+                    oauth.processing = self.name.clone();
+                }
+            }
+            actions.push(action);
         }
         Ok(Processing {
             name: self.name,

@@ -156,6 +156,13 @@ pub enum Said {
     Aging { count: u64, first_expires: String },
     /// An action's long-lived token lapses soon (UTC, RFC 3339).
     TokenLapsing { action: String, expires: String },
+    /// Not sent: the integration has no tokens, or its refresh token was
+    /// refused; it must be authorized again.
+    Authorize {
+        processing: String,
+        action: String,
+        why: String,
+    },
     /// A processing skipped every event of the last day.
     AllSkipped {
         processing: String,
@@ -227,6 +234,8 @@ impl Said {
         "delivery_failed",
         "expired_batch",
         "aging",
+        "token_lapsing",
+        "authorize",
         "all_skipped",
         "silence_began",
         "silence_ended",
@@ -346,6 +355,10 @@ impl Said {
                 "action `{action}`: its amoCRM access_token (a long-lived token) expires at {expires}; \
                  make a new one in the integration's settings and put it in access_token before then"
             ),
+            Said::Authorize { processing, action, why } => format!(
+                "not sent: amoCRM needs signing in again ({why}); open the integration in amoCRM, copy a new \
+                 authorization code and run `hookrelay amocrm authorize {processing} {action} CODE`, then replay"
+            ),
             Said::AllSkipped {
                 processing,
                 count,
@@ -423,6 +436,7 @@ impl Said {
             Said::ExpiredBatch { .. } => "expired_batch",
             Said::Aging { .. } => "aging",
             Said::TokenLapsing { .. } => "token_lapsing",
+            Said::Authorize { .. } => "authorize",
             Said::AllSkipped { .. } => "all_skipped",
             Said::SilenceBegan { .. } => "silence_began",
             Said::SilenceEnded { .. } => "silence_ended",

@@ -87,6 +87,10 @@ impl Said {
                 "действие `{action}`: долгосрочный токен amoCRM (access_token) истекает {expires}; \
                  выпустите новый в настройках интеграции и впишите его в access_token до этого"
             ),
+            Said::Authorize { processing, action, why } => format!(
+                "не отправлено: amoCRM просит войти заново ({why}); откройте интеграцию в amoCRM, скопируйте \
+                 новый код авторизации и выполните `hookrelay amocrm authorize {processing} {action} КОД`, затем повторите"
+            ),
             Said::AllSkipped {
                 processing,
                 count,

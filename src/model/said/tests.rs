@@ -103,6 +103,11 @@ fn samples() -> Vec<Said> {
             action: action(),
             expires: "2026-12-12T10:00:00Z".into(),
         },
+        Said::Authorize {
+            processing: "p".into(),
+            action: action(),
+            why: "no tokens yet".into(),
+        },
         Said::AllSkipped {
             processing: "p".into(),
             count: 3,

@@ -139,6 +139,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("deliveries", Int),
         ],
     ),
+    (
+        "oauth_tokens",
+        &[
+            ("integration", Text),
+            ("access_token", Text),
+            ("refresh_token", Text),
+            ("expires_at", Int),
+            ("obtained_at", Int),
+            ("refreshing_until", Int),
+        ],
+    ),
 ];
 
 /// The tables whose ids PostgreSQL numbers: their sequences continue past

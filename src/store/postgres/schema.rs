@@ -190,6 +190,17 @@ const MIGRATIONS: &[&str] = &[
     -- Pruning no longer clears counters here.
     DROP TABLE status_hours;
     "#,
+    // 5: SQLite's version 15: OAuth2 tokens (store/tokens.rs).
+    r#"
+    CREATE TABLE oauth_tokens (
+        integration      TEXT   PRIMARY KEY,
+        access_token     TEXT   NOT NULL,
+        refresh_token    TEXT   NOT NULL,
+        expires_at       BIGINT NOT NULL,
+        obtained_at      BIGINT NOT NULL,
+        refreshing_until BIGINT
+    );
+    "#,
 ];
 
 /// The version this build writes and reads.

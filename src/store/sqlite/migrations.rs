@@ -526,6 +526,26 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 15: OAuth2 tokens of the integrations that sign in (amoCRM), kept
+    //     here and not in the config because they rotate: each refresh
+    //     hands out a new pair and the old refresh token dies
+    //     (store/tokens.rs). `refreshing_until`: a lease, so that one
+    //     instance at a time refreshes.
+    Migration {
+        sql: r#"
+    CREATE TABLE oauth_tokens (
+        integration      TEXT    PRIMARY KEY,
+        access_token     TEXT    NOT NULL,
+        refresh_token    TEXT    NOT NULL,
+        expires_at       INTEGER NOT NULL,
+        obtained_at      INTEGER NOT NULL,
+        refreshing_until INTEGER
+    );
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

@@ -49,6 +49,9 @@ const OWNED: &[(&str, &[&str])] = &[
     ("contact_fields", &["amocrm"]),
     ("tags", &["amocrm"]),
     ("key_field", &["amocrm"]),
+    ("client_id", &["amocrm"]),
+    ("client_secret", &["amocrm"]),
+    ("redirect_uri", &["amocrm"]),
 ];
 
 /// Refuses a key another kind owns, naming the key and the kind it belongs to.
@@ -79,6 +82,9 @@ pub(super) fn only_for(kind: &str, raw: &RawAction) -> Result<(), String> {
         "contact_fields" => raw.contact_fields.is_some(),
         "tags" => raw.tags.is_some(),
         "key_field" => raw.key_field.is_some(),
+        "client_id" => raw.client_id.is_some(),
+        "client_secret" => raw.client_secret.is_some(),
+        "redirect_uri" => raw.redirect_uri.is_some(),
         _ => false,
     };
     for (key, kinds) in OWNED {
@@ -328,13 +334,55 @@ pub(super) fn amocrm(raw: &mut RawAction) -> Result<Built, String> {
             }
         },
     };
-    let token = raw
-        .access_token
-        .take()
-        .ok_or("access_token: missing (the private integration's long-lived token)")?;
-    if token.expose().trim().is_empty() || token.expose().contains(char::is_whitespace) {
-        return Err("access_token: not a token (paste the long-lived token whole, on one line)".into());
-    }
+    // Ok: OAuth2; Err: the long-lived token.
+    let oauth = match (
+        raw.access_token.take(),
+        raw.client_id.take(),
+        raw.client_secret.take(),
+        raw.redirect_uri.take(),
+    ) {
+        (Some(token), None, None, None) => {
+            if token.expose().trim().is_empty() || token.expose().contains(char::is_whitespace) {
+                return Err("access_token: not a token (paste the long-lived token whole, on one line)".into());
+            }
+            Err(token)
+        }
+        (Some(_), ..) => {
+            return Err(
+                "access_token: set a long-lived access_token, or OAuth2's client_id, client_secret and redirect_uri; not both"
+                    .into(),
+            )
+        }
+        (None, Some(client_id), Some(client_secret), Some(redirect_uri)) => {
+            if client_id.trim().is_empty() {
+                return Err("client_id: must not be empty (the integration's ID, from its Keys and scopes)".into());
+            }
+            match Url::parse(&redirect_uri) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(format!(
+                        "redirect_uri: `{redirect_uri}` is not the integration's http(s) redirect address"
+                    ))
+                }
+            }
+            Ok(k::OAuth {
+                integration: format!("amocrm {base} {client_id}"),
+                base: base.clone(),
+                client_id,
+                client_secret,
+                redirect_uri,
+                processing: String::new(),
+                action: raw.name.clone(),
+            })
+        }
+        (None, None, None, None) => {
+            return Err(
+                "access_token: missing (a private integration's long-lived token; or client_id, client_secret and redirect_uri for OAuth2)"
+                    .into(),
+            )
+        }
+        (None, ..) => return Err("client_id: OAuth2 needs client_id, client_secret and redirect_uri, all three".into()),
+    };
     let text_table =
         |key: &str, table: Option<toml::Table>, known: &[&str]| -> Result<Vec<(String, Template)>, String> {
             let mut pairs = Vec::new();
@@ -394,10 +442,15 @@ pub(super) fn amocrm(raw: &mut RawAction) -> Result<Built, String> {
         ));
     }
     let lead = text_table("lead", Some(lead_table), k::AMOCRM_LEAD_KEYS)?;
-    let mut headers = vec![(
-        "Authorization".to_string(),
-        Template::literal(&format!("Bearer {}", token.expose().trim())),
-    )];
+    // A long-lived token goes with the request as it is stored; OAuth2's
+    // access token is added when the request goes out (deliver/oauth.rs).
+    let mut headers = Vec::new();
+    if let Err(token) = &oauth {
+        headers.push((
+            "Authorization".to_string(),
+            Template::literal(&format!("Bearer {}", token.expose().trim())),
+        ));
+    }
     headers.push(("Accept".to_string(), Template::literal("application/json")));
     Ok(Built {
         method: Method::Post,
@@ -407,7 +460,7 @@ pub(super) fn amocrm(raw: &mut RawAction) -> Result<Built, String> {
         body: None,
         content_type: None,
         rules: amocrm_rules(),
-        kind: Kind::AmoCrm(AmoCrm {
+        kind: Kind::AmoCrm(Box::new(AmoCrm {
             contact,
             lead,
             lead_ids,
@@ -415,8 +468,13 @@ pub(super) fn amocrm(raw: &mut RawAction) -> Result<Built, String> {
             contact_fields: by_id("contact_fields", raw.contact_fields.take())?,
             tags: raw.tags.take().unwrap_or_default(),
             key_field: raw.key_field.take(),
-            token_expires: k::jwt_expiry(token.expose().trim()).map(|secs| secs.saturating_mul(1000)),
-        }),
+            token_expires: oauth
+                .as_ref()
+                .err()
+                .and_then(|token| k::jwt_expiry(token.expose().trim()))
+                .map(|secs| secs.saturating_mul(1000)),
+            oauth: oauth.ok(),
+        })),
     })
 }
 

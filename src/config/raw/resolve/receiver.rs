@@ -95,10 +95,18 @@ const BITRIX24_RATE: Rate = Rate {
 /// arrives, and requests started on time can arrive bunched.
 const BITRIX24_BURST: u32 = 48;
 
-/// amoCRM's limit per account: 7 requests a second. Only third-party
-/// clients say so (aioamocrm's README); a `[[receiver]]` overrides it.
+/// amoCRM's limit per account is 7 requests a second (only third-party
+/// clients say so: aioamocrm's README; a `[[receiver]]` overrides it).
+/// Requests spaced evenly at N a second can put N + 1 in some second when
+/// one arrives a moment early, so 6.
 const AMOCRM_RATE: Rate = Rate {
-    count: 7,
+    count: 6,
+    per: Duration::from_secs(1),
+};
+/// The same where a lead is looked up before it is sent (`key_field`): two
+/// requests a lead, and 3 leads can fall in one second, so 2 a second.
+const AMOCRM_KEYED_RATE: Rate = Rate {
+    count: 2,
     per: Duration::from_secs(1),
 };
 
@@ -107,14 +115,25 @@ const AMOCRM_RATE: Rate = Rate {
 /// amoCRM account's rate, each shared by every action calling it.
 pub(super) fn implied(processings: &[Processing], receivers: &mut Vec<Receiver>, delivery: &Delivery) {
     use crate::config::kinds::Kind;
+    let configured: HashSet<String> = receivers.iter().map(|r| r.target.clone()).collect();
     for action in processings.iter().flat_map(|p| &p.actions) {
         let (rate, burst) = match action.kind {
             Kind::Bitrix24(_) => (BITRIX24_RATE, BITRIX24_BURST),
+            Kind::AmoCrm(ref amo) if amo.key_field.is_some() => (AMOCRM_KEYED_RATE, 1),
             Kind::AmoCrm(_) => (AMOCRM_RATE, 1),
             Kind::Http | Kind::Telegram(_) => continue,
         };
         let target = target_of(action.url.source());
-        if receivers.iter().any(|r| r.target == target) {
+        if configured.contains(&target) {
+            continue;
+        }
+        let gap = |r: Rate| r.per.as_secs_f64() / f64::from(r.count.max(1));
+        if let Some(known) = receivers.iter_mut().find(|r| r.target == target) {
+            // Two actions implying a pace for one receiver: the slower holds.
+            if known.policy.rate.is_some_and(|old| gap(rate) > gap(old)) {
+                known.policy.rate = Some(rate);
+                known.policy.burst = burst;
+            }
             continue;
         }
         receivers.push(Receiver {
