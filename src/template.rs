@@ -32,10 +32,19 @@ enum Filter {
     Sha256,
     UrlEncode,
     Html,
+    /// `recall('processing/action')`: the value that action kept (a lead's
+    /// id) for this field's value, put in when the request goes out.
+    Recall(String),
 }
 
 /// Names accepted after `|`, for error messages.
-pub const FILTER_NAMES: &str = "default('x'), trim, lower, upper, digits, phone, sha256, urlencode, html";
+pub const FILTER_NAMES: &str =
+    "default('x'), trim, lower, upper, digits, phone, sha256, urlencode, html, recall('processing/action')";
+
+/// What starts a recall marker: `hookrelay-recall-<hex name>-<hex key>.`,
+/// only characters that URL, form and JSON encoding leave as they are, so
+/// the marker reaches the stored request whole wherever it was rendered.
+pub const RECALL_PREFIX: &str = "hookrelay-recall-";
 
 /// Why a template string does not parse.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -129,6 +138,20 @@ impl Template {
         self.parts.iter().filter_map(|part| match part {
             Part::Field { name, .. } => Some(name.as_str()),
             Part::Literal(_) => None,
+        })
+    }
+
+    /// The actions this template recalls a value of (`recall('p/a')`).
+    pub fn recalls(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().flat_map(|part| match part {
+            Part::Field { filters, .. } => filters
+                .iter()
+                .filter_map(|f| match f {
+                    Filter::Recall(name) => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            Part::Literal(_) => Vec::new(),
         })
     }
 
@@ -231,6 +254,18 @@ fn parse_filter(text: &str) -> Result<Filter, TemplateError> {
         "sha256" => Filter::Sha256,
         "urlencode" => Filter::UrlEncode,
         "html" => Filter::Html,
+        "recall" => {
+            let arg = arg.and_then(unquote).ok_or_else(|| {
+                TemplateError::BadArgument(name.to_string(), "needs the quoted action: recall('processing/action')")
+            })?;
+            if arg.split('/').filter(|p| !p.is_empty()).count() != 2 {
+                return Err(TemplateError::BadArgument(
+                    name.to_string(),
+                    "name the processing and the action: recall('processing/action')",
+                ));
+            }
+            return Ok(Filter::Recall(arg));
+        }
         other => return Err(TemplateError::UnknownFilter(other.to_string())),
     };
     if arg.is_some() {
@@ -261,8 +296,43 @@ impl Filter {
                 .collect(),
             Filter::UrlEncode => url_component(&value),
             Filter::Html => html_text(&value),
+            Filter::Recall(_) if value.is_empty() => value,
+            Filter::Recall(name) => recall_marker(name, &value),
         }
     }
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<String> {
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The marker `recall(name)` renders `key` as.
+pub fn recall_marker(name: &str, key: &str) -> String {
+    format!("{RECALL_PREFIX}{}-{}.", hex(name), hex(key))
+}
+
+/// Every recall marker in `text`: the marker, the action's name and the key.
+pub fn recall_markers(text: &str) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(RECALL_PREFIX) {
+        rest = &rest[at + RECALL_PREFIX.len()..];
+        let Some(end) = rest.find('.') else { break };
+        let inner = &rest[..end];
+        if let Some((name, key)) = inner.split_once('-').and_then(|(n, k)| Some((unhex(n)?, unhex(k)?))) {
+            found.push((format!("{RECALL_PREFIX}{inner}."), name, key));
+        }
+        rest = &rest[end..];
+    }
+    found
 }
 
 /// Text for a Telegram message sent with `parse_mode = "HTML"`: the three
@@ -358,6 +428,31 @@ pub fn holds_macro(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `recall` renders a marker that survives every escape and is read
+    /// back whole; it must name the processing and the action.
+    #[test]
+    fn recall_marks_what_goes_in_later() {
+        let t = Template::parse("{{appointment_id | recall('bookings/lead')}}").unwrap();
+        assert_eq!(t.recalls().collect::<Vec<_>>(), ["bookings/lead"]);
+        let text = t.render(|_| Some("A 1/é"), Escape::None).text;
+        for escape in [Escape::Url, Escape::Json] {
+            assert_eq!(t.render(|_| Some("A 1/é"), escape).text, text, "{escape:?}");
+        }
+        let found = recall_markers(&format!("{{\"id\":\"{text}\",\"x\":\"abc.\"}}"));
+        assert_eq!(
+            found,
+            [(text.clone(), "bookings/lead".to_string(), "A 1/é".to_string())]
+        );
+        assert_eq!(
+            t.render(|_| Some(""), Escape::None).text,
+            "",
+            "an empty key stays empty (missing)"
+        );
+        for bad in ["{{a | recall}}", "{{a | recall('lead')}}", "{{a | recall(lead/x)}}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+    }
     use std::collections::HashMap;
 
     fn render(source: &str, fields: &[(&str, &str)], escape: Escape) -> Rendered {

@@ -119,12 +119,26 @@ fn confirm(url: &str) -> Result<bool, Failure> {
 
 /// The request a delivery sends, secrets masked, indented under its action.
 pub fn print_request(delivery: &DeliveryRequest) {
-    println!("  {} {}", delivery.method, redact::url_text(&delivery.url));
+    println!(
+        "  {} {}",
+        delivery.method,
+        recalls_shown(&redact::url_text(&delivery.url))
+    );
     for (name, value) in &delivery.headers {
         println!("  {name}: {}", redact::header(name, value));
     }
     if let Some(body) = &delivery.body {
         println!();
-        println!("  {}", String::from_utf8_lossy(body));
+        println!("  {}", recalls_shown(&String::from_utf8_lossy(body)));
     }
+}
+
+/// `text` with each recall marker shown as what it stands for,
+/// `<recall bookings/lead for A1>`: filled in when the request goes out.
+fn recalls_shown(text: &str) -> String {
+    crate::template::recall_markers(text)
+        .into_iter()
+        .fold(text.to_string(), |shown, (marker, name, key)| {
+            shown.replace(&marker, &format!("<recall {name} for {key}>"))
+        })
 }

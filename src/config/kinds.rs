@@ -50,7 +50,7 @@ impl Kind {
             Kind::Telegram(t) => vec![&t.text],
             Kind::Bitrix24(b) => {
                 let mut all = Vec::new();
-                for (_, shape) in &b.fields {
+                for (_, shape) in b.fields.iter().chain(&b.params) {
                     shape.collect(&mut all);
                 }
                 all
@@ -167,6 +167,8 @@ pub struct Bitrix24 {
     pub method: String,
     /// The `fields` table, in file order.
     pub fields: Vec<(String, Shape)>,
+    /// Parameters beside `fields` (`id` for `crm.lead.update`), in file order.
+    pub params: Vec<(String, Shape)>,
     /// Sent as nested form keys (`fields[PHONE][0][VALUE]=…`) instead of JSON.
     pub form: bool,
 }

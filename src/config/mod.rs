@@ -336,6 +336,17 @@ pub struct Action {
     pub on_missing: OnMissing,
     /// What it sends: its own templates, or a platform's request.
     pub kind: kinds::Kind,
+    /// `remember`: the result an accepted answer keeps is remembered under
+    /// this key (rendered per event), for a later event's `recall`.
+    pub remember: Option<Remember>,
+}
+
+/// Where an action remembers what its answers keep.
+#[derive(Debug, Clone)]
+pub struct Remember {
+    /// `processing/action`, as `recall('…')` names it.
+    pub name: String,
+    pub key: Template,
 }
 
 /// `on_missing`: what an action does when a template names a field the
@@ -379,6 +390,7 @@ impl Processing {
             templates.extend(action.headers.iter().map(|(_, t)| t));
             templates.extend(action.body.iter());
             templates.extend(action.kind.templates());
+            templates.extend(action.remember.as_ref().map(|r| &r.key));
         }
         used.extend(templates.into_iter().flat_map(Template::fields));
         used

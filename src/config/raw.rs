@@ -255,6 +255,8 @@ struct RawAction {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     redirect_uri: Option<String>,
+    remember: Option<String>,
+    params: Option<toml::Table>,
 }
 
 /// `[processing.action.accept]`: what counts as taken.

@@ -15,6 +15,7 @@ mod lanes;
 mod lookup;
 pub mod oauth;
 mod pace;
+mod recall;
 pub mod retry;
 mod scheduler;
 pub mod send;
@@ -188,7 +189,7 @@ impl Worker {
                 let _ = self.idle.send(Signal::WorkerIdle(job.due.target));
                 continue;
             }
-            let record = attempt(&self.agent, &job, &self.breakers, &self.tokens);
+            let record = attempt(&self.agent, &job, &self.breakers, (&self.tokens, &self.writer));
             let seconds = record.duration_ms as f64 / 1000.0;
             let job = job.due;
             self.metrics
@@ -244,7 +245,12 @@ const LEASE_MARGIN_MS: i64 = 2_000;
 
 /// Makes one attempt, tells the receiver's breaker, and decides what the
 /// delivery becomes.
-fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::Tokens) -> AttemptRecord {
+fn attempt(
+    agent: &ureq::Agent,
+    job: &Job,
+    breakers: &Breakers,
+    (tokens, writer): (&oauth::Tokens, &Writer),
+) -> AttemptRecord {
     let Job {
         due: job,
         probe,
@@ -253,7 +259,16 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::
     } = job;
     let started_at = now_ms();
     let clock = Instant::now();
-    let (result, request) = send_signed(agent, job, auth.as_ref(), tokens);
+    let (result, request) = match recall::fill(writer, job) {
+        Ok(None) => send_signed(agent, job, auth.as_ref(), tokens),
+        Ok(Some(filled)) => send_signed(agent, &filled, auth.as_ref(), tokens),
+        Err(waiting) => (Err(send::SendError::NotYet(waiting)), job.request.redacted.clone()),
+    };
+    // Held back before it was sent: nothing to tell the receiver's breaker.
+    let reached = !matches!(
+        result,
+        Err(send::SendError::NotYet(_) | send::SendError::Unauthorized(_))
+    );
     let duration_ms = clock.elapsed().as_millis() as i64;
     let d = &job.request;
     let (verdict, http_status, response_body, error, judged) = match result {
@@ -287,6 +302,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::
         }
         Err(send::SendError::Invalid(error)) => (Verdict::Fail, None, None, Some(Said::InvalidRequest { error }), None),
         Err(send::SendError::Unauthorized(said)) => (Verdict::Fail, None, None, Some(said), None),
+        Err(send::SendError::NotYet(said)) => (Verdict::Retry { retry_after: None }, None, None, Some(said), None),
         Err(send::SendError::Network(error)) => (
             Verdict::Retry { retry_after: None },
             None,
@@ -311,6 +327,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::
     // A request that was never sent (it cannot be built) says nothing
     // about the receiver.
     let answer = match (&verdict, http_status, &error) {
+        _ if !reached => None,
         (Verdict::Retry { .. }, _, _) => Some(Answer::Failed(said.clone())),
         (_, None, Some(_)) => None,
         (Verdict::Fail, Some(_), _) => Some(Answer::Refused(said.clone())),
@@ -376,6 +393,17 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::
         error: Box::new(said),
         attempt: number,
     });
+    // What the answer kept, remembered for a later event's `recall`.
+    let remember = match (&outcome, judged.as_ref().and_then(|j| j.kept()), &d.rules.remember) {
+        (Outcome::Delivered, Some(kept), Some((name, key))) => {
+            let value = match kept {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            Some((name.clone(), key.clone(), value))
+        }
+        _ => None,
+    };
     AttemptRecord {
         delivery_id: job.id,
         started_at,
@@ -388,6 +416,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, breakers: &Breakers, tokens: &oauth::
         outcome,
         failure_notice,
         receiver,
+        remember,
     }
 }
 

@@ -46,6 +46,10 @@ pub enum SendError {
     /// tokens, or a refresh token refused); permanent until it is.
     #[error("{0}")]
     Unauthorized(crate::model::said::Said),
+    /// Not sent yet: it recalls a value an earlier event has not yet
+    /// produced; tried again later (see `deliver::recall`).
+    #[error("{0}")]
+    NotYet(crate::model::said::Said),
 }
 
 /// The agent every worker shares: one connection pool, keep-alive, no

@@ -351,6 +351,9 @@ pub struct AttemptRecord {
     /// The receiver's breaker after this attempt, to keep; none for
     /// attempts made outside the daemon's scheduler.
     pub receiver: Option<ReceiverState>,
+    /// What an accepted answer kept, to remember for a later event's
+    /// `recall`: the action's `processing/action`, the key, the value.
+    pub remember: Option<(String, String, String)>,
 }
 
 /// What is kept of a receiver between restarts: its circuit breaker and

@@ -31,6 +31,10 @@ pub struct ResponseRules {
     /// lead id, `result`): shown with the attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep: Option<String>,
+    /// Where the kept value is remembered, for a later event's `recall`:
+    /// the action's `processing/action` and this event's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remember: Option<(String, String)>,
 }
 
 /// When an answer that is not accepted gets a platform's explanation.

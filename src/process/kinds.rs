@@ -35,8 +35,9 @@ pub fn body(kind: &Kind, take: &mut dyn FnMut(&Template) -> String) -> Vec<u8> {
         Kind::Telegram(t) => telegram(t, take),
         Kind::Bitrix24(b) if b.form => bitrix_form(b, take),
         Kind::Bitrix24(b) => {
-            let fields = table(&b.fields, take);
-            json!({ "fields": fields }).to_string().into_bytes()
+            let mut call = table(&b.params, take);
+            call["fields"] = table(&b.fields, take);
+            call.to_string().into_bytes()
         }
         Kind::AmoCrm(a) => amocrm(a, take),
     }
@@ -253,6 +254,9 @@ fn value(shape: &Shape, take: &mut dyn FnMut(&Template) -> String) -> Value {
 /// reads into arrays, as Bitrix24's REST takes them.
 fn bitrix_form(b: &Bitrix24, take: &mut dyn FnMut(&Template) -> String) -> Vec<u8> {
     let mut pairs = Vec::new();
+    for (name, shape) in &b.params {
+        flatten(name, shape, take, &mut pairs);
+    }
     for (name, shape) in &b.fields {
         flatten(&format!("fields[{name}]"), shape, take, &mut pairs);
     }

@@ -123,6 +123,11 @@ pub fn delivery(
     });
     let warnings = missing.chain(cleaned).collect();
     let r = rendered.request;
+    let mut rules = action.rules.clone();
+    rules.remember = action.remember.as_ref().and_then(|remember| {
+        let key = remember.key.render(|name| extracted.usable(name), Escape::None).text;
+        (!key.is_empty()).then(|| (remember.name.clone(), key))
+    });
     let delivery = DeliveryRequest {
         action: action.name.clone(),
         method: r.method.as_str().into(),
@@ -130,7 +135,7 @@ pub fn delivery(
         headers: r.headers,
         body: r.body,
         redacted: r.redacted,
-        rules: action.rules.clone(),
+        rules,
         timeout_ms: action.timeout.as_millis() as u64,
         max_attempts: action.retry.attempts,
         first_delay_ms: action.retry.first_delay.as_millis() as u64,

@@ -52,6 +52,7 @@ mod overview;
 mod postgres;
 mod read;
 mod receivers;
+mod remembered;
 mod replay;
 /// Bulk-seeding for the benchmark; not in the daemon's build.
 #[cfg(feature = "bench")]

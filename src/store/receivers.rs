@@ -324,6 +324,7 @@ mod tests {
             outcome,
             failure_notice: None,
             receiver: Some(receiver),
+            remember: None,
         }
     }
 

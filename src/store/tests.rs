@@ -56,6 +56,7 @@ pub(super) fn delivered(id: i64, at: i64) -> AttemptRecord {
         outcome: Outcome::Delivered,
         failure_notice: None,
         receiver: None,
+        remember: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn insert_claim_record_read() {
         outcome,
         failure_notice: None,
         receiver: None,
+        remember: None,
     };
     writer.record(record(&claimed.due[0], Outcome::Delivered, 200)).unwrap();
     writer
@@ -199,6 +201,7 @@ fn attempt_results_survive_a_full_database() {
             outcome: Outcome::Delivered,
             failure_notice: None,
             receiver: None,
+            remember: None,
         })
         .unwrap();
     let reader = Reader::open(&path).unwrap();
@@ -271,6 +274,7 @@ fn migration_fills_in_receivers() {
          DROP TABLE silences;
          DROP TABLE receivers;
          DROP TABLE oauth_tokens;
+         DROP TABLE remembered;
          PRAGMA user_version = 2;",
     )
     .unwrap();

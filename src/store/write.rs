@@ -348,6 +348,9 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
     if let Some(state) = &r.receiver {
         super::receivers::save(conn, state, (&processing, operation_id), now)?;
     }
+    if let Some((name, key, value)) = &r.remember {
+        super::remembered::remember(conn, name, key, value, now)?;
+    }
     conn.execute(
         "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error,
              verdict)

@@ -358,3 +358,63 @@ fn try_renders_each_kind_and_sends_one() {
     assert!(stdout.contains("verdict: answered 200: accepted, result 1"), "{stdout}");
     assert_eq!(telegram.messages()[0].text, "Запись: Анна");
 }
+
+/// The lead a booking made is updated by the paid visit: the booking's
+/// action remembers the lead's id under the appointment, the visit's
+/// recalls it. A visit whose booking's lead is not made yet waits for it,
+/// and goes once it is.
+#[test]
+fn a_later_event_updates_the_lead_an_earlier_one_made() {
+    let fake = Bitrix24::start(1, CODE);
+    let booking = format!(
+        "kind = \"bitrix24\"\nwebhook_url = \"{}\"\nremember = \"{{{{appointment_id}}}}\"\nfields = {{ TITLE = \"Запись {{{{appointment_id}}}}\" }}\n",
+        fake.webhook_url(1, CODE)
+    );
+    let paid = format!(
+        "kind = \"bitrix24\"\nwebhook_url = \"{}\"\nmethod = \"crm.lead.update\"\nretry = {{ attempts = 100 }}\n\
+         params = {{ id = \"{{{{appointment_id | recall('bookings/bookings-action')}}}}\" }}\n\
+         fields = {{ STATUS_ID = \"CONVERTED\", OPPORTUNITY = \"{{{{total}}}}\" }}\n",
+        fake.webhook_url(1, CODE)
+    );
+    let relay = start(&format!(
+        "{}\n{}",
+        processing("bookings", &booking),
+        processing("paid", &paid)
+    ));
+    let made = send(&relay, "bookings", "appointment_id=A1");
+    relay.wait_status(made, "delivered");
+    let lead = fake.leads()[0].id;
+    let tried = String::from_utf8(relay.cli(&["try", "paid", "appointment_id=A1", "total=1500"]).stdout).unwrap();
+    assert!(tried.contains("<recall bookings/bookings-action for A1>"), "{tried}");
+
+    let visit = send(&relay, "paid", "appointment_id=A1&total=1500");
+    relay.wait_status(visit, "delivered");
+    let updates = fake.updates();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].id, lead);
+    assert_eq!(updates[0].fields["STATUS_ID"], "CONVERTED");
+
+    // The visit first, its booking after: the visit waits for the lead.
+    let early = send(&relay, "paid", "appointment_id=A2&total=900");
+    assert!(
+        wait_until(|| relay.show(early)["deliveries"][0]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())),
+        "the visit was not tried"
+    );
+    let waiting = relay.show(early);
+    let error = waiting["deliveries"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("not sent yet: it needs what `bookings/bookings-action` keeps for `A2`"),
+        "{error}"
+    );
+    let second = send(&relay, "bookings", "appointment_id=A2");
+    relay.wait_status(second, "delivered");
+    relay.wait_status(early, "delivered");
+    let updates = fake.updates();
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[1].id, fake.leads()[1].id);
+}

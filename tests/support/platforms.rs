@@ -278,6 +278,8 @@ pub struct Lead {
 struct PortalState {
     path: String,
     leads: Vec<Lead>,
+    /// `crm.lead.update` calls taken: the lead's id and the fields.
+    updates: Vec<Lead>,
     /// The leaky bucket's level and when it was last drained.
     level: f64,
     drained: Option<Instant>,
@@ -339,6 +341,11 @@ impl Bitrix24 {
         self.state.lock().unwrap().answers.clone()
     }
 
+    /// `crm.lead.update` calls taken so far.
+    pub fn updates(&self) -> Vec<Lead> {
+        self.state.lock().unwrap().updates.clone()
+    }
+
     /// Gives `answer` to the next call, before the portal's own rules.
     pub fn next(&self, answer: Portal) {
         self.state.lock().unwrap().next.push(answer);
@@ -386,15 +393,34 @@ fn portal_answer(state: &mut PortalState, request: &Received) -> (u16, Value) {
             ),
         };
     }
-    let fields = match request.header("content-type") {
-        Some(ct) if ct.contains("json") => serde_json::from_slice::<Value>(&request.body)
-            .ok()
-            .map(|call| call["fields"].clone()),
-        _ => Some(form_fields(&request.body)),
+    let (fields, id) = match request.header("content-type") {
+        Some(ct) if ct.contains("json") => match serde_json::from_slice::<Value>(&request.body) {
+            Ok(call) => (Some(call["fields"].clone()), call.get("id").cloned()),
+            Err(_) => (None, None),
+        },
+        _ => {
+            let id = url::form_urlencoded::parse(&request.body)
+                .find(|(k, _)| k == "id")
+                .map(|(_, v)| Value::String(v.into_owned()));
+            (Some(form_fields(&request.body)), id)
+        }
     };
     let Some(fields) = fields.filter(Value::is_object) else {
         return bitrix_error(400, "INVALID_ARG_VALUE", "Parameter 'fields' is required");
     };
+    if method == "crm.lead.update" {
+        let id = id.and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+        let Some(id) = id.filter(|id| state.leads.iter().any(|l| l.id == *id)) else {
+            return bitrix_error(400, "", "Not found");
+        };
+        state.updates.push(Lead {
+            id,
+            method,
+            fields,
+            at: now,
+        });
+        return (200, json!({"result": true, "time": {"start": 0, "finish": 0}}));
+    }
     if fields["TITLE"].as_str().is_none_or(str::is_empty) {
         return bitrix_error(400, "", "Не заполнено обязательное поле \"Название лида\"");
     }

@@ -172,6 +172,7 @@ impl RawConfig {
             }
             processings.push(processing);
         }
+        kinds::check_recalls(&processings)?;
         if processings.is_empty() {
             // A truncated file must not reload as "serve nothing".
             return Err("no [[processing]] is configured: every webhook would get 404".into());
@@ -399,6 +400,9 @@ impl RawProcessing {
                     oauth.processing = self.name.clone();
                 }
             }
+            if let Some(remember) = &mut action.remember {
+                remember.name = format!("{}/{}", self.name, action.name);
+            }
             actions.push(action);
         }
         Ok(Processing {
@@ -489,6 +493,17 @@ impl RawAction {
             Some("send_empty") => OnMissing::SendEmpty,
             Some(other) => return Err(format!("on_missing: `{other}` is not one of fail, send_empty")),
         };
+        // The processing's name is filled in by the processing.
+        let remember = self
+            .remember
+            .as_deref()
+            .map(|source| {
+                Ok::<_, String>(Remember {
+                    name: self.name.clone(),
+                    key: parse_template("remember", source, source)?,
+                })
+            })
+            .transpose()?;
         Ok(Action {
             name: self.name,
             method: built.method,
@@ -499,6 +514,7 @@ impl RawAction {
             content_type: built.content_type,
             rules: built.rules,
             kind: built.kind,
+            remember,
             timeout,
             retry,
             max_age,

@@ -139,6 +139,9 @@ pub enum Said {
     Network { error: String },
     /// The request could not be built.
     InvalidRequest { error: String },
+    /// Not sent yet: it recalls what an earlier event's action keeps
+    /// (`recall`), and that is not known yet.
+    Recalling { name: String, key: String },
     /// The delivery's `max_age` passed before it could be sent.
     Expired,
     /// Cancelled by hand while it waited.
@@ -229,6 +232,7 @@ impl Said {
         "answer",
         "network",
         "invalid_request",
+        "recalling",
         "expired",
         "cancelled",
         "delivery_failed",
@@ -333,6 +337,10 @@ impl Said {
             } => format!("{verdict}; {note}"),
             Said::Network { error } => error.clone(),
             Said::InvalidRequest { error } => format!("invalid request: {error}"),
+            Said::Recalling { name, key } => format!(
+                "not sent yet: it needs what `{name}` keeps for `{key}` (an earlier event's answer, a lead's id), \
+                 which is not known yet; tried again later"
+            ),
             Said::Expired => "expired: max_age passed before it could be sent; it will not be sent".into(),
             Said::Cancelled { by } => format!("cancelled by {by}"),
             Said::DeliveryFailed { action, error, attempt } => {
@@ -430,6 +438,7 @@ impl Said {
             Said::Answer { .. } => "answer",
             Said::Network { .. } => "network",
             Said::InvalidRequest { .. } => "invalid_request",
+            Said::Recalling { .. } => "recalling",
             Said::Expired => "expired",
             Said::Cancelled { .. } => "cancelled",
             Said::DeliveryFailed { .. } => "delivery_failed",

@@ -65,6 +65,10 @@ impl Said {
             } => format!("{}; {}", verdict.russian(), note.russian()),
             Said::Network { error } => format!("нет ответа: {error}"),
             Said::InvalidRequest { error } => format!("запрос не собрать: {error}"),
+            Said::Recalling { name, key } => format!(
+                "пока не отправлено: нужно то, что `{name}` сохранило для `{key}` (ответ на более раннее событие, \
+                 номер лида), а этого ещё нет; повтор позже"
+            ),
             Said::Expired => "просрочена: max_age истёк раньше, чем её удалось отправить; отправлена не будет".into(),
             Said::Cancelled { by } => format!("отменена: {by}"),
             Said::DeliveryFailed { action, error, attempt } => {

@@ -83,6 +83,10 @@ fn samples() -> Vec<Said> {
         Said::InvalidRequest {
             error: "bad header".into(),
         },
+        Said::Recalling {
+            name: "bookings/lead".into(),
+            key: "A1".into(),
+        },
         Said::Expired,
         Said::Cancelled {
             by: "command line (root)".into(),

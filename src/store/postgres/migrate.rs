@@ -150,6 +150,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("refreshing_until", Int),
         ],
     ),
+    (
+        "remembered",
+        &[("name", Text), ("key", Text), ("value", Text), ("at", Int)],
+    ),
 ];
 
 /// The tables whose ids PostgreSQL numbers: their sequences continue past

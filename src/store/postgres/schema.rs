@@ -201,6 +201,16 @@ const MIGRATIONS: &[&str] = &[
         refreshing_until BIGINT
     );
     "#,
+    // 6: SQLite's version 16: what answers kept, for `recall` (store/remembered.rs).
+    r#"
+    CREATE TABLE remembered (
+        name  TEXT   NOT NULL,
+        key   TEXT   NOT NULL,
+        value TEXT   NOT NULL,
+        at    BIGINT NOT NULL,
+        PRIMARY KEY (name, key)
+    );
+    "#,
 ];
 
 /// The version this build writes and reads.

@@ -546,6 +546,23 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 16: what actions' answers kept (a Bitrix24 lead's id), by the
+    //     action's `processing/action` and the event's `remember` key, for
+    //     a later event's `recall` (store/remembered.rs).
+    Migration {
+        sql: r#"
+    CREATE TABLE remembered (
+        name  TEXT    NOT NULL,
+        key   TEXT    NOT NULL,
+        value TEXT    NOT NULL,
+        at    INTEGER NOT NULL,
+        PRIMARY KEY (name, key)
+    ) WITHOUT ROWID;
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];
 
 /// SQLite's `auto_vacuum` value for INCREMENTAL.

@@ -52,6 +52,8 @@ const OWNED: &[(&str, &[&str])] = &[
     ("client_id", &["amocrm"]),
     ("client_secret", &["amocrm"]),
     ("redirect_uri", &["amocrm"]),
+    ("remember", &["telegram", "bitrix24", "amocrm"]),
+    ("params", &["bitrix24"]),
 ];
 
 /// Refuses a key another kind owns, naming the key and the kind it belongs to.
@@ -85,6 +87,8 @@ pub(super) fn only_for(kind: &str, raw: &RawAction) -> Result<(), String> {
         "client_id" => raw.client_id.is_some(),
         "client_secret" => raw.client_secret.is_some(),
         "redirect_uri" => raw.redirect_uri.is_some(),
+        "remember" => raw.remember.is_some(),
+        "params" => raw.params.is_some(),
         _ => false,
     };
     for (key, kinds) in OWNED {
@@ -206,6 +210,7 @@ fn telegram_rules() -> ResponseRules {
             },
         ],
         keep: Some("result.message_id".into()),
+        remember: None,
     }
 }
 
@@ -234,6 +239,18 @@ pub(super) fn bitrix24(raw: &mut RawAction) -> Result<Built, String> {
         .into_iter()
         .map(|(name, value)| Ok((name.clone(), Shape::from_toml(&format!("fields.{name}"), value)?)))
         .collect::<Result<Vec<_>, String>>()?;
+    let params = raw
+        .params
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            if name == "fields" {
+                return Err("params.fields: the fields go in `fields`".to_string());
+            }
+            Ok((name.clone(), Shape::from_toml(&format!("params.{name}"), value)?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(Built {
         method: Method::Post,
         url: Template::literal(&format!("{webhook}{method}.json")),
@@ -242,7 +259,12 @@ pub(super) fn bitrix24(raw: &mut RawAction) -> Result<Built, String> {
         body: None,
         content_type: None,
         rules: bitrix_rules(),
-        kind: Kind::Bitrix24(Bitrix24 { method, fields, form }),
+        kind: Kind::Bitrix24(Bitrix24 {
+            method,
+            fields,
+            params,
+            form,
+        }),
     })
 }
 
@@ -302,6 +324,7 @@ fn bitrix_rules() -> ResponseRules {
             note(Vec::new(), error(&[]), About::BitrixSaid),
         ],
         keep: Some("result".into()),
+        remember: None,
     }
 }
 
@@ -529,7 +552,37 @@ fn amocrm_rules() -> ResponseRules {
             ),
         ],
         keep: Some("0.id".into()),
+        remember: None,
     }
+}
+
+/// Every `recall('processing/action')` names an action that remembers
+/// what its answers keep (`remember`).
+pub(super) fn check_recalls(processings: &[Processing]) -> Result<(), String> {
+    let remembering: HashSet<&str> = processings
+        .iter()
+        .flat_map(|p| &p.actions)
+        .filter_map(|a| a.remember.as_ref().map(|r| r.name.as_str()))
+        .collect();
+    for p in processings {
+        for action in &p.actions {
+            let mut templates: Vec<&Template> = vec![&action.url];
+            templates.extend(action.query.iter().map(|(_, t)| t));
+            templates.extend(action.headers.iter().map(|(_, t)| t));
+            templates.extend(action.body.iter());
+            templates.extend(action.kind.templates());
+            for name in templates.into_iter().flat_map(Template::recalls) {
+                if !remembering.contains(name) {
+                    return Err(format!(
+                        "processing `{}`: action `{}`: recall('{name}'): no such action remembers a result \
+                         (set remember = \"{{{{a field}}}}\" on it: a telegram, bitrix24 or amocrm action)",
+                        p.name, action.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl RawAction {
