@@ -19,6 +19,7 @@ mod recall;
 pub mod retry;
 mod scheduler;
 pub mod send;
+mod turns;
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::platforms::{Account, AmoCrm};
+use crate::support::amocrm::{Account, AmoCrm};
 use crate::support::{config_text, get, wait_until, Relay, TOKEN};
 
 const ACCESS: &str = "long-lived-s3cr3t-token";

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::platforms::{Account, AmoCrm};
+use crate::support::amocrm::{Account, AmoCrm};
 use crate::support::{config_text, get, wait_until, Relay, TOKEN};
 
 const SECRET: &str = "client-s3cr3t-value";

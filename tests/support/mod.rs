@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod amocrm;
 pub mod browser;
 pub mod pg_cluster;
 pub mod platforms;

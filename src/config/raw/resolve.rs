@@ -15,6 +15,7 @@ use crate::config::*;
 use crate::redact;
 use crate::template::{Escape, Template, TemplateError};
 
+mod amocrm;
 mod console;
 mod kinds;
 mod notify;
@@ -469,7 +470,7 @@ impl RawAction {
             }
             "telegram" => kinds::telegram(&mut self)?,
             "bitrix24" => kinds::bitrix24(&mut self)?,
-            "amocrm" => kinds::amocrm(&mut self)?,
+            "amocrm" => amocrm::amocrm(&mut self)?,
             other => {
                 return Err(format!(
                     "kind: `{other}` is not one of http, telegram, bitrix24, amocrm"
