@@ -418,3 +418,45 @@ fn a_later_event_updates_the_lead_an_earlier_one_made() {
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[1].id, fake.leads()[1].id);
 }
+
+/// The rest of Telegram's refusals: a token that is not the bot's (401),
+/// a chat the bot does not know (400 chat not found) and HTML Telegram
+/// cannot parse (an unclosed tag written in the template): each fails at
+/// once in Telegram's words, the token one saying what to do.
+#[test]
+fn telegram_wrong_token_unknown_chat_and_bad_html_fail_at_once() {
+    let fake = Telegram::start(BOT, &[("555", Chat::Open)]);
+    let wrong = telegram_action(&fake, "555", "x").replace(BOT, "123456:AAEotherS3cr3tZZZZZZZZZZ");
+    let relay = start(&format!(
+        "{}\n{}\n{}",
+        processing("wrong", &wrong),
+        processing("unknown", &telegram_action(&fake, "999", "x")),
+        processing(
+            "html",
+            &telegram_action(&fake, "555", "<b>Запись {{client_name | html}}")
+        ),
+    ));
+    let error = |name: &str| {
+        let op = relay.wait_status(send(&relay, name, "client_name=a"), "failed");
+        assert_eq!(attempts(&op).len(), 1, "{name} is not retried");
+        op["deliveries"][0]["last_error"].as_str().unwrap().to_string()
+    };
+    let wrong = error("wrong");
+    assert!(
+        wrong.contains("Telegram knows no bot by this bot_token (401): Unauthorized"),
+        "{wrong}"
+    );
+    assert!(wrong.contains("@BotFather"), "{wrong}");
+    let unknown = error("unknown");
+    assert!(
+        unknown.contains("Telegram refused it: Bad Request: chat not found"),
+        "{unknown}"
+    );
+    let html = error("html");
+    assert!(
+        html.contains("Telegram refused it: Bad Request: can't parse entities"),
+        "{html}"
+    );
+    assert!(fake.messages().is_empty());
+    assert!(!relay.log_text().contains("S3cr3t"), "the token leaked");
+}
