@@ -133,3 +133,54 @@ fn a_kill_after_a_refresh_loses_neither_the_tokens_nor_the_lead() {
     assert_eq!(reused, 0, "the restarted daemon never presented a spent refresh token");
     assert!(refreshes >= 1);
 }
+
+/// A config whose account is not paced (`[[receiver]] rate = "1000/s"`),
+/// so leads go to amoCRM at once from every worker.
+fn unpaced(fake: &AmoCrm) -> String {
+    let processing = format!(
+        "[[processing]]\nname = \"salon\"\ntoken = \"salon-{TOKEN}\"\n\n[[processing.action]]\nname = \"amo\"\n\
+         kind = \"amocrm\"\napi_url = \"{0}\"\nclient_id = \"cid-1\"\nclient_secret = \"{SECRET}\"\nredirect_uri = \"{REDIRECT}\"\n\
+         contact = {{ name = \"{{{{client_name}}}}\" }}\nlead = {{ name = \"x\", status_id = 142 }}\n\n\
+         [[receiver]]\nurl = \"{0}\"\nrate = \"1000/s\"\nconcurrency = 8\n",
+        fake.api_url()
+    );
+    config_text(&processing).replace("workers = 4", "workers = 8")
+}
+
+/// Leads sent at once by every worker, of one daemon and then (on
+/// PostgreSQL) of two sharing the database, all want the token while it
+/// is due for a refresh: it is refreshed once, and no refresh token is
+/// presented twice.
+#[test]
+fn many_workers_and_two_instances_refresh_once() {
+    let fake = AmoCrm::start_oauth("cid-1", SECRET, REDIRECT, "code-1", Duration::from_secs(6));
+    fake.unlimited();
+    fake.slow_refresh(Duration::from_millis(500));
+    let text = unpaced(&fake);
+    let first = Relay::start_in(tempfile::tempdir().unwrap(), &text);
+    let second = crate::support::on_postgres().then(|| Relay::start_in(tempfile::tempdir().unwrap(), &text));
+    let signed = first.cli(&["amocrm", "authorize", "salon", "amo", "code-1"]);
+    assert!(signed.status.success(), "{}", stdout(&signed));
+    let signed_at = Instant::now();
+    while signed_at.elapsed() < Duration::from_millis(3300) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let relays: Vec<&Relay> = std::iter::once(&first).chain(second.as_ref()).collect();
+    let ids: Vec<(usize, i64)> = (0..12)
+        .map(|i| {
+            let which = i % relays.len();
+            let (status, id, body) = get(&relays[which].url(&format!("/hook/salon-{TOKEN}?client_name=n{i}")));
+            assert_eq!(status, 200, "{body}");
+            (which, id.unwrap())
+        })
+        .collect();
+    for (which, id) in ids {
+        relays[which].wait_status(id, "delivered");
+    }
+    assert_eq!(fake.leads().len(), 12);
+    assert_eq!(
+        fake.refreshes(),
+        (1, 0),
+        "one refresh for all of them; no refresh token presented twice"
+    );
+}

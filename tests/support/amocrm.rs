@@ -50,6 +50,8 @@ struct Sign {
     refreshes: usize,
     /// Refresh tokens presented after they were spent.
     reused: usize,
+    /// How long a refresh takes to answer.
+    slow: Duration,
 }
 
 #[derive(Default)]
@@ -61,6 +63,8 @@ struct AccountState {
     /// Every call: method, path and status.
     calls: Vec<(String, String, u16)>,
     recent: Vec<Instant>,
+    /// Requests a second before 429; none: no limit.
+    limit: Option<usize>,
     next: Vec<Account>,
 }
 
@@ -81,6 +85,7 @@ impl AmoCrm {
         let state = Arc::new(Mutex::new(AccountState {
             token: token.to_string(),
             statuses: statuses.to_vec(),
+            limit: Some(7),
             ..AccountState::default()
         }));
         let shared = Arc::clone(&state);
@@ -146,6 +151,17 @@ impl AmoCrm {
             ..Sign::default()
         });
         fake
+    }
+
+    /// Makes each refresh take `wait` to answer (the new pair is made at
+    /// once): refreshes wanted meanwhile overlap it.
+    pub fn slow_refresh(&self, wait: Duration) {
+        self.state.lock().unwrap().sign.as_mut().unwrap().slow = wait;
+    }
+
+    /// Lifts the 7-a-second limit, for drills that want calls at once.
+    pub fn unlimited(&self) {
+        self.state.lock().unwrap().limit = None;
     }
 
     /// Refreshes so far, and refresh tokens presented after being spent.
@@ -225,12 +241,13 @@ fn account_answer(state: &mut AccountState, request: &Received) -> (u16, Value, 
         let Some(sign) = state.sign.as_mut() else {
             return (404, problem(404, "Not Found", "Not found"), None);
         };
+        let slow = sign.slow;
         let (status, body) = sign_in(sign, &request.body);
-        return (status, body, None);
+        return (status, body, Some(slow));
     }
     state.recent.retain(|at| now - *at < Duration::from_secs(1));
     state.recent.push(now);
-    if state.recent.len() > 7 {
+    if state.limit.is_some_and(|limit| state.recent.len() > limit) {
         return (429, problem(429, "Too Many Requests", "Too many requests"), None);
     }
     let bearer = request
