@@ -94,6 +94,8 @@ pub struct Metrics {
     breaker_open: Family<Receiver, Gauge>,
     breaker_changes: Family<ReceiverChange, Counter>,
     expired: Family<Action, Counter>,
+    /// Mirrors [`crate::store::STATEMENTS`] when encoded.
+    statements: Counter,
     last_delivered_at: AtomicI64,
 }
 
@@ -173,8 +175,15 @@ impl Metrics {
             "Deliveries that expired unsent because their max_age passed, by action",
             expired.clone(),
         );
+        let statements = Counter::default();
+        registry.register(
+            "sql_statements",
+            "SQL statements run by this process through the store (not those triggers run)",
+            statements.clone(),
+        );
         Arc::new(Metrics {
             registry,
+            statements,
             received,
             refused,
             attempts,
@@ -301,6 +310,8 @@ impl Metrics {
 
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
+        let now = crate::store::STATEMENTS.load(Ordering::Relaxed);
+        self.statements.inc_by(now.saturating_sub(self.statements.get()));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

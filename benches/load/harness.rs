@@ -274,6 +274,39 @@ impl Process {
             .unwrap_or(0)
     }
 
+    /// The process's CPU time so far (user and system), in µs.
+    pub(super) fn cpu_micros(&self) -> u64 {
+        // SAFETY: sysconf only reads a constant of the system.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                // Fields after the command's `)`: state is the 3rd, utime the 14th.
+                let rest = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let utime: u64 = fields.get(11)?.parse().ok()?;
+                let stime: u64 = fields.get(12)?.parse().ok()?;
+                Some((utime + stime) * 1_000_000 / ticks)
+            })
+            .unwrap_or(0)
+    }
+
+    /// `hookrelay_sql_statements_total` from the daemon's /metrics; 0 if
+    /// it cannot be read.
+    pub(super) fn statements(&self) -> u64 {
+        let Some(admin) = self.admin_addr() else { return 0 };
+        ureq::get(&format!("http://{admin}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("hookrelay_sql_statements_total "))
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+            })
+            .map_or(0, |n| n as u64)
+    }
+
     /// The admin listener's address, once the daemon has logged it.
     pub(super) fn admin_addr(&self) -> Option<SocketAddr> {
         const MARKER: &str = "and the web console on ";

@@ -211,7 +211,9 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let relay = tokio::task::block_in_place(|| start_relay(&relay_config(&relay_dir, receiver_addr, true)))?;
     let levels_wal = WalWatch::start(&relay_dir.join("bench.db"));
     let idle_rss = relay.status_kb("VmRSS:");
+    let mut costs = Vec::new();
     for &conns in &opts.levels {
+        let (cpu_before, statements_before) = (relay.cpu_micros(), relay.statements());
         let stats = load(
             relay.addr,
             &format!("/hook/{TOKEN}?{QUERY}&n="),
@@ -242,6 +244,8 @@ async fn run(opts: Opts) -> Result<u64, String> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        // Delivery included: the receiver has them all by now.
+        costs.push(Cost::since(&relay, conns, (cpu_before, statements_before), stats.ok));
         rows.push(Row {
             name: "hookrelay",
             conns,
@@ -283,6 +287,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let relay = tokio::task::block_in_place(|| start_relay(&config))?;
     let backlog_wal = WalWatch::start(&backlog_dir.join("bench.db"));
     let first = counter.load(Ordering::Relaxed);
+    let held_before = (relay.cpu_micros(), relay.statements());
     let stored = load(
         relay.addr,
         &format!("/hook/{TOKEN}?{QUERY}&n="),
@@ -292,6 +297,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
     )
     .await;
     failed += stored.failed;
+    let held = Cost::since(&relay, 32, held_before, stored.ok);
     let last = counter.load(Ordering::Relaxed);
     let replay_started = tokio::task::block_in_place(|| enable_and_replay(&relay, &config))?;
     let replay_took = replay_started.elapsed();
@@ -399,6 +405,10 @@ async fn run(opts: Opts) -> Result<u64, String> {
     if peer_missing(&rows) {
         println!("(webhook not installed: apt-get install webhook)");
     }
+    for cost in &costs {
+        cost.print("delivering");
+    }
+    held.print("held");
     println!();
     println!(
         "backlog: {} operations stored at {:.0}/s; replay queued them in {:.1} s; drained in {:.2} s = {:.0} deliveries/s",
@@ -514,4 +524,31 @@ async fn run(opts: Opts) -> Result<u64, String> {
         + usize::from(archive.is_some());
     println!("load: {} passed, {failed_runs} failed", runs - failed_runs);
     Ok(failed)
+}
+/// What acknowledging webhooks cost the daemon over one run: process CPU
+/// time and SQL statements (`hookrelay_sql_statements_total`), each per
+/// acknowledged webhook.
+struct Cost {
+    conns: usize,
+    cpu_per_ack_us: f64,
+    statements_per_ack: f64,
+}
+
+impl Cost {
+    /// From the readings `before` (CPU µs, statements) to now, over `acks`.
+    fn since(relay: &Process, conns: usize, before: (u64, u64), acks: u64) -> Cost {
+        let acks = acks.max(1) as f64;
+        Cost {
+            conns,
+            cpu_per_ack_us: relay.cpu_micros().saturating_sub(before.0) as f64 / acks,
+            statements_per_ack: relay.statements().saturating_sub(before.1) as f64 / acks,
+        }
+    }
+
+    fn print(&self, how: &str) {
+        println!(
+            "{:>4} conns, {how}: {:.1} µs CPU and {:.2} SQL statements per acknowledged webhook",
+            self.conns, self.cpu_per_ack_us, self.statements_per_ack
+        );
+    }
 }

@@ -15,6 +15,16 @@ use rusqlite::Connection;
 use super::StoreError;
 use crate::model::said::Said;
 
+/// SQL statements run through any [`Db`] of this process (those its
+/// triggers run are SQLite's, not counted): `/metrics`
+/// `hookrelay_sql_statements_total`, so that the benchmark can say how
+/// many statements a webhook costs.
+pub static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counted() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Which engine a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -169,6 +179,7 @@ impl Db {
 
     /// Runs one statement; how many rows it changed.
     pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        counted();
         match self {
             Db::Sqlite(conn) => Ok(conn
                 .prepare_cached(sql)?
@@ -187,6 +198,7 @@ impl Db {
         params: &[&dyn Param],
         mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        counted();
         match self {
             Db::Sqlite(conn) => {
                 let mut statement = conn.prepare_cached(sql)?;
@@ -215,6 +227,7 @@ impl Db {
         params: &[&dyn Param],
         mut each: impl FnMut(&Row<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        counted();
         match self {
             Db::Sqlite(conn) => {
                 let mut statement = conn.prepare(sql)?;
@@ -289,6 +302,7 @@ impl Db {
 
     /// Runs statements without parameters or results (BEGIN, SAVEPOINT, DDL).
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        counted();
         match self {
             Db::Sqlite(conn) => {
                 // Cached: the writer runs its savepoint statements per job.

@@ -72,7 +72,7 @@ pub use crate::model::location::Location;
 use crate::model::{Channel, DeliveryRequest};
 use db::{Db, Pg};
 
-pub use db::LEASE_MS;
+pub use db::{LEASE_MS, STATEMENTS};
 pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};
 pub use history::{Chip, Failing, HistoryFilter};

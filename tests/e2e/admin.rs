@@ -67,6 +67,14 @@ fn metrics_parse_and_change_as_webhooks_arrive() {
         2.0
     );
     assert_eq!(sample(&after, "hookrelay_queue_depth", &[]), 0.0);
+    // Storing, claiming and recording ran statements: the count grew.
+    let statements = |m: &[crate::support::Sample]| sample(m, "hookrelay_sql_statements_total", &[]);
+    assert!(
+        statements(&after) > statements(&before),
+        "{} -> {}",
+        statements(&before),
+        statements(&after)
+    );
 }
 
 /// With admin_token set, requests need the bearer token.
