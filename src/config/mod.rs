@@ -384,16 +384,23 @@ impl Processing {
         let mut used: std::collections::BTreeSet<&str> = self.require.iter().map(String::as_str).collect();
         used.extend(self.when.iter().map(|(field, _)| field.as_str()));
         let mut templates: Vec<&Template> = self.dedupe.iter().collect();
-        for action in &self.actions {
-            templates.push(&action.url);
-            templates.extend(action.query.iter().map(|(_, t)| t));
-            templates.extend(action.headers.iter().map(|(_, t)| t));
-            templates.extend(action.body.iter());
-            templates.extend(action.kind.templates());
-            templates.extend(action.remember.as_ref().map(|r| &r.key));
-        }
+        templates.extend(self.actions.iter().flat_map(Action::templates));
         used.extend(templates.into_iter().flat_map(Template::fields));
         used
+    }
+}
+
+impl Action {
+    /// Every template the action renders: its URL, query, headers and
+    /// body, its kind's, and its `remember` key.
+    pub fn templates(&self) -> Vec<&Template> {
+        let mut templates = vec![&self.url];
+        templates.extend(self.query.iter().map(|(_, t)| t));
+        templates.extend(self.headers.iter().map(|(_, t)| t));
+        templates.extend(self.body.iter());
+        templates.extend(self.kind.templates());
+        templates.extend(self.remember.as_ref().map(|r| &r.key));
+        templates
     }
 }
 
@@ -487,7 +494,10 @@ impl Config {
             .iter()
             .flat_map(|p| &p.actions)
             .filter_map(|a| a.kind.oauth())
-            .find(|oauth| url.starts_with(&format!("{}/", oauth.base)))
+            .find(|oauth| {
+                url.strip_prefix(oauth.base.as_str())
+                    .is_some_and(|path| path.starts_with('/'))
+            })
     }
 
     /// [`Config::lapsing_tokens`], one line each, for `check` and the log.

@@ -79,19 +79,10 @@ mod tests {
 
     fn request(url: &str, body: &str) -> DeliveryRequest {
         DeliveryRequest {
-            action: "a".into(),
             method: "POST".into(),
             url: url.into(),
-            headers: Vec::new(),
             body: Some(body.as_bytes().to_vec()),
-            redacted: String::new(),
-            rules: Default::default(),
-            timeout_ms: 1000,
-            max_attempts: 1,
-            first_delay_ms: 1,
-            max_delay_ms: 1,
-            expires_at: None,
-            refused: None,
+            ..DeliveryRequest::sample("a")
         }
     }
 

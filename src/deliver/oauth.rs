@@ -120,11 +120,19 @@ pub fn exchange(agent: &ureq::Agent, oauth: &OAuth, grant: Grant) -> Exchanged {
     }
 }
 
-/// The access tokens this daemon's workers use, one refresh at a time.
+/// The access tokens this daemon's workers use, one refresh at a time:
+/// each integration's pair is kept here behind its own lock, and read from
+/// the database only when it is due for a refresh or amoCRM refused it
+/// (another instance, or `authorize`, may have put a newer one there).
 pub struct Tokens {
     writer: Writer,
     agent: ureq::Agent,
-    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    pairs: Mutex<HashMap<String, Arc<Mutex<Option<TokenPair>>>>>,
+}
+
+/// Whether `pair` is in the part of its life where it is refreshed.
+fn due(pair: &TokenPair, now: i64) -> bool {
+    pair.expires_at - now <= AHEAD_MS.min((pair.expires_at - pair.obtained_at) / 2)
 }
 
 impl Tokens {
@@ -132,20 +140,24 @@ impl Tokens {
         Tokens {
             writer,
             agent,
-            locks: Mutex::new(HashMap::new()),
+            pairs: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock_of(&self, integration: &str) -> Arc<Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(locks.entry(integration.to_string()).or_default())
+    fn slot_of(&self, integration: &str) -> Arc<Mutex<Option<TokenPair>>> {
+        let mut pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(pairs.entry(integration.to_string()).or_default())
     }
 
     /// An access token to send now. `refused`: one amoCRM just answered
     /// 401 to, so a newer one is needed whatever its expiry says.
     pub fn bearer(&self, oauth: &OAuth, refused: Option<&str>) -> Result<String, NoToken> {
-        let lock = self.lock_of(&oauth.integration);
-        let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = self.slot_of(&oauth.integration);
+        let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let usable = |pair: &TokenPair| refused.is_none_or(|r| r != pair.access) && !due(pair, now_ms());
+        if let Some(pair) = held.as_ref().filter(|p| usable(p)) {
+            return Ok(pair.access.clone());
+        }
         let authorize = |why: &str| {
             NoToken::Authorize(Said::Authorize {
                 processing: oauth.processing.clone(),
@@ -153,31 +165,56 @@ impl Tokens {
                 why: why.to_string(),
             })
         };
-        let kept = self
-            .kept(oauth)?
-            .ok_or_else(|| authorize("no tokens yet: it was never authorized"))?;
-        let now = now_ms();
-        let ahead = AHEAD_MS.min((kept.expires_at - kept.obtained_at) / 2);
-        let stale = refused.is_some_and(|r| r == kept.access) || kept.expires_at - now <= ahead;
-        if !stale {
-            return Ok(kept.access);
+        let Some(kept) = self.kept(oauth)? else {
+            *held = None;
+            return Err(authorize("no tokens yet: it was never authorized"));
+        };
+        if usable(&kept) {
+            let access = kept.access.clone();
+            *held = Some(kept);
+            return Ok(access);
         }
+        let now = now_ms();
         let leased = self
             .writer
             .lease_token(oauth.integration.clone(), kept.refresh.clone(), now, now + LEASE_MS)
             .map_err(|e| NoToken::Later(format!("cannot take the token refresh's lease: {e}")))?;
-        if !leased {
-            return self.await_other(oauth, &kept);
+        let fresh = if leased {
+            self.refresh(oauth, &kept, authorize)
+        } else {
+            self.await_other(oauth, &kept)
+        };
+        match fresh {
+            Ok(pair) => {
+                let access = pair.access.clone();
+                *held = Some(pair);
+                Ok(access)
+            }
+            Err(no) => {
+                if matches!(no, NoToken::Authorize(_)) {
+                    *held = None;
+                }
+                Err(no)
+            }
         }
+    }
+
+    /// Spends `kept`'s refresh token under the lease this instance took;
+    /// the new pair is committed before it is returned (before its access
+    /// token is first used).
+    fn refresh(
+        &self,
+        oauth: &OAuth,
+        kept: &TokenPair,
+        authorize: impl Fn(&str) -> NoToken,
+    ) -> Result<TokenPair, NoToken> {
         match exchange(&self.agent, oauth, Grant::Refresh(&kept.refresh)) {
             Exchanged::Pair(pair) => {
-                let access = pair.access.clone();
-                // Committed before the new access token is first used.
                 self.writer
-                    .save_token(oauth.integration.clone(), pair)
+                    .save_token(oauth.integration.clone(), pair.clone())
                     .map_err(|e| NoToken::Later(format!("cannot keep the refreshed tokens: {e}")))?;
                 log::info!("amoCRM integration {}: access token refreshed", oauth.client_id);
-                Ok(access)
+                Ok(pair)
             }
             Exchanged::Refused(why) => {
                 let _ = self.writer.release_token(oauth.integration.clone());
@@ -198,13 +235,13 @@ impl Tokens {
 
     /// Another instance holds the lease: waits for its new pair, up to
     /// the lease's length.
-    fn await_other(&self, oauth: &OAuth, before: &TokenPair) -> Result<String, NoToken> {
+    fn await_other(&self, oauth: &OAuth, before: &TokenPair) -> Result<TokenPair, NoToken> {
         let deadline = Instant::now() + Duration::from_millis(LEASE_MS as u64);
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
             if let Some(now) = self.kept(oauth)? {
                 if now.refresh != before.refresh {
-                    return Ok(now.access);
+                    return Ok(now);
                 }
             }
         }

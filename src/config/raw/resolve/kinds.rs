@@ -340,12 +340,7 @@ pub(super) fn check_recalls(processings: &[Processing]) -> Result<(), String> {
         .collect();
     for p in processings {
         for action in &p.actions {
-            let mut templates: Vec<&Template> = vec![&action.url];
-            templates.extend(action.query.iter().map(|(_, t)| t));
-            templates.extend(action.headers.iter().map(|(_, t)| t));
-            templates.extend(action.body.iter());
-            templates.extend(action.kind.templates());
-            for name in templates.into_iter().flat_map(Template::recalls) {
+            for name in action.templates().into_iter().flat_map(Template::recalls) {
                 if !remembering.contains(name) {
                     return Err(format!(
                         "processing `{}`: action `{}`: recall('{name}'): no such action remembers a result \
