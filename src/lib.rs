@@ -12,7 +12,8 @@
 //!   deliveries, attempts and their outcomes, response rules and verdicts
 //!   (`response.rs`), what is said as kinds in two languages (`said/`),
 //!   notification kinds, where the data is kept (`location.rs`). No I/O.
-//! - [`template`]: `{{ field | filter }}` parsing, rendering and filters.
+//! - [`template`]: `{{ field | filter }}` parsing, rendering and filters;
+//!   `recall`'s markers (`recall.rs`).
 //! - [`klientiks`]: Klientiks events and the addresses to paste into it.
 //! - [`config`]: the resolved config (`mod.rs`), the serde schema (`raw.rs`)
 //!   and its resolution (`raw/resolve.rs`), [`config::Secret`].

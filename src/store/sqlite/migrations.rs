@@ -1,10 +1,12 @@
-//! The schema's migrations, oldest first, and what two of them run beside
-//! their SQL; `schema.rs` applies them.
+//! The schema's migrations, oldest first; `schema.rs` applies them, and
+//! holds what two of them run beside their SQL.
 //!
 //! Each entry moves the database from version `index` to `index + 1`. Never
 //! edit a shipped entry: append a new one.
 
 use rusqlite::Connection;
+
+use super::schema::{fill_in_targets, incremental_auto_vacuum};
 
 /// One step of the schema: its statements, then what SQL alone cannot do.
 pub(super) struct Migration {
@@ -564,41 +566,3 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         before: None,
     },
 ];
-
-/// SQLite's `auto_vacuum` value for INCREMENTAL.
-const AUTO_VACUUM_INCREMENTAL: i64 = 2;
-
-/// Turns on incremental auto-vacuum: by a VACUUM, instant on a new
-/// database, a full copy once on one that has data.
-pub(super) fn incremental_auto_vacuum(conn: &Connection) -> rusqlite::Result<()> {
-    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
-    if mode == AUTO_VACUUM_INCREMENTAL {
-        return Ok(());
-    }
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| {
-        row.get(0)
-    })?;
-    if tables > 0 {
-        log::warn!(
-            "turning on incremental auto-vacuum once: a full VACUUM, which needs free disk about the database's size"
-        );
-    }
-    // In WAL mode the setting takes effect only through a VACUUM, even on a
-    // database without tables (where it is instant).
-    conn.execute_batch("VACUUM")
-}
-
-/// Migration 3's receiver column, for the deliveries still waiting: finished
-/// ones are never claimed again (a replay adds new ones).
-fn fill_in_targets(conn: &Connection) -> rusqlite::Result<()> {
-    let waiting: Vec<(i64, String)> = conn
-        .prepare("SELECT id, url FROM deliveries WHERE status IN ('pending', 'retrying', 'in_flight')")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut set = conn.prepare("UPDATE deliveries SET target = ?2 WHERE id = ?1")?;
-    for (id, url) in waiting {
-        set.execute(rusqlite::params![id, crate::model::target_of(&url)])?;
-    }
-    Ok(())
-}

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::migrations::{incremental_auto_vacuum, Migration, MIGRATIONS};
+use super::migrations::{Migration, MIGRATIONS};
 
 /// The version this build writes and reads.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -68,6 +68,44 @@ fn apply(conn: &mut Connection, migration: &Migration, version: i64) -> Result<(
     }
     tx.pragma_update(None, "user_version", version)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// SQLite's `auto_vacuum` value for INCREMENTAL.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+/// Turns on incremental auto-vacuum: by a VACUUM, instant on a new
+/// database, a full copy once on one that has data.
+pub(super) fn incremental_auto_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+    if mode == AUTO_VACUUM_INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| {
+        row.get(0)
+    })?;
+    if tables > 0 {
+        log::warn!(
+            "turning on incremental auto-vacuum once: a full VACUUM, which needs free disk about the database's size"
+        );
+    }
+    // In WAL mode the setting takes effect only through a VACUUM, even on a
+    // database without tables (where it is instant).
+    conn.execute_batch("VACUUM")
+}
+
+/// Migration 3's receiver column, for the deliveries still waiting: finished
+/// ones are never claimed again (a replay adds new ones).
+pub(super) fn fill_in_targets(conn: &Connection) -> rusqlite::Result<()> {
+    let waiting: Vec<(i64, String)> = conn
+        .prepare("SELECT id, url FROM deliveries WHERE status IN ('pending', 'retrying', 'in_flight')")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut set = conn.prepare("UPDATE deliveries SET target = ?2 WHERE id = ?1")?;
+    for (id, url) in waiting {
+        set.execute(rusqlite::params![id, crate::model::target_of(&url)])?;
+    }
     Ok(())
 }
 
