@@ -110,7 +110,13 @@ pub async fn run(
                 writer,
                 workers,
                 (waker, signals),
-                Box::new(move || shared.config()),
+                (
+                    Box::new({
+                        let shared = Arc::clone(&shared);
+                        move || shared.config()
+                    }),
+                    Box::new(move || shared.config()),
+                ),
                 metrics,
             )
         })

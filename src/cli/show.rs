@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{load_config, rfc3339, Cli, Failure};
 use crate::clock;
-use crate::model::said::{Lang, Said};
+use crate::model::said::Said;
 use crate::store::{OperationView, Reader};
 
 #[derive(clap::Args, Debug)]
@@ -17,6 +17,14 @@ pub struct Args {
     json: bool,
 }
 
+/// Where a metrica row stands: waiting for its batch, or in one.
+fn batch_line(batch: &Option<crate::store::Batch>, config: &crate::config::Config) -> String {
+    match batch {
+        None => "waits for the next batch".into(),
+        Some(b) => super::status::batch_text(b, config),
+    }
+}
+
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let reader = Reader::open(config.storage.location())?;
@@ -26,7 +34,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     if args.json {
         println!("{}", to_json(&op));
     } else {
-        print_text(&op, &config.server.time_zone, config.server.language);
+        print_text(&op, &config);
     }
     Ok(())
 }
@@ -57,7 +65,18 @@ fn to_json(op: &OperationView) -> serde_json::Value {
                 "action": d.action,
                 "status": d.status.as_str(),
                 "request": d.request,
-                "next_attempt_at": rfc3339(d.next_attempt_at),
+                "next_attempt_at": if d.batch.is_some() { serde_json::Value::Null } else { json!(rfc3339(d.next_attempt_at)) },
+                "batch": d.batch.as_ref().map(|b| b.as_ref().map_or(json!("waiting"), |b| json!({
+                    "id": b.id,
+                    "rows": b.rows,
+                    "state": b.state,
+                    "sent_at": b.sent_at.map(rfc3339),
+                    "upload_id": b.upload_id,
+                    "upload_state": b.upload_state,
+                    "linked": b.linked,
+                    "user_not_found": b.user_not_found,
+                    "goal_not_found": b.goal_not_found,
+                }))),
                 "last_error": d.last_error.as_ref().map(ToString::to_string),
                 "attempts": attempts,
             })
@@ -89,7 +108,8 @@ fn to_json(op: &OperationView) -> serde_json::Value {
 /// Characters of a raw body the text view prints.
 const SHOWN_BODY_CHARS: usize = 4096;
 
-fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone, lang: Lang) {
+fn print_text(op: &OperationView, config: &crate::config::Config) {
+    let (tz, lang) = (&config.server.time_zone, config.server.language);
     let s = &op.summary;
     println!("operation {}  {}  {}", s.id, s.processing, s.status);
     if let Some(reason) = &s.reason {
@@ -140,7 +160,10 @@ fn print_text(op: &OperationView, tz: &jiff::tz::TimeZone, lang: Lang) {
     for d in &op.deliveries {
         println!("delivery {}  action {}  {}", d.id, d.action, d.status);
         println!("  request: {}", d.request);
-        if matches!(
+        if let Some(batch) = &d.batch {
+            println!("  batch: {}", batch_line(batch, config));
+        }
+        if d.batch.is_none() && matches!(
             d.status,
             crate::model::DeliveryStatus::Retrying | crate::model::DeliveryStatus::Pending
         ) {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{load_config, rfc3339, Cli, Failure};
 use crate::clock;
 use crate::config::Config;
-use crate::store::{Backlog, ProcessingStatus, Reader, ReceiverStatus, SilenceMark};
+use crate::store::{Backlog, Batch, BatchQueue, ProcessingStatus, Reader, ReceiverStatus, SilenceMark};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -41,12 +41,101 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         });
     }
     let receivers = reader.receiver_statuses()?;
+    let mut batches = Vec::new();
+    for (_, m) in config.metrica_actions() {
+        batches.push((m.key.as_str(), reader.batch_queue(&m.key)?));
+    }
     if args.json {
-        println!("{}", to_json(&config, &processings, &receivers));
+        let mut json = to_json(&config, &processings, &receivers);
+        json["batches"] = batches
+            .iter()
+            .map(|(key, q)| {
+                json!({
+                    "action": key,
+                    "waiting": q.waiting,
+                    "oldest_waiting_since": time(q.oldest),
+                    "unfinished_batches": q.unfinished,
+                    "last_batch": q.last.as_ref().map(batch_json),
+                })
+            })
+            .collect();
+        println!("{json}");
     } else {
         print!("{}", to_text(&config, &processings, &receivers));
+        print!("{}", batches_text(&config, &batches));
     }
     Ok(())
+}
+
+/// Each metrica action's rows waiting for a batch, and its last batch.
+fn batches_text(config: &Config, batches: &[(&str, BatchQueue)]) -> String {
+    let at = |ms: i64| clock::local(ms, &config.server.time_zone);
+    let mut out = String::new();
+    for (key, q) in batches {
+        out.push_str(&format!("metrica {key}:\n"));
+        let waiting = match q.oldest {
+            Some(oldest) => format!("{} rows, the oldest since {}", q.waiting, at(oldest)),
+            None => "no rows".to_string(),
+        };
+        out.push_str(&format!("  waiting:        {waiting} (for a batch)\n"));
+        if q.unfinished > 0 {
+            out.push_str(&format!("  unfinished:     {} batches\n", q.unfinished));
+        }
+        let last = q
+            .last
+            .as_ref()
+            .map_or("none yet".to_string(), |b| batch_text(b, config));
+        out.push_str(&format!("  last batch:     {last}\n"));
+    }
+    out
+}
+
+/// A batch in a line: its rows, when it was sent, Metrica's upload, its
+/// state and counts.
+pub(super) fn batch_text(b: &Batch, config: &Config) -> String {
+    let at = |ms: i64| clock::local(ms, &config.server.time_zone);
+    let mut text = format!("batch {}, {} rows, {}", b.id, b.rows, b.state);
+    if let Some(sent) = b.sent_at {
+        text.push_str(&format!(", sent {}", at(sent)));
+    }
+    if let Some(upload) = &b.upload_id {
+        text.push_str(&format!(", upload {upload}"));
+    }
+    if let Some(state) = &b.upload_state {
+        text.push_str(&format!(" {state}"));
+    }
+    let counts: Vec<String> = [
+        ("linked", b.linked),
+        ("user not found", b.user_not_found),
+        ("goal not found", b.goal_not_found),
+    ]
+    .iter()
+    .filter_map(|(name, n)| n.map(|n| format!("{name} {n}")))
+    .collect();
+    if !counts.is_empty() {
+        text.push_str(&format!(" ({})", counts.join(", ")));
+    }
+    if let (Some(error), "ready" | "sending" | "failed") = (&b.last_error, b.state.as_str()) {
+        text.push_str(&format!("; last error: {}", error.say(config.server.language)));
+    }
+    text
+}
+
+fn batch_json(b: &Batch) -> Value {
+    json!({
+        "id": b.id,
+        "rows": b.rows,
+        "state": b.state,
+        "made_at": rfc3339(b.made_at),
+        "sent_at": time(b.sent_at),
+        "attempts": b.attempts,
+        "upload_id": b.upload_id,
+        "upload_state": b.upload_state,
+        "linked": b.linked,
+        "user_not_found": b.user_not_found,
+        "goal_not_found": b.goal_not_found,
+        "last_error": b.last_error.as_ref().map(ToString::to_string),
+    })
 }
 
 fn to_text(config: &Config, processings: &[ProcessingReport], receivers: &[ReceiverStatus]) -> String {

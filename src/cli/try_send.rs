@@ -69,14 +69,30 @@ pub fn run(
         return Err(Failure::Runtime("not sent: not confirmed".into()));
     }
     let agent = send::agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
-    let due = DueDelivery {
-        // No delivery is stored; 0 tells a receiver that reads the header
-        // that this one is not a real delivery's.
-        id: 0,
-        operation_id: 0,
-        attempts: 0,
-        target: crate::model::target_of(&delivery.url),
-        request: delivery.clone(),
+    let metrica = processing
+        .actions
+        .iter()
+        .find(|a| a.name == ask.action)
+        .and_then(|a| a.kind.metrica().map(|m| (a, m)));
+    let due = match metrica {
+        // The row alone, as a batch of one.
+        Some((action, m)) => {
+            let row: Vec<(String, String)> = delivery
+                .body
+                .as_deref()
+                .and_then(|body| serde_json::from_slice(body).ok())
+                .unwrap_or_default();
+            crate::deliver::metrica::upload_request(m, "hookrelay try", &[row], action.timeout, 0).0
+        }
+        None => DueDelivery {
+            // No delivery is stored; 0 tells a receiver that reads the header
+            // that this one is not a real delivery's.
+            id: 0,
+            operation_id: 0,
+            attempts: 0,
+            target: crate::model::target_of(&delivery.url),
+            request: delivery.clone(),
+        },
     };
     let clock = Instant::now();
     let answer = send::send(&agent, &due).map_err(|e| Failure::Runtime(format!("sent, but no answer: {e}")))?;
@@ -126,6 +142,25 @@ pub fn print_request(delivery: &DeliveryRequest) {
     );
     for (name, value) in &delivery.headers {
         println!("  {name}: {}", redact::header(name, value));
+    }
+    if delivery.batch.is_some() {
+        // A metrica row: shown as the CSV its batch will upload.
+        let row: Vec<(String, String)> = delivery
+            .body
+            .as_deref()
+            .and_then(|body| serde_json::from_slice(body).ok())
+            .unwrap_or_default();
+        let route = if row.iter().any(|(c, _)| c == "DateTime") {
+            crate::config::kinds::Route::Conversions
+        } else {
+            crate::config::kinds::Route::Orders
+        };
+        println!("  a row of the next batch, in the CSV file it goes in:");
+        println!();
+        for line in String::from_utf8_lossy(&crate::process::metrica::csv(route, &[row])).lines() {
+            println!("  {line}");
+        }
+        return;
     }
     if let Some(body) = &delivery.body {
         println!();

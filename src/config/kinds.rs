@@ -9,6 +9,9 @@
 
 use crate::template::Template;
 
+mod metrica;
+pub use metrica::*;
+
 /// What an action sends: the request its templates describe, or a
 /// platform's request built from the kind's settings.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +25,8 @@ pub enum Kind {
     Bitrix24(Bitrix24),
     /// `kind = "amocrm"`: a lead with its contact, in one `leads/complex` call.
     AmoCrm(Box<AmoCrm>),
+    /// `kind = "metrica"`: a row of a CSV uploaded to Yandex Metrica in batches.
+    Metrica(Box<Metrica>),
 }
 
 impl Kind {
@@ -32,6 +37,7 @@ impl Kind {
             Kind::Telegram(_) => "telegram",
             Kind::Bitrix24(_) => "bitrix24",
             Kind::AmoCrm(_) => "amocrm",
+            Kind::Metrica(_) => "metrica",
         }
     }
 
@@ -63,6 +69,15 @@ impl Kind {
                 .chain(&a.contact_fields)
                 .map(|(_, t)| t)
                 .collect(),
+            Kind::Metrica(m) => m.row.iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    /// A metrica action's settings: its rows wait for a batch.
+    pub fn metrica(&self) -> Option<&Metrica> {
+        match self {
+            Kind::Metrica(m) => Some(m),
+            _ => None,
         }
     }
 }

@@ -487,6 +487,19 @@ impl Config {
             .collect()
     }
 
+    /// The metrica actions, each with its settings.
+    pub fn metrica_actions(&self) -> impl Iterator<Item = (&Action, &kinds::Metrica)> {
+        self.processings
+            .iter()
+            .flat_map(|p| &p.actions)
+            .filter_map(|a| a.kind.metrica().map(|m| (a, m)))
+    }
+
+    /// The metrica action whose rows wait under `key` (`processing/action`).
+    pub fn metrica(&self, key: &str) -> Option<(&Action, &kinds::Metrica)> {
+        self.metrica_actions().find(|(_, m)| m.key == key)
+    }
+
     /// The OAuth2 integration whose API `url` is on (an amocrm action
     /// signing in with OAuth2 on that account), if any.
     pub fn oauth_for(&self, url: &str) -> Option<&kinds::OAuth> {

@@ -257,6 +257,15 @@ struct RawAction {
     redirect_uri: Option<String>,
     remember: Option<String>,
     params: Option<toml::Table>,
+    counter: Option<u64>,
+    token: Option<Secret>,
+    route: Option<String>,
+    time_zone: Option<String>,
+    batch_every: Option<Dur>,
+    batch_max: Option<usize>,
+    poll_every: Option<Dur>,
+    window: Option<Dur>,
+    row: Option<toml::Table>,
 }
 
 /// `[processing.action.accept]`: what counts as taken.

@@ -248,18 +248,38 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
         .checked_sub(jiff::Span::new().days(CHART_DAYS - 1))
         .unwrap_or(today);
     let chart_since = crate::clock::day_start(first_day, &tz);
+    // Each processing's metrica actions: (action, `processing/action`).
+    let metrica: Vec<Vec<(String, String)>> = names
+        .iter()
+        .map(|name| {
+            cx.config
+                .metrica_actions()
+                .filter(|(_, m)| m.key.split_once('/').is_some_and(|(p, _)| p == name))
+                .map(|(a, m)| (a.name.clone(), m.key.clone()))
+                .collect()
+        })
+        .collect();
     let found = read(console, move |reader| {
         let now = now_ms();
         let overviews = names
             .iter()
-            .map(|name| {
+            .zip(metrica)
+            .map(|(name, metrica)| {
                 let counted = TotalsFilter {
                     processings: vec![name.clone()],
                     event: None,
                     since: chart_since,
                     until: now,
                 };
-                Ok((reader.overview(name, now, OVERVIEW_WARNINGS)?, reader.totals(&counted)?))
+                let batches = metrica
+                    .into_iter()
+                    .map(|(action, key)| Ok((action, reader.batch_queue(&key)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((
+                    reader.overview(name, now, OVERVIEW_WARNINGS)?,
+                    reader.totals(&counted)?,
+                    batches,
+                ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((overviews, reader.silences()?, reader.receiver_statuses()?))
@@ -272,7 +292,7 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
     let cards: Vec<Card> = shown
         .iter()
         .zip(overviews)
-        .map(|((name, enabled, address), (overview, counts))| Card {
+        .map(|((name, enabled, address), (overview, counts, batches))| Card {
             name,
             enabled: *enabled,
             address: address.clone(),
@@ -280,6 +300,7 @@ async fn overview(console: &Arc<Console>, cx: &Context, signed: &Signed) -> Repl
             silent_since: silences.iter().find(|s| &s.processing == name).map(|s| s.last_event_at),
             open_receivers: open_receivers_of(&cx.config, name, &receivers),
             days: Some(totals::by_day(&counts, first_day, today, &tz)),
+            batches,
         })
         .collect();
     // A viewer sees the breakers of its processings' receivers on their

@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod judge;
 mod lanes;
 mod lookup;
+pub mod metrica;
 pub mod oauth;
 mod pace;
 mod recall;
@@ -83,15 +84,18 @@ pub struct Deliverer {
     scheduler: JoinHandle<()>,
     exited: Receiver<()>,
     workers: usize,
+    /// Metrica's batch thread, and what tells it to stop.
+    batches: (JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>),
 }
 
-/// Starts `workers` worker threads and the scheduler that feeds them. The
-/// breakers start as they were kept ([`Writer::receivers`]).
+/// Starts `workers` worker threads, the scheduler that feeds them, and
+/// Metrica's batch thread (each reads the running config through its own
+/// source). The breakers start as they were kept ([`Writer::receivers`]).
 pub fn start(
     writer: Writer,
     workers: usize,
     signals: (Waker, Receiver<Signal>),
-    config: ConfigSource,
+    (config, batches_config): (ConfigSource, ConfigSource),
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Deliverer> {
     let (waker, rx) = signals;
@@ -129,6 +133,11 @@ pub fn start(
             .name(format!("deliver-{n}"))
             .spawn(move || worker.run())?;
     }
+    let stop_batches = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let batcher = metrica::Batcher::new(writer.clone(), agent, batches_config, Arc::clone(&stop_batches));
+    let batches = std::thread::Builder::new()
+        .name("deliver-metrica".into())
+        .spawn(move || batcher.run())?;
     let scheduler = std::thread::Builder::new()
         .name("deliver-scheduler".into())
         .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx, (config, breakers), metrics).run())?;
@@ -137,6 +146,7 @@ pub fn start(
         scheduler,
         exited,
         workers,
+        batches: (batches, stop_batches),
     })
 }
 
@@ -145,6 +155,7 @@ impl Deliverer {
     /// finish and be recorded. Returns how many workers were still busy.
     pub fn stop(self, grace: Duration) -> usize {
         let _ = self.signals.send(Signal::Stop);
+        self.batches.1.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.scheduler.join();
         let deadline = Instant::now() + grace;
         let mut finished = 0;

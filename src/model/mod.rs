@@ -273,6 +273,7 @@ impl DeliveryRequest {
             max_delay_ms: 1,
             expires_at: None,
             refused: None,
+            batch: None,
         }
     }
 }
@@ -298,6 +299,9 @@ pub struct DeliveryRequest {
     /// Why it is never sent: it is stored `failed` at once with this error
     /// (a template named a field the event does not have).
     pub refused: Option<Said>,
+    /// A metrica row: the `processing/action` whose batch it waits for.
+    /// Such a delivery is never claimed on its own (deliver/metrica.rs).
+    pub batch: Option<String>,
 }
 
 /// What storing an operation decided.

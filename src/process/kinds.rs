@@ -22,7 +22,7 @@ const CLOSING_ROOM: usize = 200;
 /// The content type a kind's body goes with; none for `http` (its own).
 pub fn content_type(kind: &Kind) -> Option<&'static str> {
     match kind {
-        Kind::Http => None,
+        Kind::Http | Kind::Metrica(_) => None,
         Kind::Bitrix24(Bitrix24 { form: true, .. }) => Some("application/x-www-form-urlencoded"),
         Kind::Telegram(_) | Kind::Bitrix24(_) | Kind::AmoCrm(_) => Some("application/json"),
     }
@@ -31,7 +31,8 @@ pub fn content_type(kind: &Kind) -> Option<&'static str> {
 /// The body of a kind's request; `take` renders a template as plain text.
 pub fn body(kind: &Kind, take: &mut dyn FnMut(&Template) -> String) -> Vec<u8> {
     match kind {
-        Kind::Http => Vec::new(),
+        // Rows are bodies of their own (process::metrica).
+        Kind::Http | Kind::Metrica(_) => Vec::new(),
         Kind::Telegram(t) => telegram(t, take),
         Kind::Bitrix24(b) if b.form => bitrix_form(b, take),
         Kind::Bitrix24(b) => {

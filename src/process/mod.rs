@@ -5,6 +5,7 @@
 
 pub mod fields;
 pub mod kinds;
+pub mod metrica;
 pub mod render;
 
 use fields::{ExtractError, Extracted};
@@ -92,6 +93,9 @@ pub fn delivery(
     extracted: &Extracted,
     received_at: i64,
 ) -> Result<(DeliveryRequest, Vec<Warning>), String> {
+    if let crate::config::kinds::Kind::Metrica(m) = &action.kind {
+        return Ok(metrica_row(action, m, extracted, received_at));
+    }
     let rendered = render::render(action, |name| extracted.usable(name))?;
     let refused = match action.on_missing {
         OnMissing::Fail if !rendered.absent.is_empty() => Some(Said::Absent {
@@ -144,8 +148,63 @@ pub fn delivery(
             .max_age
             .map(|age| received_at.saturating_add(age.as_millis() as i64)),
         refused,
+        batch: None,
     };
     Ok((delivery, warnings))
+}
+
+/// A metrica action's row, stored as the delivery's body (JSON pairs of
+/// column and value) until its batch goes out; refused when it breaks
+/// one of Metrica's rules. A field the event lacks leaves its cell
+/// empty: whether the row can go without it is for those rules to say.
+fn metrica_row(
+    action: &Action,
+    m: &crate::config::kinds::Metrica,
+    extracted: &Extracted,
+    received_at: i64,
+) -> (DeliveryRequest, Vec<Warning>) {
+    let url = m.upload_url();
+    let (body, refused, warnings) =
+        match metrica::row(m, |name| extracted.usable(name), received_at, crate::clock::now_ms()) {
+            Ok(row) => {
+                let warnings = row
+                    .missing
+                    .into_iter()
+                    .map(|field| {
+                        Warning::new(Said::MissingField {
+                            action: action.name.clone(),
+                            field,
+                        })
+                    })
+                    .collect();
+                (serde_json::to_vec(&row.cells).ok(), None, warnings)
+            }
+            Err(rule) => (
+                None,
+                Some(Said::RowRefused {
+                    action: action.name.clone(),
+                    rule,
+                }),
+                Vec::new(),
+            ),
+        };
+    let delivery = DeliveryRequest {
+        action: action.name.clone(),
+        method: "POST".into(),
+        redacted: format!("POST {} (a row of the next batch)", crate::redact::url_text(&url)),
+        url,
+        headers: Vec::new(),
+        body,
+        rules: action.rules.clone(),
+        timeout_ms: action.timeout.as_millis() as u64,
+        max_attempts: action.retry.attempts,
+        first_delay_ms: action.retry.first_delay.as_millis() as u64,
+        max_delay_ms: action.retry.max_delay.as_millis() as u64,
+        expires_at: None,
+        refused,
+        batch: Some(m.key.clone()),
+    };
+    (delivery, warnings)
 }
 
 /// Why `field` cannot be filled from the event: it holds an unfilled

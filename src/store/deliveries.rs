@@ -10,10 +10,14 @@ use crate::model::response::{Judged, ResponseRules};
 use crate::model::said::Said;
 use crate::model::{target_of, DeliveryRequest, DueDelivery};
 
+/// When a metrica row is due on its own: never. Its batch sends it
+/// (store/batches.rs), so no claim ever sees it due.
+pub(super) const NEVER_DUE: i64 = 253_402_300_799_000;
+
 /// A rendered request's columns as stored, bound in this order by both
 /// statements that write them (the insert and the re-render): `method,
 /// url, headers, body, redacted, expect_body, timeout_ms, max_attempts,
-/// first_delay_ms, max_delay_ms, target, rules, expires_at`.
+/// first_delay_ms, max_delay_ms, target, rules, expires_at, batch_key`.
 struct RequestColumns<'a> {
     d: &'a DeliveryRequest,
     headers: String,
@@ -38,7 +42,7 @@ impl<'a> RequestColumns<'a> {
         })
     }
 
-    /// The 13 values, after `before` (the statement's own first ones).
+    /// The 14 values, after `before` (the statement's own first ones).
     fn after<'b>(&'b self, before: &[&'b dyn Param]) -> Vec<&'b dyn Param> {
         let d = self.d;
         let mut params = before.to_vec();
@@ -51,7 +55,7 @@ impl<'a> RequestColumns<'a> {
             &d.rules.accept.body,
         ]);
         params.extend(self.numbers.iter().map(|n| n as &dyn Param));
-        params.extend_from_slice(&[&self.target, &self.rules, &d.expires_at]);
+        params.extend_from_slice(&[&self.target, &self.rules, &d.expires_at, &d.batch]);
         params
     }
 }
@@ -67,12 +71,13 @@ pub(super) fn insert_delivery(
     // A refused delivery is failed from the start, with why as its error.
     let status = if d.refused.is_some() { "failed" } else { "pending" };
     let refused = d.refused.as_ref().map(Said::store);
+    let due = if d.batch.is_some() { NEVER_DUE } else { now };
     conn.execute(
-        "INSERT INTO deliveries (operation_id, action, position, status, next_attempt_at, updated_at, last_error,
+        "INSERT INTO deliveries (operation_id, action, position, status, updated_at, next_attempt_at, last_error,
              method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms,
-             max_delay_ms, target, rules, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-        &columns.after(&[&operation_id, &d.action, &position, &status, &now, &refused]),
+             max_delay_ms, target, rules, expires_at, batch_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        &columns.after(&[&operation_id, &d.action, &position, &status, &now, &due, &refused]),
     )?;
     Ok(())
 }
@@ -104,6 +109,7 @@ pub(super) fn due_row(row: &Row) -> Result<(DueDelivery, String, i64), StoreErro
                 max_delay_ms: row.get::<i64>(13)? as u64,
                 expires_at: row.get(17)?,
                 refused: None,
+                batch: None,
             },
         },
         row.get(6)?,
@@ -151,12 +157,15 @@ pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 /// is being sent and is left as it is).
 pub(super) fn rerender(conn: &Db, id: i64, d: &DeliveryRequest, now: i64) -> Result<bool, StoreError> {
     let columns = RequestColumns::of(d)?;
+    let due = if d.batch.is_some() { NEVER_DUE } else { now };
+    // A row already in a batch is that batch's: it is not rendered again.
     Ok(conn.execute(
-        "UPDATE deliveries SET updated_at = ?2, next_attempt_at = ?2,
-             method = ?3, url = ?4, headers = ?5, body = ?6, redacted = ?7, expect_body = ?8, timeout_ms = ?9,
-             max_attempts = ?10, first_delay_ms = ?11, max_delay_ms = ?12, target = ?13, rules = ?14, expires_at = ?15
-         WHERE id = ?1 AND status IN ('pending', 'retrying')",
-        &columns.after(&[&id, &now]),
+        "UPDATE deliveries SET updated_at = ?2, next_attempt_at = ?3,
+             method = ?4, url = ?5, headers = ?6, body = ?7, redacted = ?8, expect_body = ?9, timeout_ms = ?10,
+             max_attempts = ?11, first_delay_ms = ?12, max_delay_ms = ?13, target = ?14, rules = ?15, expires_at = ?16,
+             batch_key = ?17
+         WHERE id = ?1 AND status IN ('pending', 'retrying') AND batch_id IS NULL",
+        &columns.after(&[&id, &now, &due]),
     )? == 1)
 }
 
@@ -173,22 +182,25 @@ impl Reader {
     /// An operation's deliveries, in action order, each with every attempt.
     pub(super) fn deliveries(&self, operation_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
         let rows = self.conn.query(
-            "SELECT id, action, status, next_attempt_at, last_error, redacted
+            "SELECT id, action, status, next_attempt_at, last_error, redacted, batch_key IS NOT NULL
              FROM deliveries WHERE operation_id = ?1 ORDER BY position, id",
             &[&operation_id],
             |row| {
                 Ok((
-                    row.get::<i64>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<String>(2)?,
-                    row.get::<i64>(3)?,
+                    (
+                        row.get::<i64>(0)?,
+                        row.get::<String>(1)?,
+                        row.get::<String>(2)?,
+                        row.get::<i64>(3)?,
+                    ),
                     row.get::<Option<Said>>(4)?,
                     row.get::<String>(5)?,
+                    row.get::<bool>(6)?,
                 ))
             },
         )?;
         rows.into_iter()
-            .map(|(id, action, status, next_attempt_at, last_error, request)| {
+            .map(|((id, action, status, next_attempt_at), last_error, request, batched)| {
                 Ok(DeliveryView {
                     id,
                     action,
@@ -197,6 +209,7 @@ impl Reader {
                     last_error,
                     request,
                     attempts: self.attempts(id)?,
+                    batch: if batched { Some(self.batch_of(id)?) } else { None },
                 })
             })
             .collect()

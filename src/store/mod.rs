@@ -42,6 +42,7 @@ macro_rules! newest_per_action {
     };
 }
 
+mod batches;
 mod db;
 mod deliveries;
 mod expiry;
@@ -72,6 +73,7 @@ pub use crate::model::location::Location;
 use crate::model::{Channel, DeliveryRequest};
 use db::{Db, Pg};
 
+pub use batches::{Batch, BatchAttempt, BatchQueue, BatchStep};
 pub use db::{LEASE_MS, STATEMENTS};
 pub use expiry::Expired;
 pub use export::{ExportFilter, ExportRow};

@@ -135,6 +135,8 @@ pub struct DeliveryView {
     pub last_error: Option<Said>,
     pub request: String,
     pub attempts: Vec<AttemptView>,
+    /// A metrica row: waiting for a batch (`Some(None)`), or in one.
+    pub batch: Option<Option<super::Batch>>,
 }
 
 /// One attempt as recorded.

@@ -29,6 +29,7 @@ fn delivery(action: &str) -> DeliveryRequest {
         max_delay_ms: 100,
         expires_at: None,
         refused: None,
+        batch: None,
     }
 }
 

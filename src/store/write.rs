@@ -147,6 +147,7 @@ pub(super) fn prune_batch(conn: &Db, before: i64, batch: usize) -> Result<usize,
     // Notifications and warning marks are small; they go in one statement each.
     conn.execute("DELETE FROM notifications WHERE created_at < ?1", &[&before])?;
     conn.execute("DELETE FROM warning_days WHERE day < ?1", &[&notice_day(before)])?;
+    super::batches::prune(conn, before)?;
     match conn {
         Db::Sqlite(sqlite) => {
             // Counters the pruned operations emptied (PostgreSQL keeps none).

@@ -146,7 +146,8 @@ pub(super) fn spawn_writer_idle(
     let checkpoints = match (&conn, &location) {
         (Db::Sqlite(sqlite), Location::File(path)) => {
             let reset = conn.execute(
-                "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight'",
+                // A batch's rows stay its own: the batch is resumed (deliver/metrica.rs).
+                "UPDATE deliveries SET status = 'pending', updated_at = ?1 WHERE status = 'in_flight' AND batch_id IS NULL",
                 &[&now_ms()],
             )?;
             if reset > 0 {

@@ -318,7 +318,7 @@ fn html_text(value: &str) -> String {
 }
 
 /// Russian numbers to `+7XXXXXXXXXX`; anything else keeps its digits with a `+`.
-fn phone(value: &str) -> String {
+pub(crate) fn phone(value: &str) -> String {
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     match digits.len() {
         0 => String::new(),
@@ -329,7 +329,7 @@ fn phone(value: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn url_component(value: &str) -> String {
+pub(crate) fn url_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     push_escaped(&mut out, value, Escape::Url);
     out

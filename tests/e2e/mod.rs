@@ -12,6 +12,7 @@ mod delivery;
 mod destinations;
 mod first_hour;
 mod ingest;
+mod metrica;
 mod notify;
 mod operator;
 mod outcomes;

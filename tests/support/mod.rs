@@ -5,6 +5,7 @@
 
 pub mod amocrm;
 pub mod browser;
+pub mod metrica;
 pub mod pg_cluster;
 pub mod platforms;
 

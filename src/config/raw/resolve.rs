@@ -18,6 +18,7 @@ use crate::template::{Escape, Template, TemplateError};
 mod amocrm;
 mod console;
 mod kinds;
+mod metrica;
 mod notify;
 mod receiver;
 mod rules;
@@ -396,10 +397,16 @@ impl RawProcessing {
                 return Err(format!("action `{name}`: the name is used twice"));
             }
             let mut action = raw.resolve(delivery).map_err(|e| format!("action `{name}`: {e}"))?;
-            if let crate::config::kinds::Kind::AmoCrm(amo) = &mut action.kind {
-                if let Some(oauth) = &mut amo.oauth {
-                    oauth.processing = self.name.clone();
+            match &mut action.kind {
+                crate::config::kinds::Kind::AmoCrm(amo) => {
+                    if let Some(oauth) = &mut amo.oauth {
+                        oauth.processing = self.name.clone();
+                    }
                 }
+                crate::config::kinds::Kind::Metrica(metrica) => {
+                    metrica.key = format!("{}/{}", self.name, action.name);
+                }
+                _ => {}
             }
             if let Some(remember) = &mut action.remember {
                 remember.name = format!("{}/{}", self.name, action.name);
@@ -471,9 +478,10 @@ impl RawAction {
             "telegram" => kinds::telegram(&mut self)?,
             "bitrix24" => kinds::bitrix24(&mut self)?,
             "amocrm" => amocrm::amocrm(&mut self)?,
+            "metrica" => metrica::metrica(&mut self)?,
             other => {
                 return Err(format!(
-                    "kind: `{other}` is not one of http, telegram, bitrix24, amocrm"
+                    "kind: `{other}` is not one of http, telegram, bitrix24, amocrm, metrica"
                 ))
             }
         };
@@ -485,7 +493,11 @@ impl RawAction {
             Some(raw) => raw.over(delivery.retry).map_err(|e| format!("retry.{e}"))?,
             None => delivery.retry,
         };
-        let max_age = self.max_age.map(|d| d.0).or(delivery.max_age);
+        // A metrica row's age is checked against its `window` instead.
+        let max_age = match built.kind {
+            crate::config::kinds::Kind::Metrica(_) => None,
+            _ => self.max_age.map(|d| d.0).or(delivery.max_age),
+        };
         if max_age.is_some_and(|age| age.is_zero()) {
             return Err("max_age: must be longer than zero".into());
         }

@@ -98,6 +98,17 @@ texts!(
     response,
     error,
     no_attempts,
+    batch,
+    batch_waiting,
+    batch_rows,
+    batch_sent,
+    batch_upload,
+    batch_linked,
+    batch_user_not_found,
+    batch_goal_not_found,
+    metrica_batches,
+    metrica_waiting,
+    metrica_last_batch,
     replay,
     not_replayed,
     confirm,
@@ -283,6 +294,24 @@ impl Texts {
     }
 
     /// A delivery status as people say it.
+    /// A Metrica batch's state (store/batches.rs).
+    pub fn batch_state(&self, state: &str) -> &'static str {
+        let ru = std::ptr::eq(self, &RU);
+        match (state, ru) {
+            ("ready", true) => "ждёт отправки",
+            ("sending", true) => "отправляется",
+            ("uploaded", true) => "принята, обрабатывается",
+            ("done", true) => "обработана",
+            ("failed", true) => "ошибка",
+            ("ready", false) => "to upload",
+            ("sending", false) => "uploading",
+            ("uploaded", false) => "taken, processing",
+            ("done", false) => "processed",
+            ("failed", false) => "failed",
+            _ => "?",
+        }
+    }
+
     pub fn delivery_status(&self, status: DeliveryStatus) -> &'static str {
         let ru = std::ptr::eq(self, &RU);
         match (status, ru) {

@@ -13,6 +13,32 @@ use crate::model::{DeliveryStatus, OpStatus};
 use crate::replay::Refused;
 use crate::store::{DeliveryView, OperationView};
 
+/// A metrica row's batch in a line: waiting for one, or the batch with
+/// its rows, when it was sent, Metrica's upload, its state and counts.
+pub fn batch_line(frame: &Frame, batch: Option<&crate::store::Batch>) -> Markup {
+    let t = frame.t();
+    let Some(b) = batch else {
+        return html! { (t.batch_waiting) };
+    };
+    let counts = [
+        (t.batch_linked, b.linked),
+        (t.batch_user_not_found, b.user_not_found),
+        (t.batch_goal_not_found, b.goal_not_found),
+    ];
+    html! {
+        (fill(t.batch, b.id)) " · " (t.batch_state(&b.state)) " · " (fill(t.batch_rows, b.rows))
+        @if let Some(sent) = b.sent_at { " · " (fill(t.batch_sent, frame.time(sent))) }
+        @if let Some(upload) = &b.upload_id { " · " (fill(t.batch_upload, upload)) }
+        @if let Some(state) = &b.upload_state { " " code { (state) } }
+        @for (text, n) in counts {
+            @if let Some(n) = n { " · " (fill(text, n)) }
+        }
+        @if let (Some(error), "ready" | "sending" | "failed") = (&b.last_error, b.state.as_str()) {
+            " · " span.error { (t.said(error)) }
+        }
+    }
+}
+
 /// Why an operation stands where it does, one line per action, before
 /// anything else on its page: skipped because, failed with, waiting for
 /// (a receiver's open breaker, its turn, the next try), expired.
@@ -194,7 +220,10 @@ pub fn operation_body(frame: &Frame, shown: &Shown) -> Markup {
                     span class=(format!("status d-{}", d.status.as_str())) { (t.delivery_status(d.status)) }
                 }
                 p { span.label { (t.request) ": " } code { (d.request) } }
-                @if matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+                @if let Some(batch) = &d.batch {
+                    p.batch { span.label { (t.metrica_batches) ": " } (batch_line(frame, batch.as_ref())) }
+                }
+                @if d.batch.is_none() && matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
                     p { span.label { (t.next_attempt) ": " } (frame.time(d.next_attempt_at)) }
                 }
                 @if d.attempts.is_empty() {
@@ -338,6 +367,7 @@ mod tests {
                 error: None,
                 judged: None,
             }],
+            batch: None,
         };
         let op = OperationView {
             summary: OperationSummary {

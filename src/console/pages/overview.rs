@@ -21,6 +21,8 @@ pub struct Card<'a> {
     pub open_receivers: Vec<&'a ReceiverStatus>,
     /// The last 30 days, newest first.
     pub days: Option<Totals>,
+    /// Its metrica actions: what waits for a batch, and the last batch.
+    pub batches: Vec<(String, crate::store::BatchQueue)>,
 }
 
 /// One receiver's breaker, as a problem line of a card.
@@ -139,6 +141,21 @@ pub fn overview(frame: &Frame, cards: &[Card], receivers: &[ReceiverStatus], not
                             }
                         }
                     }
+                    @if !card.batches.is_empty() {
+                        h3 { (t.metrica_batches) }
+                        table.batches {
+                            thead { tr { th { (t.action) } th { (t.metrica_waiting.replace(": {}", "")) } th { (t.metrica_last_batch) } } }
+                            tbody {
+                                @for (action, q) in &card.batches {
+                                    tr {
+                                        td { (action) }
+                                        td.num { (q.waiting) }
+                                        td { @if let Some(b) = &q.last { (super::operation::batch_line(frame, Some(b))) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     @if !card.overview.warnings.is_empty() {
                         h3 { (t.warnings) }
                         ul.warnings {
@@ -228,6 +245,7 @@ mod tests {
             silent_since: None,
             open_receivers: vec![&open],
             days: None,
+            batches: Vec::new(),
         };
         let page = overview(&frame, &[card], std::slice::from_ref(&open), None).into_string();
         assert!(

@@ -142,6 +142,15 @@ pub enum Said {
     /// Not sent yet: it recalls what an earlier event's action keeps
     /// (`recall`), and that is not known yet.
     Recalling { name: String, key: String },
+    /// A metrica row broke one of Metrica's rules: never uploaded.
+    RowRefused { action: String, rule: RowRule },
+    /// A Metrica upload ended without linking its rows.
+    BatchUnlinked {
+        action: String,
+        batch: i64,
+        upload: String,
+        state: String,
+    },
     /// The delivery's `max_age` passed before it could be sent.
     Expired,
     /// Cancelled by hand while it waited.
@@ -233,6 +242,8 @@ impl Said {
         "network",
         "invalid_request",
         "recalling",
+        "row_refused",
+        "batch_unlinked",
         "expired",
         "cancelled",
         "delivery_failed",
@@ -341,6 +352,11 @@ impl Said {
                 "not sent yet: it needs what `{name}` keeps for `{key}` (an earlier event's answer, a lead's id), \
                  which is not known yet; tried again later"
             ),
+            Said::RowRefused { action, rule } => format!("action `{action}`: {}; the row is not uploaded", rule.english()),
+            Said::BatchUnlinked { action, batch, upload, state } => format!(
+                "action `{action}`: Metrica's upload {upload} (batch {batch}) ended {state}: it linked none of its rows \
+                 to visits; see the tag's offline data in Metrica"
+            ),
             Said::Expired => "expired: max_age passed before it could be sent; it will not be sent".into(),
             Said::Cancelled { by } => format!("cancelled by {by}"),
             Said::DeliveryFailed { action, error, attempt } => {
@@ -439,6 +455,8 @@ impl Said {
             Said::Network { .. } => "network",
             Said::InvalidRequest { .. } => "invalid_request",
             Said::Recalling { .. } => "recalling",
+            Said::RowRefused { .. } => "row_refused",
+            Said::BatchUnlinked { .. } => "batch_unlinked",
             Said::Expired => "expired",
             Said::Cancelled { .. } => "cancelled",
             Said::DeliveryFailed { .. } => "delivery_failed",
@@ -452,6 +470,66 @@ impl Said {
             Said::BreakerOpened { .. } => "breaker_opened",
             Said::BreakerClosed { .. } => "breaker_closed",
             Said::Text { .. } => "text",
+        }
+    }
+}
+
+/// Which of Metrica's rules a row broke (config/kinds/metrica.rs cites them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum RowRule {
+    /// A column every row needs is empty.
+    Missing { column: String },
+    /// None of the columns that say who the row is about is filled.
+    NoIdentifier { columns: String },
+    /// The time does not read as one.
+    NotTime { column: String, value: String },
+    /// Dated before Metrica's linking window.
+    TooOld { column: String, value: String, days: u64 },
+    /// Dated in the future.
+    Future { column: String, value: String },
+    /// Not a phone number with its country code.
+    NotPhone { value: String },
+    /// Not a number of money.
+    NotNumber { column: String, value: String },
+}
+
+impl RowRule {
+    /// In English.
+    pub fn english(&self) -> String {
+        match self {
+            RowRule::Missing { column } => format!("column `{column}` is empty, and every row needs it"),
+            RowRule::NoIdentifier { columns } => {
+                format!("nothing says who the row is about: {columns} are all empty")
+            }
+            RowRule::NotTime { column, value } => format!("column `{column}`: `{value}` is not a date and time"),
+            RowRule::TooOld { column, value, days } => format!(
+                "column `{column}`: {value} is older than Metrica's {days}-day window, so it would never be linked"
+            ),
+            RowRule::Future { column, value } => format!("column `{column}`: {value} is in the future"),
+            RowRule::NotPhone { value } => {
+                format!("`{value}` is not a phone number with its country code (7XXXXXXXXXX)")
+            }
+            RowRule::NotNumber { column, value } => format!("column `{column}`: `{value}` is not an amount"),
+        }
+    }
+
+    /// In Russian.
+    pub fn russian(&self) -> String {
+        match self {
+            RowRule::Missing { column } => format!("колонка «{column}» пуста, а она нужна в каждой строке"),
+            RowRule::NoIdentifier { columns } => {
+                format!("не сказано, о ком строка: {columns} — все пусты")
+            }
+            RowRule::NotTime { column, value } => format!("колонка «{column}»: «{value}» — не дата и время"),
+            RowRule::TooOld { column, value, days } => format!(
+                "колонка «{column}»: {value} старше окна Метрики в {days} дн., такая строка не свяжется никогда"
+            ),
+            RowRule::Future { column, value } => format!("колонка «{column}»: {value} — это в будущем"),
+            RowRule::NotPhone { value } => {
+                format!("«{value}» — не номер телефона с кодом страны (7XXXXXXXXXX)")
+            }
+            RowRule::NotNumber { column, value } => format!("колонка «{column}»: «{value}» — не сумма"),
         }
     }
 }

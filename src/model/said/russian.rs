@@ -69,6 +69,13 @@ impl Said {
                 "пока не отправлено: нужно то, что `{name}` сохранило для `{key}` (ответ на более раннее событие, \
                  номер лида), а этого ещё нет; повтор позже"
             ),
+            Said::RowRefused { action, rule } => {
+                format!("действие «{action}»: {}; строка не выгружается", rule.russian())
+            }
+            Said::BatchUnlinked { action, batch, upload, state } => format!(
+                "действие «{action}»: загрузка {upload} в Метрику (пачка {batch}) закончилась состоянием {state}: \
+                 ни одна строка не связалась с визитами; см. офлайн-данные счётчика в Метрике"
+            ),
             Said::Expired => "просрочена: max_age истёк раньше, чем её удалось отправить; отправлена не будет".into(),
             Said::Cancelled { by } => format!("отменена: {by}"),
             Said::DeliveryFailed { action, error, attempt } => {

@@ -87,6 +87,20 @@ fn samples() -> Vec<Said> {
             name: "bookings/lead".into(),
             key: "A1".into(),
         },
+        Said::RowRefused {
+            action: "metrica".into(),
+            rule: crate::model::said::RowRule::TooOld {
+                column: "create_date_time".into(),
+                value: "2026-10-01 10:00:00".into(),
+                days: 21,
+            },
+        },
+        Said::BatchUnlinked {
+            action: "metrica".into(),
+            batch: 3,
+            upload: "501".into(),
+            state: "LINKAGE_FAILURE".into(),
+        },
         Said::Expired,
         Said::Cancelled {
             by: "command line (root)".into(),

@@ -74,6 +74,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("target", Text),
             ("rules", Text),
             ("expires_at", Int),
+            ("batch_key", Text),
+            ("batch_id", Int),
         ],
     ),
     (
@@ -154,11 +156,32 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         "remembered",
         &[("name", Text), ("key", Text), ("value", Text), ("at", Int)],
     ),
+    (
+        "batches",
+        &[
+            ("id", Int),
+            ("batch_key", Text),
+            ("rows", Int),
+            ("made_at", Int),
+            ("state", Text),
+            ("attempts", Int),
+            ("next_at", Int),
+            ("sent_at", Int),
+            ("upload_id", Text),
+            ("upload_state", Text),
+            ("linked", Int),
+            ("user_not_found", Int),
+            ("goal_not_found", Int),
+            ("last_error", Text),
+            ("lease_until", Int),
+            ("updated_at", Int),
+        ],
+    ),
 ];
 
 /// The tables whose ids PostgreSQL numbers: their sequences continue past
 /// the copied ids, so no id is ever handed out twice.
-const NUMBERED: &[&str] = &["operations", "deliveries", "attempts", "notifications", "replays"];
+const NUMBERED: &[&str] = &["operations", "deliveries", "attempts", "notifications", "replays", "batches"];
 
 /// Rows copied, by table, in copying order.
 pub type Copied = Vec<(&'static str, u64)>;

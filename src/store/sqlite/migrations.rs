@@ -565,4 +565,40 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         rebuilds: false,
         before: None,
     },
+    // 17: Yandex Metrica's batches (store/batches.rs). A metrica row is a
+    //     delivery with its `batch_key` (`processing/action`), never due on
+    //     its own; a batch takes its rows by setting their `batch_id` in
+    //     the transaction that makes it, so no row is in two batches.
+    Migration {
+        sql: r#"
+    ALTER TABLE deliveries ADD COLUMN batch_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN batch_id INTEGER;
+    CREATE INDEX deliveries_unbatched ON deliveries (batch_key, id)
+        WHERE batch_key IS NOT NULL AND batch_id IS NULL AND status = 'pending';
+    CREATE INDEX deliveries_by_batch ON deliveries (batch_id) WHERE batch_id IS NOT NULL;
+    CREATE TABLE batches (
+        id             INTEGER PRIMARY KEY,
+        batch_key      TEXT    NOT NULL,
+        rows           INTEGER NOT NULL,
+        made_at        INTEGER NOT NULL,
+        state          TEXT    NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        next_at        INTEGER NOT NULL,
+        sent_at        INTEGER,
+        upload_id      TEXT,
+        upload_state   TEXT,
+        linked         INTEGER,
+        user_not_found INTEGER,
+        goal_not_found INTEGER,
+        last_error     TEXT,
+        lease_until    INTEGER,
+        updated_at     INTEGER NOT NULL
+    );
+    CREATE INDEX batches_due ON batches (next_at) WHERE state IN ('ready', 'sending', 'uploaded');
+    CREATE INDEX batches_by_key ON batches (batch_key, id);
+    "#,
+        then: None,
+        rebuilds: false,
+        before: None,
+    },
 ];

@@ -39,7 +39,7 @@ const OWNED: &[(&str, &[&str])] = &[
     ("chat_id", &["telegram"]),
     ("text", &["telegram"]),
     ("parse_mode", &["telegram"]),
-    ("api_url", &["telegram", "amocrm"]),
+    ("api_url", &["telegram", "amocrm", "metrica"]),
     ("webhook_url", &["bitrix24"]),
     ("fields", &["bitrix24"]),
     ("format", &["bitrix24"]),
@@ -56,6 +56,16 @@ const OWNED: &[(&str, &[&str])] = &[
     ("redirect_uri", &["amocrm"]),
     ("remember", &["telegram", "bitrix24", "amocrm"]),
     ("params", &["bitrix24"]),
+    ("counter", &["metrica"]),
+    ("token", &["metrica"]),
+    ("route", &["metrica"]),
+    ("time_zone", &["metrica"]),
+    ("batch_every", &["metrica"]),
+    ("batch_max", &["metrica"]),
+    ("poll_every", &["metrica"]),
+    ("window", &["metrica"]),
+    ("row", &["metrica"]),
+    ("on_missing", &["http", "telegram", "bitrix24", "amocrm"]),
 ];
 
 /// Refuses a key another kind owns, naming the key and the kind it belongs to.
@@ -91,6 +101,16 @@ pub(super) fn only_for(kind: &str, raw: &RawAction) -> Result<(), String> {
         "redirect_uri" => raw.redirect_uri.is_some(),
         "remember" => raw.remember.is_some(),
         "params" => raw.params.is_some(),
+        "counter" => raw.counter.is_some(),
+        "token" => raw.token.is_some(),
+        "route" => raw.route.is_some(),
+        "time_zone" => raw.time_zone.is_some(),
+        "batch_every" => raw.batch_every.is_some(),
+        "batch_max" => raw.batch_max.is_some(),
+        "poll_every" => raw.poll_every.is_some(),
+        "window" => raw.window.is_some(),
+        "row" => raw.row.is_some(),
+        "on_missing" => raw.on_missing.is_some(),
         _ => false,
     };
     for (key, kinds) in OWNED {

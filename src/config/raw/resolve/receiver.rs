@@ -121,7 +121,8 @@ pub(super) fn implied(processings: &[Processing], receivers: &mut Vec<Receiver>,
             Kind::Bitrix24(_) => (BITRIX24_RATE, BITRIX24_BURST),
             Kind::AmoCrm(ref amo) if amo.key_field.is_some() => (AMOCRM_KEYED_RATE, 1),
             Kind::AmoCrm(_) => (AMOCRM_RATE, 1),
-            Kind::Http | Kind::Telegram(_) => continue,
+            // Metrica's uploads keep to its quotas themselves (deliver/metrica.rs).
+            Kind::Http | Kind::Telegram(_) | Kind::Metrica(_) => continue,
         };
         let target = target_of(action.url.source());
         if configured.contains(&target) {

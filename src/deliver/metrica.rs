@@ -1,0 +1,561 @@
+//! Yandex Metrica's batches, sent by a thread of their own: each second
+//! it gathers every metrica action's waiting rows into a batch when one is
+//! due (`batch_max` rows, or the oldest waited `batch_every`), then works
+//! on the batches due: uploads them, checks for an upload whose answer was
+//! lost, and reads the state of those Metrica is processing
+//! (store/batches.rs keeps them; config/kinds/metrica.rs cites the API).
+//!
+//! One request at a time, at most 30 a second, and no more than
+//! [`DAILY_BUDGET`] a day per token: under Metrica's quotas of 3 requests
+//! at once, 30 a second per address and 5 000 a day per login (with room
+//! left for the people who use the same login by hand). The day's count
+//! is kept in memory: a restart starts it again.
+//!
+//! After a kill -9 a batch is either `ready` (never sent: sent now),
+//! `sending` (sent, answer unknown) or further. A `sending` batch of
+//! offline conversions is looked for in Metrica's uploads list by the
+//! comment each upload carries (`hookrelay batch N`) before it is sent
+//! again, so no row is in two accepted uploads. The CDP's orders route
+//! has no comment to look for; its upload is sent again, which is safe
+//! because `merge_mode=SAVE` keeps one order per `id`: the same orders
+//! uploaded twice are the same orders.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::send::{self, Answer, SendError};
+use super::ConfigSource;
+use crate::clock::now_ms;
+use crate::config::kinds::{Metrica, Route};
+use crate::config::Action;
+use crate::model::response::Judged;
+use crate::model::said::Said;
+use crate::model::{DeliveryRequest, DueDelivery};
+use crate::store::{Batch, BatchAttempt, BatchStep, StoreError, Writer};
+
+/// Requests a day per token this relay allows itself, of Metrica's 5 000.
+pub const DAILY_BUDGET: u32 = 4500;
+
+/// Least time between two requests: 30 a second.
+const SPACING: Duration = Duration::from_millis(34);
+
+/// How long a batch taken for work is this instance's, so that another
+/// instance sharing the database leaves it alone; an upload extends it
+/// past its own timeout. One killed meanwhile leaves it to the others (or
+/// to itself, restarted) when it lapses. Alone on its database, an
+/// instance takes its batches back at once when it starts.
+const LEASE_MS: i64 = crate::store::LEASE_MS;
+
+/// Time a read of Metrica's lists and states may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long an upload's state is read before hookrelay stops asking:
+/// Metrica says processing takes up to two hours.
+const POLL_FOR_MS: i64 = 24 * 3600 * 1000;
+
+/// Metrica's states of an offline conversions upload that are not final
+/// (…/offline_conversions/findById_1).
+const IN_PROGRESS: &[&str] = &["PREPARED", "UPLOADED", "EXPORTED", "MATCHED"];
+
+/// The thread's state.
+pub(super) struct Batcher {
+    writer: Writer,
+    agent: ureq::Agent,
+    config: ConfigSource,
+    stop: Arc<AtomicBool>,
+    /// Requests made today (UTC day number), by token.
+    day: i64,
+    spent: HashMap<String, u32>,
+    last_request: Option<Instant>,
+}
+
+impl Batcher {
+    pub(super) fn new(writer: Writer, agent: ureq::Agent, config: ConfigSource, stop: Arc<AtomicBool>) -> Batcher {
+        Batcher {
+            writer,
+            agent,
+            config,
+            stop,
+            day: 0,
+            spent: HashMap::new(),
+            last_request: None,
+        }
+    }
+
+    /// Works until told to stop.
+    pub(super) fn run(mut self) {
+        if !self.writer.shared() {
+            if let Err(err) = self.writer.release_batch_leases() {
+                log::warn!("metrica: cannot resume the batches: {err}");
+            }
+        }
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Err(err) = self.round() {
+                log::warn!("metrica: {err}");
+            }
+            for _ in 0..4 {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+
+    /// Makes the batches due, then works on those due.
+    fn round(&mut self) -> Result<(), StoreError> {
+        let config = (self.config)();
+        if config.metrica_actions().next().is_none() {
+            return Ok(());
+        }
+        for (_, m) in config.metrica_actions() {
+            let every = m.batch_every.as_millis() as i64;
+            if let Some(id) = self.writer.make_batch(m.key.clone(), m.batch_max, every, now_ms())? {
+                log::info!("metrica {}: batch {id} made", m.key);
+            }
+        }
+        loop {
+            let due = self.writer.due_batches(now_ms(), LEASE_MS, 1)?;
+            let Some(batch) = due.into_iter().next() else { return Ok(()) };
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let Some((action, m)) = config.metrica(&batch.key) else {
+                // Its lease keeps it from being taken again at once.
+                log::warn!(
+                    "metrica: batch {} belongs to `{}`, which the config no longer has; it waits",
+                    batch.id,
+                    batch.key
+                );
+                continue;
+            };
+            let step = self.work(&batch, action, m)?;
+            if let Some(step) = step {
+                self.writer.batch_step(batch.id, step, now_ms())?;
+            }
+        }
+    }
+
+    /// One step of `batch`: none when the day's requests are spent (its
+    /// lease holds it until later).
+    fn work(&mut self, batch: &Batch, action: &Action, m: &Metrica) -> Result<Option<BatchStep>, StoreError> {
+        match batch.state.as_str() {
+            "uploaded" => Ok(self.poll(batch, m)),
+            "sending" if m.route == Route::Conversions => match self.find(batch, m) {
+                Some(BatchStep::NotFound) => self.upload(batch, action, m),
+                other => Ok(other),
+            },
+            _ => self.upload(batch, action, m),
+        }
+    }
+
+    /// Whether the day's quota allows one more request with `m`'s token;
+    /// if so, it is counted.
+    fn spend(&mut self, m: &Metrica) -> bool {
+        let day = now_ms().div_euclid(86_400_000);
+        if day != self.day {
+            self.day = day;
+            self.spent.clear();
+        }
+        let spent = self.spent.entry(m.token.expose().to_string()).or_insert(0);
+        if *spent >= DAILY_BUDGET {
+            log::warn!(
+                "metrica {}: {DAILY_BUDGET} requests made today with this token; the rest wait for tomorrow (UTC)",
+                m.key
+            );
+            return false;
+        }
+        *spent += 1;
+        true
+    }
+
+    /// Sends a request (after [`Self::spend`]), no sooner than [`SPACING`]
+    /// after the last one; the answer, when it started and how long it took.
+    fn send(&mut self, m: &Metrica, mut due: DueDelivery) -> (Result<Answer, SendError>, i64, i64) {
+        if let Some(last) = self.last_request {
+            std::thread::sleep(SPACING.saturating_sub(last.elapsed()));
+        }
+        if !due.request.headers.iter().any(|(n, _)| n == "Authorization") {
+            due.request
+                .headers
+                .push(("Authorization".into(), format!("OAuth {}", m.token.expose().trim())));
+        }
+        let started = now_ms();
+        let clock = Instant::now();
+        let answer = send::send(&self.agent, &due);
+        self.last_request = Some(Instant::now());
+        (answer, started, clock.elapsed().as_millis() as i64)
+    }
+
+    /// Uploads `batch`'s rows as one CSV file.
+    fn upload(&mut self, batch: &Batch, action: &Action, m: &Metrica) -> Result<Option<BatchStep>, StoreError> {
+        let rows: Vec<Vec<(String, String)>> = self
+            .writer
+            .batch_rows(batch.id)?
+            .into_iter()
+            .filter_map(|(_, body)| serde_json::from_slice(&body?).ok())
+            .collect();
+        let (due, line) = upload_request(m, &comment(batch.id), &rows, action.timeout, batch.id);
+        if !self.spend(m) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let until = now + action.timeout.as_millis() as i64 + 10_000;
+        self.writer.batch_sending(batch.id, now, until)?;
+        let (answer, started, took) = self.send(m, due);
+        let attempt = |status: Option<u16>, body: Option<String>, error: Option<Said>, judged: Option<Judged>| {
+            BatchAttempt {
+                started_at: started,
+                duration_ms: took,
+                request: line.clone(),
+                http_status: status,
+                response_body: body,
+                error,
+                judged,
+            }
+        };
+        let tries = u32::try_from(batch.attempts + 1).unwrap_or(u32::MAX);
+        let policy = super::retry::Policy {
+            attempts: action.retry.attempts,
+            first_delay: action.retry.first_delay,
+            max_delay: action.retry.max_delay,
+        };
+        let retry = |attempt: BatchAttempt, retry_after: Option<Duration>, unknown: bool| {
+            if tries >= policy.attempts {
+                let notice = Said::DeliveryFailed {
+                    action: action.name.clone(),
+                    error: Box::new(attempt.error.clone().unwrap_or(Said::Expired)),
+                    attempt: tries,
+                };
+                return BatchStep::Failed { attempt, notice };
+            }
+            let wait = super::retry::backoff(&policy, tries, retry_after, super::random_unit());
+            BatchStep::Retry {
+                attempt,
+                at: now_ms() + wait.as_millis() as i64,
+                unknown,
+            }
+        };
+        Ok(Some(match answer {
+            Err(SendError::Network(why)) => retry(attempt(None, None, Some(Said::Network { error: why }), None), None, true),
+            Err(other) => {
+                let error = Said::InvalidRequest {
+                    error: other.to_string(),
+                };
+                let notice = Said::DeliveryFailed {
+                    action: action.name.clone(),
+                    error: Box::new(error.clone()),
+                    attempt: tries,
+                };
+                BatchStep::Failed {
+                    attempt: attempt(None, None, Some(error), None),
+                    notice,
+                }
+            }
+            Ok(answer) => {
+                let status = answer.status;
+                let head = Some(answer.body_head());
+                let judged = |verdict: Judged| {
+                    let error = Said::Answer {
+                        verdict: verdict.clone(),
+                        note: None,
+                    };
+                    attempt(Some(status), head.clone(), Some(error), Some(verdict))
+                };
+                let uploading = taken(&answer.body);
+                match (status, uploading) {
+                    (200..=299, Some((id, state))) if state.as_deref() != Some("FAILED") => {
+                        let kept = Some(serde_json::Value::String(id.clone()));
+                        let verdict = Judged::Accepted { status, kept };
+                        let final_state = state.as_deref().is_some_and(|s| !IN_PROGRESS.contains(&s));
+                        let poll_at = (m.route == Route::Conversions && !final_state)
+                            .then(|| now_ms() + m.poll_every.as_millis() as i64);
+                        BatchStep::Uploaded {
+                            attempt: attempt(Some(status), head.clone(), None, Some(verdict)),
+                            upload_id: id,
+                            upload_state: state,
+                            poll_at,
+                        }
+                    }
+                    (408 | 420 | 429 | 500..=599, _) => {
+                        retry(judged(Judged::StatusRetry { status }), answer.retry_after, false)
+                    }
+                    (200..=299, _) => {
+                        let attempt = judged(Judged::JsonMismatch {
+                            status,
+                            path: "uploading.id".into(),
+                            expected: Vec::new(),
+                            found: serde_json::Value::Null,
+                        });
+                        let notice = Said::DeliveryFailed {
+                            action: action.name.clone(),
+                            error: Box::new(attempt.error.clone().unwrap_or(Said::Http { status })),
+                            attempt: tries,
+                        };
+                        BatchStep::Failed { attempt, notice }
+                    }
+                    _ => {
+                        let attempt = judged(Judged::StatusRefused { status });
+                        let notice = Said::DeliveryFailed {
+                            action: action.name.clone(),
+                            error: Box::new(attempt.error.clone().unwrap_or(Said::Http { status })),
+                            attempt: tries,
+                        };
+                        BatchStep::Failed { attempt, notice }
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Looks for `batch`'s upload in Metrica's list after its answer was
+    /// lost: found, it is taken; not found, it is sent again. When the
+    /// list cannot be read, the batch waits a poll interval.
+    fn find(&mut self, batch: &Batch, m: &Metrica) -> Option<BatchStep> {
+        let url = m.uploads_url();
+        let due = request("GET", url.clone(), Vec::new(), None, READ_TIMEOUT, batch.id);
+        if !self.spend(m) {
+            return None;
+        }
+        let (answer, started, took) = self.send(m, due);
+        let later = BatchStep::Retry {
+            attempt: BatchAttempt {
+                started_at: started,
+                duration_ms: took,
+                request: format!("GET {} (looking for batch {})", crate::redact::url_text(&url), batch.id),
+                http_status: answer.as_ref().ok().map(|a| a.status),
+                response_body: answer.as_ref().ok().map(Answer::body_head),
+                error: Some(Said::text("the uploads list could not be read")),
+                judged: None,
+            },
+            at: now_ms() + m.poll_every.as_millis() as i64,
+            unknown: true,
+        };
+        let Ok(answer) = answer else { return Some(later) };
+        let Ok(list) = serde_json::from_slice::<serde_json::Value>(&answer.body) else {
+            return Some(later);
+        };
+        if !(200..300).contains(&answer.status) {
+            return Some(later);
+        }
+        let wanted = comment(batch.id);
+        let found = list
+            .get("uploadings")
+            .and_then(|u| u.as_array())
+            .into_iter()
+            .flatten()
+            .find(|u| u.get("comment").and_then(|c| c.as_str()) == Some(wanted.as_str()));
+        let Some(found) = found else {
+            log::info!("metrica {}: batch {} is not among the uploads; sending it again", m.key, batch.id);
+            return Some(BatchStep::NotFound);
+        };
+        let id = json_text(found.get("id")).unwrap_or_default();
+        let state = json_text(found.get("status"));
+        log::info!(
+            "metrica {}: batch {}'s answer was lost, and Metrica has it as upload {id}",
+            m.key,
+            batch.id
+        );
+        let final_state = state.as_deref().is_some_and(|s| !IN_PROGRESS.contains(&s));
+        Some(BatchStep::Uploaded {
+            attempt: BatchAttempt {
+                started_at: started,
+                duration_ms: took,
+                request: format!(
+                    "GET {} (batch {}'s answer was lost: found as upload {id})",
+                    crate::redact::url_text(&url),
+                    batch.id
+                ),
+                http_status: Some(answer.status),
+                response_body: None,
+                error: None,
+                judged: Some(Judged::Accepted {
+                    status: answer.status,
+                    kept: Some(serde_json::Value::String(id.clone())),
+                }),
+            },
+            upload_id: id,
+            upload_state: state,
+            poll_at: (!final_state).then(|| now_ms() + m.poll_every.as_millis() as i64),
+        })
+    }
+
+    /// Reads an uploaded batch's processing state.
+    fn poll(&mut self, batch: &Batch, m: &Metrica) -> Option<BatchStep> {
+        let id = batch.upload_id.clone().unwrap_or_default();
+        let url = m.upload_state_url(&id);
+        let due = request("GET", url, Vec::new(), None, READ_TIMEOUT, batch.id);
+        if !self.spend(m) {
+            return None;
+        }
+        let (answer, _, _) = self.send(m, due);
+        let now = now_ms();
+        let giving_up = batch.sent_at.is_some_and(|at| now - at > POLL_FOR_MS);
+        let again = (!giving_up).then(|| now + m.poll_every.as_millis() as i64);
+        let unchanged = BatchStep::Polled {
+            upload_state: batch.upload_state.clone().unwrap_or_default(),
+            counts: [batch.linked, batch.user_not_found, batch.goal_not_found],
+            poll_at: again,
+            notice: None,
+        };
+        let Ok(answer) = answer else { return Some(unchanged) };
+        let Some(uploading) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .filter(|_| (200..300).contains(&answer.status))
+            .and_then(|v| v.get("uploading").cloned())
+        else {
+            return Some(unchanged);
+        };
+        let state = json_text(uploading.get("status")).unwrap_or_default();
+        let count = |name: &str| uploading.get(name).and_then(serde_json::Value::as_i64);
+        let ended = !IN_PROGRESS.contains(&state.as_str());
+        let notice = (state == "LINKAGE_FAILURE").then(|| Said::BatchUnlinked {
+            action: batch.key.clone(),
+            batch: batch.id,
+            upload: id.clone(),
+            state: state.clone(),
+        });
+        if ended {
+            log::info!("metrica {}: batch {} (upload {id}) ended {state}", m.key, batch.id);
+        }
+        Some(BatchStep::Polled {
+            upload_state: state,
+            counts: [
+                count("linked_quantity"),
+                count("user_not_found_quantity"),
+                count("goal_not_found_quantity"),
+            ],
+            poll_at: if ended { None } else { again },
+            notice,
+        })
+    }
+}
+
+/// The upload of `rows` as one CSV file (a multipart `file`), signed, with
+/// `comment` on an offline conversions upload; and its request line as
+/// history shows it.
+pub fn upload_request(
+    m: &Metrica,
+    comment: &str,
+    rows: &[Vec<(String, String)>],
+    timeout: Duration,
+    batch: i64,
+) -> (DueDelivery, String) {
+    let file = crate::process::metrica::csv(m.route, rows);
+    let boundary = format!("hookrelay-batch-{batch}-{}", now_ms());
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hookrelay-{batch}.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let url = match m.route {
+        Route::Orders => m.upload_url(),
+        Route::Conversions => {
+            let mut url = m.upload_url();
+            url.push_str("?comment=");
+            url.push_str(&crate::template::url_component(comment));
+            url
+        }
+    };
+    let line = format!(
+        "POST {} (batch {batch}: {} rows)",
+        crate::redact::url_text(&url),
+        rows.len()
+    );
+    let mut due = request(
+        "POST",
+        url,
+        vec![(
+            "Content-Type".into(),
+            format!("multipart/form-data; boundary={boundary}"),
+        )],
+        Some(body),
+        timeout,
+        batch,
+    );
+    due.request
+        .headers
+        .push(("Authorization".into(), format!("OAuth {}", m.token.expose().trim())));
+    (due, line)
+}
+
+/// The comment an offline conversions upload carries, to be found by.
+fn comment(batch: i64) -> String {
+    format!("hookrelay batch {batch}")
+}
+
+/// A request to Metrica, shaped as a delivery for [`send::send`].
+fn request(
+    method: &str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+    batch: i64,
+) -> DueDelivery {
+    DueDelivery {
+        id: batch,
+        operation_id: 0,
+        attempts: 0,
+        target: crate::model::target_of(&url),
+        request: DeliveryRequest {
+            action: String::new(),
+            method: method.into(),
+            redacted: String::new(),
+            url,
+            headers,
+            body,
+            rules: Default::default(),
+            timeout_ms: timeout.as_millis() as u64,
+            max_attempts: 1,
+            first_delay_ms: 0,
+            max_delay_ms: 0,
+            expires_at: None,
+            refused: None,
+            batch: None,
+        },
+    }
+}
+
+/// A JSON number or string as text.
+fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What an upload's answer says Metrica took: the upload's id and its
+/// state. Offline conversions answer `{"uploading": {"id", "status"}}`;
+/// the CDP's `uploading_id` and `api_validation_status` are read too.
+fn taken(body: &[u8]) -> Option<(String, Option<String>)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let uploading = value.get("uploading").unwrap_or(&value);
+    let id = json_text(uploading.get("id")).or_else(|| json_text(uploading.get("uploading_id")))?;
+    let state = json_text(uploading.get("status")).or_else(|| json_text(uploading.get("api_validation_status")));
+    Some((id, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_upload_answer_says() {
+        assert_eq!(
+            taken(br#"{"uploading":{"id":501,"status":"PREPARED","comment":"hookrelay batch 3"}}"#),
+            Some(("501".into(), Some("PREPARED".into())))
+        );
+        assert_eq!(
+            taken(br#"{"uploading":{"uploading_id":"a1b2","api_validation_status":"PASSED"}}"#),
+            Some(("a1b2".into(), Some("PASSED".into())))
+        );
+        assert_eq!(taken(br#"{"errors":[{"error_type":"backend_error"}]}"#), None);
+        assert_eq!(taken(b"not json"), None);
+    }
+}
