@@ -163,10 +163,12 @@ fn print_text(op: &OperationView, config: &crate::config::Config) {
         if let Some(batch) = &d.batch {
             println!("  batch: {}", batch_line(batch, config));
         }
-        if d.batch.is_none() && matches!(
-            d.status,
-            crate::model::DeliveryStatus::Retrying | crate::model::DeliveryStatus::Pending
-        ) {
+        if d.batch.is_none()
+            && matches!(
+                d.status,
+                crate::model::DeliveryStatus::Retrying | crate::model::DeliveryStatus::Pending
+            )
+        {
             println!("  next attempt: {}", clock::local(d.next_attempt_at, tz));
         }
         if let Some(error) = &d.last_error {

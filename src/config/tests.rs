@@ -386,3 +386,49 @@ fn viewers_see_addresses_only_when_told() {
     assert!(!shown(""));
     assert!(shown("show_address = true"));
 }
+
+/// The README's metrica action, as written there: its keys, defaults and
+/// the row's columns in the route's order; its token never in Debug.
+#[test]
+fn a_metrica_action_as_the_readme_writes_it() {
+    let text = r#"
+        [[processing]]
+        name = "salon"
+        token = "abcdefghijklmnopqrstuvwxyz"
+        [[processing.action]]
+        name = "metrica"
+        kind = "metrica"
+        counter = 2215573
+        token = "y0_AgAAAA-secret-part"
+        route = "orders"
+        time_zone = "Europe/Moscow"
+        batch_every = "15m"
+        batch_max = 1000
+        poll_every = "5m"
+        window = "21d"
+        [processing.action.row]
+        order_status = "PAID"
+        id = "{{appointment_id}}"
+        create_date_time = "{{appointment_date}}"
+        phones = "{{client_phone}}"
+        revenue = "{{appointment_total_cost}}"
+    "#;
+    let config = Config::parse(text, Path::new("/etc/hookrelay/c.toml")).unwrap();
+    let (action, m) = config.metrica("salon/metrica").unwrap();
+    assert_eq!(action.max_age, None);
+    assert_eq!(
+        m.upload_url(),
+        "https://api-metrika.yandex.net/cdp/api/v1/counter/2215573/data/simple_orders?merge_mode=SAVE&delimiter_type=COMMA"
+    );
+    let columns: Vec<&str> = m.row.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(columns, ["id", "create_date_time", "phones", "order_status", "revenue"]);
+    assert_eq!(
+        (m.batch_max, m.batch_every, m.poll_every),
+        (1000, Duration::from_secs(900), Duration::from_secs(300))
+    );
+    assert!(!format!("{config:?}").contains("secret-part"));
+    // [delivery] max_age is not a row's: `window` is.
+    let with_default = text.replace("[[processing]]", "[delivery]\nmax_age = \"1h\"\n[[processing]]");
+    let config = Config::parse(&with_default, Path::new("/etc/hookrelay/c.toml")).unwrap();
+    assert_eq!(config.metrica("salon/metrica").unwrap().0.max_age, None);
+}

@@ -118,7 +118,9 @@ impl Batcher {
         }
         loop {
             let due = self.writer.due_batches(now_ms(), LEASE_MS, 1)?;
-            let Some(batch) = due.into_iter().next() else { return Ok(()) };
+            let Some(batch) = due.into_iter().next() else {
+                return Ok(());
+            };
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -205,8 +207,8 @@ impl Batcher {
         let until = now + action.timeout.as_millis() as i64 + 10_000;
         self.writer.batch_sending(batch.id, now, until)?;
         let (answer, started, took) = self.send(m, due);
-        let attempt = |status: Option<u16>, body: Option<String>, error: Option<Said>, judged: Option<Judged>| {
-            BatchAttempt {
+        let attempt =
+            |status: Option<u16>, body: Option<String>, error: Option<Said>, judged: Option<Judged>| BatchAttempt {
                 started_at: started,
                 duration_ms: took,
                 request: line.clone(),
@@ -214,8 +216,7 @@ impl Batcher {
                 response_body: body,
                 error,
                 judged,
-            }
-        };
+            };
         let tries = u32::try_from(batch.attempts + 1).unwrap_or(u32::MAX);
         let policy = super::retry::Policy {
             attempts: action.retry.attempts,
@@ -239,7 +240,11 @@ impl Batcher {
             }
         };
         Ok(Some(match answer {
-            Err(SendError::Network(why)) => retry(attempt(None, None, Some(Said::Network { error: why }), None), None, true),
+            Err(SendError::Network(why)) => retry(
+                attempt(None, None, Some(Said::Network { error: why }), None),
+                None,
+                true,
+            ),
             Err(other) => {
                 let error = Said::InvalidRequest {
                     error: other.to_string(),
@@ -348,7 +353,11 @@ impl Batcher {
             .flatten()
             .find(|u| u.get("comment").and_then(|c| c.as_str()) == Some(wanted.as_str()));
         let Some(found) = found else {
-            log::info!("metrica {}: batch {} is not among the uploads; sending it again", m.key, batch.id);
+            log::info!(
+                "metrica {}: batch {} is not among the uploads; sending it again",
+                m.key,
+                batch.id
+            );
             return Some(BatchStep::NotFound);
         };
         let id = json_text(found.get("id")).unwrap_or_default();
@@ -557,5 +566,41 @@ mod tests {
         );
         assert_eq!(taken(br#"{"errors":[{"error_type":"backend_error"}]}"#), None);
         assert_eq!(taken(b"not json"), None);
+    }
+
+    /// A token's requests stop at the day's budget; another token's go on.
+    #[test]
+    fn a_token_stops_at_the_days_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = crate::store::Hooks {
+            on_commit: Box::new(|| {}),
+            on_error: Box::new(|_| {}),
+        };
+        let (writer, _thread) =
+            crate::store::spawn_writer(crate::store::Location::File(dir.path().join("q.db")), hooks).unwrap();
+        let config = crate::config::Config::parse(
+            "[[processing]]\nname = \"p\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n\
+             [[processing.action]]\nname = \"m\"\nkind = \"metrica\"\ncounter = 1\ntoken = \"y0_one\"\n\
+             row = { id = \"{{id}}\", phones = \"{{phone}}\" }\n",
+            std::path::Path::new("/etc/hookrelay/c.toml"),
+        )
+        .unwrap();
+        let config = Arc::new(config);
+        let source = Arc::clone(&config);
+        let mut batcher = Batcher::new(
+            writer,
+            send::agent("test"),
+            Box::new(move || Arc::clone(&source)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (_, m) = config.metrica("p/m").unwrap();
+        assert!((0..DAILY_BUDGET).all(|_| batcher.spend(m)));
+        assert!(!batcher.spend(m));
+        let mut other = m.clone();
+        other.token = crate::config::Secret::new("y0_two");
+        assert!(batcher.spend(&other));
+        // A new day starts the count again.
+        batcher.day -= 1;
+        assert!(batcher.spend(m));
     }
 }

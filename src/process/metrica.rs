@@ -182,14 +182,26 @@ pub fn parse_time(value: &str, tz: &jiff::tz::TimeZone) -> Option<i64> {
         .parse::<DateTime>()
         .ok()
         .or_else(|| {
-            ["%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y"].iter().find_map(|f| {
-                DateTime::strptime(f, value)
-                    .ok()
-                    .or_else(|| jiff::civil::Date::strptime(f, value).ok().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
-            })
+            ["%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y"]
+                .iter()
+                .find_map(|f| {
+                    DateTime::strptime(f, value).ok().or_else(|| {
+                        jiff::civil::Date::strptime(f, value)
+                            .ok()
+                            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+                    })
+                })
         })
-        .or_else(|| value.parse::<jiff::civil::Date>().ok().map(|d| d.to_datetime(jiff::civil::Time::midnight())))?;
-    civil.to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp().as_millisecond())
+        .or_else(|| {
+            value
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })?;
+    civil
+        .to_zoned_datetime(tz.clone())
+        .ok()
+        .map(|z| z.timestamp().as_millisecond())
 }
 
 fn check_age(m: &Metrica, column: &str, value: &str, at: i64, now: i64) -> Result<(), RowRule> {
@@ -215,7 +227,11 @@ fn write_time(m: &Metrica, at: i64) -> String {
     match m.route {
         Route::Conversions => (at / 1000).to_string(),
         Route::Orders => Timestamp::from_millisecond(at)
-            .map(|ts| ts.to_zoned_datetime(m.time_zone.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .map(|ts| {
+                ts.to_zoned_datetime(m.time_zone.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
             .unwrap_or_default(),
     }
 }
@@ -239,4 +255,174 @@ pub fn csv(route: Route, rows: &[Vec<(String, String)>]) -> Vec<u8> {
         let _ = out.write_record(&record);
     }
     out.into_inner().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn metrica(route: Route, row: &[(&str, &str)]) -> Metrica {
+        Metrica {
+            counter: 1,
+            token: crate::config::Secret::new("t"),
+            route,
+            api: "http://127.0.0.1:9".into(),
+            time_zone: jiff::tz::TimeZone::get("Europe/Moscow").unwrap(),
+            time_zone_name: "Europe/Moscow".into(),
+            batch_every: Duration::from_secs(900),
+            batch_max: 1000,
+            poll_every: Duration::from_secs(300),
+            window: Duration::from_secs(21 * 86_400),
+            row: row
+                .iter()
+                .map(|(c, t)| (c.to_string(), Template::parse(t).unwrap()))
+                .collect(),
+            key: "p/a".into(),
+        }
+    }
+
+    /// 2026-12-01 10:00:00 in Moscow (UTC+3).
+    const DEC_1_10AM_MSK: i64 = 1_796_108_400_000;
+
+    #[test]
+    fn times_read_in_the_counters_zone_unless_they_say_theirs() {
+        let tz = jiff::tz::TimeZone::get("Europe/Moscow").unwrap();
+        for text in [
+            "2026-12-01 10:00",
+            "2026-12-01T10:00:00",
+            "01.12.2026 10:00",
+            "01.12.2026 10:00:00",
+            "2026-12-01T07:00:00Z",
+            "2026-12-01T10:00:00+03:00",
+            "1796108400",
+            "1796108400000",
+        ] {
+            assert_eq!(parse_time(text, &tz), Some(DEC_1_10AM_MSK), "{text}");
+        }
+        assert_eq!(parse_time("01.12.2026", &tz), Some(DEC_1_10AM_MSK - 10 * 3_600_000));
+        for bad in ["вчера", "2026-13-01 10:00", "12345", ""] {
+            assert_eq!(parse_time(bad, &tz), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_row_follows_metricas_rules() {
+        let m = metrica(
+            Route::Orders,
+            &[
+                ("id", "{{id}}"),
+                ("create_date_time", "{{at}}"),
+                ("phones", "{{phone}}"),
+                ("emails_md5", "{{email}}"),
+                ("revenue", "{{sum}}"),
+            ],
+        );
+        let now = DEC_1_10AM_MSK + 3_600_000;
+        let fields = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        };
+        let got = row(
+            &m,
+            fields(&[
+                ("id", "A1"),
+                ("at", "01.12.2026 10:00"),
+                ("phone", "8 (916) 123-45-67, +7 916 765 43 21"),
+                ("email", " Anna@Example.RU "),
+                ("sum", "1 500,50"),
+            ]),
+            now,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            got.cells,
+            [
+                ("id".to_string(), "A1".to_string()),
+                ("create_date_time".into(), "2026-12-01 10:00:00".into()),
+                ("phones".into(), "79161234567,79167654321".into()),
+                ("emails_md5".into(), hashed("anna@example.ru")),
+                ("revenue".into(), "1500.50".into()),
+            ]
+        );
+        assert_eq!(hashed("anna@example.ru").len(), 32);
+        let refused = |pairs: &'static [(&'static str, &'static str)]| row(&m, fields(pairs), now, now).err();
+        assert_eq!(
+            refused(&[("id", "A1"), ("at", "01.11.2026 10:00"), ("phone", "89161234567")]),
+            Some(RowRule::TooOld {
+                column: "create_date_time".into(),
+                value: "01.11.2026 10:00".into(),
+                days: 21
+            })
+        );
+        assert!(matches!(
+            refused(&[("id", "A1"), ("at", "02.12.2026 10:00"), ("phone", "89161234567")]),
+            Some(RowRule::Future { .. })
+        ));
+        assert!(matches!(
+            refused(&[("id", "A1"), ("at", "01.12.2026 10:00"), ("phone", "123")]),
+            Some(RowRule::NotPhone { .. })
+        ));
+        assert!(matches!(
+            refused(&[
+                ("id", "A1"),
+                ("at", "01.12.2026 10:00"),
+                ("phone", "89161234567"),
+                ("sum", "free")
+            ]),
+            Some(RowRule::NotNumber { .. })
+        ));
+        assert!(matches!(
+            refused(&[("id", ""), ("at", "01.12.2026 10:00"), ("phone", "89161234567")]),
+            Some(RowRule::Missing { .. })
+        ));
+        assert!(matches!(
+            refused(&[("id", "A1"), ("at", "01.12.2026 10:00")]),
+            Some(RowRule::NoIdentifier { .. })
+        ));
+    }
+
+    /// Offline conversions carry Unix seconds; a row without a time is
+    /// dated when its event arrived.
+    #[test]
+    fn conversions_are_dated_in_unix_seconds() {
+        let m = metrica(Route::Conversions, &[("ClientId", "{{cid}}"), ("Target", "paid")]);
+        let got = row(
+            &m,
+            |name| (name == "cid").then_some("17000"),
+            DEC_1_10AM_MSK,
+            DEC_1_10AM_MSK,
+        )
+        .unwrap();
+        assert_eq!(
+            got.cells,
+            [
+                ("ClientId".to_string(), "17000".to_string()),
+                ("Target".into(), "paid".into()),
+                ("DateTime".into(), "1796108400".into()),
+            ]
+        );
+    }
+
+    /// The file has the columns any row has, in the route's order; a value
+    /// holding a comma or a quote is quoted, as CSV says.
+    #[test]
+    fn a_batch_is_one_csv_file() {
+        let rows = vec![
+            vec![
+                ("id".to_string(), "1".to_string()),
+                ("phones".into(), "79161234567,79167654321".into()),
+            ],
+            vec![
+                ("id".to_string(), "2".to_string()),
+                ("create_date_time".into(), "2026-12-01 10:00:00".into()),
+            ],
+            vec![("id".to_string(), "3 \"VIP\"".to_string())],
+        ];
+        let file = String::from_utf8(csv(Route::Orders, &rows)).unwrap();
+        assert_eq!(
+            file,
+            "id,create_date_time,phones\n1,,\"79161234567,79167654321\"\n2,2026-12-01 10:00:00,\n\"3 \"\"VIP\"\"\",,\n"
+        );
+    }
 }

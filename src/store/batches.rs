@@ -72,6 +72,9 @@ fn batch_row(row: &Row) -> Result<Batch, StoreError> {
     })
 }
 
+/// A batch's rows: each delivery's id and its row (JSON pairs).
+pub type BatchRows = Vec<(i64, Option<Vec<u8>>)>;
+
 /// What one upload (or the check for it) said, recorded on each of the
 /// batch's rows as an attempt.
 #[derive(Debug, Clone)]
@@ -179,12 +182,15 @@ pub(super) fn take_due(conn: &Db, now: i64, lease_ms: i64, limit: usize) -> Resu
 /// Gives every lease back: alone on its database, an instance starting
 /// again resumes what it was doing when it stopped.
 pub(super) fn release_leases(conn: &Db) -> Result<(), StoreError> {
-    conn.execute("UPDATE batches SET lease_until = NULL WHERE lease_until IS NOT NULL", &[])?;
+    conn.execute(
+        "UPDATE batches SET lease_until = NULL WHERE lease_until IS NOT NULL",
+        &[],
+    )?;
     Ok(())
 }
 
 /// A batch's rows: each delivery's id and its row (the body, JSON pairs).
-pub(super) fn rows(conn: &Db, batch: i64) -> Result<Vec<(i64, Option<Vec<u8>>)>, StoreError> {
+pub(super) fn rows(conn: &Db, batch: i64) -> Result<BatchRows, StoreError> {
     conn.query(
         "SELECT id, body FROM deliveries WHERE batch_id = ?1 ORDER BY id",
         &[&batch],
@@ -405,7 +411,7 @@ impl Writer {
     }
 
     /// A batch's rows. Blocks: plain threads only.
-    pub fn batch_rows(&self, batch: i64) -> Result<Vec<(i64, Option<Vec<u8>>)>, StoreError> {
+    pub fn batch_rows(&self, batch: i64) -> Result<BatchRows, StoreError> {
         self.run_blocking(false, move |conn| rows(conn, batch))
     }
 

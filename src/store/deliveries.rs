@@ -200,18 +200,20 @@ impl Reader {
             },
         )?;
         rows.into_iter()
-            .map(|((id, action, status, next_attempt_at), last_error, request, batched)| {
-                Ok(DeliveryView {
-                    id,
-                    action,
-                    status: parse_status(status)?,
-                    next_attempt_at,
-                    last_error,
-                    request,
-                    attempts: self.attempts(id)?,
-                    batch: if batched { Some(self.batch_of(id)?) } else { None },
-                })
-            })
+            .map(
+                |((id, action, status, next_attempt_at), last_error, request, batched)| {
+                    Ok(DeliveryView {
+                        id,
+                        action,
+                        status: parse_status(status)?,
+                        next_attempt_at,
+                        last_error,
+                        request,
+                        attempts: self.attempts(id)?,
+                        batch: if batched { Some(self.batch_of(id)?) } else { None },
+                    })
+                },
+            )
             .collect()
     }
 

@@ -311,3 +311,48 @@ fn claimed_deliveries_still_wait_on_postgres() {
     let Some(db) = TestDatabase::create() else { return };
     super::tests::claimed_deliveries_still_wait(&db.location);
 }
+
+#[test]
+fn batches_take_each_row_once_on_postgres() {
+    let Some(db) = TestDatabase::create() else { return };
+    super::tests::batches_take_each_row_once(&db.location);
+}
+
+/// Two instances gathering the same rows into batches at once: each row
+/// ends in exactly one batch.
+#[test]
+fn two_instances_never_batch_a_row_twice() {
+    let Some(db) = TestDatabase::create() else { return };
+    let (first, _a) = spawn_writer(&db.location, quiet()).unwrap();
+    let (second, _b) = spawn_writer(&db.location, quiet()).unwrap();
+    let rows: Vec<crate::model::NewOperation> = (0..60)
+        .map(|_| {
+            let mut op = operation(None, &["m"]);
+            op.deliveries[0].batch = Some("p/m".into());
+            op
+        })
+        .collect();
+    insert_all(&first, rows);
+    let start = Arc::new(Barrier::new(2));
+    let gather = |writer: Writer, start: Arc<Barrier>| {
+        std::thread::spawn(move || {
+            start.wait();
+            let mut made = Vec::new();
+            while let Some(id) = writer.make_batch("p/m".into(), 7, 0, now_ms()).unwrap() {
+                made.push(id);
+            }
+            made
+        })
+    };
+    let (a, b) = (gather(first.clone(), Arc::clone(&start)), gather(second, start));
+    let mut batches = a.join().unwrap();
+    batches.extend(b.join().unwrap());
+    let mut rows: Vec<i64> = Vec::new();
+    for batch in &batches {
+        rows.extend(first.batch_rows(*batch).unwrap().into_iter().map(|(id, _)| id));
+    }
+    let total = rows.len();
+    rows.sort_unstable();
+    rows.dedup();
+    assert_eq!((total, rows.len()), (60, 60), "batches {batches:?}");
+}

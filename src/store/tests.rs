@@ -276,6 +276,8 @@ fn migration_fills_in_receivers() {
          DROP TABLE receivers;
          DROP TABLE oauth_tokens;
          DROP TABLE remembered;
+         DROP TABLE batches; DROP INDEX deliveries_unbatched; DROP INDEX deliveries_by_batch;
+         ALTER TABLE deliveries DROP COLUMN batch_key; ALTER TABLE deliveries DROP COLUMN batch_id;
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -512,4 +514,107 @@ pub(super) fn claimed_deliveries_still_wait(location: &Location) {
 fn claimed_deliveries_still_wait_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     claimed_deliveries_still_wait(&Location::File(dir.path().join("t.db")));
+}
+
+/// Metrica rows are never due on their own; a batch takes each row once,
+/// at `max` rows or once the oldest waited `every`; its step is recorded
+/// on each of its rows; a row in a batch is not rendered again.
+pub(super) fn batches_take_each_row_once(location: &Location) {
+    let (writer, thread) = spawn_writer(location, quiet()).unwrap();
+    let row = || {
+        let mut op = operation(None, &["m"]);
+        op.deliveries[0].batch = Some("p/m".into());
+        op.deliveries[0].body = Some(br#"[["id","1"]]"#.to_vec());
+        op
+    };
+    let ops = insert_all(&writer, (0..5).map(|_| row()).collect());
+    assert!(writer
+        .claim_due(now_ms() + 86_400_000, 10, Vec::new())
+        .unwrap()
+        .due
+        .is_empty());
+    // When the operations arrived (`operation`'s sample time).
+    let now = 1_000;
+    let hour = 3_600_000;
+    let first = writer.make_batch("p/m".into(), 3, hour, now).unwrap().unwrap();
+    assert_eq!(writer.make_batch("p/m".into(), 3, hour, now).unwrap(), None);
+    assert_eq!(writer.make_batch("other/m".into(), 1, 0, now).unwrap(), None);
+    let second = writer.make_batch("p/m".into(), 3, hour, now + hour).unwrap().unwrap();
+    assert_eq!(writer.make_batch("p/m".into(), 1, 0, now + hour).unwrap(), None);
+    let (a, b) = (writer.batch_rows(first).unwrap(), writer.batch_rows(second).unwrap());
+    assert_eq!((a.len(), b.len()), (3, 2));
+    assert!(a.iter().all(|(id, _)| b.iter().all(|(other, _)| other != id)));
+    let taken = writer.due_batches(now + hour, 30_000, 10).unwrap();
+    assert_eq!(taken.iter().map(|b| b.id).collect::<Vec<_>>(), [first, second]);
+    assert!(writer.due_batches(now + hour, 30_000, 10).unwrap().is_empty(), "leased");
+    // A row in a batch is the batch's.
+    let mut again = delivery("m");
+    again.batch = Some("p/m".into());
+    assert_eq!(writer.rerender(vec![(a[0].0, again)]).unwrap(), 0);
+    let attempt = BatchAttempt {
+        started_at: now,
+        duration_ms: 5,
+        request: "POST upload (batch)".into(),
+        http_status: Some(200),
+        response_body: None,
+        error: None,
+        judged: None,
+    };
+    writer.batch_sending(first, now, now + 30_000).unwrap();
+    let step = BatchStep::Uploaded {
+        attempt: attempt.clone(),
+        upload_id: "501".into(),
+        upload_state: Some("PREPARED".into()),
+        poll_at: Some(now + 1_000),
+    };
+    writer.batch_step(first, step, now).unwrap();
+    let refused = BatchAttempt {
+        http_status: Some(400),
+        error: Some(Said::Http { status: 400 }),
+        ..attempt
+    };
+    let notice = Said::Http { status: 400 };
+    writer
+        .batch_step(
+            second,
+            BatchStep::Failed {
+                attempt: refused,
+                notice,
+            },
+            now,
+        )
+        .unwrap();
+    let reader = Reader::open(location).unwrap();
+    let mut seen = Vec::new();
+    for inserted in &ops {
+        let op = reader.operation(inserted.id).unwrap().unwrap();
+        let batch = op.deliveries[0].batch.clone().unwrap().unwrap();
+        assert_eq!(op.deliveries[0].attempts.len(), 1);
+        seen.push((batch.id, batch.state, op.summary.status));
+    }
+    seen.sort_by_key(|(id, _, _)| *id);
+    let (ok, failed) = (
+        (first, "uploaded".to_string(), OpStatus::Delivered),
+        (second, "failed".to_string(), OpStatus::Failed),
+    );
+    assert_eq!(seen, [ok.clone(), ok.clone(), ok, failed.clone(), failed]);
+    let queue = reader.batch_queue("p/m").unwrap();
+    assert_eq!((queue.waiting, queue.unfinished), (0, 1));
+    assert_eq!(queue.last.map(|b| b.state), Some("failed".to_string()));
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[test]
+fn batches_take_each_row_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    batches_take_each_row_once(&Location::File(path.clone()));
+    // A restart leaves a batch's rows in flight: the batch resumes them.
+    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+    assert!(writer
+        .claim_due(now_ms() + 86_400_000, 10, Vec::new())
+        .unwrap()
+        .due
+        .is_empty());
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::support::metrica::{Metrica, Upload};
-use crate::support::{get, wait_for, wait_until, Relay, TOKEN};
+use crate::support::{config_text, console_get, console_session, get, wait_for, wait_until, Relay, TOKEN};
 
 const OAUTH: &str = "y0_AgAAAAB-metrica-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789abcdefXYZ";
 
 fn token(name: &str) -> String {
     format!("{name}-{TOKEN}")
@@ -51,23 +52,39 @@ fn now_secs() -> u64 {
 #[test]
 fn orders_go_out_in_one_batch_at_batch_max() {
     let fake = Metrica::start(OAUTH, &[]);
-    let relay = Relay::start(&processing(
-        "salon",
-        &fake,
-        "batch_max = 3\nbatch_every = \"1h\"\ntime_zone = \"Europe/Moscow\"\n\
+    let with_console = |processings: &str| {
+        config_text(processings).replace(
+            "max_body_bytes = 1024\n",
+            &format!("max_body_bytes = 1024\nadmin_token = \"{ADMIN}\"\n"),
+        )
+    };
+    let relay = Relay::start_in(
+        tempfile::tempdir().unwrap(),
+        &with_console(&processing(
+            "salon",
+            &fake,
+            "batch_max = 3\nbatch_every = \"1h\"\ntime_zone = \"Europe/Moscow\"\n\
          [processing.action.row]\nid = \"{{appointment_id}}\"\ncreate_date_time = \"{{paid_at}}\"\n\
          phones = \"{{client_phone}}\"\nrevenue = \"{{total}}\"\norder_status = \"PAID\"\n",
-    ));
+        )),
+    );
     let day = |days_ago: u64| {
         let at = now_secs() - days_ago * 86_400;
         // A Unix time reads as itself whatever the zone.
         at.to_string()
     };
-    let old = send(&relay, "salon", &format!("appointment_id=A0&paid_at={}&client_phone=89161234567", day(30)));
+    let old = send(
+        &relay,
+        "salon",
+        &format!("appointment_id=A0&paid_at={}&client_phone=89161234567", day(30)),
+    );
     let future = send(
         &relay,
         "salon",
-        &format!("appointment_id=A9&paid_at={}&client_phone=89161234567", now_secs() + 86_400),
+        &format!(
+            "appointment_id=A9&paid_at={}&client_phone=89161234567",
+            now_secs() + 86_400
+        ),
     );
     let no_phone = send(&relay, "salon", &format!("appointment_id=A8&paid_at={}", day(1)));
     for (id, says) in [
@@ -85,9 +102,7 @@ fn orders_go_out_in_one_batch_at_batch_max() {
             send(
                 &relay,
                 "salon",
-                &format!(
-                    "appointment_id=A{i}&paid_at={iso}+10:0{i}&client_phone=8+(916)+123-45-6{i}&total=1+500,50"
-                ),
+                &format!("appointment_id=A{i}&paid_at={iso}+10:0{i}&client_phone=8+(916)+123-45-6{i}&total=1+500,50"),
             )
         })
         .collect();
@@ -124,7 +139,10 @@ fn orders_go_out_in_one_batch_at_batch_max() {
     assert_eq!(batch["upload_id"], "501", "{op:#}");
     let attempt = &op["deliveries"][0]["attempts"][0];
     assert_eq!(attempt["http_status"], 200);
-    assert!(attempt["request"].as_str().unwrap().contains("(batch 1: 3 rows)"), "{attempt}");
+    assert!(
+        attempt["request"].as_str().unwrap().contains("(batch 1: 3 rows)"),
+        "{attempt}"
+    );
     for id in &ids {
         relay.wait_status(*id, "delivered");
     }
@@ -134,8 +152,15 @@ fn orders_go_out_in_one_batch_at_batch_max() {
     let text = String::from_utf8(relay.cli(&["status"]).stdout).unwrap();
     assert!(text.contains("metrica salon/metrica:"), "{text}");
     assert!(text.contains("batch 1, 3 rows, done"), "{text}");
+    // The console says it in Russian, on the operation and the overview.
+    let cookie = console_session(&relay, ADMIN);
+    let (_, page) = console_get(&relay, &cookie, &format!("/operations/{third}?lang=ru"));
+    assert!(page.contains("Пачка 1 · обработана · строк: 3"), "{page}");
+    assert!(page.contains("загрузка 501"), "{page}");
+    let (_, overview) = console_get(&relay, &cookie, "/?lang=ru");
+    assert!(overview.contains("Пачки для Яндекс Метрики"), "{overview}");
     // The token goes in the header only, and shows nowhere.
-    assert!(!format!("{op}{status}{text}").contains(OAUTH));
+    assert!(!format!("{op}{status}{text}{page}{overview}").contains(OAUTH));
     assert!(!relay.log_text().contains(OAUTH));
 }
 
@@ -161,7 +186,10 @@ fn rows_go_out_after_batch_every() {
 
 fn md5_hex(text: &str) -> String {
     use md5::Digest;
-    md5::Md5::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    md5::Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Yesterday in Moscow, as `YYYY-MM-DD` and `DD.MM.YYYY`.
@@ -171,7 +199,10 @@ fn yesterday() -> (String, String) {
         .checked_sub(jiff::SignedDuration::from_hours(24))
         .unwrap()
         .to_zoned_datetime(moscow);
-    (day.strftime("%Y-%m-%d").to_string(), day.strftime("%d.%m.%Y").to_string())
+    (
+        day.strftime("%Y-%m-%d").to_string(),
+        day.strftime("%d.%m.%Y").to_string(),
+    )
 }
 
 /// Offline conversions: 503 `backend_error` and 429 are tried again; an
@@ -199,12 +230,19 @@ fn conversions_get_through_refusals_and_a_lost_answer_once() {
     let op = relay.show(ids[0]);
     assert!(processed, "{op:#}");
     let batch = &op["deliveries"][0]["batch"];
-    assert_eq!((batch["linked"].clone(), batch["user_not_found"].clone()), (2.into(), 1.into()), "{op:#}");
+    assert_eq!(
+        (batch["linked"].clone(), batch["user_not_found"].clone()),
+        (2.into(), 1.into()),
+        "{op:#}"
+    );
     // One upload taken, three refused or unanswered tries before it.
     let uploads = fake.uploads();
     assert_eq!(uploads.len(), 1, "{uploads:?}");
     assert_eq!(uploads[0].comment.as_deref(), Some("hookrelay batch 1"));
-    assert_eq!(uploads[0].header, ["ClientId", "Target", "DateTime", "Price", "Currency"]);
+    assert_eq!(
+        uploads[0].header,
+        ["ClientId", "Target", "DateTime", "Price", "Currency"]
+    );
     assert_eq!(fake.refused(), [503, 429]);
     let posts = fake.requests().iter().filter(|(m, _)| m == "POST").count();
     assert_eq!(posts, 3, "{:?}", fake.requests());
@@ -267,7 +305,9 @@ fn kill9_loses_no_row_and_sends_none_twice() {
         "route = \"conversions\"\nbatch_max = 4\npoll_every = \"1s\"\ntimeout = \"5s\"\n\
          [processing.action.row]\nClientId = \"{{cid}}\"\nTarget = \"paid_visit\"\n",
     ));
-    let mut ids: Vec<i64> = (1..=2).map(|i| send(&relay, "salon", &format!("cid=cid-{i}"))).collect();
+    let mut ids: Vec<i64> = (1..=2)
+        .map(|i| send(&relay, "salon", &format!("cid=cid-{i}")))
+        .collect();
     // Rows waiting for their batch, killed.
     relay.kill9();
     relay.restart();
@@ -290,7 +330,10 @@ fn kill9_loses_no_row_and_sends_none_twice() {
     let op = relay.show(ids[0]);
     let attempts = op["deliveries"][0]["attempts"].as_array().unwrap();
     assert!(
-        attempts.last().unwrap()["request"].as_str().unwrap().contains("found as upload 501"),
+        attempts.last().unwrap()["request"]
+            .as_str()
+            .unwrap()
+            .contains("found as upload 501"),
         "{op:#}"
     );
 }
@@ -314,7 +357,11 @@ fn try_shows_the_csv_row_and_check_names_a_wrong_column() {
     assert!(!text.contains(OAUTH), "{text}");
     std::fs::write(
         &relay.config,
-        crate::support::config_text(&processing("salon", &fake, "[processing.action.row]\nid = \"{{id}}\"\nphone = \"{{p}}\"\n")),
+        crate::support::config_text(&processing(
+            "salon",
+            &fake,
+            "[processing.action.row]\nid = \"{{id}}\"\nphone = \"{{p}}\"\n",
+        )),
     )
     .unwrap();
     let check = relay.cli(&["check"]);

@@ -199,9 +199,16 @@ fn judge(state: &mut State, request: &Received, path: &str) -> (Option<Upload>, 
             };
             u.reads += 1;
             if u.reads <= STATES.len() {
-                return (None, 200, json!({ "uploading": uploading(u, STATES[u.reads - 1], None) }));
+                return (
+                    None,
+                    200,
+                    json!({ "uploading": uploading(u, STATES[u.reads - 1], None) }),
+                );
             }
-            let who = u.header.iter().position(|c| ["ClientId", "Yclid", "UserId"].contains(&c.as_str()));
+            let who = u
+                .header
+                .iter()
+                .position(|c| ["ClientId", "Yclid", "UserId"].contains(&c.as_str()));
             let linked = u
                 .rows
                 .iter()
@@ -273,7 +280,9 @@ fn multipart_file(request: &Received) -> Option<String> {
         .trim()
         .to_string();
     let body = String::from_utf8(request.body.clone()).ok()?;
-    let part = body.split(&format!("--{boundary}")).find(|p| p.contains("name=\"file\""))?;
+    let part = body
+        .split(&format!("--{boundary}"))
+        .find(|p| p.contains("name=\"file\""))?;
     let (_, content) = part.split_once("\r\n\r\n")?;
     Some(content.strip_suffix("\r\n").unwrap_or(content).to_string())
 }

@@ -153,7 +153,10 @@ impl Metrica {
     /// to read their states.
     pub fn uploads_url(&self) -> String {
         match self.route {
-            Route::Orders => format!("{}/cdp/api/v1/counter/{}/last_uploadings?limit=100", self.api, self.counter),
+            Route::Orders => format!(
+                "{}/cdp/api/v1/counter/{}/last_uploadings?limit=100",
+                self.api, self.counter
+            ),
             Route::Conversions => format!(
                 "{}/management/v1/counter/{}/offline_conversions/uploadings",
                 self.api, self.counter

@@ -181,7 +181,14 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
 
 /// The tables whose ids PostgreSQL numbers: their sequences continue past
 /// the copied ids, so no id is ever handed out twice.
-const NUMBERED: &[&str] = &["operations", "deliveries", "attempts", "notifications", "replays", "batches"];
+const NUMBERED: &[&str] = &[
+    "operations",
+    "deliveries",
+    "attempts",
+    "notifications",
+    "replays",
+    "batches",
+];
 
 /// Rows copied, by table, in copying order.
 pub type Copied = Vec<(&'static str, u64)>;

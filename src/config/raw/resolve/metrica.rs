@@ -35,7 +35,10 @@ pub(super) fn metrica(raw: &mut RawAction) -> Result<Built, String> {
                 .into(),
         );
     }
-    let counter = raw.counter.take().ok_or("counter: missing (the Metrica tag's number)")?;
+    let counter = raw
+        .counter
+        .take()
+        .ok_or("counter: missing (the Metrica tag's number)")?;
     let token = raw
         .token
         .take()
@@ -81,12 +84,10 @@ pub(super) fn metrica(raw: &mut RawAction) -> Result<Built, String> {
         return Err("window: must be longer than zero".into());
     }
     let mut row = Vec::new();
-    let table = raw.row.take().ok_or_else(|| {
-        format!(
-            "row: missing (the CSV's columns: {})",
-            route.columns().join(", ")
-        )
-    })?;
+    let table = raw
+        .row
+        .take()
+        .ok_or_else(|| format!("row: missing (the CSV's columns: {})", route.columns().join(", ")))?;
     for (name, value) in table {
         if !route.columns().contains(&name.as_str()) {
             return Err(format!(
