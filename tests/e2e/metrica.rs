@@ -355,6 +355,26 @@ fn try_shows_the_csv_row_and_check_names_a_wrong_column() {
     assert!(text.contains("id,create_date_time,phones"), "{text}");
     assert!(text.contains(&format!("A1,{iso} 10:00:00,79161234567")), "{text}");
     assert!(!text.contains(OAUTH), "{text}");
+    // --send uploads that row alone, as a batch of one.
+    let sent = relay.cli(&[
+        "try",
+        "salon",
+        "id=A1",
+        &at,
+        "phone=8 916 123-45-67",
+        "--send",
+        "metrica",
+        "--yes",
+    ]);
+    let said = String::from_utf8_lossy(&sent.stdout);
+    assert!(sent.status.success(), "{said}{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(said.contains("answer: HTTP 200"), "{said}");
+    let uploads = fake.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(
+        uploads[0].rows,
+        [vec!["A1".to_string(), format!("{iso} 10:00:00"), "79161234567".into()]]
+    );
     std::fs::write(
         &relay.config,
         crate::support::config_text(&processing(
