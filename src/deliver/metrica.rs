@@ -146,6 +146,9 @@ impl Batcher {
         match batch.state.as_str() {
             "uploaded" => Ok(self.poll(batch, m)),
             "sending" if m.route == Route::Conversions => match self.find(batch, m) {
+                Some(BatchStep::NotFound) if batch.attempts >= i64::from(action.retry.attempts) => {
+                    Ok(Some(lost(batch, action, m)))
+                }
                 Some(BatchStep::NotFound) => self.upload(batch, action, m),
                 other => Ok(other),
             },
@@ -193,12 +196,18 @@ impl Batcher {
 
     /// Uploads `batch`'s rows as one CSV file.
     fn upload(&mut self, batch: &Batch, action: &Action, m: &Metrica) -> Result<Option<BatchStep>, StoreError> {
-        let rows: Vec<Vec<(String, String)>> = self
-            .writer
-            .batch_rows(batch.id)?
-            .into_iter()
-            .filter_map(|(_, body)| serde_json::from_slice(&body?).ok())
-            .collect();
+        let mut rows: Vec<Vec<(String, String)>> = Vec::new();
+        for (id, body) in self.writer.batch_rows(batch.id)? {
+            // Written by process::metrica; one that does not read is a
+            // database edited by hand: left out of the file, and said.
+            match body.as_deref().map(serde_json::from_slice) {
+                Some(Ok(row)) => rows.push(row),
+                _ => log::error!(
+                    "metrica {}: delivery {id}'s row does not read; it is left out of the file",
+                    m.key
+                ),
+            }
+        }
         let (due, line) = upload_request(m, &comment(batch.id), &rows, action.timeout, batch.id);
         if !self.spend(m) {
             return Ok(None);
@@ -223,14 +232,21 @@ impl Batcher {
             first_delay: action.retry.first_delay,
             max_delay: action.retry.max_delay,
         };
+        // Refused for good: the rows fail, and the operator is told why.
+        let fail = |attempt: BatchAttempt| {
+            let notice = Said::DeliveryFailed {
+                action: action.name.clone(),
+                error: Box::new(attempt.error.clone().unwrap_or(Said::text("refused"))),
+                attempt: tries,
+            };
+            BatchStep::Failed { attempt, notice }
+        };
         let retry = |attempt: BatchAttempt, retry_after: Option<Duration>, unknown: bool| {
-            if tries >= policy.attempts {
-                let notice = Said::DeliveryFailed {
-                    action: action.name.clone(),
-                    error: Box::new(attempt.error.clone().unwrap_or(Said::Expired)),
-                    attempt: tries,
-                };
-                return BatchStep::Failed { attempt, notice };
+            // An offline conversions upload without an answer is looked
+            // for first, and fails only if Metrica does not have it.
+            let lookup = unknown && m.route == Route::Conversions;
+            if tries >= policy.attempts && !lookup {
+                return fail(attempt);
             }
             let wait = super::retry::backoff(&policy, tries, retry_after, super::random_unit());
             BatchStep::Retry {
@@ -239,79 +255,61 @@ impl Batcher {
                 unknown,
             }
         };
-        Ok(Some(match answer {
-            Err(SendError::Network(why)) => retry(
-                attempt(None, None, Some(Said::Network { error: why }), None),
-                None,
-                true,
-            ),
+        let answer = match answer {
+            // The answer was lost: Metrica may have the file.
+            Err(SendError::Network(why)) => {
+                let attempt = attempt(None, None, Some(Said::Network { error: why }), None);
+                return Ok(Some(retry(attempt, None, true)));
+            }
             Err(other) => {
                 let error = Said::InvalidRequest {
                     error: other.to_string(),
                 };
-                let notice = Said::DeliveryFailed {
-                    action: action.name.clone(),
-                    error: Box::new(error.clone()),
-                    attempt: tries,
-                };
-                BatchStep::Failed {
-                    attempt: attempt(None, None, Some(error), None),
-                    notice,
+                return Ok(Some(fail(attempt(None, None, Some(error), None))));
+            }
+            Ok(answer) => answer,
+        };
+        let status = answer.status;
+        let head = Some(answer.body_head());
+        let judged = |verdict: Judged| {
+            let error = Said::Answer {
+                verdict: verdict.clone(),
+                note: None,
+            };
+            attempt(Some(status), head.clone(), Some(error), Some(verdict))
+        };
+        let mismatch = |path: &str, expected: Vec<serde_json::Value>, found: serde_json::Value| {
+            judged(Judged::JsonMismatch {
+                status,
+                path: path.into(),
+                expected,
+                found,
+            })
+        };
+        Ok(Some(match (status, taken(&answer.body)) {
+            (200..=299, Some((_, Some(state)))) if state == "FAILED" => fail(mismatch(
+                "uploading.api_validation_status",
+                vec!["PASSED".into()],
+                state.into(),
+            )),
+            (200..=299, Some((id, state))) => {
+                let kept = Some(serde_json::Value::String(id.clone()));
+                let verdict = Judged::Accepted { status, kept };
+                let final_state = state.as_deref().is_some_and(|s| !IN_PROGRESS.contains(&s));
+                let poll_at =
+                    (m.route == Route::Conversions && !final_state).then(|| now_ms() + m.poll_every.as_millis() as i64);
+                BatchStep::Uploaded {
+                    attempt: attempt(Some(status), head.clone(), None, Some(verdict)),
+                    upload_id: id,
+                    upload_state: state,
+                    poll_at,
                 }
             }
-            Ok(answer) => {
-                let status = answer.status;
-                let head = Some(answer.body_head());
-                let judged = |verdict: Judged| {
-                    let error = Said::Answer {
-                        verdict: verdict.clone(),
-                        note: None,
-                    };
-                    attempt(Some(status), head.clone(), Some(error), Some(verdict))
-                };
-                let uploading = taken(&answer.body);
-                match (status, uploading) {
-                    (200..=299, Some((id, state))) if state.as_deref() != Some("FAILED") => {
-                        let kept = Some(serde_json::Value::String(id.clone()));
-                        let verdict = Judged::Accepted { status, kept };
-                        let final_state = state.as_deref().is_some_and(|s| !IN_PROGRESS.contains(&s));
-                        let poll_at = (m.route == Route::Conversions && !final_state)
-                            .then(|| now_ms() + m.poll_every.as_millis() as i64);
-                        BatchStep::Uploaded {
-                            attempt: attempt(Some(status), head.clone(), None, Some(verdict)),
-                            upload_id: id,
-                            upload_state: state,
-                            poll_at,
-                        }
-                    }
-                    (408 | 420 | 429 | 500..=599, _) => {
-                        retry(judged(Judged::StatusRetry { status }), answer.retry_after, false)
-                    }
-                    (200..=299, _) => {
-                        let attempt = judged(Judged::JsonMismatch {
-                            status,
-                            path: "uploading.id".into(),
-                            expected: Vec::new(),
-                            found: serde_json::Value::Null,
-                        });
-                        let notice = Said::DeliveryFailed {
-                            action: action.name.clone(),
-                            error: Box::new(attempt.error.clone().unwrap_or(Said::Http { status })),
-                            attempt: tries,
-                        };
-                        BatchStep::Failed { attempt, notice }
-                    }
-                    _ => {
-                        let attempt = judged(Judged::StatusRefused { status });
-                        let notice = Said::DeliveryFailed {
-                            action: action.name.clone(),
-                            error: Box::new(attempt.error.clone().unwrap_or(Said::Http { status })),
-                            attempt: tries,
-                        };
-                        BatchStep::Failed { attempt, notice }
-                    }
-                }
+            (408 | 420 | 429 | 500..=599, _) => {
+                retry(judged(Judged::StatusRetry { status }), answer.retry_after, false)
             }
+            (200..=299, None) => fail(mismatch("uploading.id", Vec::new(), serde_json::Value::Null)),
+            _ => fail(judged(Judged::StatusRefused { status })),
         }))
     }
 
@@ -490,6 +488,38 @@ pub fn upload_request(
         .headers
         .push(("Authorization".into(), format!("OAuth {}", m.token.expose().trim())));
     (due, line)
+}
+
+/// A batch whose every try went unanswered and which Metrica's list does
+/// not have: its rows fail.
+fn lost(batch: &Batch, action: &Action, m: &Metrica) -> BatchStep {
+    let error = Said::Network {
+        error: format!(
+            "{} uploads went unanswered and Metrica's list has none of them",
+            batch.attempts
+        ),
+    };
+    let attempts = u32::try_from(batch.attempts).unwrap_or(u32::MAX);
+    BatchStep::Failed {
+        attempt: BatchAttempt {
+            started_at: now_ms(),
+            duration_ms: 0,
+            request: format!(
+                "GET {} (looking for batch {})",
+                crate::redact::url_text(&m.uploads_url()),
+                batch.id
+            ),
+            http_status: None,
+            response_body: None,
+            error: Some(error.clone()),
+            judged: None,
+        },
+        notice: Said::DeliveryFailed {
+            action: action.name.clone(),
+            error: Box::new(error),
+            attempt: attempts,
+        },
+    }
 }
 
 /// The comment an offline conversions upload carries, to be found by.

@@ -259,6 +259,32 @@ fn conversions_get_through_refusals_and_a_lost_answer_once() {
     assert!(fake.most_at_once() <= 3, "{}", fake.most_at_once());
 }
 
+/// Uploads that all go unanswered, none of which Metrica's list has: once
+/// the retries are spent, the rows fail, saying so; nothing was taken.
+#[test]
+fn unanswered_uploads_missing_from_the_list_fail_in_the_end() {
+    let fake = Metrica::start(OAUTH, &[]);
+    let lost = Upload::Lost(Duration::from_secs(2));
+    fake.next_uploads(&[lost, lost]);
+    let relay = Relay::start(&processing(
+        "salon",
+        &fake,
+        "route = \"conversions\"\nbatch_max = 1\npoll_every = \"1s\"\ntimeout = \"1s\"\n\
+         retry = { attempts = 2, first_delay = \"100ms\", max_delay = \"100ms\" }\n\
+         [processing.action.row]\nClientId = \"{{cid}}\"\nTarget = \"paid_visit\"\n",
+    ));
+    let id = send(&relay, "salon", "cid=cid-1");
+    let op = relay.wait_status(id, "failed");
+    let error = op["deliveries"][0]["last_error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("2 uploads went unanswered and Metrica's list has none of them"),
+        "{op:#}"
+    );
+    assert!(fake.uploads().is_empty());
+    let posts = fake.requests().iter().filter(|(m, _)| m == "POST").count();
+    assert_eq!(posts, 2, "{:?}", fake.requests());
+}
+
 /// An upload none of whose visitors Metrica knows ends LINKAGE_FAILURE,
 /// and the operator is told; a refused token fails the rows at once.
 #[test]

@@ -45,6 +45,9 @@ pub enum Upload {
     /// Takes the file and never answers while the test holds it (the
     /// relay is killed meanwhile).
     Hang,
+    /// Drops the file, and answers only after this long (the relay has
+    /// stopped waiting): nothing taken, and no answer to say so.
+    Lost(Duration),
 }
 
 /// An upload Metrica took.
@@ -102,7 +105,7 @@ impl Metrica {
                 let received = read_request(request).await;
                 let (wait, status, body) = answer(&mut state.lock().unwrap(), &received);
                 match wait {
-                    Some(Upload::Late(d)) => tokio::time::sleep(d).await,
+                    Some(Upload::Late(d) | Upload::Lost(d)) => tokio::time::sleep(d).await,
                     Some(Upload::Hang) => tokio::time::sleep(Duration::from_secs(3600)).await,
                     _ => {}
                 }
@@ -227,6 +230,7 @@ fn judge(state: &mut State, request: &Received, path: &str) -> (Option<Upload>, 
     }
     let next = state.next.pop_front();
     match next {
+        Some(Upload::Lost(_)) => return (next, 503, error(503, "backend_error", "Internal error")),
         Some(Upload::Backend) => return (None, 503, error(503, "backend_error", "Internal error")),
         Some(Upload::Quota) => return (None, 429, error(429, "quota_requests_by_uid", "Quota exceeded")),
         _ => {}

@@ -26,17 +26,7 @@ pub(super) fn amocrm(raw: &mut RawAction) -> Result<Built, String> {
             }
             format!("https://{sub}.amocrm.ru")
         }
-        (None, Some(api)) => match Url::parse(&api) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
-                api.trim_end_matches('/').to_string()
-            }
-            _ => {
-                return Err(format!(
-                    "api_url: `{}` is not an http(s) URL",
-                    redact::url_like_text(&api)
-                ))
-            }
-        },
+        (None, Some(api)) => super::kinds::api_base(&api)?,
     };
     // Ok: OAuth2; Err: the long-lived token.
     let oauth = match (

@@ -68,6 +68,20 @@ const OWNED: &[(&str, &[&str])] = &[
     ("on_missing", &["http", "telegram", "bitrix24", "amocrm"]),
 ];
 
+/// An `api_url`: an http(s) base with a host and no query, without its
+/// trailing slash (a local server's, such as the tests' fakes).
+pub(super) fn api_base(api: &str) -> Result<String, String> {
+    match Url::parse(api) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
+            Ok(api.trim_end_matches('/').to_string())
+        }
+        _ => Err(format!(
+            "api_url: `{}` is not an http(s) URL",
+            redact::url_like_text(api)
+        )),
+    }
+}
+
 /// Refuses a key another kind owns, naming the key and the kind it belongs to.
 pub(super) fn only_for(kind: &str, raw: &RawAction) -> Result<(), String> {
     let set = |key: &str| match key {

@@ -53,17 +53,7 @@ pub(super) fn metrica(raw: &mut RawAction) -> Result<Built, String> {
     };
     let api = match raw.api_url.take() {
         None => k::METRICA_API.to_string(),
-        Some(api) => match Url::parse(&api) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
-                api.trim_end_matches('/').to_string()
-            }
-            _ => {
-                return Err(format!(
-                    "api_url: `{}` is not an http(s) URL",
-                    redact::url_like_text(&api)
-                ))
-            }
-        },
+        Some(api) => super::kinds::api_base(&api)?,
     };
     let time_zone_name = raw.time_zone.take().unwrap_or_else(|| "Europe/Moscow".into());
     let time_zone = crate::clock::time_zone(&time_zone_name).map_err(|e| format!("time_zone: {e}"))?;
