@@ -4,6 +4,8 @@
 //! measures, at each concurrency level with keep-alive connections:
 //! - the **ceiling**: a minimal hyper server that parses the query and answers
 //!   200, with no storage (this same program, started as a separate process);
+//! - the **storage floor**: the rows hookrelay writes for one webhook,
+//!   inserted by a tight loop in fsync'd commits of 32 (`floor.rs`);
 //! - **hookrelay** (the release binary) with a Klientiks-style GET of ten
 //!   fields, several Cyrillic, and one action to a local receiver: acknowledged
 //!   webhooks/s, acknowledgement latency, and end-to-end delivery latency;
@@ -55,6 +57,7 @@ use tokio::net::{TcpListener, TcpStream};
 mod archive;
 mod ceiling;
 mod drain;
+mod floor;
 mod harness;
 mod history;
 mod ingest;
@@ -204,6 +207,9 @@ async fn run(opts: Opts) -> Result<u64, String> {
         .await,
     );
     drop(ceiling);
+
+    // The storage floor, on this disk and this schema.
+    let floor = tokio::task::block_in_place(|| floor::storage_floors(dir.path(), receiver_addr, &opts))?;
 
     // hookrelay.
     let relay_dir = dir.path().join("relay");
@@ -409,6 +415,7 @@ async fn run(opts: Opts) -> Result<u64, String> {
         cost.print("delivering");
     }
     held.print("held");
+    floor.print(rate("hookrelay", 32), stored.rate(), rate("ceiling", 32));
     println!();
     println!(
         "backlog: {} operations stored at {:.0}/s; replay queued them in {:.1} s; drained in {:.2} s = {:.0} deliveries/s",

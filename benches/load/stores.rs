@@ -13,7 +13,30 @@ pub(super) struct StoreRow {
     /// Every acknowledged webhook delivered this long after the load ended.
     pub caught_up: Option<Duration>,
     pub stored: u64,
+    /// The held backlog's acknowledgements/s while it was stored.
+    pub held_rate: f64,
     pub drain: Duration,
+    /// CPU µs and SQL statements per acknowledged webhook, delivering and
+    /// held (every instance's together; PostgreSQL's own CPU not counted).
+    pub delivering: (f64, f64),
+    pub held: (f64, f64),
+}
+
+/// Every instance's CPU µs and SQL statements so far.
+fn readings(relays: &[(Process, PathBuf)]) -> (u64, u64) {
+    relays.iter().fold((0, 0), |(cpu, sql), (r, _)| {
+        (cpu + r.cpu_micros(), sql + r.statements())
+    })
+}
+
+/// Per acknowledged webhook, from `before` to now.
+fn per_ack(relays: &[(Process, PathBuf)], before: (u64, u64), acks: u64) -> (f64, f64) {
+    let now = readings(relays);
+    let acks = acks.max(1) as f64;
+    (
+        now.0.saturating_sub(before.0) as f64 / acks,
+        now.1.saturating_sub(before.1) as f64 / acks,
+    )
 }
 
 /// A fresh database `name` on the server at `admin`; its URL.
@@ -134,9 +157,12 @@ pub(super) async fn stores_phase(
             start_instances(&folder.join("acks"), receiver_addr, &storage_line, instances, true)
         })?;
         let from = counter.load(Ordering::Relaxed);
+        let before = readings(&relays);
         let acks = spread_load(&relays, 32, opts.limit(), counter).await;
         let to = counter.load(Ordering::Relaxed);
         let caught_up = delivered(receiver, from, to, acks.ok).await.ok();
+        // Delivery included: the receiver has them all by now.
+        let delivering = per_ack(&relays, before, acks.ok);
         drop(relays);
         // The drain of a held backlog.
         let storage_line = tokio::task::block_in_place(|| storage("drain"))?;
@@ -144,7 +170,9 @@ pub(super) async fn stores_phase(
             start_instances(&folder.join("drain"), receiver_addr, &storage_line, instances, false)
         })?;
         let from = counter.load(Ordering::Relaxed);
+        let before = readings(&relays);
         let stored = spread_load(&relays, 32, Limit::Count(opts.backlog as u64), counter).await;
+        let held = per_ack(&relays, before, stored.ok);
         let to = counter.load(Ordering::Relaxed);
         // Every instance takes the enabled config; one replay queues it all.
         for (relay, config) in relays.iter().skip(1) {
@@ -164,7 +192,10 @@ pub(super) async fn stores_phase(
             acks,
             caught_up,
             stored: stored.ok,
+            held_rate: stored.rate(),
             drain,
+            delivering,
+            held,
         });
     }
     Ok(rows)
@@ -174,13 +205,22 @@ pub(super) async fn stores_phase(
 pub(super) fn print(rows: &[StoreRow]) {
     println!();
     println!(
-        "{:<12} {:>10} {:>9} {:>9} {:>12} {:>9} {:>13}",
-        "store", "acks/s", "p50 ms", "p99 ms", "caught up s", "backlog", "drain/s"
+        "{:<12} {:>10} {:>9} {:>9} {:>12} {:>9} {:>13} {:>10} {:>16} {:>16}",
+        "store",
+        "acks/s",
+        "p50 ms",
+        "p99 ms",
+        "caught up s",
+        "backlog",
+        "drain/s",
+        "held/s",
+        "µs/ack del/held",
+        "SQL/ack del/held"
     );
     for row in rows {
         let l = &row.acks.latencies;
         println!(
-            "{:<12} {:>10.0} {:>9} {:>9} {:>12} {:>9} {:>13.0}",
+            "{:<12} {:>10.0} {:>9} {:>9} {:>12} {:>9} {:>13.0} {:>10.0} {:>16} {:>16}",
             row.name,
             row.acks.rate(),
             ms(percentile(l, 0.5)),
@@ -188,7 +228,10 @@ pub(super) fn print(rows: &[StoreRow]) {
             row.caught_up
                 .map_or("-".to_string(), |d| format!("{:.2}", d.as_secs_f64())),
             row.stored,
-            row.stored as f64 / row.drain.as_secs_f64()
+            row.stored as f64 / row.drain.as_secs_f64(),
+            row.held_rate,
+            format!("{:.0} / {:.0}", row.delivering.0, row.held.0),
+            format!("{:.2} / {:.2}", row.delivering.1, row.held.1),
         );
     }
 }

@@ -167,3 +167,80 @@ mod tests {
         assert_eq!(events, ["appointment_paid", "appointment_created", "client_added"]);
     }
 }
+
+/// What a storage floor run inserts per webhook, and on which schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorShape {
+    /// The operation and its delivery, on the whole schema.
+    Delivering,
+    /// The operation alone, `held` (a processing with `enabled = false`).
+    Held,
+    /// The operation and its delivery without the console's counts (the
+    /// `hour_counts` triggers) and its listing indexes (by status, by
+    /// processing).
+    Bare,
+}
+
+/// The storage floor: the rows hookrelay writes for one webhook of `query`
+/// (the operation and, unless held, its delivery to `url`), inserted by a
+/// tight loop of prepared statements on one connection, in commits of
+/// `per_commit`, each fsync'd as the daemon's are (WAL,
+/// `synchronous=FULL`), for `duration`. What any durable design on this
+/// disk and this schema can reach: hookrelay's acknowledgements are
+/// measured against it. Returns the webhooks stored and the time taken.
+pub fn storage_floor(
+    path: &Path,
+    (query, url): (&str, &str),
+    shape: FloorShape,
+    per_commit: usize,
+    duration: std::time::Duration,
+) -> Result<(u64, std::time::Duration), StoreError> {
+    let conn = open_file_for_writing(path)?;
+    if shape == FloorShape::Bare {
+        let triggers: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'hour_counts_%'")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for trigger in triggers {
+            conn.execute_batch(&format!("DROP TRIGGER {trigger}"))?;
+        }
+        conn.execute_batch("DROP INDEX operations_by_status; DROP INDEX operations_by_processing;")?;
+    }
+    let fields: serde_json::Map<String, serde_json::Value> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+        .collect();
+    let event = fields.get("event").and_then(|v| v.as_str()).map(str::to_string);
+    let fields = serde_json::Value::Object(fields).to_string();
+    let status = if shape == FloorShape::Held { "held" } else { "queued" };
+    let target = crate::model::target_of(url);
+    let redacted = format!("GET {url}");
+    let started = std::time::Instant::now();
+    let mut webhooks = 0u64;
+    while started.elapsed() < duration {
+        let tx = conn.unchecked_transaction()?;
+        for _ in 0..per_commit {
+            let now = crate::clock::now_ms();
+            let id: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                         content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at)
+                     VALUES ('bench', ?1, '127.0.0.1:40000', 'GET', ?2, X'', NULL, 'utf-8', ?3, '[]', ?4, NULL, NULL, ?5, ?1)
+                     RETURNING id",
+                )?
+                .query_row(params![now, query.as_bytes(), fields, status, event], |row| row.get(0))?;
+            if shape != FloorShape::Held {
+                tx.prepare_cached(
+                    "INSERT INTO deliveries (operation_id, action, position, status, updated_at, next_attempt_at,
+                         method, url, headers, body, redacted, timeout_ms, max_attempts, first_delay_ms,
+                         max_delay_ms, target)
+                     VALUES (?1, 'plarin', 0, 'pending', ?2, ?2, 'GET', ?3, '[]', NULL, ?4, 15000, 12, 30000,
+                         7200000, ?5)",
+                )?
+                .execute(params![id, now, url, redacted, target])?;
+            }
+        }
+        tx.commit()?;
+        webhooks += per_commit as u64;
+    }
+    Ok((webhooks, started.elapsed()))
+}

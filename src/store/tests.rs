@@ -618,3 +618,51 @@ fn batches_take_each_row_once_on_sqlite() {
         .due
         .is_empty());
 }
+
+/// A batch of webhooks goes without a savepoint per job; one that fails
+/// sends the batch again job by job: the others are stored, it alone is
+/// refused.
+#[test]
+fn one_failing_insert_does_not_undo_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON operations WHEN NEW.processing = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+    )
+    .unwrap();
+    let ops: Vec<NewOperation> = ["good", "poison", "good"]
+        .iter()
+        .map(|name| {
+            let mut op = operation(None, &["a"]);
+            op.processing = name.to_string();
+            op
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let results = runtime.block_on(async {
+        let pending: Vec<_> = ops.into_iter().map(|op| writer.insert(op)).collect();
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await);
+        }
+        out
+    });
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        results[1].as_ref().is_err_and(|e| e.to_string().contains("poisoned")),
+        "{results:?}"
+    );
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+    // And the next batch goes through.
+    assert_eq!(insert_all(&writer, vec![operation(None, &["a"])]).len(), 1);
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 3);
+}
