@@ -126,6 +126,8 @@ pub struct Breakers(Arc<Mutex<Table>>);
 pub struct Table {
     pub states: HashMap<String, ReceiverState>,
     pub probing: std::collections::HashSet<String>,
+    /// When a receiver's plain success was last written to the database.
+    pub kept_at: HashMap<String, i64>,
 }
 
 impl Table {
@@ -148,6 +150,21 @@ impl Table {
         });
         record(state, policy, answer, probe, now);
         state.clone()
+    }
+
+    /// Whether `state`, just recorded at `now` after `answered` (an
+    /// accepted answer), is worth writing to the database with its attempt.
+    /// A change, a failure and a refusal always are; a plain success (only
+    /// `last_success_at` moves) at most once a second per receiver: a
+    /// second late is nothing to `status`, and it spared a statement per
+    /// delivery (a round trip on PostgreSQL).
+    pub fn worth_keeping(&mut self, state: &ReceiverState, answered: bool, now: i64) -> bool {
+        let plain = answered && state.change.is_none() && state.open.is_none();
+        if plain && self.kept_at.get(&state.target).is_some_and(|at| now - at < 1000) {
+            return false;
+        }
+        self.kept_at.insert(state.target.clone(), now);
+        true
     }
 
     /// Takes what other instances sharing the database reached: each kept
@@ -180,6 +197,7 @@ impl Breakers {
         Breakers(Arc::new(Mutex::new(Table {
             states,
             probing: Default::default(),
+            kept_at: Default::default(),
         })))
     }
 
@@ -344,5 +362,27 @@ mod tests {
         assert_eq!(kept.change, Some(BreakerChange::Closed { since: 0 }));
         assert_eq!(table.permit("http://a/", 41_000), Permit::Send);
         assert_eq!(table.open().count(), 0);
+    }
+
+    /// A plain success is written at most once a second per receiver; a
+    /// failure, a refusal or a change each time.
+    #[test]
+    fn plain_successes_are_kept_once_a_second() {
+        let mut table = Table::default();
+        let state = |target: &str| ReceiverState {
+            target: target.into(),
+            ..ReceiverState::default()
+        };
+        assert!(table.worth_keeping(&state("a"), true, 10_000));
+        assert!(!table.worth_keeping(&state("a"), true, 10_500));
+        assert!(table.worth_keeping(&state("b"), true, 10_500), "another receiver");
+        assert!(table.worth_keeping(&state("a"), false, 10_600), "a failure or refusal");
+        let closed = ReceiverState {
+            change: Some(BreakerChange::Closed { since: 1 }),
+            ..state("a")
+        };
+        assert!(table.worth_keeping(&closed, true, 10_700), "a change");
+        assert!(!table.worth_keeping(&state("a"), true, 11_000));
+        assert!(table.worth_keeping(&state("a"), true, 11_700));
     }
 }

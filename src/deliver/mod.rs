@@ -345,6 +345,7 @@ fn attempt(
         (Verdict::Fail, Some(_), _) => Some(Answer::Refused(said.clone())),
         _ => Some(Answer::Answered),
     };
+    let answered = matches!(answer, Some(Answer::Answered));
     let receiver = match answer {
         Some(answer) => Some(breakers.lock().record(&job.target, breaker, &answer, *probe, now_ms())),
         // A probe that could not be sent proved nothing: the next
@@ -365,6 +366,8 @@ fn attempt(
     if let Some(state) = &receiver {
         log_change(state);
     }
+    let now = now_ms();
+    let receiver = receiver.filter(|state| breakers.lock().worth_keeping(state, answered, now));
     match outcome {
         Outcome::Delivered => log::info!(
             "delivery {} ({}, operation {}) delivered: {what} in {duration_ms} ms",
