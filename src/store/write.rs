@@ -213,10 +213,14 @@ pub(super) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]) -> Resul
         due: with_headers(rows)?,
         next_due: None,
     };
-    for due in &claimed.due {
+    if !claimed.due.is_empty() {
+        // One statement for the whole claim, not one per delivery.
+        let ids = serde_json::to_string(&claimed.due.iter().map(|d| d.id).collect::<Vec<i64>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         conn.execute(
-            "UPDATE deliveries SET status = 'in_flight', updated_at = ?2 WHERE id = ?1",
-            &[&due.id, &now],
+            "UPDATE deliveries SET status = 'in_flight', updated_at = ?2
+             WHERE id IN (SELECT value FROM json_each(?1))",
+            &[&ids, &now],
         )?;
     }
     claimed.next_due = match &targets {

@@ -229,8 +229,12 @@ impl Writer {
     /// Stores a received operation; returns once it is committed.
     pub async fn insert(&self, op: NewOperation) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
+        // Only deliveries the scheduler sends make it look: a held,
+        // skipped or duplicate operation has none, a refused delivery is
+        // failed at once, and a Metrica row waits for its batch.
+        let wakes = op.deliveries.iter().any(|d| d.refused.is_none() && d.batch.is_none());
         let job = Job {
-            wakes: true,
+            wakes,
             work: Work::Insert(Box::new(op), reply),
         };
         self.tx
