@@ -184,8 +184,12 @@ pub(super) async fn stores_phase(
                 .map_err(|e| e.to_string())?;
         }
         let (first, config) = &relays[0];
+        // From the replay's start: with two instances, the other one
+        // delivers while the replay is still queueing.
+        let replay_started = Instant::now();
         tokio::task::block_in_place(|| enable_and_replay(first, config))?;
-        let drain = delivered(receiver, from, to, stored.ok).await?;
+        delivered(receiver, from, to, stored.ok).await?;
+        let drain = replay_started.elapsed();
         drop(relays);
         rows.push(StoreRow {
             name,
