@@ -600,17 +600,20 @@ fn fast(conn: &Db, jobs: &[Job], wakes: bool) -> Option<Result<Vec<Option<Insert
             }
         }
     }
-    let committed = (|| {
-        if wakes {
-            super::postgres::claims::notify_due(conn)?;
-        }
-        conn.batch("COMMIT")?;
-        if let Db::Postgres(pg) = conn {
-            pg.committed();
-        }
-        Ok(())
-    })();
-    Some(committed.map(|()| inserted))
+    Some(commit(conn, wakes).map(|()| inserted))
+}
+
+/// Commits the batch's transaction; with `wakes`, other instances'
+/// schedulers hear of it at the commit.
+fn commit(conn: &Db, wakes: bool) -> Result<(), StoreError> {
+    if wakes {
+        super::postgres::claims::notify_due(conn)?;
+    }
+    conn.batch("COMMIT")?;
+    if let Db::Postgres(pg) = conn {
+        pg.committed();
+    }
+    Ok(())
 }
 
 /// Applies `jobs` each in its own savepoint, so that one that fails does
@@ -663,15 +666,7 @@ fn careful(
             }
             tx.batch("RELEASE job")?;
         }
-        if wakes {
-            // Other instances' schedulers hear of it at the commit.
-            super::postgres::claims::notify_due(tx)?;
-        }
-        tx.batch("COMMIT")?;
-        if let Db::Postgres(pg) = tx {
-            pg.committed();
-        }
-        Ok(())
+        commit(tx, wakes)
     })();
     let failure = outcome.err().map(|e| e.to_string());
     if let Some(reason) = &failure {
