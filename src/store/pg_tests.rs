@@ -356,3 +356,9 @@ fn two_instances_never_batch_a_row_twice() {
     rows.dedup();
     assert_eq!((total, rows.len()), (60, 60), "batches {batches:?}");
 }
+
+#[test]
+fn the_status_roll_up_in_sql_matches_the_models_on_postgres() {
+    let Some(db) = TestDatabase::create() else { return };
+    super::tests::status_roll_up_matches(&db.location);
+}

@@ -666,3 +666,60 @@ fn one_failing_insert_does_not_undo_the_others() {
         .unwrap();
     assert_eq!(stored, 3);
 }
+
+/// The status roll-up in SQL says what `model::operation_status` says, for
+/// every pair of delivery statuses, and a replay's newer delivery stands
+/// for the one it replays.
+#[test]
+fn the_status_roll_up_in_sql_matches_the_models() {
+    let dir = tempfile::tempdir().unwrap();
+    status_roll_up_matches(&Location::File(dir.path().join("t.db")));
+}
+
+pub(super) fn status_roll_up_matches(location: &Location) {
+    use crate::model::operation_status;
+    let conn = open_for_writing(location).unwrap();
+    let id = write::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
+    let all = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::InFlight,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+        DeliveryStatus::Expired,
+    ];
+    let status = || -> String {
+        conn.query_one("SELECT status FROM operations WHERE id = ?1", &[&id], |row| row.get(0))
+            .unwrap()
+    };
+    for a in all {
+        for b in all {
+            for (action, s) in [("a", a), ("b", b)] {
+                conn.execute(
+                    "UPDATE deliveries SET status = ?2 WHERE operation_id = ?1 AND action = ?3",
+                    &[&id, &s.as_str(), &action],
+                )
+                .unwrap();
+            }
+            write::refresh_operation_status(&conn, id, 5).unwrap();
+            assert_eq!(status(), operation_status(&[a, b]).as_str(), "{a:?} {b:?}");
+        }
+    }
+    // A replay's delivery of `a`, delivered, beside the old failed one.
+    conn.execute(
+        "UPDATE deliveries SET status = 'failed' WHERE operation_id = ?1",
+        &[&id],
+    )
+    .unwrap();
+    let mut again = delivery("a");
+    again.refused = None;
+    deliveries::insert_delivery(&conn, id, 2, &again, 6).unwrap();
+    conn.execute(
+        "UPDATE deliveries SET status = 'delivered' WHERE operation_id = ?1 AND position = 2",
+        &[&id],
+    )
+    .unwrap();
+    write::refresh_operation_status(&conn, id, 7).unwrap();
+    assert_eq!(status(), "partial");
+}

@@ -9,8 +9,8 @@ use crate::clock::now_ms;
 use crate::model::response::Judged;
 use crate::model::said::Said;
 use crate::model::{
-    duplicate_reason, notice_day, operation_status, AttemptRecord, Channel, Claimed, DeliveryStatus, Inserted,
-    NewOperation, NotificationKind, OpStatus, Outcome,
+    duplicate_reason, notice_day, AttemptRecord, Channel, Claimed, DeliveryStatus, Inserted, NewOperation,
+    NotificationKind, OpStatus, Outcome,
 };
 
 pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreError> {
@@ -376,22 +376,26 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
 
 /// Sets an operation's status from its deliveries' statuses. A replay adds
 /// deliveries after the old ones; for each action only the newest counts.
+/// One statement: the roll-up of `model::operation_status`, in SQL (queued
+/// while any is unfinished, else failed, delivered or partial by how many
+/// were delivered), so an attempt's record does not read the deliveries
+/// back first (a round trip on PostgreSQL).
 pub(super) fn refresh_operation_status(conn: &Db, operation_id: i64, now: i64) -> Result<(), StoreError> {
-    let mut latest = std::collections::BTreeMap::new();
-    let rows = conn.query(
-        "SELECT action, status FROM deliveries WHERE operation_id = ?1 ORDER BY position",
-        &[&operation_id],
-        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
-    )?;
-    for (action, status) in rows {
-        latest.insert(action, status.parse::<DeliveryStatus>().map_err(StoreError::Corrupt)?);
-    }
-    let statuses: Vec<DeliveryStatus> = latest.into_values().collect();
-    let status = operation_status(&statuses);
     conn.execute(
-        "UPDATE operations SET status = ?2, updated_at = ?3
-         WHERE id = ?1 AND status IN ('queued', 'delivered', 'failed', 'partial')",
-        &[&operation_id, &status.as_str(), &now],
+        concat!(
+            "UPDATE operations SET updated_at = ?2, status = (
+                 SELECT CASE
+                     WHEN count(*) = 0 OR sum(CASE WHEN d.status IN ('delivered', 'failed', 'cancelled', 'expired')
+                                                   THEN 0 ELSE 1 END) > 0 THEN 'queued'
+                     WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) = 0 THEN 'failed'
+                     WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) = count(*) THEN 'delivered'
+                     ELSE 'partial' END
+                 FROM deliveries d WHERE d.operation_id = ?1 AND ",
+            newest_per_action!(),
+            ")
+             WHERE id = ?1 AND status IN ('queued', 'delivered', 'failed', 'partial')"
+        ),
+        &[&operation_id, &now],
     )?;
     Ok(())
 }
