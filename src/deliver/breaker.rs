@@ -126,7 +126,8 @@ pub struct Breakers(Arc<Mutex<Table>>);
 pub struct Table {
     pub states: HashMap<String, ReceiverState>,
     pub probing: std::collections::HashSet<String>,
-    /// When a receiver's plain success was last written to the database.
+    /// When a receiver's plain success was last written to the database
+    /// (none since anything else was).
     pub kept_at: HashMap<String, i64>,
 }
 
@@ -160,7 +161,12 @@ impl Table {
     /// delivery (a round trip on PostgreSQL).
     pub fn worth_keeping(&mut self, state: &ReceiverState, answered: bool, now: i64) -> bool {
         let plain = answered && state.change.is_none() && state.open.is_none();
-        if plain && self.kept_at.get(&state.target).is_some_and(|at| now - at < 1000) {
+        if !plain {
+            // The next success is written at once: it resets what this one set.
+            self.kept_at.remove(&state.target);
+            return true;
+        }
+        if self.kept_at.get(&state.target).is_some_and(|at| now - at < 1000) {
             return false;
         }
         self.kept_at.insert(state.target.clone(), now);
@@ -377,12 +383,16 @@ mod tests {
         assert!(!table.worth_keeping(&state("a"), true, 10_500));
         assert!(table.worth_keeping(&state("b"), true, 10_500), "another receiver");
         assert!(table.worth_keeping(&state("a"), false, 10_600), "a failure or refusal");
+        // The success after it resets its failures: written at once.
+        assert!(table.worth_keeping(&state("a"), true, 10_650));
+        assert!(!table.worth_keeping(&state("a"), true, 10_700));
         let closed = ReceiverState {
             change: Some(BreakerChange::Closed { since: 1 }),
             ..state("a")
         };
-        assert!(table.worth_keeping(&closed, true, 10_700), "a change");
-        assert!(!table.worth_keeping(&state("a"), true, 11_000));
-        assert!(table.worth_keeping(&state("a"), true, 11_700));
+        assert!(table.worth_keeping(&closed, true, 10_800), "a change");
+        assert!(table.worth_keeping(&state("a"), true, 10_900));
+        assert!(!table.worth_keeping(&state("a"), true, 11_500));
+        assert!(table.worth_keeping(&state("a"), true, 11_950));
     }
 }
