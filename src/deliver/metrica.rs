@@ -25,6 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod api;
+
+pub use api::upload_request;
+use api::{comment, json_text, request, taken};
+
 use super::send::{self, Answer, SendError};
 use super::ConfigSource;
 use crate::clock::now_ms;
@@ -32,7 +37,7 @@ use crate::config::kinds::{Metrica, Route};
 use crate::config::Action;
 use crate::model::response::Judged;
 use crate::model::said::Said;
-use crate::model::{DeliveryRequest, DueDelivery};
+use crate::model::DueDelivery;
 use crate::store::{Batch, BatchAttempt, BatchStep, StoreError, Writer};
 
 /// Requests a day per token this relay allows itself, of Metrica's 5 000.
@@ -178,14 +183,9 @@ impl Batcher {
 
     /// Sends a request (after [`Self::spend`]), no sooner than [`SPACING`]
     /// after the last one; the answer, when it started and how long it took.
-    fn send(&mut self, m: &Metrica, mut due: DueDelivery) -> (Result<Answer, SendError>, i64, i64) {
+    fn send(&mut self, due: DueDelivery) -> (Result<Answer, SendError>, i64, i64) {
         if let Some(last) = self.last_request {
             std::thread::sleep(SPACING.saturating_sub(last.elapsed()));
-        }
-        if !due.request.headers.iter().any(|(n, _)| n == "Authorization") {
-            due.request
-                .headers
-                .push(("Authorization".into(), format!("OAuth {}", m.token.expose().trim())));
         }
         let started = now_ms();
         let clock = Instant::now();
@@ -215,7 +215,7 @@ impl Batcher {
         let now = now_ms();
         let until = now + action.timeout.as_millis() as i64 + 10_000;
         self.writer.batch_sending(batch.id, now, until)?;
-        let (answer, started, took) = self.send(m, due);
+        let (answer, started, took) = self.send(due);
         let attempt =
             |status: Option<u16>, body: Option<String>, error: Option<Said>, judged: Option<Judged>| BatchAttempt {
                 started_at: started,
@@ -318,11 +318,11 @@ impl Batcher {
     /// list cannot be read, the batch waits a poll interval.
     fn find(&mut self, batch: &Batch, m: &Metrica) -> Option<BatchStep> {
         let url = m.uploads_url();
-        let due = request("GET", url.clone(), Vec::new(), None, READ_TIMEOUT, batch.id);
+        let due = request(m, "GET", url.clone(), Vec::new(), None, READ_TIMEOUT, batch.id);
         if !self.spend(m) {
             return None;
         }
-        let (answer, started, took) = self.send(m, due);
+        let (answer, started, took) = self.send(due);
         let later = BatchStep::Retry {
             attempt: BatchAttempt {
                 started_at: started,
@@ -393,11 +393,11 @@ impl Batcher {
     fn poll(&mut self, batch: &Batch, m: &Metrica) -> Option<BatchStep> {
         let id = batch.upload_id.clone().unwrap_or_default();
         let url = m.upload_state_url(&id);
-        let due = request("GET", url, Vec::new(), None, READ_TIMEOUT, batch.id);
+        let due = request(m, "GET", url, Vec::new(), None, READ_TIMEOUT, batch.id);
         if !self.spend(m) {
             return None;
         }
-        let (answer, _, _) = self.send(m, due);
+        let (answer, _, _) = self.send(due);
         let now = now_ms();
         let giving_up = batch.sent_at.is_some_and(|at| now - at > POLL_FOR_MS);
         let again = (!giving_up).then(|| now + m.poll_every.as_millis() as i64);
@@ -440,56 +440,6 @@ impl Batcher {
     }
 }
 
-/// The upload of `rows` as one CSV file (a multipart `file`), signed, with
-/// `comment` on an offline conversions upload; and its request line as
-/// history shows it.
-pub fn upload_request(
-    m: &Metrica,
-    comment: &str,
-    rows: &[Vec<(String, String)>],
-    timeout: Duration,
-    batch: i64,
-) -> (DueDelivery, String) {
-    let file = crate::process::metrica::csv(m.route, rows);
-    let boundary = format!("hookrelay-batch-{batch}-{}", now_ms());
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hookrelay-{batch}.csv\"\r\n\
-         Content-Type: text/csv\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let url = match m.route {
-        Route::Orders => m.upload_url(),
-        Route::Conversions => {
-            let mut url = m.upload_url();
-            url.push_str("?comment=");
-            url.push_str(&crate::template::url_component(comment));
-            url
-        }
-    };
-    let line = format!(
-        "POST {} (batch {batch}: {} rows)",
-        crate::redact::url_text(&url),
-        rows.len()
-    );
-    let mut due = request(
-        "POST",
-        url,
-        vec![(
-            "Content-Type".into(),
-            format!("multipart/form-data; boundary={boundary}"),
-        )],
-        Some(body),
-        timeout,
-        batch,
-    );
-    due.request
-        .headers
-        .push(("Authorization".into(), format!("OAuth {}", m.token.expose().trim())));
-    (due, line)
-}
-
 /// A batch whose every try went unanswered and which Metrica's list does
 /// not have: its rows fail.
 fn lost(batch: &Batch, action: &Action, m: &Metrica) -> BatchStep {
@@ -522,81 +472,9 @@ fn lost(batch: &Batch, action: &Action, m: &Metrica) -> BatchStep {
     }
 }
 
-/// The comment an offline conversions upload carries, to be found by.
-fn comment(batch: i64) -> String {
-    format!("hookrelay batch {batch}")
-}
-
-/// A request to Metrica, shaped as a delivery for [`send::send`].
-fn request(
-    method: &str,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
-    timeout: Duration,
-    batch: i64,
-) -> DueDelivery {
-    DueDelivery {
-        id: batch,
-        operation_id: 0,
-        attempts: 0,
-        target: crate::model::target_of(&url),
-        request: DeliveryRequest {
-            action: String::new(),
-            method: method.into(),
-            redacted: String::new(),
-            url,
-            headers,
-            body,
-            rules: Default::default(),
-            timeout_ms: timeout.as_millis() as u64,
-            max_attempts: 1,
-            first_delay_ms: 0,
-            max_delay_ms: 0,
-            expires_at: None,
-            refused: None,
-            batch: None,
-        },
-    }
-}
-
-/// A JSON number or string as text.
-fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
-    match value? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// What an upload's answer says Metrica took: the upload's id and its
-/// state. Offline conversions answer `{"uploading": {"id", "status"}}`;
-/// the CDP's `uploading_id` and `api_validation_status` are read too.
-fn taken(body: &[u8]) -> Option<(String, Option<String>)> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let uploading = value.get("uploading").unwrap_or(&value);
-    let id = json_text(uploading.get("id")).or_else(|| json_text(uploading.get("uploading_id")))?;
-    let state = json_text(uploading.get("status")).or_else(|| json_text(uploading.get("api_validation_status")));
-    Some((id, state))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn what_an_upload_answer_says() {
-        assert_eq!(
-            taken(br#"{"uploading":{"id":501,"status":"PREPARED","comment":"hookrelay batch 3"}}"#),
-            Some(("501".into(), Some("PREPARED".into())))
-        );
-        assert_eq!(
-            taken(br#"{"uploading":{"uploading_id":"a1b2","api_validation_status":"PASSED"}}"#),
-            Some(("a1b2".into(), Some("PASSED".into())))
-        );
-        assert_eq!(taken(br#"{"errors":[{"error_type":"backend_error"}]}"#), None);
-        assert_eq!(taken(b"not json"), None);
-    }
 
     /// A token's requests stop at the day's budget; another token's go on.
     #[test]
