@@ -150,14 +150,9 @@ pub fn print_request(delivery: &DeliveryRequest) {
             .as_deref()
             .and_then(|body| serde_json::from_slice(body).ok())
             .unwrap_or_default();
-        let route = if row.iter().any(|(c, _)| c == "DateTime") {
-            crate::config::kinds::Route::Conversions
-        } else {
-            crate::config::kinds::Route::Orders
-        };
         println!("  a row of the next batch, in the CSV file it goes in:");
         println!();
-        for line in String::from_utf8_lossy(&crate::process::metrica::csv(route, &[row])).lines() {
+        for line in String::from_utf8_lossy(&crate::process::metrica::row_csv(&row)).lines() {
             println!("  {line}");
         }
         return;

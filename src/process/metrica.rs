@@ -245,8 +245,19 @@ pub fn csv(route: Route, rows: &[Vec<(String, String)>]) -> Vec<u8> {
         .copied()
         .filter(|c| rows.iter().any(|r| r.iter().any(|(name, _)| name == c)))
         .collect();
+    write_csv(&columns, rows)
+}
+
+/// One row as the CSV file it goes in (a row is stored in its route's
+/// column order): what `try` shows.
+pub fn row_csv(row: &[(String, String)]) -> Vec<u8> {
+    let columns: Vec<&str> = row.iter().map(|(name, _)| name.as_str()).collect();
+    write_csv(&columns, std::slice::from_ref(&row.to_vec()))
+}
+
+fn write_csv(columns: &[&str], rows: &[Vec<(String, String)>]) -> Vec<u8> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    let _ = out.write_record(&columns);
+    let _ = out.write_record(columns);
     for row in rows {
         let record: Vec<&str> = columns
             .iter()
