@@ -301,3 +301,5 @@ mod console_tests;
 mod pg_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_tests;

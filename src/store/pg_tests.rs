@@ -315,7 +315,7 @@ fn claimed_deliveries_still_wait_on_postgres() {
 #[test]
 fn batches_take_each_row_once_on_postgres() {
     let Some(db) = TestDatabase::create() else { return };
-    super::tests::batches_take_each_row_once(&db.location);
+    super::write_tests::batches_take_each_row_once(&db.location);
 }
 
 /// Two instances gathering the same rows into batches at once: each row
@@ -360,5 +360,5 @@ fn two_instances_never_batch_a_row_twice() {
 #[test]
 fn the_status_roll_up_in_sql_matches_the_models_on_postgres() {
     let Some(db) = TestDatabase::create() else { return };
-    super::tests::status_roll_up_matches(&db.location);
+    super::write_tests::status_roll_up_matches(&db.location);
 }

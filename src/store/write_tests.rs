@@ -1,0 +1,217 @@
+//! Tests of what the writer commits since the writer applies batches
+//! with and without savepoints: Metrica's batches, one failing insert
+//! among others, and the operation's status rolled up in SQL.
+
+use super::tests::{delivery, insert_all, operation, quiet};
+use super::*;
+use crate::clock::now_ms;
+use crate::model::said::Said;
+use crate::model::{DeliveryStatus, NewOperation, OpStatus};
+
+/// Metrica rows are never due on their own; a batch takes each row once,
+/// at `max` rows or once the oldest waited `every`; its step is recorded
+/// on each of its rows; a row in a batch is not rendered again.
+pub(super) fn batches_take_each_row_once(location: &Location) {
+    let (writer, thread) = spawn_writer(location, quiet()).unwrap();
+    let row = || {
+        let mut op = operation(None, &["m"]);
+        op.deliveries[0].batch = Some("p/m".into());
+        op.deliveries[0].body = Some(br#"[["id","1"]]"#.to_vec());
+        op
+    };
+    let ops = insert_all(&writer, (0..5).map(|_| row()).collect());
+    assert!(writer
+        .claim_due(now_ms() + 86_400_000, 10, Vec::new())
+        .unwrap()
+        .due
+        .is_empty());
+    // When the operations arrived (`operation`'s sample time).
+    let now = 1_000;
+    let hour = 3_600_000;
+    let first = writer.make_batch("p/m".into(), 3, hour, now).unwrap().unwrap();
+    assert_eq!(writer.make_batch("p/m".into(), 3, hour, now).unwrap(), None);
+    assert_eq!(writer.make_batch("other/m".into(), 1, 0, now).unwrap(), None);
+    let second = writer.make_batch("p/m".into(), 3, hour, now + hour).unwrap().unwrap();
+    assert_eq!(writer.make_batch("p/m".into(), 1, 0, now + hour).unwrap(), None);
+    let (a, b) = (writer.batch_rows(first).unwrap(), writer.batch_rows(second).unwrap());
+    assert_eq!((a.len(), b.len()), (3, 2));
+    assert!(a.iter().all(|(id, _)| b.iter().all(|(other, _)| other != id)));
+    let taken = writer.due_batches(now + hour, 30_000, 10).unwrap();
+    assert_eq!(taken.iter().map(|b| b.id).collect::<Vec<_>>(), [first, second]);
+    assert!(writer.due_batches(now + hour, 30_000, 10).unwrap().is_empty(), "leased");
+    // A row in a batch is the batch's.
+    let mut again = delivery("m");
+    again.batch = Some("p/m".into());
+    assert_eq!(writer.rerender(vec![(a[0].0, again)]).unwrap(), 0);
+    let attempt = BatchAttempt {
+        started_at: now,
+        duration_ms: 5,
+        request: "POST upload (batch)".into(),
+        http_status: Some(200),
+        response_body: None,
+        error: None,
+        judged: None,
+    };
+    writer.batch_sending(first, now, now + 30_000).unwrap();
+    let step = BatchStep::Uploaded {
+        attempt: attempt.clone(),
+        upload_id: "501".into(),
+        upload_state: Some("PREPARED".into()),
+        poll_at: Some(now + 1_000),
+    };
+    writer.batch_step(first, step, now).unwrap();
+    let refused = BatchAttempt {
+        http_status: Some(400),
+        error: Some(Said::Http { status: 400 }),
+        ..attempt
+    };
+    let notice = Said::Http { status: 400 };
+    writer
+        .batch_step(
+            second,
+            BatchStep::Failed {
+                attempt: refused,
+                notice,
+            },
+            now,
+        )
+        .unwrap();
+    let reader = Reader::open(location).unwrap();
+    let mut seen = Vec::new();
+    for inserted in &ops {
+        let op = reader.operation(inserted.id).unwrap().unwrap();
+        let batch = op.deliveries[0].batch.clone().unwrap().unwrap();
+        assert_eq!(op.deliveries[0].attempts.len(), 1);
+        seen.push((batch.id, batch.state, op.summary.status));
+    }
+    seen.sort_by_key(|(id, _, _)| *id);
+    let (ok, failed) = (
+        (first, "uploaded".to_string(), OpStatus::Delivered),
+        (second, "failed".to_string(), OpStatus::Failed),
+    );
+    assert_eq!(seen, [ok.clone(), ok.clone(), ok, failed.clone(), failed]);
+    let queue = reader.batch_queue("p/m").unwrap();
+    assert_eq!((queue.waiting, queue.unfinished), (0, 1));
+    assert_eq!(queue.last.map(|b| b.state), Some("failed".to_string()));
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[test]
+fn batches_take_each_row_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    batches_take_each_row_once(&Location::File(path.clone()));
+    // A restart leaves a batch's rows in flight: the batch resumes them.
+    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+    assert!(writer
+        .claim_due(now_ms() + 86_400_000, 10, Vec::new())
+        .unwrap()
+        .due
+        .is_empty());
+}
+
+/// A batch of webhooks goes without a savepoint per job; one that fails
+/// sends the batch again job by job: the others are stored, it alone is
+/// refused.
+#[test]
+fn one_failing_insert_does_not_undo_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON operations WHEN NEW.processing = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+    )
+    .unwrap();
+    let ops: Vec<NewOperation> = ["good", "poison", "good"]
+        .iter()
+        .map(|name| {
+            let mut op = operation(None, &["a"]);
+            op.processing = name.to_string();
+            op
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let results = runtime.block_on(async {
+        let pending: Vec<_> = ops.into_iter().map(|op| writer.insert(op)).collect();
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await);
+        }
+        out
+    });
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        results[1].as_ref().is_err_and(|e| e.to_string().contains("poisoned")),
+        "{results:?}"
+    );
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+    // And the next batch goes through.
+    assert_eq!(insert_all(&writer, vec![operation(None, &["a"])]).len(), 1);
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 3);
+}
+
+/// The status roll-up in SQL says what `model::operation_status` says, for
+/// every pair of delivery statuses, and a replay's newer delivery stands
+/// for the one it replays.
+#[test]
+fn the_status_roll_up_in_sql_matches_the_models() {
+    let dir = tempfile::tempdir().unwrap();
+    status_roll_up_matches(&Location::File(dir.path().join("t.db")));
+}
+
+pub(super) fn status_roll_up_matches(location: &Location) {
+    use crate::model::operation_status;
+    let conn = open_for_writing(location).unwrap();
+    let id = write::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
+    let all = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::InFlight,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+        DeliveryStatus::Expired,
+    ];
+    let status = || -> String {
+        conn.query_one("SELECT status FROM operations WHERE id = ?1", &[&id], |row| row.get(0))
+            .unwrap()
+    };
+    for a in all {
+        for b in all {
+            for (action, s) in [("a", a), ("b", b)] {
+                conn.execute(
+                    "UPDATE deliveries SET status = ?2 WHERE operation_id = ?1 AND action = ?3",
+                    &[&id, &s.as_str(), &action],
+                )
+                .unwrap();
+            }
+            write::refresh_operation_status(&conn, id, 5).unwrap();
+            assert_eq!(status(), operation_status(&[a, b]).as_str(), "{a:?} {b:?}");
+        }
+    }
+    // A replay's delivery of `a`, delivered, beside the old failed one.
+    conn.execute(
+        "UPDATE deliveries SET status = 'failed' WHERE operation_id = ?1",
+        &[&id],
+    )
+    .unwrap();
+    let mut again = delivery("a");
+    again.refused = None;
+    deliveries::insert_delivery(&conn, id, 2, &again, 6).unwrap();
+    conn.execute(
+        "UPDATE deliveries SET status = 'delivered' WHERE operation_id = ?1 AND position = 2",
+        &[&id],
+    )
+    .unwrap();
+    write::refresh_operation_status(&conn, id, 7).unwrap();
+    assert_eq!(status(), "partial");
+}
