@@ -470,64 +470,6 @@ impl Config {
         )
     }
 
-    /// The amocrm actions whose long-lived token lapses within
-    /// [`kinds::TOKEN_WARNING_MS`] of `now_ms`, or has: processing, action
-    /// and when.
-    pub fn lapsing_tokens(&self, now_ms: i64) -> Vec<(&str, &str, i64)> {
-        self.processings
-            .iter()
-            .flat_map(|p| p.actions.iter().map(move |a| (p, a)))
-            .filter_map(|(p, a)| match &a.kind {
-                kinds::Kind::AmoCrm(amo) => amo
-                    .token_expires
-                    .filter(|at| *at - now_ms <= kinds::TOKEN_WARNING_MS)
-                    .map(|at| (p.name.as_str(), a.name.as_str(), at)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The metrica actions, each with its settings.
-    pub fn metrica_actions(&self) -> impl Iterator<Item = (&Action, &kinds::Metrica)> {
-        self.processings
-            .iter()
-            .flat_map(|p| &p.actions)
-            .filter_map(|a| a.kind.metrica().map(|m| (a, m)))
-    }
-
-    /// The metrica action whose rows wait under `key` (`processing/action`).
-    pub fn metrica(&self, key: &str) -> Option<(&Action, &kinds::Metrica)> {
-        self.metrica_actions().find(|(_, m)| m.key == key)
-    }
-
-    /// The OAuth2 integration whose API `url` is on (an amocrm action
-    /// signing in with OAuth2 on that account), if any.
-    pub fn oauth_for(&self, url: &str) -> Option<&kinds::OAuth> {
-        self.processings
-            .iter()
-            .flat_map(|p| &p.actions)
-            .filter_map(|a| a.kind.oauth())
-            .find(|oauth| {
-                url.strip_prefix(oauth.base.as_str())
-                    .is_some_and(|path| path.starts_with('/'))
-            })
-    }
-
-    /// [`Config::lapsing_tokens`], one line each, for `check` and the log.
-    pub fn token_warnings(&self, now_ms: i64) -> Vec<String> {
-        self.lapsing_tokens(now_ms)
-            .into_iter()
-            .map(|(processing, action, at)| {
-                let when = crate::clock::rfc3339(at);
-                if at <= now_ms {
-                    format!("processing `{processing}`: action `{action}`: its access_token expired at {when}; amoCRM refuses it: make a new long-lived token")
-                } else {
-                    format!("processing `{processing}`: action `{action}`: its access_token expires at {when}; make a new long-lived token before then")
-                }
-            })
-            .collect()
-    }
-
     /// Actions whose receiver's breaker opens only after the action's
     /// whole retry budget: `breaker.failures` (its `[[receiver]]`, or
     /// `[delivery]`) at least `retry.attempts` (the action's, or
