@@ -6,7 +6,7 @@ use super::tests::{delivery, insert_all, operation, quiet};
 use super::*;
 use crate::clock::now_ms;
 use crate::model::said::Said;
-use crate::model::{DeliveryStatus, NewOperation, OpStatus};
+use crate::model::{DeliveryStatus, OpStatus};
 
 /// Metrica rows are never due on their own; a batch takes each row once,
 /// at `max` rows or once the oldest waited `every`; its step is recorded
@@ -111,9 +111,12 @@ fn batches_take_each_row_once_on_sqlite() {
         .is_empty());
 }
 
-/// A batch of webhooks goes without a savepoint per job; one that fails
-/// sends the batch again job by job: the others are stored, it alone is
-/// refused.
+/// A batch of webhooks goes without a savepoint per job, a command in it
+/// (a claim, a replay) after them in a savepoint of its own; one webhook
+/// that fails sends the batch again job by job: the others are stored, it
+/// alone is refused, and each command runs once, a failing one undoing
+/// only itself. The jobs are queued while the writer is held, so that they
+/// share one batch.
 #[test]
 fn one_failing_insert_does_not_undo_the_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,38 +128,71 @@ fn one_failing_insert_does_not_undo_the_others() {
          BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
     )
     .unwrap();
-    let ops: Vec<NewOperation> = ["good", "poison", "good"]
-        .iter()
-        .map(|name| {
-            let mut op = operation(None, &["a"]);
-            op.processing = name.to_string();
-            op
+    // A job that holds the writer until told to go.
+    let (started, wait_started) = std::sync::mpsc::channel();
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            writer.run_blocking(false, move |_| {
+                started.send(()).unwrap();
+                wait_go.recv().unwrap();
+                Ok(())
+            })
         })
+    };
+    wait_started.recv().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut inserts = Vec::new();
+    let mut commands = Vec::new();
+    for name in ["good", "poison", "good"] {
+        let mut op = operation(None, &["a"]);
+        op.processing = name.to_string();
+        let inserting = writer.clone();
+        inserts.push(runtime.spawn(async move { inserting.insert(op).await }));
+        // A command after each webhook; the second one fails after writing.
+        let writer = writer.clone();
+        let fails = name == "poison";
+        commands.push(std::thread::spawn(move || {
+            writer.run_blocking(false, move |conn| {
+                let n = conn.execute("INSERT INTO meta (key, value) VALUES ('mark-' || (SELECT count(*) FROM meta), 1)", &[])?;
+                if fails {
+                    return Err(StoreError::Corrupt("refused on purpose".into()));
+                }
+                Ok(n)
+            })
+        }));
+    }
+    // Six jobs queued behind the held one, then the writer goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while writer.queued() < 6 {
+        assert!(std::time::Instant::now() < deadline, "the jobs were not queued");
+        std::thread::yield_now();
+    }
+    go.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+    let results: Vec<_> = inserts
+        .into_iter()
+        .map(|task| runtime.block_on(task).unwrap())
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let results = runtime.block_on(async {
-        let pending: Vec<_> = ops.into_iter().map(|op| writer.insert(op)).collect();
-        let mut out = Vec::new();
-        for p in pending {
-            out.push(p.await);
-        }
-        out
-    });
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(
         results[1].as_ref().is_err_and(|e| e.to_string().contains("poisoned")),
         "{results:?}"
     );
-    let stored: i64 = conn
-        .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(stored, 2);
+    let commands: Vec<_> = commands.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(commands[0].is_ok() && commands[2].is_ok(), "{commands:?}");
+    assert!(commands[1].is_err(), "{commands:?}");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM operations"), 2);
+    assert_eq!(count("SELECT count(*) FROM meta WHERE key LIKE 'mark-%'"), 2);
     // And the next batch goes through.
     assert_eq!(insert_all(&writer, vec![operation(None, &["a"])]).len(), 1);
-    let stored: i64 = conn
-        .query_row("SELECT count(*) FROM operations", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(stored, 3);
+    assert_eq!(count("SELECT count(*) FROM operations"), 3);
 }
 
 /// The status roll-up in SQL says what `model::operation_status` says, for

@@ -5,13 +5,15 @@
 //! once, and only then answers the waiting callers: one fsync covers a
 //! whole burst of webhooks.
 //!
-//! One failing command must not undo the others. A batch of received
-//! operations and attempt results only (the hot paths: they are data, and
-//! can be applied twice) runs without a savepoint per job; if one of them
+//! One failing command must not undo the others. Received operations and
+//! attempt results (the hot paths: they are data, and can be applied
+//! twice) run first and without a savepoint each; other commands (a
+//! claim, a replay) follow, each in its own savepoint. If a data job
 //! fails, the transaction is rolled back and the batch is applied again
-//! with a savepoint per job, as a batch holding any other command always
-//! is. A savepoint and its release were two of the 3.4 statements a held
-//! webhook cost, and on PostgreSQL two round trips each.
+//! with a savepoint per job (writer/apply.rs). A savepoint and its release
+//! were two of the 3.4 statements a held webhook cost, and on PostgreSQL
+//! two round trips each; under delivering load most batches hold a claim,
+//! which gave every webhook in them its savepoint until the data went first.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -213,6 +215,12 @@ impl Writer {
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Jobs waiting in the queue (tests make batches with it).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        QUEUE_CAPACITY - self.tx.capacity()
     }
 
     /// Blocks until the job is committed: call from a plain thread only.

@@ -1,9 +1,12 @@
-//! Applying a batch of jobs in one transaction: without a savepoint per
-//! job when every job is data that can be applied twice (received
-//! operations, attempt results), else (or after one of those failed) each
-//! in its own savepoint; then answering every caller.
+//! Applying a batch of jobs in one transaction, then answering every
+//! caller. The data jobs (received operations and attempt results: the
+//! hot paths, data that can be applied twice) go first, without a
+//! savepoint each; the commands (a claim, a replay, a cancel) follow, each
+//! in its own savepoint. If a data job fails, the transaction is rolled
+//! back and the batch applied again with a savepoint per job, so that one
+//! failing job does not undo the others.
 
-use super::{answer, Job, Work};
+use super::{answer, Answer, Command, Job, Work};
 use crate::model::{AttemptRecord, Inserted};
 use crate::store::db::Db;
 use crate::store::write::{insert, record_attempt};
@@ -16,63 +19,166 @@ pub(super) fn commit_batch(
     batch: impl Iterator<Item = Job>,
     carry: &mut Vec<AttemptRecord>,
 ) -> Result<(), String> {
-    let jobs: Vec<Job> = batch.collect();
+    let mut jobs: Vec<Job> = batch.collect();
+    // A caller that needs an order waits for its answer before its next
+    // job, so within a batch the order is free: data first (a stable sort
+    // keeps theirs), so that a batch holding a claim, as most do under
+    // load, still stores its webhooks without a savepoint each.
+    jobs.sort_by_key(|job| matches!(job.work, Work::Once(_)));
     let wakes = jobs.iter().any(|job| job.wakes);
-    if jobs.iter().all(|job| !matches!(job.work, Work::Once(_))) {
-        match fast(conn, &jobs, wakes) {
-            Some(Ok(inserted)) => {
-                for (job, inserted) in jobs.into_iter().zip(inserted) {
-                    if let (Work::Insert(_, reply), Some(inserted)) = (job.work, inserted) {
-                        let _ = reply.send(Ok(inserted));
-                    }
-                }
-                return Ok(());
+    match apply(conn, jobs, false, wakes, carry) {
+        Applied::Done(outcome) => outcome,
+        Applied::Again(jobs) => match apply(conn, jobs, true, wakes, carry) {
+            Applied::Done(outcome) => outcome,
+            // Not given back with a savepoint per job; answered all the same.
+            Applied::Again(jobs) => {
+                let reason = "the batch was given back twice".to_string();
+                answer_failed(jobs, &reason, carry);
+                Err(reason)
             }
-            // A job failed: rolled back, and applied again job by job.
-            None => {}
-            Some(Err(err)) => {
-                let reason = err.to_string();
-                log::error!("database commit failed: {reason}");
-                let _ = conn.batch("ROLLBACK");
-                for job in jobs {
-                    match job.work {
-                        Work::Attempt(record) => carry.push(*record),
-                        Work::Insert(_, reply) => answer(reply, None::<Result<Inserted, StoreError>>)(Some(&reason)),
-                        Work::Once(work) => work(None).1(Some(&reason)),
-                    }
-                }
-                return Err(reason);
-            }
-        }
+        },
     }
-    careful(conn, jobs.into_iter(), wakes, carry)
 }
 
-/// Applies a batch of inserts and attempt results without a savepoint per
-/// job, and commits it: what each insert stored. None when a job failed
-/// (the transaction is rolled back: the batch goes again, [`careful`]ly);
-/// an error when the transaction itself did (begin, commit).
-fn fast(conn: &Db, jobs: &[Job], wakes: bool) -> Option<Result<Vec<Option<Inserted>>, StoreError>> {
-    if let Err(err) = conn.begin_writing() {
-        return Some(Err(err));
-    }
-    let mut inserted = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let applied = match &job.work {
-            Work::Insert(op, _) => insert(conn, op).map(Some),
-            Work::Attempt(record) => record_attempt(conn, record).map(|()| None),
-            Work::Once(_) => Ok(None),
-        };
-        match applied {
-            Ok(done) => inserted.push(done),
-            Err(err) => {
-                log::debug!("a job failed in a batch without savepoints ({err}); applying it job by job");
+/// What became of a batch.
+enum Applied {
+    /// Committed (`Ok`) or failed as a transaction (`Err`, the reason);
+    /// every caller is answered.
+    Done(Result<(), String>),
+    /// A data job failed without a savepoint of its own: the transaction
+    /// is rolled back and no one is answered yet.
+    Again(Vec<Job>),
+}
+
+/// What one data job did inside the transaction.
+enum Done {
+    Stored(Inserted),
+    Recorded,
+    /// Failed in its own savepoint; the others stand.
+    Failed(StoreError),
+}
+
+/// Applies `jobs` (data first, then commands) in one transaction, commits
+/// it and answers every caller. Commands always get a savepoint each; data
+/// jobs only when `careful`, else the first that fails gives the batch back.
+fn apply(conn: &Db, jobs: Vec<Job>, careful: bool, wakes: bool, carry: &mut Vec<AttemptRecord>) -> Applied {
+    let data = jobs.iter().take_while(|job| !matches!(job.work, Work::Once(_))).count();
+    let mut done = Vec::with_capacity(data);
+    let mut failure = conn.begin_writing().err();
+    for job in &jobs[..data] {
+        if failure.is_some() {
+            break;
+        }
+        match apply_data(conn, job, careful) {
+            Ok(applied) => done.push(applied),
+            Err(None) => {
                 let _ = conn.batch("ROLLBACK");
-                return None;
+                return Applied::Again(jobs);
             }
+            Err(Some(err)) => failure = Some(err),
         }
     }
-    Some(commit(conn, wakes).map(|()| inserted))
+    let mut jobs = jobs.into_iter();
+    let data_jobs: Vec<Job> = jobs.by_ref().take(data).collect();
+    let mut answers = Vec::new();
+    for job in jobs {
+        let Work::Once(command) = job.work else {
+            continue;
+        };
+        if failure.is_some() {
+            answers.push(command(None).1);
+            continue;
+        }
+        let (answer, err) = run_command(conn, command);
+        answers.push(answer);
+        failure = err;
+    }
+    if failure.is_none() {
+        failure = commit(conn, wakes).err();
+    }
+    let reason = failure.map(|err| err.to_string());
+    if let Some(reason) = &reason {
+        log::error!("database commit failed: {reason}");
+        // Nothing of it stays; a broken session has nothing to roll back.
+        let _ = conn.batch("ROLLBACK");
+    }
+    let mut done = done.into_iter();
+    for job in data_jobs {
+        match (job.work, done.next()) {
+            (Work::Insert(_, reply), Some(Done::Stored(inserted))) => answer(reply, Some(Ok(inserted)))(reason.as_deref()),
+            (Work::Insert(_, reply), Some(Done::Failed(err))) => answer(reply, Some(Err(err)))(reason.as_deref()),
+            (Work::Insert(_, reply), _) => answer(reply, None::<Result<Inserted, StoreError>>)(reason.as_deref()),
+            (Work::Attempt(_), Some(Done::Recorded)) if reason.is_none() => {}
+            (Work::Attempt(record), Some(Done::Failed(err))) if !is_storage_fault(&err) => {
+                log::error!("delivery {}: cannot record the attempt: {err}", record.delivery_id);
+            }
+            // Not in the database: kept for the next commit.
+            (Work::Attempt(record), _) => carry.push(*record),
+            (Work::Once(command), _) => command(None).1(reason.as_deref()),
+        }
+    }
+    for answer in answers {
+        answer(reason.as_deref());
+    }
+    Applied::Done(reason.map_or(Ok(()), Err))
+}
+
+/// Applies one received operation or attempt result: what it did, or why
+/// the transaction cannot go on (`None`: this job failed without a
+/// savepoint, so the batch goes again; `Some`: the session failed).
+fn apply_data(conn: &Db, job: &Job, careful: bool) -> Result<Done, Option<StoreError>> {
+    if careful {
+        conn.batch("SAVEPOINT job")?;
+    }
+    let result = match &job.work {
+        Work::Insert(op, _) => insert(conn, op).map(Done::Stored),
+        Work::Attempt(record) => record_attempt(conn, record).map(|()| Done::Recorded),
+        Work::Once(_) => Ok(Done::Recorded),
+    };
+    match result {
+        Ok(done) if careful => {
+            conn.batch("RELEASE job")?;
+            Ok(done)
+        }
+        Ok(done) => Ok(done),
+        Err(err) if careful => {
+            conn.batch("ROLLBACK TO job")?;
+            conn.batch("RELEASE job")?;
+            Ok(Done::Failed(err))
+        }
+        Err(err) => {
+            log::debug!("a job failed in a batch without savepoints ({err}); applying it job by job");
+            Err(None)
+        }
+    }
+}
+
+/// Runs a command in its own savepoint: how to answer its caller, and the
+/// session's failure if the savepoint itself failed.
+fn run_command(conn: &Db, command: Command) -> (Answer, Option<StoreError>) {
+    // Cached statements, not rusqlite's Savepoint: that one parses its
+    // SQL anew each time, which cost a fifth of the daemon's CPU.
+    if let Err(err) = conn.batch("SAVEPOINT job") {
+        return (command(None).1, Some(err));
+    }
+    let (ok, answer) = command(Some(conn));
+    let ended = if ok {
+        conn.batch("RELEASE job")
+    } else {
+        conn.batch("ROLLBACK TO job").and_then(|()| conn.batch("RELEASE job"))
+    };
+    (answer, ended.err())
+}
+
+/// Answers every job of a batch that was not committed.
+fn answer_failed(jobs: Vec<Job>, reason: &str, carry: &mut Vec<AttemptRecord>) {
+    for job in jobs {
+        match job.work {
+            Work::Attempt(record) => carry.push(*record),
+            Work::Insert(_, reply) => answer(reply, None::<Result<Inserted, StoreError>>)(Some(reason)),
+            Work::Once(command) => command(None).1(Some(reason)),
+        }
+    }
 }
 
 /// Commits the batch's transaction; with `wakes`, other instances'
@@ -86,80 +192,6 @@ fn commit(conn: &Db, wakes: bool) -> Result<(), StoreError> {
         pg.committed();
     }
     Ok(())
-}
-
-/// Applies `jobs` each in its own savepoint, so that one that fails does
-/// not undo the others, commits, then answers every caller.
-fn careful(
-    conn: &Db,
-    jobs: impl Iterator<Item = Job>,
-    wakes: bool,
-    carry: &mut Vec<AttemptRecord>,
-) -> Result<(), String> {
-    let mut jobs = jobs;
-    let mut answers = Vec::new();
-    let mut applied = Vec::new();
-    let outcome = (|| -> Result<(), StoreError> {
-        let tx = conn;
-        tx.begin_writing()?;
-        for job in jobs.by_ref() {
-            // Cached statements, not rusqlite's Savepoint: that one parses its
-            // SQL anew each time, which cost a fifth of the daemon's CPU.
-            tx.batch("SAVEPOINT job")?;
-            let ok = match job.work {
-                Work::Once(work) => {
-                    let (ok, answer) = work(Some(tx));
-                    answers.push(answer);
-                    ok
-                }
-                Work::Insert(op, reply) => {
-                    let result = insert(tx, &op);
-                    let ok = result.is_ok();
-                    answers.push(answer(reply, Some(result)));
-                    ok
-                }
-                Work::Attempt(record) => match record_attempt(tx, &record) {
-                    Ok(()) => {
-                        applied.push(*record);
-                        true
-                    }
-                    Err(err) if is_storage_fault(&err) => {
-                        carry.push(*record);
-                        false
-                    }
-                    Err(err) => {
-                        log::error!("delivery {}: cannot record the attempt: {err}", record.delivery_id);
-                        false
-                    }
-                },
-            };
-            if !ok {
-                tx.batch("ROLLBACK TO job")?;
-            }
-            tx.batch("RELEASE job")?;
-        }
-        commit(tx, wakes)
-    })();
-    let failure = outcome.err().map(|e| e.to_string());
-    if let Some(reason) = &failure {
-        log::error!("database commit failed: {reason}");
-        // Nothing of it stays; a broken session has nothing to roll back.
-        let _ = conn.batch("ROLLBACK");
-        carry.append(&mut applied);
-    }
-    // Jobs a failed transaction never reached: attempt results are kept,
-    // other callers get the failure.
-    for job in jobs {
-        match job.work {
-            Work::Attempt(record) => carry.push(*record),
-            Work::Insert(_, reply) => answers.push(answer(reply, None)),
-            Work::Once(work) => answers.push(work(None).1),
-        }
-    }
-    for answer in answers {
-        answer(failure.as_deref());
-    }
-    failure.map_or(Ok(()), Err)
 }
 
 /// Whether `err` comes from the storage (full, read-only, failing) rather
