@@ -10,6 +10,16 @@ use crate::model::response::{Judged, ResponseRules};
 use crate::model::said::Said;
 use crate::model::{target_of, DeliveryRequest, DueDelivery};
 
+/// The columns a new delivery's row is written with, in the order both
+/// inserts bind them: the operation, then [`RequestColumns`]' own.
+macro_rules! delivery_columns {
+    () => {
+        "operation_id, action, position, status, updated_at, next_attempt_at, last_error,
+         method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms,
+         max_delay_ms, target, rules, expires_at, batch_key"
+    };
+}
+
 /// When a metrica row is due on its own: never. Its batch sends it
 /// (store/batches.rs), so no claim ever sees it due.
 pub(super) const NEVER_DUE: i64 = 253_402_300_799_000;
@@ -68,18 +78,72 @@ pub(super) fn insert_delivery(
     now: i64,
 ) -> Result<(), StoreError> {
     let columns = RequestColumns::of(d)?;
-    // A refused delivery is failed from the start, with why as its error.
-    let status = if d.refused.is_some() { "failed" } else { "pending" };
-    let refused = d.refused.as_ref().map(Said::store);
-    let due = if d.batch.is_some() { NEVER_DUE } else { now };
+    let (status, refused, due) = first_state(d, now);
     conn.execute(
-        "INSERT INTO deliveries (operation_id, action, position, status, updated_at, next_attempt_at, last_error,
-             method, url, headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms,
-             max_delay_ms, target, rules, expires_at, batch_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        concat!(
+            "INSERT INTO deliveries (",
+            delivery_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+        ),
         &columns.after(&[&operation_id, &d.action, &position, &status, &now, &due, &refused]),
     )?;
     Ok(())
+}
+
+/// PostgreSQL: inserts an operation (`operation`: its INSERT, ending in
+/// `RETURNING id`, with its `params`) and its `deliveries` in one statement,
+/// one round trip of the single writer instead of one per row. Its id.
+pub(super) fn insert_with_deliveries(
+    conn: &Db,
+    operation: &str,
+    params: &[&dyn Param],
+    deliveries: &[DeliveryRequest],
+    now: i64,
+) -> Result<i64, StoreError> {
+    let columns = deliveries
+        .iter()
+        .map(RequestColumns::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let own: Vec<[Box<dyn Param + '_>; 6]> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(position, d)| -> [Box<dyn Param + '_>; 6] {
+            let (status, refused, due) = first_state(d, now);
+            [
+                Box::new(d.action.as_str()),
+                Box::new(position as i64),
+                Box::new(status),
+                Box::new(now),
+                Box::new(due),
+                Box::new(refused),
+            ]
+        })
+        .collect();
+    let mut all: Vec<&dyn Param> = params.to_vec();
+    let mut sql = format!("WITH operation AS ({operation})");
+    for (k, (columns, own)) in columns.iter().zip(&own).enumerate() {
+        let first = all.len() + 1;
+        let before: Vec<&dyn Param> = own.iter().map(|p| p.as_ref() as &dyn Param).collect();
+        let added = columns.after(&before);
+        let numbers: Vec<String> = (first..first + added.len()).map(|n| format!("?{n}")).collect();
+        all.extend(added);
+        // VALUES, not SELECT: there the parameters take the columns' types.
+        sql.push_str(&format!(
+            ", delivery{k} AS (INSERT INTO deliveries ({}) VALUES ((SELECT id FROM operation), {}))",
+            delivery_columns!(),
+            numbers.join(", ")
+        ));
+    }
+    sql.push_str(" SELECT id FROM operation");
+    conn.query_one(&sql, &all, |row| row.get(0))
+}
+
+/// A new delivery's status, error and due time: a refused one is failed
+/// from the start, with why as its error; a Metrica row waits for its batch.
+fn first_state(d: &DeliveryRequest, now: i64) -> (&'static str, Option<String>, i64) {
+    let status = if d.refused.is_some() { "failed" } else { "pending" };
+    let due = if d.batch.is_some() { NEVER_DUE } else { now };
+    (status, d.refused.as_ref().map(Said::store), due)
 }
 
 /// What a claim reads of a delivery; [`due_row`] takes it apart.

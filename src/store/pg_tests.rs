@@ -78,6 +78,9 @@ fn insert_claim_record_and_read() {
     assert_eq!(op.summary.status, OpStatus::Delivered);
     assert_eq!(op.request.query, b"a=1");
     assert_eq!(op.deliveries[0].attempts[0].http_status, Some(200));
+    // The operation and its two deliveries went in as one statement.
+    let actions: Vec<&str> = op.deliveries.iter().map(|d| d.action.as_str()).collect();
+    assert_eq!(actions, ["a", "b"]);
     let history = reader
         .history(&HistoryFilter {
             limit: 10,

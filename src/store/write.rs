@@ -2,7 +2,7 @@
 //! transaction. The engine that batches and commits them is `writer.rs`.
 
 use super::db::{Db, Dialect, Param};
-use super::deliveries::{due_row, earliest, insert_delivery, with_headers, DUE_COLUMNS};
+use super::deliveries::{due_row, earliest, insert_delivery, insert_with_deliveries, with_headers, DUE_COLUMNS};
 use super::notices::{note_first_warnings, queue_notification, warn_if_changed};
 use super::{channel_column, StoreError, DUPLICATE_OF, EVENT_FIELD, META_LAST_NOTIFIED, PRUNE_BATCH};
 use crate::clock::now_ms;
@@ -74,34 +74,41 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
     if conn.dialect() == Dialect::Postgres {
         params.push(&search_text);
     }
-    let id: i64 = conn.query_one(
-        match conn.dialect() {
-            Dialect::Sqlite => {
-                "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-                     content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2) RETURNING id"
+    let sql = match conn.dialect() {
+        Dialect::Sqlite => {
+            "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                 content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2) RETURNING id"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                 content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at, search_text)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2, ?15) RETURNING id"
+        }
+    };
+    // Failed here means every delivery was refused (a field the event
+    // lacks): they are kept, failed, so history says which and why.
+    let deliveries = match status {
+        OpStatus::Queued | OpStatus::Failed => op.deliveries.as_slice(),
+        _ => &[],
+    };
+    let id: i64 = match conn.dialect() {
+        Dialect::Postgres if !deliveries.is_empty() => {
+            insert_with_deliveries(conn, sql, &params, deliveries, op.received_at)?
+        }
+        _ => {
+            let id = conn.query_one(sql, &params, |row| row.get(0))?;
+            for (position, delivery) in deliveries.iter().enumerate() {
+                insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
             }
-            Dialect::Postgres => {
-                "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-                     content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at, search_text)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2, ?15) RETURNING id"
-            }
-        },
-        &params,
-        |row| row.get(0),
-    )?;
+            id
+        }
+    };
     if let (Some(key), Dialect::Postgres) = (dedupe_key, conn.dialect()) {
         super::postgres::claims::own_dedupe_key(conn, &op.processing, key, id)?;
     }
-    // Failed here means every delivery was refused (a field the event
-    // lacks): they are kept, failed, so history says which and why.
-    if matches!(status, OpStatus::Queued | OpStatus::Failed) {
-        for (position, delivery) in op.deliveries.iter().enumerate() {
-            insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
-            if let Some(why) = &delivery.refused {
-                queue_notification(conn, NotificationKind::Failure, &op.processing, id, why, op.received_at)?;
-            }
-        }
+    for why in deliveries.iter().filter_map(|d| d.refused.as_ref()) {
+        queue_notification(conn, NotificationKind::Failure, &op.processing, id, why, op.received_at)?;
     }
     note_first_warnings(conn, op, id)?;
     Ok(Inserted { id, status, reason })
@@ -303,6 +310,54 @@ pub(super) fn release(conn: &Db, ids: &[i64]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The roll-up of `model::operation_status` in SQL, for the operation
+/// `$operation` (an SQL expression), reading each delivery's status as
+/// `$status` (an SQL expression over `d`): queued while any is unfinished,
+/// else failed, delivered or partial by how many were delivered. A replay
+/// adds deliveries after the old ones; for each action only the newest
+/// counts.
+macro_rules! status_roll_up {
+    ($operation:literal, $status:literal) => {
+        concat!(
+            "(SELECT CASE
+                 WHEN count(*) = 0 OR sum(CASE WHEN ",
+            $status,
+            " IN ('delivered', 'failed', 'cancelled', 'expired') THEN 0 ELSE 1 END) > 0 THEN 'queued'
+                 WHEN sum(CASE WHEN ",
+            $status,
+            " = 'delivered' THEN 1 ELSE 0 END) = 0 THEN 'failed'
+                 WHEN sum(CASE WHEN ",
+            $status,
+            " = 'delivered' THEN 1 ELSE 0 END) = count(*) THEN 'delivered'
+                 ELSE 'partial' END
+             FROM deliveries d WHERE d.operation_id = ",
+            $operation,
+            " AND ",
+            newest_per_action!(),
+            ")"
+        )
+    };
+}
+
+/// The statuses an operation's deliveries decide; the others (held,
+/// skipped, rejected, duplicate) are not rolled up.
+macro_rules! rolled_up_statuses {
+    () => {
+        "('queued', 'delivered', 'failed', 'partial')"
+    };
+}
+
+/// An attempt's row: the delivery `?1`, then `?6` to `?12` as
+/// [`record_attempt`] binds them (started, duration, request, HTTP status,
+/// response body, error, verdict).
+macro_rules! insert_attempt {
+    () => {
+        "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error,
+             verdict)
+         VALUES (?1, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    };
+}
+
 pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreError> {
     let now = now_ms();
     let last_error = match (&r.error, r.http_status) {
@@ -311,28 +366,76 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
         (None, Some(status)) => Some(Said::Http { status }.store()),
         (None, None) => None,
     };
-    let operation_id: i64 = match r.outcome {
+    let error = r.error.as_ref().map(Said::store);
+    let verdict = r.judged.as_ref().map(Judged::to_json);
+    let http_status = r.http_status.map(i64::from);
+    let attempt: [&dyn Param; 7] = [
+        &r.started_at,
+        &r.duration_ms,
+        &r.request,
+        &http_status,
+        &r.response_body,
+        &error,
+        &verdict,
+    ];
+    // On PostgreSQL the delivery, its attempt and the operation's status
+    // are one statement (one round trip of the single writer, not three).
+    let mut recorded = false;
+    let operation_id: i64 = match (r.outcome, conn.dialect()) {
         // Due again at once, and held back by the breaker until it closes;
         // the attempt is recorded but not counted against the budget.
-        Outcome::Parked => conn.query_one(
+        (Outcome::Parked, _) => conn.query_one(
             "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
                  next_attempt_at = ?2, last_error = ?3, updated_at = ?2, lease_owner = NULL
              WHERE id = ?1 RETURNING operation_id",
             &[&r.delivery_id, &now, &last_error],
             |row| row.get(0),
         )?,
-        _ => {
-            let (status, next_at) = match r.outcome {
+        (outcome, dialect) => {
+            let (status, next_at) = match outcome {
                 Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
                 Outcome::Failed => (DeliveryStatus::Failed, None),
                 _ => (DeliveryStatus::Delivered, None),
             };
+            let status = status.as_str();
+            let mut params: Vec<&dyn Param> = vec![&r.delivery_id, &status, &next_at, &last_error, &now];
+            if dialect == Dialect::Postgres {
+                params.extend(attempt);
+                recorded = true;
+            }
             conn.query_one(
-                "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
-                     next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5,
-                     lease_owner = NULL
-                 WHERE id = ?1 RETURNING operation_id",
-                &[&r.delivery_id, &status.as_str(), &next_at, &last_error, &now],
+                match dialect {
+                    Dialect::Sqlite => {
+                        "UPDATE deliveries SET status = ?2, attempts = attempts + 1,
+                             next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5,
+                             lease_owner = NULL
+                         WHERE id = ?1 RETURNING operation_id"
+                    }
+                    // Every part of a WITH reads the same snapshot: the
+                    // roll-up sees this delivery's old status, so it is
+                    // given the new one.
+                    Dialect::Postgres => concat!(
+                        "WITH updated AS (
+                             UPDATE deliveries SET status = ?2, attempts = attempts + 1,
+                                 next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5,
+                                 lease_owner = NULL
+                             WHERE id = ?1 RETURNING operation_id),
+                         attempt AS (",
+                        insert_attempt!(),
+                        "),
+                         operation AS (
+                             UPDATE operations SET updated_at = ?5, status = ",
+                        status_roll_up!(
+                            "(SELECT operation_id FROM updated)",
+                            "(CASE WHEN d.id = ?1 THEN ?2 ELSE d.status END)"
+                        ),
+                        " WHERE id = (SELECT operation_id FROM updated) AND status IN ",
+                        rolled_up_statuses!(),
+                        ")
+                         SELECT operation_id FROM updated"
+                    ),
+                },
+                &params,
                 |row| row.get(0),
             )?
         }
@@ -356,44 +459,27 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
     if let Some((name, key, value)) = &r.remember {
         super::remembered::remember(conn, name, key, value, now)?;
     }
-    conn.execute(
-        "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error,
-             verdict)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        &[
-            &r.delivery_id,
-            &r.started_at,
-            &r.duration_ms,
-            &r.request,
-            &r.http_status.map(i64::from),
-            &r.response_body,
-            &r.error.as_ref().map(Said::store),
-            &r.judged.as_ref().map(Judged::to_json),
-        ],
-    )?;
+    if recorded {
+        return Ok(());
+    }
+    // SQLite binds up to the highest number: ?2 to ?5 stand unused.
+    let unused: Option<i64> = None;
+    let mut params: Vec<&dyn Param> = vec![&r.delivery_id, &unused, &unused, &unused, &unused];
+    params.extend(attempt);
+    conn.execute(insert_attempt!(), &params)?;
     refresh_operation_status(conn, operation_id, now)
 }
 
-/// Sets an operation's status from its deliveries' statuses. A replay adds
-/// deliveries after the old ones; for each action only the newest counts.
-/// One statement: the roll-up of `model::operation_status`, in SQL (queued
-/// while any is unfinished, else failed, delivered or partial by how many
-/// were delivered), so an attempt's record does not read the deliveries
-/// back first (a round trip on PostgreSQL).
+/// Sets an operation's status from its deliveries' statuses in one
+/// statement, so an attempt's record does not read the deliveries back
+/// first (a round trip on PostgreSQL).
 pub(super) fn refresh_operation_status(conn: &Db, operation_id: i64, now: i64) -> Result<(), StoreError> {
     conn.execute(
         concat!(
-            "UPDATE operations SET updated_at = ?2, status = (
-                 SELECT CASE
-                     WHEN count(*) = 0 OR sum(CASE WHEN d.status IN ('delivered', 'failed', 'cancelled', 'expired')
-                                                   THEN 0 ELSE 1 END) > 0 THEN 'queued'
-                     WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) = 0 THEN 'failed'
-                     WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) = count(*) THEN 'delivered'
-                     ELSE 'partial' END
-                 FROM deliveries d WHERE d.operation_id = ?1 AND ",
-            newest_per_action!(),
-            ")
-             WHERE id = ?1 AND status IN ('queued', 'delivered', 'failed', 'partial')"
+            "UPDATE operations SET updated_at = ?2, status = ",
+            status_roll_up!("?1", "d.status"),
+            " WHERE id = ?1 AND status IN ",
+            rolled_up_statuses!()
         ),
         &[&operation_id, &now],
     )?;

@@ -6,7 +6,7 @@ use super::tests::{delivery, insert_all, operation, quiet};
 use super::*;
 use crate::clock::now_ms;
 use crate::model::said::Said;
-use crate::model::{DeliveryStatus, OpStatus};
+use crate::model::{AttemptRecord, DeliveryStatus, OpStatus, Outcome};
 
 /// Metrica rows are never due on their own; a batch takes each row once,
 /// at `max` rows or once the oldest waited `every`; its step is recorded
@@ -159,7 +159,10 @@ fn one_failing_insert_does_not_undo_the_others() {
         let fails = name == "poison";
         commands.push(std::thread::spawn(move || {
             writer.run_blocking(false, move |conn| {
-                let n = conn.execute("INSERT INTO meta (key, value) VALUES ('mark-' || (SELECT count(*) FROM meta), 1)", &[])?;
+                let n = conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('mark-' || (SELECT count(*) FROM meta), 1)",
+                    &[],
+                )?;
                 if fails {
                     return Err(StoreError::Corrupt("refused on purpose".into()));
                 }
@@ -250,4 +253,67 @@ pub(super) fn status_roll_up_matches(location: &Location) {
     .unwrap();
     write::refresh_operation_status(&conn, id, 7).unwrap();
     assert_eq!(status(), "partial");
+
+    // The same through an attempt's record (on PostgreSQL one statement,
+    // whose roll-up is given the delivery's new status): each outcome of
+    // `a`'s attempt beside each status of `b`.
+    let id = write::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
+    let status = || -> String {
+        conn.query_one("SELECT status FROM operations WHERE id = ?1", &[&id], |row| row.get(0))
+            .unwrap()
+    };
+    let delivery_of = |action: &str| -> i64 {
+        conn.query_one(
+            "SELECT id FROM deliveries WHERE operation_id = ?1 AND action = ?2",
+            &[&id, &action],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let (a, b) = (delivery_of("a"), delivery_of("b"));
+    let outcomes = [
+        (Outcome::Delivered, DeliveryStatus::Delivered),
+        (Outcome::Failed, DeliveryStatus::Failed),
+        (Outcome::RetryAt(100), DeliveryStatus::Retrying),
+    ];
+    for (outcome, after) in outcomes {
+        for other in all {
+            conn.execute(
+                "UPDATE deliveries SET status = CASE WHEN id = ?1 THEN 'in_flight' ELSE ?3 END WHERE id IN (?1, ?2)",
+                &[&a, &b, &other.as_str()],
+            )
+            .unwrap();
+            write::refresh_operation_status(&conn, id, 8).unwrap();
+            let record = AttemptRecord {
+                delivery_id: a,
+                started_at: 9,
+                duration_ms: 1,
+                request: "GET /".into(),
+                http_status: Some(200),
+                response_body: None,
+                error: None,
+                judged: None,
+                outcome,
+                failure_notice: None,
+                receiver: None,
+                remember: None,
+            };
+            write::record_attempt(&conn, &record).unwrap();
+            let delivery: String = conn
+                .query_one("SELECT status FROM deliveries WHERE id = ?1", &[&a], |row| row.get(0))
+                .unwrap();
+            assert_eq!(delivery, after.as_str());
+            assert_eq!(
+                status(),
+                operation_status(&[after, other]).as_str(),
+                "{outcome:?} {other:?}"
+            );
+        }
+    }
+    let attempts: i64 = conn
+        .query_one("SELECT count(*) FROM attempts WHERE delivery_id = ?1", &[&a], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(attempts, (outcomes.len() * all.len()) as i64);
 }

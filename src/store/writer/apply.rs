@@ -105,7 +105,9 @@ fn apply(conn: &Db, jobs: Vec<Job>, careful: bool, wakes: bool, carry: &mut Vec<
     let mut done = done.into_iter();
     for job in data_jobs {
         match (job.work, done.next()) {
-            (Work::Insert(_, reply), Some(Done::Stored(inserted))) => answer(reply, Some(Ok(inserted)))(reason.as_deref()),
+            (Work::Insert(_, reply), Some(Done::Stored(inserted))) => {
+                answer(reply, Some(Ok(inserted)))(reason.as_deref())
+            }
             (Work::Insert(_, reply), Some(Done::Failed(err))) => answer(reply, Some(Err(err)))(reason.as_deref()),
             (Work::Insert(_, reply), _) => answer(reply, None::<Result<Inserted, StoreError>>)(reason.as_deref()),
             (Work::Attempt(_), Some(Done::Recorded)) if reason.is_none() => {}
