@@ -90,12 +90,13 @@ pub(super) fn insert_delivery(
     Ok(())
 }
 
-/// PostgreSQL: inserts an operation (`operation`: its INSERT, ending in
-/// `RETURNING id`, with its `params`) and its `deliveries` in one statement,
-/// one round trip of the single writer instead of one per row. Its id.
+/// PostgreSQL: inserts an operation and its `deliveries` in one statement,
+/// one round trip of the single writer instead of one per row. `with`
+/// begins the statement: a WITH whose part `operation` inserts the
+/// operation `RETURNING id`, binding `params`. The operation's id.
 pub(super) fn insert_with_deliveries(
     conn: &Db,
-    operation: &str,
+    with: &str,
     params: &[&dyn Param],
     deliveries: &[DeliveryRequest],
     now: i64,
@@ -120,7 +121,7 @@ pub(super) fn insert_with_deliveries(
         })
         .collect();
     let mut all: Vec<&dyn Param> = params.to_vec();
-    let mut sql = format!("WITH operation AS ({operation})");
+    let mut sql = with.to_string();
     for (k, (columns, own)) in columns.iter().zip(&own).enumerate() {
         let first = all.len() + 1;
         let before: Vec<&dyn Param> = own.iter().map(|p| p.as_ref() as &dyn Param).collect();

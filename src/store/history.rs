@@ -241,7 +241,8 @@ impl Reader {
             };
             let placeholder = conditions.bind(query);
             conditions.parts.push(format!(
-                "to_tsvector('simple', o.search_text) @@ to_tsquery('simple', {placeholder})"
+                "o.id IN (SELECT operation_id FROM operation_words
+                          WHERE to_tsvector('simple', search_text) @@ to_tsquery('simple', {placeholder}))"
             ));
         }
         let search = match filter.search.as_deref().map(super::sqlite::search::match_expression) {

@@ -365,3 +365,41 @@ fn the_status_roll_up_in_sql_matches_the_models_on_postgres() {
     let Some(db) = TestDatabase::create() else { return };
     super::write_tests::status_roll_up_matches(&db.location);
 }
+
+/// The words kept in the operation's row before version 8 move to their
+/// own table and are still found; a webhook stored after is found too.
+#[test]
+fn words_move_to_their_own_table() {
+    let Some(db) = TestDatabase::create() else { return };
+    let Location::Postgres(url) = &db.location else {
+        unreachable!()
+    };
+    let old = Db::Postgres(Box::new(db::Pg::connect(url).unwrap()));
+    postgres::schema::migrate_to(&old, 7).unwrap();
+    old.execute(
+        "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body, charset,
+             fields, warnings, status, updated_at, search_text)
+         VALUES ('p', 1, '', 'GET', '', '', 'utf-8', '{}', '[]', 'held', 1, ?1)",
+        &[&"анна 79991234567"],
+    )
+    .unwrap();
+    drop(old);
+    let (writer, thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let mut op = operation(None, &["a"]);
+    op.fields = vec![("client".into(), "Анна Петрова".into())];
+    insert_all(&writer, vec![op]);
+    drop(writer);
+    thread.join().unwrap();
+    let reader = Reader::open(&db.location).unwrap();
+    let found = |search: &str| -> Vec<i64> {
+        let filter = HistoryFilter {
+            search: Some(search.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        reader.history(&filter).unwrap().iter().map(|op| op.id).collect()
+    };
+    assert_eq!(found("8 (999) 123-45-67"), [1]);
+    assert_eq!(found("анна"), [2, 1]);
+    assert_eq!(found("петрова"), [2]);
+}

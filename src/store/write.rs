@@ -80,10 +80,14 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
                  content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2) RETURNING id"
         }
+        // With its words, never updated after (postgres/schema.rs, 8).
         Dialect::Postgres => {
-            "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
-                 content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at, search_text)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2, ?15) RETURNING id"
+            "WITH operation AS (
+                 INSERT INTO operations (processing, received_at, remote_addr, method, raw_query, raw_body,
+                     content_type, charset, fields, warnings, status, reason, dedupe_key, event, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?2) RETURNING id),
+             words AS (
+                 INSERT INTO operation_words (operation_id, search_text) VALUES ((SELECT id FROM operation), ?15))"
         }
     };
     // Failed here means every delivery was refused (a field the event
@@ -93,10 +97,8 @@ pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreErro
         _ => &[],
     };
     let id: i64 = match conn.dialect() {
-        Dialect::Postgres if !deliveries.is_empty() => {
-            insert_with_deliveries(conn, sql, &params, deliveries, op.received_at)?
-        }
-        _ => {
+        Dialect::Postgres => insert_with_deliveries(conn, sql, &params, deliveries, op.received_at)?,
+        Dialect::Sqlite => {
             let id = conn.query_one(sql, &params, |row| row.get(0))?;
             for (position, delivery) in deliveries.iter().enumerate() {
                 insert_delivery(conn, id, position as i64, delivery, op.received_at)?;

@@ -258,21 +258,17 @@ fn copy_tables(
     let mut copied = Vec::new();
     for &(table, columns) in TABLES {
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-        let mut insert_names = names.clone();
-        if table == "operations" {
-            insert_names.push("search_text");
-        }
-        let placeholders: Vec<String> = (1..=insert_names.len()).map(|n| format!("?{n}")).collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|n| format!("?{n}")).collect();
         let insert = format!(
             "INSERT INTO {table} ({}) VALUES ({})",
-            insert_names.join(", "),
+            names.join(", "),
             placeholders.join(", ")
         );
         let mut statement = source.prepare(&format!("SELECT {} FROM {table}", names.join(", ")))?;
         let mut rows = statement.query([])?;
         let mut count = 0u64;
         while let Some(row) = rows.next()? {
-            let mut cells = Vec::with_capacity(insert_names.len());
+            let mut cells = Vec::with_capacity(names.len());
             for (index, (_, kind)) in columns.iter().enumerate() {
                 cells.push(match kind {
                     Int => Value::Int(row.get(index)?),
@@ -280,14 +276,17 @@ fn copy_tables(
                     Bytes => Value::Bytes(row.get(index)?),
                 });
             }
-            if table == "operations" {
+            // The words to search by, in their own table (postgres/schema.rs, 8).
+            let words = if table == "operations" {
                 let fields: String = row.get(9)?;
                 let fields: std::collections::BTreeMap<String, String> =
                     crate::store::read::parse_json("fields", &fields)?;
-                cells.push(Value::Text(Some(crate::store::sqlite::search::pg_search_text(
+                Some(crate::store::sqlite::search::pg_search_text(
                     fields.values().map(String::as_str),
-                ))));
-            }
+                ))
+            } else {
+                None
+            };
             if table == "deliveries" {
                 // Claimed by a daemon that stopped: waiting again.
                 if let (Value::Text(Some(status)), Value::Int(Some(attempts))) = (&cells[4], &cells[5]) {
@@ -299,6 +298,12 @@ fn copy_tables(
             }
             let params: Vec<&dyn Param> = cells.iter().map(|c| c as &dyn Param).collect();
             target.execute(&insert, &params)?;
+            if let (Some(words), Value::Int(Some(id))) = (&words, &cells[0]) {
+                target.execute(
+                    "INSERT INTO operation_words (operation_id, search_text) VALUES (?1, ?2)",
+                    &[id, words],
+                )?;
+            }
             if table == "operations" {
                 if let (
                     Value::Int(Some(id)),
