@@ -32,7 +32,7 @@ use std::time::Duration;
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
-use crate::store::{open_connection, StoreError};
+use crate::store::{open_connection, StoreError, SIDE_CACHE_KIB};
 
 /// WAL pages at which the writer checkpoints inline (SQLite's default).
 const CHECKPOINT_AT: c_int = 1_000;
@@ -86,6 +86,7 @@ impl Checkpoints {
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         writer.wal_hook(Some(wal_pages));
         let conn = open_connection(path, false)?;
+        conn.pragma_update(None, "cache_size", -SIDE_CACHE_KIB)?;
         // Never wait for readers or the writer: a checkpoint that cannot
         // finish now finishes at the next nudge.
         conn.busy_timeout(Duration::ZERO)?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::sqlite::search::{index_text, open_search};
-use crate::store::{open_existing_file, StoreError};
+use crate::store::{open_existing_file, StoreError, SIDE_CACHE_KIB};
 
 /// How often new operations are looked for: a stored operation is
 /// searchable within about this.
@@ -119,11 +119,17 @@ struct Index {
 
 impl Index {
     fn open(database: &Path) -> Result<Self, StoreError> {
-        Ok(Index {
+        let index = Index {
             database: open_existing_file(database)?,
             search: open_search(database)?,
             checked: None,
-        })
+        };
+        // Each step reads the newest rows and writes a new segment: a small
+        // cache serves that (SQLite's default is 2 MB per connection).
+        for conn in [&index.database, &index.search] {
+            conn.pragma_update(None, "cache_size", -SIDE_CACHE_KIB)?;
+        }
+        Ok(index)
     }
 
     /// Indexes up to `limit` operations past the last one indexed, oldest
