@@ -8,6 +8,7 @@
 //!
 //! - [`clock`]: time: now, RFC 3339, and as people read and type it.
 //! - [`redact`]: secret masking, the same in logs, history, `check` and config errors.
+//! - [`eventlog`]: the log's line per webhook and per delivery, within a budget a second.
 //! - [`model`]: the domain's vocabulary: statuses, requests, operations,
 //!   deliveries, attempts and their outcomes, response rules and verdicts
 //!   (`response.rs`), what is said as kinds in two languages (`said/`),
@@ -47,6 +48,7 @@ pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod deliver;
+pub mod eventlog;
 pub mod http;
 pub mod ingest;
 pub mod klientiks;

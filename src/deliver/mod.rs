@@ -369,12 +369,16 @@ fn attempt(
     let now = now_ms();
     let receiver = receiver.filter(|state| breakers.lock().worth_keeping(state, answered, now));
     match outcome {
-        Outcome::Delivered => log::info!(
-            "delivery {} ({}, operation {}) delivered: {what} in {duration_ms} ms",
-            job.id,
-            d.action,
-            job.operation_id
-        ),
+        Outcome::Delivered => {
+            if crate::eventlog::admit() {
+                log::info!(
+                    "delivery {} ({}, operation {}) delivered: {what} in {duration_ms} ms",
+                    job.id,
+                    d.action,
+                    job.operation_id
+                );
+            }
+        }
         Outcome::RetryAt(at) => {
             log::warn!(
                 "delivery {} ({}, operation {}) attempt {number}/{} failed: {what}; retrying in {} s",

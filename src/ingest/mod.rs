@@ -378,13 +378,15 @@ async fn accept(
         Refusal::Storage
     })?;
     shared.metrics.received(&processing.name, inserted.status.as_str());
-    log::info!(
-        "processing `{}`: operation {} from {remote}: {}{}",
-        processing.name,
-        inserted.id,
-        inserted.status,
-        inserted.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
-    );
+    if crate::eventlog::admit() {
+        log::info!(
+            "processing `{}`: operation {} from {remote}: {}{}",
+            processing.name,
+            inserted.id,
+            inserted.status,
+            inserted.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
     let mut response = if inserted.status == OpStatus::Rejected {
         // The sender's answer is in English, whatever server.language says.
         let reason = inserted.reason.as_ref().map(ToString::to_string).unwrap_or_default();
