@@ -349,14 +349,18 @@ macro_rules! rolled_up_statuses {
     };
 }
 
-/// An attempt's row: the delivery `?1`, then `?6` to `?12` as
-/// [`record_attempt`] binds them (started, duration, request, HTTP status,
-/// response body, error, verdict).
+/// An attempt's row, its values numbered as the statement binds them:
+/// the delivery, started, duration, request, HTTP status, response body,
+/// error, verdict.
 macro_rules! insert_attempt {
-    () => {
-        "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error,
-             verdict)
-         VALUES (?1, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO attempts (delivery_id, started_at, duration_ms, request, http_status, response_body, error,
+                 verdict)
+             VALUES (",
+            $values,
+            ")"
+        )
     };
 }
 
@@ -423,7 +427,7 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
                                  lease_owner = NULL
                              WHERE id = ?1 RETURNING operation_id),
                          attempt AS (",
-                        insert_attempt!(),
+                        insert_attempt!("?1, ?6, ?7, ?8, ?9, ?10, ?11, ?12"),
                         "),
                          operation AS (
                              UPDATE operations SET updated_at = ?5, status = ",
@@ -464,11 +468,9 @@ pub(super) fn record_attempt(conn: &Db, r: &AttemptRecord) -> Result<(), StoreEr
     if recorded {
         return Ok(());
     }
-    // SQLite binds up to the highest number: ?2 to ?5 stand unused.
-    let unused: Option<i64> = None;
-    let mut params: Vec<&dyn Param> = vec![&r.delivery_id, &unused, &unused, &unused, &unused];
+    let mut params: Vec<&dyn Param> = vec![&r.delivery_id];
     params.extend(attempt);
-    conn.execute(insert_attempt!(), &params)?;
+    conn.execute(insert_attempt!("?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8"), &params)?;
     refresh_operation_status(conn, operation_id, now)
 }
 

@@ -255,8 +255,8 @@ pub(super) fn status_roll_up_matches(location: &Location) {
     assert_eq!(status(), "partial");
 
     // The same through an attempt's record (on PostgreSQL one statement,
-    // whose roll-up is given the delivery's new status): each outcome of
-    // `a`'s attempt beside each status of `b`.
+    // whose roll-up is given the delivery's new status; a parked attempt
+    // has its own): each outcome of `a`'s attempt beside each status of `b`.
     let id = write::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
     let status = || -> String {
         conn.query_one("SELECT status FROM operations WHERE id = ?1", &[&id], |row| row.get(0))
@@ -275,6 +275,8 @@ pub(super) fn status_roll_up_matches(location: &Location) {
         (Outcome::Delivered, DeliveryStatus::Delivered),
         (Outcome::Failed, DeliveryStatus::Failed),
         (Outcome::RetryAt(100), DeliveryStatus::Retrying),
+        // Parked behind an open breaker: waiting again, its own statements.
+        (Outcome::Parked, DeliveryStatus::Retrying),
     ];
     for (outcome, after) in outcomes {
         for other in all {
