@@ -351,6 +351,9 @@ pub struct Pg {
     /// When this instance's leases were last renewed (in the transaction
     /// under way: it counts once committed).
     renewed_at: Cell<i64>,
+    /// No other instance's lease can have lapsed before this time (ms),
+    /// as the last claim saw them: until then a claim does not look.
+    lapses_from: Cell<i64>,
     /// Until when every claim this instance holds is surely leased to it:
     /// the last committed renewal plus the lease. Read by the workers.
     leased_until: Arc<AtomicI64>,
@@ -367,6 +370,7 @@ impl Pg {
             owner: instance_name(),
             in_transaction: Cell::new(false),
             renewed_at: Cell::new(0),
+            lapses_from: Cell::new(0),
             leased_until: Arc::new(AtomicI64::new(0)),
             client: RefCell::new(None),
             statements: RefCell::new(HashMap::new()),
@@ -388,6 +392,16 @@ impl Pg {
     /// Notes that this instance's leases were renewed at `now`.
     pub fn renewed(&self, now: i64) {
         self.renewed_at.set(now);
+    }
+
+    /// When the earliest lease another instance holds may lapse.
+    pub fn lapses_from(&self) -> i64 {
+        self.lapses_from.get()
+    }
+
+    /// Notes when the earliest lease another instance holds may lapse.
+    pub fn lapses_at(&self, at: i64) {
+        self.lapses_from.set(at);
     }
 
     /// After a commit: the renewal in it holds.

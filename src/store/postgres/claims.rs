@@ -155,18 +155,23 @@ pub(in crate::store) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]
     }
     // Receivers are URLs without line breaks: one text, split by the server.
     let skip = skip.join("\n");
-    let lapsed = conn.query(
-        &format!(
-            "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3, updated_at = ?1
-             WHERE id IN (SELECT id FROM deliveries
-                          WHERE status = 'in_flight' AND lease_until < ?1 AND lease_owner <> ?2
-                            AND target <> ALL (string_to_array(?5, E'\\n'))
-                          ORDER BY lease_until LIMIT ?4 FOR UPDATE SKIP LOCKED)
-             RETURNING {DUE_COLUMNS}"
-        ),
-        &[&now, &owner, &lease_until, &(limit as i64), &skip],
-        due_row,
-    )?;
+    // Only when a lease may have lapsed: most claims need not look.
+    let lapsed = if now < pg.lapses_from() {
+        Vec::new()
+    } else {
+        conn.query(
+            &format!(
+                "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3, updated_at = ?1
+                 WHERE id IN (SELECT id FROM deliveries
+                              WHERE status = 'in_flight' AND lease_until < ?1 AND lease_owner <> ?2
+                                AND target <> ALL (string_to_array(?5, E'\\n'))
+                              ORDER BY lease_until LIMIT ?4 FOR UPDATE SKIP LOCKED)
+                 RETURNING {DUE_COLUMNS}"
+            ),
+            &[&now, &owner, &lease_until, &(limit as i64), &skip],
+            due_row,
+        )?
+    };
     if !lapsed.is_empty() {
         log::info!(
             "took over {} deliveries whose instance stopped renewing its lease",
@@ -188,18 +193,19 @@ pub(in crate::store) fn claim(conn: &Db, now: i64, limit: usize, skip: &[String]
     )?;
     rows.extend(lapsed);
     rows.sort_by_key(|(due, _, at)| (*at, due.id));
-    let due_next: Option<i64> = conn.query_one(
-        "SELECT MIN(next_attempt_at) FROM deliveries
-         WHERE status IN ('pending', 'retrying') AND target <> ALL (string_to_array(?1, E'\\n'))",
-        &[&skip],
-        |row| row.get(0),
+    // When the next delivery is due, and when another instance's lease
+    // lapses if it never renews it: one round trip.
+    let (due_next, lapses_next): (Option<i64>, Option<i64>) = conn.query_one(
+        "SELECT (SELECT MIN(next_attempt_at) FROM deliveries
+                 WHERE status IN ('pending', 'retrying') AND target <> ALL (string_to_array(?1, E'\\n'))),
+                (SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight' AND lease_owner <> ?2)",
+        &[&skip, &owner],
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    // Another instance's leases: when they lapse, if it never renews them.
-    let lapses_next: Option<i64> = conn.query_one(
-        "SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight' AND lease_owner <> ?1",
-        &[&owner],
-        |row| row.get(0),
-    )?;
+    // Leases only move later (renewals), and one taken after this lapses
+    // a lease from its start: no sooner than half a lease from now, which
+    // leaves room for clocks that disagree.
+    pg.lapses_at(lapses_next.unwrap_or(i64::MAX).min(now + LEASE_MS / 2));
     Ok(Claimed {
         due: with_headers(rows)?,
         next_due: earliest(due_next, lapses_next),
