@@ -2,7 +2,7 @@
 //! with and without savepoints: Metrica's batches, one failing insert
 //! among others, and the operation's status rolled up in SQL.
 
-use super::tests::{delivery, insert_all, operation, quiet};
+use super::tests::{delivered, delivery, insert_all, operation, quiet};
 use super::*;
 use crate::clock::now_ms;
 use crate::model::said::Said;
@@ -287,18 +287,8 @@ pub(super) fn status_roll_up_matches(location: &Location) {
             .unwrap();
             write::refresh_operation_status(&conn, id, 8).unwrap();
             let record = AttemptRecord {
-                delivery_id: a,
-                started_at: 9,
-                duration_ms: 1,
-                request: "GET /".into(),
-                http_status: Some(200),
-                response_body: None,
-                error: None,
-                judged: None,
                 outcome,
-                failure_notice: None,
-                receiver: None,
-                remember: None,
+                ..delivered(a, 9)
             };
             write::record_attempt(&conn, &record).unwrap();
             let delivery: String = conn
