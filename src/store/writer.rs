@@ -69,6 +69,12 @@ type Between = Box<dyn FnOnce(&Connection, &mut Option<OnlineBackup>) + Send>;
 /// What a job does inside the batch's transaction.
 enum Work {
     Once(Command),
+    Data(Data),
+}
+
+/// The hot paths' jobs: data, which can be applied twice, so a batch of
+/// them needs no savepoint each (writer/apply.rs).
+enum Data {
     /// A received operation to store, and its caller.
     Insert(Box<NewOperation>, oneshot::Sender<Result<Inserted, StoreError>>),
     /// An attempt's result. The request has already gone out, so a commit
@@ -98,7 +104,7 @@ impl Job {
         let wakes = matches!(record.outcome, Outcome::RetryAt(_));
         Job {
             wakes,
-            work: Work::Attempt(record),
+            work: Work::Data(Data::Attempt(record)),
         }
     }
 
@@ -245,7 +251,7 @@ impl Writer {
         let wakes = op.deliveries.iter().any(|d| d.refused.is_none() && d.batch.is_none());
         let job = Job {
             wakes,
-            work: Work::Insert(Box::new(op), reply),
+            work: Work::Data(Data::Insert(Box::new(op), reply)),
         };
         self.tx
             .send(Queued::Job(job))
@@ -537,7 +543,7 @@ fn run(conn: Db, mut rx: mpsc::Receiver<Queued>, hooks: Hooks, checkpoints: Opti
 /// reason if the commit failed. Returns whether it committed.
 fn commit_and_tell(conn: &Db, jobs: &mut Vec<Job>, carry: &mut Vec<AttemptRecord>, hooks: &Hooks) -> bool {
     let wake = jobs.iter().any(|job| job.wakes);
-    match commit_batch(conn, jobs.drain(..), carry) {
+    match commit_batch(conn, jobs.drain(..), wake, carry) {
         Ok(()) => {
             if wake {
                 (hooks.on_commit)();

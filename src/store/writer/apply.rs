@@ -6,34 +6,40 @@
 //! back and the batch applied again with a savepoint per job, so that one
 //! failing job does not undo the others.
 
-use super::{answer, Answer, Command, Job, Work};
+use super::{answer, Answer, Command, Data, Job, Work};
 use crate::model::{AttemptRecord, Inserted};
 use crate::store::db::Db;
 use crate::store::write::{insert, record_attempt};
 use crate::store::StoreError;
 
-/// Applies and commits `batch`, then answers every caller. Attempt results
-/// that did not make it into the database go to `carry`.
+/// Applies and commits `batch`, then answers every caller; with `wakes`,
+/// other instances' schedulers hear of the commit. Attempt results that
+/// did not make it into the database go to `carry`.
 pub(super) fn commit_batch(
     conn: &Db,
     batch: impl Iterator<Item = Job>,
+    wakes: bool,
     carry: &mut Vec<AttemptRecord>,
 ) -> Result<(), String> {
-    let mut jobs: Vec<Job> = batch.collect();
     // A caller that needs an order waits for its answer before its next
-    // job, so within a batch the order is free: data first (a stable sort
-    // keeps theirs), so that a batch holding a claim, as most do under
-    // load, still stores its webhooks without a savepoint each.
-    jobs.sort_by_key(|job| matches!(job.work, Work::Once(_)));
-    let wakes = jobs.iter().any(|job| job.wakes);
-    match apply(conn, jobs, false, wakes, carry) {
+    // job, so within a batch the order is free: data first, so that a
+    // batch holding a claim, as most do under load, still stores its
+    // webhooks without a savepoint each.
+    let (mut data, mut commands) = (Vec::new(), Vec::new());
+    for job in batch {
+        match job.work {
+            Work::Data(job) => data.push(job),
+            Work::Once(command) => commands.push(command),
+        }
+    }
+    match apply(conn, data, commands, false, wakes, carry) {
         Applied::Done(outcome) => outcome,
-        Applied::Again(jobs) => match apply(conn, jobs, true, wakes, carry) {
+        Applied::Again(data, commands) => match apply(conn, data, commands, true, wakes, carry) {
             Applied::Done(outcome) => outcome,
             // Not given back with a savepoint per job; answered all the same.
-            Applied::Again(jobs) => {
+            Applied::Again(data, commands) => {
                 let reason = "the batch was given back twice".to_string();
-                answer_failed(jobs, &reason, carry);
+                answer_failed(data, commands, &reason, carry);
                 Err(reason)
             }
         },
@@ -47,7 +53,7 @@ enum Applied {
     Done(Result<(), String>),
     /// A data job failed without a savepoint of its own: the transaction
     /// is rolled back and no one is answered yet.
-    Again(Vec<Job>),
+    Again(Vec<Data>, Vec<Command>),
 }
 
 /// What one data job did inside the transaction.
@@ -58,14 +64,20 @@ enum Done {
     Failed(StoreError),
 }
 
-/// Applies `jobs` (data first, then commands) in one transaction, commits
-/// it and answers every caller. Commands always get a savepoint each; data
-/// jobs only when `careful`, else the first that fails gives the batch back.
-fn apply(conn: &Db, jobs: Vec<Job>, careful: bool, wakes: bool, carry: &mut Vec<AttemptRecord>) -> Applied {
-    let data = jobs.iter().take_while(|job| !matches!(job.work, Work::Once(_))).count();
-    let mut done = Vec::with_capacity(data);
+/// Applies `data`, then `commands`, in one transaction, commits it and
+/// answers every caller. Commands always get a savepoint each; data jobs
+/// only when `careful`, else the first that fails gives the batch back.
+fn apply(
+    conn: &Db,
+    data: Vec<Data>,
+    commands: Vec<Command>,
+    careful: bool,
+    wakes: bool,
+    carry: &mut Vec<AttemptRecord>,
+) -> Applied {
+    let mut done = Vec::with_capacity(data.len());
     let mut failure = conn.begin_writing().err();
-    for job in &jobs[..data] {
+    for job in &data {
         if failure.is_some() {
             break;
         }
@@ -73,18 +85,13 @@ fn apply(conn: &Db, jobs: Vec<Job>, careful: bool, wakes: bool, carry: &mut Vec<
             Ok(applied) => done.push(applied),
             Err(None) => {
                 let _ = conn.batch("ROLLBACK");
-                return Applied::Again(jobs);
+                return Applied::Again(data, commands);
             }
             Err(Some(err)) => failure = Some(err),
         }
     }
-    let mut jobs = jobs.into_iter();
-    let data_jobs: Vec<Job> = jobs.by_ref().take(data).collect();
-    let mut answers = Vec::new();
-    for job in jobs {
-        let Work::Once(command) = job.work else {
-            continue;
-        };
+    let mut answers = Vec::with_capacity(commands.len());
+    for command in commands {
         if failure.is_some() {
             answers.push(command(None).1);
             continue;
@@ -103,20 +110,19 @@ fn apply(conn: &Db, jobs: Vec<Job>, careful: bool, wakes: bool, carry: &mut Vec<
         let _ = conn.batch("ROLLBACK");
     }
     let mut done = done.into_iter();
-    for job in data_jobs {
-        match (job.work, done.next()) {
-            (Work::Insert(_, reply), Some(Done::Stored(inserted))) => {
-                answer(reply, Some(Ok(inserted)))(reason.as_deref())
+    for job in data {
+        match (job, done.next()) {
+            (Data::Insert(_, reply), Some(Done::Stored(inserted))) => {
+                answer(reply, Some(Ok(inserted)))(reason.as_deref());
             }
-            (Work::Insert(_, reply), Some(Done::Failed(err))) => answer(reply, Some(Err(err)))(reason.as_deref()),
-            (Work::Insert(_, reply), _) => answer(reply, None::<Result<Inserted, StoreError>>)(reason.as_deref()),
-            (Work::Attempt(_), Some(Done::Recorded)) if reason.is_none() => {}
-            (Work::Attempt(record), Some(Done::Failed(err))) if !is_storage_fault(&err) => {
+            (Data::Insert(_, reply), Some(Done::Failed(err))) => answer(reply, Some(Err(err)))(reason.as_deref()),
+            (Data::Insert(_, reply), _) => answer(reply, None::<Result<Inserted, StoreError>>)(reason.as_deref()),
+            (Data::Attempt(_), Some(Done::Recorded)) if reason.is_none() => {}
+            (Data::Attempt(record), Some(Done::Failed(err))) if !is_storage_fault(&err) => {
                 log::error!("delivery {}: cannot record the attempt: {err}", record.delivery_id);
             }
             // Not in the database: kept for the next commit.
-            (Work::Attempt(record), _) => carry.push(*record),
-            (Work::Once(command), _) => command(None).1(reason.as_deref()),
+            (Data::Attempt(record), _) => carry.push(*record),
         }
     }
     for answer in answers {
@@ -128,14 +134,13 @@ fn apply(conn: &Db, jobs: Vec<Job>, careful: bool, wakes: bool, carry: &mut Vec<
 /// Applies one received operation or attempt result: what it did, or why
 /// the transaction cannot go on (`None`: this job failed without a
 /// savepoint, so the batch goes again; `Some`: the session failed).
-fn apply_data(conn: &Db, job: &Job, careful: bool) -> Result<Done, Option<StoreError>> {
+fn apply_data(conn: &Db, job: &Data, careful: bool) -> Result<Done, Option<StoreError>> {
     if careful {
         conn.batch("SAVEPOINT job")?;
     }
-    let result = match &job.work {
-        Work::Insert(op, _) => insert(conn, op).map(Done::Stored),
-        Work::Attempt(record) => record_attempt(conn, record).map(|()| Done::Recorded),
-        Work::Once(_) => Ok(Done::Recorded),
+    let result = match job {
+        Data::Insert(op, _) => insert(conn, op).map(Done::Stored),
+        Data::Attempt(record) => record_attempt(conn, record).map(|()| Done::Recorded),
     };
     match result {
         Ok(done) if careful => {
@@ -173,13 +178,15 @@ fn run_command(conn: &Db, command: Command) -> (Answer, Option<StoreError>) {
 }
 
 /// Answers every job of a batch that was not committed.
-fn answer_failed(jobs: Vec<Job>, reason: &str, carry: &mut Vec<AttemptRecord>) {
-    for job in jobs {
-        match job.work {
-            Work::Attempt(record) => carry.push(*record),
-            Work::Insert(_, reply) => answer(reply, None::<Result<Inserted, StoreError>>)(Some(reason)),
-            Work::Once(command) => command(None).1(Some(reason)),
+fn answer_failed(data: Vec<Data>, commands: Vec<Command>, reason: &str, carry: &mut Vec<AttemptRecord>) {
+    for job in data {
+        match job {
+            Data::Attempt(record) => carry.push(*record),
+            Data::Insert(_, reply) => answer(reply, None::<Result<Inserted, StoreError>>)(Some(reason)),
         }
+    }
+    for command in commands {
+        command(None).1(Some(reason));
     }
 }
 
