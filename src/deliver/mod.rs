@@ -346,8 +346,16 @@ fn attempt(
         _ => Some(Answer::Answered),
     };
     let answered = matches!(answer, Some(Answer::Answered));
+    let now = now_ms();
+    // The breaker's new state, and whether it is worth writing with the
+    // attempt: one lock of the table for both.
     let receiver = match answer {
-        Some(answer) => Some(breakers.lock().record(&job.target, breaker, &answer, *probe, now_ms())),
+        Some(answer) => {
+            let mut table = breakers.lock();
+            let state = table.record(&job.target, breaker, &answer, *probe, now);
+            let keep = table.worth_keeping(&state, answered, now);
+            Some((state, keep))
+        }
         // A probe that could not be sent proved nothing: the next
         // delivery is the probe.
         None => {
@@ -357,17 +365,16 @@ fn attempt(
             None
         }
     };
-    let parked = matches!(verdict, Verdict::Retry { .. }) && receiver.as_ref().is_some_and(|r| r.open.is_some());
+    let parked = matches!(verdict, Verdict::Retry { .. }) && receiver.as_ref().is_some_and(|(r, _)| r.open.is_some());
     let outcome = if parked {
         Outcome::Parked
     } else {
-        next_step(&policy, number, &verdict, now_ms(), random_unit())
+        next_step(&policy, number, &verdict, now, random_unit())
     };
-    if let Some(state) = &receiver {
+    if let Some((state, _)) = &receiver {
         log_change(state);
     }
-    let now = now_ms();
-    let receiver = receiver.filter(|state| breakers.lock().worth_keeping(state, answered, now));
+    let receiver = receiver.and_then(|(state, keep)| keep.then_some(state));
     match outcome {
         Outcome::Delivered => {
             if crate::eventlog::admit() {

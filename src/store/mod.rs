@@ -152,12 +152,12 @@ pub enum StoreError {
     Locked(String, String),
 }
 
-/// Opens a connection with the pragmas every hookrelay connection uses.
 /// The page cache of the SQLite connections that work beside the writer
 /// (the search indexer's two, the checkpoint's), in KiB: SQLite's default
 /// is 2 MB each, which the daemon's peak memory paid for under load.
 pub(crate) const SIDE_CACHE_KIB: i64 = 512;
 
+/// Opens a connection with the pragmas every hookrelay connection uses.
 fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
