@@ -48,6 +48,7 @@ mod deliveries;
 mod expiry;
 mod export;
 mod history;
+mod inserts;
 mod notices;
 mod overview;
 mod postgres;

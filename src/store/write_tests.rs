@@ -210,7 +210,7 @@ fn the_status_roll_up_in_sql_matches_the_models() {
 pub(super) fn status_roll_up_matches(location: &Location) {
     use crate::model::operation_status;
     let conn = open_for_writing(location).unwrap();
-    let id = write::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
+    let id = inserts::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
     let all = [
         DeliveryStatus::Pending,
         DeliveryStatus::Retrying,
@@ -257,7 +257,7 @@ pub(super) fn status_roll_up_matches(location: &Location) {
     // The same through an attempt's record (on PostgreSQL one statement,
     // whose roll-up is given the delivery's new status; a parked attempt
     // has its own): each outcome of `a`'s attempt beside each status of `b`.
-    let id = write::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
+    let id = inserts::insert(&conn, &operation(None, &["a", "b"])).unwrap().id;
     let status = || -> String {
         conn.query_one("SELECT status FROM operations WHERE id = ?1", &[&id], |row| row.get(0))
             .unwrap()

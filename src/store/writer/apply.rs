@@ -9,7 +9,8 @@
 use super::{answer, Answer, Command, Data, Job, Work};
 use crate::model::{AttemptRecord, Inserted};
 use crate::store::db::Db;
-use crate::store::write::{insert, record_attempt};
+use crate::store::inserts::insert;
+use crate::store::write::record_attempt;
 use crate::store::StoreError;
 
 /// Applies and commits `batch`, then answers every caller; with `wakes`,
