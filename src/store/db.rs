@@ -437,6 +437,19 @@ impl Pg {
         run(client)
     }
 
+    /// Every row of a query whose parameters only PostgreSQL takes (arrays,
+    /// for a statement that writes many rows), each mapped by `map`.
+    pub fn query_arrays<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+        mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        counted();
+        let rows = self.with(sql, |client, statement| Ok(client.query(statement, params)?))?;
+        rows.iter().map(|row| map(&Row::Postgres(row))).collect()
+    }
+
     /// Runs `run` with the prepared form of `sql`.
     fn with<T>(
         &self,

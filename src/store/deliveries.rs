@@ -19,6 +19,7 @@ macro_rules! delivery_columns {
          max_delay_ms, target, rules, expires_at, batch_key"
     };
 }
+pub(super) use delivery_columns;
 
 /// When a metrica row is due on its own: never. Its batch sends it
 /// (store/batches.rs), so no claim ever sees it due.
@@ -90,53 +91,100 @@ pub(super) fn insert_delivery(
     Ok(())
 }
 
-/// PostgreSQL: inserts an operation and its `deliveries` in one statement,
-/// one round trip of the single writer instead of one per row. `with`
-/// begins the statement: a WITH whose part `operation` inserts the
-/// operation `RETURNING id`, binding `params`. The operation's id.
-pub(super) fn insert_with_deliveries(
-    conn: &Db,
-    with: &str,
-    params: &[&dyn Param],
-    deliveries: &[DeliveryRequest],
-    now: i64,
-) -> Result<i64, StoreError> {
-    let columns = deliveries
-        .iter()
-        .map(RequestColumns::of)
-        .collect::<Result<Vec<_>, _>>()?;
-    let own: Vec<[Box<dyn Param + '_>; 6]> = deliveries
-        .iter()
-        .enumerate()
-        .map(|(position, d)| -> [Box<dyn Param + '_>; 6] {
-            let (status, refused, due) = first_state(d, now);
-            [
-                Box::new(d.action.as_str()),
-                Box::new(position as i64),
-                Box::new(status),
-                Box::new(now),
-                Box::new(due),
-                Box::new(refused),
-            ]
-        })
-        .collect();
-    let mut all: Vec<&dyn Param> = params.to_vec();
-    let mut sql = with.to_string();
-    for (k, (columns, own)) in columns.iter().zip(&own).enumerate() {
-        let first = all.len() + 1;
-        let before: Vec<&dyn Param> = own.iter().map(|p| p.as_ref() as &dyn Param).collect();
-        let added = columns.after(&before);
-        let numbers: Vec<String> = (first..first + added.len()).map(|n| format!("?{n}")).collect();
-        all.extend(added);
-        // VALUES, not SELECT: there the parameters take the columns' types.
-        sql.push_str(&format!(
-            ", delivery{k} AS (INSERT INTO deliveries ({}) VALUES ((SELECT id FROM operation), {}))",
-            delivery_columns!(),
-            numbers.join(", ")
-        ));
+/// PostgreSQL: new deliveries' columns as arrays, an element per
+/// delivery, for the statement that writes a batch's rows with `unnest`
+/// (inserts.rs). Bound in [`delivery_columns`]' order, with the operation's
+/// place in that statement's (1-based) for its id.
+#[derive(Default)]
+pub(super) struct NewDeliveries<'a> {
+    operation: Vec<i64>,
+    action: Vec<&'a str>,
+    position: Vec<i64>,
+    status: Vec<&'static str>,
+    updated_at: Vec<i64>,
+    next_attempt_at: Vec<i64>,
+    last_error: Vec<Option<String>>,
+    method: Vec<&'a str>,
+    url: Vec<&'a str>,
+    headers: Vec<String>,
+    body: Vec<Option<&'a [u8]>>,
+    redacted: Vec<&'a str>,
+    expect_body: Vec<Option<&'a str>>,
+    numbers: [Vec<i64>; 4],
+    target: Vec<String>,
+    rules: Vec<Option<String>>,
+    expires_at: Vec<Option<i64>>,
+    batch_key: Vec<Option<&'a str>>,
+}
+
+impl<'a> NewDeliveries<'a> {
+    /// Adds `d`, the delivery at `position` of the statement's `operation`th
+    /// operation, received at `now`.
+    pub(super) fn push(
+        &mut self,
+        operation: i64,
+        position: i64,
+        d: &'a DeliveryRequest,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let RequestColumns {
+            headers,
+            numbers,
+            target,
+            rules,
+            ..
+        } = RequestColumns::of(d)?;
+        let (status, refused, due) = first_state(d, now);
+        self.operation.push(operation);
+        self.action.push(&d.action);
+        self.position.push(position);
+        self.status.push(status);
+        self.updated_at.push(now);
+        self.next_attempt_at.push(due);
+        self.last_error.push(refused);
+        self.method.push(&d.method);
+        self.url.push(&d.url);
+        self.headers.push(headers);
+        self.body.push(d.body.as_deref());
+        self.redacted.push(&d.redacted);
+        self.expect_body.push(d.rules.accept.body.as_deref());
+        for (column, n) in self.numbers.iter_mut().zip(numbers) {
+            column.push(n);
+        }
+        self.target.push(target);
+        self.rules.push(rules);
+        self.expires_at.push(d.expires_at);
+        self.batch_key.push(d.batch.as_deref());
+        Ok(())
     }
-    sql.push_str(" SELECT id FROM operation");
-    conn.query_one(&sql, &all, |row| row.get(0))
+
+    /// The 21 arrays, in [`delivery_columns`]' order.
+    pub(super) fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 21] {
+        let [timeout, attempts, first_delay, max_delay] = &self.numbers;
+        [
+            &self.operation,
+            &self.action,
+            &self.position,
+            &self.status,
+            &self.updated_at,
+            &self.next_attempt_at,
+            &self.last_error,
+            &self.method,
+            &self.url,
+            &self.headers,
+            &self.body,
+            &self.redacted,
+            &self.expect_body,
+            timeout,
+            attempts,
+            first_delay,
+            max_delay,
+            &self.target,
+            &self.rules,
+            &self.expires_at,
+            &self.batch_key,
+        ]
+    }
 }
 
 /// A new delivery's status, error and due time: a refused one is failed

@@ -361,6 +361,18 @@ fn two_instances_never_batch_a_row_twice() {
 }
 
 #[test]
+fn one_failing_insert_does_not_undo_the_others_on_postgres() {
+    let Some(db) = TestDatabase::create() else { return };
+    super::write_tests::one_failing_insert_does_not_undo_the_others(&db.location);
+}
+
+#[test]
+fn a_batch_of_webhooks_keeps_each_ones_rows_on_postgres() {
+    let Some(db) = TestDatabase::create() else { return };
+    super::write_tests::a_batch_of_webhooks_keeps_each_ones_rows(&db.location);
+}
+
+#[test]
 fn the_status_roll_up_in_sql_matches_the_models_on_postgres() {
     let Some(db) = TestDatabase::create() else { return };
     super::write_tests::status_roll_up_matches(&db.location);

@@ -6,7 +6,8 @@ use super::tests::{delivered, delivery, insert_all, operation, quiet};
 use super::*;
 use crate::clock::now_ms;
 use crate::model::said::Said;
-use crate::model::{AttemptRecord, DeliveryStatus, OpStatus, Outcome};
+use crate::model::{AttemptRecord, DeliveryStatus, Inserted, OpStatus, Outcome};
+use crate::store::db::Dialect;
 
 /// Metrica rows are never due on their own; a batch takes each row once,
 /// at `max` rows or once the oldest waited `every`; its step is recorded
@@ -111,24 +112,14 @@ fn batches_take_each_row_once_on_sqlite() {
         .is_empty());
 }
 
-/// A batch of webhooks goes without a savepoint per job, a command in it
-/// (a claim, a replay) after them in a savepoint of its own; one webhook
-/// that fails sends the batch again job by job: the others are stored, it
-/// alone is refused, and each command runs once, a failing one undoing
-/// only itself. The jobs are queued while the writer is held, so that they
-/// share one batch.
-#[test]
-fn one_failing_insert_does_not_undo_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let (writer, _thread) = spawn_writer(&path, quiet()).unwrap();
-    let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER poison BEFORE INSERT ON operations WHEN NEW.processing = 'poison'
-         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
-    )
-    .unwrap();
-    // A job that holds the writer until told to go.
+/// Holds `writer` with a job of its own until the returned sender sends,
+/// so that the jobs queued meanwhile share one batch.
+fn hold(
+    writer: &Writer,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<Result<(), StoreError>>,
+) {
     let (started, wait_started) = std::sync::mpsc::channel();
     let (go, wait_go) = std::sync::mpsc::channel::<()>();
     let holder = {
@@ -142,11 +133,64 @@ fn one_failing_insert_does_not_undo_the_others() {
         })
     };
     wait_started.recv().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    (go, holder)
+}
+
+/// Waits until `n` jobs are queued behind the held one, then lets the writer go.
+fn release_when_queued(
+    writer: &Writer,
+    n: usize,
+    held: (
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<Result<(), StoreError>>,
+    ),
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while writer.queued() < n {
+        assert!(std::time::Instant::now() < deadline, "the jobs were not queued");
+        std::thread::yield_now();
+    }
+    held.0.send(()).unwrap();
+    held.1.join().unwrap().unwrap();
+}
+
+/// One row's count, asked through the writer (either engine).
+fn count(writer: &Writer, sql: &'static str) -> i64 {
+    writer
+        .run_blocking(false, move |conn| conn.query_one(sql, &[], |r| r.get(0)))
+        .unwrap()
+}
+
+/// A runtime for the inserts a test queues at once.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
+        .unwrap()
+}
+
+/// A batch of webhooks goes without a savepoint per job (on PostgreSQL,
+/// in one statement), a command in it (a claim, a replay) after them in a
+/// savepoint of its own; one webhook that fails sends the batch again job
+/// by job: the others are stored, it alone is refused, and each command
+/// runs once, a failing one undoing only itself. The jobs are queued while
+/// the writer is held, so that they share one batch.
+pub(super) fn one_failing_insert_does_not_undo_the_others(location: &Location) {
+    let (writer, _thread) = spawn_writer(location, quiet()).unwrap();
+    writer
+        .run_blocking(false, |conn| {
+            conn.batch(match conn.dialect() {
+                Dialect::Sqlite => {
+                    "CREATE TRIGGER poison BEFORE INSERT ON operations WHEN NEW.processing = 'poison'
+                     BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+                }
+                Dialect::Postgres => "ALTER TABLE operations ADD CONSTRAINT poisoned CHECK (processing <> 'poison')",
+            })
+        })
         .unwrap();
+    let held = hold(&writer);
+    let runtime = runtime();
     let mut inserts = Vec::new();
     let mut commands = Vec::new();
     for name in ["good", "poison", "good"] {
@@ -170,14 +214,7 @@ fn one_failing_insert_does_not_undo_the_others() {
             })
         }));
     }
-    // Six jobs queued behind the held one, then the writer goes on.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while writer.queued() < 6 {
-        assert!(std::time::Instant::now() < deadline, "the jobs were not queued");
-        std::thread::yield_now();
-    }
-    go.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    release_when_queued(&writer, 6, held);
     let results: Vec<_> = inserts
         .into_iter()
         .map(|task| runtime.block_on(task).unwrap())
@@ -190,12 +227,84 @@ fn one_failing_insert_does_not_undo_the_others() {
     let commands: Vec<_> = commands.into_iter().map(|c| c.join().unwrap()).collect();
     assert!(commands[0].is_ok() && commands[2].is_ok(), "{commands:?}");
     assert!(commands[1].is_err(), "{commands:?}");
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    assert_eq!(count("SELECT count(*) FROM operations"), 2);
-    assert_eq!(count("SELECT count(*) FROM meta WHERE key LIKE 'mark-%'"), 2);
+    assert_eq!(count(&writer, "SELECT count(*) FROM operations"), 2);
+    assert_eq!(count(&writer, "SELECT count(*) FROM meta WHERE key LIKE 'mark-%'"), 2);
     // And the next batch goes through.
     assert_eq!(insert_all(&writer, vec![operation(None, &["a"])]).len(), 1);
-    assert_eq!(count("SELECT count(*) FROM operations"), 3);
+    assert_eq!(count(&writer, "SELECT count(*) FROM operations"), 3);
+}
+
+#[test]
+fn one_failing_insert_does_not_undo_the_others_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    one_failing_insert_does_not_undo_the_others(&Location::File(dir.path().join("t.db")));
+}
+
+/// Webhooks that share a batch (one statement on PostgreSQL) each get
+/// their own deliveries, in their order; a twin of one in the same batch
+/// is told which operation it repeats, as it would be one by one; the
+/// same key in another processing is no twin.
+pub(super) fn a_batch_of_webhooks_keeps_each_ones_rows(location: &Location) {
+    let (writer, _thread) = spawn_writer(location, quiet()).unwrap();
+    let held = hold(&writer);
+    let runtime = runtime();
+    let mut other = operation(Some("k"), &["c"]);
+    other.processing = "other".into();
+    let ops = [
+        operation(Some("k"), &["a", "b"]),
+        operation(None, &["c"]),
+        operation(Some("k"), &["a", "b"]),
+        other,
+        operation(Some("k"), &["a"]),
+    ];
+    let inserts: Vec<_> = ops
+        .into_iter()
+        .map(|op| {
+            let writer = writer.clone();
+            runtime.spawn(async move { writer.insert(op).await })
+        })
+        .collect();
+    release_when_queued(&writer, 5, held);
+    let results: Vec<Inserted> = inserts
+        .into_iter()
+        .map(|task| runtime.block_on(task).unwrap().unwrap())
+        .collect();
+    // Which twin is the first is the queue's order; one of them is.
+    let twins = [0, 2, 4];
+    let first: Vec<usize> = twins
+        .into_iter()
+        .filter(|&i| results[i].status == OpStatus::Queued)
+        .collect();
+    let [first] = first[..] else {
+        panic!("not one first among the twins: {results:?}")
+    };
+    for twin in twins.into_iter().filter(|&i| i != first) {
+        assert_eq!(results[twin].status, OpStatus::Duplicate, "{results:?}");
+        assert_eq!(
+            results[twin].reason,
+            Some(crate::model::duplicate_reason("k", results[first].id))
+        );
+    }
+    assert_eq!(
+        (results[1].status, results[3].status),
+        (OpStatus::Queued, OpStatus::Queued)
+    );
+    let reader = Reader::open(location.clone()).unwrap();
+    let actions = |at: usize| -> Vec<String> {
+        let op = reader.operation(results[at].id).unwrap().unwrap();
+        op.deliveries.into_iter().map(|d| d.action).collect()
+    };
+    assert_eq!(actions(first), if first == 4 { vec!["a"] } else { vec!["a", "b"] });
+    assert_eq!((actions(1), actions(3)), (vec!["c".to_string()], vec!["c".to_string()]));
+    for twin in twins.into_iter().filter(|&i| i != first) {
+        assert!(actions(twin).is_empty(), "a duplicate is sent nowhere");
+    }
+}
+
+#[test]
+fn a_batch_of_webhooks_keeps_each_ones_rows_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_batch_of_webhooks_keeps_each_ones_rows(&Location::File(dir.path().join("t.db")));
 }
 
 /// The status roll-up in SQL says what `model::operation_status` says, for

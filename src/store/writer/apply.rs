@@ -1,15 +1,15 @@
 //! Applying a batch of jobs in one transaction, then answering every
 //! caller. The data jobs (received operations and attempt results: the
 //! hot paths, data that can be applied twice) go first, without a
-//! savepoint each; the commands (a claim, a replay, a cancel) follow, each
-//! in its own savepoint. If a data job fails, the transaction is rolled
+//! savepoint each, the received operations all at once; the commands (a
+//! claim, a replay, a cancel) follow, each in its own savepoint. If a data job fails, the transaction is rolled
 //! back and the batch applied again with a savepoint per job, so that one
 //! failing job does not undo the others.
 
 use super::{answer, Answer, Command, Data, Job, Work};
-use crate::model::{AttemptRecord, Inserted};
+use crate::model::{AttemptRecord, Inserted, NewOperation};
 use crate::store::db::Db;
-use crate::store::inserts::insert;
+use crate::store::inserts::{insert, insert_all};
 use crate::store::write::record_attempt;
 use crate::store::StoreError;
 
@@ -78,12 +78,14 @@ fn apply(
 ) -> Applied {
     let mut done = Vec::with_capacity(data.len());
     let mut failure = conn.begin_writing().err();
-    for job in &data {
-        if failure.is_some() {
-            break;
-        }
-        match apply_data(conn, job, careful) {
-            Ok(applied) => done.push(applied),
+    if failure.is_none() {
+        let applied = if careful {
+            apply_each(conn, &data, &mut done).map_err(Some)
+        } else {
+            apply_at_once(conn, &data, &mut done)
+        };
+        match applied {
+            Ok(()) => {}
             Err(None) => {
                 let _ = conn.batch("ROLLBACK");
                 return Applied::Again(data, commands);
@@ -132,33 +134,57 @@ fn apply(
     Applied::Done(reason.map_or(Ok(()), Err))
 }
 
-/// Applies one received operation or attempt result: what it did, or why
-/// the transaction cannot go on (`None`: this job failed without a
-/// savepoint, so the batch goes again; `Some`: the session failed).
-fn apply_data(conn: &Db, job: &Data, careful: bool) -> Result<Done, Option<StoreError>> {
-    if careful {
-        conn.batch("SAVEPOINT job")?;
-    }
-    let result = match job {
-        Data::Insert(op, _) => insert(conn, op).map(Done::Stored),
-        Data::Attempt(record) => record_attempt(conn, record).map(|()| Done::Recorded),
+/// Applies the data jobs without a savepoint, the received operations
+/// first and all at once (one statement on PostgreSQL), into `done` in the
+/// jobs' order. `Err(None)`: one failed, so the batch goes again job by
+/// job.
+fn apply_at_once(conn: &Db, data: &[Data], done: &mut Vec<Done>) -> Result<(), Option<StoreError>> {
+    let given_back = |err: StoreError| {
+        log::debug!("a job failed in a batch without savepoints ({err}); applying it job by job");
+        None
     };
-    match result {
-        Ok(done) if careful => {
-            conn.batch("RELEASE job")?;
-            Ok(done)
-        }
-        Ok(done) => Ok(done),
-        Err(err) if careful => {
-            conn.batch("ROLLBACK TO job")?;
-            conn.batch("RELEASE job")?;
-            Ok(Done::Failed(err))
-        }
-        Err(err) => {
-            log::debug!("a job failed in a batch without savepoints ({err}); applying it job by job");
-            Err(None)
+    let ops: Vec<&NewOperation> = data
+        .iter()
+        .filter_map(|job| match job {
+            Data::Insert(op, _) => Some(&**op),
+            Data::Attempt(_) => None,
+        })
+        .collect();
+    let mut stored = insert_all(conn, &ops).map_err(given_back)?.into_iter();
+    for job in data {
+        done.push(match job {
+            Data::Insert(..) => Done::Stored(stored.next().ok_or(None)?),
+            Data::Attempt(record) => {
+                record_attempt(conn, record).map_err(given_back)?;
+                Done::Recorded
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Applies the data jobs one by one, each in a savepoint of its own, into
+/// `done`; `Err`: the session failed.
+fn apply_each(conn: &Db, data: &[Data], done: &mut Vec<Done>) -> Result<(), StoreError> {
+    for job in data {
+        conn.batch("SAVEPOINT job")?;
+        let result = match job {
+            Data::Insert(op, _) => insert(conn, op).map(Done::Stored),
+            Data::Attempt(record) => record_attempt(conn, record).map(|()| Done::Recorded),
+        };
+        match result {
+            Ok(applied) => {
+                conn.batch("RELEASE job")?;
+                done.push(applied);
+            }
+            Err(err) => {
+                conn.batch("ROLLBACK TO job")?;
+                conn.batch("RELEASE job")?;
+                done.push(Done::Failed(err));
+            }
         }
     }
+    Ok(())
 }
 
 /// Runs a command in its own savepoint: how to answer its caller, and the
