@@ -18,9 +18,9 @@
 //!
 //! `lease_until`: while one instance works on a batch, another leaves it.
 
+use super::attempts::refresh_operation_status;
 use super::db::{Db, Dialect, Row};
 use super::notices::queue_notification;
-use super::write::refresh_operation_status;
 use super::{Reader, StoreError, Writer};
 use crate::model::response::Judged;
 use crate::model::said::Said;

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use super::attempts::refresh_operation_status;
 use super::db::Db;
 use super::notices::{queue_notification, warn_once};
-use super::write::refresh_operation_status;
 use super::{StoreError, Writer};
 use crate::clock::now_ms;
 use crate::model::said::Said;

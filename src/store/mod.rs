@@ -42,6 +42,7 @@ macro_rules! newest_per_action {
     };
 }
 
+mod attempts;
 mod batches;
 mod db;
 mod deliveries;

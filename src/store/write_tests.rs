@@ -342,7 +342,7 @@ pub(super) fn status_roll_up_matches(location: &Location) {
                 )
                 .unwrap();
             }
-            write::refresh_operation_status(&conn, id, 5).unwrap();
+            attempts::refresh_operation_status(&conn, id, 5).unwrap();
             assert_eq!(status(), operation_status(&[a, b]).as_str(), "{a:?} {b:?}");
         }
     }
@@ -360,7 +360,7 @@ pub(super) fn status_roll_up_matches(location: &Location) {
         &[&id],
     )
     .unwrap();
-    write::refresh_operation_status(&conn, id, 7).unwrap();
+    attempts::refresh_operation_status(&conn, id, 7).unwrap();
     assert_eq!(status(), "partial");
 
     // The same through an attempt's record (on PostgreSQL one statement,
@@ -394,12 +394,12 @@ pub(super) fn status_roll_up_matches(location: &Location) {
                 &[&a, &b, &other.as_str()],
             )
             .unwrap();
-            write::refresh_operation_status(&conn, id, 8).unwrap();
+            attempts::refresh_operation_status(&conn, id, 8).unwrap();
             let record = AttemptRecord {
                 outcome,
                 ..delivered(a, 9)
             };
-            write::record_attempt(&conn, &record).unwrap();
+            attempts::record_attempt(&conn, &record).unwrap();
             let delivery: String = conn
                 .query_one("SELECT status FROM deliveries WHERE id = ?1", &[&a], |row| row.get(0))
                 .unwrap();

@@ -8,9 +8,9 @@
 
 use super::{answer, Answer, Command, Data, Job, Work};
 use crate::model::{AttemptRecord, Inserted, NewOperation};
+use crate::store::attempts::record_attempt;
 use crate::store::db::Db;
 use crate::store::inserts::{insert, insert_all};
-use crate::store::write::record_attempt;
 use crate::store::StoreError;
 
 /// Applies and commits `batch`, then answers every caller; with `wakes`,
