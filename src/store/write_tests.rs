@@ -417,4 +417,58 @@ pub(super) fn status_roll_up_matches(location: &Location) {
         })
         .unwrap();
     assert_eq!(attempts, (outcomes.len() * all.len()) as i64);
+
+    // Both deliveries' attempts in one call (on PostgreSQL one statement
+    // unless parked): the roll-up sees both new statuses.
+    for (first, a_after) in outcomes {
+        for (second, b_after) in outcomes {
+            conn.execute(
+                "UPDATE deliveries SET status = 'in_flight' WHERE id IN (?1, ?2)",
+                &[&a, &b],
+            )
+            .unwrap();
+            let records = [
+                AttemptRecord {
+                    outcome: first,
+                    ..delivered(a, 10)
+                },
+                AttemptRecord {
+                    outcome: second,
+                    ..delivered(b, 10)
+                },
+            ];
+            attempts::record_attempts(&conn, &[&records[0], &records[1]]).unwrap();
+            assert_eq!(
+                status(),
+                operation_status(&[a_after, b_after]).as_str(),
+                "{first:?} {second:?}"
+            );
+        }
+    }
+    // Two results for one delivery (one carried from a failed commit) go
+    // in turn: the later one stands, and both are counted.
+    conn.execute(
+        "UPDATE deliveries SET status = 'in_flight', attempts = 0 WHERE id IN (?1, ?2)",
+        &[&a, &b],
+    )
+    .unwrap();
+    let records = [
+        AttemptRecord {
+            outcome: Outcome::RetryAt(100),
+            ..delivered(a, 11)
+        },
+        AttemptRecord {
+            outcome: Outcome::Failed,
+            ..delivered(b, 11)
+        },
+        delivered(a, 12),
+    ];
+    attempts::record_attempts(&conn, &records.iter().collect::<Vec<_>>()).unwrap();
+    let (a_status, a_attempts): (String, i64) = conn
+        .query_one("SELECT status, attempts FROM deliveries WHERE id = ?1", &[&a], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((a_status.as_str(), a_attempts), ("delivered", 2));
+    assert_eq!(status(), "partial");
 }

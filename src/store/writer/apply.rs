@@ -8,7 +8,7 @@
 
 use super::{answer, Answer, Command, Data, Job, Work};
 use crate::model::{AttemptRecord, Inserted, NewOperation};
-use crate::store::attempts::record_attempt;
+use crate::store::attempts::{record_attempt, record_attempts};
 use crate::store::db::Db;
 use crate::store::inserts::{insert, insert_all};
 use crate::store::StoreError;
@@ -135,29 +135,27 @@ fn apply(
 }
 
 /// Applies the data jobs without a savepoint, the received operations
-/// first and all at once (one statement on PostgreSQL), into `done` in the
-/// jobs' order. `Err(None)`: one failed, so the batch goes again job by
-/// job.
+/// first, each kind all at once (one statement each on PostgreSQL), into
+/// `done` in the jobs' order. `Err(None)`: one failed, so the batch goes
+/// again job by job.
 fn apply_at_once(conn: &Db, data: &[Data], done: &mut Vec<Done>) -> Result<(), Option<StoreError>> {
     let given_back = |err: StoreError| {
         log::debug!("a job failed in a batch without savepoints ({err}); applying it job by job");
         None
     };
-    let ops: Vec<&NewOperation> = data
-        .iter()
-        .filter_map(|job| match job {
-            Data::Insert(op, _) => Some(&**op),
-            Data::Attempt(_) => None,
-        })
-        .collect();
+    let (mut ops, mut records): (Vec<&NewOperation>, Vec<&AttemptRecord>) = (Vec::new(), Vec::new());
+    for job in data {
+        match job {
+            Data::Insert(op, _) => ops.push(op),
+            Data::Attempt(record) => records.push(record),
+        }
+    }
     let mut stored = insert_all(conn, &ops).map_err(given_back)?.into_iter();
+    record_attempts(conn, &records).map_err(given_back)?;
     for job in data {
         done.push(match job {
             Data::Insert(..) => Done::Stored(stored.next().ok_or(None)?),
-            Data::Attempt(record) => {
-                record_attempt(conn, record).map_err(given_back)?;
-                Done::Recorded
-            }
+            Data::Attempt(_) => Done::Recorded,
         });
     }
     Ok(())
