@@ -313,8 +313,9 @@ impl Db {
                 // Ends of a transaction first: a session that broke after
                 // BEGIN must not be replaced by one where COMMIT succeeds
                 // on nothing.
-                // The store writes these statements in capitals, alone.
-                let ends = sql.starts_with("COMMIT") || sql == "ROLLBACK";
+                // The store writes these statements in capitals, a COMMIT
+                // last (the writer's may follow its NOTIFY).
+                let ends = sql.ends_with("COMMIT") || sql == "ROLLBACK";
                 let result = pg.client(|client| Ok(client.batch_execute(sql)?));
                 if sql.starts_with("BEGIN") {
                     pg.in_transaction.set(result.is_ok());

@@ -415,3 +415,29 @@ fn words_move_to_their_own_table() {
     assert_eq!(found("анна"), [2, 1]);
     assert_eq!(found("петрова"), [2]);
 }
+
+/// A commit that queues a delivery wakes every instance's scheduler (the
+/// NOTIFY goes with the writer's COMMIT, in one round trip).
+#[test]
+fn a_commit_that_queues_a_delivery_wakes_the_cluster() {
+    use ::postgres::fallible_iterator::FallibleIterator;
+    let Some(db) = TestDatabase::create() else { return };
+    let Location::Postgres(url) = &db.location else {
+        unreachable!()
+    };
+    let (writer, _thread) = spawn_writer(&db.location, quiet()).unwrap();
+    let mut listener = db::connect_pg(url).unwrap();
+    listener
+        .batch_execute(&format!("LISTEN {}", postgres::claims::DUE_CHANNEL))
+        .unwrap();
+    insert_all(&writer, vec![operation(None, &["a"])]);
+    let mut notifications = listener.notifications();
+    let heard = notifications
+        .timeout_iter(std::time::Duration::from_secs(10))
+        .next()
+        .unwrap();
+    assert_eq!(
+        heard.map(|n| n.channel().to_string()),
+        Some(postgres::claims::DUE_CHANNEL.to_string())
+    );
+}

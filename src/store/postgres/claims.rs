@@ -16,7 +16,16 @@ use crate::store::StoreError;
 
 /// The channel on which a commit that queued or rescheduled deliveries
 /// wakes every instance's scheduler.
-pub const DUE_CHANNEL: &str = "hookrelay_due";
+macro_rules! due_channel {
+    () => {
+        "hookrelay_due"
+    };
+}
+pub const DUE_CHANNEL: &str = due_channel!();
+
+/// The writer's commit with its wake-up: one round trip, not two. A
+/// NOTIFY is sent when its transaction commits, so it may come first.
+pub(in crate::store) const NOTIFY_AND_COMMIT: &str = concat!("NOTIFY ", due_channel!(), "; COMMIT");
 
 /// Advisory lock key of the cluster-wide duties (retention, the silence
 /// watch, notifications): "hookrelay" in ASCII, folded into 63 bits.

@@ -218,12 +218,16 @@ fn answer_failed(data: Vec<Data>, commands: Vec<Command>, reason: &str, carry: &
 /// Commits the batch's transaction; with `wakes`, other instances'
 /// schedulers hear of it at the commit.
 fn commit(conn: &Db, wakes: bool) -> Result<(), StoreError> {
-    if wakes {
-        crate::store::postgres::claims::notify_due(conn)?;
-    }
-    conn.batch("COMMIT")?;
-    if let Db::Postgres(pg) = conn {
-        pg.committed();
+    match conn {
+        Db::Postgres(pg) => {
+            conn.batch(if wakes {
+                crate::store::postgres::claims::NOTIFY_AND_COMMIT
+            } else {
+                "COMMIT"
+            })?;
+            pg.committed();
+        }
+        Db::Sqlite(_) => conn.batch("COMMIT")?,
     }
     Ok(())
 }
