@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use postgres::types::Type;
+
 use super::db::{Db, Pg};
 use super::notices::queue_notification;
 use super::StoreError;
@@ -231,21 +233,21 @@ fn record_together(pg: &Pg, conn: &Db, records: &[&AttemptRecord]) -> Result<(),
     let error = texts(|v| v.error.as_deref());
     let verdict = texts(|v| v.verdict.as_deref());
     let operations: HashMap<i64, i64> = pg
-        .query_arrays(
+        .query_typed(
             RECORD_PG,
             &[
-                &now,
-                &delivery_id,
-                &status,
-                &next_at,
-                &last_error,
-                &started_at,
-                &duration_ms,
-                &request,
-                &http_status,
-                &response_body,
-                &error,
-                &verdict,
+                (&now, Type::INT8),
+                (&delivery_id, Type::INT8_ARRAY),
+                (&status, Type::TEXT_ARRAY),
+                (&next_at, Type::INT8_ARRAY),
+                (&last_error, Type::TEXT_ARRAY),
+                (&started_at, Type::INT8_ARRAY),
+                (&duration_ms, Type::INT8_ARRAY),
+                (&request, Type::TEXT_ARRAY),
+                (&http_status, Type::INT8_ARRAY),
+                (&response_body, Type::TEXT_ARRAY),
+                (&error, Type::TEXT_ARRAY),
+                (&verdict, Type::TEXT_ARRAY),
             ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?

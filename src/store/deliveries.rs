@@ -3,6 +3,8 @@
 //! claims (`write.rs`'s and `postgres/claims.rs`'s) read rows with the same columns,
 //! so the claims import this module and it imports neither.
 
+use postgres::types::{ToSql, Type};
+
 use super::db::{count, Db, Param, Row};
 use super::read::{parse_status, AttemptView, DeliveryView, Reader};
 use super::StoreError;
@@ -158,31 +160,31 @@ impl<'a> NewDeliveries<'a> {
         Ok(())
     }
 
-    /// The 21 arrays, in [`delivery_columns`]' order.
-    pub(super) fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 21] {
+    /// The 21 arrays with their types, in [`delivery_columns`]' order.
+    pub(super) fn params(&self) -> [(&(dyn ToSql + Sync), Type); 21] {
         let [timeout, attempts, first_delay, max_delay] = &self.numbers;
         [
-            &self.operation,
-            &self.action,
-            &self.position,
-            &self.status,
-            &self.updated_at,
-            &self.next_attempt_at,
-            &self.last_error,
-            &self.method,
-            &self.url,
-            &self.headers,
-            &self.body,
-            &self.redacted,
-            &self.expect_body,
-            timeout,
-            attempts,
-            first_delay,
-            max_delay,
-            &self.target,
-            &self.rules,
-            &self.expires_at,
-            &self.batch_key,
+            (&self.operation, Type::INT8_ARRAY),
+            (&self.action, Type::TEXT_ARRAY),
+            (&self.position, Type::INT8_ARRAY),
+            (&self.status, Type::TEXT_ARRAY),
+            (&self.updated_at, Type::INT8_ARRAY),
+            (&self.next_attempt_at, Type::INT8_ARRAY),
+            (&self.last_error, Type::TEXT_ARRAY),
+            (&self.method, Type::TEXT_ARRAY),
+            (&self.url, Type::TEXT_ARRAY),
+            (&self.headers, Type::TEXT_ARRAY),
+            (&self.body, Type::BYTEA_ARRAY),
+            (&self.redacted, Type::TEXT_ARRAY),
+            (&self.expect_body, Type::TEXT_ARRAY),
+            (timeout, Type::INT8_ARRAY),
+            (attempts, Type::INT8_ARRAY),
+            (first_delay, Type::INT8_ARRAY),
+            (max_delay, Type::INT8_ARRAY),
+            (&self.target, Type::TEXT_ARRAY),
+            (&self.rules, Type::TEXT_ARRAY),
+            (&self.expires_at, Type::INT8_ARRAY),
+            (&self.batch_key, Type::TEXT_ARRAY),
         ]
     }
 }

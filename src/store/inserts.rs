@@ -5,6 +5,8 @@
 //! operations, deliveries and words in one statement, because each
 //! statement is a round trip the single writer waits for.
 
+use postgres::types::{ToSql, Type};
+
 use super::db::{Db, Param, Pg};
 use super::deliveries::{delivery_columns, insert_delivery, NewDeliveries};
 use super::notices::{note_first_warnings, queue_notification};
@@ -164,25 +166,25 @@ fn insert_pg<'r>(pg: &Pg, rows: &'r [Prepared<'r>]) -> Result<Vec<i64>, StoreErr
     }
     let [processing, remote_addr, method, content_type, charset, fields, warnings, status, reason, dedupe_key, event] =
         &columns;
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
-        processing,
-        &received_at,
-        remote_addr,
-        method,
-        &query,
-        &body,
-        content_type,
-        charset,
-        fields,
-        warnings,
-        status,
-        reason,
-        dedupe_key,
-        event,
-        &words,
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+        (processing, Type::TEXT_ARRAY),
+        (&received_at, Type::INT8_ARRAY),
+        (remote_addr, Type::TEXT_ARRAY),
+        (method, Type::TEXT_ARRAY),
+        (&query, Type::BYTEA_ARRAY),
+        (&body, Type::BYTEA_ARRAY),
+        (content_type, Type::TEXT_ARRAY),
+        (charset, Type::TEXT_ARRAY),
+        (fields, Type::TEXT_ARRAY),
+        (warnings, Type::TEXT_ARRAY),
+        (status, Type::TEXT_ARRAY),
+        (reason, Type::TEXT_ARRAY),
+        (dedupe_key, Type::TEXT_ARRAY),
+        (event, Type::TEXT_ARRAY),
+        (&words, Type::TEXT_ARRAY),
     ];
     params.extend(deliveries.params());
-    pg.query_arrays(INSERT_PG, &params, |row| row.get(0))
+    pg.query_typed(INSERT_PG, &params, |row| row.get(0))
 }
 
 /// A received operation ready to be written: what the dedupe check made
