@@ -44,11 +44,15 @@ macro_rules! status_roll_up {
     };
 }
 
-/// The statuses an operation's deliveries decide; the others (held,
-/// skipped, rejected, duplicate) are not rolled up.
-macro_rules! rolled_up_statuses {
+/// The statuses an operation's deliveries do not decide, so an operation
+/// in one is not rolled up; every other is. Asked as `status NOT IN`,
+/// which no index answers: with `status IN` the other four, PostgreSQL
+/// misled by statistics taken while every operation was held walked the
+/// whole status index rather than look each operation up by its id (a
+/// drain after a replay: 24 ms a batch of attempts instead of about 1).
+macro_rules! not_rolled_up {
     () => {
-        "('queued', 'delivered', 'failed', 'partial')"
+        "('skipped', 'duplicate', 'held', 'rejected')"
     };
 }
 
@@ -206,8 +210,8 @@ const RECORD_PG: &str = concat!(
         "o.id",
         "COALESCE((SELECT a.status FROM input a WHERE a.delivery_id = d.id), d.status)"
     ),
-    " WHERE o.id IN (SELECT operation_id FROM updated) AND o.status IN ",
-    rolled_up_statuses!(),
+    " WHERE o.id IN (SELECT operation_id FROM updated) AND o.status NOT IN ",
+    not_rolled_up!(),
     ")
      SELECT id, operation_id FROM updated"
 );
@@ -298,10 +302,33 @@ pub(super) fn refresh_operation_status(conn: &Db, operation_id: i64, now: i64) -
         concat!(
             "UPDATE operations SET updated_at = ?2, status = ",
             status_roll_up!("?1", "d.status"),
-            " WHERE id = ?1 AND status IN ",
-            rolled_up_statuses!()
+            " WHERE id = ?1 AND status NOT IN ",
+            not_rolled_up!()
         ),
         &[&operation_id, &now],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{operation_status, DeliveryStatus, OpStatus};
+
+    /// The statuses left out of the roll-up are exactly those the model's
+    /// roll-up never gives.
+    #[test]
+    fn the_statuses_left_out_are_those_the_roll_up_never_gives() {
+        let mut given = vec![operation_status(&[])];
+        for a in DeliveryStatus::ALL {
+            given.push(operation_status(&[*a]));
+            for b in DeliveryStatus::ALL {
+                given.push(operation_status(&[*a, *b]));
+            }
+        }
+        let left_out = not_rolled_up!();
+        for status in OpStatus::ALL {
+            let named = left_out.contains(&format!("'{status}'"));
+            assert_eq!(named, !given.contains(status), "{status}");
+        }
+    }
 }

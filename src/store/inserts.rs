@@ -16,17 +16,17 @@ use crate::model::{duplicate_reason, DeliveryRequest, Inserted, NewOperation, No
 
 /// Stores one received operation.
 pub(super) fn insert(conn: &Db, op: &NewOperation) -> Result<Inserted, StoreError> {
+    if let Db::Postgres(_) = conn {
+        let mut one = insert_all(conn, &[op])?;
+        return one
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("an operation was written without an id".into()));
+    }
     let row = Prepared::of(conn, op)?;
-    let id = match conn {
-        Db::Sqlite(_) => {
-            let id = conn.query_one(INSERT_SQLITE, &row.params(), |row| row.get(0))?;
-            for (position, delivery) in row.deliveries().iter().enumerate() {
-                insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
-            }
-            id
-        }
-        Db::Postgres(pg) => one_id(insert_pg(pg, std::slice::from_ref(&row))?)?,
-    };
+    let id = conn.query_one(INSERT_SQLITE, &row.params(), |row| row.get(0))?;
+    for (position, delivery) in row.deliveries().iter().enumerate() {
+        insert_delivery(conn, id, position as i64, delivery, op.received_at)?;
+    }
     row.finish(conn, id)
 }
 
@@ -57,10 +57,10 @@ pub(super) fn insert_all(conn: &Db, ops: &[&NewOperation]) -> Result<Vec<Inserte
 }
 
 /// Writes `pending` in one statement and what follows each row.
-fn write_pending<'a>(
+fn write_pending(
     pg: &Pg,
     conn: &Db,
-    pending: &mut Vec<Prepared<'a>>,
+    pending: &mut Vec<Prepared<'_>>,
     done: &mut Vec<Inserted>,
 ) -> Result<(), StoreError> {
     if pending.is_empty() {
@@ -78,17 +78,6 @@ fn write_pending<'a>(
         done.push(row.finish(conn, id)?);
     }
     Ok(())
-}
-
-/// The one id of a one-row insert.
-fn one_id(ids: Vec<i64>) -> Result<i64, StoreError> {
-    match ids[..] {
-        [id] => Ok(id),
-        _ => Err(StoreError::Corrupt(format!(
-            "one operation written, {} ids returned",
-            ids.len()
-        ))),
-    }
 }
 
 const INSERT_SQLITE: &str = "INSERT INTO operations (processing, received_at, remote_addr, method, raw_query,

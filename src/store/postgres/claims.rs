@@ -14,13 +14,15 @@ use crate::store::db::{Db, Dialect, LEASE_MS};
 use crate::store::deliveries::{due_row, earliest, with_headers, DUE_COLUMNS};
 use crate::store::StoreError;
 
-/// The channel on which a commit that queued or rescheduled deliveries
-/// wakes every instance's scheduler.
+/// [`DUE_CHANNEL`], as a literal for the statements that name it.
 macro_rules! due_channel {
     () => {
         "hookrelay_due"
     };
 }
+
+/// The channel on which a commit that queued or rescheduled deliveries
+/// wakes every instance's scheduler.
 pub const DUE_CHANNEL: &str = due_channel!();
 
 /// The writer's commit with its wake-up: one round trip, not two. A
@@ -114,7 +116,7 @@ pub(in crate::store) fn prune_dedupe_keys(conn: &Db, before: i64) -> Result<(), 
 /// Queues a wake-up for every instance's scheduler, sent at commit.
 pub(in crate::store) fn notify_due(conn: &Db) -> Result<(), StoreError> {
     if conn.dialect() == Dialect::Postgres {
-        conn.batch(&format!("NOTIFY {DUE_CHANNEL}"))?;
+        conn.batch(concat!("NOTIFY ", due_channel!()))?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Applying a batch of jobs in one transaction, then answering every
 //! caller. The data jobs (received operations and attempt results: the
 //! hot paths, data that can be applied twice) go first, without a
-//! savepoint each, the received operations all at once; the commands (a
-//! claim, a replay, a cancel) follow, each in its own savepoint. If a data job fails, the transaction is rolled
-//! back and the batch applied again with a savepoint per job, so that one
+//! savepoint each, and each kind all at once (one statement each on
+//! PostgreSQL); the commands (a claim, a replay, a cancel) follow, each in
+//! its own savepoint. If a data job fails, the transaction is rolled back
+//! and the batch applied again with a savepoint per job, so that one
 //! failing job does not undo the others.
 
 use super::{answer, Answer, Command, Data, Job, Work};
