@@ -187,14 +187,14 @@ fn record_apart(conn: &Db, r: &AttemptRecord) -> Result<(), StoreError> {
 /// deliveries' old statuses, so it is given the new ones.
 const RECORD_PG: &str = concat!(
     "WITH input AS (
-         SELECT * FROM unnest(?2::bigint[], ?3::text[], ?4::bigint[], ?5::text[], ?6::bigint[], ?7::bigint[],
-                              ?8::text[], ?9::bigint[], ?10::text[], ?11::text[], ?12::text[])
+         SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
+                              $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[])
              WITH ORDINALITY AS a(delivery_id, status, next_at, last_error, started_at, duration_ms, request,
                  http_status, response_body, error, verdict, n)),
      updated AS (
          UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1,
              next_attempt_at = COALESCE(a.next_at, d.next_attempt_at), last_error = a.last_error,
-             updated_at = ?1, lease_owner = NULL
+             updated_at = $1, lease_owner = NULL
          FROM input a WHERE d.id = a.delivery_id
          RETURNING d.id, d.operation_id),
      attempt AS (
@@ -205,7 +205,7 @@ const RECORD_PG: &str = concat!(
     attempt_columns!(),
     " FROM input ORDER BY n),
      operation AS (
-         UPDATE operations o SET updated_at = ?1, status = ",
+         UPDATE operations o SET updated_at = $1, status = ",
     status_roll_up!(
         "o.id",
         "COALESCE((SELECT a.status FROM input a WHERE a.delivery_id = d.id), d.status)"

@@ -93,9 +93,9 @@ const INSERT_SQLITE: &str = "INSERT INTO operations (processing, received_at, re
 const INSERT_PG: &str = concat!(
     "WITH input AS (
          SELECT nextval((SELECT pg_get_serial_sequence('operations', 'id'))::regclass) AS id, o.*
-         FROM unnest(?1::text[], ?2::bigint[], ?3::text[], ?4::text[], ?5::bytea[], ?6::bytea[], ?7::text[],
-                     ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[], ?14::text[],
-                     ?15::text[])
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                     $15::text[])
               WITH ORDINALITY AS o(processing, received_at, remote_addr, method, raw_query, raw_body,
                   content_type, charset, fields, warnings, status, reason, dedupe_key, event, words, n)),
      operation AS (
@@ -112,10 +112,10 @@ const INSERT_PG: &str = concat!(
          SELECT input.id, d.action, d.position, d.status, d.updated_at, d.next_attempt_at, d.last_error,
              d.method, d.url, d.headers, d.body, d.redacted, d.expect_body, d.timeout_ms, d.max_attempts,
              d.first_delay_ms, d.max_delay_ms, d.target, d.rules, d.expires_at, d.batch_key
-         FROM unnest(?16::bigint[], ?17::text[], ?18::bigint[], ?19::text[], ?20::bigint[], ?21::bigint[],
-                     ?22::text[], ?23::text[], ?24::text[], ?25::text[], ?26::bytea[], ?27::text[],
-                     ?28::text[], ?29::bigint[], ?30::bigint[], ?31::bigint[], ?32::bigint[], ?33::text[],
-                     ?34::text[], ?35::bigint[], ?36::text[])
+         FROM unnest($16::bigint[], $17::text[], $18::bigint[], $19::text[], $20::bigint[], $21::bigint[],
+                     $22::text[], $23::text[], $24::text[], $25::text[], $26::bytea[], $27::text[],
+                     $28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], $33::text[],
+                     $34::text[], $35::bigint[], $36::text[])
               AS d(n, action, position, status, updated_at, next_attempt_at, last_error, method, url,
                   headers, body, redacted, expect_body, timeout_ms, max_attempts, first_delay_ms,
                   max_delay_ms, target, rules, expires_at, batch_key)
