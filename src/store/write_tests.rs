@@ -112,14 +112,15 @@ fn batches_take_each_row_once_on_sqlite() {
         .is_empty());
 }
 
-/// Holds `writer` with a job of its own until the returned sender sends,
-/// so that the jobs queued meanwhile share one batch.
-fn hold(
-    writer: &Writer,
-) -> (
+/// A writer held by a job of its own: the sender lets it go.
+type Held = (
     std::sync::mpsc::Sender<()>,
     std::thread::JoinHandle<Result<(), StoreError>>,
-) {
+);
+
+/// Holds `writer` with a job of its own until the returned sender sends,
+/// so that the jobs queued meanwhile share one batch.
+fn hold(writer: &Writer) -> Held {
     let (started, wait_started) = std::sync::mpsc::channel();
     let (go, wait_go) = std::sync::mpsc::channel::<()>();
     let holder = {
@@ -137,14 +138,7 @@ fn hold(
 }
 
 /// Waits until `n` jobs are queued behind the held one, then lets the writer go.
-fn release_when_queued(
-    writer: &Writer,
-    n: usize,
-    held: (
-        std::sync::mpsc::Sender<()>,
-        std::thread::JoinHandle<Result<(), StoreError>>,
-    ),
-) {
+fn release_when_queued(writer: &Writer, n: usize, held: Held) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while writer.queued() < n {
         assert!(std::time::Instant::now() < deadline, "the jobs were not queued");
