@@ -40,12 +40,14 @@ pub use scheduler::ConfigSource;
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What wakes the scheduler.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Signal {
     /// Something was committed; there may be new work.
     Committed,
     /// A worker finished an attempt to this receiver and waits for another.
     WorkerIdle(String),
+    /// The scheduler's claim was committed (or failed).
+    Claimed(Result<crate::model::Claimed, crate::store::StoreError>),
     /// Stop claiming work.
     Stop,
 }
@@ -138,9 +140,12 @@ pub fn start(
     let batches = std::thread::Builder::new()
         .name("deliver-metrica".into())
         .spawn(move || batcher.run())?;
+    let own = waker.0.clone();
     let scheduler = std::thread::Builder::new()
         .name("deliver-scheduler".into())
-        .spawn(move || scheduler::Scheduler::new(writer, workers, rx, jobs_tx, (config, breakers), metrics).run())?;
+        .spawn(move || {
+            scheduler::Scheduler::new(writer, workers, (rx, own), jobs_tx, (config, breakers), metrics).run()
+        })?;
     Ok(Deliverer {
         signals: waker.0,
         scheduler,

@@ -5,7 +5,7 @@
 //! is open.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,10 @@ const ROUNDS_AHEAD: usize = 8;
 
 /// How often instances sharing a database read each other's breakers.
 const BREAKERS_REFRESH: Duration = Duration::from_millis(500);
+
+/// Longest a stopping scheduler waits for its claim in flight, to give
+/// its deliveries back (a restart would, later).
+const CLAIM_AT_STOP: Duration = Duration::from_secs(5);
 
 /// How often waiting deliveries past their `max_age` are expired.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
@@ -98,6 +102,23 @@ fn due(last: &mut Option<Instant>, every: Duration) -> bool {
 pub(super) struct Scheduler {
     writer: Writer,
     signals: Receiver<Signal>,
+    /// Its own signals' sender: a claim's answer comes back through it.
+    own: Sender<Signal>,
+    /// Whether a claim is at the writer. The scheduler does not wait for
+    /// it: under load a claim waits for a commit behind the webhooks' (a
+    /// few milliseconds), and workers that finished meanwhile sat idle
+    /// with deliveries already in hand (BENCHMARKS.md, session 15).
+    claiming: bool,
+    /// Whether the claim at the writer passes over well-supplied receivers,
+    /// and how many deliveries it asked for.
+    claim_skips: bool,
+    claim_limit: usize,
+    /// The last claim found fewer deliveries than it asked for: the next
+    /// waits for a reason to look (a commit, a freed worker, the poll)
+    /// rather than following its answer at once.
+    dry: bool,
+    /// When the next not-yet-due delivery becomes due, as the last claim saw.
+    next_due: Option<i64>,
     /// A rendezvous channel to the workers: a delivery is handed over only
     /// to a worker that is waiting.
     jobs: SyncSender<Job>,
@@ -143,7 +164,7 @@ impl Scheduler {
     pub(super) fn new(
         writer: Writer,
         workers: usize,
-        signals: Receiver<Signal>,
+        (signals, own): (Receiver<Signal>, Sender<Signal>),
         jobs: SyncSender<Job>,
         (config, breakers): (ConfigSource, Breakers),
         metrics: Arc<Metrics>,
@@ -151,6 +172,12 @@ impl Scheduler {
         Scheduler {
             writer,
             signals,
+            own,
+            claiming: false,
+            claim_skips: false,
+            claim_limit: 0,
+            dry: false,
+            next_due: None,
             jobs,
             config,
             breakers,
@@ -197,6 +224,7 @@ impl Scheduler {
                 wait = wait.min(turn.saturating_duration_since(Instant::now()));
             }
             if !self.take_signals(wait) {
+                self.await_claim();
                 self.release_unsent();
                 return;
             }
@@ -239,12 +267,14 @@ impl Scheduler {
         }
     }
 
-    /// On a shared database, with no delivery in its queues or at its
-    /// workers, gives back any this instance still has claimed: a claim
-    /// whose answer was lost to a database error left them claimed, and
-    /// the lease renewal with each claim would keep them so for good.
+    /// On a shared database, with no delivery in its queues, at its
+    /// workers or in a claim whose answer is still to come, gives back any
+    /// this instance still has claimed: a claim whose answer was lost to a
+    /// database error left them claimed, and the lease renewal with each
+    /// claim would keep them so for good.
     fn release_orphans(&mut self) {
         if !self.writer.shared()
+            || self.claiming
             || !self.waiting.is_empty()
             || self.idle < self.workers
             || !due(&mut self.orphans, ORPHANS_EVERY)
@@ -478,8 +508,9 @@ impl Scheduler {
             .min()
     }
 
-    /// Claims more deliveries if workers are idle; returns how long to wait
-    /// for a signal before looking again.
+    /// Asks for more deliveries if workers are idle and no claim is at the
+    /// writer already (its answer comes as a signal); returns how long to
+    /// wait for a signal before looking again.
     fn claim(&mut self, config: &Config) -> Duration {
         let held: usize = self.waiting.values().map(VecDeque::len).sum();
         let now = now_ms();
@@ -497,6 +528,14 @@ impl Scheduler {
         if let Some(probe) = self.next_probe(now) {
             wait = wait.min(Duration::from_millis((probe - now).max(0) as u64));
         }
+        // One already due is the claim's to take (this one or the next):
+        // waiting zero for it would spin until its answer.
+        if let Some(next) = self.next_due.filter(|next| *next > now) {
+            wait = wait.min(Duration::from_millis((next - now) as u64));
+        }
+        if self.claiming || self.dry {
+            return wait;
+        }
         if skipping && known_empty {
             // Look again when the pause is over: with idle workers (a
             // breaker open, say) no signal may come sooner.
@@ -506,24 +545,55 @@ impl Scheduler {
         if self.idle == 0 || limit == 0 {
             return wait;
         }
-        match self.writer.claim_due(now, limit, supplied) {
-            Ok(claimed) => {
-                if skipping && claimed.due.is_empty() {
-                    self.others_empty = Some(Instant::now());
-                }
-                if !claimed.due.is_empty() {
-                    wait = Duration::ZERO;
-                }
-                for due in claimed.due {
-                    self.waiting.entry(due.target.clone()).or_default().push_back(due);
-                }
-                if let Some(next) = claimed.next_due {
-                    wait = wait.min(Duration::from_millis((next - now).max(0) as u64));
-                }
+        let own = self.own.clone();
+        let sent = self.writer.claim_due_then((now, limit, supplied), move |claimed| {
+            let _ = own.send(Signal::Claimed(claimed));
+        });
+        match sent {
+            Ok(()) => {
+                self.claiming = true;
+                self.claim_skips = skipping;
+                self.claim_limit = limit;
             }
             Err(err) => log::error!("cannot claim due deliveries: {err}"),
         }
         wait
+    }
+
+    /// Takes a claim's answer: its deliveries wait for workers.
+    fn claimed(&mut self, claimed: Result<crate::model::Claimed, crate::store::StoreError>) {
+        self.claiming = false;
+        self.dry = claimed
+            .as_ref()
+            .map_or(true, |claimed| claimed.due.len() < self.claim_limit);
+        match claimed {
+            Ok(claimed) => {
+                if self.claim_skips && claimed.due.is_empty() {
+                    self.others_empty = Some(Instant::now());
+                }
+                for due in claimed.due {
+                    self.waiting.entry(due.target.clone()).or_default().push_back(due);
+                }
+                self.next_due = claimed.next_due;
+            }
+            Err(err) => log::error!("cannot claim due deliveries: {err}"),
+        }
+    }
+
+    /// Stopping: waits for the claim at the writer, if any, so that its
+    /// deliveries are given back with the rest.
+    fn await_claim(&mut self) {
+        let deadline = Instant::now() + CLAIM_AT_STOP;
+        while self.claiming {
+            match self
+                .signals
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Signal::Claimed(claimed)) => self.claimed(claimed),
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Waits up to `wait` for a signal, then takes every one already sent.
@@ -534,11 +604,13 @@ impl Scheduler {
             match signal {
                 Ok(Signal::WorkerIdle(target)) => {
                     self.idle += 1;
+                    self.dry = false;
                     if let Some(n) = self.busy.get_mut(&target) {
                         *n = n.saturating_sub(1);
                     }
                 }
-                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Claimed(claimed)) => self.claimed(claimed),
+                Ok(Signal::Committed) | Err(RecvTimeoutError::Timeout) => self.dry = false,
                 Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
             }
             signal = self.signals.try_recv().map_err(|e| match e {
@@ -561,3 +633,7 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

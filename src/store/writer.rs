@@ -131,13 +131,18 @@ fn answer<T: Send + 'static>(
     result: Option<Result<T, StoreError>>,
 ) -> Answer {
     Box::new(move |commit_failure| {
-        let result = match (commit_failure, result) {
-            (Some(reason), Some(Ok(_)) | None) => Err(StoreError::Commit(reason.to_string())),
-            (None, None) => Err(StoreError::WriterGone),
-            (_, Some(result)) => result,
-        };
-        let _ = reply.send(result);
+        let _ = reply.send(settle(commit_failure, result));
     })
+}
+
+/// A job's result once the commit's fate is known: a commit that failed
+/// undoes what the job did.
+fn settle<T>(commit_failure: Option<&str>, result: Option<Result<T, StoreError>>) -> Result<T, StoreError> {
+    match (commit_failure, result) {
+        (Some(reason), Some(Ok(_)) | None) => Err(StoreError::Commit(reason.to_string())),
+        (None, None) => Err(StoreError::WriterGone),
+        (_, Some(result)) => result,
+    }
 }
 
 /// A cheap, cloneable handle to the writer thread. The thread stops once
@@ -223,6 +228,24 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Keeps the writer busy until the returned sender is used or dropped,
+    /// as a long batch or a slow disk would (tests).
+    #[cfg(test)]
+    pub(crate) fn pause(&self) -> std::sync::mpsc::Sender<()> {
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (go, wait_go) = std::sync::mpsc::channel::<()>();
+        let writer = self.clone();
+        std::thread::spawn(move || {
+            writer.run_blocking(false, move |_| {
+                let _ = started.send(());
+                let _ = wait_go.recv();
+                Ok(())
+            })
+        });
+        let _ = wait_started.recv();
+        go
+    }
+
     /// Jobs waiting in the queue (tests make batches with it).
     #[cfg(test)]
     pub(super) fn queued(&self) -> usize {
@@ -240,6 +263,28 @@ impl Writer {
             .blocking_send(Queued::Job(Job::new(wakes, work, reply)))
             .map_err(|_| StoreError::WriterGone)?;
         answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues `work` and returns at once; `then` gets its result once the
+    /// commit's fate is known, on the writer thread (so it must be quick: a
+    /// channel send).
+    fn run_then<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+        then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let job = Job {
+            wakes: false,
+            work: Work::Once(Box::new(move |conn| {
+                let result = conn.map(work);
+                let ok = matches!(result, Some(Ok(_)));
+                let answer: Answer = Box::new(move |commit_failure| then(settle(commit_failure, result)));
+                (ok, answer)
+            })),
+        };
+        self.tx
+            .blocking_send(Queued::Job(job))
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Stores a received operation; returns once it is committed.
@@ -272,6 +317,18 @@ impl Writer {
     /// from async code.
     pub fn claim_due(&self, now: i64, limit: usize, skip: Vec<String>) -> Result<Claimed, StoreError> {
         self.run_blocking(false, move |conn| claim(conn, now, limit, &skip))
+    }
+
+    /// [`Writer::claim_due`] without waiting: `then` gets the claim once it
+    /// is committed (on the writer thread), so the caller can go on handing
+    /// out what it holds meanwhile. Blocks only while the writer's queue is
+    /// full: plain threads only.
+    pub fn claim_due_then(
+        &self,
+        (now, limit, skip): (i64, usize, Vec<String>),
+        then: impl FnOnce(Result<Claimed, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.run_then(move |conn| claim(conn, now, limit, &skip), then)
     }
 
     /// One step of an online backup into `target` (the empty file the first
