@@ -9,12 +9,8 @@ use std::time::{Duration, Instant};
 use crate::support::pg_cluster::Cluster;
 use crate::support::{
     arrivals, client, config_text, get, on_postgres, processing, senders, wait_for, Acknowledged, Receiver, Relay,
-    TOKEN,
+    TAKEOVER_DEADLINE, TOKEN,
 };
-
-/// Longer than a lease (30 s), so a killed instance's deliveries can be
-/// taken over before a wait gives up.
-const TAKEOVER_DEADLINE: Duration = Duration::from_secs(90);
 
 fn postgres_only() -> bool {
     if !on_postgres() {

@@ -25,6 +25,9 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
 /// Long enough for a slow CI machine, short enough to fail a hung test.
 pub const DEADLINE: Duration = Duration::from_secs(30);
+/// Longer than a lease (30 s): on PostgreSQL a killed instance's claimed
+/// deliveries go out again only once their lease lapses.
+pub const TAKEOVER_DEADLINE: Duration = Duration::from_secs(90);
 /// A token that passes validation.
 pub const TOKEN: &str = "test-token-0123456789abcdefXYZ";
 
