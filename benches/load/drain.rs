@@ -34,24 +34,19 @@ pub(super) fn fan_out(receiver: SocketAddr, threads: usize, count: u64) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Enables the held processing, reloads the relay and replays what it held;
-/// returns when the replay began.
-pub(super) fn enable_and_replay(relay: &Process, config: &Path) -> Result<Instant, String> {
+/// Enables the held processing in `config`'s file.
+fn enable(config: &Path) -> Result<(), String> {
     std::fs::write(
         config,
         std::fs::read_to_string(config)
             .map_err(|e| e.to_string())?
             .replace("enabled = false", "enabled = true"),
     )
-    .map_err(|e| e.to_string())?;
-    Command::new("kill")
-        .args(["-HUP", &relay.child.id().to_string()])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !relay.wait_log("config reloaded") {
-        return Err("the backlog relay did not reload".into());
-    }
-    let replay_started = Instant::now();
+    .map_err(|e| e.to_string())
+}
+
+/// `hookrelay replay --status held` on `config`, to its end.
+fn replay_held(config: &Path) -> Result<(), String> {
     let replay = Command::new(BIN)
         .arg("-c")
         .arg(config)
@@ -61,5 +56,75 @@ pub(super) fn enable_and_replay(relay: &Process, config: &Path) -> Result<Instan
     if !replay.status.success() {
         return Err(format!("replay failed: {}", String::from_utf8_lossy(&replay.stderr)));
     }
+    Ok(())
+}
+
+/// Enables the held processing, reloads the relay and replays what it held;
+/// returns when the replay began.
+pub(super) fn enable_and_replay(relay: &Process, config: &Path) -> Result<Instant, String> {
+    enable(config)?;
+    Command::new("kill")
+        .args(["-HUP", &relay.child.id().to_string()])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !relay.wait_log("config reloaded") {
+        return Err("the backlog relay did not reload".into());
+    }
+    let replay_started = Instant::now();
+    replay_held(config)?;
     Ok(replay_started)
+}
+
+/// The drain of a backlog already queued when the daemon starts: `count`
+/// webhooks stored held, the daemon killed, the processing enabled and
+/// `hookrelay replay --status held` run on the database alone, then the
+/// daemon started on it. Deliveries/s from the first arrival to the last:
+/// the scheduler and its workers, with no replay feeding them meanwhile.
+pub(super) async fn queued_drain(
+    dir: &Path,
+    receiver: &Receiver,
+    receiver_addr: SocketAddr,
+    count: u64,
+    counter: &Arc<AtomicU64>,
+) -> Result<f64, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let config = relay_config(dir, receiver_addr, false);
+    let relay = tokio::task::block_in_place(|| start_relay(&config))?;
+    let first = counter.load(Ordering::Relaxed);
+    let stored = load(
+        relay.addr,
+        &format!("/hook/{TOKEN}?{QUERY}&n="),
+        32,
+        Limit::Count(count),
+        Arc::clone(counter),
+    )
+    .await;
+    let last = counter.load(Ordering::Relaxed);
+    drop(relay);
+    if stored.failed > 0 {
+        return Err(format!(
+            "queued backlog: {} webhooks were not acknowledged",
+            stored.failed
+        ));
+    }
+    tokio::task::block_in_place(|| enable(&config).and_then(|()| replay_held(&config)))?;
+    let relay = tokio::task::block_in_place(|| start_relay(&config))?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut began: Option<(Instant, usize)> = None;
+    loop {
+        let arrived = receiver.count(first, last);
+        if arrived > 0 && began.is_none() {
+            began = Some((Instant::now(), arrived));
+        }
+        if arrived >= stored.ok as usize {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("queued backlog: only {arrived} of {} delivered", stored.ok));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(relay);
+    let (at, before) = began.unwrap_or((Instant::now(), 0));
+    Ok((stored.ok as usize - before) as f64 / at.elapsed().as_secs_f64().max(1e-3))
 }

@@ -328,6 +328,14 @@ async fn run(opts: Opts) -> Result<u64, String> {
     let idle_wal =
         tokio::task::block_in_place(|| wal_after_idle(&backlog_dir.join("bench.db"), Duration::from_secs(5)));
     drop(relay);
+    let queued = queued_drain(
+        &dir.path().join("queued"),
+        &receiver,
+        receiver_addr,
+        opts.backlog as u64,
+        &counter,
+    )
+    .await?;
 
     let stores = match &opts.postgres {
         Some(admin) => Some(stores::stores_phase(dir.path(), &receiver, receiver_addr, admin, &opts, &counter).await?),
@@ -429,9 +437,14 @@ async fn run(opts: Opts) -> Result<u64, String> {
         stored.ok as f64 / drain.as_secs_f64()
     );
     println!(
+        "queued backlog: the daemon started on as many deliveries already queued sent them at {queued:.0}/s \
+         (first arrival to last)"
+    );
+    println!(
         "fan-out ceiling: {RELAY_WORKERS} plain ureq threads sent as many to the same receiver at {fan_out_rate:.0}/s; \
-         drain / fan-out = {:.2}",
-        stored.ok as f64 / drain.as_secs_f64() / fan_out_rate
+         drain / fan-out = {:.2} from the replay's start, {:.2} queued",
+        stored.ok as f64 / drain.as_secs_f64() / fan_out_rate,
+        queued / fan_out_rate
     );
     println!(
         "WAL peak: {levels_wal_mb:.1} MB under the load levels, {backlog_wal_mb:.1} MB storing, replaying and draining the backlog; \
