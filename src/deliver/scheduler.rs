@@ -98,21 +98,25 @@ fn due(last: &mut Option<Instant>, every: Duration) -> bool {
     true
 }
 
+/// What the claim at the writer asked for.
+struct Asked {
+    /// It passes over the well-supplied receivers.
+    skips: bool,
+    /// Most deliveries it takes.
+    limit: usize,
+}
+
 /// The scheduler thread's state.
 pub(super) struct Scheduler {
     writer: Writer,
     signals: Receiver<Signal>,
     /// Its own signals' sender: a claim's answer comes back through it.
     own: Sender<Signal>,
-    /// Whether a claim is at the writer. The scheduler does not wait for
+    /// The claim at the writer, if one is. The scheduler does not wait for
     /// it: under load a claim waits for a commit behind the webhooks' (a
     /// few milliseconds), and workers that finished meanwhile sat idle
     /// with deliveries already in hand (BENCHMARKS.md, session 15).
-    claiming: bool,
-    /// Whether the claim at the writer passes over well-supplied receivers,
-    /// and how many deliveries it asked for.
-    claim_skips: bool,
-    claim_limit: usize,
+    out: Option<Asked>,
     /// The last claim found fewer deliveries than it asked for: the next
     /// waits for a reason to look (a commit, a freed worker, the poll)
     /// rather than following its answer at once.
@@ -173,9 +177,7 @@ impl Scheduler {
             writer,
             signals,
             own,
-            claiming: false,
-            claim_skips: false,
-            claim_limit: 0,
+            out: None,
             dry: false,
             next_due: None,
             jobs,
@@ -274,7 +276,7 @@ impl Scheduler {
     /// claim would keep them so for good.
     fn release_orphans(&mut self) {
         if !self.writer.shared()
-            || self.claiming
+            || self.out.is_some()
             || !self.waiting.is_empty()
             || self.idle < self.workers
             || !due(&mut self.orphans, ORPHANS_EVERY)
@@ -533,7 +535,7 @@ impl Scheduler {
         if let Some(next) = self.next_due.filter(|next| *next > now) {
             wait = wait.min(Duration::from_millis((next - now) as u64));
         }
-        if self.claiming || self.dry {
+        if self.out.is_some() || self.dry {
             return wait;
         }
         if skipping && known_empty {
@@ -550,11 +552,7 @@ impl Scheduler {
             let _ = own.send(Signal::Claimed(claimed));
         });
         match sent {
-            Ok(()) => {
-                self.claiming = true;
-                self.claim_skips = skipping;
-                self.claim_limit = limit;
-            }
+            Ok(()) => self.out = Some(Asked { skips: skipping, limit }),
             Err(err) => log::error!("cannot claim due deliveries: {err}"),
         }
         wait
@@ -562,13 +560,11 @@ impl Scheduler {
 
     /// Takes a claim's answer: its deliveries wait for workers.
     fn claimed(&mut self, claimed: Result<crate::model::Claimed, crate::store::StoreError>) {
-        self.claiming = false;
-        self.dry = claimed
-            .as_ref()
-            .map_or(true, |claimed| claimed.due.len() < self.claim_limit);
+        let asked = self.out.take().unwrap_or(Asked { skips: false, limit: 0 });
+        self.dry = claimed.as_ref().map_or(true, |claimed| claimed.due.len() < asked.limit);
         match claimed {
             Ok(claimed) => {
-                if self.claim_skips && claimed.due.is_empty() {
+                if asked.skips && claimed.due.is_empty() {
                     self.others_empty = Some(Instant::now());
                 }
                 for due in claimed.due {
@@ -584,7 +580,7 @@ impl Scheduler {
     /// deliveries are given back with the rest.
     fn await_claim(&mut self) {
         let deadline = Instant::now() + CLAIM_AT_STOP;
-        while self.claiming {
+        while self.out.is_some() {
             match self
                 .signals
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))

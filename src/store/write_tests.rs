@@ -112,40 +112,14 @@ fn batches_take_each_row_once_on_sqlite() {
         .is_empty());
 }
 
-/// A writer held by a job of its own: the sender lets it go.
-type Held = (
-    std::sync::mpsc::Sender<()>,
-    std::thread::JoinHandle<Result<(), StoreError>>,
-);
-
-/// Holds `writer` with a job of its own until the returned sender sends,
-/// so that the jobs queued meanwhile share one batch.
-fn hold(writer: &Writer) -> Held {
-    let (started, wait_started) = std::sync::mpsc::channel();
-    let (go, wait_go) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let writer = writer.clone();
-        std::thread::spawn(move || {
-            writer.run_blocking(false, move |_| {
-                started.send(()).unwrap();
-                wait_go.recv().unwrap();
-                Ok(())
-            })
-        })
-    };
-    wait_started.recv().unwrap();
-    (go, holder)
-}
-
 /// Waits until `n` jobs are queued behind the held one, then lets the writer go.
-fn release_when_queued(writer: &Writer, n: usize, held: Held) {
+fn release_when_queued(writer: &Writer, n: usize, held: std::sync::mpsc::Sender<()>) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while writer.queued() < n {
         assert!(std::time::Instant::now() < deadline, "the jobs were not queued");
         std::thread::yield_now();
     }
-    held.0.send(()).unwrap();
-    held.1.join().unwrap().unwrap();
+    held.send(()).unwrap();
 }
 
 /// One row's count, asked through the writer (either engine).
@@ -183,7 +157,7 @@ pub(super) fn one_failing_insert_does_not_undo_the_others(location: &Location) {
             })
         })
         .unwrap();
-    let held = hold(&writer);
+    let held = writer.pause();
     let runtime = runtime();
     let mut inserts = Vec::new();
     let mut commands = Vec::new();
@@ -240,7 +214,7 @@ fn one_failing_insert_does_not_undo_the_others_on_sqlite() {
 /// same key in another processing is no twin.
 pub(super) fn a_batch_of_webhooks_keeps_each_ones_rows(location: &Location) {
     let (writer, _thread) = spawn_writer(location, quiet()).unwrap();
-    let held = hold(&writer);
+    let held = writer.pause();
     let runtime = runtime();
     let mut other = operation(Some("k"), &["c"]);
     other.processing = "other".into();

@@ -108,19 +108,29 @@ impl Job {
         }
     }
 
+    /// A command whose result goes to `then` once the commit's fate is
+    /// known (on the writer thread: a channel send, nothing slow).
     fn new<T: Send + 'static>(
         wakes: bool,
         work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
-        reply: oneshot::Sender<Result<T, StoreError>>,
+        then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Job {
         Job {
             wakes,
             work: Work::Once(Box::new(move |conn| {
                 let result = conn.map(work);
                 let ok = matches!(result, Some(Ok(_)));
-                (ok, answer(reply, result))
+                let answer: Answer = Box::new(move |commit_failure| then(settle(commit_failure, result)));
+                (ok, answer)
             })),
         }
+    }
+}
+
+/// Hands a job's result to its caller waiting on `reply`.
+fn replying<T>(reply: oneshot::Sender<Result<T, StoreError>>) -> impl FnOnce(Result<T, StoreError>) {
+    move |result| {
+        let _ = reply.send(result);
     }
 }
 
@@ -130,9 +140,7 @@ fn answer<T: Send + 'static>(
     reply: oneshot::Sender<Result<T, StoreError>>,
     result: Option<Result<T, StoreError>>,
 ) -> Answer {
-    Box::new(move |commit_failure| {
-        let _ = reply.send(settle(commit_failure, result));
-    })
+    Box::new(move |commit_failure| replying(reply)(settle(commit_failure, result)))
 }
 
 /// A job's result once the commit's fate is known: a commit that failed
@@ -222,7 +230,7 @@ impl Writer {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Queued::Job(Job::new(wakes, work, reply)))
+            .send(Queued::Job(Job::new(wakes, work, replying(reply))))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
@@ -260,30 +268,20 @@ impl Writer {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .blocking_send(Queued::Job(Job::new(wakes, work, reply)))
+            .blocking_send(Queued::Job(Job::new(wakes, work, replying(reply))))
             .map_err(|_| StoreError::WriterGone)?;
         answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
     /// Queues `work` and returns at once; `then` gets its result once the
-    /// commit's fate is known, on the writer thread (so it must be quick: a
-    /// channel send).
+    /// commit's fate is known (see [`Job::new`]).
     fn run_then<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
         then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
-        let job = Job {
-            wakes: false,
-            work: Work::Once(Box::new(move |conn| {
-                let result = conn.map(work);
-                let ok = matches!(result, Some(Ok(_)));
-                let answer: Answer = Box::new(move |commit_failure| then(settle(commit_failure, result)));
-                (ok, answer)
-            })),
-        };
         self.tx
-            .blocking_send(Queued::Job(job))
+            .blocking_send(Queued::Job(Job::new(false, work, then)))
             .map_err(|_| StoreError::WriterGone)
     }
 
