@@ -21,12 +21,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 mod apply;
+mod job;
 
 use apply::commit_batch;
+use job::{replying, Between, Data, Job, Queued, Work};
 
 use super::db::Db;
 use super::notices::warn_once;
@@ -37,7 +38,7 @@ use super::{open_for_writing, Location, StoreError, META_HEALTH_PROBE};
 use crate::clock::now_ms;
 use crate::model::said::Said;
 use crate::model::{
-    notice_day, AttemptRecord, Channel, Claimed, DeliveryRequest, Inserted, NewOperation, Outcome, ReceiverState,
+    notice_day, AttemptRecord, Channel, Claimed, DeliveryRequest, Inserted, NewOperation, ReceiverState,
 };
 
 /// Commands waiting for the writer; senders wait when it is full.
@@ -51,106 +52,6 @@ pub struct Hooks {
     pub on_commit: Box<dyn Fn() + Send>,
     /// Called with the reason when a commit fails (disk full, I/O error).
     pub on_error: Box<dyn Fn(&str) + Send>,
-}
-
-/// Answers a command's caller once the commit's fate is known: `Some(reason)`
-/// if the commit failed.
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
-
-/// A command run once inside the batch's transaction: whether it succeeded,
-/// and how to answer its caller. Given no connection, the transaction failed
-/// before reaching it, and it only builds the answer.
-type Command = Box<dyn FnOnce(Option<&Db>) -> (bool, Answer) + Send>;
-
-/// A command run on the writer's SQLite connection between transactions,
-/// with the backup in progress (if any): backup steps cannot run inside one.
-type Between = Box<dyn FnOnce(&Connection, &mut Option<OnlineBackup>) + Send>;
-
-/// What a job does inside the batch's transaction.
-enum Work {
-    Once(Command),
-    Data(Data),
-}
-
-/// The hot paths' jobs: data, which can be applied twice, so a batch of
-/// them needs no savepoint each (writer/apply.rs).
-enum Data {
-    /// A received operation to store, and its caller.
-    Insert(Box<NewOperation>, oneshot::Sender<Result<Inserted, StoreError>>),
-    /// An attempt's result. The request has already gone out, so a commit
-    /// that fails (disk full) must not lose it: it is kept and applied again
-    /// with the next batch until a commit takes it.
-    Attempt(Box<AttemptRecord>),
-}
-
-/// What the writer's queue carries: a job for the next transaction, or a
-/// command to run after its commit.
-enum Queued {
-    Job(Job),
-    Between(Between),
-}
-
-/// One command for the writer.
-struct Job {
-    work: Work,
-    /// Whether committing it may make deliveries due.
-    wakes: bool,
-}
-
-impl Job {
-    fn attempt(record: Box<AttemptRecord>) -> Job {
-        // Only a retry needs the scheduler's attention (a new due time); the
-        // worker tells it itself when it is free.
-        let wakes = matches!(record.outcome, Outcome::RetryAt(_));
-        Job {
-            wakes,
-            work: Work::Data(Data::Attempt(record)),
-        }
-    }
-
-    /// A command whose result goes to `then` once the commit's fate is
-    /// known (on the writer thread: a channel send, nothing slow).
-    fn new<T: Send + 'static>(
-        wakes: bool,
-        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
-        then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
-    ) -> Job {
-        Job {
-            wakes,
-            work: Work::Once(Box::new(move |conn| {
-                let result = conn.map(work);
-                let ok = matches!(result, Some(Ok(_)));
-                let answer: Answer = Box::new(move |commit_failure| then(settle(commit_failure, result)));
-                (ok, answer)
-            })),
-        }
-    }
-}
-
-/// Hands a job's result to its caller waiting on `reply`.
-fn replying<T>(reply: oneshot::Sender<Result<T, StoreError>>) -> impl FnOnce(Result<T, StoreError>) {
-    move |result| {
-        let _ = reply.send(result);
-    }
-}
-
-/// How a job's caller is answered once the commit's fate is known, with
-/// `result` (none: the transaction failed before reaching the job).
-fn answer<T: Send + 'static>(
-    reply: oneshot::Sender<Result<T, StoreError>>,
-    result: Option<Result<T, StoreError>>,
-) -> Answer {
-    Box::new(move |commit_failure| replying(reply)(settle(commit_failure, result)))
-}
-
-/// A job's result once the commit's fate is known: a commit that failed
-/// undoes what the job did.
-fn settle<T>(commit_failure: Option<&str>, result: Option<Result<T, StoreError>>) -> Result<T, StoreError> {
-    match (commit_failure, result) {
-        (Some(reason), Some(Ok(_)) | None) => Err(StoreError::Commit(reason.to_string())),
-        (None, None) => Err(StoreError::WriterGone),
-        (_, Some(result)) => result,
-    }
 }
 
 /// A cheap, cloneable handle to the writer thread. The thread stops once

@@ -7,7 +7,7 @@
 //! and the batch applied again with a savepoint per job, so that one
 //! failing job does not undo the others.
 
-use super::{answer, Answer, Command, Data, Job, Work};
+use super::job::{answer, Answer, Command, Data, Job, Work};
 use crate::model::{AttemptRecord, Inserted, NewOperation};
 use crate::store::attempts::{record_attempt, record_attempts};
 use crate::store::db::Db;
