@@ -110,6 +110,22 @@ impl Browser {
         })
     }
 
+    /// The `value` of the first field matching `css` once `done` accepts it,
+    /// reading again until then: right after a submit the page may still be
+    /// the old one, or have no such field yet. Panics with the last value.
+    pub fn value_when(&self, css: &str, done: impl Fn(&str) -> bool) -> String {
+        let mut value = None;
+        let found = wait_until(|| {
+            value = self.runtime.block_on(async {
+                let element = self.client().find(Locator::Css(css)).await.ok()?;
+                element.prop("value").await.ok().flatten()
+            });
+            value.as_deref().is_some_and(&done)
+        });
+        assert!(found, "{css} on {} held {value:?}", self.path());
+        value.unwrap_or_default()
+    }
+
     /// How many elements match `css` now.
     pub fn count(&self, css: &str) -> usize {
         self.runtime
