@@ -95,6 +95,12 @@ pub(super) fn spawn_writer_idle(
             if reset > 0 {
                 log::info!("{reset} deliveries were in flight when hookrelay last stopped; they will be sent again");
             }
+            // A command's savepoint copies each page it first touches into
+            // a statement journal, which SQLite keeps in memory only up to
+            // 64 KiB and then writes to a file in /var/tmp: every replay job
+            // and prune batch did, a quarter of the writer's time in a
+            // replay. In memory it is bounded by the job (a few MB at most).
+            sqlite.pragma_update(None, "temp_store", "MEMORY")?;
             Some(Checkpoints::start(sqlite, path, idle)?)
         }
         _ => None,
