@@ -98,8 +98,10 @@ pub(super) fn spawn_writer_idle(
             // A command's savepoint copies each page it first touches into
             // a statement journal, which SQLite keeps in memory only up to
             // 64 KiB and then writes to a file in /var/tmp: every replay job
-            // and prune batch did, a quarter of the writer's time in a
-            // replay. In memory it is bounded by the job (a few MB at most).
+            // of 50 operations did, a quarter of the writer's time in a
+            // replay. In memory it is bounded by one job (pruning 200 000
+            // operations, in batches of up to 1 000, raised the peak RSS by
+            // at most 1.5 MB; BENCHMARKS.md, session 16).
             sqlite.pragma_update(None, "temp_store", "MEMORY")?;
             Some(Checkpoints::start(sqlite, path, idle)?)
         }
